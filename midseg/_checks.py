@@ -1,0 +1,83 @@
+"""Input checks shared by the public functions of midseg (private).
+
+Each helper raises :class:`midseg.errors.InvalidInputError` (a ValueError)
+with the offending value and what was expected.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Return a Generator from a Generator, a seed or None (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise InvalidInputError(
+        f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def as_spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+    """Spacing as a float64 array of length `ndim` (array axis order); None means 1."""
+    if spacing is None:
+        return np.ones(ndim, dtype=np.float64)
+    sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    if sp.shape != (ndim,):
+        raise InvalidInputError(
+            f"spacing must have {ndim} values (one per array axis), got {tuple(sp)}")
+    if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise InvalidInputError(f"spacing must be finite and positive, got {tuple(sp)}")
+    return sp
+
+
+def check_spatial(array: np.ndarray, name: str = "image",
+                  ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """Check that `array` is a finite 2D/3D numeric array and return it."""
+    arr = np.asarray(array)
+    if arr.ndim not in ndims:
+        raise InvalidInputError(
+            f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
+            f"got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InvalidInputError(f"{name} contains {bad} NaN or infinite values")
+    return arr
+
+
+def as_points(points, shape: Sequence[int], name: str = "points",
+              allow_empty: bool = False) -> np.ndarray:
+    """Convert index tuples to an (N, ndim) int64 array, checking bounds.
+
+    Parameters
+    ----------
+    points : sequence of index tuples in array order, or (N, ndim) array
+    shape : spatial shape the points must lie in
+    """
+    ndim = len(shape)
+    arr = np.asarray(points if points is not None else [], dtype=np.float64)
+    if arr.size == 0:
+        if allow_empty:
+            return np.zeros((0, ndim), dtype=np.int64)
+        raise InvalidInputError(f"{name} is empty; expected at least one point")
+    if arr.ndim == 1 and arr.shape[0] == ndim:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != ndim:
+        raise InvalidInputError(
+            f"{name} must be index tuples with {ndim} coordinates (array order), "
+            f"got an array of shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{name} contains NaN or infinite coordinates")
+    idx = np.rint(arr).astype(np.int64)
+    outside = np.any((idx < 0) | (idx >= np.asarray(shape)), axis=1)
+    if np.any(outside):
+        first = tuple(int(v) for v in idx[np.argmax(outside)])
+        raise InvalidInputError(
+            f"{name}: point {first} lies outside the image of shape {tuple(shape)}")
+    return idx

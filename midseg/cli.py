@@ -1,0 +1,105 @@
+"""The `midseg` command: one entry point, one subcommand per job.
+
+This module only parses arguments and reports errors; the work lives in the
+library modules each subcommand names. Bad input gives a one-line message and
+a non-zero exit; `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+from . import __version__
+from .errors import MidsegError
+
+# name -> (module implementing add_arguments(parser) and run(args), one-line help)
+SUBCOMMANDS = {
+    "demo": ("midseg.demo", "segment a bundled phantom (or your image) from stored clicks and report Dice"),
+    "segment": ("midseg.batch", "segment one image by replaying a clicks file"),
+    "batch": ("midseg.batch", "replay stored clicks over many images listed in a CSV manifest"),
+    "train": ("midseg.train", "train a 2D or 3D stage-1 network and write weights + model card"),
+    "evaluate": ("midseg.evaluate", "robot-user evaluation of midseg and its peers on a dataset"),
+    "gui": ("midseg.gui.app", "open the interactive PyQt5 application"),
+}
+
+EPILOG = textwrap.dedent("""\
+    Run `midseg COMMAND --help` for the options of one command.
+
+    exit status: 0 success, 1 error in the input or the run, 2 usage error.
+    """)
+
+
+class NotAvailable(MidsegError):
+    """A subcommand whose implementation is not part of this release."""
+
+
+def _load(name: str):
+    module_name = SUBCOMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    prefix = f"{name}_" if hasattr(module, f"{name}_run") else ""
+    add = getattr(module, f"{prefix}add_arguments", None)
+    run = getattr(module, f"{prefix}run", None)
+    if add is None or run is None:
+        return None
+    return add, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="midseg",
+        description="Minimally interactive segmentation of 2D and 3D medical images "
+                    "(MIDeepSeg): interior margin points -> CNN -> click refinement.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"midseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks on errors")
+        hooks = _load(name)
+        if hooks is None:
+            p.set_defaults(_run=None)
+            p.description = help_text + "\n\n(not available in this release yet)"
+        else:
+            hooks[0](p)
+            p.set_defaults(_run=hooks[1])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `midseg` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = getattr(args, "debug", False)
+    try:
+        if args._run is None:
+            raise NotAvailable(f"'midseg {args.command}' is not available in this release yet")
+        status = args._run(args)
+        return int(status or 0)
+    except KeyboardInterrupt:
+        print("midseg: interrupted", file=sys.stderr)
+        return 130
+    except (MidsegError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"midseg {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Packaging for midseg: one distribution, console scripts midseg and midseg-gui.
+
+The top-level folders gui/, data_sim/ and models/ install as midseg.gui,
+midseg.data_sim and midseg.models, so no bare top-level module is created.
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="midseg",
+    version="0.1.0",
+    description="Click-based interactive segmentation of 2D and 3D medical images (MIDeepSeg)",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["midseg", "midseg.gui", "midseg.data_sim", "midseg.models"],
+    package_dir={
+        "midseg": "midseg",
+        "midseg.gui": "gui",
+        "midseg.data_sim": "data_sim",
+        "midseg.models": "models",
+    },
+    package_data={"midseg.models": ["*.pt", "*.json", "*.md"]},
+    install_requires=[
+        # torch: install the CPU build first (pip install torch==2.13.0); any
+        # 2.x satisfies this, so pip does not replace it with a CUDA build.
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "SimpleITK>=2.2",
+        "PyMaxflow>=1.3",
+        "scikit-image>=0.21",
+        "numba>=0.58",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "gui": ["PyQt5>=5.15"],
+        "dist": ["dask[distributed]>=2023.1"],
+        "dev": [
+            "pytest>=7",
+            "pytest-qt>=4.2",
+            "hypothesis>=6.80",
+            "dask[distributed]>=2023.1",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "midseg=midseg.cli:main",
+            "midseg-gui=midseg.gui.app:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
