@@ -1,0 +1,1 @@
+"""Simulated users (margin points, corrective clicks, scribbles); filled in by issue 3."""
