@@ -1,0 +1,358 @@
+"""Tests of midseg.geodesic: a ramp, an edge, a wall; spacing, channels, roi, GeodisTK."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from midseg.errors import InvalidInputError
+from midseg.geodesic import available_backends, geodesic_distance
+
+SHAPES = {2: (24, 30), 3: (10, 12, 14)}
+HAS_GEODISTK = importlib.util.find_spec("GeodisTK") is not None
+HAS_FASTGEODIS = importlib.util.find_spec("FastGeodis") is not None
+
+
+def _noisy(shape, seed=0):
+    """A smooth blob plus texture and noise: many distinct minimal paths."""
+    rng = np.random.default_rng(seed)
+    grids = np.indices(shape, dtype=np.float64)
+    r2 = sum(((g - s / 2) / (0.3 * s)) ** 2 for g, s in zip(grids, shape))
+    img = 2.0 * (r2 < 1) + ndi.gaussian_filter(rng.normal(size=shape), 1.5) \
+        + rng.normal(0, 0.1, shape)
+    return img.astype(np.float32)
+
+
+def _centre(shape):
+    return tuple(s // 2 for s in shape)
+
+
+def _rel_diff(a, b):
+    return float(np.max(np.abs(a.astype(np.float64) - b)) / np.max(b))
+
+
+# ----------------------------------------------------------------------- basic properties
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_zero_at_seeds_positive_elsewhere(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape)
+    seeds = [(1,) * ndim, _centre(shape)]
+    d = geodesic_distance(img, seeds)
+    assert d.dtype == np.float32 and d.shape == shape
+    mask = np.zeros(shape, bool)
+    mask[tuple(np.array(seeds).T)] = True
+    assert np.all(d[mask] == 0)
+    assert np.all(d[~mask] > 0) and np.all(np.isfinite(d))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_points_and_mask_seeds_agree_and_result_is_deterministic(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=1)
+    pts = np.array([(0,) * ndim, tuple(s - 1 for s in shape)])
+    mask = np.zeros(shape, bool)
+    mask[tuple(pts.T)] = True
+    a = geodesic_distance(img, pts)
+    b = geodesic_distance(img, mask)
+    c = geodesic_distance(img, [tuple(p) for p in pts])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_flat_ramp_distance_grows_linearly_along_the_ramp(ndim):
+    shape = SHAPES[ndim]
+    x = np.indices(shape)[-1].astype(np.float32)
+    img = 0.5 * x                                    # intensity step 0.5 per voxel along x
+    seed = tuple(s // 2 for s in shape[:-1]) + (0,)
+    d = geodesic_distance(img, [seed])
+    ray = d[seed[:-1]]                               # the row through the seed, along x
+    assert np.all(np.diff(ray) > 0)
+    # lamb=1: each x step costs L * (|dI| + EPS) = 1 * (0.5 + 1e-5)
+    np.testing.assert_allclose(ray, np.arange(shape[-1]) * (0.5 + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_crossing_an_edge_costs_more_than_a_flat_path_of_the_same_length(ndim):
+    shape = SHAPES[ndim]
+    img = np.zeros(shape, np.float32)
+    img[..., shape[-1] // 2:] = 10.0                 # a strong edge across x
+    seed = tuple(s // 2 for s in shape[:-1]) + (shape[-1] // 2 - 3,)
+    across = list(seed)
+    across[-1] += 6                                  # 6 voxels along x, over the edge
+    along = list(seed)
+    along[-2] -= 6                                   # 6 voxels along y, in the flat region
+    d = geodesic_distance(img, [seed])
+    assert d[tuple(across)] >= 10.0                  # at least one step over the edge
+    assert d[tuple(along)] < 1e-3
+    assert d[tuple(across)] > 1000 * d[tuple(along)]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_more_iterations_never_lengthen_distances(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=2)
+    seeds = [_centre(shape)]
+    d1, d2, d5 = (geodesic_distance(img, seeds, iterations=k) for k in (1, 2, 5))
+    assert np.all(d2 <= d1) and np.all(d5 <= d2)
+
+
+# ----------------------------------------------------------------------- spacing, lamb
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_lamb0_is_exact_euclidean_along_axes_and_diagonals(ndim):
+    shape = SHAPES[ndim]
+    spacing = (2.0, 0.5) if ndim == 2 else (3.0, 1.0, 0.7)
+    sp = np.asarray(spacing)
+    c = np.asarray(_centre(shape))
+    d = geodesic_distance(_noisy(shape), [tuple(c)], spacing=spacing, lamb=0.0)
+    k = np.arange(1, 5)
+    for ax in range(ndim):                           # along each axis: k * spacing
+        idx = np.tile(c, (len(k), 1))
+        idx[:, ax] += k
+        np.testing.assert_allclose(d[tuple(idx.T)], k * sp[ax], rtol=1e-6)
+    idx = c + k[:, None]                             # index diagonal: k * |spacing|
+    np.testing.assert_allclose(d[tuple(idx.T)], k * np.linalg.norm(sp), rtol=1e-6)
+    exact = np.sqrt(sum(((g - ci) * s) ** 2 for g, ci, s in zip(np.indices(shape), c, sp)))
+    assert np.all(d >= exact * (1 - 1e-6))           # a chamfer distance never undercuts
+
+
+@pytest.mark.parametrize("ndim, bound", [(2, 1.0824), (3, 1.128)])
+def test_lamb0_isotropic_chamfer_error_is_bounded(ndim, bound):
+    shape = (31,) * ndim if ndim == 2 else (15,) * 3
+    c = _centre(shape)
+    d = geodesic_distance(np.zeros(shape, np.float32), [c], lamb=0.0)
+    exact = np.sqrt(sum((g - ci) ** 2.0 for g, ci in zip(np.indices(shape), c)))
+    ratio = d[exact > 0] / exact[exact > 0]
+    assert ratio.min() >= 1 - 1e-6 and ratio.max() <= bound
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_spacing_scales_geodesic_distances(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=3)
+    seeds = [_centre(shape)]
+    d1 = geodesic_distance(img, seeds, lamb=1.0)
+    d2 = geodesic_distance(img, seeds, lamb=1.0, spacing=(2.0,) * ndim)
+    np.testing.assert_allclose(d2, 2 * d1, rtol=1e-5)     # cost is L * |dI|: linear in L
+    # doubling the first axis only lengthens paths that move along it
+    aniso = geodesic_distance(img, seeds, lamb=1.0, spacing=(2.0,) + (1.0,) * (ndim - 1))
+    assert np.all(aniso >= d1 * (1 - 1e-6)) and np.all(aniso <= 2 * d1 * (1 + 1e-6))
+    assert np.any(aniso > d1 * 1.1)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_lamb_moves_the_step_cost_between_length_and_intensity_change(ndim):
+    shape = SHAPES[ndim]
+    seed = _centre(shape)
+    lambs = (0.0, 0.25, 0.5, 0.75, 1.0)
+    # the step cost L * g / ((1 - lamb) g + lamb) grows with lamb where every step changes
+    # the intensity by g > 1, and shrinks with lamb where the image is flat (g = EPS)
+    steep = sum(c * g for c, g in zip((2.0, 5.0, 11.0), np.indices(shape)[::-1]))
+    flat = np.zeros(shape, np.float32)
+    off = np.ones(shape, bool)
+    off[seed] = False
+    for img, sign in ((steep.astype(np.float32), 1), (flat, -1)):
+        d = [geodesic_distance(img, [seed], lamb=lam)[off] for lam in lambs]
+        for a, b in zip(d, d[1:]):
+            assert np.all(sign * (b - a) > 0)
+    # one step along x from the seed: the formula itself
+    nb = seed[:-1] + (seed[-1] + 1,)
+    for lam in lambs:
+        g = 2.0 + 1e-5
+        want = g / ((1 - lam) * g + lam)
+        assert geodesic_distance(steep.astype(np.float32), [seed], lamb=lam)[nb] == \
+            pytest.approx(want, rel=1e-6)
+
+
+# ----------------------------------------------------------------------- channels
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_multichannel_is_the_norm_over_channels(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=5)
+    seeds = [_centre(shape), (0,) * ndim]
+    scalar = geodesic_distance(img, seeds)
+    # two identical channels: |dI| becomes sqrt(2) |dI|, so lamb=1 distances scale by
+    # sqrt(2) (up to the EPS term, which is not scaled)
+    twin = geodesic_distance(np.stack([img, img]), seeds, channel_axis=0)
+    np.testing.assert_allclose(twin, np.sqrt(2) * scalar, rtol=1e-4, atol=1e-4)
+    # a constant extra channel changes nothing; channel last works too
+    flat = np.stack([img, np.full(shape, 7.0, np.float32)], axis=-1)
+    np.testing.assert_allclose(geodesic_distance(flat, seeds, channel_axis=-1), scalar,
+                               rtol=1e-6)
+
+
+# ----------------------------------------------------------------------- roi
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_roi_equals_unrestricted_inside_a_box_roi(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=6)
+    seed = _centre(shape)
+    roi = np.zeros(shape, bool)
+    box = tuple(slice(2, s - 3) for s in shape)
+    roi[box] = True
+    # lamb=0: chamfer paths stay in the bounding box of their ends, so inside a box roi
+    d_full = geodesic_distance(img, [seed], lamb=0.0)
+    d_roi = geodesic_distance(img, [seed], lamb=0.0, roi=roi)
+    np.testing.assert_array_equal(d_roi[roi], d_full[roi])
+    assert np.all(np.isinf(d_roi[~roi]))
+    # lamb=1 on an image whose minimal paths stay inside the roi (outside is very bright)
+    img2 = np.where(roi, img, 1e4).astype(np.float32)
+    np.testing.assert_allclose(geodesic_distance(img2, [seed], roi=roi)[roi],
+                               geodesic_distance(img2, [seed])[roi], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_roi_paths_stay_inside_the_roi(ndim):
+    shape = SHAPES[ndim]
+    img = np.zeros(shape, np.float32)
+    roi = np.ones(shape, bool)
+    wall = shape[-1] // 2
+    roi[..., wall] = False
+    roi[(0,) * (ndim - 1) + (wall,)] = True          # one gap, in a corner
+    seed = tuple(s - 1 for s in shape[:-1]) + (0,)
+    target = tuple(s - 1 for s in shape[:-1]) + (shape[-1] - 1,)
+    free = geodesic_distance(img, [seed], lamb=0.0)
+    walled = geodesic_distance(img, [seed], lamb=0.0, roi=roi, iterations=4)
+    assert walled[target] > free[target] * 1.5       # the detour through the gap
+    assert np.all(np.isinf(walled[~roi]))
+    assert np.all(walled[roi] >= free[roi] * (1 - 1e-6))
+
+
+def test_roi_ignores_seeds_outside_it():
+    img = _noisy((20, 20))
+    roi = np.zeros((20, 20), bool)
+    roi[:10] = True
+    both = geodesic_distance(img, [(2, 2), (15, 15)], roi=roi)
+    inside = geodesic_distance(img, [(2, 2)], roi=roi)
+    np.testing.assert_array_equal(both, inside)
+
+
+# ----------------------------------------------------------------------- backends
+
+def test_available_backends_lists_the_builtin_first():
+    names = available_backends()
+    assert names[0] == "numba"
+    assert ("geodistk" in names) == HAS_GEODISTK
+    assert ("fastgeodis" in names) == HAS_FASTGEODIS
+
+
+def test_auto_is_the_builtin_backend():
+    img = _noisy((16, 18))
+    np.testing.assert_array_equal(geodesic_distance(img, [(3, 4)], backend="auto"),
+                                  geodesic_distance(img, [(3, 4)], backend="numba"))
+
+
+@pytest.mark.skipif(not HAS_GEODISTK, reason="GeodisTK is not installed")
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (2.0, 0.7)])
+@pytest.mark.parametrize("lamb", [1.0, 0.5, 0.0])
+def test_agrees_with_geodistk_in_2d(lamb, spacing):
+    img = _noisy((40, 50), seed=7)
+    seeds = [(3, 4), (20, 25), (35, 10), (10, 45), (38, 48)]
+    ours = geodesic_distance(img, seeds, lamb=lamb, spacing=spacing)
+    ref = geodesic_distance(img, seeds, lamb=lamb, spacing=spacing, backend="geodistk")
+    assert _rel_diff(ours, ref) < 1e-5
+
+
+@pytest.mark.skipif(not HAS_GEODISTK, reason="GeodisTK is not installed")
+def test_agrees_with_geodistk_for_two_channels():
+    img = np.stack([_noisy((30, 32), seed=8), _noisy((30, 32), seed=9)])
+    seeds = [(3, 4), (20, 25)]
+    ours = geodesic_distance(img, seeds, channel_axis=0)
+    ref = geodesic_distance(img, seeds, channel_axis=0, backend="geodistk")
+    assert _rel_diff(ours, ref) < 1e-5
+
+
+@pytest.mark.skipif(not HAS_GEODISTK, reason="GeodisTK is not installed")
+@pytest.mark.parametrize("lamb", [1.0, 0.5, 0.0])
+def test_agrees_with_geodistk_in_3d_once_converged(lamb):
+    # GeodisTK's 3D forward pass reads the next slice (see the module docstring), so the
+    # two agree once both have converged; at 2 iterations ours is the closer one.
+    img = _noisy((10, 12, 14), seed=10)
+    seeds = [(2, 3, 4), (7, 9, 10)]
+    sp = (2.5, 1.0, 0.7)
+    ours = geodesic_distance(img, seeds, lamb=lamb, spacing=sp, iterations=20)
+    ref = geodesic_distance(img, seeds, lamb=lamb, spacing=sp, iterations=20, backend="geodistk")
+    assert _rel_diff(ours, ref) < 1e-5
+    ours2 = geodesic_distance(img, seeds, lamb=lamb, spacing=sp)
+    ref2 = geodesic_distance(img, seeds, lamb=lamb, spacing=sp, backend="geodistk")
+    assert np.max(np.abs(ours2 - ours)) <= np.max(np.abs(ref2 - ours))
+
+
+@pytest.mark.skipif(not HAS_GEODISTK, reason="GeodisTK is not installed")
+def test_geodistk_backend_honours_roi_and_seed_masks():
+    img = _noisy((30, 30), seed=11)
+    roi = np.zeros((30, 30), bool)
+    roi[5:25, 3:28] = True
+    d = geodesic_distance(img, [(10, 10)], roi=roi, backend="geodistk")
+    assert np.all(np.isinf(d[~roi])) and d[10, 10] == 0
+    assert _rel_diff(d[roi], geodesic_distance(img, [(10, 10)], roi=roi)[roi]) < 1e-5
+
+
+@pytest.mark.skipif(not HAS_FASTGEODIS, reason="FastGeodis is not installed")
+def test_fastgeodis_backend_runs():
+    img = _noisy((20, 24), seed=12)
+    d = geodesic_distance(img, [(5, 6)], backend="fastgeodis")
+    assert d.shape == (20, 24) and d[5, 6] == 0 and np.all(np.isfinite(d))
+
+
+# ----------------------------------------------------------------------- bad input
+
+def test_bad_input_raises_with_a_useful_message():
+    img = _noisy((10, 12))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        bad = img.copy()
+        bad[2, 3] = np.nan
+        geodesic_distance(bad, [(1, 1)])
+    with pytest.raises(InvalidInputError, match="dimensions"):
+        geodesic_distance(np.zeros(5), [(1,)])
+    with pytest.raises(InvalidInputError, match="empty"):
+        geodesic_distance(img, [])
+    with pytest.raises(InvalidInputError, match="empty"):
+        geodesic_distance(img, np.zeros((10, 12), bool))
+    with pytest.raises(InvalidInputError, match=r"spatial shape \(10, 12\)"):
+        geodesic_distance(img, np.ones((10, 11), bool))
+    with pytest.raises(InvalidInputError, match="dtype bool"):
+        geodesic_distance(img, np.ones((10, 12), np.uint8))
+    with pytest.raises(InvalidInputError, match="outside the image"):
+        geodesic_distance(img, [(10, 0)])
+    with pytest.raises(InvalidInputError, match="2 coordinates"):
+        geodesic_distance(img, [(1, 2, 3)])
+    roi = np.zeros((10, 12), bool)
+    roi[5:, 5:] = True
+    with pytest.raises(InvalidInputError, match="roi contains none"):
+        geodesic_distance(img, [(1, 1)], roi=roi)
+    with pytest.raises(InvalidInputError, match="bool"):
+        geodesic_distance(img, [(1, 1)], roi=roi.astype(int))
+    with pytest.raises(InvalidInputError, match="lamb"):
+        geodesic_distance(img, [(1, 1)], lamb=1.5)
+    with pytest.raises(InvalidInputError, match="lamb"):
+        geodesic_distance(img, [(1, 1)], lamb=float("nan"))
+    with pytest.raises(InvalidInputError, match="iterations"):
+        geodesic_distance(img, [(1, 1)], iterations=0)
+    with pytest.raises(InvalidInputError, match="spacing"):
+        geodesic_distance(img, [(1, 1)], spacing=(1.0, -1.0))
+    with pytest.raises(InvalidInputError, match="backend must be one of"):
+        geodesic_distance(img, [(1, 1)], backend="scipy")
+    with pytest.raises(InvalidInputError, match="channel_axis"):
+        geodesic_distance(np.stack([img, img]), [(1, 1)], channel_axis=3)
+
+
+@pytest.mark.skipif(HAS_FASTGEODIS, reason="FastGeodis is installed")
+def test_unavailable_backend_is_refused_by_name():
+    with pytest.raises(InvalidInputError, match="FastGeodis is not installed"):
+        geodesic_distance(_noisy((8, 8)), [(1, 1)], backend="fastgeodis")
+
+
+def test_importing_geodesic_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, midseg.geodesic, midseg.cues; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
