@@ -1,0 +1,456 @@
+"""Tests for midseg.refine: information fusion (Eq. 3-7), graph-cut CRF (Eq. 8-11), rounds."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.special import expit
+
+from midseg.errors import InvalidInputError
+from midseg.metrics import dice as _dice
+from midseg.refine import (DISTANCE_SCALE, PROB_EPS, RefineResult, _click_distance,
+                           _euclidean_to_points, _normalise01, _pairwise_weights,
+                           fuse_probabilities, graph_cut, refine)
+
+
+def _ball(shape, center, radius):
+    grids = np.indices(shape, dtype=float)
+    return sum((g - c) ** 2 for g, c in zip(grids, center)) <= radius ** 2
+
+
+# -- fuse_probabilities ----------------------------------------------------------------------
+def test_fusion_matches_paper_equations():
+    rng = np.random.default_rng(0)
+    p = rng.random((6, 7))
+    df, db = rng.uniform(0, 6, (2, 6, 7))
+    e_f = np.exp(-df) / (np.exp(-df) + np.exp(-db))
+    e_b = np.exp(-db) / (np.exp(-df) + np.exp(-db))
+    alpha = np.exp(-np.minimum(df, db))
+    r_f = (1 - alpha) * p + alpha * e_f
+    r_b = (1 - alpha) * (1 - p) + alpha * e_b
+    fused = fuse_probabilities(p, df, db)
+    assert fused.dtype == np.float32 and fused.shape == p.shape
+    np.testing.assert_allclose(fused, r_f, atol=1e-6)
+    np.testing.assert_allclose(1 - fused, r_b, atol=1e-6)  # R_b is 1 - R_f
+
+
+def test_fusion_at_a_click_is_the_cue_and_far_away_the_cnn():
+    p = np.array([[0.2, 0.7, 0.9, 0.3]])
+    df = np.array([[0.0, 3.0, 40.0, 50.0]])
+    db = np.array([[2.0, 0.0, 45.0, 60.0]])
+    fused = fuse_probabilities(p, df, db)
+    # alpha = 1 at a click: R equals E exactly
+    assert fused[0, 0] == pytest.approx(expit(2.0), abs=1e-6)
+    assert fused[0, 1] == pytest.approx(expit(-3.0), abs=1e-6)
+    # alpha ~ e^-40: the CNN probability is kept
+    np.testing.assert_allclose(fused[0, 2:], p[0, 2:], atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", ["bg", "fg"])
+def test_fusion_missing_class_is_the_large_constant_limit(missing):
+    rng = np.random.default_rng(1)
+    p = rng.random((5, 5))
+    d = rng.uniform(0, 8, (5, 5))
+    args = (d, None) if missing == "bg" else (None, d)
+    fused = fuse_probabilities(p, *args)
+    inf_args = (d, np.full_like(d, np.inf)) if missing == "bg" else (np.full_like(d, np.inf), d)
+    big_args = (d, np.full_like(d, 1e4)) if missing == "bg" else (np.full_like(d, 1e4), d)
+    np.testing.assert_array_equal(fused, fuse_probabilities(p, *inf_args))
+    np.testing.assert_allclose(fused, fuse_probabilities(p, *big_args), atol=1e-6)
+    # E of the present class is 1; alpha depends on that class alone
+    e_present = 1.0 if missing == "bg" else 0.0
+    np.testing.assert_allclose(fused, (1 - np.exp(-d)) * p + np.exp(-d) * e_present, atol=1e-6)
+
+
+def test_fusion_without_any_seeds_or_reachable_seeds_is_the_cnn():
+    p = np.random.default_rng(2).random((4, 4))
+    np.testing.assert_allclose(fuse_probabilities(p, None, None), p, atol=1e-7)
+    inf = np.full((4, 4), np.inf)
+    np.testing.assert_allclose(fuse_probabilities(p, inf, inf), p, atol=1e-7)
+
+
+def test_fusion_is_stable_for_huge_distances_and_leaves_prob_alone():
+    p = np.full((3, 3), 0.4)
+    p.setflags(write=False)
+    with np.errstate(all="raise"):
+        fused = fuse_probabilities(p, np.full((3, 3), 1e6), np.full((3, 3), 2e6))
+    np.testing.assert_allclose(fused, 0.4, atol=1e-7)
+    assert np.all(p == 0.4)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(prob=np.full((3, 3), 1.5)), r"\[0, 1\]"),
+    (dict(prob=np.full((3, 3), np.nan)), "NaN"),
+    (dict(d_fg=np.zeros((3, 4))), "shape"),
+    (dict(d_bg=-np.ones((3, 3))), ">= 0"),
+    (dict(d_fg=np.full((3, 3), np.nan)), "NaN"),
+])
+def test_fusion_rejects_bad_input(bad, match):
+    args = dict(prob=np.full((3, 3), 0.5), d_fg=np.zeros((3, 3)), d_bg=None)
+    args.update(bad)
+    with pytest.raises(InvalidInputError, match=match):
+        fuse_probabilities(args["prob"], args["d_fg"], args["d_bg"])
+
+
+# -- graph_cut -------------------------------------------------------------------------------
+def _all_energies(shape, p, img, lam, sigma, spacing, conn):
+    """Energy of Eq. 8 for every labelling of a tiny grid, by enumeration."""
+    n = int(np.prod(shape))
+    ys = np.array(list(itertools.product((0, 1), repeat=n)), dtype=np.int8).reshape((-1,) + shape)
+    r = np.clip(p, PROB_EPS, 1 - PROB_EPS)
+    energy = np.where(ys == 1, -np.log(r), -np.log(1 - r)).reshape(len(ys), -1).sum(1)
+    weights = _pairwise_weights(_normalise01(img[None].astype(float)), np.asarray(spacing, float),
+                                lam=lam, sigma=sigma, connectivity=conn)
+    for off, w in weights:
+        src = tuple(slice(max(0, -o), s - max(0, o)) for o, s in zip(off, shape))
+        dst = tuple(slice(a.start + o, a.stop + o) for a, o in zip(src, off))
+        cut = ys[(slice(None),) + src] != ys[(slice(None),) + dst]
+        energy += (cut * w[src]).reshape(len(ys), -1).sum(1)
+    return ys, energy
+
+
+@pytest.mark.parametrize("shape, conn", [((3, 4), 4), ((3, 4), 8), ((2, 2, 3), 6),
+                                         ((2, 2, 3), 18), ((2, 2, 3), 26)])
+def test_graph_cut_finds_the_exact_minimum(shape, conn):
+    rng = np.random.default_rng(sum(shape) + conn)
+    for trial in range(6):
+        p, img = rng.random(shape), rng.random(shape)
+        lam, sp = rng.uniform(0, 3), rng.uniform(0.5, 2, len(shape))
+        fg = [tuple(int(rng.integers(s)) for s in shape)] if trial % 2 else []
+        ys, energy = _all_energies(shape, p, img, lam, 0.3, sp, conn)
+        if fg:
+            energy = np.where(ys[(slice(None),) + fg[0]] == 1, energy, np.inf)
+        mask = graph_cut(p, img, lam=lam, sigma=0.3, spacing=sp, connectivity=conn, foreground=fg)
+        assert mask.dtype == np.uint8 and mask.shape == shape
+        got = energy[np.flatnonzero((ys == mask).reshape(len(ys), -1).all(1))[0]]
+        assert got == pytest.approx(energy.min(), rel=1e-9, abs=1e-9)
+
+
+def test_graph_cut_orientation_one_is_foreground():
+    img = np.zeros((8, 9))
+    assert graph_cut(np.full((8, 9), 0.9), img).all()
+    assert not graph_cut(np.full((8, 9), 0.1), img).any()
+    # lam = 0: the cut is the thresholded probability
+    p = np.random.default_rng(3).uniform(0.01, 0.99, (8, 9))
+    np.testing.assert_array_equal(graph_cut(p, img, lam=0.0), p > 0.5)
+
+
+@pytest.mark.parametrize("shape", [(12, 14), (6, 8, 9)])
+def test_graph_cut_clicks_are_hard_constraints_against_a_confident_map(shape):
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        p = np.where(rng.random(shape) < 0.5, 0.0, 1.0)  # clamped to eps / 1 - eps
+        img = rng.random(shape)
+        pts = rng.permutation(np.indices(shape).reshape(len(shape), -1).T)[:6]
+        fg, bg = pts[:3], pts[3:]
+        mask = graph_cut(p, img, foreground=fg, background=bg, lam=20.0)
+        assert mask[tuple(fg.T)].all() and not mask[tuple(bg.T)].any()
+
+
+def test_graph_cut_follows_the_image_edge():
+    # CNN map with a blurry, shifted boundary; the image has the true edge at x = 10
+    img = np.zeros((20, 20))
+    img[:, 10:] = 1.0
+    xs = np.arange(20)[None, :].repeat(20, 0)
+    p = expit((xs - 7.5) / 3.0)
+    mask = graph_cut(p, img)
+    truth = np.broadcast_to(xs >= 10, mask.shape)
+    np.testing.assert_array_equal(mask, truth)
+    # and is invariant to an affine intensity change (min-max normalisation)
+    np.testing.assert_array_equal(graph_cut(p, img * 300.0 - 1000.0), mask)
+
+
+def test_pairwise_weights_follow_spacing_intensity_and_channels():
+    flat = np.zeros((1, 5, 6))
+    w = dict(_pairwise_weights(flat, np.array([1.0, 1.0]), lam=5.0, sigma=0.1, connectivity=8))
+    assert set(w) == {(0, 1), (1, 0), (1, 1), (1, -1)}
+    assert w[(0, 1)][2, 2] == pytest.approx(5.0)
+    assert w[(1, 1)][2, 2] == pytest.approx(5 / np.sqrt(2))
+    # no edge leaves the grid
+    assert np.all(w[(0, 1)][:, -1] == 0) and np.all(w[(1, -1)][:, 0] == 0)
+    # anisotropic spacing: dist in units of the smallest spacing
+    w_an = dict(_pairwise_weights(flat, np.array([3.0, 1.0]), lam=5.0, sigma=0.1, connectivity=8))
+    assert w_an[(1, 0)][2, 2] == pytest.approx(5 / 3)
+    assert w_an[(0, 1)][2, 2] == pytest.approx(5.0)
+    assert w_an[(1, 1)][2, 2] == pytest.approx(5 / np.sqrt(10))
+    # the unit does not matter, only the ratios
+    w_mm = dict(_pairwise_weights(flat, np.array([6.0, 2.0]), lam=5.0, sigma=0.1, connectivity=8))
+    for off in w_an:
+        np.testing.assert_allclose(w_mm[off], w_an[off])
+    # intensity: exp(-d^2 / 2 sigma^2); two channels use the squared norm of the difference
+    two = np.zeros((2, 1, 2))
+    two[0, 0, 1], two[1, 0, 1] = 0.1, 0.2
+    (off, w2), = _pairwise_weights(two, np.ones(2), lam=1.0, sigma=0.1, connectivity=4)[:1]
+    assert off == (0, 1) and w2[0, 0] == pytest.approx(np.exp(-(0.01 + 0.04) / 0.02))
+
+
+@pytest.mark.parametrize("conn, lam", [(4, 1.0), (8, 0.5)])
+def test_graph_cut_spacing_changes_the_result_as_expected(conn, lam):
+    # Rows alternate between p = 0.7 and 0.3. Keeping the stripes cuts every edge between
+    # rows; with isotropic voxels that costs more than flattening them, with rows 4x
+    # further apart than columns those edges are 4x (or more) weaker and the stripes stay.
+    p = np.where(np.arange(13)[:, None] % 2 == 0, 0.7, 0.3) * np.ones((13, 10))
+    img = np.zeros_like(p)
+    stripes = (p > 0.5).astype(np.uint8)
+    iso = graph_cut(p, img, lam=lam, connectivity=conn)
+    assert np.all(iso == 1)  # 7 rows prefer 1, 6 prefer 0
+    np.testing.assert_array_equal(graph_cut(p, img, lam=lam, connectivity=conn,
+                                            spacing=(4.0, 1.0)), stripes)
+    np.testing.assert_array_equal(graph_cut(p, img, lam=lam, connectivity=conn,
+                                            spacing=(1.0, 4.0)), iso)
+    # only ratios matter
+    np.testing.assert_array_equal(graph_cut(p, img, lam=lam, connectivity=conn,
+                                            spacing=(2.0, 2.0)), iso)
+
+
+def test_graph_cut_multichannel_uses_all_channels():
+    # Edge only visible in the second channel at x = 10
+    ch2 = np.zeros((20, 20))
+    ch2[:, 10:] = 1.0
+    image = np.stack([np.zeros((20, 20)), ch2])
+    xs = np.arange(20)[None, :].repeat(20, 0)
+    p = expit((xs - 7.5) / 3.0)
+    mask = graph_cut(p, image, channel_axis=0)
+    np.testing.assert_array_equal(mask, np.broadcast_to(xs >= 10, mask.shape))
+    np.testing.assert_array_equal(graph_cut(p, np.moveaxis(image, 0, -1), channel_axis=-1), mask)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prob=np.full((5, 5), -0.1)), r"\[0, 1\]"),
+    (dict(image=np.zeros((5, 6))), "same spatial shape"),
+    (dict(foreground=[(5, 0)]), "outside the image"),
+    (dict(foreground=[(1, 1)], background=[(1, 1)]), "both"),
+    (dict(lam=-1.0), "lam"),
+    (dict(sigma=0.0), "sigma"),
+    (dict(connectivity=6), "connectivity"),
+    (dict(spacing=(1.0,)), "spacing"),
+    (dict(image=np.full((5, 5), np.nan)), "NaN"),
+])
+def test_graph_cut_rejects_bad_input(kwargs, match):
+    args = dict(prob=np.full((5, 5), 0.5), image=np.zeros((5, 5)))
+    args.update(kwargs)
+    with pytest.raises(InvalidInputError, match=match):
+        graph_cut(args.pop("prob"), args.pop("image"), **args)
+
+
+# -- refine ----------------------------------------------------------------------------------
+def _scene(shape, rng):
+    """A bright ball + lobe on a darker noisy background, and a CNN map missing the lobe."""
+    ndim = len(shape)
+    c = np.array(shape) / 2.0
+    r = min(shape) / 4.0
+    body = _ball(shape, c, r)
+    lobe_c = c.copy()
+    lobe_c[-1] += 1.6 * r
+    lobe_mask = _ball(shape, lobe_c, 0.55 * r)
+    gt = body | lobe_mask
+    img = 100.0 + 60.0 * gt + rng.normal(0, 6.0, shape)
+    sd = ndimage.distance_transform_edt(body) - ndimage.distance_transform_edt(~body)
+    cnn = expit(sd / 1.5)
+    # interior margin points: extremes of the body moved 2 voxels inwards
+    margin = []
+    for ax in range(ndim):
+        for sgn in (-1, 1):
+            pt = np.round(c).astype(int)
+            pt[ax] = int(round(c[ax] + sgn * (r - 2)))
+            margin.append(pt)
+    return img, cnn, gt, np.array(margin), np.round(lobe_c).astype(int)
+
+
+@pytest.mark.parametrize("shape", [(60, 70), (24, 28, 32)])
+def test_one_click_in_a_missed_lobe_recovers_it_and_beats_naive_graph_cut(shape):
+    img, cnn, gt, margin, lobe_click = _scene(shape, np.random.default_rng(5))
+    before = _dice(cnn >= 0.5, gt)
+    res = refine(img, cnn, margin_points=margin, foreground=[lobe_click], background=[])
+    naive = refine(img, cnn, margin_points=margin, foreground=[lobe_click], background=[],
+                   method="gc")
+    assert isinstance(res, RefineResult)
+    assert res.mask.dtype == np.uint8 and res.mask.shape == shape
+    assert res.probability.dtype == np.float32 and res.probability.shape == shape
+    after, after_gc = _dice(res.mask, gt), _dice(naive.mask, gt)
+    assert after > 0.93 > before
+    assert after > after_gc + 0.05
+    # the lobe itself is recovered, not just the clicked voxel
+    lobe = gt & ~(cnn >= 0.5)
+    assert res.mask[lobe].mean() > 0.85
+    # the naive baseline returns the CNN probability unchanged
+    np.testing.assert_array_equal(naive.probability, cnn.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(30, 34), (12, 14, 16)])
+@pytest.mark.parametrize("method", ["ifgc", "gc"])
+def test_every_click_keeps_its_label_random_maps(shape, method):
+    rng = np.random.default_rng(6)
+    for trial in range(6 if len(shape) == 2 else 4):
+        img = ndimage.gaussian_filter(rng.random(shape), 1.0) * rng.uniform(1, 500)
+        prob = np.clip(ndimage.gaussian_filter(rng.random(shape), 1.5) * 3 - 1, 0, 1)
+        if trial % 2:  # a confident (binary) map: clicks must still win against it
+            prob = (prob > 0.5).astype(np.float64)
+        prob.setflags(write=False)
+        before = prob.copy()
+        coords = rng.permutation(np.indices(shape).reshape(len(shape), -1).T)
+        margin = coords[:4]
+        fg, bg = coords[4:4 + rng.integers(0, 5)], coords[10:10 + rng.integers(1, 5)]
+        res = refine(img, prob, margin_points=margin, foreground=fg, background=bg,
+                     lam=float(rng.uniform(1, 20)), sigma=float(rng.uniform(0.05, 0.5)),
+                     method=method, spacing=rng.uniform(0.5, 3, len(shape)))
+        assert res.mask[tuple(fg.T)].all() if len(fg) else True
+        assert not res.mask[tuple(bg.T)].any()
+        assert res.box.contains(np.concatenate([margin, fg, bg]))
+        np.testing.assert_array_equal(prob, before)
+        assert not np.shares_memory(res.probability, prob)
+
+
+def test_fused_map_is_the_cue_at_clicks_and_the_cnn_far_away():
+    shape = (40, 200)
+    rng = np.random.default_rng(7)
+    img = rng.normal(0, 1.0, shape)
+    prob = np.clip(ndimage.gaussian_filter(rng.random(shape), 2) * 2 - 0.5, 0, 1)
+    margin = np.array([(20, 5), (18, 8)])
+    fg, bg = np.array([(10, 10)]), np.array([(30, 12)])
+    box = __import__("midseg.crop", fromlist=["Box"]).Box((0, 0), shape)
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg, box=box)
+    # alpha = 1 at the clicks: R = E, with E_f = 1 / (1 + e^(Df - Db))
+    assert res.probability[10, 10] > 0.5 and res.probability[30, 12] < 0.5
+    # far from all seeds (alpha ~ 0) the fused map is the CNN map
+    np.testing.assert_allclose(res.probability[:, 150:], prob[:, 150:], atol=1e-3)
+
+
+def test_alpha_is_one_at_clicks_and_r_equals_e():
+    shape = (30, 40)
+    rng = np.random.default_rng(11)
+    img = rng.random(shape)
+    prob = np.full(shape, 0.3)
+    margin, fg, bg = np.array([(5, 5), (6, 30)]), np.array([(15, 20)]), np.array([(25, 8)])
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg)
+    sl, origin = res.box.slices, np.array(res.box.start)
+    norm = _normalise01(img[sl][None])
+    d_fg = _click_distance(norm, np.concatenate([margin, fg]) - origin, np.ones(2), "auto")
+    d_bg = _click_distance(norm, bg - origin, np.ones(2), "auto")
+    # at a foreground seed Df = 0: alpha = 1 and R = E_f = 1 / (1 + e^-Db)
+    for pt in np.concatenate([margin, fg]):
+        loc = tuple(pt - origin)
+        assert res.probability[tuple(pt)] == pytest.approx(expit(d_bg[loc]), abs=1e-6)
+    # at the background click Db = 0: R = E_f = 1 / (1 + e^Df) < 0.5
+    loc = tuple(bg[0] - origin)
+    assert res.probability[tuple(bg[0])] == pytest.approx(expit(-d_fg[loc]), abs=1e-6)
+    # everywhere: the fused map is Eq. 3-7 of these distances
+    np.testing.assert_allclose(res.probability[sl], fuse_probabilities(prob[sl], d_fg, d_bg),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(21, 301), (5, 9, 161)])
+def test_alpha_falls_with_distance_on_a_flat_image(shape):
+    # A flat image has geodesic distance ~0 everywhere; without a spatial term alpha would be
+    # 1 over the whole crop and E_f = 1 (no background clicks) would flood it.
+    img = np.full(shape, 7.0)
+    prob = np.full(shape, 0.2)
+    seed = tuple(n // 2 for n in shape[:-1]) + (2,)
+    from midseg.crop import Box
+    res = refine(img, prob, margin_points=[seed], foreground=[], background=[],
+                 box=Box((0,) * len(shape), shape), lam=0.0)
+    line = res.probability[seed[:-1]]
+    alpha = (line - 0.2) / 0.8                       # R = (1 - alpha) 0.2 + alpha * 1
+    r = np.abs(np.arange(shape[-1]) - 2.0)
+    np.testing.assert_allclose(alpha, np.exp(-r / DISTANCE_SCALE), rtol=1e-3, atol=1e-5)
+    assert alpha[2] == pytest.approx(1.0) and alpha[-1] < 1e-3
+    # lam = 0: the mask is R >= 0.5 (foreground within DISTANCE_SCALE * ln(8/3) voxels)
+    assert res.mask[seed[:-1]].sum() == np.sum(np.exp(-r / DISTANCE_SCALE) * 0.8 + 0.2 > 0.5)
+
+
+def test_an_edge_lowers_alpha_beyond_it():
+    img = np.zeros((31, 61))
+    img[:, 40:] = 1.0                                     # an edge 10 voxels right of the seed
+    prob = np.full(img.shape, 0.2)
+    from midseg.crop import Box
+    res = refine(img, prob, margin_points=[(15, 30)], foreground=[], background=[], lam=0.0,
+                 box=Box((0, 0), img.shape))
+    alpha = (res.probability - 0.2) / 0.8
+    left, right = alpha[15, 30 - 15], alpha[15, 30 + 15]   # same Euclidean distance
+    assert left == pytest.approx(np.exp(-15 / DISTANCE_SCALE), rel=1e-3)
+    assert right == pytest.approx(left * np.exp(-1.0), rel=1e-3)  # contrast 1 costs e^-1
+
+
+@pytest.mark.parametrize("n_points", [3, 40])
+def test_euclidean_term_is_exact_with_spacing(n_points):
+    rng = np.random.default_rng(12)
+    shape, unit = (9, 11, 13), np.array([2.5, 1.0, 1.25])
+    pts = np.unique(rng.integers(0, 9, (n_points, 3)), axis=0)
+    got = _euclidean_to_points(shape, pts, unit)
+    grid = np.indices(shape).reshape(3, -1).T
+    brute = np.sqrt((((grid[:, None, :] - pts[None]) * unit) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(got.ravel(), brute, rtol=1e-5, atol=1e-5)
+
+
+def test_outside_the_box_mask_is_thresholded_prob_and_probability_is_prob():
+    shape = (50, 60)
+    prob = np.zeros(shape)
+    prob[5:10, 45:55] = 0.8   # stage-1 foreground far from the clicks
+    prob[20:30, 10:20] = 0.9
+    prob.setflags(write=False)
+    img = np.random.default_rng(8).random(shape)
+    margin = [(21, 11), (28, 18), (21, 18), (28, 11)]
+    res = refine(img, prob, margin_points=margin, foreground=[(25, 15)], background=[(34, 15)])
+    inside = np.zeros(shape, bool)
+    inside[res.box.slices] = True
+    assert not inside[5:10, 45:55].any()
+    np.testing.assert_array_equal(res.mask[~inside], (prob >= 0.5)[~inside])
+    np.testing.assert_array_equal(res.probability[~inside], prob[~inside].astype(np.float32))
+    assert prob[25, 15] == 0.9 and prob[0, 0] == 0.0  # untouched
+
+
+def test_box_is_the_union_and_grows_for_clicks_outside_it():
+    from midseg.crop import Box
+    shape = (64, 64)
+    prob = np.zeros(shape)
+    prob[20:30, 20:30] = 1.0
+    img = prob * 10
+    stage1 = Box((15, 15), (35, 35))
+    res = refine(img, prob, margin_points=[(21, 21), (28, 28)], foreground=[],
+                 background=[(60, 3)], box=stage1)
+    assert res.box.contains([(15, 15), (34, 34), (60, 3)])
+    assert res.mask[60, 3] == 0 and res.mask[25, 25] == 1
+
+
+@pytest.mark.parametrize("shape", [(20, 24), (8, 10, 12)])
+def test_clicks_on_every_border(shape):
+    prob = np.full(shape, 0.3)
+    img = np.random.default_rng(9).random(shape)
+    corners = np.array(list(itertools.product(*[(0, n - 1) for n in shape])))
+    fg, bg = corners[::2], corners[1::2]
+    res = refine(img, prob, margin_points=corners[:1], foreground=fg, background=bg)
+    assert res.mask[tuple(fg.T)].all() and not res.mask[tuple(bg.T)].any()
+    assert res.box.shape == shape
+
+
+def test_refine_multichannel_and_rounds_accumulate():
+    rng = np.random.default_rng(10)
+    img, cnn, gt, margin, lobe_click = _scene((60, 70), rng)
+    two = np.stack([img, -img + rng.normal(0, 3, img.shape)])
+    res = refine(two, cnn, margin_points=margin, foreground=[lobe_click], background=[],
+                 channel_axis=0)
+    assert _dice(res.mask, gt) > 0.93
+    # a second round: all clicks passed again, the CNN map unchanged
+    res2 = refine(two, cnn, margin_points=margin, foreground=[lobe_click],
+                  background=[(5, 5)], channel_axis=0)
+    assert res2.mask[tuple(lobe_click)] == 1 and res2.mask[5, 5] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prob=np.full((20, 20), 1.2)), r"\[0, 1\]"),
+    (dict(prob=np.full((20, 21), 0.5)), "spatial shape"),
+    (dict(foreground=[(20, 3)]), "outside the image"),
+    (dict(margin_points=[(-1, 3)]), "outside the image"),
+    (dict(foreground=[(5, 5)], background=[(5, 5)]), "both"),
+    (dict(method="grabcut"), "method"),
+    (dict(margin_points=[], foreground=[], background=[]), "none"),
+    (dict(spacing=(1, 2, 3)), "spacing"),
+])
+def test_refine_rejects_bad_input(kwargs, match):
+    args = dict(image=np.zeros((20, 20)), prob=np.full((20, 20), 0.5),
+                margin_points=[(5, 5), (10, 10)], foreground=[], background=[(15, 15)])
+    args.update(kwargs)
+    with pytest.raises(InvalidInputError, match=match):
+        refine(args.pop("image"), args.pop("prob"), **args)
