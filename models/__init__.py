@@ -1,0 +1,251 @@
+"""Shipped stage-1 weights and their model cards: find, load and describe them.
+
+Each model is a ``NAME.pt`` state dict with a ``NAME.json`` card beside it
+(data, split, command, grid, cue, validation Dice, licence). Importing this
+package must not import torch; loading does, once per model and device.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from midseg.errors import ModelError
+
+__all__ = ["LoadedModel", "load_model", "list_models", "describe", "read_card",
+           "model_path", "clear_cache", "MODELS_DIR", "CARD_FORMAT"]
+
+#: Folder holding the shipped ``*.pt`` + ``*.json`` pairs (this package).
+MODELS_DIR = Path(__file__).resolve().parent
+
+#: ``format`` field every model card carries.
+CARD_FORMAT = "midseg-model-card"
+
+# Fields load_model needs to rebuild the network and its input pipeline.
+_REQUIRED = ("architecture", "grid_shape", "cue", "image_channels")
+
+_CACHE: dict[tuple[str, str], "LoadedModel"] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A stage-1 network ready for inference, with the card it came with.
+
+    Attributes
+    ----------
+    name : str
+        The card's name (``"2d"``, ``"3d"`` or the file stem).
+    path : pathlib.Path
+        The ``.pt`` weights file.
+    net : midseg.nets.UNet
+        In eval mode, on `device`.
+    card : dict
+        The parsed model card (JSON).
+    spatial_dims : int
+        2 or 3.
+    grid_shape : tuple of int
+        Network input size in array order, e.g. ``(64, 64)`` or ``(64, 96, 96)``.
+    cue : str
+        Cue map kind (``"egd"``, ..., or ``"none"`` for image only).
+    cue_params : dict
+        Extra keyword arguments for `midseg.cues.cue_map`.
+    image_channels : int
+        Image channels the network expects (in_channels minus cue channels).
+    in_channels, out_channels : int
+        Network input / output channels.
+    margin : int or tuple of int or None
+        Margin of the relaxed bounding box used in training (None: the
+        `midseg.crop.DEFAULT_MARGIN` of the installed version).
+    device : str
+        Torch device the network lives on.
+    """
+
+    name: str
+    path: Path
+    net: Any = field(repr=False)
+    card: dict = field(repr=False)
+    spatial_dims: int
+    grid_shape: tuple[int, ...]
+    cue: str
+    cue_params: dict
+    image_channels: int
+    in_channels: int
+    out_channels: int
+    margin: Any
+    device: str
+
+    def __repr__(self) -> str:
+        return (f"LoadedModel(name={self.name!r}, spatial_dims={self.spatial_dims}, "
+                f"grid_shape={self.grid_shape}, cue={self.cue!r}, "
+                f"in_channels={self.in_channels}, device={self.device!r}, path='{self.path}')")
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models (a ``NAME.pt`` with a ``NAME.json`` beside it), sorted."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.pt") if p.with_suffix(".json").is_file())
+
+
+def model_path(name_or_path: str | os.PathLike) -> Path:
+    """Resolve a shipped model name or a path to its ``.pt`` file.
+
+    Raises
+    ------
+    ModelError
+        No shipped model of that name, or the path does not exist / has no card.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ModelError(
+            f"a model is named by a string or a path, got {type(name_or_path).__name__}")
+    text = os.fspath(name_or_path)
+    looks_like_path = (text.endswith(".pt") or os.sep in text or "/" in text
+                       or isinstance(name_or_path, os.PathLike))
+    if not looks_like_path:
+        pt = MODELS_DIR / f"{text}.pt"
+        if not (pt.is_file() and pt.with_suffix(".json").is_file()):
+            avail = ", ".join(repr(n) for n in list_models()) or "none"
+            raise ModelError(f"no shipped model named {text!r}; available: {avail}")
+        return pt
+    pt = Path(text).expanduser()
+    if pt.suffix != ".pt":
+        raise ModelError(f"model weights must be a .pt file, got '{pt}'")
+    if not pt.is_file():
+        raise ModelError(f"model weights file '{pt}' does not exist")
+    if not pt.with_suffix(".json").is_file():
+        raise ModelError(
+            f"model card '{pt.with_suffix('.json')}' is missing: a .pt file needs its "
+            f"model card (same stem, .json) beside it")
+    return pt
+
+
+def read_card(name_or_path: str | os.PathLike) -> dict:
+    """The model card (parsed JSON) of a shipped model name or a ``.pt`` path."""
+    pt = model_path(name_or_path)
+    card_file = pt.with_suffix(".json")
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read model card '{card_file}': {exc}") from exc
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise ModelError(f"'{card_file}' is not a midseg model card (format != {CARD_FORMAT!r})")
+    missing = [k for k in _REQUIRED if k not in card]
+    if missing:
+        raise ModelError(f"model card '{card_file}' lacks the field(s) {', '.join(missing)}")
+    return card
+
+
+def _resolve_device(device) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    dev = str(device)
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {dev!r} requested but CUDA is not available")
+    return dev
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) -> LoadedModel:
+    """Load a shipped model (``"2d"``, ``"3d"``) or a ``.pt`` file with its card.
+
+    Loaded models are cached per process (keyed by file and device), so a
+    session or a GUI loads each model once, never per click.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A name from `list_models()`, or a path to a ``.pt`` state dict whose
+        model card (same stem, ``.json``) lies beside it.
+    device : str, optional
+        Torch device; default CUDA when available, else CPU. Weights are
+        always read with ``map_location="cpu"`` first.
+
+    Returns
+    -------
+    LoadedModel
+        The network in eval mode plus what the input pipeline needs.
+
+    Raises
+    ------
+    ModelError
+        Unknown name, missing file or card, or weights that do not match the
+        card's architecture.
+    """
+    pt = model_path(name_or_path)
+    dev = _resolve_device(device)
+    key = (str(pt.resolve()), dev)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        loaded = _load_uncached(pt, dev)
+        _CACHE[key] = loaded
+        return loaded
+
+
+def _load_uncached(pt: Path, dev: str) -> LoadedModel:
+    import torch
+
+    from midseg.nets import UNet
+
+    card = read_card(pt)
+    arch = dict(card["architecture"])
+    try:
+        net = UNet(**arch)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model card of '{pt}' has an invalid architecture {arch}: {exc}") from exc
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for bad files
+        raise ModelError(f"cannot read weights '{pt}': {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, AttributeError) as exc:
+        raise ModelError(f"weights '{pt}' do not match the card's architecture: {exc}") from exc
+    net.to(dev).eval()
+    if net.spatial_dims == 3:
+        # channels-last 3D convolutions are ~20 % faster on CPU (oneDNN), same results.
+        net.to(memory_format=torch.channels_last_3d)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    margin = card.get("margin")
+    if isinstance(margin, list):
+        margin = tuple(int(m) for m in margin)
+    return LoadedModel(
+        name=str(card.get("name", pt.stem)), path=pt, net=net, card=card,
+        spatial_dims=int(arch["spatial_dims"]), grid_shape=tuple(int(s) for s in card["grid_shape"]),
+        cue=str(card["cue"]), cue_params=dict(card.get("cue_params") or {}),
+        image_channels=int(card["image_channels"]), in_channels=int(arch["in_channels"]),
+        out_channels=int(arch.get("out_channels", 2)), margin=margin, device=dev)
+
+
+def describe(name_or_path: str | os.PathLike) -> str:
+    """A few lines a user needs about a model: task, data, input, cue, validation, licence."""
+    card = read_card(name_or_path)
+    arch = card["architecture"]
+    tr = card.get("training", {})
+    val = card.get("validation", {})
+    lines = [
+        f"{card.get('name', name_or_path)}: {card.get('task', 'stage-1 network')}",
+        f"  network: {arch.get('spatial_dims')}D U-Net, base width {arch.get('base')}, "
+        f"in_channels {arch.get('in_channels')}, {card.get('normalisation', '')}",
+        f"  input grid: {tuple(card['grid_shape'])}, cue: {card['cue']}",
+        f"  data: {card.get('data', {}).get('description', '?')}",
+        f"  training: {tr.get('iterations', '?')} iterations ({tr.get('epochs', '?')} epochs), "
+        f"seed {tr.get('seed', '?')}, {tr.get('wall_time_s', 0) / 60:.0f} min on "
+        f"{tr.get('hardware', '?')}",
+        f"  validation: {val.get('summary', val)}",
+        f"  licence: {card.get('licence', '?')}",
+    ]
+    return "\n".join(lines)
+
+
+def clear_cache() -> None:
+    """Forget every cached model (the next `load_model` reads the files again)."""
+    with _LOCK:
+        _CACHE.clear()

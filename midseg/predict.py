@@ -1,0 +1,260 @@
+"""Stage 1 inference: interior margin points -> crop -> z-score -> cue -> U-Net -> probability.
+
+`prepare_input` builds the network input exactly as `midseg.train` does, so the
+two cannot drift apart. This module loads no files: it takes a loaded model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._checks import as_points, as_spacing, check_spatial
+from .errors import InvalidInputError, ModelError
+
+__all__ = ["Stage1Result", "GridInput", "predict_probability", "prepare_input",
+           "crop_to_grid", "add_cue", "CUE_NONE"]
+
+#: Cue name meaning "no cue channel": the network sees the cropped image only
+#: (the paper's "BBox" baseline).
+CUE_NONE = "none"
+
+
+@dataclass(frozen=True)
+class Stage1Result:
+    """Result of `predict_probability`; unpacks as ``(probability, box)``.
+
+    Attributes
+    ----------
+    probability : (Y, X) or (Z, Y, X) ndarray of float32
+        Foreground probability in image space, 0 outside `box`.
+    box : midseg.crop.Box
+        The relaxed bounding box of the points that the network saw.
+    grid_probability : ndarray of float32
+        The probability on the network grid (``model.grid_shape``).
+    """
+
+    probability: np.ndarray
+    box: Any
+    grid_probability: np.ndarray
+
+    def __iter__(self):
+        return iter((self.probability, self.box))
+
+
+@dataclass(frozen=True)
+class GridInput:
+    """The cropped, resized, normalised image and the points on the grid.
+
+    Attributes
+    ----------
+    image : (C, *grid_shape) ndarray of float32
+        z-scored crop, channel first (C = 1 for a scalar image).
+    points : (N, ndim) ndarray of int64
+        The points as indices on the grid.
+    transform : midseg.crop.CropTransform
+        Maps between image space and the grid.
+    spacing : (ndim,) ndarray of float64
+        Physical size of one grid voxel (`midseg.crop.CropTransform.grid_spacing`).
+    """
+
+    image: np.ndarray
+    points: np.ndarray
+    transform: Any
+    spacing: np.ndarray
+
+    @property
+    def cue_spacing(self) -> np.ndarray:
+        """Grid spacing divided by its smallest value: the spacing cue maps are computed with.
+
+        Keeping only the anisotropy makes the cue independent of the object's
+        size: a geodesic distance on the z-scored grid then sums intensity
+        changes along a path whatever the box size, as in training, where boxes
+        are tumour-sized; physical units would make the EGD of a large unseen
+        object (a fetal head) decay several times faster than anything seen
+        in training.
+        """
+        return self.spacing / self.spacing.min()
+
+
+def _split_channels(image, channel_axis) -> tuple[np.ndarray, tuple[int, ...]]:
+    arr = np.asarray(image)
+    if channel_axis is None:
+        check_spatial(arr)
+        return arr, arr.shape
+    if channel_axis not in (0, -arr.ndim):
+        raise InvalidInputError(
+            f"channel_axis must be None or 0 (channel first), got {channel_axis!r}")
+    if arr.ndim not in (3, 4):
+        raise InvalidInputError(
+            f"a channel-first image must have shape (C, Y, X) or (C, Z, Y, X), got {arr.shape}")
+    check_spatial(arr[0])
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise InvalidInputError("image contains NaN or infinite values")
+    return arr, arr.shape[1:]
+
+
+def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
+                 spacing: Sequence[float] | None = None, channel_axis: int | None = None,
+                 margin=None) -> GridInput:
+    """Crop the relaxed bounding box of `points`, resize it to the grid and z-score it.
+
+    Parameters
+    ----------
+    image : (Y, X) or (Z, Y, X) ndarray, or channel first with ``channel_axis=0``
+    points : (N, ndim) int array or sequence of index tuples (array order)
+    grid_shape : tuple of int
+        Network input size, e.g. ``(64, 64)`` or ``(64, 96, 96)``.
+    spacing : sequence of float, optional
+        Voxel size in array order (default 1).
+    channel_axis : None or 0
+    margin : int or sequence of int, optional
+        Box margin in voxels (default `midseg.crop.DEFAULT_MARGIN`).
+
+    Returns
+    -------
+    GridInput
+    """
+    from . import crop
+
+    arr, shape = _split_channels(image, channel_axis)
+    ndim = len(shape)
+    grid_shape = tuple(int(g) for g in grid_shape)
+    if len(grid_shape) != ndim:
+        raise InvalidInputError(
+            f"a {len(grid_shape)}D grid {grid_shape} cannot be used with a {ndim}D image "
+            f"of shape {shape}")
+    sp = as_spacing(spacing, ndim)
+    pts = as_points(points, shape, name="margin points")
+    kwargs = {} if margin is None else {"margin": margin}
+    box = crop.relaxed_bbox(pts, shape, **kwargs)
+    transform = crop.CropTransform(box, grid_shape)
+    grid = transform.to_grid(arr.astype(np.float32, copy=False), order=1)
+    if channel_axis is None:
+        grid = crop.zscore(grid)[None]
+    else:
+        grid = crop.zscore(grid, channel_axis=0)
+    grid_pts = np.asarray(transform.points_to_grid(pts), dtype=np.int64)
+    grid_spacing = transform.grid_spacing(sp)
+    return GridInput(image=np.ascontiguousarray(grid, dtype=np.float32), points=grid_pts,
+                     transform=transform, spacing=grid_spacing)
+
+
+def add_cue(grid_image: np.ndarray, grid_points: np.ndarray, cue: str, *,
+            spacing: Sequence[float] | None = None, cue_params: dict | None = None) -> np.ndarray:
+    """Append the cue map of the points to the channel-first grid image.
+
+    Parameters
+    ----------
+    grid_image : (C, *grid) ndarray of float32
+    grid_points : (N, ndim) int array, indices on the grid
+    cue : str
+        A `midseg.cues.CUE_KINDS` name, or ``"none"`` (returns the image unchanged).
+    spacing : sequence of float, optional
+        Grid voxel size for the cue (array order): `GridInput.cue_spacing`.
+    cue_params : dict, optional
+        Extra keyword arguments for `midseg.cues.cue_map`.
+
+    Returns
+    -------
+    (C + 1, *grid) ndarray of float32, or (C, *grid) for ``cue="none"``
+    """
+    if cue == CUE_NONE:
+        return np.ascontiguousarray(grid_image, dtype=np.float32)
+    from . import cues
+
+    c = grid_image.shape[0]
+    img = grid_image[0] if c == 1 else grid_image
+    cmap = cues.cue_map(cue, img, grid_points, spacing=spacing,
+                        channel_axis=None if c == 1 else 0, **(cue_params or {}))
+    out = np.concatenate([grid_image, np.asarray(cmap, dtype=np.float32)[None]], axis=0)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def prepare_input(image: np.ndarray, points, grid_shape: Sequence[int], cue: str, *,
+                  spacing=None, channel_axis=None, margin=None,
+                  cue_params: dict | None = None) -> tuple[np.ndarray, GridInput]:
+    """Network input (channels first, float32) and the `GridInput` it came from."""
+    g = crop_to_grid(image, points, grid_shape, spacing=spacing, channel_axis=channel_axis,
+                     margin=margin)
+    return add_cue(g.image, g.points, cue, spacing=g.cue_spacing, cue_params=cue_params), g
+
+
+def _check_model(model) -> None:
+    for attr in ("net", "grid_shape", "cue", "spatial_dims", "in_channels"):
+        if not hasattr(model, attr):
+            raise ModelError(
+                f"model must be a loaded model (midseg.models.load_model), lacks {attr!r}")
+
+
+def predict_probability(image: np.ndarray, points, model, *, spacing=None,
+                        channel_axis: int | None = None, device: str | None = None
+                        ) -> Stage1Result:
+    """Stage 1: foreground probability of the object marked by interior margin points.
+
+    The relaxed bounding box of the points is cropped, resized to the model's
+    grid, z-scored, given the model's cue channel, passed through the network,
+    and the foreground probability is resized back and pasted into image space.
+
+    Parameters
+    ----------
+    image : (Y, X) or (Z, Y, X) ndarray, or (C, Y, X) / (C, Z, Y, X) with ``channel_axis=0``
+    points : (N, ndim) int array or sequence of index tuples
+        Interior margin points in array order.
+    model : midseg.models.LoadedModel
+        A loaded model (this function reads no files).
+    spacing : sequence of float, optional
+        Voxel size in array order (default 1).
+    channel_axis : None or 0
+    device : str, optional
+        Torch device for the forward pass (default: the model's own device).
+
+    Returns
+    -------
+    Stage1Result
+        ``probability`` (float32, image spatial shape, 0 outside the box),
+        ``box``, ``grid_probability``. Unpacks as ``(probability, box)``.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad image or points, or dimensionality / channels not matching the model.
+    ModelError
+        `model` is not a loaded model.
+    """
+    import torch
+
+    _check_model(model)
+    arr, shape = _split_channels(image, channel_axis)
+    if len(shape) != model.spatial_dims:
+        raise InvalidInputError(
+            f"model {getattr(model, 'name', '?')!r} is {model.spatial_dims}D but the image has "
+            f"spatial shape {shape}")
+    channels = 1 if channel_axis is None else arr.shape[0]
+    want = getattr(model, "image_channels", None)
+    if want is not None and want != channels:
+        raise InvalidInputError(
+            f"model {getattr(model, 'name', '?')!r} expects {want} image channel(s), got {channels}")
+    x, g = prepare_input(arr, points, model.grid_shape, model.cue, spacing=spacing,
+                         channel_axis=channel_axis, margin=getattr(model, "margin", None),
+                         cue_params=getattr(model, "cue_params", None))
+    net = model.net
+    dev = next(net.parameters()).device
+    if device is not None:
+        want = torch.device(device)
+        if want.type != dev.type or (want.index is not None and want.index != dev.index):
+            # Moving the cached network here would silently change it for every caller.
+            raise InvalidInputError(
+                f"model {getattr(model, 'name', '?')!r} lives on {dev}, not on {want}; load it "
+                f"with midseg.models.load_model(..., device={str(want)!r})")
+    with torch.inference_mode():
+        xt = torch.from_numpy(x)[None].to(dev)
+        if xt.ndim == 5:  # 3D: channels-last is faster on CPU (the models loader uses it)
+            xt = xt.contiguous(memory_format=torch.channels_last_3d)
+        logits = net(xt)
+        prob = net.foreground_probability(logits)[0].float().cpu().numpy()
+    prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
+    full = g.transform.paste(prob, shape, fill=0.0, order=1)
+    full = np.clip(np.asarray(full, dtype=np.float32), 0.0, 1.0)
+    return Stage1Result(probability=full, box=g.transform.box, grid_probability=prob)

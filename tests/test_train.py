@@ -1,0 +1,152 @@
+"""Tests for midseg.train: the sample pipeline, the schedule, learning, determinism, resume."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from midseg.errors import InvalidInputError  # noqa: E402
+from midseg.train import TrainConfig, TrainItem, lr_at, make_sample, train  # noqa: E402
+
+
+def _discs(n, seed, size=48):
+    """Bright discs of random centre and radius on a noisy background (2D)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    items = []
+    for k in range(n):
+        cy, cx = rng.uniform(0.35, 0.65, 2) * size
+        r = rng.uniform(0.12, 0.25) * size
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        image = mask * 1.0 + rng.normal(0, 0.25, mask.shape)
+        items.append(TrainItem(image.astype(np.float32), mask, (1.0, 1.0), f"disc{k}"))
+    return items
+
+
+def _cfg(**kw):
+    base = dict(spatial_dims=2, grid_shape=(32, 32), base=4, depth=2, epochs=5, batch_size=4,
+                lr=3e-3, schedule="constant", val_every=1, threads=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_schedule_follows_the_paper_recipe():
+    # Constant for the first half, then halved every tenth of the run.
+    assert lr_at(0, 300, 1e-4, "step") == lr_at(149, 300, 1e-4, "step") == 1e-4
+    assert lr_at(150, 300, 1e-4, "step") == pytest.approx(5e-5)
+    assert lr_at(180, 300, 1e-4, "step") == pytest.approx(2.5e-5)
+    assert lr_at(299, 300, 1e-4, "step") == pytest.approx(1e-4 / 32)
+    assert lr_at(0, 100, 1.0, "poly") == 1.0 and lr_at(100, 100, 1.0, "poly") == 0.0
+    assert lr_at(77, 100, 0.5, "constant") == 0.5
+
+
+@pytest.mark.parametrize("cue, channels", [("egd", 2), ("none", 1)])
+def test_sample_without_augmentation_is_the_cropped_object(cue, channels):
+    item = _discs(1, 0)[0]
+    cfg = _cfg(cue=cue, augment=False)
+    x, y = make_sample(item, cfg, np.random.default_rng(0))
+    assert x.shape == (channels, 32, 32) and y.shape == (32, 32)
+    assert set(np.unique(y)) == {0.0, 1.0}
+    # The relaxed box covers the whole disc, so the grid target holds a disc
+    # that does not touch the grid border and fills a good part of it.
+    assert y[0].sum() == y[-1].sum() == y[:, 0].sum() == y[:, -1].sum() == 0
+    assert 0.1 < y.mean() < 0.9
+    # The image channel is z-scored and brighter on the object.
+    assert abs(x[0].mean()) < 1e-3 and x[0][y == 1].mean() > x[0][y == 0].mean()
+    if cue == "egd":
+        assert x[1].min() >= 0 and x[1].max() == pytest.approx(1.0)
+
+
+def test_samples_are_reproducible_and_augmentation_varies_them():
+    item = _discs(1, 0)[0]
+    cfg = _cfg()
+    a = make_sample(item, cfg, np.random.default_rng(5))
+    b = make_sample(item, cfg, np.random.default_rng(5))
+    c = make_sample(item, cfg, np.random.default_rng(6))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_sample_3d_shapes():
+    zz, yy, xx = np.mgrid[:24, :32, :32]
+    mask = (zz - 12) ** 2 + (yy - 16) ** 2 + (xx - 15) ** 2 < 36
+    item = TrainItem(mask.astype(np.float32) + 0.1 * np.random.default_rng(0).normal(
+        size=mask.shape).astype(np.float32), mask)
+    cfg = _cfg(spatial_dims=3, grid_shape=(16, 24, 24))
+    x, y = make_sample(item, cfg, np.random.default_rng(0))
+    assert x.shape == (2, 16, 24, 24) and y.shape == (16, 24, 24) and y.sum() > 0
+
+
+def test_loss_decreases_on_discs():
+    result = train(_discs(8, 1), _cfg(epochs=10), progress=False)  # 20 iterations
+    losses = [h["train_loss"] for h in result.history]
+    assert len(losses) == 20
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    items = _discs(6, 2)
+    cfg = _cfg(epochs=3, schedule="step")  # 6 iterations, lr changes on the way
+    full = train(items, cfg, tmp_path / "full", progress=False)
+    part = train(items, cfg, tmp_path / "part", progress=False, max_iterations=4)
+    assert part.history[-1]["iteration"] == 4
+    resumed = train(items, cfg, tmp_path / "part2", progress=False,
+                    resume=tmp_path / "part" / "checkpoint.pt")
+    a, b = full.net.state_dict(), resumed.net.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # Same seed, fresh run: identical too.
+    again = train(items, cfg, None, progress=False)
+    for k in a:
+        assert torch.equal(a[k], again.net.state_dict()[k]), k
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    items = _discs(4, 2)
+    train(items, _cfg(epochs=1), tmp_path, progress=False)
+    with pytest.raises(Exception, match="different configuration"):
+        train(items, _cfg(epochs=1, lr=1.0), tmp_path / "b", progress=False,
+              resume=tmp_path / "checkpoint.pt")
+
+
+def test_written_model_loads_and_segments(tmp_path):
+    import midseg.models as models
+    from midseg.predict import predict_probability
+
+    items = _discs(8, 3)
+    res = train(items, _cfg(epochs=15), tmp_path, val_items=_discs(3, 4), name="tiny",
+                progress=False, card_extra={"licence": "test data"})
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    for key in ("architecture", "grid_shape", "cue", "in_channels", "training", "validation",
+                "licence", "weights"):
+        assert key in card
+    assert card["training"]["iterations"] == 30 and card["training"]["seed"] == 3
+    assert card["weights"]["bytes"] == (tmp_path / "tiny.pt").stat().st_size
+    assert card["validation"]["dice"] == pytest.approx(res.history[-1]["val_dice"], abs=1e-4)
+    model = models.load_model(tmp_path / "tiny.pt", device="cpu")
+    item = _discs(1, 9)[0]
+    idx = np.argwhere(item.mask)
+    pts = [idx[idx[:, 0].argmin()], idx[idx[:, 0].argmax()], idx[idx[:, 1].argmin()],
+           idx[idx[:, 1].argmax()]]
+    prob, _ = predict_probability(item.image, pts, model)
+    inter = np.logical_and(prob >= 0.5, item.mask).sum()
+    assert 2 * inter / ((prob >= 0.5).sum() + item.mask.sum()) > 0.7
+
+
+def test_bad_items_are_rejected():
+    item = _discs(1, 0)[0]
+    with pytest.raises(InvalidInputError, match="empty"):
+        train([TrainItem(item.image, np.zeros_like(item.mask))], _cfg(), progress=False)
+    with pytest.raises(InvalidInputError, match="3D"):
+        train([item], _cfg(spatial_dims=3, grid_shape=(8, 8, 8)), progress=False)
+
+
+def test_keep_best_ships_the_best_validation_weights(tmp_path):
+    res = train(_discs(6, 5), _cfg(epochs=6, keep_best=True, val_every=2), tmp_path,
+                val_items=_discs(2, 6), name="best", progress=False)
+    vals = {h["iteration"]: h["val_dice"] for h in res.history}
+    best_it = max(vals, key=lambda k: (vals[k], -k))
+    assert res.card["training"]["weights_from_iteration"] == best_it
+    assert res.card["validation"]["dice"] == pytest.approx(vals[best_it], abs=1e-4)
