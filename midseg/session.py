@@ -1,0 +1,479 @@
+"""The interactive session: one image, its margin points, click rounds and history.
+
+`Session` is what the GUI, the CLI and users drive: `segment(points)` runs
+stage 1 (CNN), `refine(foreground, background)` adds a click round (stage 2,
+no CNN pass), `undo()`/`redo()` walk the history, `save_clicks()` /
+`Session.from_clicks()` store and replay it exactly. It must not import Qt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._checks import as_points
+from .errors import GeometryMismatchError, InvalidInputError, MidsegError
+from .io import Image, geometry_differences
+
+__all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
+
+CLICKS_FORMAT = "midseg-clicks"
+CLICKS_VERSION = 1
+
+#: Fewest interior margin points accepted by `Session.segment`, per dimensionality.
+MIN_POINTS = {2: 3, 3: 4}
+
+REFINE_METHODS = ("ifgc", "gc")
+
+
+@dataclass(frozen=True)
+class ClickRound:
+    """One refinement round: clicks (array-order indices) and the parameters used."""
+
+    foreground: np.ndarray  # (N, D) int64
+    background: np.ndarray  # (M, D) int64
+    lam: float
+    sigma: float
+    method: str
+
+
+@dataclass(frozen=True, eq=False)
+class _State:
+    """A point in the history: everything needed to show and continue from it."""
+
+    margin_points: np.ndarray
+    rounds: tuple[ClickRound, ...]
+    cnn_probability: np.ndarray  # stage-1 output, image space, never modified
+    box: Any                     # stage-1 crop box (midseg.crop.Box)
+    probability: np.ndarray      # fused probability after the last round
+    mask: np.ndarray             # uint8, image shape
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _as_image(image) -> Image:
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return Image(image)
+    raise InvalidInputError(
+        f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
+
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Session:
+    """Interactive segmentation of one image.
+
+    Parameters
+    ----------
+    image : Image or ndarray
+        2D or 3D, single- or multi-channel (`Image.multichannel`). A bare
+        array is wrapped with unit spacing.
+    model : str, path or loaded model, optional
+        ``"2d"``/``"3d"`` (shipped weights), a path to a ``.pt`` file with its
+        model card beside it, or an object returned by
+        `midseg.models.load_model`. Default: the shipped model matching the
+        image's dimensionality. Loaded once, here.
+    lam, sigma : float
+        Graph-cut weight λ and intensity scale σ of the pairwise term
+        (defaults 5 and 0.1, the paper's values); each `refine` call may
+        override them for its round.
+    method : {"ifgc", "gc"}
+        Refinement: information fusion + graph cut (the paper's), or the naive
+        graph cut baseline.
+    device : str, optional
+        Torch device for stage 1 (default: CUDA if available, else CPU).
+
+    Examples
+    --------
+    >>> session = Session(image)                               # doctest: +SKIP
+    >>> mask = session.segment([(40, 60), (80, 62), (60, 30)])  # doctest: +SKIP
+    >>> mask = session.refine(foreground=[(70, 70)])            # doctest: +SKIP
+    >>> session.undo(); session.save_clicks("case.clicks.json") # doctest: +SKIP
+    """
+
+    def __init__(self, image, model=None, *, lam: float = 5.0, sigma: float = 0.1,
+                 method: str = "ifgc", device: str | None = None):
+        self.image = _as_image(image)
+        self.lam, self.sigma, self.method = self._check_params(lam, sigma, method)
+        self.device = device
+        self.model = self._load_model(model)
+        self._history: list[_State] = []
+        self._pos = -1
+
+    # -- construction helpers -------------------------------------------------
+    @staticmethod
+    def _check_params(lam, sigma, method):
+        lam = float(lam)
+        sigma = float(sigma)
+        if not np.isfinite(lam) or lam < 0:
+            raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise InvalidInputError(f"sigma must be a finite number > 0, got {sigma}")
+        if method not in REFINE_METHODS:
+            raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
+        return lam, sigma, method
+
+    def _load_model(self, model):
+        from . import models as _models
+
+        if model is None:
+            model = f"{self.image.ndim}d"
+        loaded = _models.load_model(model, device=self.device) if isinstance(
+            model, (str, os.PathLike)) else model
+        dims = getattr(loaded, "spatial_dims", None)
+        if dims != self.image.ndim:
+            raise InvalidInputError(
+                f"model {getattr(loaded, 'name', model)!r} is a {dims}D model but the image is "
+                f"{self.image.ndim}D (shape {self.image.shape}); use a {self.image.ndim}D model")
+        want = getattr(loaded, "image_channels", None)
+        if want is not None and want != self.image.channels:
+            raise InvalidInputError(
+                f"model {getattr(loaded, 'name', model)!r} expects {want} image channel(s), "
+                f"the image has {self.image.channels}")
+        return loaded
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def _state(self) -> _State | None:
+        return self._history[self._pos] if self._pos >= 0 else None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """Current mask, uint8 0/1 of the image's spatial shape (None before `segment`)."""
+        s = self._state
+        return None if s is None else s.mask
+
+    @property
+    def probability(self) -> np.ndarray | None:
+        """Current foreground probability (stage 1, fused after refinement), float32."""
+        s = self._state
+        return None if s is None else s.probability
+
+    @property
+    def cnn_probability(self) -> np.ndarray | None:
+        """The untouched stage-1 probability of the current margin points."""
+        s = self._state
+        return None if s is None else s.cnn_probability
+
+    @property
+    def margin_points(self) -> np.ndarray:
+        """Interior margin points of the current state, (N, D) int64 (empty before segment)."""
+        s = self._state
+        return np.zeros((0, self.image.ndim), np.int64) if s is None else s.margin_points.copy()
+
+    @property
+    def rounds(self) -> tuple[ClickRound, ...]:
+        """Click rounds applied in the current state, oldest first."""
+        s = self._state
+        return () if s is None else s.rounds
+
+    @property
+    def box(self):
+        """Stage-1 crop box (`midseg.crop.Box`) of the current state."""
+        s = self._state
+        return None if s is None else s.box
+
+    @property
+    def last_seconds(self) -> float:
+        """Wall time of the step that produced the current state."""
+        s = self._state
+        return 0.0 if s is None else s.seconds
+
+    @property
+    def can_undo(self) -> bool:
+        return self._pos >= 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._pos < len(self._history) - 1
+
+    def _push(self, state: _State) -> np.ndarray:
+        del self._history[self._pos + 1:]
+        self._history.append(state)
+        self._pos = len(self._history) - 1
+        return state.mask
+
+    # -- the verbs ---------------------------------------------------------------
+    def segment(self, points) -> np.ndarray:
+        """Stage 1: initial segmentation from interior margin points.
+
+        Parameters
+        ----------
+        points : sequence of index tuples, or (N, D) array
+            Interior margin points in array order (``(y, x)`` or ``(z, y, x)``),
+            at least `MIN_POINTS` of them, placed just inside the target's
+            boundary on its extremes. Replaces any earlier points and click
+            rounds (the previous state stays reachable with `undo`).
+
+        Returns
+        -------
+        (Y, X) or (Z, Y, X) ndarray of uint8
+            The mask (probability >= 0.5).
+        """
+        from .predict import predict_probability
+
+        pts = as_points(points, self.image.shape, name="margin points")
+        need = MIN_POINTS[self.image.ndim]
+        if len(pts) < need:
+            raise InvalidInputError(
+                f"segment needs at least {need} interior margin points for a "
+                f"{self.image.ndim}D image, got {len(pts)}")
+        t0 = time.perf_counter()
+        result = predict_probability(self.image.array, pts, self.model,
+                                     spacing=self.image.spacing,
+                                     channel_axis=self.image.channel_axis,
+                                     device=self.device)
+        prob = np.asarray(result.probability, dtype=np.float32)
+        prob.setflags(write=False)
+        mask = (prob >= 0.5).astype(np.uint8)
+        state = _State(margin_points=pts, rounds=(), cnn_probability=prob, box=result.box,
+                       probability=prob, mask=mask, seconds=time.perf_counter() - t0)
+        return self._push(state)
+
+    def refine(self, foreground=(), background=(), *, lam: float | None = None,
+               sigma: float | None = None, method: str | None = None) -> np.ndarray:
+        """Stage 2: add one round of corrective clicks and return the refined mask.
+
+        Parameters
+        ----------
+        foreground, background : sequence of index tuples
+            New clicks in array order: foreground where the object was missed,
+            background where the mask leaks. All clicks of earlier rounds stay
+            in force (they accumulate); every click is a hard constraint.
+        lam, sigma, method : optional
+            Override the session's parameters for this round.
+
+        Returns
+        -------
+        ndarray of uint8
+            The refined mask (image shape).
+        """
+        from .refine import refine as _refine
+
+        state = self._state
+        if state is None:
+            raise MidsegError("refine needs an initial segmentation: call segment(points) first")
+        lam, sigma, method = self._check_params(
+            self.lam if lam is None else lam, self.sigma if sigma is None else sigma,
+            self.method if method is None else method)
+        fg = as_points(foreground, self.image.shape, name="foreground clicks", allow_empty=True)
+        bg = as_points(background, self.image.shape, name="background clicks", allow_empty=True)
+        if len(fg) + len(bg) == 0:
+            raise InvalidInputError("refine needs at least one foreground or background click")
+        rounds = state.rounds + (ClickRound(fg, bg, lam, sigma, method),)
+        all_fg = np.concatenate([r.foreground for r in rounds])
+        all_bg = np.concatenate([r.background for r in rounds])
+        t0 = time.perf_counter()
+        result = _refine(self.image.array, state.cnn_probability,
+                         margin_points=state.margin_points, foreground=all_fg,
+                         background=all_bg, spacing=self.image.spacing, lam=lam,
+                         sigma=sigma, method=method, channel_axis=self.image.channel_axis,
+                         box=state.box)
+        prob = np.asarray(result.probability, dtype=np.float32)
+        prob.setflags(write=False)
+        mask = np.asarray(result.mask, dtype=np.uint8)
+        new = _State(margin_points=state.margin_points, rounds=rounds,
+                     cnn_probability=state.cnn_probability, box=state.box,
+                     probability=prob, mask=mask, seconds=time.perf_counter() - t0)
+        return self._push(new)
+
+    def undo(self) -> np.ndarray | None:
+        """Step back one action (a `segment` counts as one); returns the mask then current."""
+        if not self.can_undo:
+            raise MidsegError("nothing to undo")
+        self._pos -= 1
+        return self.mask
+
+    def redo(self) -> np.ndarray | None:
+        """Re-apply the last undone action; returns the mask."""
+        if not self.can_redo:
+            raise MidsegError("nothing to redo")
+        self._pos += 1
+        return self.mask
+
+    def reset(self) -> None:
+        """Forget all points, rounds and history."""
+        self._history.clear()
+        self._pos = -1
+
+    # -- stored clicks ------------------------------------------------------------
+    def clicks_dict(self) -> dict:
+        """The current points and rounds as the versioned JSON-ready dict (see `save_clicks`)."""
+        state = self._state
+        if state is None:
+            raise MidsegError("nothing to save: call segment(points) first")
+        to_mm = self.image.index_to_physical
+
+        def mm(points):
+            return [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))] \
+                if len(points) else []
+
+        return {
+            "format": CLICKS_FORMAT,
+            "version": CLICKS_VERSION,
+            "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
+            "image": {**_geometry_xyz(self.image), "channels": self.image.channels},
+            "model": _model_ref(self.model),
+            "parameters": {"lam": self.lam, "sigma": self.sigma, "method": self.method},
+            "margin_points": mm(state.margin_points),
+            "rounds": [
+                {"foreground": mm(r.foreground), "background": mm(r.background),
+                 "lam": r.lam, "sigma": r.sigma, "method": r.method}
+                for r in state.rounds
+            ],
+        }
+
+    def save_clicks(self, path: str | os.PathLike) -> None:
+        """Write the current margin points and click rounds to a JSON file (atomically).
+
+        The file holds the format name and version, the geometry of the image
+        the clicks were made on, the model and parameters, and every point in
+        physical coordinates (mm), so `Session.from_clicks` replays it exactly
+        and detects a different image. Undone rounds are not saved.
+        """
+        data = self.clicks_dict()
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1)
+                fh.write("\n")
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def from_clicks(cls, clicks, image, model=None, *, device: str | None = None,
+                    callback=None) -> "Session":
+        """Replay a clicks file (or dict) on ``image``: stage 1, then every round in order.
+
+        Parameters
+        ----------
+        clicks : path or dict
+            Written by `save_clicks`.
+        image : Image
+            Must have the geometry the clicks were made on (shape, spacing,
+            origin, direction); a mismatch raises `GeometryMismatchError`
+            naming what differs.
+        model : optional
+            Overrides the model named in the file.
+        callback : callable, optional
+            Called as ``callback(session)`` after stage 1 and after each round
+            (progress reports, per-step metrics).
+        """
+        data = read_clicks(clicks) if not isinstance(clicks, dict) else _validate_clicks(clicks)
+        image = _as_image(image)
+        check_clicks_geometry(data, image)
+        params = data["parameters"]
+        model_ref = data.get("model") or {}
+        if model is None:
+            model = model_ref.get("name")
+        session = cls(image, model=model, lam=params["lam"], sigma=params["sigma"],
+                      method=params["method"], device=device)
+        session.segment(_mm_to_index(image, data["margin_points"]))
+        if callback is not None:
+            callback(session)
+        for r in data["rounds"]:
+            session.refine(_mm_to_index(image, r["foreground"]),
+                           _mm_to_index(image, r["background"]),
+                           lam=r["lam"], sigma=r["sigma"], method=r["method"])
+            if callback is not None:
+                callback(session)
+        return session
+
+    def __repr__(self) -> str:
+        state = self._state
+        what = ("no segmentation yet" if state is None else
+                f"{len(state.margin_points)} margin points, {len(state.rounds)} click rounds")
+        return f"Session({self.image!r}, model={_model_ref(self.model).get('name')!r}, {what})"
+
+
+# ---------------------------------------------------------------------------
+# clicks file helpers
+# ---------------------------------------------------------------------------
+
+def _geometry_xyz(image: Image) -> dict:
+    """Geometry in SimpleITK's (x, y, z) order, as stored in clicks files."""
+    return {
+        "shape": list(image.shape[::-1]),
+        "spacing": list(image.spacing[::-1]),
+        "origin": list(image.origin[::-1]),
+        "direction": np.asarray(image.direction)[::-1, ::-1].tolist(),
+    }
+
+
+def check_clicks_geometry(data: dict, image: Image) -> None:
+    """Raise `GeometryMismatchError` naming what differs between a clicks file and an image."""
+    stored = data["image"]
+    diffs = geometry_differences(_geometry_xyz(image), stored, atol=1e-4)
+    if stored.get("channels", image.channels) != image.channels:
+        diffs.append(f"channels {image.channels} vs {stored['channels']}")
+    if diffs:
+        raise GeometryMismatchError(
+            "the clicks were made on an image with a different geometry (this image vs "
+            "clicks file): " + "; ".join(diffs))
+
+
+def _model_ref(model) -> dict:
+    ref = {"name": getattr(model, "name", None)}
+    path = getattr(model, "path", None)
+    if path is not None and Path(path).is_file():
+        ref["sha256"] = _file_sha256(path)
+    return ref
+
+
+def _mm_to_index(image: Image, points_xyz) -> np.ndarray:
+    if not points_xyz:
+        return np.zeros((0, image.ndim), np.int64)
+    pts = np.asarray(points_xyz, dtype=np.float64)[:, ::-1]
+    idx = image.physical_to_index(np.atleast_2d(pts))
+    rounded = np.rint(idx)
+    if np.max(np.abs(idx - rounded)) > 1e-3:
+        raise GeometryMismatchError(
+            "stored points do not fall on voxel centres of this image; it is not the image "
+            "the clicks were made on")
+    return as_points(rounded.astype(np.int64), image.shape, name="stored points")
+
+
+def _validate_clicks(data: dict) -> dict:
+    if not isinstance(data, dict) or data.get("format") != CLICKS_FORMAT:
+        raise InvalidInputError(
+            f"not a midseg clicks file: format is {data.get('format') if isinstance(data, dict) else None!r}, "
+            f"expected {CLICKS_FORMAT!r}")
+    version = data.get("version")
+    if version != CLICKS_VERSION:
+        raise InvalidInputError(
+            f"clicks file version {version!r} is not supported (this midseg reads version {CLICKS_VERSION})")
+    for key in ("image", "parameters", "margin_points", "rounds"):
+        if key not in data:
+            raise InvalidInputError(f"clicks file lacks the {key!r} entry")
+    return data
+
+
+def read_clicks(path: str | os.PathLike) -> dict:
+    """Read and validate a clicks JSON file written by `Session.save_clicks`."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"no such clicks file: {str(p)!r}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"clicks file {str(p)!r} is not valid JSON: {exc}") from None
+    return _validate_clicks(data)

@@ -1,0 +1,206 @@
+"""The Session API of the README, line by line, in 2D and 3D."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import midseg  # noqa: E402
+from midseg import models  # noqa: E402
+from midseg.errors import GeometryMismatchError, InvalidInputError, MidsegError  # noqa: E402
+from midseg.nets import UNet  # noqa: E402
+
+
+def write_tiny_model(folder, dims, channels=1, seed=0):
+    """A small untrained U-Net with a card: enough to exercise the session's mechanics."""
+    torch.manual_seed(seed)
+    net = UNet(dims, in_channels=channels + 1, base=4, depth=2)
+    name = f"tiny{dims}d_c{channels}"
+    path = folder / f"{name}.pt"
+    torch.save(net.state_dict(), path)
+    card = {"format": models.CARD_FORMAT, "name": name, "architecture": net.config,
+            "grid_shape": [32, 32] if dims == 2 else [16, 32, 32], "cue": "egd",
+            "image_channels": channels, "in_channels": channels + 1, "margin": None}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path
+
+
+def phantom(dims):
+    """A bright ellipse / ellipsoid on a dark noisy background, anisotropic spacing."""
+    rng = np.random.default_rng(3)
+    shape = (48, 56) if dims == 2 else (20, 40, 44)
+    c = [s / 2 for s in shape]
+    r = (12, 15) if dims == 2 else (6, 11, 13)
+    g = np.indices(shape, dtype=float)
+    truth = (sum(((gi - ci) / ri) ** 2 for gi, ci, ri in zip(g, c, r)) <= 1).astype(np.uint8)
+    arr = truth * 1.0 + rng.normal(scale=0.1, size=shape)
+    spacing = (0.9, 0.7) if dims == 2 else (2.5, 0.9, 0.8)
+    image = midseg.Image(arr.astype(np.float32), spacing=spacing, origin=(5.0,) * dims)
+    return image, truth
+
+
+def margin_points(truth):
+    from midseg.data_sim import interior_margin_points
+    return interior_margin_points(truth, rng=1)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    return {key: write_tiny_model(folder, *key) for key in [(2, 1), (3, 1), (2, 2)]}
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def case(request, model_dir):
+    dims = request.param
+    image, truth = phantom(dims)
+    return image, truth, model_dir[(dims, 1)]
+
+
+def _fg_bg(truth):
+    inside = np.argwhere(truth)
+    outside = np.argwhere(truth == 0)
+    return tuple(inside[len(inside) // 2]), tuple(outside[len(outside) // 3])
+
+
+def test_segment_refine_undo_redo(case):
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    assert session.mask is None and not session.can_undo
+    mask0 = session.segment(margin_points(truth))
+    assert mask0.dtype == np.uint8 and mask0.shape == image.shape
+    assert session.mask is mask0
+    prob = session.probability
+    assert prob.dtype == np.float32 and prob.shape == image.shape
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+
+    fg, bg = _fg_bg(truth)
+    mask1 = session.refine(foreground=[fg], background=[])
+    assert mask1[fg] == 1
+    mask2 = session.refine(foreground=[], background=[bg])
+    assert mask2[bg] == 0 and mask2[fg] == 1  # clicks accumulate: the fg click still holds
+    assert len(session.rounds) == 2
+
+    assert np.array_equal(session.undo(), mask1)
+    assert np.array_equal(session.undo(), mask0)
+    assert len(session.rounds) == 0
+    assert np.array_equal(session.redo(), mask1)
+    assert np.array_equal(session.redo(), mask2)
+    assert not session.can_redo
+    with pytest.raises(MidsegError, match="nothing to redo"):
+        session.redo()
+    # a new round after undo drops the redo branch
+    session.undo()
+    session.refine(background=[bg])
+    assert not session.can_redo and len(session.rounds) == 2
+    # the CNN probability is never modified by refinement
+    assert np.array_equal(session.cnn_probability, prob)
+    # undo past the first segment leaves an empty session
+    for _ in range(3):
+        session.undo()
+    assert session.mask is None
+
+
+def test_save_and_replay_is_bit_identical(case, tmp_path):
+    image, truth, model = case
+    session = midseg.Session(image, model=model, lam=3.0, sigma=0.2)
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    session.refine(foreground=[fg])
+    session.refine(background=[bg], lam=8.0)
+    path = tmp_path / "case.clicks.json"
+    session.save_clicks(path)
+
+    data = json.loads(path.read_text())
+    assert data["format"] == "midseg-clicks" and data["version"] == 1
+    assert data["image"]["spacing"] == list(image.spacing[::-1])
+    assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
+    # points are stored in millimetres, (x, y[, z]) order
+    first = np.asarray(session.margin_points[0], float)
+    np.testing.assert_allclose(data["margin_points"][0],
+                               image.index_to_physical(first)[::-1], atol=1e-6)
+
+    replay = midseg.Session.from_clicks(path, image, model=model)
+    assert np.array_equal(replay.mask, session.mask)
+    assert np.array_equal(replay.probability, session.probability)
+    assert replay.lam == 3.0 and replay.sigma == 0.2
+
+    # and in a fresh process
+    out = tmp_path / "mask.npy"
+    code = (
+        "import sys, numpy as np, midseg;"
+        "from tests.test_session import phantom;"
+        f"image, _ = phantom({image.ndim});"
+        f"s = midseg.Session.from_clicks(r'{path}', image, model=r'{model}');"
+        f"np.save(r'{out}', s.mask)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
+    assert np.array_equal(np.load(out), session.mask)
+
+    midseg.write_mask(tmp_path / "case.mask.nii.gz", session.mask, like=image)
+    back = midseg.read_image(tmp_path / "case.mask.nii.gz")
+    assert np.array_equal(back.array, session.mask) and back.same_geometry(image) == []
+
+
+def test_replay_on_other_geometry_says_what_differs(case, tmp_path):
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    session.segment(margin_points(truth))
+    session.save_clicks(tmp_path / "c.json")
+    other = midseg.Image(image.array, spacing=tuple(s * 2 for s in image.spacing),
+                         origin=image.origin)
+    with pytest.raises(GeometryMismatchError, match="spacing"):
+        midseg.Session.from_clicks(tmp_path / "c.json", other, model=model)
+    cropped = midseg.Image(image.array[..., :-1], spacing=image.spacing, origin=image.origin)
+    with pytest.raises(GeometryMismatchError, match="shape"):
+        midseg.Session.from_clicks(tmp_path / "c.json", cropped, model=model)
+
+
+def test_bad_input_errors(case, model_dir):
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    with pytest.raises(MidsegError, match="call segment"):
+        session.refine(foreground=[(0,) * image.ndim])
+    outside = tuple(s + 3 for s in image.shape)
+    with pytest.raises(ValueError, match=r"outside the image"):
+        session.segment([outside] * 5)
+    with pytest.raises(ValueError, match="at least"):
+        session.segment(margin_points(truth)[:2])
+    session.segment(margin_points(truth))
+    with pytest.raises(ValueError, match="at least one"):
+        session.refine()
+    with pytest.raises(ValueError, match="outside the image"):
+        session.refine(background=[outside])
+    with pytest.raises(ValueError, match="sigma"):
+        midseg.Session(image, model=model, sigma=0)
+    wrong = model_dir[(5 - image.ndim, 1)]
+    with pytest.raises(ValueError, match=f"{5 - image.ndim}D model but the image is {image.ndim}D"):
+        midseg.Session(image, model=wrong)
+
+
+def test_multichannel_image(model_dir):
+    image, truth = phantom(2)
+    two = midseg.Image(np.stack([image.array, -image.array]), spacing=image.spacing)
+    assert two.multichannel
+    with pytest.raises(ValueError, match="expects 1 image channel"):
+        midseg.Session(two, model=model_dir[(2, 1)])
+    session = midseg.Session(two, model=model_dir[(2, 2)])
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    mask = session.refine(foreground=[fg], background=[bg])
+    assert mask.shape == image.shape and mask[fg] == 1 and mask[bg] == 0
+
+
+def test_default_model_is_the_shipped_one():
+    if "2d" not in models.list_models():
+        pytest.skip("no shipped 2d model")
+    image, truth = phantom(2)
+    session = midseg.Session(image)
+    assert session.model.name == "2d" and session.model.spatial_dims == 2
