@@ -24,7 +24,7 @@ setup(
         "midseg.data_sim": "data_sim",
         "midseg.models": "models",
     },
-    package_data={"midseg.models": ["*.pt", "*.json", "*.md"]},
+    package_data={"midseg": ["data/*.json"], "midseg.models": ["*.pt", "*.json", "*.md"]},
     install_requires=[
         # torch: install the CPU build first (pip install torch==2.13.0); any
         # 2.x satisfies this, so pip does not replace it with a CUDA build.
