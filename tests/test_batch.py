@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 
 import midseg  # noqa: E402
 from midseg import batch, cli  # noqa: E402
-from tests.test_session import margin_points, phantom, write_tiny_model  # noqa: E402
+from test_session import margin_points, phantom, write_tiny_model  # noqa: E402
 
 N_CASES = 6
 

@@ -135,13 +135,13 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     out = tmp_path / "mask.npy"
     code = (
         "import sys, numpy as np, midseg;"
-        "from tests.test_session import phantom;"
+        f"sys.path.insert(0, r'{Path(__file__).resolve().parent}');"
+        "from test_session import phantom;"
         f"image, _ = phantom({image.ndim});"
         f"s = midseg.Session.from_clicks(r'{path}', image, model=r'{model}');"
         f"np.save(r'{out}', s.mask)"
     )
-    repo = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     assert np.array_equal(np.load(out), session.mask)
 
     midseg.write_mask(tmp_path / "case.mask.nii.gz", session.mask, like=image)
