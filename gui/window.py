@@ -1,0 +1,1021 @@
+"""The main window: menus, tools, parameters and the views, driving one `midseg.Session`.
+
+Every segmentation step is a call on the session (segment, refine, undo, redo,
+reset, save_clicks, from_clicks) or on `midseg.io`; slow calls run on the
+worker of `midseg.gui.jobs`. Nothing here computes a segmentation.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from PyQt5.QtCore import QSize, Qt
+from PyQt5.QtGui import QKeySequence
+from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QComboBox,
+                             QDoubleSpinBox, QFileDialog, QGridLayout, QLabel, QMainWindow,
+                             QMessageBox, QProgressBar, QSlider, QToolBar, QVBoxLayout,
+                             QWidget)
+
+from midseg.errors import MidsegError
+
+from .jobs import JobRunner
+from .planes import WL_PRESETS, auto_window, full_window, planes_for
+from .sidecar import autosave_path
+from .views import TOOLS, SliceView, ViewerState, ViewLink
+
+__all__ = ["MainWindow", "IMAGE_FILTER"]
+
+IMAGE_FILTER = ("Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.jpg *.jpeg "
+                "*.tif *.tiff *.bmp);;All files (*)")
+MASK_FILTER = "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha);;PNG (*.png);;All files (*)"
+CLICKS_FILTER = "midseg clicks (*.clicks.json *.json);;All files (*)"
+
+TOOL_HELP = {
+    "navigate": "Navigate: left click/drag moves the cursor, right-drag changes window/level",
+    "margin": "Margin points: left click adds an interior margin point on the object's edge, "
+              "right click removes the nearest; Enter runs stage 1",
+    "refine": "Refine: left click = foreground (missed object), right click = background (leak)",
+    "scribble": "Scribble: left-drag paints foreground, right-drag background; each stroke is one round",
+}
+
+
+def _image_name(image, fallback: str = "image") -> str:
+    path = getattr(image, "path", None)
+    if not path:
+        return fallback
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".tif", ".tiff"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _clicks_beside(mask_path: str) -> str:
+    """``case_mask.nii.gz`` -> ``case_mask.clicks.json`` (where the close dialog saves clicks)."""
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".tif", ".tiff"):
+        if mask_path.lower().endswith(suffix):
+            return mask_path[: -len(suffix)] + ".clicks.json"
+    return mask_path + ".clicks.json"
+
+
+class _ViewPanel(QWidget):
+    """A `SliceView` with a slice slider under it (volumes only)."""
+
+    def __init__(self, view: SliceView, state: ViewerState):
+        super().__init__()
+        self.view, self.state = view, state
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(1, 1, 1, 1)
+        lay.setSpacing(2)
+        lay.addWidget(view, 1)
+        self.slider = None
+        if view.plane.normal_axis is not None:
+            self.slider = QSlider(Qt.Horizontal)
+            self.slider.setRange(0, view.plane.n_slices(state.shape) - 1)
+            self.slider.setObjectName(f"slider_{view.plane.name}_{view.channel}")
+            self.slider.valueChanged.connect(self._slider_moved)
+            state.changed.connect(self._sync)
+            lay.addWidget(self.slider)
+            self._sync()
+
+    def _slider_moved(self, value: int) -> None:
+        cur = list(self.state.cursor)
+        cur[self.view.plane.normal_axis] = value
+        self.state.set_cursor(cur)
+
+    def _sync(self) -> None:
+        if self.slider is not None and self.state.cursor:
+            self.slider.blockSignals(True)
+            self.slider.setValue(self.state.cursor[self.view.plane.normal_axis])
+            self.slider.blockSignals(False)
+
+
+class MainWindow(QMainWindow):
+    """The midseg application window.
+
+    Parameters
+    ----------
+    model : str, path or loaded model, optional
+        Passed to `midseg.Session` (default: the shipped model matching the
+        image's dimensionality).
+    autosave : bool
+        Write the clicks after every step to the sidecar file of
+        `midseg.gui.sidecar.autosave_path` and offer them back on reopening.
+    autosave_dir : path, optional
+        Fallback folder for autosaves when the image's folder is read-only.
+    lam, sigma : float
+        Initial λ and σ of the refinement (each round uses the current values).
+    device : str, optional
+        Torch device for stage 1.
+
+    Attributes
+    ----------
+    session : midseg.Session or None
+    state : ViewerState
+    views : dict
+        ``(plane name, channel) -> SliceView``.
+    jobs : JobRunner
+    last_error : str or None
+        Text of the last error shown to the user.
+    """
+
+    def __init__(self, model=None, *, autosave: bool = True, autosave_dir=None,
+                 lam: float = 5.0, sigma: float = 0.1, device: str | None = None):
+        super().__init__()
+        self.model_spec = model
+        self.autosave_enabled = autosave
+        self.autosave_dir = autosave_dir
+        self.device = device
+        self.session = None
+        self.image = None            # the midseg.Image the session segments
+        self.image_path: str | None = None
+        self.modalities: list = []   # midseg.Image per opened file
+        self.pending_margin: list[tuple[int, ...]] = []
+        self.pending_fg: list[tuple[int, ...]] = []
+        self.pending_bg: list[tuple[int, ...]] = []
+        self._inflight: tuple[list, list] = ([], [])
+        self._segmenting: list[tuple[int, ...]] = []
+        self.views: dict[tuple[str, int], SliceView] = {}
+        self.links: dict[str, ViewLink] = {}
+        self.last_error: str | None = None
+        self._error_box: QMessageBox | None = None
+        self._revision = 0
+        self._saved_revision = 0
+        self._active_channel = 0
+        self._close_when_idle = False
+        self._last_mask_path: str | None = None
+
+        self.state = ViewerState(self)
+        self.jobs = JobRunner(self)
+        self.jobs.busy_changed.connect(self._busy_changed)
+
+        self.setWindowTitle("midseg")
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+        self._build_actions(lam, sigma)
+        self._build_statusbar()
+        self._central = QWidget()
+        self._grid = QGridLayout(self._central)
+        self._grid.setContentsMargins(2, 2, 2, 2)
+        self._grid.setSpacing(3)
+        self.setCentralWidget(self._central)
+        self._rebuild_views()
+        self._update_actions()
+
+    # =====================================================================
+    # construction
+    # =====================================================================
+    def _action(self, text, slot, shortcut=None, tip=None, checkable=False) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            act.setShortcuts([QKeySequence(s) for s in shortcuts])
+        if tip:
+            act.setStatusTip(tip)
+            act.setToolTip(tip)
+        act.setCheckable(checkable)
+        if slot is not None:
+            act.triggered.connect(slot)
+        return act
+
+    def _build_actions(self, lam: float, sigma: float) -> None:
+        a = self._action
+        self.act_open = a("&Open image...", lambda: self.open_image(), QKeySequence.Open,
+                          "Open a 2D image or a 3D volume (NIfTI, NRRD, MHA, DICOM folder, PNG...)")
+        self.act_open_dicom = a("Open &DICOM folder...", lambda: self.open_image(dicom=True))
+        self.act_second = a("Add second &modality...", lambda: self.open_second(), "Ctrl+Shift+O",
+                            "Open a co-registered image (e.g. CT for PET), shown side by side "
+                            "and given to the model as a second channel")
+        self.act_drop_second = a("Remove second modality", lambda: self.remove_second())
+        self.act_save_mask = a("&Save mask...", lambda: self.save_mask(), QKeySequence.Save,
+                               "Write the mask with the image's geometry")
+        self.act_save_clicks = a("Save &clicks...", lambda: self.save_clicks(), "Ctrl+Shift+S",
+                                 "Write the margin points and click rounds (JSON, replayable)")
+        self.act_load_clicks = a("&Load clicks...", lambda: self.load_clicks(), "Ctrl+L",
+                                 "Replay a clicks file on this image")
+        self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
+        self.act_segment = a("Segment", lambda: self.run_segment(), ["Return", "Enter"],
+                             "Run stage 1 (CNN) on the margin points (Enter)")
+        self.act_undo = a("&Undo", lambda: self.undo(), QKeySequence.Undo, "Undo the last step (Ctrl+Z)")
+        self.act_redo = a("&Redo", lambda: self.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"],
+                          "Redo (Ctrl+Shift+Z)")
+        self.act_reset = a("Rese&t", lambda: self.reset(), None, "Forget all points, clicks and history")
+        self.act_clear_points = a("Clear margin points", lambda: self.clear_pending(), "Escape",
+                                  "Remove the margin points not yet segmented (Esc)")
+        self.act_fit = a("&Fit views", self._fit_views, "F", "Reset zoom and pan")
+
+        self.tool_group = QActionGroup(self)
+        self.tool_actions = {}
+        for tool, label, key in (("navigate", "Navigate", "N"), ("margin", "Margin points", "M"),
+                                 ("refine", "Refine clicks", "R"), ("scribble", "Scribble", "B")):
+            act = a(label, None, key, TOOL_HELP[tool] + f"  [{key}]", checkable=True)
+            act.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+            self.tool_group.addAction(act)
+            self.tool_actions[tool] = act
+        self.tool_actions["navigate"].setChecked(True)
+
+        menu = self.menuBar()
+        m = menu.addMenu("&File")
+        for act in (self.act_open, self.act_open_dicom, self.act_second, self.act_drop_second, None,
+                    self.act_load_clicks, self.act_save_clicks, self.act_save_mask, None, self.act_quit):
+            m.addSeparator() if act is None else m.addAction(act)
+        m = menu.addMenu("&Edit")
+        for act in (self.act_undo, self.act_redo, None, self.act_segment, self.act_clear_points,
+                    self.act_reset):
+            m.addSeparator() if act is None else m.addAction(act)
+        m = menu.addMenu("&Tools")
+        for act in self.tool_actions.values():
+            m.addAction(act)
+        m = menu.addMenu("&View")
+        m.addAction(self.act_fit)
+
+        tb = QToolBar("Main", self)
+        tb.setObjectName("toolbar_main")
+        tb.setIconSize(QSize(16, 16))
+        for act in (self.act_open, self.act_save_mask, None, *self.tool_actions.values(), None,
+                    self.act_segment, self.act_undo, self.act_redo, self.act_reset):
+            tb.addSeparator() if act is None else tb.addAction(act)
+        self.addToolBar(Qt.TopToolBarArea, tb)
+
+        pb = QToolBar("Parameters", self)
+        pb.setObjectName("toolbar_params")
+        self.lam_box = QDoubleSpinBox()
+        self.lam_box.setRange(0.0, 1000.0)
+        self.lam_box.setDecimals(2)
+        self.lam_box.setSingleStep(0.5)
+        self.lam_box.setValue(lam)
+        self.lam_box.setToolTip("λ: weight of the smoothness term of the graph cut (used from the next round)")
+        self.sigma_box = QDoubleSpinBox()
+        self.sigma_box.setRange(0.001, 100.0)
+        self.sigma_box.setDecimals(3)
+        self.sigma_box.setSingleStep(0.01)
+        self.sigma_box.setValue(sigma)
+        self.sigma_box.setToolTip("σ: intensity scale of the smoothness term (used from the next round)")
+        self.method_box = QComboBox()
+        self.method_box.addItems(["ifgc", "gc"])
+        self.method_box.setToolTip("ifgc: information fusion + graph cut (MIDeepSeg); gc: plain graph cut")
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(int(self.state.opacity * 100))
+        self.opacity.setFixedWidth(90)
+        self.opacity.setToolTip("Mask opacity")
+        self.opacity.valueChanged.connect(self._overlay_changed)
+        self.contour_box = QCheckBox("Contour")
+        self.contour_box.setToolTip("Draw the mask outline instead of a filled overlay")
+        self.contour_box.toggled.connect(self._overlay_changed)
+        self.show_mask_box = QCheckBox("Mask")
+        self.show_mask_box.setChecked(True)
+        self.show_mask_box.toggled.connect(self._overlay_changed)
+        self.brush_box = QDoubleSpinBox()
+        self.brush_box.setRange(0.0, 20.0)
+        self.brush_box.setDecimals(1)
+        self.brush_box.setValue(self.state.brush_radius)
+        self.brush_box.setToolTip("Scribble brush radius (pixels)")
+        self.brush_box.valueChanged.connect(self._overlay_changed)
+        self.wl_box = QComboBox()
+        self.wl_box.addItem("Window/level...")
+        self.wl_box.addItems(list(WL_PRESETS))
+        self.wl_box.setToolTip("Window/level preset for the image under the pointer "
+                               "(or Shift+drag / right-drag in Navigate)")
+        self.wl_box.activated.connect(self._preset_chosen)
+        self.wl_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.wl_box.setMinimumContentsLength(16)
+        for label, w in (("λ", self.lam_box), ("σ", self.sigma_box), (None, self.method_box),
+                         ("  Opacity", self.opacity), (None, self.contour_box),
+                         (None, self.show_mask_box), ("  Brush", self.brush_box),
+                         ("  ", self.wl_box)):
+            if label:
+                pb.addWidget(QLabel(label + " "))
+            pb.addWidget(w)
+        self.addToolBarBreak(Qt.TopToolBarArea)
+        self.addToolBar(Qt.TopToolBarArea, pb)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.hover_label = QLabel("")
+        self.hover_label.setObjectName("hover_label")
+        self.hover_label.setMinimumWidth(300)
+        self.info_label = QLabel("")
+        self.time_label = QLabel("")
+        self.time_label.setObjectName("time_label")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(110)
+        self.progress.setMaximumHeight(14)
+        self.progress.hide()
+        sb.addWidget(self.hover_label, 1)
+        sb.addPermanentWidget(self.info_label)
+        sb.addPermanentWidget(self.time_label)
+        sb.addPermanentWidget(self.progress)
+
+    def _rebuild_views(self) -> None:
+        while self._grid.count():
+            item = self._grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.views.clear()
+        st = self.state
+        if not st.channels:
+            empty = SliceView(st, planes_for(2)[0], 0, ViewLink(self))
+            self._grid.addWidget(empty, 0, 0)
+            return
+        planes = planes_for(st.ndim, st.direction)
+        self.links = {p.name: self.links.get(p.name) or ViewLink(self) for p in planes}
+        for ch in range(len(st.channels)):
+            for i, plane in enumerate(planes):
+                view = SliceView(st, plane, ch, self.links[plane.name])
+                view.voxel_clicked.connect(self._voxel_clicked)
+                view.cursor_dragged.connect(st.set_cursor)
+                view.stroke_finished.connect(self._stroke_finished)
+                view.hovered.connect(lambda v, view=view: self._hovered(view, v))
+                view.slice_step.connect(lambda d, view=view: self._step_slice(view, d))
+                view.activated.connect(self._activate_channel)
+                self.views[(plane.name, ch)] = view
+                row, col = (ch, i) if st.ndim == 3 else (0, ch)
+                self._grid.addWidget(_ViewPanel(view, st), row, col)
+        first = self.views.get((planes[0].name, 0))
+        if first is not None:
+            first.setFocus()  # keys (Enter, Up/Down) go to the image, not to a spin box
+
+    # =====================================================================
+    # dialogs (tests replace `ask`; errors never block)
+    # =====================================================================
+    def ask(self, title: str, text: str, buttons, default):
+        """Ask a question; returns the `QMessageBox.StandardButton` chosen."""
+        return QMessageBox.question(self, title, text, buttons, default)
+
+    def show_error(self, title: str, error) -> None:
+        """Show an error in a window-modal box that does not block the caller."""
+        if isinstance(error, BaseException):
+            text = str(error).strip() or type(error).__name__
+            if not isinstance(error, (MidsegError, ValueError, OSError)):
+                text = f"{type(error).__name__}: {text}"
+            detail = getattr(error, "__midseg_traceback__", None) or "".join(
+                traceback.format_exception(type(error), error, error.__traceback__))
+        else:
+            text, detail = str(error), None
+        self.last_error = text
+        self.statusBar().showMessage(f"{title}: {text.splitlines()[0]}", 8000)
+        if self._error_box is not None:
+            self._error_box.close()  # one error at a time; the newest is what matters
+        box = QMessageBox(QMessageBox.Critical, title, text, QMessageBox.Ok, self)
+        if detail:
+            box.setDetailedText(detail)
+        box.setWindowModality(Qt.WindowModal)
+        box.open()
+        self._error_box = box
+
+    def _submit(self, work, done, label: str) -> bool:
+        """Run ``work`` in the worker; ``done`` on the UI thread, its own bugs shown, not fatal."""
+        def guarded(result, error, seconds):
+            try:
+                done(result, error, seconds)
+            except Exception as exc:  # a slot must never take the application down
+                self.show_error("Internal error", exc)
+                self._refresh()
+        return self.jobs.submit(work, guarded, label)
+
+    def _get_open_path(self, title: str, filt: str) -> str | None:
+        path, _ = QFileDialog.getOpenFileName(self, title, self._start_dir(), filt)
+        return path or None
+
+    def _get_save_path(self, title: str, suggestion: str, filt: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, title, suggestion, filt)
+        return path or None
+
+    def _start_dir(self) -> str:
+        return str(Path(self.image_path).parent) if self.image_path else os.getcwd()
+
+    # =====================================================================
+    # opening images
+    # =====================================================================
+    def open_image(self, path: str | os.PathLike | None = None, *, second=None, clicks=None,
+                   dicom: bool = False) -> bool:
+        """Open an image (file dialog when ``path`` is None); reading runs in the worker.
+
+        ``second`` opens a co-registered second modality with it; ``clicks``
+        replays a clicks file once the image is shown. Returns False if
+        nothing was started (cancelled, busy, or unsaved work kept).
+        """
+        if self.jobs.busy:
+            self.statusBar().showMessage("busy: wait for the running step to finish", 4000)
+            return False
+        if not self._maybe_keep_work("Open another image"):
+            return False
+        if path is None:
+            if dicom:
+                path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._start_dir())
+            else:
+                path = self._get_open_path("Open image", IMAGE_FILTER)
+            if not path:
+                return False
+        from midseg.io import read_image
+
+        paths = [str(path)] + ([str(second)] if second else [])
+
+        def work():
+            return [read_image(p) for p in paths]
+
+        def done(images, error, seconds):
+            if error is not None:
+                self.show_error("Cannot open image", error)
+                return
+            self._install(images[0], images[1:], clicks=clicks)
+
+        self.statusBar().showMessage(f"reading {paths[0]}...")
+        return self._submit(work, done, "reading")
+
+    def set_image(self, image, second=None, *, clicks=None) -> None:
+        """Show ``image`` (a `midseg.Image`) and start a session on it (scripts, tests)."""
+        self._install(image, [second] if second is not None else [], clicks=clicks)
+
+    def open_second(self, path: str | os.PathLike | None = None) -> bool:
+        """Add a co-registered second modality, shown beside the first and fed as channel 2."""
+        if self.image is None or self.jobs.busy:
+            return False
+        if self.session is not None and self.session.mask is not None and not \
+                self._maybe_keep_work("Add a second modality (starts a new session)"):
+            return False
+        if path is None:
+            path = self._get_open_path("Open second modality", IMAGE_FILTER)
+            if not path:
+                return False
+        from midseg.io import read_image
+
+        def done(image, error, seconds):
+            if error is not None:
+                self.show_error("Cannot open second modality", error)
+                return
+            self._install(self.modalities[0], [*self.modalities[1:], image], keep_view=True)
+
+        return self._submit(lambda: read_image(str(path)), done, "reading")
+
+    def remove_second(self) -> None:
+        if len(self.modalities) > 1 and not self.jobs.busy and self._maybe_keep_work(
+                "Remove the second modality (starts a new session)"):
+            self._install(self.modalities[0], [], keep_view=True)
+
+    def _compose(self, first, others):
+        """The session image: the first image, or all modalities stacked as channels."""
+        from midseg.io import Image
+
+        if not others:
+            return first
+        for other in others:
+            if tuple(other.shape) != tuple(first.shape):
+                raise MidsegError(
+                    f"the second modality has shape {tuple(other.shape)} but the image has "
+                    f"{tuple(first.shape)}; resample it onto the first image's grid (co-register) first")
+        chans = []
+        for im in (first, *others):
+            arr = im.array.astype(np.float32)
+            chans.extend(list(arr) if im.multichannel else [arr])
+        return Image(np.stack(chans), spacing=first.spacing, origin=first.origin,
+                     direction=first.direction, multichannel=True, path=first.path)
+
+    def _install(self, first, others, *, clicks=None, keep_view: bool = False) -> None:
+        others = [o for o in others if o is not None]
+        for other in others:
+            diffs = first.same_geometry(other) if tuple(other.shape) == tuple(first.shape) else []
+            if diffs and self.ask(
+                    "Geometry differs",
+                    "The second modality's geometry differs from the first image's:\n  "
+                    + "\n  ".join(diffs) + "\n\nShow and segment them together anyway "
+                    "(the voxel grids are assumed to be co-registered)?",
+                    QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+                return
+        try:
+            image = self._compose(first, others)
+        except MidsegError as exc:
+            self.show_error("Cannot use the second modality", exc)
+            return
+        old_cursor = self.state.cursor if keep_view else None
+        self.modalities = [first, *others]
+        self.image = image
+        self.image_path = first.path
+        self.session = None
+        self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
+        self._revision = self._saved_revision = 0
+        names, channels = [], []
+        for k, im in enumerate(self.modalities):
+            base = _image_name(im, f"image {k + 1}")
+            if im.multichannel:
+                channels.extend(list(im.array))
+                names.extend(f"{base} [{c}]" for c in range(im.channels))
+            else:
+                channels.append(im.array)
+                names.append(base)
+        if not keep_view:
+            self.links = {}
+        self.state.set_channels(channels, names, image.spacing, image.direction)
+        if old_cursor and len(old_cursor) == self.state.ndim:
+            self.state.set_cursor(old_cursor)
+        self._rebuild_views()
+        title = f"midseg - {Path(first.path).name if first.path else names[0]}"
+        self.setWindowTitle(title + (f" + {names[-1]}" if len(names) > 1 else ""))
+        self.set_tool("margin")
+        self._refresh()
+        self._start_session(clicks)
+
+    def _start_session(self, clicks=None) -> None:
+        """Create the session (loads the model) in the worker; replay clicks or an autosave."""
+        from midseg.session import Session
+
+        image, model = self.image, self.model_spec
+        restore = None
+        if clicks is not None:
+            restore = str(clicks)
+        else:
+            auto = self._autosave_file()
+            if auto is not None and auto.is_file():
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(auto.stat().st_mtime))
+                if self.ask("Restore autosaved session?",
+                            f"Clicks autosaved on {when} exist for this image:\n{auto}\n\n"
+                            "Restore them (replays stage 1 and every click round)?",
+                            QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes) == QMessageBox.Yes:
+                    restore = str(auto)
+
+        lam, sigma, device = self.lam_box.value(), self.sigma_box.value(), self.device
+        from_autosave = restore is not None and clicks is None
+
+        def work():  # worker thread: touch no widget here
+            def fresh():
+                return Session(image, model=model, lam=lam, sigma=sigma, device=device)
+            if restore is None:
+                return fresh(), None
+            try:
+                return Session.from_clicks(restore, image, model=model, device=device), None
+            except Exception as exc:  # replay failed: still give the user a session
+                exc.__midseg_traceback__ = traceback.format_exc()
+                return fresh(), exc
+
+        def done(result, error, seconds):
+            if image is not self.image:  # another image was opened meanwhile
+                return
+            if error is not None:
+                self.show_error("Cannot start a segmentation session", error)
+                self.statusBar().showMessage("no session: the model does not fit this image", 8000)
+                return
+            session, replay_error = result
+            self.session = session
+            if replay_error is not None:
+                self.show_error(f"Cannot replay {Path(restore).name}", replay_error)
+            if session.mask is not None:
+                # a replayed clicks file is saved work; a restored autosave is not
+                self._revision = 1
+                self._saved_revision = 0 if from_autosave else 1
+                self.set_tool("refine")
+                self.time_label.setText(f"replayed in {seconds:.2f} s")
+            self.statusBar().showMessage("ready: " + TOOL_HELP[self.state.tool], 6000)
+            self._refresh()
+
+        self.statusBar().showMessage("loading the model...")
+        self._submit(work, done, "session")
+
+    # =====================================================================
+    # tools and clicks
+    # =====================================================================
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"tool must be one of {TOOLS}, got {tool!r}")
+        self.state.tool = tool
+        self.tool_actions[tool].setChecked(True)
+        self.statusBar().showMessage(TOOL_HELP[tool], 5000)
+        self.state.touch()
+
+    def _voxel_clicked(self, voxel, button: int) -> None:
+        voxel = tuple(int(v) for v in voxel)
+        tool = self.state.tool
+        if tool == "navigate":
+            self.state.set_cursor(voxel)
+            return
+        if tool == "margin":
+            if button == Qt.LeftButton:
+                self.add_margin_point(voxel)
+            else:
+                self._remove_nearest_pending(voxel)
+        elif tool == "refine":
+            self.refine_click(voxel, foreground=(button == Qt.LeftButton))
+        self.state.set_cursor(voxel)
+
+    def add_margin_point(self, voxel) -> None:
+        """Add one interior margin point (GUI only until `run_segment`)."""
+        self.pending_margin.append(tuple(int(v) for v in voxel))
+        self._refresh()
+
+    def _remove_nearest_pending(self, voxel) -> None:
+        if not self.pending_margin:
+            return
+        d = [np.sum((np.subtract(p, voxel) * self.state.spacing) ** 2) for p in self.pending_margin]
+        self.pending_margin.pop(int(np.argmin(d)))
+        self._refresh()
+
+    def clear_pending(self) -> None:
+        self.pending_margin = []
+        self._refresh()
+
+    def run_segment(self) -> bool:
+        """Stage 1 on the pending margin points, in the worker (Enter)."""
+        if self.session is None or self.jobs.busy:
+            if self.session is None and not self.jobs.busy:
+                self.show_error("No session", self.last_error or
+                                "no segmentation session: open an image first")
+            return False
+        if not self.pending_margin:
+            self.statusBar().showMessage(
+                "place interior margin points first (Margin points tool, left clicks)", 5000)
+            return False
+        points = list(self.pending_margin)
+        self.pending_margin = []          # new clicks made while stage 1 runs start a new set
+        self._segmenting = points
+        session = self.session
+
+        def done(mask, error, seconds):
+            self._segmenting = []
+            if error is not None:
+                self.pending_margin = points + self.pending_margin  # keep them to fix and retry
+                self.show_error("Stage 1 failed", error)
+                self._refresh()
+                return
+            self.time_label.setText(f"stage 1 {session.last_seconds:.2f} s")
+            self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
+                                       f"wall time in the worker {seconds:.3f} s")
+            self._changed()
+            if not self.pending_margin:
+                self.set_tool("refine")
+            self.statusBar().showMessage(
+                f"stage 1 done ({len(points)} points): left click = foreground, right = background", 6000)
+
+        self.statusBar().showMessage(f"stage 1 on {len(points)} margin points...")
+        started = self._submit(lambda: session.segment(points), done, "stage 1")
+        self._refresh()
+        return started
+
+    def refine_click(self, voxel, foreground: bool = True) -> None:
+        """A corrective click: queued, then sent as one refine round as soon as the worker is free."""
+        if self.session is None or self.session.mask is None:
+            self.statusBar().showMessage(
+                "no segmentation yet: place margin points (M) and press Enter first", 5000)
+            return
+        (self.pending_fg if foreground else self.pending_bg).append(tuple(int(v) for v in voxel))
+        self._flush_refine()
+
+    def _stroke_finished(self, voxels, button: int) -> None:
+        if self.session is None or self.session.mask is None:
+            self.statusBar().showMessage("no segmentation yet: scribbles refine an existing mask", 5000)
+            return
+        pts = [tuple(int(v) for v in p) for p in np.asarray(voxels)]
+        (self.pending_fg if button == Qt.LeftButton else self.pending_bg).extend(pts)
+        self._flush_refine()
+
+    def _flush_refine(self) -> None:
+        self._refresh()
+        if self.jobs.busy or not (self.pending_fg or self.pending_bg):
+            return
+        fg = list(dict.fromkeys(self.pending_fg))
+        bg = list(dict.fromkeys(self.pending_bg))
+        self.pending_fg, self.pending_bg = [], []
+        self._inflight = (fg, bg)
+        session = self.session
+        lam, sigma, method = self.lam_box.value(), self.sigma_box.value(), self.method_box.currentText()
+
+        def done(mask, error, seconds):
+            self._inflight = ([], [])
+            if error is not None:
+                self.show_error("Refinement failed", error)
+                self._refresh()
+                return
+            self.time_label.setText(f"refine {session.last_seconds:.2f} s")
+            self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
+                                       f"wall time in the worker {seconds:.3f} s")
+            self.statusBar().showMessage(f"round {len(session.rounds)}: +{len(fg)} fg, +{len(bg)} bg", 4000)
+            self._changed()
+
+        self.statusBar().showMessage(f"refining ({len(fg)} fg, {len(bg)} bg clicks)...")
+        self._submit(lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method),
+                     done, "refine")
+
+    # =====================================================================
+    # history
+    # =====================================================================
+    def undo(self) -> None:
+        if self.session is not None and not self.jobs.busy and self.session.can_undo:
+            self.session.undo()
+            self._changed()
+            if self.session.mask is None:
+                self.set_tool("margin")
+
+    def redo(self) -> None:
+        if self.session is not None and not self.jobs.busy and self.session.can_redo:
+            self.session.redo()
+            self._changed()
+
+    def reset(self, *, confirm: bool = True) -> None:
+        if self.session is None or self.jobs.busy:
+            return
+        if confirm and self.session.mask is not None and self.ask(
+                "Reset", "Forget all margin points, clicks and the undo history?",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+            return
+        self.session.reset()
+        self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
+        self._changed()
+        self.set_tool("margin")
+
+    # =====================================================================
+    # saving
+    # =====================================================================
+    def _default_out(self, suffix: str) -> str:
+        base = _image_name(self.modalities[0]) if self.modalities else "image"
+        return str(Path(self._start_dir()) / f"{base}{suffix}")
+
+    def save_mask(self, path: str | os.PathLike | None = None) -> bool:
+        """Write the current mask with the image's geometry (`midseg.write_mask`)."""
+        if self.session is None or self.session.mask is None:
+            self.show_error("Nothing to save", "there is no mask yet: segment first")
+            return False
+        if path is None:
+            path = self._get_save_path("Save mask", self._default_out("_mask.nii.gz"), MASK_FILTER)
+            if not path:
+                return False
+        from midseg.io import write_mask
+
+        try:
+            write_mask(path, self.session.mask, like=self.modalities[0])
+        except Exception as exc:
+            self.show_error("Cannot save the mask", exc)
+            return False
+        self._saved_revision = self._revision
+        self._last_mask_path = str(path)
+        self.statusBar().showMessage(f"mask saved to {path}", 6000)
+        return True
+
+    def save_clicks(self, path: str | os.PathLike | None = None) -> bool:
+        """Write the points and rounds (`Session.save_clicks`)."""
+        if self.session is None or self.session.mask is None:
+            self.show_error("Nothing to save", "there are no clicks yet: segment first")
+            return False
+        if path is None:
+            path = self._get_save_path("Save clicks", self._default_out(".clicks.json"), CLICKS_FILTER)
+            if not path:
+                return False
+        try:
+            self.session.save_clicks(path)
+        except Exception as exc:
+            self.show_error("Cannot save the clicks", exc)
+            return False
+        self._saved_revision = self._revision
+        self.statusBar().showMessage(f"clicks saved to {path}", 6000)
+        return True
+
+    def load_clicks(self, path: str | os.PathLike | None = None) -> bool:
+        """Replay a clicks file on the current image (`Session.from_clicks`), in the worker."""
+        if self.image is None or self.jobs.busy:
+            return False
+        if not self._maybe_keep_work("Load clicks (replaces the current session)"):
+            return False
+        if path is None:
+            path = self._get_open_path("Load clicks", CLICKS_FILTER)
+            if not path:
+                return False
+        from midseg.session import Session
+
+        image, model = self.image, self.model_spec
+
+        def done(session, error, seconds):
+            if error is not None:
+                self.show_error(f"Cannot replay {Path(path).name}", error)
+                return
+            self.session = session
+            self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
+            self.time_label.setText(f"replayed in {seconds:.2f} s")
+            self._changed()
+            self._saved_revision = self._revision
+            self.set_tool("refine" if session.mask is not None else "margin")
+
+        self.statusBar().showMessage(f"replaying {path}...")
+        return self._submit(
+            lambda: Session.from_clicks(str(path), image, model=model, device=self.device),
+            done, "replay")
+
+    # =====================================================================
+    # state bookkeeping
+    # =====================================================================
+    @property
+    def dirty(self) -> bool:
+        """True when the session has a result not yet saved (mask or clicks)."""
+        return (self.session is not None and self.session.mask is not None
+                and self._revision != self._saved_revision)
+
+    def _autosave_file(self) -> Path | None:
+        if not self.autosave_enabled or not self.image_path:
+            return None
+        others = [m.path or f"image{k + 2}" for k, m in enumerate(self.modalities[1:])]
+        return autosave_path(self.image_path, self.autosave_dir, with_images=others)
+
+    def _autosave(self) -> None:
+        target = self._autosave_file()
+        if target is None or self.session is None:
+            return
+        try:
+            if self.session.mask is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.session.save_clicks(target)
+        except Exception as exc:  # never lose the session over a failed autosave
+            self.statusBar().showMessage(f"autosave failed: {exc}", 8000)
+
+    def _changed(self) -> None:
+        """After every session step: bump the revision, autosave, redraw."""
+        self._revision += 1
+        self._autosave()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        st, s = self.state, self.session
+        st.mask = None if s is None else s.mask
+        markers = []
+        if s is not None and s.mask is not None:
+            markers += [(tuple(p), "margin") for p in s.margin_points]
+            for r in s.rounds:
+                markers += [(tuple(p), "fg") for p in r.foreground]
+                markers += [(tuple(p), "bg") for p in r.background]
+        markers += [(p, "margin_pending") for p in self._segmenting + self.pending_margin]
+        markers += [(p, "fg_pending") for p in self.pending_fg + self._inflight[0]]
+        markers += [(p, "bg_pending") for p in self.pending_bg + self._inflight[1]]
+        st.markers = markers
+        if s is None:
+            info = "no session" if self.image is not None else ""
+        elif s.mask is None:
+            info = f"{len(self.pending_margin)} margin point(s) placed"
+        else:
+            vol = int(np.count_nonzero(s.mask)) * float(np.prod(self.image.spacing))
+            info = (f"{len(s.margin_points)} points, {len(s.rounds)} rounds, "
+                    f"{vol:,.0f} {'mm³' if self.image.ndim == 3 else 'mm²'}")
+            if self.pending_margin:
+                info += f"; {len(self.pending_margin)} new margin pt(s)"
+        self.info_label.setText(info)
+        self._update_actions()
+        st.touch()
+
+    def _update_actions(self) -> None:
+        busy = self.jobs.busy
+        have_img = self.image is not None
+        s = self.session
+        has_mask = s is not None and s.mask is not None
+        self.act_open.setEnabled(not busy)
+        self.act_open_dicom.setEnabled(not busy)
+        self.act_second.setEnabled(have_img and not busy)
+        self.act_drop_second.setEnabled(len(self.modalities) > 1 and not busy)
+        self.act_segment.setEnabled(s is not None and not busy and bool(self.pending_margin))
+        self.act_undo.setEnabled(s is not None and not busy and s.can_undo)
+        self.act_redo.setEnabled(s is not None and not busy and s.can_redo)
+        self.act_reset.setEnabled(s is not None and not busy and (has_mask or s.can_redo))
+        self.act_save_mask.setEnabled(has_mask and not busy)
+        self.act_save_clicks.setEnabled(has_mask and not busy)
+        self.act_load_clicks.setEnabled(have_img and not busy)
+        self.act_clear_points.setEnabled(bool(self.pending_margin))
+
+    def _busy_changed(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setFormat(self.jobs.label)
+        self._update_actions()
+        if not busy:
+            if self.pending_fg or self.pending_bg:
+                self._flush_refine()  # clicks made while the last round ran
+            elif self._close_when_idle:
+                self.close()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Process events until no job runs (scripts); True if idle within ``timeout`` s."""
+        end = time.monotonic() + timeout
+        while self.jobs.busy or self.pending_fg or self.pending_bg:
+            QApplication.processEvents()
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+        QApplication.processEvents()
+        return True
+
+    # =====================================================================
+    # view helpers
+    # =====================================================================
+    def _overlay_changed(self, *_) -> None:
+        st = self.state
+        st.opacity = self.opacity.value() / 100.0
+        st.contour = self.contour_box.isChecked()
+        st.show_mask = self.show_mask_box.isChecked()
+        st.brush_radius = self.brush_box.value()
+        st.touch()
+
+    def _activate_channel(self, channel: int) -> None:
+        self._active_channel = channel
+
+    def _preset_chosen(self, index: int) -> None:
+        if index <= 0 or not self.state.channels:
+            return
+        name = self.wl_box.itemText(index)
+        ch = min(self._active_channel, len(self.state.channels) - 1)
+        self.apply_window_preset(name, ch)
+        self.wl_box.setCurrentIndex(0)
+
+    def apply_window_preset(self, name: str, channel: int = 0) -> None:
+        preset = WL_PRESETS[name]
+        arr = self.state.channels[channel]
+        if preset is None:
+            self.state.windows[channel] = auto_window(arr)
+        elif preset == "full":
+            self.state.windows[channel] = full_window(arr)
+        else:
+            self.state.windows[channel] = preset
+        self.state.touch()
+
+    def _fit_views(self) -> None:
+        for link in self.links.values():
+            link.reset()
+
+    def _step_slice(self, view: SliceView, delta: int) -> None:
+        axis = view.plane.normal_axis
+        if axis is None:
+            return
+        cur = list(self.state.cursor)
+        cur[axis] += delta
+        self.state.set_cursor(cur)
+
+    def _hovered(self, view: SliceView, voxel) -> None:
+        if voxel is None:
+            self.hover_label.setText("")
+            return
+        self.statusBar().clearMessage()  # the pointer is on the image: its value matters more now
+        names = self.state.names
+        vals = self.state.value_at(voxel)
+        coords = ", ".join(str(v) for v in voxel)
+        axes = "z, y, x" if len(voxel) == 3 else "y, x"
+        if len(vals) == 1:
+            values = f"value {vals[0]:.4g}"
+        else:
+            values = "   ".join(f"{n}: {v:.4g}" for n, v in zip(names, vals))
+        text = f"{view.plane.name} ({axes}) = ({coords})   {values}"
+        if self.state.mask is not None:
+            text += f"   mask {int(self.state.mask[tuple(voxel)])}"
+        self.hover_label.setText(text)
+
+    # =====================================================================
+    # drag and drop, closing
+    # =====================================================================
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        if len(paths) >= 2:
+            self.open_image(paths[0], second=paths[1])
+        elif self.image is not None and event.keyboardModifiers() & Qt.ShiftModifier:
+            self.open_second(paths[0])  # Shift+drop: add as second modality
+        else:
+            self.open_image(paths[0])
+
+    def _maybe_keep_work(self, what: str) -> bool:
+        """Ask about unsaved work; True when it is fine to go on (saved or discarded)."""
+        if not self.dirty:
+            return True
+        answer = self.ask(
+            what, "The segmentation has unsaved changes. Save the mask and clicks first?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if answer == QMessageBox.Cancel:
+            return False
+        if answer == QMessageBox.Save:
+            if not self.save_mask():
+                return False
+            self.save_clicks(_clicks_beside(self._last_mask_path))
+            return True
+        self._discard_autosave()
+        return True
+
+    def _discard_autosave(self) -> None:
+        target = self._autosave_file()
+        if target is not None:
+            target.unlink(missing_ok=True)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.jobs.busy:
+            self._close_when_idle = True
+            self.statusBar().showMessage("closing when the running step has finished...")
+            event.ignore()
+            return
+        self._close_when_idle = False
+        if not self._maybe_keep_work("Quit midseg"):
+            event.ignore()
+            return
+        if not self.dirty:
+            self._discard_autosave()
+        event.accept()
