@@ -1,0 +1,180 @@
+"""The robot-user protocol: CSV rows and columns, NoC/AUC, same points for all, determinism, report."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from midseg import evaluate as ev
+from midseg.data_sim import interior_margin_points
+
+from conftest import disc
+
+
+class FakeMethod:
+    """Stage 1 = the relaxed box's inscribed nothing: just the margin points; each click
+    paints a disc of radius 4 around the click with its label. Records the points it got."""
+
+    kind = "fake"
+
+    def __init__(self, name="fake"):
+        self.name = name
+        self.seen_points = []
+
+    def start(self, image, points, *, spacing):
+        self.seen_points.append(np.array(points))
+        self.mask = np.zeros(image.shape, np.uint8)
+        self.mask[tuple(np.asarray(points).T)] = 1
+        return self.mask.copy()
+
+    def update(self, click):
+        r = disc(self.mask.shape, center=click.point, radius=4).astype(bool)
+        self.mask[r] = 1 if click.foreground else 0
+        return self.mask.copy()
+
+
+class PerfectMethod(FakeMethod):
+    def __init__(self, gt, name="perfect"):
+        super().__init__(name)
+        self.gt = gt
+
+    def start(self, image, points, *, spacing):
+        super().start(image, points, spacing=spacing)
+        return self.gt.copy()
+
+
+def _cases(n=2):
+    out = []
+    for i in range(n):
+        gt = disc((40, 44), radius=9 + i)
+        img = (gt + np.random.default_rng(i).normal(0, 0.1, gt.shape)).astype(np.float32)
+        out.append(ev.Case("toy", f"c{i}", img, gt, (1.0, 1.0)))
+    return out
+
+
+def test_protocol_rows_and_columns(tmp_path):
+    cases = _cases(2)
+    methods = [FakeMethod("a"), FakeMethod("b")]
+    rows = ev.run_protocol(cases, methods, clicks=3, seed=0, progress=False)
+    assert len(rows) == 2 * 2 * 4                       # cases x methods x (stage 1 + K)
+    assert [r["click"] for r in rows[:4]] == [0, 1, 2, 3]
+    assert [(r["case"], r["method"]) for r in rows[::4]] == [
+        ("c0", "a"), ("c0", "b"), ("c1", "a"), ("c1", "b")]
+    assert {r["click_type"] for r in rows if r["click"] > 0} <= {"fg", "bg", "none"}
+    path = tmp_path / "steps.csv"
+    ev.write_csv(rows, path)
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh))
+    assert tuple(header) == ev.CSV_FIELDS
+    back = ev.read_csv(path)
+    assert len(back) == len(rows)
+    # the fake paints discs at deepest-error clicks, so Dice rises click after click
+    d = [r["dice"] for r in back if r["case"] == "c0" and r["method"] == "a"]
+    assert d[0] < 0.1 and all(b > a for a, b in zip(d, d[1:]))
+
+
+def test_same_margin_points_for_every_method():
+    cases = _cases(2)
+    a, b = FakeMethod("a"), FakeMethod("b")
+    ev.run_protocol(cases, [a, b], clicks=1, seed=5, progress=False)
+    for pa, pb, case in zip(a.seen_points, b.seen_points, cases):
+        np.testing.assert_array_equal(pa, pb)
+        want = interior_margin_points(case.gt, rng=np.random.default_rng(
+            ev.case_seed(5, case.dataset, case.case)),
+                                      spacing=case.spacing)
+        np.testing.assert_array_equal(pa, want)
+    assert not np.array_equal(a.seen_points[0], a.seen_points[1])   # per-case seeds differ
+
+
+def test_perfect_mask_stops_clicking():
+    case = _cases(1)[0]
+    rows = ev.run_protocol([case], [PerfectMethod(case.gt)], clicks=3, progress=False)
+    assert [r["click_type"] for r in rows] == ["stage1", "none", "none", "none"]
+    assert all(float(r["dice"]) == 1.0 for r in rows)
+
+
+def test_determinism_apart_from_seconds(tmp_path):
+    def once(path):
+        rows = ev.run_protocol(_cases(2), [FakeMethod("a"), ev.PeerMethod("graph-cut")],
+                               clicks=2, seed=1, progress=False)
+        ev.write_csv(rows, path)
+        with open(path, newline="") as fh:     # the raw text, minus the timing columns
+            return [{k: v for k, v in r.items() if "seconds" not in k}
+                    for r in csv.DictReader(fh)]
+
+    assert once(tmp_path / "1.csv") == once(tmp_path / "2.csv")
+
+
+def test_noc_and_auc_on_hand_made_sequences():
+    d = [0.5, 0.8, 0.86, 0.88, 0.91, 0.95, 0.95, 0.95, 0.96, 0.97, 0.97]
+    assert ev.noc(d, 0.85) == 2
+    assert ev.noc(d, 0.90) == 4
+    assert ev.noc(d, 0.99) == ev.NOC_CAP == 20
+    assert ev.noc([0.95] + [0.0] * 10, 0.9) == 0
+    assert ev.auc(d) == pytest.approx(np.mean(d))
+    assert ev.auc([0.5, 1.0], clicks=3) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert ev.consistent_improvement([0.5, 0.6, 0.6, 0.55, 0.7]) == (2, 4)
+    assert ev.consistent_improvement([0.5, 0.6, 0.6], made=[True, False]) == (1, 1)
+
+
+def test_summary_and_report(tmp_path):
+    case = _cases(1)[0]
+    rows = ev.run_protocol([case], [FakeMethod("midseg"), ev.PeerMethod("graph-cut")],
+                           clicks=2, progress=False)
+    path = tmp_path / "steps.csv"
+    ev.write_csv(rows, path)
+    out = ev.write_report([path], tmp_path / "results.md", clicks=2)
+    s = {x["method"]: x for x in out["summary"]}
+    d = [float(r["dice"]) for r in rows if r["method"] == "midseg"]
+    assert s["midseg"]["dice@0"] == pytest.approx(d[0], abs=1e-6)
+    assert s["midseg"]["auc"] == pytest.approx(np.mean(d), abs=1e-6)
+    text = (tmp_path / "results.md").read_text()
+    assert "## Protocol" in text and "graph-cut" in text
+    assert (tmp_path / "results" / "dice_toy_2d.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "summary.csv").is_file()
+
+
+def test_cli_parses_and_rejects_bad_input(tmp_path):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    ev.add_arguments(p)
+    args = p.parse_args(["hc18", "--limit", "3", "--extra-model", "x=y.pt"])
+    assert args.max_cases == 3 and args.datasets == ["hc18"]
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        ev._parse_extra(["nonsense"])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ev.load_cases("nope")
+    with pytest.raises(ValueError, match="unknown peer"):
+        ev.make_methods(["midseg", "magic"])
+
+
+@pytest.mark.data
+def test_real_hc18_loads_seeded_subset(shared_data):
+    a = ev.load_cases("hc18", data_root=shared_data, hc18_count=5, seed=0)
+    b = ev.load_cases("hc18", data_root=shared_data, hc18_count=5, seed=0, max_cases=2)
+    assert [c.case for c in a[:2]] == [c.case for c in b]
+    c = ev.load_cases("hc18", data_root=shared_data, hc18_count=5, skip_cases=2, max_cases=2)
+    assert [x.case for x in c] == [x.case for x in a[2:4]]
+    assert all(c.gt.any() and c.image.shape == c.gt.shape for c in a)
+
+
+@pytest.mark.data
+def test_real_brats_slices_hold_the_object(shared_data):
+    cases = ev.load_cases("brats-tc-t1c", dims=2, data_root=shared_data, slices_per_case=3,
+                          min_pixels=100)
+    assert len(cases) == 6
+    assert all(int(c.gt.sum()) >= 100 for c in cases)
+    assert {c.case.split(":")[0] for c in cases} == set(ev.BRATS_TEST_CASES)
+
+
+def test_report_command_from_csv(tmp_path, capsys):
+    rows = ev.run_protocol(_cases(1), [FakeMethod("midseg")], clicks=1, progress=False)
+    ev.write_csv(rows, tmp_path / "a.csv")
+    status = ev.main(["--from-csv", str(tmp_path / "a.csv"), "--report",
+                      str(tmp_path / "r.md"), "--clicks", "1"])
+    assert status == 0 and (tmp_path / "r.md").is_file()
+    assert ev.main(["--from-csv", str(tmp_path / "missing.csv"), "--report",
+                    str(tmp_path / "r.md")]) == 1
+    assert "no such results file" in capsys.readouterr().err
