@@ -1,0 +1,191 @@
+"""Stage-1 benchmark: Dice and CPU latency of the initial segmentation from simulated points.
+
+Seen object: tumour core on T1c of the BraTS testing cases (pat0001/2), 2D over
+slices and 3D over volumes. Unseen objects: whole tumour on FLAIR (2D, 3D), brain
+on T1c (2D, a few slices per case), fetal head in hc18 ultrasound (2D, 200 images
+picked with a fixed seed). Every model sees the same simulated interior margin
+points (fixed seeds), so models compare side by side in one Markdown table.
+
+Usage::
+
+    python benchmarks/stage1.py                         # shipped 2d and 3d models
+    python benchmarks/stage1.py --models 2d runs/2d_none/2d_none.pt --tasks tc2d,wt2d,hc18
+    python benchmarks/stage1.py --quick                 # a few items per task
+
+Nothing here trains or chooses anything: the testing cases are only evaluated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
+MIN_AREA = 30  # 2D slices with fewer target pixels are skipped (as in training)
+
+# task id -> (label, dims, target Dice)
+TASKS = {
+    "tc2d": ("seen: tumour core, T1c, 2D slices", 2, 0.85),
+    "tc3d": ("seen: tumour core, T1c, 3D volumes", 3, 0.80),
+    "wt2d": ("unseen: whole tumour, FLAIR, 2D slices", 2, 0.80),
+    "wt3d": ("unseen: whole tumour, FLAIR, 3D volumes", 3, 0.75),
+    "brain2d": ("unseen: brain, T1c, 2D (5 slices/case)", 2, None),
+    "hc18": ("unseen: fetal head, ultrasound, 2D (200 images)", 2, 0.90),
+}
+
+
+def _read(path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _brats(case: str, image: str, target: str):
+    folder = DATA / "brats2013" / case
+    img = _read(folder / image).astype(np.float32)
+    if target == "brain":
+        mask = _read(folder / "brainmask.nii.gz") > 0
+    else:
+        lab = _read(folder / "OTMultiClass.nii.gz")
+        mask = np.isin(lab, (1, 3, 4) if target == "tc" else (1, 2, 3, 4))
+    return img, mask
+
+
+def load_task(task: str, seed: int = 0, limit: int | None = None):
+    """Items ``(name, image, mask)`` of one task, in a fixed order."""
+    items = []
+    if task in ("tc2d", "tc3d", "wt2d", "wt3d", "brain2d"):
+        image = "Flair_subtrMeanDivStd.nii.gz" if task.startswith("wt") else \
+            "T1c_subtrMeanDivStd.nii.gz"
+        target = task[:-2] if task != "brain2d" else "brain"
+        for case in TEST_CASES:
+            img, mask = _brats(case, image, target)
+            if task.endswith("3d"):
+                items.append((case, img, mask))
+                continue
+            areas = mask.sum(axis=(1, 2))
+            zs = np.nonzero(areas >= MIN_AREA)[0]
+            if task == "brain2d":
+                big = np.nonzero(areas >= 0.5 * areas.max())[0]
+                rng = np.random.default_rng([seed, 4242, int(case[-3])])
+                zs = np.sort(rng.choice(big, size=min(5, len(big)), replace=False))
+            items += [(f"{case}:z{int(z)}", img[z], mask[z]) for z in zs]
+    elif task == "hc18":
+        names = sorted(p.name for p in (DATA / "hc18" / "images").glob("*_HC.png"))
+        pick = np.random.default_rng(seed).choice(len(names), size=min(200, len(names)),
+                                                  replace=False)
+        for k in sorted(pick):
+            n = names[k]
+            img = _read(DATA / "hc18" / "images" / n).astype(np.float32)
+            mask = _read(DATA / "hc18" / "masks" / n) > 0
+            if img.ndim == 3:  # an RGB PNG
+                img = img.mean(axis=-1)
+            if mask.ndim == 3:
+                mask = mask[..., 0]
+            items.append((n, img, mask))
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return items[:limit] if limit else items
+
+
+def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None = None,
+             progress: bool = True) -> dict:
+    """Mean Dice and median latency per (task, model); the same points for every model."""
+    from tqdm import tqdm
+
+    from midseg import data_sim
+    from midseg.metrics import dice
+    from midseg.predict import predict_probability
+
+    results: dict = {}
+    for t_index, task in enumerate(tasks):
+        dims = TASKS[task][1]
+        todo = {name: m for name, m in models.items() if m.spatial_dims == dims}
+        if not todo:
+            continue
+        items = load_task(task, seed=seed, limit=limit)
+        points = [data_sim.interior_margin_points(mask, rng=np.random.default_rng([seed, t_index, k]))
+                  for k, (_, _, mask) in enumerate(items)]
+        for name, model in todo.items():
+            # One untimed call warms up numba/torch so the median is the steady state.
+            predict_probability(items[0][1], points[0], model)
+            scores, times = [], []
+            for (_, img, mask), pts in tqdm(list(zip(items, points)), desc=f"{task} {name}",
+                                            disable=not progress, leave=False):
+                t0 = time.perf_counter()
+                prob, _ = predict_probability(img, pts, model)
+                times.append(time.perf_counter() - t0)
+                scores.append(dice(prob >= 0.5, mask))
+            results[(task, name)] = {"dice_mean": float(np.mean(scores)),
+                                     "dice_std": float(np.std(scores)), "n": len(scores),
+                                     "latency_median_s": float(np.median(times))}
+    return results
+
+
+def markdown(results: dict, tasks: list[str], names: list[str]) -> str:
+    head = "| task | target | " + " | ".join(f"{n} Dice | {n} ms" for n in names) + " |"
+    sep = "|---|---|" + "---:|---:|" * len(names)
+    rows = [head, sep]
+    for task in tasks:
+        label, dims, target = TASKS[task]
+        cells = []
+        for n in names:
+            r = results.get((task, n))
+            if r is None:
+                cells += ["–", "–"]
+            else:
+                cells += [f"{r['dice_mean']:.3f} ± {r['dice_std']:.3f} (n={r['n']})",
+                          f"{1000 * r['latency_median_s']:.0f}"]
+        rows.append(f"| {label} | {'–' if target is None else f'≥ {target:.2f}'} | "
+                    + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["2d", "3d"],
+                        help="shipped model names or .pt paths (card beside it)")
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help=f"comma-separated subset of {','.join(TASKS)}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated points")
+    parser.add_argument("--quick", action="store_true", help="at most 5 items per task")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+
+    if not DATA.is_dir():
+        print(f"data folder {DATA} not found", file=sys.stderr)
+        return 1
+    import torch
+
+    import midseg.models as mm
+
+    torch.set_num_threads(args.threads)
+    models = {}
+    for spec in args.models:
+        m = mm.load_model(spec, device="cpu")
+        name = spec
+        if spec.endswith(".pt"):
+            name = Path(spec).stem if Path(spec).stem not in models else \
+                f"{Path(spec).parent.name}/{Path(spec).stem}"
+        models[name] = m
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    results = evaluate(models, tasks, seed=args.seed, limit=5 if args.quick else None)
+    print(f"\nStage 1, simulated interior margin points (seed {args.seed}), CPU, "
+          f"{args.threads} torch thread(s); Dice at p >= 0.5; latency = median wall time of "
+          f"predict_probability (crop + cue + CNN + paste)\n")
+    print(markdown(results, tasks, list(models)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {f"{t}|{n}": r for (t, n), r in results.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
