@@ -51,16 +51,9 @@ def check_spatial(array: np.ndarray, name: str = "image",
     return arr
 
 
-def as_points(points, shape: Sequence[int], name: str = "points",
-              allow_empty: bool = False) -> np.ndarray:
-    """Convert index tuples to an (N, ndim) int64 array, checking bounds.
-
-    Parameters
-    ----------
-    points : sequence of index tuples in array order, or (N, ndim) array
-    shape : spatial shape the points must lie in
-    """
-    ndim = len(shape)
+def as_index_array(points, ndim: int, *, name: str = "points",
+                   allow_empty: bool = False) -> np.ndarray:
+    """Convert index tuples to an (N, ndim) int64 array (rounded), without bounds checks."""
     arr = np.asarray(points if points is not None else [], dtype=np.float64)
     if arr.size == 0:
         if allow_empty:
@@ -74,7 +67,21 @@ def as_points(points, shape: Sequence[int], name: str = "points",
             f"got an array of shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError(f"{name} contains NaN or infinite coordinates")
-    idx = np.rint(arr).astype(np.int64)
+    return np.rint(arr).astype(np.int64)
+
+
+def as_points(points, shape: Sequence[int], name: str = "points",
+              allow_empty: bool = False) -> np.ndarray:
+    """Convert index tuples to an (N, ndim) int64 array, checking bounds.
+
+    Parameters
+    ----------
+    points : sequence of index tuples in array order, or (N, ndim) array
+    shape : spatial shape the points must lie in
+    """
+    idx = as_index_array(points, len(shape), name=name, allow_empty=allow_empty)
+    if len(idx) == 0:
+        return idx
     outside = np.any((idx < 0) | (idx >= np.asarray(shape)), axis=1)
     if np.any(outside):
         first = tuple(int(v) for v in idx[np.argmax(outside)])

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._checks import as_points, check_spatial
+from ._checks import as_index_array, as_points, check_spatial
 from .errors import InvalidInputError
 
 __all__ = ["Box", "relaxed_bbox", "CropTransform", "zscore",
@@ -87,7 +87,7 @@ class Box:
         ----------
         points : (N, ndim) int array or sequence of index tuples, array order
         """
-        pts = _as_index_array(points, self.ndim, allow_empty=True)
+        pts = as_index_array(points, self.ndim, allow_empty=True)
         if pts.shape[0] == 0:
             return True
         return bool(np.all((pts >= np.asarray(self.start)) & (pts < np.asarray(self.stop))))
@@ -101,25 +101,6 @@ class Box:
                 f"cannot unite a {self.ndim}D box with a {other.ndim}D box")
         return Box(tuple(map(min, self.start, other.start)),
                    tuple(map(max, self.stop, other.stop)))
-
-
-def _as_index_array(points, ndim: int, *, allow_empty: bool = False,
-                    name: str = "points") -> np.ndarray:
-    """(N, ndim) int64 array from index tuples, without bounds checks."""
-    arr = np.asarray(points if points is not None else [], dtype=np.float64)
-    if arr.size == 0:
-        if allow_empty:
-            return np.zeros((0, ndim), dtype=np.int64)
-        raise InvalidInputError(f"{name} is empty; expected at least one point")
-    if arr.ndim == 1 and arr.shape[0] == ndim:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != ndim:
-        raise InvalidInputError(
-            f"{name} must be index tuples with {ndim} coordinates (array order), "
-            f"got an array of shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise InvalidInputError(f"{name} contains NaN or infinite coordinates")
-    return np.rint(arr).astype(np.int64)
 
 
 def _as_shape(shape, name: str = "shape", ndims: tuple[int, ...] = (2, 3)) -> tuple[int, ...]:
@@ -374,7 +355,7 @@ class CropTransform:
         InvalidInputError
             A point outside the box, or malformed points.
         """
-        pts = _as_index_array(points, self.ndim, allow_empty=True)
+        pts = as_index_array(points, self.ndim, allow_empty=True)
         if pts.shape[0] == 0:
             return pts
         local = pts - np.asarray(self.box.start)
