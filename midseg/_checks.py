@@ -88,3 +88,29 @@ def as_points(points, shape: Sequence[int], name: str = "points",
         raise InvalidInputError(
             f"{name}: point {first} lies outside the image of shape {tuple(shape)}")
     return idx
+
+
+def channels_first(image, channel_axis: int | None) -> np.ndarray:
+    """Validated image as a (C, *spatial) view, C >= 1, spatial 2D or 3D (no copy).
+
+    ``channel_axis=None`` means a scalar image (a channel axis of length 1 is
+    added); otherwise that axis holds the channels. Raises for a bad axis,
+    wrong dimensions, non-numeric or NaN/inf values.
+    """
+    arr = np.asarray(image)
+    if channel_axis is None:
+        return check_spatial(arr, "image")[None]
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+        raise InvalidInputError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    if arr.ndim not in (3, 4):
+        raise InvalidInputError(
+            f"a multi-channel image must have 3 or 4 dimensions (channel + 2D/3D), got shape "
+            f"{arr.shape}")
+    if not -arr.ndim <= channel_axis < arr.ndim:
+        raise InvalidInputError(
+            f"channel_axis {channel_axis} is out of range for an image of shape {arr.shape}")
+    arr = np.moveaxis(arr, channel_axis, 0)
+    if arr.shape[0] < 1:
+        raise InvalidInputError(f"image has no channels (shape {arr.shape}, channels first)")
+    check_spatial(arr.reshape((-1,) + arr.shape[2:]), "image")  # numeric + finite
+    return arr

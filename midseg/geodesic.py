@@ -48,7 +48,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from ._checks import as_points, as_spacing, check_spatial
+from ._checks import as_points, as_spacing, channels_first
 from .errors import InvalidInputError
 
 __all__ = ["geodesic_distance", "available_backends", "BACKENDS", "EPS"]
@@ -83,24 +83,7 @@ def available_backends() -> list[str]:
 
 def _check_image(image, channel_axis: int | None) -> np.ndarray:
     """Image as a C-contiguous float32 (C, *spatial) array, C >= 1, spatial 2D or 3D."""
-    arr = np.asarray(image)
-    if channel_axis is None:
-        arr = check_spatial(arr, "image")
-        return np.ascontiguousarray(arr[None], dtype=np.float32)
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
-        raise InvalidInputError(f"channel_axis must be an int or None, got {channel_axis!r}")
-    if arr.ndim not in (3, 4):
-        raise InvalidInputError(
-            f"a multi-channel image must have 3 or 4 dimensions (channel + 2D/3D), got shape "
-            f"{arr.shape}")
-    if not -arr.ndim <= channel_axis < arr.ndim:
-        raise InvalidInputError(
-            f"channel_axis {channel_axis} is out of range for an image of shape {arr.shape}")
-    arr = np.moveaxis(arr, channel_axis, 0)
-    if arr.shape[0] < 1:
-        raise InvalidInputError(f"image has no channels (shape {arr.shape}, channels first)")
-    check_spatial(arr.reshape((-1,) + arr.shape[2:]), "image")  # numeric + finite
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.ascontiguousarray(channels_first(image, channel_axis), dtype=np.float32)
 
 
 def _check_seeds(seeds, shape: tuple[int, ...]) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from ._checks import as_points, as_spacing, check_spatial
+from ._checks import as_points, as_spacing, channels_first, check_spatial
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 
@@ -180,30 +180,6 @@ def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None) -> np.nda
 
 
 # -- graph cut --------------------------------------------------------------------------
-def _channels_first(image, channel_axis) -> np.ndarray:
-    """Validated image as a (C, *spatial) view (no copy: crop first, then convert)."""
-    arr = np.asarray(image)
-    if channel_axis is None:
-        check_spatial(arr, "image")
-        return arr[None]
-    if not isinstance(channel_axis, (int, np.integer)) or isinstance(channel_axis, bool):
-        raise InvalidInputError(f"channel_axis must be an int or None, got {channel_axis!r}")
-    if arr.ndim not in (3, 4):
-        raise InvalidInputError(
-            f"a multi-channel image must have 3 or 4 dimensions (channel + 2D/3D), "
-            f"got shape {arr.shape}")
-    if not -arr.ndim <= channel_axis < arr.ndim:
-        raise InvalidInputError(
-            f"channel_axis {channel_axis} is out of range for an image of shape {arr.shape}")
-    arr = np.moveaxis(arr, channel_axis, 0)
-    if arr.dtype.kind not in "biuf":
-        raise InvalidInputError(f"image must be numeric, got dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise InvalidInputError(
-            f"image contains {int(np.count_nonzero(~np.isfinite(arr)))} NaN or infinite values")
-    return arr
-
-
 def _normalise01(channels: np.ndarray) -> np.ndarray:
     """Min-max normalise each channel of a (C, ...) array to [0, 1], float32.
 
@@ -401,7 +377,7 @@ def graph_cut(prob: np.ndarray, image: np.ndarray, *, foreground=(), background=
     Boykov and Jolly, ICCV 2001.
     """
     p = _check_prob(prob)
-    chans = _channels_first(image, channel_axis)
+    chans = channels_first(image, channel_axis)
     if chans.shape[1:] != p.shape:
         raise InvalidInputError(
             f"image and prob must have the same spatial shape, got {chans.shape[1:]} "
@@ -567,7 +543,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     Luo et al., MIDeepSeg, Med. Image Anal. 2021, §2.4, Eq. 3-11.
     Wang et al., BIFSeg, IEEE TMI 2018 (the "gc" baseline).
     """
-    chans = _channels_first(image, channel_axis)
+    chans = channels_first(image, channel_axis)
     shape = chans.shape[1:]
     p = _check_prob(prob)
     if p.shape != shape:

@@ -12,9 +12,9 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +55,6 @@ class _State:
     probability: np.ndarray      # fused probability after the last round
     mask: np.ndarray             # uint8, image shape
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def _as_image(image) -> Image:

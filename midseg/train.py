@@ -20,7 +20,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._checks import as_spacing
 from .errors import InvalidInputError, MidsegError
 
 __all__ = ["TrainConfig", "TrainItem", "TrainResult", "train", "make_sample",
