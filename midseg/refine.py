@@ -26,6 +26,7 @@ __all__ = [
     "PROB_EPS",
     "REFINE_LAMB",
     "DISTANCE_SCALE",
+    "DISTANCE_SMOOTHING",
     "REFINE_ITERATIONS",
     "DEFAULT_CONNECTIVITY",
 ]
@@ -47,6 +48,12 @@ REFINE_LAMB = 1.0
 #: by this, so alpha = e^-min(Df, Db) falls at least e-fold every 20 voxels away from all
 #: seeds even where the image is flat (see `refine`, Notes).
 DISTANCE_SCALE = 20.0
+
+#: Gaussian smoothing (standard deviation, in voxels of the smallest spacing) of the crop
+#: before the refinement distances: it removes most of the cost of walking through noise
+#: while an edge still costs its full intensity change (blurring does not change the total
+#: change across it). See `refine`, Notes.
+DISTANCE_SMOOTHING = 0.5
 
 #: Raster-scan iterations of the refinement geodesics (GeodisTK's and MIDeepSeg's 2).
 REFINE_ITERATIONS = 2
@@ -409,36 +416,60 @@ def _euclidean_to_points(shape: tuple[int, ...], points: np.ndarray,
     return np.sqrt(np.broadcast_to(best, shape))
 
 
-def _click_distance(norm_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.ndarray,
-                    backend: str) -> np.ndarray | None:
-    """Refinement distance to `seeds` ((N, ndim) crop indices) on the normalised crop, or None.
+def _distance_image(norm_crop: np.ndarray, unit_spacing: np.ndarray) -> np.ndarray:
+    """The (C, ...) crop the refinement distances walk: smoothed, in SD units.
 
-    Geodesic distance (``lamb=REFINE_LAMB``) plus Euclidean distance / `DISTANCE_SCALE`.
+    Each channel is smoothed by a Gaussian of `DISTANCE_SMOOTHING` voxels of the
+    smallest spacing, then divided by its standard deviation over the (unsmoothed)
+    crop, so intensity differences are in the units of the z-scored crop of the
+    paper and of stage 1's EGD cue. With C channels every channel is further
+    divided by sqrt(C): the step cost, the Euclidean norm over channels, is then
+    their root mean square, and C copies of one channel give that channel's
+    distances. A constant channel becomes 0.
+    """
+    axes = tuple(range(1, norm_crop.ndim))
+    sd = norm_crop.std(axis=axes, dtype=np.float64) * np.sqrt(norm_crop.shape[0])
+    sigma = DISTANCE_SMOOTHING / np.asarray(unit_spacing, dtype=np.float64)
+    out = np.empty(norm_crop.shape, dtype=np.float32)
+    for c in range(norm_crop.shape[0]):
+        ndimage.gaussian_filter(norm_crop[c], sigma, output=out[c], mode="nearest")
+        out[c] *= np.float32(1.0 / sd[c]) if sd[c] > 1e-12 else np.float32(0.0)
+    return out
+
+
+def _click_distance(sd_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.ndarray,
+                    backend: str) -> np.ndarray | None:
+    """Refinement distance to `seeds` ((N, ndim) crop indices), or None when there are none.
+
+    Geodesic distance (``lamb=REFINE_LAMB``) on `sd_crop` (`_distance_image`) plus the
+    Euclidean distance / `DISTANCE_SCALE`.
     """
     if len(seeds) == 0:
         return None
     from .geodesic import geodesic_distance  # numba compiles on first use: keep imports light
 
-    multi = norm_crop.shape[0] > 1
-    image = norm_crop if multi else norm_crop[0]
+    multi = sd_crop.shape[0] > 1
+    image = sd_crop if multi else sd_crop[0]
     geo = geodesic_distance(image, seeds, spacing=unit_spacing, lamb=REFINE_LAMB,
                             iterations=REFINE_ITERATIONS, channel_axis=0 if multi else None,
                             backend=backend)
-    euc = _euclidean_to_points(norm_crop.shape[1:], seeds, unit_spacing)
+    euc = _euclidean_to_points(sd_crop.shape[1:], seeds, unit_spacing)
     return geo + euc / np.float32(DISTANCE_SCALE)
 
 
 def _click_distances(norm_crop, fg_seeds, bg_seeds, unit_spacing, backend):
-    """Df and Db, computed side by side: the geodesic kernels release the GIL."""
+    """Df and Db on the [0, 1] crop measured in SD units, side by side (the kernels
+    release the GIL)."""
+    sd_crop = _distance_image(norm_crop, unit_spacing)
     if len(fg_seeds) and len(bg_seeds):
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            d_bg = pool.submit(_click_distance, norm_crop, bg_seeds, unit_spacing, backend)
-            d_fg = _click_distance(norm_crop, fg_seeds, unit_spacing, backend)
+            d_bg = pool.submit(_click_distance, sd_crop, bg_seeds, unit_spacing, backend)
+            d_fg = _click_distance(sd_crop, fg_seeds, unit_spacing, backend)
             return d_fg, d_bg.result()
-    return (_click_distance(norm_crop, fg_seeds, unit_spacing, backend),
-            _click_distance(norm_crop, bg_seeds, unit_spacing, backend))
+    return (_click_distance(sd_crop, fg_seeds, unit_spacing, backend),
+            _click_distance(sd_crop, bg_seeds, unit_spacing, backend))
 
 
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),
@@ -510,8 +541,22 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     pasted with zeros outside its crop this is 0 there.
 
     *Normalisation (one for stage 2).* The crop is min-max normalised to
-    [0, 1] per channel; both the geodesic distances and the pairwise term
-    use that same normalised crop (σ = 0.1 is meant for it).
+    [0, 1] per channel; the pairwise term compares those values (σ = 0.1 is
+    meant for them). The geodesic distances walk the same normalised crop
+    but count intensity changes in units of the crop's standard deviation
+    per channel, i.e. on the z-scored crop, which is what the paper's Eq. 2
+    integrates and what stage 1's EGD cue sees. In [0, 1] units an edge of
+    a low-contrast crop (a tumour in MRI) costs 5-10 times less, ``alpha``
+    stays near 1 across a small crop, and ``E`` (0.5 where Df and Db are
+    alike, 1 near the margin points without background clicks) overrides a
+    confident CNN everywhere: on held-out BraTS slices (pat0006, 24 slices)
+    Dice fell from 0.872 to 0.721 after one robot click with [0, 1] units
+    and rose to 0.885 with SD units (0.918 after five clicks; the naive
+    graph cut: 0.866 and 0.887). In SD units white noise costs more too
+    (about 0.25 per voxel at a contrast-to-noise ratio of 10), so the crop
+    is first smoothed by a Gaussian of `DISTANCE_SMOOTHING` = 0.5 voxel: on
+    24 synthetic noisy scenes the mean Dice over clicks 1-5 rose from 0.872
+    to 0.890 (18 of 24 better), on the BraTS slices it stayed 0.883-0.886.
 
     *Distances.* ``Df`` is measured from the margin points and the
     foreground clicks, ``Db`` from the background clicks (None, i.e. the
@@ -520,7 +565,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         D = D_geo + D_euc / DISTANCE_SCALE
 
     with ``D_geo`` from `midseg.geodesic.geodesic_distance` on the
-    normalised crop (``lamb=REFINE_LAMB = 1``, the paper's Eq. 2,
+    normalised crop in SD units (``lamb=REFINE_LAMB = 1``, the paper's Eq. 2,
     ``iterations=REFINE_ITERATIONS``) and ``D_euc`` the exact Euclidean
     distance to the nearest seed, both with spacing in units of the smallest
     spacing. Why the sum: the geodesic cost midseg uses (GeodisTK's, see
@@ -532,11 +577,12 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     background clicks) would flood the crop. With the Euclidean term
     ``alpha = 1`` at a seed, ``alpha <= e^(-r / 20)`` at ``r`` voxels from
     every seed (about 0.007 at 100 voxels), and an image edge of contrast
-    ``c`` (normalised units) crossed on the way divides ``alpha`` by about
-    ``e^c`` more. The scale 20 and the [0, 1] normalisation were chosen on
-    synthetic lobes under increasing noise (a larger intensity weight makes
-    noise, not edges, dominate ``D_geo``). The two maps are computed in two
-    threads (the geodesic kernels release the GIL).
+    ``c`` (in crop standard deviations) crossed on the way divides ``alpha``
+    by about ``e^c`` more. The scale 20 was chosen on synthetic lobes under
+    increasing noise and kept after the change to SD units (10, 15 and 40,
+    a finite constant for a missing class and 4 raster iterations changed
+    the held-out BraTS curve by at most 0.02 either way). The two maps are
+    computed in two threads (the geodesic kernels release the GIL).
 
     References
     ----------

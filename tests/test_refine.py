@@ -10,7 +10,7 @@ from scipy.special import expit
 
 from midseg.errors import InvalidInputError
 from midseg.metrics import dice as _dice
-from midseg.refine import (DISTANCE_SCALE, PROB_EPS, RefineResult, _click_distance,
+from midseg.refine import (DISTANCE_SCALE, PROB_EPS, RefineResult, _click_distance, _distance_image,
                            _euclidean_to_points, _normalise01, _pairwise_weights,
                            fuse_probabilities, graph_cut, refine)
 
@@ -326,7 +326,7 @@ def test_alpha_is_one_at_clicks_and_r_equals_e():
     margin, fg, bg = np.array([(5, 5), (6, 30)]), np.array([(15, 20)]), np.array([(25, 8)])
     res = refine(img, prob, margin_points=margin, foreground=fg, background=bg)
     sl, origin = res.box.slices, np.array(res.box.start)
-    norm = _normalise01(img[sl][None])
+    norm = _distance_image(_normalise01(img[sl][None]), np.ones(2))
     d_fg = _click_distance(norm, np.concatenate([margin, fg]) - origin, np.ones(2), "auto")
     d_bg = _click_distance(norm, bg - origin, np.ones(2), "auto")
     # at a foreground seed Df = 0: alpha = 1 and R = E_f = 1 / (1 + e^-Db)
@@ -370,7 +370,9 @@ def test_an_edge_lowers_alpha_beyond_it():
     alpha = (res.probability - 0.2) / 0.8
     left, right = alpha[15, 30 - 15], alpha[15, 30 + 15]   # same Euclidean distance
     assert left == pytest.approx(np.exp(-15 / DISTANCE_SCALE), rel=1e-3)
-    assert right == pytest.approx(left * np.exp(-1.0), rel=1e-3)  # contrast 1 costs e^-1
+    # the edge costs its contrast in units of the crop's standard deviation (the
+    # smoothing blurs the edge but keeps the total change across it)
+    assert right == pytest.approx(left * np.exp(-1.0 / img.std()), rel=1e-3)
 
 
 @pytest.mark.parametrize("n_points", [3, 40])
@@ -454,3 +456,38 @@ def test_refine_rejects_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InvalidInputError, match=match):
         refine(args.pop("image"), args.pop("prob"), **args)
+
+
+def _low_contrast_scene(rng):
+    """A small dim object in smooth texture with a few bright outliers that stretch the
+    crop's [0, 1] range (as vessels do in MRI), and a CNN map that leaks to one side."""
+    shape = (48, 48)
+    gt = _ball(shape, np.array([24.0, 24.0]), 7.0)
+    img = ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.0) * 0.6 + 1.5 * gt
+    img[rng.integers(0, 48, 6), rng.integers(0, 48, 6)] = 12.0        # outliers
+    leak = _ball(shape, np.array([24.0, 33.0]), 5.0)
+    sd = ndimage.distance_transform_edt(gt | leak) - ndimage.distance_transform_edt(~(gt | leak))
+    cnn = expit(sd / 1.0)
+    margin = np.array([(18, 24), (30, 24), (24, 18), (24, 30)])
+    return img, cnn, gt, margin
+
+
+def test_a_background_click_on_a_leak_of_a_small_dim_object_does_not_flood():
+    # In [0, 1] units the object edge here costs ~0.1, alpha stays near 1 over the whole
+    # crop and E (~0.5 where Df ~ Db) overrides the confident CNN: the mask used to
+    # vanish or flood. Distances in SD units keep the fusion local.
+    for seed in range(4):
+        img, cnn, gt, margin = _low_contrast_scene(np.random.default_rng(seed))
+        before = _dice(cnn >= 0.5, gt)
+        res = refine(img, cnn, margin_points=margin, background=[(24, 35)])
+        assert res.mask[24, 35] == 0
+        assert _dice(res.mask, gt) > before
+        assert res.mask[gt].mean() > 0.9          # the object itself is kept
+
+
+def test_duplicated_channels_give_single_channel_distances():
+    img, cnn, gt, margin, lobe_click = _scene((40, 50), np.random.default_rng(3))
+    one = refine(img, cnn, margin_points=margin, foreground=[lobe_click], background=[(3, 3)])
+    two = refine(np.stack([img, img, img]), cnn, margin_points=margin,
+                 foreground=[lobe_click], background=[(3, 3)], channel_axis=0)
+    np.testing.assert_allclose(two.probability, one.probability, atol=1e-5)
