@@ -23,7 +23,7 @@ import numpy as np
 from .errors import InvalidInputError, MidsegError
 
 __all__ = ["TrainConfig", "TrainItem", "TrainResult", "train", "make_sample",
-           "load_brats_items", "lr_at", "add_arguments", "run", "main",
+           "load_brats_items", "synthetic_item", "synthetic_items", "lr_at", "add_arguments", "run", "main",
            "LICENCE_BRATS"]
 
 #: Licence note every card of weights trained on the BraTS images carries.
@@ -661,6 +661,103 @@ def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_d
 
 
 # ----------------------------------------------------------------------------------------
+# Data: synthetic shapes (mixed into training when asked; the card says so)
+# ----------------------------------------------------------------------------------------
+def _smooth_noise(shape: tuple[int, ...], scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean, unit-variance Gaussian-filtered noise with correlation length `scale` voxels."""
+    from scipy import ndimage
+
+    n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), scale,
+                                mode="wrap")
+    sd = float(n.std())
+    return n / sd if sd > 0 else n
+
+
+def _random_shape(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """One connected, hole-free blob: a randomly oriented ellipsoid whose radius is
+    perturbed by smooth noise (lobes, dents, flattened sides)."""
+    from scipy import ndimage
+
+    ndim = len(shape)
+    size = np.asarray(shape, dtype=np.float64)
+    radii = rng.uniform(0.12, 0.38, size=ndim) * size.min()
+    centre = size / 2 + rng.uniform(-0.12, 0.12, size=ndim) * size
+    q, _ = np.linalg.qr(rng.standard_normal((ndim, ndim)))
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    coords = np.stack([g - c for g, c in zip(grids, centre)], axis=-1) @ q.astype(np.float32)
+    r = np.sqrt(np.sum((coords / radii.astype(np.float32)) ** 2, axis=-1))
+    wobble = rng.uniform(0.0, 0.35) * _smooth_noise(shape, rng.uniform(4, 12), rng)
+    mask = r + wobble < 1.0
+    lab, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
+        mask = lab == 1 + int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(mask)
+
+
+def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None = None,
+                   name: str = "synthetic") -> TrainItem:
+    """A synthetic (image, mask) pair: a random blob in a random textured scene.
+
+    The scene varies what a stage-1 network must not rely on for an unseen
+    object: object and background intensity (either may be brighter, contrast
+    from faint to strong), texture, a bright or dark rim on either side of the
+    boundary, distractor blobs that may touch the object, blur, additive
+    Gaussian or multiplicative (speckle-like) noise and a smooth bias field.
+    Only the boundary of the object defines the target, which is what the cue
+    map of interior margin points points at.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        (Y, X) or (Z, Y, X) size of the image, e.g. (128, 128).
+    rng : numpy Generator, int seed or None
+
+    Returns
+    -------
+    TrainItem
+        float32 image (not normalised: training z-scores the crop), bool mask.
+    """
+    from scipy import ndimage
+
+    from ._checks import as_rng
+
+    rng = as_rng(rng)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3) or min(shape) < 16:
+        raise InvalidInputError(f"shape must be 2D or 3D with sides >= 16, got {shape}")
+    mask = _random_shape(shape, rng)
+    contrast = rng.uniform(0.4, 3.0) * rng.choice([-1.0, 1.0])
+    image = (rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
+             + np.where(mask, contrast, 0.0).astype(np.float32)
+             + rng.uniform(0.0, 0.8) * mask * _smooth_noise(shape, rng.uniform(1.0, 4.0), rng))
+    for _ in range(int(rng.integers(0, 4))):  # distractors, possibly touching the object
+        other = _random_shape(shape, rng) & ~ndimage.binary_dilation(mask, iterations=1)
+        image = image + rng.uniform(-3.0, 3.0) * other
+    if rng.random() < 0.5:  # a rim (skull, capsule, wall) inside or outside the boundary
+        width = int(rng.integers(1, 5))
+        grown = ndimage.binary_dilation(mask, iterations=width)
+        rim = grown & ~mask if rng.random() < 0.6 else mask & ~ndimage.binary_erosion(
+            mask, iterations=width)
+        image = image + rng.uniform(1.0, 4.0) * rng.choice([-1.0, 1.0]) * rim
+    image = ndimage.gaussian_filter(image.astype(np.float32), rng.uniform(0.0, 1.5))
+    if rng.random() < 0.5:
+        image = image + rng.uniform(0.05, 0.8) * rng.standard_normal(shape)
+    else:  # multiplicative, speckle-like: positive image times gamma-distributed noise
+        image = (image - image.min() + 0.5) * rng.gamma(rng.uniform(2.0, 10.0), size=shape)
+    if rng.random() < 0.5:
+        image = image * np.exp(0.3 * _smooth_noise(shape, min(shape) / 3, rng))
+    return TrainItem(image.astype(np.float32), mask, None, name)
+
+
+def synthetic_items(n: int, spatial_dims: int, seed: int = 0) -> list[TrainItem]:
+    """`n` deterministic synthetic items (128x128 in 2D, 48x96x96 in 3D) for seed `seed`."""
+    shape = (128, 128) if spatial_dims == 2 else (48, 96, 96)
+    return [synthetic_item(shape, np.random.default_rng([seed, 104729, k]), f"synthetic:{k}")
+            for k in range(int(n))]
+
+
+# ----------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -683,6 +780,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="labels forming the target (default: %(default)s = tumour core)")
     p.add_argument("--min-area", type=int, default=30,
                    help="2D: skip slices whose target has fewer pixels (default: %(default)s)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="mix N synthetic shapes (midseg.train.synthetic_item, seeded by --seed) "
+                        "into the training items; the card says so (default: %(default)s)")
     p.add_argument("--cue", default="egd",
                    help="cue map kind (midseg.cues.CUE_KINDS) or 'none' for the image only "
                         "(default: %(default)s)")
@@ -761,6 +861,11 @@ def run(args: argparse.Namespace) -> int:
               labels=labels, min_area=args.min_area)
     items = load_brats_items(args.data, train_cases, **kw)
     val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
+    n_real = len(items)
+    if args.synthetic < 0:
+        raise InvalidInputError(f"--synthetic must be >= 0, got {args.synthetic}")
+    if args.synthetic:
+        items = items + synthetic_items(args.synthetic, args.dims, seed=args.seed)
     name = args.name or f"{args.dims}d"
     out = Path(args.out)
     resume = args.resume
@@ -775,11 +880,17 @@ def run(args: argparse.Namespace) -> int:
             "description": (f"{args.image_name} of {len(train_cases)} case(s) from "
                             f"'{Path(args.data).name}', target = labels {labels}"
                             + (f", {'axial slices with >= %d target pixels' % args.min_area}"
-                               if args.dims == 2 else ", whole volumes")),
+                               if args.dims == 2 else ", whole volumes")
+                            + (f"; plus {args.synthetic} synthetic shapes "
+                               "(midseg.train.synthetic_items, seed = --seed): random blobs in "
+                               "random textured scenes, no real image"
+                               if args.synthetic else "")),
             "root": str(args.data),
             "image": args.image_name, "labels_file": args.label_name, "target_labels": labels,
             "min_area": args.min_area if args.dims == 2 else None,
             "training_items": len(items),
+            "real_items": n_real,
+            "synthetic_items": args.synthetic,
         },
         "split": {"train": train_cases, "validation": val_cases,
                   "validation_held_out": not overlap},

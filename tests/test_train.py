@@ -150,3 +150,36 @@ def test_keep_best_ships_the_best_validation_weights(tmp_path):
     best_it = max(vals, key=lambda k: (vals[k], -k))
     assert res.card["training"]["weights_from_iteration"] == best_it
     assert res.card["validation"]["dice"] == pytest.approx(vals[best_it], abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (32, 48, 48)])
+def test_synthetic_items_are_one_solid_object_and_reproducible(shape):
+    from scipy import ndimage
+
+    from midseg.train import synthetic_item
+
+    for seed in range(6):
+        a = synthetic_item(shape, seed)
+        b = synthetic_item(shape, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert a.image.shape == a.mask.shape == shape and a.image.dtype == np.float32
+        assert np.isfinite(a.image).all()
+        assert ndimage.label(a.mask)[1] == 1                     # one connected object
+        assert (ndimage.binary_fill_holes(a.mask) == a.mask).all()  # without holes
+        assert 0.005 < a.mask.mean() < 0.6                      # an object, not the scene
+    # different seeds, different scenes
+    assert not np.array_equal(synthetic_item(shape, 0).mask, synthetic_item(shape, 1).mask)
+
+
+def test_synthetic_items_train_like_real_ones():
+    from midseg.train import synthetic_item, synthetic_items
+
+    items = synthetic_items(3, 2, seed=4)
+    assert [it.name for it in items] == ["synthetic:0", "synthetic:1", "synthetic:2"]
+    x, y = make_sample(items[0], _cfg(cue="egd"), np.random.default_rng(0))
+    assert x.shape == (2, 32, 32) and y.shape == (32, 32) and 0 < y.mean() < 1
+    with pytest.raises(InvalidInputError, match="shape"):
+        synthetic_item((8, 8), 0)
+    with pytest.raises(InvalidInputError, match="shape"):
+        synthetic_item((64,), 0)
