@@ -23,3 +23,7 @@ class GeometryMismatchError(InvalidInputError):
 
 class ModelError(MidsegError):
     """A model could not be found, loaded or does not fit the image."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """Stored clicks are replayed with other weights than they were made with."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import as_points
-from .errors import GeometryMismatchError, InvalidInputError, MidsegError
+from .errors import GeometryMismatchError, InvalidInputError, MidsegError, ModelMismatchWarning
 from .io import Image, geometry_differences
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
@@ -372,7 +372,10 @@ class Session:
             origin, direction); a mismatch raises `GeometryMismatchError`
             naming what differs.
         model : optional
-            Overrides the model named in the file.
+            Overrides the model named in the file. When the file records the
+            sha256 of the weights it was made with and the weights used now
+            differ, a `ModelMismatchWarning` says so: the replay then runs,
+            but its masks are not the ones the clicks were made on.
         callback : callable, optional
             Called as ``callback(session)`` after stage 1 and after each round
             (progress reports, per-step metrics).
@@ -386,6 +389,17 @@ class Session:
             model = model_ref.get("name")
         session = cls(image, model=model, lam=params["lam"], sigma=params["sigma"],
                       method=params["method"], device=device)
+        stored_sha = model_ref.get("sha256")
+        current_sha = _model_ref(session.model).get("sha256")
+        if stored_sha and current_sha and stored_sha != current_sha:
+            import warnings
+
+            warnings.warn(
+                f"the clicks were made with model {model_ref.get('name')!r} "
+                f"(weights sha256 {stored_sha[:12]}), the replay uses "
+                f"{_model_ref(session.model).get('name')!r} (sha256 {current_sha[:12]}): "
+                "stage 1 and every refined mask may differ from the original session",
+                ModelMismatchWarning, stacklevel=2)
         session.segment(_mm_to_index(image, data["margin_points"]))
         if callback is not None:
             callback(session)

@@ -163,6 +163,26 @@ def test_replay_on_other_geometry_says_what_differs(case, tmp_path):
         midseg.Session.from_clicks(tmp_path / "c.json", cropped, model=model)
 
 
+def test_replay_with_other_weights_warns(tmp_path):
+    import warnings
+
+    from midseg.errors import ModelMismatchWarning
+
+    image, truth = phantom(2)
+    a = write_tiny_model(tmp_path, 2, seed=0)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    b = write_tiny_model(other_dir, 2, seed=1)           # same name, other weights
+    session = midseg.Session(image, model=a)
+    session.segment(margin_points(truth))
+    session.save_clicks(tmp_path / "c.json")
+    with pytest.warns(ModelMismatchWarning, match="sha256"):
+        midseg.Session.from_clicks(tmp_path / "c.json", image, model=b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # the same weights: silent
+        midseg.Session.from_clicks(tmp_path / "c.json", image, model=a)
+
+
 def test_bad_input_errors(case, model_dir):
     image, truth, model = case
     session = midseg.Session(image, model=model)
