@@ -472,6 +472,14 @@ def _click_distances(norm_crop, fg_seeds, bg_seeds, unit_spacing, backend):
             _click_distance(sd_crop, bg_seeds, unit_spacing, backend))
 
 
+def _margin_not_clicked_bg(margin: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """The margin points without those a background click has overridden (same voxel)."""
+    if not len(margin) or not len(bg):
+        return margin
+    clash = (margin[:, None, :] == bg[None, :, :]).all(axis=2).any(axis=1)
+    return margin[~clash]
+
+
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),
            spacing: Sequence[float] | None = None, lam: float = 5.0, sigma: float = 0.1,
            method: str = "ifgc", channel_axis: int | None = None, box=None,
@@ -488,9 +496,11 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         values in [0, 1]. Never modified: keep passing the same map every
         round, not the previous round's output.
     margin_points : (N, ndim) int array or sequence of index tuples
-        The interior margin points of stage 1 (array order). They are
-        foreground seeds of Df, not hard constraints (users place them near
-        the boundary, not always exactly inside it).
+        The interior margin points of stage 1 (array order): foreground
+        seeds of Df and, being points the user put inside the object, hard
+        foreground constraints of the graph cut (both methods). A background
+        click on the very voxel of a margin point overrides it (the later
+        correction wins).
     foreground, background : (N, ndim) int array or sequence of index tuples
         ALL corrective clicks so far (rounds accumulate: the caller keeps
         them and passes them all every round). Each is a hard constraint of
@@ -584,6 +594,21 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     the held-out BraTS curve by at most 0.02 either way). The two maps are
     computed in two threads (the geodesic kernels release the GIL).
 
+    *Margin points are hard constraints.* Where ``E`` is lukewarm near a
+    click (a leak without an edge, Df ~ Db), the fused map of a small object
+    is lukewarm all over it and the CRF (λ = 5) may prefer to delete it;
+    the margin points, inside the object by definition, anchor it. On all 56
+    tumour-core slices of the held-out BraTS case pat0006 (stage 1 by the
+    shipped 2d model, 10 robot clicks each) the mean Dice over clicks 1-10
+    rose from 0.887 to 0.904 (naive GC, which gets the same constraints:
+    0.913), after 10 clicks from 0.912 to 0.935 (GC 0.924); masks collapsing
+    below Dice 0.2 on the way: 5 -> 4 (GC 0), all of them objects of 100-300
+    voxels. On 24 synthetic scenes: 0.907 -> 0.910 (GC 0.848). Tried and not kept: a scale of the Euclidean term
+    relative to the stage-1 box (0.3 of its side: +0.006 more on the BraTS
+    slices, but lobes outside the margin points' box were lost), and alpha
+    from the corrective clicks alone (mixed: +0.012 on BraTS, -0.012 on the
+    synthetic scenes).
+
     References
     ----------
     Luo et al., MIDeepSeg, Med. Image Anal. 2021, §2.4, Eq. 3-11.
@@ -619,6 +644,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
 
     sl = region.slices
     origin = np.asarray(region.start, dtype=np.int64)
+    hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
     norm = _normalise01(chans[(slice(None),) + sl])
     p_crop = p[sl]
     fg_c, bg_c = fg - origin, bg - origin
@@ -629,7 +655,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         fused = _fuse(p_crop, d_fg, d_bg)
     else:
         fused = p_crop.astype(np.float32)
-    mask_crop = _solve(fused, norm, fg_c, bg_c, lam=lam, sigma=sigma, spacing=sp,
+    mask_crop = _solve(fused, norm, hard_fg, bg_c, lam=lam, sigma=sigma, spacing=sp,
                        connectivity=connectivity)
 
     probability = p.astype(np.float32, copy=True)

@@ -491,3 +491,16 @@ def test_duplicated_channels_give_single_channel_distances():
     two = refine(np.stack([img, img, img]), cnn, margin_points=margin,
                  foreground=[lobe_click], background=[(3, 3)], channel_axis=0)
     np.testing.assert_allclose(two.probability, one.probability, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ifgc", "gc"])
+def test_margin_points_are_hard_foreground_unless_clicked_background(method):
+    shape = (30, 34)
+    img = np.zeros(shape)
+    prob = np.zeros(shape)                    # the CNN saw nothing at all
+    margin = np.array([(10, 10), (20, 25)])
+    res = refine(img, prob, margin_points=margin, background=[(3, 3)], method=method)
+    assert res.mask[10, 10] == 1 and res.mask[20, 25] == 1
+    # the user's later background click on a margin point's voxel wins
+    res = refine(img, prob, margin_points=margin, background=[(3, 3), (20, 25)], method=method)
+    assert res.mask[10, 10] == 1 and res.mask[20, 25] == 0
