@@ -765,9 +765,10 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
         L.append(f"- **{k}**: {v}")
     L.append("- **midseg**: `Session(image, model, method='ifgc', lam=5, sigma=0.1)`: "
              "shipped model (`models/2d.pt` / `models/3d.pt`, EGD cue), information fusion + "
-             "graph cut, every click one refinement round.")
+             "graph cut, every click one refinement round; clicks and interior margin "
+             "points are hard constraints.")
     L.append("- **midseg-gc**: the same session with `method='gc'` (naive graph cut on the "
-             "CNN probability, clicks as hard constraints).")
+             "CNN probability, the same hard constraints).")
     extra = sorted({s["method"] for s in summary} - set(METHOD_NAMES))
     for e in extra:
         L.append(f"- **{e}**: extra stage-1 model given with `--extra-model`, refined with IF-GC.")

@@ -253,7 +253,8 @@ class Session:
         foreground, background : sequence of index tuples
             New clicks in array order: foreground where the object was missed,
             background where the mask leaks. All clicks of earlier rounds stay
-            in force (they accumulate); every click is a hard constraint.
+            in force (they accumulate); every click is a hard constraint, and so
+            is every interior margin point unless a background click is on it.
         lam, sigma, method : optional
             Override the session's parameters for this round.
 
