@@ -74,6 +74,7 @@ class TrainConfig:
     loss: str = "dice+ce"
     augment: bool = True
     intensity_flip: float = 0.3
+    synthetic: int = 0
     seed: int = 0
     margin: Any = None
     val_every: int = 200
@@ -95,6 +96,8 @@ class TrainConfig:
                 f"schedule must be 'step', 'poly' or 'constant', got {self.schedule!r}")
         if self.loss not in ("dice", "dice+ce"):
             raise InvalidInputError(f"loss must be 'dice' or 'dice+ce', got {self.loss!r}")
+        if int(self.synthetic) < 0:
+            raise InvalidInputError(f"synthetic must be >= 0, got {self.synthetic!r}")
         for name in ("epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -343,7 +346,8 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     Parameters
     ----------
     items : sequence of TrainItem
-        Training pairs; every mask must contain the object.
+        Training pairs; every mask must contain the object. ``cfg.synthetic``
+        synthetic items (`synthetic_items`, seeded by ``cfg.seed``) are appended.
     cfg : TrainConfig
     out_dir : path, optional
         Run folder for ``checkpoint.pt``, ``NAME.pt``, ``NAME.json``. None:
@@ -375,6 +379,9 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
 
     if not items:
         raise InvalidInputError("no training items given")
+    if cfg.synthetic:
+        # part of the config, so a checkpoint cannot be resumed with another mix
+        items = list(items) + synthetic_items(cfg.synthetic, cfg.spatial_dims, seed=cfg.seed)
     for it in list(items) + list(val_items):
         m = np.asarray(it.mask)
         if m.ndim != cfg.spatial_dims:
@@ -851,7 +858,8 @@ def run(args: argparse.Namespace) -> int:
         cue_params=_parse_params(args.cue_param), base=args.base, epochs=args.epochs,
         batch_size=args.batch_size or (4 if args.dims == 2 else 1), lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
-        augment=not args.no_augment, seed=args.seed, val_every=args.val_every,
+        augment=not args.no_augment, synthetic=args.synthetic, seed=args.seed,
+        val_every=args.val_every,
         keep_best=args.keep_best,
         checkpoint_minutes=args.checkpoint_minutes, max_minutes=args.max_minutes,
         threads=args.threads, device=args.device)
@@ -862,10 +870,6 @@ def run(args: argparse.Namespace) -> int:
     items = load_brats_items(args.data, train_cases, **kw)
     val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
     n_real = len(items)
-    if args.synthetic < 0:
-        raise InvalidInputError(f"--synthetic must be >= 0, got {args.synthetic}")
-    if args.synthetic:
-        items = items + synthetic_items(args.synthetic, args.dims, seed=args.seed)
     name = args.name or f"{args.dims}d"
     out = Path(args.out)
     resume = args.resume
@@ -888,7 +892,7 @@ def run(args: argparse.Namespace) -> int:
             "root": str(args.data),
             "image": args.image_name, "labels_file": args.label_name, "target_labels": labels,
             "min_area": args.min_area if args.dims == 2 else None,
-            "training_items": len(items),
+            "training_items": n_real + args.synthetic,
             "real_items": n_real,
             "synthetic_items": args.synthetic,
         },
@@ -901,8 +905,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if "brats" in str(args.data).lower():
         extra["licence"] = LICENCE_BRATS
-    print(f"training {name}: {len(items)} items, {len(val_items)} validation items, "
-          f"{cfg.epochs} epochs of {math.ceil(len(items) / cfg.batch_size)} iterations",
+    print(f"training {name}: {n_real} + {cfg.synthetic} synthetic items, "
+          f"{len(val_items)} validation items, {cfg.epochs} epochs of "
+          f"{math.ceil((n_real + cfg.synthetic) / cfg.batch_size)} iterations",
           flush=True)
     result = train(items, cfg, out, val_items=val_items, name=name, resume=resume,
                    card_extra=extra, progress=not args.no_progress)

@@ -183,3 +183,15 @@ def test_synthetic_items_train_like_real_ones():
         synthetic_item((8, 8), 0)
     with pytest.raises(InvalidInputError, match="shape"):
         synthetic_item((64,), 0)
+
+
+def test_synthetic_mix_is_part_of_the_config(tmp_path):
+    items = _discs(4, 8)
+    res = train(items, _cfg(epochs=1, synthetic=3, grid_shape=(32, 32)), tmp_path,
+                progress=False)
+    assert res.card["training"]["items"] == 7          # 4 real + 3 synthetic
+    with pytest.raises(Exception, match="different configuration"):
+        train(items, _cfg(epochs=1, synthetic=0), None, progress=False,
+              resume=tmp_path / "checkpoint.pt")
+    with pytest.raises(InvalidInputError, match="synthetic"):
+        _cfg(synthetic=-1)
