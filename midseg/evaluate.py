@@ -771,7 +771,8 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
              "CNN probability, the same hard constraints).")
     extra = sorted({s["method"] for s in summary} - set(METHOD_NAMES))
     for e in extra:
-        L.append(f"- **{e}**: extra stage-1 model given with `--extra-model`, refined with IF-GC.")
+        L.append(f"- **{e}**: extra stage-1 model given with `--extra-model`, refined with "
+                 f"IF-GC.{_extra_model_origin(e, metas)}")
     L.append("")
 
     # Table 2-like: stage-1 encodings with guidance metrics
@@ -863,6 +864,23 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
     return {"summary": summary, "targets": targets}
 
 
+def _extra_model_origin(name: str, metas: Sequence[dict]) -> str:
+    """" Trained by `...`; held-out Dice x." from the card beside an extra model's weights."""
+    for m in metas:
+        ref = (m.get("models") or {}).get(name)
+        if not ref:
+            continue
+        card_path = Path(str(ref).split(" (sha256")[0]).with_suffix(".json")
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        out = f" Cue `{card.get('cue')}`; trained by `{card.get('command', '?')}`"
+        dice = (card.get("validation") or {}).get("dice")
+        return out + (f"; held-out Dice {dice:.3f}." if isinstance(dice, (int, float)) else ".")
+    return ""
+
+
 def _targets(by: dict, groups, clicks: int) -> list[dict]:
     out = []
     for g in groups:
@@ -901,6 +919,22 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
                                 "result": f"{_pct(mid['dice@0'])} vs {_pct(s['dice@0'])} "
                                           f"({100 * d:+.2f})",
                                 "reached": bool(d > 0)})
+            # other cue encodings: extra models named neither "*none*" nor "egd*"; an
+            # "egd*" extra model (EGD trained like them) is the like-for-like control
+            others = {m[2]: s for m, s in by.items() if m[:2] == g and m[2] not in METHOD_NAMES
+                      and "none" not in m[2].lower() and not m[2].lower().startswith("egd")}
+            controls = {m[2]: s for m, s in by.items() if m[:2] == g
+                        and m[2] not in METHOD_NAMES and m[2].lower().startswith("egd")}
+            if len(others) >= 2:
+                for label, ref in [("midseg", mid)] + sorted(controls.items()):
+                    beaten = [k for k, o in sorted(others.items())
+                              if ref["dice@0"] > o["dice@0"]]
+                    out.append({
+                        "target": f"EGD ({label}) beats ≥ 2 other encodings at stage 1",
+                        "dataset": name,
+                        "result": f"{_pct(ref['dice@0'])} vs " + ", ".join(
+                            f"{k} {_pct(o['dice@0'])}" for k, o in sorted(others.items())),
+                        "reached": len(beaten) >= 2})
     return out
 
 

@@ -178,3 +178,23 @@ def test_report_command_from_csv(tmp_path, capsys):
     assert ev.main(["--from-csv", str(tmp_path / "missing.csv"), "--report",
                     str(tmp_path / "r.md")]) == 1
     assert "no such results file" in capsys.readouterr().err
+
+
+def test_report_targets_compare_encodings_on_unseen_sets(tmp_path):
+    cases = [ev.Case("hc18", c.case, c.image, c.gt, c.spacing) for c in _cases(2)]
+    methods = [PerfectMethod(cases[0].gt, "midseg"), FakeMethod("euclidean"),
+               FakeMethod("gaussian"), FakeMethod("egd-30ep"), FakeMethod("bbox-none")]
+    rows = []
+    for case in cases:   # PerfectMethod knows one gt: give it each case's own
+        methods[0].gt = case.gt
+        rows += ev.run_protocol([case], methods, clicks=1, progress=False)
+    path = tmp_path / "steps.csv"
+    ev.write_csv(rows, path)
+    targets = {(t["target"], t["dataset"]): t for t in
+               ev.write_report([path], tmp_path / "r.md", clicks=1)["targets"]}
+    main = targets[("EGD (midseg) beats ≥ 2 other encodings at stage 1", "hc18 (2D)")]
+    assert main["reached"] and "euclidean" in main["result"] and "gaussian" in main["result"]
+    # the like-for-like control ties the others (same fake): a tie is not a win
+    assert not targets[("EGD (egd-30ep) beats ≥ 2 other encodings at stage 1",
+                        "hc18 (2D)")]["reached"]
+    assert targets[("EGD beats bounding-box-only (bbox-none) at stage 1", "hc18 (2D)")]["reached"]
