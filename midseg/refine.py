@@ -265,11 +265,16 @@ def _check_lam_sigma(lam, sigma) -> tuple[float, float]:
     return lam_f, sigma_f
 
 
+def _same_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) bool: point a[i] and point b[j] are the same voxel."""
+    return (a[:, None, :] == b[None, :, :]).all(axis=2)
+
+
 def _check_clicks(foreground, background, shape) -> tuple[np.ndarray, np.ndarray]:
     fg = as_points(foreground, shape, name="foreground clicks", allow_empty=True)
     bg = as_points(background, shape, name="background clicks", allow_empty=True)
     if len(fg) and len(bg):
-        both = (fg[:, None, :] == bg[None, :, :]).all(axis=2)
+        both = _same_voxel(fg, bg)
         if both.any():
             i = int(np.argwhere(both)[0, 0])
             raise InvalidInputError(
@@ -476,8 +481,7 @@ def _margin_not_clicked_bg(margin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """The margin points without those a background click has overridden (same voxel)."""
     if not len(margin) or not len(bg):
         return margin
-    clash = (margin[:, None, :] == bg[None, :, :]).all(axis=2).any(axis=1)
-    return margin[~clash]
+    return margin[~_same_voxel(margin, bg).any(axis=1)]
 
 
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),

@@ -391,14 +391,15 @@ class Session:
         session = cls(image, model=model, lam=params["lam"], sigma=params["sigma"],
                       method=params["method"], device=device)
         stored_sha = model_ref.get("sha256")
-        current_sha = _model_ref(session.model).get("sha256")
+        current = _model_ref(session.model)          # hashes the weights file: once
+        current_sha = current.get("sha256")
         if stored_sha and current_sha and stored_sha != current_sha:
             import warnings
 
             warnings.warn(
                 f"the clicks were made with model {model_ref.get('name')!r} "
                 f"(weights sha256 {stored_sha[:12]}), the replay uses "
-                f"{_model_ref(session.model).get('name')!r} (sha256 {current_sha[:12]}): "
+                f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
                 "stage 1 and every refined mask may differ from the original session",
                 ModelMismatchWarning, stacklevel=2)
         session.segment(_mm_to_index(image, data["margin_points"]))
