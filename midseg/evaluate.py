@@ -911,20 +911,20 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
                             "dataset": name, "result": f"{100 * d:+.2f} points",
                             "reached": bool(d >= 0.01)})
         if not DATASETS.get(g[0], {}).get("seen", True):
-            for m, s in by.items():
-                if m[:2] == g and m[2] not in METHOD_NAMES and "none" in m[2].lower():
-                    d = mid["dice@0"] - s["dice@0"]
-                    out.append({"target": f"EGD beats bounding-box-only ({m[2]}) at stage 1",
-                                "dataset": name,
-                                "result": f"{_pct(mid['dice@0'])} vs {_pct(s['dice@0'])} "
-                                          f"({100 * d:+.2f})",
-                                "reached": bool(d > 0)})
-            # other cue encodings: extra models named neither "*none*" nor "egd*"; an
-            # "egd*" extra model (EGD trained like them) is the like-for-like control
-            others = {m[2]: s for m, s in by.items() if m[:2] == g and m[2] not in METHOD_NAMES
-                      and "none" not in m[2].lower() and not m[2].lower().startswith("egd")}
-            controls = {m[2]: s for m, s in by.items() if m[:2] == g
-                        and m[2] not in METHOD_NAMES and m[2].lower().startswith("egd")}
+            # extra stage-1 models: "*none*" = image only; "egd*" = EGD trained like the
+            # other encodings (the like-for-like control); anything else = another encoding
+            extras = {m[2]: s for m, s in by.items() if m[:2] == g and m[2] not in METHOD_NAMES}
+            image_only = {k: s for k, s in extras.items() if "none" in k.lower()}
+            controls = {k: s for k, s in extras.items() if k.lower().startswith("egd")}
+            others = {k: s for k, s in extras.items()
+                      if k not in image_only and k not in controls}
+            for k, s in sorted(image_only.items()):
+                d = mid["dice@0"] - s["dice@0"]
+                out.append({"target": f"EGD beats bounding-box-only ({k}) at stage 1",
+                            "dataset": name,
+                            "result": f"{_pct(mid['dice@0'])} vs {_pct(s['dice@0'])} "
+                                      f"({100 * d:+.2f})",
+                            "reached": bool(d > 0)})
             if len(others) >= 2:
                 for label, ref in [("midseg", mid)] + sorted(controls.items()):
                     beaten = [k for k, o in sorted(others.items())
