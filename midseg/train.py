@@ -77,7 +77,9 @@ class TrainConfig:
     synthetic: int = 0
     seed: int = 0
     margin: Any = None
+    init: str | None = None
     val_every: int = 200
+    val_point_sets: int = 1
     keep_best: bool = False
     checkpoint_minutes: float = 5.0
     max_minutes: float | None = None
@@ -98,7 +100,9 @@ class TrainConfig:
             raise InvalidInputError(f"loss must be 'dice' or 'dice+ce', got {self.loss!r}")
         if int(self.synthetic) < 0:
             raise InvalidInputError(f"synthetic must be >= 0, got {self.synthetic!r}")
-        for name in ("epochs", "batch_size", "val_every"):
+        if self.init is not None:
+            self.init = os.fspath(self.init)
+        for name in ("epochs", "batch_size", "val_every", "val_point_sets"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
@@ -267,21 +271,62 @@ class _ValCase:
 
 
 def _make_val_cases(items: Sequence[TrainItem], cfg: TrainConfig, seed: int) -> list[_ValCase]:
-    """Fixed validation inputs: one set of simulated points per item (seeded)."""
+    """Fixed validation inputs: ``cfg.val_point_sets`` sets of simulated points per item.
+
+    Set 0 of item k is seeded ``[seed, 7919, k]`` (as before the option existed),
+    set j > 0 ``[seed, 7919, k, j]``. With few validation items (3D) several
+    sets make the Dice that picks the kept weights less a matter of one draw.
+    """
     from . import data_sim
     from .predict import prepare_input
 
     out = []
     for k, item in enumerate(items):
-        rng = np.random.default_rng([seed, 7919, k])
         mask = np.asarray(item.mask) != 0
-        pts = data_sim.interior_margin_points(mask, rng=rng, spacing=item.spacing)
         channel_first = np.asarray(item.image).ndim == mask.ndim + 1
-        x, g = prepare_input(item.image, pts, cfg.grid_shape, cfg.cue, spacing=item.spacing,
-                             channel_axis=0 if channel_first else None, margin=cfg.margin,
-                             cue_params=cfg.cue_params)
-        out.append(_ValCase(x=x, transform=g.transform, mask=mask, name=item.name))
+        for j in range(int(cfg.val_point_sets)):
+            rng = np.random.default_rng([seed, 7919, k] if j == 0 else [seed, 7919, k, j])
+            pts = data_sim.interior_margin_points(mask, rng=rng, spacing=item.spacing)
+            x, g = prepare_input(item.image, pts, cfg.grid_shape, cfg.cue, spacing=item.spacing,
+                                 channel_axis=0 if channel_first else None, margin=cfg.margin,
+                                 cue_params=cfg.cue_params)
+            out.append(_ValCase(x=x, transform=g.transform, mask=mask, name=item.name))
     return out
+
+
+def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
+    """Load the weights of the model ``cfg.init`` (name or ``.pt`` path) into `net`.
+
+    The model must have the same architecture, grid, cue and input channels as
+    the run; returns what the card records about it (path, sha256, its card's
+    name and training length).
+    """
+    import torch
+
+    from . import models as _models
+
+    try:
+        pt = _models.model_path(cfg.init)
+        card = _models.read_card(pt)
+    except MidsegError as exc:
+        raise InvalidInputError(f"init: {exc}") from exc
+    want = {"architecture": dict(net.config), "grid_shape": list(cfg.grid_shape),
+            "cue": cfg.cue, "in_channels": in_channels}
+    have = {"architecture": dict(card.get("architecture", {})),
+            "grid_shape": list(card.get("grid_shape", [])), "cue": card.get("cue"),
+            "in_channels": card.get("in_channels")}
+    diff = [k for k in want if want[k] != have[k]]
+    if diff:
+        raise InvalidInputError(
+            f"init: model '{pt}' does not match this run in "
+            + ", ".join(f"{k} ({have[k]} vs {want[k]})" for k in diff))
+    state = torch.load(pt, map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    tr = card.get("training", {})
+    return {"model": cfg.init, "file": str(pt), "sha256": _sha256(pt),
+            "name": card.get("name"), "iterations": tr.get("weights_from_iteration",
+                                                           tr.get("iterations")),
+            "command": card.get("command")}
 
 
 def _validate(net, cases: list[_ValCase], device, batch: int) -> float:
@@ -398,6 +443,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     net = UNet(cfg.spatial_dims, in_channels, cfg.out_channels, base=cfg.base, depth=cfg.depth)
+    init_info = _init_from(net, cfg, in_channels) if cfg.init else None
     net.to(device).train()
     # channels-last is ~25 % faster for 3D convolutions on CPU (oneDNN); same numbers.
     fmt = torch.channels_last_3d if cfg.spatial_dims == 3 else torch.contiguous_format
@@ -413,7 +459,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         out.mkdir(parents=True, exist_ok=True)
     if resume is not None:
         ck = torch.load(resume, map_location="cpu", weights_only=False)
-        if ck.get("config") != _cfg_key(cfg):
+        if _with_defaults(ck.get("config")) != _cfg_key(cfg):
             raise MidsegError(
                 f"checkpoint '{resume}' was written with a different configuration: "
                 f"{ck.get('config')} vs {_cfg_key(cfg)}")
@@ -422,6 +468,15 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         state = ck["state"]
 
     val_cases = _make_val_cases(val_items, cfg, cfg.seed) if val_items else []
+    if init_info is not None and val_cases and state["iteration"] == 0:
+        # The starting weights are a candidate too: fine-tuning that never beats them on
+        # validation leaves them as they were (with --keep-best).
+        d0 = _validate(net, val_cases, device, max(cfg.batch_size, 4))
+        state["init_val_dice"] = round(d0, 5)
+        _remember_best(state, net, d0, cfg.keep_best)
+        state["history"].append({"iteration": 0, "epoch": 0, "val_dice": round(d0, 5),
+                                 "elapsed_s": 0.0})
+        print(json.dumps(state["history"][-1]), flush=True)
 
     def checkpoint():
         if out is None:
@@ -500,8 +555,11 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         last_val = state["best"]["val_dice"]
     net.eval()
 
+    if init_info is not None and state.get("init_val_dice") is not None:
+        init_info["val_dice"] = state["init_val_dice"]
     card = _make_card(name, cfg, net, image_channels, in_channels, state, total, per_epoch,
-                      n, val_items, last_val, device, threads, stopped_early, card_extra)
+                      n, val_items, last_val, device, threads, stopped_early, card_extra,
+                      init_info)
     weights_path = card_path = None
     if out is not None:
         weights_path = out / f"{name}.pt"
@@ -549,8 +607,17 @@ def _cfg_key(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(d))
 
 
+def _with_defaults(key: dict | None) -> dict | None:
+    """A checkpoint's config key with fields added since it was written set to their defaults."""
+    if not isinstance(key, dict):
+        return key
+    defaults = _cfg_key(TrainConfig(spatial_dims=int(key.get("spatial_dims", 2))))
+    return {**{k: v for k, v in defaults.items() if k not in key}, **key}
+
+
 def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_epoch, n,
-               val_items, last_val, device, threads, stopped_early, extra) -> dict:
+               val_items, last_val, device, threads, stopped_early, extra,
+               init_info=None) -> dict:
     import torch
 
     from . import __version__
@@ -598,6 +665,7 @@ def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_ep
                 "fresh simulated interior margin points for every sample"
                 if cfg.augment else "none (fresh simulated points only)"),
             "seed": cfg.seed,
+            "initialised_from": init_info,
             "wall_time_s": round(state["elapsed"], 1),
             "hardware": _hardware(device, threads),
             "torch_version": torch.__version__,
@@ -606,8 +674,10 @@ def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_ep
         },
         "validation": {
             "items": len(val_items),
-            "metric": "Dice at probability 0.5 in image space, one fixed set of simulated "
-                      "points per item",
+            "metric": ("Dice at probability 0.5 in image space, "
+                       + ("one fixed set" if cfg.val_point_sets == 1 else
+                          f"mean over {cfg.val_point_sets} fixed sets")
+                       + " of simulated points per item"),
             "dice": None if not val_items else round(float(last_val), 4),
         },
     }
@@ -812,10 +882,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--out", required=True, help="run folder (checkpoint, weights, card)")
     p.add_argument("--name", default=None, help="model name (default: '2d' or '3d')")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from the weights of this model (shipped name or .pt with its "
+                        "card; same architecture, grid and cue) instead of random ones: "
+                        "fine-tuning; the card records it")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint.pt ('auto': OUT/checkpoint.pt if present)")
     p.add_argument("--val-every", type=int, default=200,
                    help="iterations between validations (default: %(default)s)")
+    p.add_argument("--val-point-sets", type=int, default=1, metavar="K",
+                   help="simulated point sets per validation item; the validation Dice is "
+                        "their mean (default: %(default)s)")
     p.add_argument("--keep-best", action="store_true",
                    help="ship the weights of the validation with the best Dice, not the last")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -859,7 +936,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or (4 if args.dims == 2 else 1), lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
         augment=not args.no_augment, synthetic=args.synthetic, seed=args.seed,
-        val_every=args.val_every,
+        init=args.init, val_every=args.val_every, val_point_sets=args.val_point_sets,
         keep_best=args.keep_best,
         checkpoint_minutes=args.checkpoint_minutes, max_minutes=args.max_minutes,
         threads=args.threads, device=args.device)

@@ -195,3 +195,69 @@ def test_synthetic_mix_is_part_of_the_config(tmp_path):
               resume=tmp_path / "checkpoint.pt")
     with pytest.raises(InvalidInputError, match="synthetic"):
         _cfg(synthetic=-1)
+
+
+def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
+    """--init: fine-tuning starts from the model's weights; the card records which."""
+    items, val = _discs(6, 11), _discs(2, 12)
+    first = train(items, _cfg(epochs=8), tmp_path / "a", val_items=val, name="a",
+                  progress=False)
+    # lr ~ 0: the starting weights are kept (Adam with weight decay still moves
+    # them by ~lr), and the iteration-0 validation is the starting model's.
+    res = train(items, _cfg(epochs=1, lr=1e-12, weight_decay=0.0, keep_best=True,
+                            init=str(first.weights_path)),
+                tmp_path / "b", val_items=val, name="b", progress=False)
+    a, b = first.net.state_dict(), res.net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0), k
+    init = res.card["training"]["initialised_from"]
+    assert init["file"] == str(first.weights_path)
+    assert init["sha256"] == first.card["weights"]["sha256"]
+    assert init["val_dice"] == pytest.approx(first.card["validation"]["dice"], abs=1e-4)
+    assert res.history[0]["iteration"] == 0
+    # Without --init nothing is recorded.
+    assert first.card["training"]["initialised_from"] is None
+
+
+def test_init_with_another_architecture_or_cue_is_refused(tmp_path):
+    items = _discs(4, 13)
+    first = train(items, _cfg(epochs=1), tmp_path, name="a", progress=False)
+    with pytest.raises(InvalidInputError, match="cue"):
+        train(items, _cfg(epochs=1, cue="none", init=str(first.weights_path)), None,
+              progress=False)
+    with pytest.raises(InvalidInputError, match="architecture"):
+        train(items, _cfg(epochs=1, base=8, init=str(first.weights_path)), None,
+              progress=False)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        train(items, _cfg(epochs=1, init=str(tmp_path / "nope.pt")), None, progress=False)
+
+
+def test_several_validation_point_sets(tmp_path):
+    from midseg.train import _make_val_cases
+
+    val = _discs(2, 14)
+    one = _make_val_cases(val, _cfg(), seed=3)
+    three = _make_val_cases(val, _cfg(val_point_sets=3), seed=3)
+    assert len(one) == 2 and len(three) == 6
+    # set 0 of each item is the single set of before; the others differ
+    np.testing.assert_array_equal(one[0].x, three[0].x)
+    np.testing.assert_array_equal(one[1].x, three[3].x)
+    assert not np.array_equal(three[0].x, three[1].x)
+    res = train(_discs(4, 15), _cfg(epochs=1, val_point_sets=3), None, val_items=val,
+                progress=False)
+    assert "mean over 3 fixed sets" in res.card["validation"]["metric"]
+    with pytest.raises(InvalidInputError, match="val_point_sets"):
+        _cfg(val_point_sets=0)
+
+
+def test_checkpoint_from_before_new_options_still_resumes(tmp_path):
+    """A checkpoint whose config lacks later fields (init, val_point_sets) resumes."""
+    items = _discs(4, 16)
+    cfg = _cfg(epochs=2)
+    train(items, cfg, tmp_path, progress=False, max_iterations=1)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for k in ("init", "val_point_sets"):
+        del ck["config"][k]
+    torch.save(ck, tmp_path / "checkpoint.pt")
+    res = train(items, cfg, None, progress=False, resume=tmp_path / "checkpoint.pt")
+    assert res.card["training"]["iterations"] == 2
