@@ -20,6 +20,7 @@ from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QCo
                              QWidget)
 
 from midseg.errors import MidsegError
+from midseg.refine import REFINE_METHODS
 
 from .jobs import JobRunner
 from .planes import WL_PRESETS, auto_window, full_window, planes_for
@@ -255,8 +256,9 @@ class MainWindow(QMainWindow):
         self.sigma_box.setValue(sigma)
         self.sigma_box.setToolTip("σ: intensity scale of the smoothness term (used from the next round)")
         self.method_box = QComboBox()
-        self.method_box.addItems(["ifgc", "gc"])
-        self.method_box.setToolTip("ifgc: information fusion + graph cut (MIDeepSeg); gc: plain graph cut")
+        self.method_box.addItems(list(REFINE_METHODS))
+        self.method_box.setToolTip("ifgc: information fusion + graph cut (MIDeepSeg, certainty-weighted "
+                                   "fusion); ifgc-paper: the paper's Eq. 7 as printed; gc: plain graph cut")
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(int(self.state.opacity * 100))

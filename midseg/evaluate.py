@@ -81,9 +81,13 @@ DATASETS: dict[str, dict] = {
 #: The fixed BraTS testing split of ../shared/data/README.md.
 BRATS_TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
 
-#: Built-in method names: midseg's two refinements, then the classical peers.
-METHOD_NAMES = ("midseg", "midseg-gc", "random-walker", "graph-cut", "region-growing",
-                "geodesic")
+#: Built-in method names: midseg's refinements, then the classical peers.
+METHOD_NAMES = ("midseg", "midseg-gc", "midseg-paper", "random-walker", "graph-cut",
+                "region-growing", "geodesic")
+
+#: midseg's refinement variants: method name -> `Session` method and report label.
+MIDSEG_VARIANTS = {"midseg": ("ifgc", "IF-GC"), "midseg-gc": ("gc", "GC"),
+                   "midseg-paper": ("ifgc-paper", "IF-GC, Eq. 7 as printed")}
 
 
 def default_data_root() -> Path:
@@ -355,15 +359,13 @@ def make_methods(names: Sequence[str] = METHOD_NAMES, *, model=None,
                  device: str | None = None) -> list:
     """Method objects for `run_protocol` from names (see `METHOD_NAMES`).
 
-    ``midseg`` / ``midseg-gc`` use `model` (default: shipped); each entry
+    ``midseg`` / ``midseg-gc`` / ``midseg-paper`` use `model` (default: shipped); each entry
     ``NAME: PATH`` of `extra_models` adds a stage-1 model refined with IF-GC.
     """
     out = []
     for n in names:
-        if n == "midseg":
-            out.append(SessionMethod("midseg", model, "ifgc", device))
-        elif n == "midseg-gc":
-            out.append(SessionMethod("midseg-gc", model, "gc", device))
+        if n in MIDSEG_VARIANTS:
+            out.append(SessionMethod(n, model, MIDSEG_VARIANTS[n][0], device))
         else:
             out.append(PeerMethod(n))
     for n, path in (extra_models or {}).items():
@@ -693,12 +695,13 @@ def _plot(rows, path: Path, title: tuple, clicks: int) -> None:
 
 
 def _peer_names() -> tuple[str, ...]:
-    return METHOD_NAMES[2:]
+    return tuple(m for m in METHOD_NAMES if m not in MIDSEG_VARIANTS)
 
 
 def _order(methods: Iterable[str]) -> list[str]:
     known = list(METHOD_NAMES)
-    return sorted(set(methods), key=lambda m: (known.index(m) if m in known else 2, m))
+    return sorted(set(methods), key=lambda m: (known.index(m) if m in known
+                                               else len(MIDSEG_VARIANTS), m))
 
 
 def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLike, *,
@@ -769,6 +772,10 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
              "points are hard constraints.")
     L.append("- **midseg-gc**: the same session with `method='gc'` (naive graph cut on the "
              "CNN probability, the same hard constraints).")
+    L.append("- **midseg-paper**: the same session with `method='ifgc-paper'`: the fusion "
+             "weight of the paper's Eq. 7 as printed, alpha = exp(-min(Df, Db)), where "
+             "midseg scales it by the click certainty |E_f - E_b| "
+             "(`midseg.refine.fuse_probabilities`).")
     extra = sorted({s["method"] for s in summary} - set(METHOD_NAMES))
     for e in extra:
         L.append(f"- **{e}**: extra stage-1 model given with `--extra-model`, refined with "
@@ -777,7 +784,7 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
 
     # Table 2-like: stage-1 encodings with guidance metrics
     models = [m for m in _order({s["method"] for s in summary})
-              if m not in _peer_names() and m != "midseg-gc"]
+              if m not in _peer_names() and m not in ("midseg-gc", "midseg-paper")]
     L.append("## Stage-1 encodings (cf. paper Table 2; guidance metrics of Marinov et al. 2023)\n")
     L.append("Initial Dice = after stage 1 (same margin points for all); final Dice after "
              f"{clicks} clicks (IF-GC); efficiency = seconds to compute the cue map on the "
@@ -807,11 +814,11 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
              "| ASSD@10 mm | NoC@90 | consistent impr. % | harmful clicks % |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for g in groups:
-        for m in ("midseg", "midseg-gc"):
+        for m in ("midseg", "midseg-paper", "midseg-gc"):
             s = by.get((*g, m))
             if s is None:
                 continue
-            L.append(f"| {g[0]} ({g[1]}D) | {'IF-GC' if m == 'midseg' else 'GC'} | "
+            L.append(f"| {g[0]} ({g[1]}D) | {MIDSEG_VARIANTS[m][1]} | "
                      f"{_pct(s['dice@0'])} | {_pct(s['dice@1'])} | {_pct(s['dice@3'])} | "
                      f"{_pct(s[f'dice@{clicks}'])} | {_num(s['assd@3'])} | "
                      f"{_num(s[f'assd@{clicks}'])} | {_num(s['noc90'], None, 1)} | "
@@ -905,11 +912,15 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
                             "reached": bool(mid["noc90"] <= 0.5 * peers[p]["noc90"])})
         gc = by.get((*g, "midseg-gc"))
         if gc is not None:
-            for k in (1, 3, clicks):
-                d = mid[f"dice@{k}"] - gc[f"dice@{k}"]
-                out.append({"target": f"IF-GC ≥ GC + 1 Dice point after {k} clicks",
-                            "dataset": name, "result": f"{100 * d:+.2f} points",
-                            "reached": bool(d >= 0.01)})
+            for label, s in (("IF-GC", mid), ("IF-GC, Eq. 7 as printed",
+                                              by.get((*g, "midseg-paper")))):
+                if s is None:
+                    continue
+                for k in (1, 3, clicks):
+                    d = s[f"dice@{k}"] - gc[f"dice@{k}"]
+                    out.append({"target": f"{label} ≥ GC + 1 Dice point after {k} clicks",
+                                "dataset": name, "result": f"{100 * d:+.2f} points",
+                                "reached": bool(d >= 0.01)})
         if not DATASETS.get(g[0], {}).get("seen", True):
             # extra stage-1 models: "*none*" = image only; "egd*" = EGD trained like the
             # other encodings (the like-for-like control); anything else = another encoding
@@ -942,7 +953,7 @@ def _first_click_harm(rows: Sequence[dict]) -> list[str]:
     """Lines on first clicks that lowered midseg's Dice by > 5 points, by click type."""
     lines = []
     for (ds, dims, method), cases in sorted(_curves(rows).items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if method not in ("midseg", "midseg-gc") or not cases:
+        if method not in MIDSEG_VARIANTS or not cases:
             continue
         stat = {"fg": [0, 0, []], "bg": [0, 0, []]}
         for st in cases.values():

@@ -23,6 +23,7 @@ __all__ = [
     "graph_cut",
     "refine",
     "REFINE_METHODS",
+    "FUSION_WEIGHTINGS",
     "PROB_EPS",
     "REFINE_LAMB",
     "DISTANCE_SCALE",
@@ -31,9 +32,14 @@ __all__ = [
     "DEFAULT_CONNECTIVITY",
 ]
 
-#: Refinement methods: the paper's information fusion + graph cut, and the naive
-#: graph cut baseline (BIFSeg-style: CNN probability, clicks as hard constraints).
-REFINE_METHODS = ("ifgc", "gc")
+#: Refinement methods: information fusion + graph cut with certainty-weighted fusion
+#: (the default, see `fuse_probabilities`), the same with the paper's Eq. 7 taken literally,
+#: and the naive graph cut baseline (BIFSeg-style: CNN probability, clicks as hard
+#: constraints).
+REFINE_METHODS = ("ifgc", "ifgc-paper", "gc")
+
+#: Fusion weightings of `fuse_probabilities`.
+FUSION_WEIGHTINGS = ("certainty", "paper")
 
 #: Probabilities are clamped to [PROB_EPS, 1 - PROB_EPS] before the log of the unary term,
 #: so a confident CNN costs at most -log(1e-6) ~ 13.8 per voxel instead of infinity.
@@ -114,13 +120,19 @@ def _check_prob(prob, name="prob") -> np.ndarray:
 
 
 def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
-                       d_bg: np.ndarray | None) -> np.ndarray:
+                       d_bg: np.ndarray | None, *, weighting: str = "certainty") -> np.ndarray:
     """Blend the CNN probability with click distances (MIDeepSeg Eq. 3-7).
 
-    ``E_f = e^-Df / (e^-Df + e^-Db)``, ``alpha = e^-min(Df, Db)`` and
-    ``R_f = (1 - alpha) * P_f + alpha * E_f``. The background map of the paper,
-    ``R_b = (1 - alpha) * (1 - P_f) + alpha * E_b``, is exactly ``1 - R_f`` and
-    is not returned.
+    ``E_f = e^-Df / (e^-Df + e^-Db)`` and ``R_f = (1 - alpha) * P_f + alpha * E_f``
+    with, by `weighting`:
+
+    - ``"certainty"`` (default): ``alpha = e^-min(Df, Db) * |E_f - E_b|``,
+      i.e. the paper's weight scaled by how decisively the clicks favour one
+      class (``|E_f - E_b| = |2 E_f - 1|``);
+    - ``"paper"``: ``alpha = e^-min(Df, Db)``, Eq. 7 as printed.
+
+    The background map of the paper, ``R_b = (1 - alpha) * (1 - P_f) + alpha * E_b``,
+    is exactly ``1 - R_f`` and is not returned.
 
     Parameters
     ----------
@@ -130,6 +142,8 @@ def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
         Geodesic distances Df to the foreground seeds (interior margin points
         and foreground clicks) and Db to the background clicks, >= 0, +inf
         allowed. ``None`` means there are no seeds of that class.
+    weighting : {"certainty", "paper"}
+        How ``alpha`` is computed (above; Notes).
 
     Returns
     -------
@@ -153,6 +167,24 @@ def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
     missing class with weight ``e^-c`` everywhere in the crop. Where both
     distances are infinite, ``alpha = 0`` and ``R_f = P_f``.
 
+    *Certainty weighting.* Eq. 7 gives the click cue ``E`` full weight near
+    any seed, also where ``E`` is about 0.5: where a leak has no edge, a
+    voxel is about as near the foreground seeds as the background click,
+    the clicks say nothing about it, and ``alpha ~ 1`` replaces a confident
+    CNN probability by 0.5. Near a background click next to a small object
+    the whole object turns lukewarm and the CRF (λ = 5) deletes it. With
+    ``alpha`` scaled by ``|E_f - E_b|`` the fusion only moves a voxel as far
+    as the clicks are decisive about it; with clicks of one class only
+    (``E`` = 1 or 0) the two weightings are the same. Chosen on development
+    data only (robot user, 10 clicks, mean Dice over clicks 1-10; paper ->
+    certainty): 56 tumour-core slices of the held-out BraTS case pat0006
+    0.904 -> 0.915 (masks collapsing below Dice 0.2: 4 -> 0); 24 synthetic
+    2D scenes 0.910 -> 0.909; pat0006 in 3D with 4 sets of points 0.862
+    -> 0.845; 4 synthetic volumes 0.801 -> 0.887 (collapses 1 -> 0); mean
+    over the four sets 0.869 -> 0.889. An alpha from the corrective clicks
+    alone, with and without the certainty factor, gave 0.888 and 0.880 and
+    was not kept (the smaller departure from Eq. 7 won the near tie).
+
     *Stability.* ``E_f`` is evaluated as the logistic function of
     ``Db - Df``, which never overflows; ``inf - inf`` only occurs where
     ``alpha = 0`` and is set to 0.5 there, where it has no weight.
@@ -167,10 +199,14 @@ def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
     p = _check_prob(prob)
     df = _check_distance(d_fg, p.shape, "d_fg")
     db = _check_distance(d_bg, p.shape, "d_bg")
-    return _fuse(p, df, db)
+    if weighting not in FUSION_WEIGHTINGS:
+        raise InvalidInputError(
+            f"weighting must be one of {FUSION_WEIGHTINGS}, got {weighting!r}")
+    return _fuse(p, df, db, certainty=weighting == "certainty")
 
 
-def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None) -> np.ndarray:
+def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None, *,
+          certainty: bool = True) -> np.ndarray:
     """`fuse_probabilities` on checked input, in float32 (3x faster than float64 in 3D)."""
     p = p.astype(np.float32, copy=False)
     if df is None and db is None:
@@ -182,6 +218,8 @@ def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None) -> np.nda
         e_fg = expit(db - df)                  # inf - inf = nan only where alpha = 0
         e_fg[np.isnan(e_fg)] = 0.5
         alpha = np.exp(-np.minimum(df, db))
+        if certainty:
+            alpha *= np.abs(2.0 * e_fg - 1.0)  # |E_f - E_b|
         fused = p + alpha * (e_fg - p)         # (1 - alpha) P + alpha E
     return np.clip(fused, 0.0, 1.0, out=fused)
 
@@ -516,8 +554,10 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     lam, sigma : float
         λ (>= 0) and σ (> 0, normalised intensity units) of the CRF, Eq. 8
         and 11; defaults are the paper's 5 and 0.1.
-    method : {"ifgc", "gc"}
-        ``"ifgc"``: the paper's information fusion then graph cut.
+    method : {"ifgc", "ifgc-paper", "gc"}
+        ``"ifgc"``: the paper's information fusion, with certainty-weighted
+        ``alpha`` (`fuse_probabilities`), then graph cut. ``"ifgc-paper"``:
+        the same with Eq. 7 as printed (``alpha = e^-min(Df, Db)``).
         ``"gc"``: the naive baseline, graph cut on the CNN probability with
         the clicks as hard constraints (BIFSeg-style, no fusion).
     channel_axis : int, optional
@@ -652,11 +692,11 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     norm = _normalise01(chans[(slice(None),) + sl])
     p_crop = p[sl]
     fg_c, bg_c = fg - origin, bg - origin
-    if method == "ifgc":
+    if method in ("ifgc", "ifgc-paper"):
         unit = sp / sp.min()
         d_fg, d_bg = _click_distances(norm, np.concatenate([margin - origin, fg_c]), bg_c,
                                       unit, backend)
-        fused = _fuse(p_crop, d_fg, d_bg)
+        fused = _fuse(p_crop, d_fg, d_bg, certainty=method == "ifgc")
     else:
         fused = p_crop.astype(np.float32)
     mask_crop = _solve(fused, norm, hard_fg, bg_c, lam=lam, sigma=sigma, spacing=sp,

@@ -21,16 +21,20 @@ import numpy as np
 from ._checks import as_points
 from .errors import GeometryMismatchError, InvalidInputError, MidsegError, ModelMismatchWarning
 from .io import Image, geometry_differences
+from .refine import REFINE_METHODS
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
 
 CLICKS_FORMAT = "midseg-clicks"
-CLICKS_VERSION = 1
+#: Version 2: method "ifgc" is information fusion with certainty-weighted alpha. Version-1
+#: files were written when "ifgc" meant Eq. 7 as printed; they are read with "ifgc-paper" in
+#: its place, so they replay the masks they were made with.
+CLICKS_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 #: Fewest interior margin points accepted by `Session.segment`, per dimensionality.
 MIN_POINTS = {2: 3, 3: 4}
 
-REFINE_METHODS = ("ifgc", "gc")
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,10 @@ class Session:
         Graph-cut weight λ and intensity scale σ of the pairwise term
         (defaults 5 and 0.1, the paper's values); each `refine` call may
         override them for its round.
-    method : {"ifgc", "gc"}
-        Refinement: information fusion + graph cut (the paper's), or the naive
-        graph cut baseline.
+    method : {"ifgc", "ifgc-paper", "gc"}
+        Refinement: information fusion + graph cut (the paper's, with
+        certainty-weighted fusion; ``"ifgc-paper"``: Eq. 7 as printed, see
+        `midseg.refine.fuse_probabilities`), or the naive graph cut baseline.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -473,13 +478,29 @@ def _validate_clicks(data: dict) -> dict:
             f"not a midseg clicks file: format is {data.get('format') if isinstance(data, dict) else None!r}, "
             f"expected {CLICKS_FORMAT!r}")
     version = data.get("version")
-    if version != CLICKS_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise InvalidInputError(
-            f"clicks file version {version!r} is not supported (this midseg reads version {CLICKS_VERSION})")
+            f"clicks file version {version!r} is not supported (this midseg reads versions "
+            f"{', '.join(str(v) for v in _READABLE_VERSIONS)})")
     for key in ("image", "parameters", "margin_points", "rounds"):
         if key not in data:
             raise InvalidInputError(f"clicks file lacks the {key!r} entry")
+    if version == 1:
+        data = _upgrade_v1(data)
     return data
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """A version-1 clicks dict as version 2: "ifgc" then meant what "ifgc-paper" means now."""
+    def method(entry):
+        if not isinstance(entry, dict) or entry.get("method") != "ifgc":
+            return entry
+        return {**entry, "method": "ifgc-paper"}
+
+    rounds = data["rounds"]
+    return {**data, "version": CLICKS_VERSION, "upgraded_from_version": 1,
+            "parameters": method(data["parameters"]),
+            "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds}
 
 
 def read_clicks(path: str | os.PathLike) -> dict:

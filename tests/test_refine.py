@@ -21,16 +21,21 @@ def _ball(shape, center, radius):
 
 
 # -- fuse_probabilities ----------------------------------------------------------------------
-def test_fusion_matches_paper_equations():
+@pytest.mark.parametrize("weighting", ["paper", "certainty"])
+def test_fusion_matches_paper_equations(weighting):
     rng = np.random.default_rng(0)
     p = rng.random((6, 7))
     df, db = rng.uniform(0, 6, (2, 6, 7))
     e_f = np.exp(-df) / (np.exp(-df) + np.exp(-db))
     e_b = np.exp(-db) / (np.exp(-df) + np.exp(-db))
-    alpha = np.exp(-np.minimum(df, db))
+    alpha = np.exp(-np.minimum(df, db))          # Eq. 7
+    if weighting == "certainty":
+        alpha = alpha * np.abs(e_f - e_b)
     r_f = (1 - alpha) * p + alpha * e_f
     r_b = (1 - alpha) * (1 - p) + alpha * e_b
-    fused = fuse_probabilities(p, df, db)
+    fused = fuse_probabilities(p, df, db, weighting=weighting)
+    if weighting == "certainty":
+        np.testing.assert_array_equal(fused, fuse_probabilities(p, df, db))  # the default
     assert fused.dtype == np.float32 and fused.shape == p.shape
     np.testing.assert_allclose(fused, r_f, atol=1e-6)
     np.testing.assert_allclose(1 - fused, r_b, atol=1e-6)  # R_b is 1 - R_f
@@ -40,12 +45,33 @@ def test_fusion_at_a_click_is_the_cue_and_far_away_the_cnn():
     p = np.array([[0.2, 0.7, 0.9, 0.3]])
     df = np.array([[0.0, 3.0, 40.0, 50.0]])
     db = np.array([[2.0, 0.0, 45.0, 60.0]])
-    fused = fuse_probabilities(p, df, db)
+    fused = fuse_probabilities(p, df, db, weighting="paper")
     # alpha = 1 at a click: R equals E exactly
     assert fused[0, 0] == pytest.approx(expit(2.0), abs=1e-6)
     assert fused[0, 1] == pytest.approx(expit(-3.0), abs=1e-6)
     # alpha ~ e^-40: the CNN probability is kept
     np.testing.assert_allclose(fused[0, 2:], p[0, 2:], atol=1e-6)
+    # certainty weighting: at a click alpha = |2E - 1|, R moves towards E by that much
+    fused = fuse_probabilities(p, df, db)
+    e = expit(2.0)
+    assert fused[0, 0] == pytest.approx(0.2 + abs(2 * e - 1) * (e - 0.2), abs=1e-6)
+    np.testing.assert_allclose(fused[0, 2:], p[0, 2:], atol=1e-6)
+
+
+def test_certainty_fusion_keeps_the_cnn_where_the_clicks_are_neutral():
+    """Near both click classes at once (Df = Db) the clicks say nothing: R = P.
+
+    Eq. 7 as printed puts R near 0.5 there, whatever the CNN said."""
+    p = np.array([[0.95, 0.05, 0.9]])
+    d = np.array([[0.1, 0.1, 0.3]])
+    np.testing.assert_allclose(fuse_probabilities(p, d, d), p, atol=1e-6)
+    paper = fuse_probabilities(p, d, d, weighting="paper")
+    assert np.all(np.abs(paper - 0.5) < np.abs(p - 0.5) - 0.2)
+    # one class only: E = 1 (or 0) is decisive, both weightings agree
+    np.testing.assert_array_equal(fuse_probabilities(p, d, None),
+                                  fuse_probabilities(p, d, None, weighting="paper"))
+    with pytest.raises(InvalidInputError, match="weighting"):
+        fuse_probabilities(p, d, d, weighting="max")
 
 
 @pytest.mark.parametrize("missing", ["bg", "fg"])
@@ -280,7 +306,7 @@ def test_one_click_in_a_missed_lobe_recovers_it_and_beats_naive_graph_cut(shape)
 
 
 @pytest.mark.parametrize("shape", [(30, 34), (12, 14, 16)])
-@pytest.mark.parametrize("method", ["ifgc", "gc"])
+@pytest.mark.parametrize("method", ["ifgc", "ifgc-paper", "gc"])
 def test_every_click_keeps_its_label_random_maps(shape, method):
     rng = np.random.default_rng(6)
     for trial in range(6 if len(shape) == 2 else 4):
@@ -324,7 +350,8 @@ def test_alpha_is_one_at_clicks_and_r_equals_e():
     img = rng.random(shape)
     prob = np.full(shape, 0.3)
     margin, fg, bg = np.array([(5, 5), (6, 30)]), np.array([(15, 20)]), np.array([(25, 8)])
-    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg)
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg,
+                 method="ifgc-paper")
     sl, origin = res.box.slices, np.array(res.box.start)
     norm = _distance_image(_normalise01(img[sl][None]), np.ones(2))
     d_fg = _click_distance(norm, np.concatenate([margin, fg]) - origin, np.ones(2), "auto")
@@ -337,6 +364,11 @@ def test_alpha_is_one_at_clicks_and_r_equals_e():
     loc = tuple(bg[0] - origin)
     assert res.probability[tuple(bg[0])] == pytest.approx(expit(-d_fg[loc]), abs=1e-6)
     # everywhere: the fused map is Eq. 3-7 of these distances
+    np.testing.assert_allclose(res.probability[sl],
+                               fuse_probabilities(prob[sl], d_fg, d_bg, weighting="paper"),
+                               atol=1e-6)
+    # the default method fuses the same distances with certainty weighting
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg)
     np.testing.assert_allclose(res.probability[sl], fuse_probabilities(prob[sl], d_fg, d_bg),
                                atol=1e-6)
 
@@ -493,7 +525,7 @@ def test_duplicated_channels_give_single_channel_distances():
     np.testing.assert_allclose(two.probability, one.probability, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["ifgc", "gc"])
+@pytest.mark.parametrize("method", ["ifgc", "ifgc-paper", "gc"])
 def test_margin_points_are_hard_foreground_unless_clicked_background(method):
     shape = (30, 34)
     img = np.zeros(shape)

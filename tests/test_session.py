@@ -15,6 +15,7 @@ import midseg  # noqa: E402
 from midseg import models  # noqa: E402
 from midseg.errors import GeometryMismatchError, InvalidInputError, MidsegError  # noqa: E402
 from midseg.nets import UNet  # noqa: E402
+from midseg.session import read_clicks  # noqa: E402
 
 
 def write_tiny_model(folder, dims, channels=1, seed=0):
@@ -118,7 +119,7 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 1
+    assert data["format"] == "midseg-clicks" and data["version"] == 2
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
     # points are stored in millimetres, (x, y[, z]) order
@@ -224,3 +225,38 @@ def test_default_model_is_the_shipped_one():
     image, truth = phantom(2)
     session = midseg.Session(image)
     assert session.model.name == "2d" and session.model.spatial_dims == 2
+
+
+def test_version_1_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
+    """Version-1 files meant Eq. 7 as printed by "ifgc": they replay as "ifgc-paper"."""
+    image, truth = phantom(2)
+    model = write_tiny_model(tmp_path, 2)
+    session = midseg.Session(image, model=model, method="ifgc-paper")
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    session.refine(foreground=[fg])
+    session.refine(background=[bg])
+    data = session.clicks_dict()
+    old = json.loads(json.dumps(data))
+    old["version"] = 1
+    old["parameters"]["method"] = "ifgc"
+    for r in old["rounds"]:
+        r["method"] = "ifgc"
+    path = tmp_path / "v1.clicks.json"
+    path.write_text(json.dumps(old))
+    read = read_clicks(path)
+    assert read["version"] == 2 and read["upgraded_from_version"] == 1
+    assert read["parameters"]["method"] == "ifgc-paper"
+    assert [r["method"] for r in read["rounds"]] == ["ifgc-paper", "ifgc-paper"]
+    replay = midseg.Session.from_clicks(path, image, model=model)
+    assert np.array_equal(replay.mask, session.mask)
+    assert replay.method == "ifgc-paper"
+    # "gc" rounds are left alone; an unknown version is refused
+    old["rounds"][0]["method"] = "gc"
+    path.write_text(json.dumps(old))
+    read = read_clicks(path)
+    assert [r["method"] for r in read["rounds"]] == ["gc", "ifgc-paper"]
+    old["version"] = 3
+    path.write_text(json.dumps(old))
+    with pytest.raises(InvalidInputError, match="version 3"):
+        midseg.Session.from_clicks(path, image, model=model)
