@@ -56,7 +56,7 @@ from .errors import InvalidInputError, MidsegError
 __all__ = [
     "Case", "DATASETS", "load_cases", "case_seed", "run_protocol", "SessionMethod",
     "PeerMethod", "make_methods", "METHOD_NAMES", "CSV_FIELDS", "write_csv", "read_csv",
-    "noc", "auc", "consistent_improvement", "summarise", "write_report",
+    "noc", "auc", "consistent_improvement", "summarise", "write_report", "paired_differences",
     "add_arguments", "run", "main", "DEFAULT_CLICKS", "NOC_CAP",
 ]
 
@@ -851,6 +851,20 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
         L.append("")
         _plot(rows, fig_dir / f"dice_{g[0]}_{g[1]}d.png", g, clicks)
 
+    L.append("## Paired differences (same cases)\n")
+    L.append("midseg minus the other method on the same cases, in Dice points: mean, 95 % "
+             "bootstrap interval (2000 resamples of the cases, seed 0) and how many cases "
+             "each side wins. An interval that contains 0 means these cases cannot tell "
+             "the two apart.\n")
+    L.append("| dataset | midseg vs | after clicks | n | mean Δ points | 95 % interval "
+             "| midseg better / worse |")
+    L.append("|---|---|---|---|---|---|---|")
+    for p in paired_differences(rows, clicks=clicks):
+        L.append(f"| {p['dataset']} ({p['dims']}D) | {p['other']} | {p['click']} | {p['n']} | "
+                 f"{p['mean']:+.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
+                 f"{p['better']} / {p['worse']} |")
+    L.append("")
+
     targets = _targets(by, groups, clicks)
     L.append("## Targets\n")
     L.append("| target | dataset | result | reached |")
@@ -971,6 +985,45 @@ def _first_click_harm(rows: Sequence[dict]) -> list[str]:
         lines.append(f"- {ds} ({dims}D), {method}: the first corrective click lowered Dice by more "
                      f"than 5 points in " + "; ".join(parts) + ".")
     return lines
+
+
+def paired_differences(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS,
+                       reference: str = "midseg", resamples: int = 2000,
+                       seed: int = 0) -> list[dict]:
+    """Per-case Dice differences of `reference` against the other midseg variants and stage-1 models.
+
+    Stage-1 models (extra models, ``midseg-*`` variants share midseg's stage 1 and are
+    skipped there) are compared after 0 clicks; ``midseg-gc`` / ``midseg-paper`` after
+    1, 3 and `clicks` clicks. Only cases both methods ran count. Returns dicts with
+    dataset, dims, other, click, n, mean, low, high (Dice points; percentile
+    bootstrap over cases) and the number of cases where the reference is better /
+    worse (ties count for neither).
+    """
+    curves = _curves(rows)
+    out = []
+    for (ds, dims, method), ref in sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if method != reference:
+            continue
+        others = sorted(m for (d2, n2, m) in curves if (d2, n2) == (ds, dims)
+                        and m != reference and m not in _peer_names())
+        for other in others:
+            ks = (sorted({k for k in (1, 3, clicks) if k <= clicks})
+                  if other in MIDSEG_VARIANTS else [0])
+            for k in ks:
+                common = sorted(set(ref) & set(curves[(ds, dims, other)]))
+                if not common:
+                    continue
+                diff = 100.0 * np.array([_at(ref[c], k, "dice")
+                                         - _at(curves[(ds, dims, other)][c], k, "dice")
+                                         for c in common])
+                rng = np.random.default_rng(seed)
+                boot = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(axis=1)
+                low, high = np.percentile(boot, [2.5, 97.5])
+                out.append({"dataset": ds, "dims": dims, "other": other, "click": k,
+                            "n": int(diff.size), "mean": float(diff.mean()),
+                            "low": float(low), "high": float(high),
+                            "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())})
+    return out
 
 
 def _losses(by: dict, groups, clicks: int) -> list[str]:

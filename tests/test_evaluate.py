@@ -198,3 +198,29 @@ def test_report_targets_compare_encodings_on_unseen_sets(tmp_path):
     assert not targets[("EGD (egd-30ep) beats ≥ 2 other encodings at stage 1",
                         "hc18 (2D)")]["reached"]
     assert targets[("EGD beats bounding-box-only (bbox-none) at stage 1", "hc18 (2D)")]["reached"]
+
+
+def test_paired_differences_on_hand_made_rows():
+    def rows(method, dice0, dice1):
+        out = []
+        for i, (a, b) in enumerate(zip(dice0, dice1)):
+            for k, d in ((0, a), (1, b)):
+                out.append({"dataset": "hc18", "dims": "2", "case": f"c{i}", "method": method,
+                            "click": str(k), "dice": str(d)})
+        return out
+
+    r = (rows("midseg", [0.9, 0.8, 0.7, 0.6], [0.95, 0.9, 0.8, 0.7])
+         + rows("euclidean", [0.8, 0.8, 0.8, 0.5], [0.9, 0.9, 0.9, 0.9])
+         + rows("midseg-gc", [0.9, 0.8, 0.7, 0.6], [0.9, 0.9, 0.7, 0.7])
+         + rows("graph-cut", [0.1, 0.1, 0.1, 0.1], [0.2, 0.2, 0.2, 0.2]))  # a peer: skipped
+    got = {(p["other"], p["click"]): p for p in ev.paired_differences(r, clicks=1)}
+    assert set(got) == {("euclidean", 0), ("midseg-gc", 1)}
+    e = got[("euclidean", 0)]     # stage 1: differences +10, 0, -10, +10 points
+    assert e["n"] == 4 and e["mean"] == pytest.approx(2.5)
+    assert e["better"] == 2 and e["worse"] == 1
+    assert e["low"] <= e["mean"] <= e["high"] and e["low"] < 0 < e["high"]
+    g = got[("midseg-gc", 1)]     # after 1 click: +5, 0, +10, 0 points
+    assert g["mean"] == pytest.approx(3.75) and (g["better"], g["worse"]) == (2, 0)
+    assert g["low"] >= 0
+    # deterministic
+    assert ev.paired_differences(r, clicks=1) == ev.paired_differences(r, clicks=1)
