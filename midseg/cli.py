@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": ("midseg.demo", "segment a bundled phantom (or your image) from stored clicks and report Dice"),
     "segment": ("midseg.batch", "segment one image by replaying a clicks file"),
     "batch": ("midseg.batch", "replay stored clicks over many images listed in a CSV manifest"),
+    "markups": ("midseg.markups", "convert clicks to and from 3D Slicer point lists (.mrk.json)"),
     "train": ("midseg.train", "train a 2D or 3D stage-1 network and write weights + model card"),
     "evaluate": ("midseg.evaluate", "robot-user evaluation of midseg and its peers on a dataset"),
     "gui": ("midseg.gui.app", "open the interactive PyQt5 application"),
