@@ -758,7 +758,8 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
     for m in metas:
         L.append(f"- `{m.get('command', '?')}`  \n  {m.get('n_cases', '?')} cases "
                  f"({m.get('selection', '')}); {m.get('wall_s', 0) / 60:.1f} min on "
-                 f"{m.get('host', '?')}; models: {m.get('models', {})}")
+                 f"{m.get('host', '?')}; models: {m.get('models', {})}"
+                 + (f"; code: {m['code']}" if m.get("code") else ""))
     L.append(f"- report: `python -m midseg.evaluate --from-csv "
              f"{' '.join(str(p) for p in csv_paths)} --report {report} --figures {fig_dir}`\n")
     L.append(_PROTOCOL_MD)
@@ -987,6 +988,24 @@ def _first_click_harm(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
+def _code_version() -> str:
+    """midseg's version and, in a git checkout, the commit (``+dirty`` with local changes)."""
+    import subprocess
+
+    from . import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return f"midseg {__version__}"
+    return (f"midseg {__version__}, commit {commit.stdout.strip()}"
+            + ("+dirty" if dirty.stdout.strip() else ""))
+
+
 def paired_differences(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS,
                        reference: str = "midseg", resamples: int = 2000,
                        seed: int = 0) -> list[dict]:
@@ -1206,7 +1225,8 @@ def run(args: argparse.Namespace) -> int:
             "n_cases": len(cases), "selection": "; ".join(selection),
             "methods": [m.name for m in methods], "models": models, "clicks": args.clicks,
             "seed": args.seed, "wall_s": time.perf_counter() - t0,
-            "host": f"{platform.machine()} {os.cpu_count()} CPUs"}
+            "host": f"{platform.machine()} {os.cpu_count()} CPUs",
+            "code": _code_version()}
     Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n",
                                                    encoding="utf-8")
     print(f"wrote {args.out} ({len(rows)} rows, {len(cases)} cases)")

@@ -224,3 +224,12 @@ def test_paired_differences_on_hand_made_rows():
     assert g["low"] >= 0
     # deterministic
     assert ev.paired_differences(r, clicks=1) == ev.paired_differences(r, clicks=1)
+
+
+def test_run_record_names_the_code_version():
+    from pathlib import Path
+
+    v = ev._code_version()
+    assert v.startswith("midseg ")
+    if (Path(ev.__file__).resolve().parents[1] / ".git").exists():
+        assert "commit " in v
