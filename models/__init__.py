@@ -239,6 +239,13 @@ def describe(name_or_path: str | os.PathLike) -> str:
         f"  training: {tr.get('iterations', '?')} iterations ({tr.get('epochs', '?')} epochs), "
         f"seed {tr.get('seed', '?')}, {tr.get('wall_time_s', 0) / 60:.0f} min on "
         f"{tr.get('hardware', '?')}",
+    ]
+    init = tr.get("initialised_from")
+    if isinstance(init, dict):
+        lines.append(f"  fine-tuned from: {init.get('name', '?')} (sha256 "
+                     f"{str(init.get('sha256', '?'))[:12]}, {init.get('iterations', '?')} "
+                     f"iterations)")
+    lines += [
         f"  validation: {val.get('summary', val)}",
         f"  licence: {card.get('licence', '?')}",
     ]

@@ -215,6 +215,8 @@ def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
     assert init["sha256"] == first.card["weights"]["sha256"]
     assert init["val_dice"] == pytest.approx(first.card["validation"]["dice"], abs=1e-4)
     assert res.history[0]["iteration"] == 0
+    import midseg.models as models
+    assert f"fine-tuned from: a (sha256 {init['sha256'][:12]}" in models.describe(res.weights_path)
     # Without --init nothing is recorded.
     assert first.card["training"]["initialised_from"] is None
 
