@@ -85,6 +85,9 @@ BRATS_TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
 METHOD_NAMES = ("midseg", "midseg-gc", "midseg-paper", "random-walker", "graph-cut",
                 "region-growing", "geodesic")
 
+#: Fewest cases for which the report gives a bootstrap interval of a paired difference.
+MIN_CASES_INTERVAL = 10
+
 #: midseg's refinement variants: method name -> `Session` method and report label.
 MIDSEG_VARIANTS = {"midseg": ("ifgc", "IF-GC"), "midseg-gc": ("gc", "GC"),
                    "midseg-paper": ("ifgc-paper", "IF-GC, Eq. 7 as printed")}
@@ -856,14 +859,16 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
     L.append("midseg minus the other method on the same cases, in Dice points: mean, 95 % "
              "bootstrap interval (2000 resamples of the cases, seed 0) and how many cases "
              "each side wins. An interval that contains 0 means these cases cannot tell "
-             "the two apart.\n")
+             f"the two apart; with fewer than {MIN_CASES_INTERVAL} cases no interval is "
+             "given (a bootstrap of 2 volumes means nothing).\n")
     L.append("| dataset | midseg vs | after clicks | n | mean Δ points | 95 % interval "
              "| midseg better / worse |")
     L.append("|---|---|---|---|---|---|---|")
     for p in paired_differences(rows, clicks=clicks):
+        interval = (f"[{p['low']:+.2f}, {p['high']:+.2f}]" if p["n"] >= MIN_CASES_INTERVAL
+                    else f"– (n < {MIN_CASES_INTERVAL})")
         L.append(f"| {p['dataset']} ({p['dims']}D) | {p['other']} | {p['click']} | {p['n']} | "
-                 f"{p['mean']:+.2f} | [{p['low']:+.2f}, {p['high']:+.2f}] | "
-                 f"{p['better']} / {p['worse']} |")
+                 f"{p['mean']:+.2f} | {interval} | {p['better']} / {p['worse']} |")
     L.append("")
 
     targets = _targets(by, groups, clicks)
