@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import InvalidInputError
+from .io import write_json_atomic
 
 __all__ = ["Case", "read_manifest", "run_case", "run_batch", "segment_one"]
 
@@ -81,17 +82,6 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     return cases
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
                 ground_truth: str | None = None) -> dict:
     """Replay one clicks file on one image and write the mask; returns a result dict."""
@@ -124,7 +114,7 @@ def run_case(case: Case, out_dir: str, model=None) -> dict:
     except Exception as exc:  # one bad case must not stop the batch
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
                       traceback=traceback.format_exc())
-    _write_json_atomic(out / "cases" / f"{case.case}.json", record)
+    write_json_atomic(out / "cases" / f"{case.case}.json", record)
     return record
 
 

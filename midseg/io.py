@@ -338,6 +338,27 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
     return (mask_img.array != 0).astype(np.uint8)
 
 
+def write_json_atomic(path: str | os.PathLike, data) -> None:
+    """Write `data` as indented JSON to `path` atomically (temporary file + rename).
+
+    A reader never sees a half-written file, and an interrupted write leaves
+    the previous file as it was. Creates the parent folder.
+    """
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _atomic_write(sitk_img, path: Path, compress: bool = True) -> None:
     import SimpleITK as sitk
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InvalidInputError
+from .io import write_json_atomic
 
 __all__ = ["Markups", "read_markups", "write_markups", "clicks_from_markups",
            "markups_from_clicks", "SLICER_SCHEMA", "PLANE_TOLERANCE_MM"]
@@ -232,20 +232,7 @@ def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
             raise InvalidInputError(f"color must be 3 values in [0, 1] (RGB), got {color!r}")
         # Slicer draws selected points (all of ours) in selectedColor.
         node["display"] = {"color": rgb.tolist(), "selectedColor": rgb.tolist()}
-    _write_json_atomic(Path(path), {"@schema": SLICER_SCHEMA, "markups": [node]})
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_json_atomic(Path(path), {"@schema": SLICER_SCHEMA, "markups": [node]})
 
 
 # ---------------------------------------------------------------------------
@@ -538,7 +525,7 @@ def _import_run(args) -> int:
     clicks, max_snap = clicks_from_markups(image, points["margin"], points["foreground"],
                                            points["background"], model=args.model,
                                            method=args.method)
-    _write_json_atomic(Path(args.out), clicks)
+    write_json_atomic(Path(args.out), clicks)
     n_fg = sum(len(r["foreground"]) for r in clicks["rounds"])
     n_bg = sum(len(r["background"]) for r in clicks["rounds"])
     print(f"wrote {args.out}: {len(clicks['margin_points'])} margin points, {n_fg} foreground "

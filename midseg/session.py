@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 from ._checks import as_points
 from .errors import GeometryMismatchError, InvalidInputError, MidsegError, ModelMismatchWarning
-from .io import Image, geometry_differences
+from .io import Image, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
@@ -351,18 +350,7 @@ class Session:
         physical coordinates (mm), so `Session.from_clicks` replays it exactly
         and detects a different image. Undone rounds are not saved.
         """
-        data = self.clicks_dict()
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1)
-                fh.write("\n")
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_json_atomic(path, self.clicks_dict())
 
     @classmethod
     def from_clicks(cls, clicks, image, model=None, *, device: str | None = None,

@@ -12,23 +12,7 @@ from midseg.errors import InvalidInputError
 from midseg.markups import (PLANE_TOLERANCE_MM, SLICER_SCHEMA, Markups, clicks_from_markups,
                             markups_from_clicks, read_markups, write_markups)
 
-
-def write_tiny_model(folder, dims, channels=1, seed=0):
-    """A small untrained U-Net with a card: enough to replay clicks (copied from test_session)."""
-    torch = pytest.importorskip("torch")
-    from midseg import models
-    from midseg.nets import UNet
-
-    torch.manual_seed(seed)
-    net = UNet(dims, in_channels=channels + 1, base=4, depth=2)
-    name = f"tiny{dims}d_c{channels}"
-    path = folder / f"{name}.pt"
-    torch.save(net.state_dict(), path)
-    card = {"format": models.CARD_FORMAT, "name": name, "architecture": net.config,
-            "grid_shape": [32, 32] if dims == 2 else [16, 32, 32], "cue": "egd",
-            "image_channels": channels, "in_channels": channels + 1, "margin": None}
-    path.with_suffix(".json").write_text(json.dumps(card))
-    return path
+from test_session import write_tiny_model  # a tiny untrained model with its card
 
 
 @pytest.fixture(scope="module")
