@@ -443,7 +443,9 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     net = UNet(cfg.spatial_dims, in_channels, cfg.out_channels, base=cfg.base, depth=cfg.depth)
-    init_info = _init_from(net, cfg, in_channels) if cfg.init else None
+    # A resumed run takes its weights (and what it started from) from the checkpoint: the
+    # file named by cfg.init may have been replaced since.
+    init_info = _init_from(net, cfg, in_channels) if cfg.init and resume is None else None
     net.to(device).train()
     # channels-last is ~25 % faster for 3D convolutions on CPU (oneDNN); same numbers.
     fmt = torch.channels_last_3d if cfg.spatial_dims == 3 else torch.contiguous_format
@@ -466,13 +468,15 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+    else:
+        state["init"] = init_info
 
     val_cases = _make_val_cases(val_items, cfg, cfg.seed) if val_items else []
-    if init_info is not None and val_cases and state["iteration"] == 0:
+    if state.get("init") is not None and val_cases and state["iteration"] == 0:
         # The starting weights are a candidate too: fine-tuning that never beats them on
         # validation leaves them as they were (with --keep-best).
         d0 = _validate(net, val_cases, device, max(cfg.batch_size, 4))
-        state["init_val_dice"] = round(d0, 5)
+        state["init"]["val_dice"] = round(d0, 5)
         _remember_best(state, net, d0, cfg.keep_best)
         state["history"].append({"iteration": 0, "epoch": 0, "val_dice": round(d0, 5),
                                  "elapsed_s": 0.0})
@@ -555,11 +559,9 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         last_val = state["best"]["val_dice"]
     net.eval()
 
-    if init_info is not None and state.get("init_val_dice") is not None:
-        init_info["val_dice"] = state["init_val_dice"]
     card = _make_card(name, cfg, net, image_channels, in_channels, state, total, per_epoch,
                       n, val_items, last_val, device, threads, stopped_early, card_extra,
-                      init_info)
+                      state.get("init"))
     weights_path = card_path = None
     if out is not None:
         weights_path = out / f"{name}.pt"

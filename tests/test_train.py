@@ -221,6 +221,26 @@ def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
     assert first.card["training"]["initialised_from"] is None
 
 
+def test_resumed_fine_tuning_keeps_its_starting_model(tmp_path):
+    """A resume takes the weights and the starting model's record from the checkpoint,
+    even when the file named by init has been replaced since (as a shipped model is)."""
+    items, val = _discs(4, 17), _discs(1, 18)
+    start = train(items, _cfg(epochs=1), tmp_path / "start", name="s", progress=False)
+    sha = start.card["weights"]["sha256"]
+    cfg = _cfg(epochs=2, keep_best=True, init=str(start.weights_path))
+    full = train(items, cfg, tmp_path / "full", val_items=val, progress=False)
+    train(items, cfg, tmp_path / "part", val_items=val, progress=False, max_iterations=1)
+    train(_discs(4, 19), _cfg(epochs=1, seed=9), tmp_path / "start", name="s", progress=False)
+    assert start.weights_path.is_file() and \
+        json.loads((tmp_path / "start" / "s.json").read_text())["weights"]["sha256"] != sha
+    resumed = train(items, cfg, tmp_path / "part2", val_items=val, progress=False,
+                    resume=tmp_path / "part" / "checkpoint.pt")
+    assert resumed.card["training"]["initialised_from"] == full.card["training"]["initialised_from"]
+    assert resumed.card["training"]["initialised_from"]["sha256"] == sha
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+
+
 def test_init_with_another_architecture_or_cue_is_refused(tmp_path):
     items = _discs(4, 13)
     first = train(items, _cfg(epochs=1), tmp_path, name="a", progress=False)
