@@ -35,7 +35,6 @@ _READABLE_VERSIONS = (1, 2)
 MIN_POINTS = {2: 3, 3: 4}
 
 
-
 @dataclass(frozen=True)
 class ClickRound:
     """One refinement round: clicks (array-order indices) and the parameters used."""
