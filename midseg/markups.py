@@ -277,7 +277,8 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
     ------
     InvalidInputError
         Too few margin points, a point outside the image (named by class,
-        number, label and position), a point more than `PLANE_TOLERANCE_MM`
+        number, label and position), a foreground and a background point in
+        the same voxel, a point more than `PLANE_TOLERANCE_MM`
         off the plane z = 0 of a 2D image, a model of another dimensionality
         or channel count, bad parameters.
 
@@ -298,6 +299,13 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
         xyz, labels = _as_xyz(given, what)
         snapped[what], furthest = _snap(image, xyz, labels, what)
         moved.append(furthest)
+    fg, bg = snapped["foreground"], snapped["background"]
+    both = (fg[:, None, :] == bg[None, :, :]).all(axis=2) if len(fg) and len(bg) else None
+    if both is not None and both.any():
+        i, j = (int(v) for v in np.argwhere(both)[0])
+        raise InvalidInputError(
+            f"foreground point {i + 1} and background point {j + 1} fall in the same voxel "
+            f"{tuple(int(v) for v in fg[i])} (array order); move or remove one of them")
     need = MIN_POINTS[image.ndim]
     if len(snapped["margin"]) < need:
         raise InvalidInputError(

@@ -232,6 +232,15 @@ def test_clicks_from_markups_2d_needs_points_on_the_image_plane():
         clicks_from_markups(image, lps(image, margin), foreground=off)
 
 
+def test_clicks_from_markups_refuses_both_classes_in_one_voxel():
+    image, margin, fg, _ = phantom(2)
+    f = lps(image, fg)
+    b = f + np.array([0.2, -0.1, 0.0])            # a few tenths of a mm away: the same voxel
+    with pytest.raises(InvalidInputError, match="foreground point 1 and background point 1 "
+                                                "fall in the same voxel"):
+        clicks_from_markups(image, lps(image, margin), foreground=f, background=b)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"margin": "first two"}, "at least 3 interior margin points, got 2"),
     ({"model": "3d"}, "is a 3D model but the image is 2D"),
