@@ -788,7 +788,7 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
 
     # Table 2-like: stage-1 encodings with guidance metrics
     models = [m for m in _order({s["method"] for s in summary})
-              if m not in _peer_names() and m not in ("midseg-gc", "midseg-paper")]
+              if m not in _peer_names() and (m == "midseg" or m not in MIDSEG_VARIANTS)]
     L.append("## Stage-1 encodings (cf. paper Table 2; guidance metrics of Marinov et al. 2023)\n")
     L.append("Initial Dice = after stage 1 (same margin points for all); final Dice after "
              f"{clicks} clicks (IF-GC); efficiency = seconds to compute the cue map on the "
@@ -1031,14 +1031,14 @@ def paired_differences(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS,
         others = sorted(m for (d2, n2, m) in curves if (d2, n2) == (ds, dims)
                         and m != reference and m not in _peer_names())
         for other in others:
+            theirs = curves[(ds, dims, other)]
+            common = sorted(set(ref) & set(theirs))
+            if not common:
+                continue
             ks = (sorted({k for k in (1, 3, clicks) if k <= clicks})
                   if other in MIDSEG_VARIANTS else [0])
             for k in ks:
-                common = sorted(set(ref) & set(curves[(ds, dims, other)]))
-                if not common:
-                    continue
-                diff = 100.0 * np.array([_at(ref[c], k, "dice")
-                                         - _at(curves[(ds, dims, other)][c], k, "dice")
+                diff = 100.0 * np.array([_at(ref[c], k, "dice") - _at(theirs[c], k, "dice")
                                          for c in common])
                 rng = np.random.default_rng(seed)
                 boot = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(axis=1)

@@ -288,6 +288,7 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
     point is moved to the centre of the voxel containing it. A 2D image lies
     in the plane z = 0 (as Slicer shows it), so z is dropped after the check.
     """
+    from .refine import _same_voxel
     from .session import (CLICKS_FORMAT, CLICKS_VERSION, MIN_POINTS, Session, _as_image,
                           _geometry_xyz, _validate_clicks)
 
@@ -300,8 +301,8 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
         snapped[what], furthest = _snap(image, xyz, labels, what)
         moved.append(furthest)
     fg, bg = snapped["foreground"], snapped["background"]
-    both = (fg[:, None, :] == bg[None, :, :]).all(axis=2) if len(fg) and len(bg) else None
-    if both is not None and both.any():
+    both = _same_voxel(fg, bg)
+    if both.any():
         i, j = (int(v) for v in np.argwhere(both)[0])
         raise InvalidInputError(
             f"foreground point {i + 1} and background point {j + 1} fall in the same voxel "

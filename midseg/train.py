@@ -301,15 +301,15 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     the run; returns what the card records about it (path, sha256, its card's
     name and training length).
     """
-    import torch
-
     from . import models as _models
 
     try:
-        pt = _models.model_path(cfg.init)
-        card = _models.read_card(pt)
+        # not the per-process cache of load_model: the file may have been retrained since,
+        # and the weights must be the ones whose sha256 the card records
+        loaded = _models._load_uncached(_models.model_path(cfg.init), "cpu")
     except MidsegError as exc:
         raise InvalidInputError(f"init: {exc}") from exc
+    pt, card = loaded.path, loaded.card
     want = {"architecture": dict(net.config), "grid_shape": list(cfg.grid_shape),
             "cue": cfg.cue, "in_channels": in_channels}
     have = {"architecture": dict(card.get("architecture", {})),
@@ -320,8 +320,7 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
         raise InvalidInputError(
             f"init: model '{pt}' does not match this run in "
             + ", ".join(f"{k} ({have[k]} vs {want[k]})" for k in diff))
-    state = torch.load(pt, map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.load_state_dict(loaded.net.state_dict())
     tr = card.get("training", {})
     return {"model": cfg.init, "file": str(pt), "sha256": _sha256(pt),
             "name": card.get("name"), "iterations": tr.get("weights_from_iteration",
