@@ -80,6 +80,7 @@ class TrainConfig:
     init: str | None = None
     val_every: int = 200
     val_point_sets: int = 1
+    val_seed: int | None = None
     keep_best: bool = False
     checkpoint_minutes: float = 5.0
     max_minutes: float | None = None
@@ -470,7 +471,8 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     else:
         state["init"] = init_info
 
-    val_cases = _make_val_cases(val_items, cfg, cfg.seed) if val_items else []
+    val_cases = (_make_val_cases(val_items, cfg, cfg.seed if cfg.val_seed is None
+                                 else cfg.val_seed) if val_items else [])
     if state.get("init") is not None and val_cases and state["iteration"] == 0:
         # The starting weights are a candidate too: fine-tuning that never beats them on
         # validation leaves them as they were (with --keep-best).
@@ -678,7 +680,9 @@ def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_ep
             "metric": ("Dice at probability 0.5 in image space, "
                        + ("one fixed set" if cfg.val_point_sets == 1 else
                           f"mean over {cfg.val_point_sets} fixed sets")
-                       + " of simulated points per item"),
+                       + " of simulated points per item, seeded by "
+                       + ("the training seed" if cfg.val_seed is None
+                          else f"val_seed {cfg.val_seed}")),
             "dice": None if not val_items else round(float(last_val), 4),
         },
     }
@@ -894,6 +898,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--val-point-sets", type=int, default=1, metavar="K",
                    help="simulated point sets per validation item; the validation Dice is "
                         "their mean (default: %(default)s)")
+    p.add_argument("--val-seed", type=int, default=None, metavar="S",
+                   help="seed of the validation points (default: --seed); give two runs "
+                        "the same one to compare their validation Dice")
     p.add_argument("--keep-best", action="store_true",
                    help="ship the weights of the validation with the best Dice, not the last")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -938,6 +945,7 @@ def run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
         augment=not args.no_augment, synthetic=args.synthetic, seed=args.seed,
         init=args.init, val_every=args.val_every, val_point_sets=args.val_point_sets,
+        val_seed=args.val_seed,
         keep_best=args.keep_best,
         checkpoint_minutes=args.checkpoint_minutes, max_minutes=args.max_minutes,
         threads=args.threads, device=args.device)

@@ -283,3 +283,22 @@ def test_checkpoint_from_before_new_options_still_resumes(tmp_path):
     torch.save(ck, tmp_path / "checkpoint.pt")
     res = train(items, cfg, None, progress=False, resume=tmp_path / "checkpoint.pt")
     assert res.card["training"]["iterations"] == 2
+
+
+def test_val_seed_fixes_the_validation_points_across_training_seeds(monkeypatch):
+    import midseg.train as mt
+
+    seen = []
+    real = mt._make_val_cases
+    monkeypatch.setattr(mt, "_make_val_cases",
+                        lambda items, cfg, seed: seen.append(seed) or real(items, cfg, seed))
+    val = _discs(1, 14)
+    r1 = train(_discs(4, 15), _cfg(epochs=1, seed=1), None, val_items=val, progress=False)
+    r2 = train(_discs(4, 15), _cfg(epochs=1, seed=1, val_seed=7), None, val_items=val,
+               progress=False)
+    r3 = train(_discs(4, 15), _cfg(epochs=1, seed=2, val_seed=7), None, val_items=val,
+               progress=False)
+    assert seen == [1, 7, 7]
+    assert "seeded by the training seed" in r1.card["validation"]["metric"]
+    assert "seeded by val_seed 7" in r2.card["validation"]["metric"]
+    assert r3.card["validation"]["metric"] == r2.card["validation"]["metric"]
