@@ -894,10 +894,13 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
 def _extra_model_origin(name: str, metas: Sequence[dict]) -> str:
     """" Trained by `...`; held-out Dice x." from the card beside an extra model's weights."""
     for m in metas:
+        card_ref = (m.get("model_cards") or {}).get(name)
         ref = (m.get("models") or {}).get(name)
-        if not ref:
+        if not card_ref and not ref:
             continue
-        card_path = Path(str(ref).split(" (sha256")[0]).with_suffix(".json")
+        # records written before "model_cards" only hold the "path (sha256 ...)" string
+        card_path = Path(card_ref) if card_ref else Path(
+            str(ref).split(" (sha256")[0]).with_suffix(".json")
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -1224,11 +1227,16 @@ def run(args: argparse.Namespace) -> int:
     write_csv(rows, args.out)
     models = {m.name: _model_id(m.model or f"{args.dims}d") for m in methods
               if isinstance(m, SessionMethod)}
+    from .models import model_path
+
+    cards = {m.name: str(model_path(m.model or f"{args.dims}d").with_suffix(".json"))
+             for m in methods if isinstance(m, SessionMethod)}
     prog = "midseg" if Path(sys.argv[0]).name == "midseg" else "python -m midseg.evaluate"
     meta = {"command": " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "n_cases": len(cases), "selection": "; ".join(selection),
-            "methods": [m.name for m in methods], "models": models, "clicks": args.clicks,
+            "methods": [m.name for m in methods], "models": models, "model_cards": cards,
+            "clicks": args.clicks,
             "seed": args.seed, "wall_s": time.perf_counter() - t0,
             "host": f"{platform.machine()} {os.cpu_count()} CPUs",
             "code": _code_version()}

@@ -233,3 +233,20 @@ def test_run_record_names_the_code_version():
     assert v.startswith("midseg ")
     if (Path(ev.__file__).resolve().parents[1] / ".git").exists():
         assert "commit " in v
+
+
+def test_extra_model_origin_reads_the_card_from_new_and_old_run_records(tmp_path):
+    import json
+
+    card = {"cue": "gaussian", "command": "midseg train --cue gaussian", "validation": {"dice": 0.8}}
+    (tmp_path / "enc model.json").write_text(json.dumps(card))
+    pt = tmp_path / "enc model.pt"
+    new = [{"models": {"enc": f"{pt} (sha256 0123456789ab)"},
+            "model_cards": {"enc": str(tmp_path / "enc model.json")}}]
+    old = [{"models": {"enc": f"{pt} (sha256 0123456789ab)"}}]
+    want = " Cue `gaussian`; trained by `midseg train --cue gaussian`; held-out Dice 0.800."
+    assert ev._extra_model_origin("enc", new) == want
+    assert ev._extra_model_origin("enc", old) == want
+    assert ev._extra_model_origin("other", new) == ""
+    (tmp_path / "enc model.json").unlink()
+    assert ev._extra_model_origin("enc", new) == ""
