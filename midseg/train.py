@@ -410,8 +410,10 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     progress : bool
         Show a tqdm bar with the loss and the last validation Dice.
     max_iterations : int, optional
-        Stop after this iteration (the schedule still spans all epochs); for
-        tests of resuming.
+        Stop after this iteration (the schedule still spans all epochs), with
+        a validation there. Unlike ``cfg.max_minutes`` the same on every
+        machine: a run cut short by time is repeated exactly by setting this
+        to its card's ``iterations``.
 
     Returns
     -------
@@ -553,6 +555,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
                                      "elapsed_s": round(state["elapsed"], 1)})
             break
     bar.close()
+    stopped_early = stopped_early or state["iteration"] < total
     checkpoint()
     if cfg.keep_best and state.get("best"):
         # Ship the weights with the best validation Dice (model choice on validation only).
@@ -907,6 +910,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="minutes between checkpoints (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (and write the model) after this much training time")
+    p.add_argument("--max-iterations", type=int, default=None, metavar="N",
+                   help="stop (and write the model) after N iterations; the lr schedule still "
+                        "spans --epochs. Unlike --max-minutes the same on every machine: a run "
+                        "cut short by time is repeated exactly with N = its card's iterations")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -995,8 +1002,11 @@ def run(args: argparse.Namespace) -> int:
           f"{len(val_items)} validation items, {cfg.epochs} epochs of "
           f"{math.ceil((n_real + cfg.synthetic) / cfg.batch_size)} iterations",
           flush=True)
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise InvalidInputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     result = train(items, cfg, out, val_items=val_items, name=name, resume=resume,
-                   card_extra=extra, progress=not args.no_progress)
+                   card_extra=extra, progress=not args.no_progress,
+                   max_iterations=args.max_iterations)
     print(f"wrote {result.weights_path} and {result.card_path}; "
           f"{result.card['validation']['summary']}", flush=True)
     return 0

@@ -302,3 +302,43 @@ def test_val_seed_fixes_the_validation_points_across_training_seeds(monkeypatch)
     assert "seeded by the training seed" in r1.card["validation"]["metric"]
     assert "seeded by val_seed 7" in r2.card["validation"]["metric"]
     assert r3.card["validation"]["metric"] == r2.card["validation"]["metric"]
+
+
+def _brats_like(root, case, seed):
+    """A tiny BraTS-style case folder: a bright blob labelled 1 in a noisy 6x40x40 volume."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[:6, :40, :40]
+    cy, cx = rng.uniform(15, 25, 2)
+    lab = (((yy - cy) ** 2 + (xx - cx) ** 2 < 64) & (zz > 0) & (zz < 5)).astype(np.uint8)
+    img = (lab * 2.0 + rng.normal(0, 0.3, lab.shape)).astype(np.float32)
+    (root / case).mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(img), str(root / case / "T1c_subtrMeanDivStd.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(lab), str(root / case / "OTMultiClass.nii.gz"))
+
+
+def test_cli_max_iterations_stops_where_a_timed_run_stopped(tmp_path, capsys):
+    from midseg.train import main
+
+    for k, case in enumerate(("a", "b")):
+        _brats_like(tmp_path / "data", case, k)
+    args = ["--dims", "2", "--data", str(tmp_path / "data"), "--train-cases", "a",
+            "--val-cases", "b", "--labels", "1", "--grid", "32,32", "--base", "4",
+            "--epochs", "4", "--lr", "3e-3", "--threads", "1", "--val-every", "2",
+            "--keep-best", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    assert main(args + ["--out", str(tmp_path / "cut"), "--max-iterations", "3"]) == 0
+    full = json.loads((tmp_path / "full" / "2d.json").read_text())["training"]
+    cut = json.loads((tmp_path / "cut" / "2d.json").read_text())["training"]
+    assert full["iterations"] == full["iterations_planned"] == 4 and not full["stopped_early"]
+    assert cut["iterations"] == 3 and cut["iterations_planned"] == 4 and cut["stopped_early"]
+    # the same schedule and the same first iterations: validation at 2 agrees, 3 is validated
+    def same(h):
+        return {k: v for k, v in h.items() if k != "elapsed_s"}
+
+    assert same(cut["history"][0]) == same(full["history"][0])
+    assert [h["iteration"] for h in cut["history"]] == [2, 3]
+    assert "--max-iterations 3" in json.loads((tmp_path / "cut" / "2d.json").read_text())["command"]
+    with pytest.raises(InvalidInputError, match="max-iterations"):
+        main(args + ["--out", str(tmp_path / "bad"), "--max-iterations", "0"])
