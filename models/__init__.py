@@ -245,6 +245,13 @@ def describe(name_or_path: str | os.PathLike) -> str:
         lines.append(f"  fine-tuned from: {init.get('name', '?')} (sha256 "
                      f"{str(init.get('sha256', '?'))[:12]}, {init.get('iterations', '?')} "
                      f"iterations)")
+    lineage = card.get("lineage")
+    if isinstance(lineage, list) and lineage:
+        minutes = [e.get("minutes_run") for e in lineage if isinstance(e, dict)]
+        total = (f", {sum(minutes):.0f} min of training in all"
+                 if minutes and all(isinstance(m, (int, float)) for m in minutes) else "")
+        lines.append(f"  lineage: {len(lineage)} training runs, each fine-tuning the one "
+                     f"before{total} (card: lineage)")
     lines += [
         f"  validation: {val.get('summary', val)}",
         f"  licence: {card.get('licence', '?')}",

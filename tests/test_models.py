@@ -91,6 +91,12 @@ def test_describe_names_grid_cue_and_licence(model_dir):
     _write_model(model_dir, "tiny")
     text = models.describe("tiny")
     assert "(32, 32)" in text and "egd" in text and "licence: test" in text
+    assert "lineage" not in text
+    card = json.loads((model_dir / "tiny.json").read_text())
+    card["lineage"] = [{"round": 1, "minutes_run": 50.0}, {"round": 2, "minutes_run": 20.4}]
+    (model_dir / "tiny.json").write_text(json.dumps(card))
+    assert "lineage: 2 training runs, each fine-tuning the one before, 70 min of training " \
+        "in all" in models.describe("tiny")
 
 
 def test_importing_models_does_not_import_torch():
