@@ -412,8 +412,8 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     max_iterations : int, optional
         Stop after this iteration (the schedule still spans all epochs), with
         a validation there. Unlike ``cfg.max_minutes`` the same on every
-        machine: a run cut short by time is repeated exactly by setting this
-        to its card's ``iterations``.
+        machine: a run cut short by time is repeated, sample for sample, by
+        setting this to its card's ``iterations``.
 
     Returns
     -------
@@ -913,7 +913,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iterations", type=int, default=None, metavar="N",
                    help="stop (and write the model) after N iterations; the lr schedule still "
                         "spans --epochs. Unlike --max-minutes the same on every machine: a run "
-                        "cut short by time is repeated exactly with N = its card's iterations")
+                        "cut short by time is repeated, sample for sample, with N = its card's "
+                        "iterations")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -938,6 +939,8 @@ def _cases(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``midseg train`` from parsed arguments; returns the exit status."""
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise InvalidInputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.cue != "none":
         from . import cues
 
@@ -1002,8 +1005,6 @@ def run(args: argparse.Namespace) -> int:
           f"{len(val_items)} validation items, {cfg.epochs} epochs of "
           f"{math.ceil((n_real + cfg.synthetic) / cfg.batch_size)} iterations",
           flush=True)
-    if args.max_iterations is not None and args.max_iterations < 1:
-        raise InvalidInputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     result = train(items, cfg, out, val_items=val_items, name=name, resume=resume,
                    card_extra=extra, progress=not args.no_progress,
                    max_iterations=args.max_iterations)
