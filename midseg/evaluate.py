@@ -1185,14 +1185,16 @@ def _parse_extra(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _model_id(name_or_path) -> str:
-    """``name-or-path (sha256 prefix)`` of a model's weights, for the run record."""
+def _model_record(name_or_path) -> tuple[str, str]:
+    """``name-or-path (sha256 prefix)`` of a model's weights and its card's path, for the run
+    record."""
     import hashlib
 
     from .models import model_path
 
     pt = model_path(name_or_path)
-    return f"{name_or_path} (sha256 {hashlib.sha256(pt.read_bytes()).hexdigest()[:12]})"
+    return (f"{name_or_path} (sha256 {hashlib.sha256(pt.read_bytes()).hexdigest()[:12]})",
+            str(pt.with_suffix(".json")))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1225,12 +1227,10 @@ def run(args: argparse.Namespace) -> int:
     rows = run_protocol(cases, methods, clicks=args.clicks, seed=args.seed,
                         progress=not args.no_progress, jobs=args.jobs)
     write_csv(rows, args.out)
-    models = {m.name: _model_id(m.model or f"{args.dims}d") for m in methods
-              if isinstance(m, SessionMethod)}
-    from .models import model_path
-
-    cards = {m.name: str(model_path(m.model or f"{args.dims}d").with_suffix(".json"))
-             for m in methods if isinstance(m, SessionMethod)}
+    refs = {m.name: m.model or f"{args.dims}d" for m in methods if isinstance(m, SessionMethod)}
+    records = {ref: _model_record(ref) for ref in set(refs.values())}  # each file hashed once
+    models = {name: records[ref][0] for name, ref in refs.items()}
+    cards = {name: records[ref][1] for name, ref in refs.items()}
     prog = "midseg" if Path(sys.argv[0]).name == "midseg" else "python -m midseg.evaluate"
     meta = {"command": " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

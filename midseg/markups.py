@@ -289,8 +289,7 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
     in the plane z = 0 (as Slicer shows it), so z is dropped after the check.
     """
     from .refine import _same_voxel
-    from .session import (CLICKS_FORMAT, CLICKS_VERSION, MIN_POINTS, Session, _as_image,
-                          _geometry_xyz, _validate_clicks)
+    from .session import MIN_POINTS, Session, _as_image, _clicks_document, _validate_clicks
 
     image = _as_image(image)
     lam, sigma, method = Session._check_params(lam, sigma, method)
@@ -313,24 +312,9 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
             f"a {image.ndim}D image needs at least {need} interior margin points, got "
             f"{len(snapped['margin'])}")
 
-    def mm(index):
-        return [[round(float(v), 6) for v in p[::-1]] for p in image.index_to_physical(index)]
-
-    rounds = []
-    if len(snapped["foreground"]) + len(snapped["background"]):
-        rounds.append({"foreground": mm(snapped["foreground"]),
-                       "background": mm(snapped["background"]),
-                       "lam": lam, "sigma": sigma, "method": method})
-    clicks = {
-        "format": CLICKS_FORMAT,
-        "version": CLICKS_VERSION,
-        "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
-        "image": {**_geometry_xyz(image), "channels": image.channels},
-        "model": _model_ref_for(model, image),
-        "parameters": {"lam": lam, "sigma": sigma, "method": method},
-        "margin_points": mm(snapped["margin"]),
-        "rounds": rounds,
-    }
+    params = {"lam": lam, "sigma": sigma, "method": method}
+    clicks = _clicks_document(image, _model_ref_for(model, image), params, snapped["margin"],
+                              [(fg, bg, params)] if len(fg) + len(bg) else [])
     return _validate_clicks(clicks), max(moved)
 
 

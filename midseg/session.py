@@ -320,26 +320,12 @@ class Session:
         state = self._state
         if state is None:
             raise MidsegError("nothing to save: call segment(points) first")
-        to_mm = self.image.index_to_physical
-
-        def mm(points):
-            return [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))] \
-                if len(points) else []
-
-        return {
-            "format": CLICKS_FORMAT,
-            "version": CLICKS_VERSION,
-            "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
-            "image": {**_geometry_xyz(self.image), "channels": self.image.channels},
-            "model": _model_ref(self.model),
-            "parameters": {"lam": self.lam, "sigma": self.sigma, "method": self.method},
-            "margin_points": mm(state.margin_points),
-            "rounds": [
-                {"foreground": mm(r.foreground), "background": mm(r.background),
-                 "lam": r.lam, "sigma": r.sigma, "method": r.method}
-                for r in state.rounds
-            ],
-        }
+        return _clicks_document(
+            self.image, _model_ref(self.model),
+            {"lam": self.lam, "sigma": self.sigma, "method": self.method},
+            state.margin_points,
+            [(r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
+             for r in state.rounds])
 
     def save_clicks(self, path: str | os.PathLike) -> None:
         """Write the current margin points and click rounds to a JSON file (atomically).
@@ -415,6 +401,31 @@ class Session:
 # ---------------------------------------------------------------------------
 # clicks file helpers
 # ---------------------------------------------------------------------------
+
+def _clicks_document(image: Image, model_ref: dict, parameters: dict, margin_points,
+                     rounds) -> dict:
+    """The versioned clicks dict; points come as voxel indices (array order), go out in mm.
+
+    `rounds` holds ``(foreground, background, {"lam", "sigma", "method"})`` per round.
+    """
+    to_mm = image.index_to_physical
+
+    def mm(points):
+        return [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))] \
+            if len(points) else []
+
+    return {
+        "format": CLICKS_FORMAT,
+        "version": CLICKS_VERSION,
+        "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
+        "image": {**_geometry_xyz(image), "channels": image.channels},
+        "model": model_ref,
+        "parameters": dict(parameters),
+        "margin_points": mm(margin_points),
+        "rounds": [{"foreground": mm(fg), "background": mm(bg), **params}
+                   for fg, bg, params in rounds],
+    }
+
 
 def _geometry_xyz(image: Image) -> dict:
     """Geometry in SimpleITK's (x, y, z) order, as stored in clicks files."""
