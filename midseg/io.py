@@ -338,8 +338,8 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
     return (mask_img.array != 0).astype(np.uint8)
 
 
-def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Write `data` as indented JSON to `path` atomically (temporary file + rename).
+def write_json_atomic(path: str | os.PathLike, data, indent: int = 1) -> None:
+    """Write `data` as JSON indented by `indent` to `path` atomically (temporary file + rename).
 
     A reader never sees a half-written file, and an interrupted write leaves
     the previous file as it was. Creates the parent folder.
@@ -351,7 +351,7 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
+            json.dump(data, fh, indent=indent)
             fh.write("\n")
         os.replace(tmp, path)
     finally:

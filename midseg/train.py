@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidInputError, MidsegError
+from .io import write_json_atomic
 
 __all__ = ["TrainConfig", "TrainItem", "TrainResult", "train", "make_sample",
            "load_brats_items", "synthetic_item", "synthetic_items", "lr_at", "add_arguments", "run", "main",
@@ -376,12 +377,6 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLike | None = None,
           *, val_items: Sequence[TrainItem] = (), name: str = "model", resume: str | os.PathLike |
           None = None, card_extra: dict | None = None, progress: bool = True,
@@ -575,7 +570,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         card["weights"] = {"file": weights_path.name, "dtype": "float32",
                            "bytes": weights_path.stat().st_size,
                            "sha256": _sha256(weights_path)}
-        _write_json(card, card_path)
+        write_json_atomic(card_path, card, indent=2)  # cards keep their indent of 2
     return TrainResult(net=net, card=card, weights_path=weights_path, card_path=card_path,
                        history=state["history"])
 
