@@ -672,29 +672,54 @@ def _plot(rows, path: Path, title: tuple, clicks: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
     curves_all = {k[2]: v for k, v in _curves(rows).items() if k[:2] == title}
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    known = list(METHOD_NAMES)
-    for i, method in enumerate(_order(curves_all)):
+    styles = _plot_styles(_order(curves_all))
+    for method in _order(curves_all):
         cases = curves_all[method]
-        colour = colours[(known.index(method) if method in known else len(known) + i)
-                         % len(colours)]
         curves = np.array([[float(r["dice"]) for r in st][:clicks + 1] +
                            [float(st[-1]["dice"])] * (clicks + 1 - len(st))
                            for st in cases.values()])
-        style = "-" if method.startswith("midseg") or method not in _peer_names() else "--"
-        ax.plot(range(clicks + 1), curves.mean(axis=0), style, marker="o", ms=3,
+        colour, line, marker = styles[method]
+        ax.plot(range(clicks + 1), curves.mean(axis=0), line, marker=marker, ms=3,
                 color=colour, label=f"{method}")
     ax.set_xlabel("corrective clicks")
     ax.set_ylabel("mean Dice")
     ax.set_title(f"{title[0]} ({title[1]}D)")
     ax.set_xticks(range(clicks + 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    # beside the axes, not over the curves (peers' curves run along the bottom)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+#: Colours of extra stage-1 models in plots: the three of matplotlib's default cycle that no
+#: known method uses, then black and Dark2 hues unlike any of the default cycle.
+EXTRA_MODEL_COLOURS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000", "#1b9e77", "#e6ab02",
+                       "#7570b3", "#666666")
+
+
+def _plot_styles(methods: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """(colour, line style, marker) per method: midseg variants solid, peers dashed, extra
+    stage-1 models dash-dotted with square markers. Known methods keep their colour in every
+    plot; extra models take `EXTRA_MODEL_COLOURS` in turn, so no two curves of a plot share
+    a colour unless it has more than eight extra models."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    base = [to_hex(c) for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    known = list(METHOD_NAMES)
+    extras = [m for m in methods if m not in known]
+    out = {}
+    for m in methods:
+        if m in known:
+            out[m] = (base[known.index(m) % len(base)],
+                      "-" if m in MIDSEG_VARIANTS else "--", "o")
+        else:
+            out[m] = (EXTRA_MODEL_COLOURS[extras.index(m) % len(EXTRA_MODEL_COLOURS)], "-.", "s")
+    return out
 
 
 def _peer_names() -> tuple[str, ...]:
@@ -905,7 +930,23 @@ def _extra_model_origin(name: str, metas: Sequence[dict]) -> str:
             card = json.loads(card_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return ""
-        out = f" Cue `{card.get('cue')}`; trained by `{card.get('command', '?')}`"
+        training = card.get("training") or {}
+        init = training.get("initialised_from")
+        lineage = [e for e in card.get("lineage") or [] if isinstance(e, dict) and e.get("command")]
+        out = f" Cue `{card.get('cue')}`; "
+        if len(lineage) > 1:
+            # a chain of fine-tunings written out in the card: every command, in order
+            out += (f"trained in {len(lineage)} runs, each fine-tuning the one before: "
+                    + "; ".join(f"({i}) `{e['command']}`" for i, e in enumerate(lineage, 1)))
+        else:
+            out += f"trained by `{card.get('command', '?')}`"
+            if isinstance(init, dict):
+                # name what a fine-tuning started from, or it reads as a whole recipe
+                out += f", fine-tuned from `{init.get('model', '?')}`"
+                if init.get("command"):
+                    out += f" (itself trained by `{init['command']}`)"
+        if (len(lineage) > 1 or isinstance(init, dict)) and training.get("weights_from_iteration") == 0:
+            out += "; the last run kept its starting weights (no iteration beat them)"
         dice = (card.get("validation") or {}).get("dice")
         return out + (f"; held-out Dice {dice:.3f}." if isinstance(dice, (int, float)) else ".")
     return ""

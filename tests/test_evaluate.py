@@ -248,5 +248,37 @@ def test_extra_model_origin_reads_the_card_from_new_and_old_run_records(tmp_path
     assert ev._extra_model_origin("enc", new) == want
     assert ev._extra_model_origin("enc", old) == want
     assert ev._extra_model_origin("other", new) == ""
+    card["training"] = {"initialised_from": {"model": "r1/enc.pt", "command": "midseg train --x"},
+                        "weights_from_iteration": 0}
+    (tmp_path / "enc model.json").write_text(json.dumps(card))
+    assert ev._extra_model_origin("enc", new) == (
+        " Cue `gaussian`; trained by `midseg train --cue gaussian`, fine-tuned from `r1/enc.pt`"
+        " (itself trained by `midseg train --x`); the last run kept its starting weights (no"
+        " iteration beat them); held-out Dice 0.800.")
+    card["lineage"] = [{"round": 1, "command": "midseg train --a"},
+                       {"round": 2, "command": "midseg train --b"}]
+    (tmp_path / "enc model.json").write_text(json.dumps(card))
+    assert ev._extra_model_origin("enc", new) == (
+        " Cue `gaussian`; trained in 2 runs, each fine-tuning the one before: (1) `midseg train"
+        " --a`; (2) `midseg train --b`; the last run kept its starting weights (no iteration"
+        " beat them); held-out Dice 0.800.")
+    del card["lineage"]
+    card["training"]["weights_from_iteration"] = 50
+    (tmp_path / "enc model.json").write_text(json.dumps(card))
+    assert "starting weights" not in ev._extra_model_origin("enc", new)
     (tmp_path / "enc model.json").unlink()
     assert ev._extra_model_origin("enc", new) == ""
+
+
+def test_plot_styles_give_every_curve_its_own_colour_and_known_methods_a_fixed_one():
+    extras = ["bbox-none", "egd-30ep", "euclidean", "gaussian", "geodesic-cue", "x", "y", "z"]
+    methods = ev._order(list(ev.METHOD_NAMES) + extras)
+    styles = ev._plot_styles(methods)
+    assert set(styles) == set(methods)
+    colours = [c for c, _, _ in styles.values()]
+    assert len(set(colours)) == len(colours)
+    # a known method looks the same whatever else is plotted beside it
+    assert ev._plot_styles(["midseg", "graph-cut"]) == {
+        "midseg": styles["midseg"], "graph-cut": styles["graph-cut"]}
+    assert styles["midseg"][1] == "-" and styles["graph-cut"][1] == "--"
+    assert all(styles[e][1] == "-." for e in extras)
