@@ -696,16 +696,17 @@ def _plot(rows, path: Path, title: tuple, clicks: int) -> None:
 
 
 #: Colours of extra stage-1 models in plots: the three of matplotlib's default cycle that no
-#: known method uses, then black and Dark2 hues unlike any of the default cycle.
+#: known method uses, then black and three Dark2 hues (teal, gold, slate); extra models are
+#: also dash-dotted, which tells them from a peer of a similar hue.
 EXTRA_MODEL_COLOURS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000", "#1b9e77", "#e6ab02",
-                       "#7570b3", "#666666")
+                       "#7570b3")
 
 
 def _plot_styles(methods: Sequence[str]) -> dict[str, tuple[str, str, str]]:
     """(colour, line style, marker) per method: midseg variants solid, peers dashed, extra
     stage-1 models dash-dotted with square markers. Known methods keep their colour in every
     plot; extra models take `EXTRA_MODEL_COLOURS` in turn, so no two curves of a plot share
-    a colour unless it has more than eight extra models."""
+    a colour unless it has more than seven extra models."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
 

@@ -271,7 +271,7 @@ def test_extra_model_origin_reads_the_card_from_new_and_old_run_records(tmp_path
 
 
 def test_plot_styles_give_every_curve_its_own_colour_and_known_methods_a_fixed_one():
-    extras = ["bbox-none", "egd-30ep", "euclidean", "gaussian", "geodesic-cue", "x", "y", "z"]
+    extras = ["bbox-none", "egd-30ep", "euclidean", "gaussian", "geodesic-cue", "x", "y"]
     methods = ev._order(list(ev.METHOD_NAMES) + extras)
     styles = ev._plot_styles(methods)
     assert set(styles) == set(methods)
