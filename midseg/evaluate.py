@@ -674,13 +674,11 @@ def _plot(rows, path: Path, title: tuple, clicks: int) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
     curves_all = {k[2]: v for k, v in _curves(rows).items() if k[:2] == title}
-    styles = _plot_styles(_order(curves_all))
-    for method in _order(curves_all):
+    for method, (colour, line, marker) in _plot_styles(_order(curves_all)).items():
         cases = curves_all[method]
         curves = np.array([[float(r["dice"]) for r in st][:clicks + 1] +
                            [float(st[-1]["dice"])] * (clicks + 1 - len(st))
                            for st in cases.values()])
-        colour, line, marker = styles[method]
         ax.plot(range(clicks + 1), curves.mean(axis=0), line, marker=marker, ms=3,
                 color=colour, label=f"{method}")
     ax.set_xlabel("corrective clicks")
