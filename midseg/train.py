@@ -76,6 +76,8 @@ class TrainConfig:
     augment: bool = True
     intensity_flip: float = 0.3
     synthetic: int = 0
+    synthetic_inclusions: float = 0.0
+    synthetic_large: float = 0.0
     seed: int = 0
     margin: Any = None
     init: str | None = None
@@ -102,6 +104,10 @@ class TrainConfig:
             raise InvalidInputError(f"loss must be 'dice' or 'dice+ce', got {self.loss!r}")
         if int(self.synthetic) < 0:
             raise InvalidInputError(f"synthetic must be >= 0, got {self.synthetic!r}")
+        for name in ("synthetic_inclusions", "synthetic_large"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise InvalidInputError(f"{name} must be a probability in [0, 1], "
+                                        f"got {getattr(self, name)!r}")
         if self.init is not None:
             self.init = os.fspath(self.init)
         for name in ("epochs", "batch_size", "val_every", "val_point_sets"):
@@ -423,7 +429,9 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         raise InvalidInputError("no training items given")
     if cfg.synthetic:
         # part of the config, so a checkpoint cannot be resumed with another mix
-        items = list(items) + synthetic_items(cfg.synthetic, cfg.spatial_dims, seed=cfg.seed)
+        items = list(items) + synthetic_items(cfg.synthetic, cfg.spatial_dims, seed=cfg.seed,
+                                              inclusions=cfg.synthetic_inclusions,
+                                              large=cfg.synthetic_large)
     for it in list(items) + list(val_items):
         m = np.asarray(it.mask)
         if m.ndim != cfg.spatial_dims:
@@ -776,7 +784,7 @@ def _random_shape(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarra
 
 
 def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None = None,
-                   name: str = "synthetic") -> TrainItem:
+                   name: str = "synthetic", inclusions: float = 0.0) -> TrainItem:
     """A synthetic (image, mask) pair: a random blob in a random textured scene.
 
     The scene varies what a stage-1 network must not rely on for an unseen
@@ -787,11 +795,22 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     Only the boundary of the object defines the target, which is what the cue
     map of interior margin points points at.
 
+    With probability `inclusions` the object also gets parts unlike the rest
+    of it (necrosis in a tumour, ventricles and sulci in a brain, vessels in a
+    liver): one to three blobs, or a patchwork of smooth-noise islands, inside
+    the object, each brighter or darker by 1 to 3, and still the object. Their
+    edges are strong but are not its boundary, and they cut the geodesic cue
+    short inside the object.
+
     Parameters
     ----------
     shape : sequence of int
         (Y, X) or (Z, Y, X) size of the image, e.g. (128, 128).
     rng : numpy Generator, int seed or None
+    name : str
+    inclusions : float in [0, 1], default 0
+        Probability of inner parts. At 0 no random number is drawn for them, so
+        items are the same as before the option existed.
 
     Returns
     -------
@@ -811,6 +830,17 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     image = (rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
              + np.where(mask, contrast, 0.0).astype(np.float32)
              + rng.uniform(0.0, 0.8) * mask * _smooth_noise(shape, rng.uniform(1.0, 4.0), rng))
+    if not 0.0 <= float(inclusions) <= 1.0:
+        raise InvalidInputError(f"inclusions must be a probability in [0, 1], got {inclusions!r}")
+    if inclusions > 0 and rng.random() < inclusions:
+        core = ndimage.binary_erosion(mask, iterations=2)
+        if rng.random() < 0.5:
+            parts = [_random_shape(shape, rng) & core for _ in range(int(rng.integers(1, 4)))]
+        else:
+            noise = _smooth_noise(shape, rng.uniform(2.0, 6.0), rng)
+            parts = [core & (noise > rng.uniform(0.3, 1.2))]
+        for part in parts:
+            image = image + rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0]) * part
     for _ in range(int(rng.integers(0, 4))):  # distractors, possibly touching the object
         other = _random_shape(shape, rng) & ~ndimage.binary_dilation(mask, iterations=1)
         image = image + rng.uniform(-3.0, 3.0) * other
@@ -830,11 +860,25 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     return TrainItem(image.astype(np.float32), mask, None, name)
 
 
-def synthetic_items(n: int, spatial_dims: int, seed: int = 0) -> list[TrainItem]:
-    """`n` deterministic synthetic items (128x128 in 2D, 48x96x96 in 3D) for seed `seed`."""
+def synthetic_items(n: int, spatial_dims: int, seed: int = 0, inclusions: float = 0.0,
+                    large: float = 0.0) -> list[TrainItem]:
+    """`n` deterministic synthetic items (128x128 in 2D, 48x96x96 in 3D) for seed `seed`.
+
+    `inclusions` as in `synthetic_item`. With probability `large` an item is twice
+    as large on every axis (256x256, 96x192x192): its object is then usually larger
+    than the network's grid, so its crop is shrunk rather than enlarged (a large organ
+    rather than a lesion). At ``large=0`` no random number is drawn for it.
+    """
+    if not 0.0 <= float(large) <= 1.0:
+        raise InvalidInputError(f"large must be a probability in [0, 1], got {large!r}")
     shape = (128, 128) if spatial_dims == 2 else (48, 96, 96)
-    return [synthetic_item(shape, np.random.default_rng([seed, 104729, k]), f"synthetic:{k}")
-            for k in range(int(n))]
+    out = []
+    for k in range(int(n)):
+        big = large > 0 and np.random.default_rng([seed, 104729, k, 1]).random() < large
+        out.append(synthetic_item(tuple(2 * s for s in shape) if big else shape,
+                                  np.random.default_rng([seed, 104729, k]), f"synthetic:{k}",
+                                  inclusions=inclusions))
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -863,6 +907,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="mix N synthetic shapes (midseg.train.synthetic_item, seeded by --seed) "
                         "into the training items; the card says so (default: %(default)s)")
+    p.add_argument("--synthetic-inclusions", type=float, default=0.0, metavar="P",
+                   help="probability that a synthetic shape has inner parts of another "
+                        "intensity (midseg.train.synthetic_item; default: %(default)s)")
+    p.add_argument("--synthetic-large", type=float, default=0.0, metavar="P",
+                   help="probability that a synthetic shape is twice as large on every axis, "
+                        "so that its crop is shrunk to the grid (midseg.train.synthetic_items; "
+                        "default: %(default)s)")
     p.add_argument("--cue", default="egd",
                    help="cue map kind (midseg.cues.CUE_KINDS) or 'none' for the image only "
                         "(default: %(default)s)")
@@ -948,7 +999,9 @@ def run(args: argparse.Namespace) -> int:
         cue_params=_parse_params(args.cue_param), base=args.base, epochs=args.epochs,
         batch_size=args.batch_size or (4 if args.dims == 2 else 1), lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
-        augment=not args.no_augment, synthetic=args.synthetic, seed=args.seed,
+        augment=not args.no_augment, synthetic=args.synthetic,
+        synthetic_inclusions=args.synthetic_inclusions,
+        synthetic_large=args.synthetic_large, seed=args.seed,
         init=args.init, val_every=args.val_every, val_point_sets=args.val_point_sets,
         val_seed=args.val_seed,
         keep_best=args.keep_best,
@@ -979,6 +1032,11 @@ def run(args: argparse.Namespace) -> int:
                             + (f"; plus {args.synthetic} synthetic shapes "
                                "(midseg.train.synthetic_items, seed = --seed): random blobs in "
                                "random textured scenes, no real image"
+                               + (f"; with probability {args.synthetic_inclusions:g} a shape "
+                                  "has inner parts of another intensity"
+                                  if args.synthetic_inclusions else "")
+                               + (f"; with probability {args.synthetic_large:g} a shape is "
+                                  "twice as large on every axis" if args.synthetic_large else "")
                                if args.synthetic else "")),
             "root": str(args.data),
             "image": args.image_name, "labels_file": args.label_name, "target_labels": labels,

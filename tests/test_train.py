@@ -185,6 +185,43 @@ def test_synthetic_items_train_like_real_ones():
         synthetic_item((64,), 0)
 
 
+def test_synthetic_inner_parts_change_the_inside_only():
+    from scipy import ndimage
+
+    from midseg.train import synthetic_item
+
+    changed = 0
+    for seed in range(4):
+        plain = synthetic_item((64, 64), seed)
+        inner = synthetic_item((64, 64), seed, inclusions=1.0)
+        # the object is drawn first: the option changes the scene, never the target
+        np.testing.assert_array_equal(plain.mask, inner.mask)
+        assert ndimage.label(inner.mask)[1] == 1 and np.isfinite(inner.image).all()
+        changed += not np.array_equal(plain.image, inner.image)
+        # probability 0 draws nothing: the same item as without the option
+        np.testing.assert_array_equal(plain.image, synthetic_item((64, 64), seed, "s", 0.0).image)
+    assert changed == 4
+    with pytest.raises(InvalidInputError, match="inclusions"):
+        synthetic_item((64, 64), 0, inclusions=1.5)
+
+
+def test_synthetic_large_items_are_twice_the_size_and_deterministic():
+    from midseg.train import synthetic_items
+
+    plain = synthetic_items(6, 2, seed=4)
+    mixed = synthetic_items(6, 2, seed=4, large=0.5)
+    again = synthetic_items(6, 2, seed=4, large=0.5)
+    sizes = [it.mask.shape for it in mixed]
+    assert set(sizes) == {(128, 128), (256, 256)}            # both kinds at p = 0.5
+    for a, b, c in zip(plain, mixed, again):
+        np.testing.assert_array_equal(b.image, c.image)
+        if b.mask.shape == (128, 128):                       # a normal item is unchanged
+            np.testing.assert_array_equal(a.image, b.image)
+    assert all(it.mask.shape == (96, 192, 192) for it in synthetic_items(1, 3, seed=0, large=1))
+    with pytest.raises(InvalidInputError, match="large"):
+        synthetic_items(1, 2, large=-0.1)
+
+
 def test_synthetic_mix_is_part_of_the_config(tmp_path):
     items = _discs(4, 8)
     res = train(items, _cfg(epochs=1, synthetic=3, grid_shape=(32, 32)), tmp_path,
@@ -193,8 +230,14 @@ def test_synthetic_mix_is_part_of_the_config(tmp_path):
     with pytest.raises(Exception, match="different configuration"):
         train(items, _cfg(epochs=1, synthetic=0), None, progress=False,
               resume=tmp_path / "checkpoint.pt")
+    with pytest.raises(Exception, match="different configuration"):
+        train(items, _cfg(epochs=1, synthetic=3, synthetic_large=0.5), None, progress=False,
+              resume=tmp_path / "checkpoint.pt")
     with pytest.raises(InvalidInputError, match="synthetic"):
         _cfg(synthetic=-1)
+    for name in ("synthetic_inclusions", "synthetic_large"):
+        with pytest.raises(InvalidInputError, match=name):
+            _cfg(**{name: 2.0})
 
 
 def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
@@ -342,3 +385,21 @@ def test_cli_max_iterations_stops_where_a_timed_run_stopped(tmp_path, capsys):
     assert "--max-iterations 3" in json.loads((tmp_path / "cut" / "2d.json").read_text())["command"]
     with pytest.raises(InvalidInputError, match="max-iterations"):
         main(args + ["--out", str(tmp_path / "bad"), "--max-iterations", "0"])
+
+
+def test_cli_synthetic_options_reach_the_card(tmp_path):
+    from midseg.train import main
+
+    _brats_like(tmp_path / "data", "a", 0)
+    assert main(["--dims", "2", "--data", str(tmp_path / "data"), "--train-cases", "a",
+                 "--labels", "1", "--grid", "32,32", "--base", "4", "--epochs", "1",
+                 "--threads", "1", "--no-progress", "--synthetic", "2",
+                 "--synthetic-inclusions", "0.5", "--synthetic-large", "1",
+                 "--out", str(tmp_path / "out")]) == 0
+    card = json.loads((tmp_path / "out" / "2d.json").read_text())
+    assert card["data"]["synthetic_items"] == 2
+    assert card["training"]["items"] == card["data"]["real_items"] + 2
+    desc = card["data"]["description"]
+    assert "probability 0.5 a shape has inner parts" in desc
+    assert "probability 1 a shape is twice as large" in desc
+    assert "--synthetic-large 1" in card["command"]

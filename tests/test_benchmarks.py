@@ -1,0 +1,43 @@
+"""The benchmark scripts that need no data still run (they are not timed here)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_synthetic_dev_scores_every_kind_with_the_same_shapes(capsys):
+    import midseg.models as mm
+
+    dev = _script("synthetic_dev")
+    model = mm.load_model("2d", device="cpu")
+    res = dev.evaluate({"a": model, "b": model}, 2, 2)
+    assert set(res) == {(m, k) for m in "ab" for k in dev.KINDS}
+    for kind in dev.KINDS:
+        assert len(res[("a", kind)]) == 2 and all(0.0 <= d <= 1.0 for d in res[("a", kind)])
+        assert res[("a", kind)] == res[("b", kind)]      # same shapes, same points
+    assert dev.main(["--models", "2d", "--dims", "2", "--count", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2d |" in out and all(k in out for k in dev.KINDS)
+    with pytest.raises(SystemExit):
+        dev.main(["--models", "2d", "--dims", "3", "--count", "1"])   # a 2D model
+
+
+def test_masked_kind_keeps_only_the_object():
+    dev = _script("synthetic_dev")
+    image = np.arange(16, dtype=np.float32).reshape(4, 4)
+    mask = np.zeros((4, 4), bool)
+    mask[1:3, 1:3] = True
+    out = dev._masked(image, mask)
+    assert (out[~mask] == 0).all()
+    assert out[mask].mean() == pytest.approx(0.0, abs=1e-6)
+    assert out[mask].std() == pytest.approx(1.0, abs=1e-5)
