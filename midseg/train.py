@@ -825,13 +825,13 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3) or min(shape) < 16:
         raise InvalidInputError(f"shape must be 2D or 3D with sides >= 16, got {shape}")
+    if not 0.0 <= float(inclusions) <= 1.0:
+        raise InvalidInputError(f"inclusions must be a probability in [0, 1], got {inclusions!r}")
     mask = _random_shape(shape, rng)
     contrast = rng.uniform(0.4, 3.0) * rng.choice([-1.0, 1.0])
     image = (rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
              + np.where(mask, contrast, 0.0).astype(np.float32)
              + rng.uniform(0.0, 0.8) * mask * _smooth_noise(shape, rng.uniform(1.0, 4.0), rng))
-    if not 0.0 <= float(inclusions) <= 1.0:
-        raise InvalidInputError(f"inclusions must be a probability in [0, 1], got {inclusions!r}")
     if inclusions > 0 and rng.random() < inclusions:
         core = ndimage.binary_erosion(mask, iterations=2)
         if rng.random() < 0.5:
@@ -865,7 +865,7 @@ def synthetic_items(n: int, spatial_dims: int, seed: int = 0, inclusions: float 
     """`n` deterministic synthetic items (128x128 in 2D, 48x96x96 in 3D) for seed `seed`.
 
     `inclusions` as in `synthetic_item`. With probability `large` an item is twice
-    as large on every axis (256x256, 96x192x192): its object is then usually larger
+    as large on every axis (256x256, 96x192x192): its object is then often larger
     than the network's grid, so its crop is shrunk rather than enlarged (a large organ
     rather than a lesion). At ``large=0`` no random number is drawn for it.
     """
