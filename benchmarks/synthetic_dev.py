@@ -55,13 +55,15 @@ def evaluate(models: dict, dims: int, count: int, seed: int = DEV_SEED) -> dict:
     from midseg.predict import predict_probability
     from midseg.train import synthetic_items
 
-    out = {}
+    out, drawn = {}, {}
     for kind, (kw, transform) in KINDS.items():
-        items = synthetic_items(count, dims, seed=seed, **kw)
+        key = tuple(sorted(kw.items()))  # kinds that differ by transform only share shapes
+        if key not in drawn:
+            shapes = synthetic_items(count, dims, seed=seed, **kw)
+            drawn[key] = (shapes, [data_sim.interior_margin_points(
+                it.mask, rng=np.random.default_rng([seed, 31, k])) for k, it in enumerate(shapes)])
+        items, points = drawn[key]
         images = [it.image if transform is None else transform(it.image, it.mask) for it in items]
-        points = [data_sim.interior_margin_points(it.mask,
-                                                  rng=np.random.default_rng([seed, 31, k]))
-                  for k, it in enumerate(items)]
         for name, model in models.items():
             out[(name, kind)] = [
                 dice(predict_probability(im, pts, model).probability >= 0.5, it.mask)

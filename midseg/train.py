@@ -105,9 +105,7 @@ class TrainConfig:
         if int(self.synthetic) < 0:
             raise InvalidInputError(f"synthetic must be >= 0, got {self.synthetic!r}")
         for name in ("synthetic_inclusions", "synthetic_large"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise InvalidInputError(f"{name} must be a probability in [0, 1], "
-                                        f"got {getattr(self, name)!r}")
+            _check_probability(name, getattr(self, name))
         if self.init is not None:
             self.init = os.fspath(self.init)
         for name in ("epochs", "batch_size", "val_every", "val_point_sets"):
@@ -751,6 +749,11 @@ def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_d
 # ----------------------------------------------------------------------------------------
 # Data: synthetic shapes (mixed into training when asked; the card says so)
 # ----------------------------------------------------------------------------------------
+def _check_probability(name: str, value) -> None:
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be a probability in [0, 1], got {value!r}")
+
+
 def _smooth_noise(shape: tuple[int, ...], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance Gaussian-filtered noise with correlation length `scale` voxels."""
     from scipy import ndimage
@@ -825,8 +828,7 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3) or min(shape) < 16:
         raise InvalidInputError(f"shape must be 2D or 3D with sides >= 16, got {shape}")
-    if not 0.0 <= float(inclusions) <= 1.0:
-        raise InvalidInputError(f"inclusions must be a probability in [0, 1], got {inclusions!r}")
+    _check_probability("inclusions", inclusions)
     mask = _random_shape(shape, rng)
     contrast = rng.uniform(0.4, 3.0) * rng.choice([-1.0, 1.0])
     image = (rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
@@ -869,8 +871,7 @@ def synthetic_items(n: int, spatial_dims: int, seed: int = 0, inclusions: float 
     than the network's grid, so its crop is shrunk rather than enlarged (a large organ
     rather than a lesion). At ``large=0`` no random number is drawn for it.
     """
-    if not 0.0 <= float(large) <= 1.0:
-        raise InvalidInputError(f"large must be a probability in [0, 1], got {large!r}")
+    _check_probability("large", large)
     shape = (128, 128) if spatial_dims == 2 else (48, 96, 96)
     out = []
     for k in range(int(n)):
