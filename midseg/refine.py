@@ -225,15 +225,18 @@ def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None, *,
 
 
 # -- graph cut --------------------------------------------------------------------------
-def _normalise01(channels: np.ndarray) -> np.ndarray:
+def _normalise01(channels: np.ndarray, *, like: np.ndarray | None = None) -> np.ndarray:
     """Min-max normalise each channel of a (C, ...) array to [0, 1], float32.
 
+    The per-channel minimum and maximum are taken over `like` (a (C, ...) array with the
+    same channels; default `channels` itself), and values outside that range are clipped.
     A constant channel becomes 0. The subtraction happens in float64 so that large values
     with small differences lose no precision; only the result is float32.
     """
-    axes = tuple(range(1, channels.ndim))
-    lo = channels.min(axis=axes, keepdims=True).astype(np.float64)
-    span = channels.max(axis=axes, keepdims=True).astype(np.float64) - lo
+    ref = channels if like is None else like
+    axes = tuple(range(1, ref.ndim))
+    lo = ref.min(axis=axes, keepdims=True).astype(np.float64)
+    span = ref.max(axis=axes, keepdims=True).astype(np.float64) - lo
     scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
     out = ((channels - lo) * scale).astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
@@ -594,6 +597,24 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     `mask` and `probability` agree everywhere; with a stage-1 probability
     pasted with zeros outside its crop this is 0 there.
 
+    *Border of the region.* The graph cut runs on the region plus a ring one
+    voxel wide around it (where the image goes on), whose voxels are hard
+    constraints at their outside label, ``prob >= 0.5``; its intensities are
+    normalised like the region's, clipped to [0, 1]. The cut is then the
+    minimum of the whole-image CRF with the labels outside the region held
+    fixed, and a boundary along the region's border costs what it costs
+    anywhere else. Without the ring it cost nothing there: where an edge is
+    weak, the fused foreground near a click ran out to the border and the
+    mask got straight, box-shaped sides (a brain slice went from Dice 0.973
+    to 0.849 after one foreground click). Chosen on development data only
+    (robot user, 10 clicks, mean Dice over clicks 1-10, IF-GC, without ->
+    with the ring): the 56 tumour-core slices of pat0006 0.915 -> 0.923
+    (after one click 0.853 -> 0.898); 24 synthetic 2D scenes 0.967 ->
+    0.967; pat0006 in 3D with 4 sets of points 0.879 -> 0.883; 4 synthetic
+    volumes 0.916 -> 0.916. Refined masks with foreground along a border
+    whose outside is background: 64 -> 22 of 800 in 2D. The naive graph cut
+    changes by at most 0.0001.
+
     *Normalisation (one for stage 2).* The crop is min-max normalised to
     [0, 1] per channel; the pairwise term compares those values (σ = 0.1 is
     meant for them). The geodesic distances walk the same normalised crop
@@ -688,8 +709,15 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
 
     sl = region.slices
     origin = np.asarray(region.start, dtype=np.int64)
+    # The CRF is solved on the region plus a one-voxel ring around it (inside the image)
+    # whose labels are fixed to the outside rule, p >= 0.5 (Notes, "Region").
+    outer = Box(tuple(max(0, a - 1) for a in region.start),
+                tuple(min(n, b + 1) for b, n in zip(region.stop, shape)))
+    inner = tuple(slice(a - o, b - o) for a, b, o in zip(region.start, region.stop, outer.start))
+    norm_outer = _normalise01(chans[(slice(None),) + outer.slices],
+                              like=chans[(slice(None),) + sl])
+    norm = norm_outer[(slice(None),) + inner]
     hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
-    norm = _normalise01(chans[(slice(None),) + sl])
     p_crop = p[sl]
     fg_c, bg_c = fg - origin, bg - origin
     if method in ("ifgc", "ifgc-paper"):
@@ -699,11 +727,19 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         fused = _fuse(p_crop, d_fg, d_bg, certainty=method == "ifgc")
     else:
         fused = p_crop.astype(np.float32)
-    mask_crop = _solve(fused, norm, hard_fg, bg_c, lam=lam, sigma=sigma, spacing=sp,
-                       connectivity=connectivity)
+    outside = p[outer.slices] >= 0.5
+    ring = np.ones(outside.shape, dtype=bool)
+    ring[inner] = False
+    prob_outer = outside.astype(np.float32)   # ring values are never read: hard constraints
+    prob_outer[inner] = fused
+    shift = origin - np.asarray(outer.start, dtype=np.int64)
+    mask_outer = _solve(prob_outer, norm_outer,
+                        np.concatenate([hard_fg + shift, np.argwhere(ring & outside)]),
+                        np.concatenate([bg_c + shift, np.argwhere(ring & ~outside)]),
+                        lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
 
     probability = p.astype(np.float32, copy=True)
     probability[sl] = fused
     mask = (p >= 0.5).astype(np.uint8)
-    mask[sl] = mask_crop
+    mask[sl] = mask_outer[inner]
     return RefineResult(mask=mask, probability=probability, box=region)

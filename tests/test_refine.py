@@ -536,3 +536,53 @@ def test_margin_points_are_hard_foreground_unless_clicked_background(method):
     # the user's later background click on a margin point's voxel wins
     res = refine(img, prob, margin_points=margin, background=[(3, 3), (20, 25)], method=method)
     assert res.mask[10, 10] == 1 and res.mask[20, 25] == 0
+
+
+@pytest.mark.parametrize("shape", [(40, 46), (28, 30, 32)])
+@pytest.mark.parametrize("method", ["ifgc", "gc"])
+def test_refined_region_is_the_whole_image_crf_with_the_outside_fixed(shape, method):
+    # The region's cut must be the minimum of the CRF on the whole image with every voxel
+    # outside the region held at its outside label (prob >= 0.5): graph_cut on the whole
+    # image with those voxels as hard constraints gives the same mask.
+    rng = np.random.default_rng(len(shape) * 10 + len(method))
+    prob = np.clip(ndimage.gaussian_filter(rng.random(shape), 2) * 3 - 1, 0, 1)
+    img = ndimage.gaussian_filter(rng.random(shape), 1)
+    centre = tuple(n // 2 for n in shape)
+    margin = [tuple(c + d for c, d in zip(centre, off)) for off in ((1,) * len(shape),
+                                                                 (-2,) * len(shape))]
+    fg, bg = [tuple(c - 1 for c in centre)], [tuple(c + 3 for c in centre)]
+    img[margin[0]], img[margin[1]] = img.max() + 0.5, img.min() - 0.5  # same min-max
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg, method=method)
+    inside = np.zeros(shape, bool)
+    inside[res.box.slices] = True
+    assert 0 < inside.sum() < inside.size               # the region does not fill the image
+    out_fg = np.argwhere(~inside & (prob >= 0.5))
+    out_bg = np.argwhere(~inside & (prob < 0.5))
+    assert len(out_fg) and len(out_bg)                  # both labels occur outside
+    whole = graph_cut(res.probability, img, spacing=None,
+                      foreground=np.concatenate([np.array(margin + fg), out_fg]),
+                      background=np.concatenate([np.array(bg), out_bg]))
+    np.testing.assert_array_equal(res.mask, whole)
+
+
+def test_a_foreground_click_at_a_weak_edge_does_not_run_to_the_region_border():
+    # A bright disc with a dark inner part (so the crop's spread is large) on a flat
+    # background only a little darker than the disc: a weak edge. The CNN misses a notch
+    # at the bottom; one foreground click there. The fused foreground spreads a little
+    # into the flat background, and if a boundary along the border of the refined region
+    # were free, the mask would run out to it (Dice 0.88 without the ring); it must stop
+    # at the disc.
+    shape = (120, 120)
+    yy, xx = np.indices(shape)
+    gt = (yy - 60) ** 2 + (xx - 60) ** 2 <= 30 ** 2
+    img = np.where(gt, 1.0, 0.95)
+    img[(yy - 55) ** 2 + (xx - 60) ** 2 <= 15 ** 2] = 0.3
+    cnn = np.where(gt & ~((yy > 82) & (abs(xx - 60) < 8)), 0.99, 0.01)
+    margin = [(32, 60), (88, 60), (60, 32), (60, 88)]
+    res = refine(img, cnn, margin_points=margin, foreground=[(89, 60)], background=[])
+    start, stop = res.box.start, res.box.stop
+    assert all(0 < a and b < n for a, b, n in zip(start, stop, shape))
+    edges = [res.mask[start[0], :], res.mask[stop[0] - 1, :],
+             res.mask[:, start[1]], res.mask[:, stop[1] - 1]]
+    assert not any(e.any() for e in edges)
+    assert _dice(res.mask, gt) > 0.99
