@@ -1110,7 +1110,14 @@ def _losses(by: dict, groups, clicks: int) -> list[str]:
                 continue
             wins = [(m, v) for m, v in rivals if (v > mid[key] if better is max else v < mid[key])]
             if wins:
-                fmt = (lambda v: _pct(v)) if key.startswith("dice") else (lambda v: f"{v:.2f}")
+                scale = 100.0 if key.startswith("dice") else 1.0
+                digits = 2   # more where a win would print equal to midseg's value
+                while digits < 6 and any(f"{scale * v:.{digits}f}" == f"{scale * mid[key]:.{digits}f}"
+                                         for _, v in wins):
+                    digits += 1
+
+                def fmt(v, scale=scale, digits=digits):
+                    return f"{scale * v:.{digits}f}"
                 lines.append(f"- {g[0]} ({g[1]}D), {label}: midseg {fmt(mid[key])} is beaten by "
                              + ", ".join(f"{m} {fmt(v)}" for m, v in wins) + ".")
     return lines

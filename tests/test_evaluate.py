@@ -282,3 +282,15 @@ def test_plot_styles_give_every_curve_its_own_colour_and_known_methods_a_fixed_o
         "midseg": styles["midseg"], "graph-cut": styles["graph-cut"]}
     assert styles["midseg"][1] == "-" and styles["graph-cut"][1] == "--"
     assert all(styles[e][1] == "-." for e in extras)
+
+
+def test_losses_print_enough_digits_to_tell_a_near_tie_apart():
+    from midseg.evaluate import _losses
+    nan = float("nan")
+    base = {"dice@0": nan, "dice@3": nan, "dice@10": nan, "noc90": nan, "assd@10": nan}
+    by = {("ds", 2, "midseg"): dict(base, **{"dice@10": 0.948060, "noc90": 2.0}),
+          ("ds", 2, "peer"): dict(base, **{"dice@10": 0.948100, "noc90": 1.5}),
+          ("ds", 2, "worse"): dict(base, **{"dice@10": 0.90, "noc90": 3.0})}
+    lines = _losses(by, [("ds", 2)], 10)
+    assert lines == ["- ds (2D), Dice after 10 clicks: midseg 94.806 is beaten by peer 94.810.",
+                     "- ds (2D), NoC@90: midseg 2.00 is beaten by peer 1.50."]
