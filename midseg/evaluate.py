@@ -1112,12 +1112,12 @@ def _losses(by: dict, groups, clicks: int) -> list[str]:
             if wins:
                 scale = 100.0 if key.startswith("dice") else 1.0
                 digits = 2   # more where a win would print equal to midseg's value
-                while digits < 6 and any(f"{scale * v:.{digits}f}" == f"{scale * mid[key]:.{digits}f}"
-                                         for _, v in wins):
+                while digits < 6 and any(_num(scale * v, digits=digits)
+                                         == _num(scale * mid[key], digits=digits) for _, v in wins):
                     digits += 1
 
                 def fmt(v, scale=scale, digits=digits):
-                    return f"{scale * v:.{digits}f}"
+                    return _num(scale * v, digits=digits)
                 lines.append(f"- {g[0]} ({g[1]}D), {label}: midseg {fmt(mid[key])} is beaten by "
                              + ", ".join(f"{m} {fmt(v)}" for m, v in wins) + ".")
     return lines

@@ -727,7 +727,8 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         fused = _fuse(p_crop, d_fg, d_bg, certainty=method == "ifgc")
     else:
         fused = p_crop.astype(np.float32)
-    outside = p[outer.slices] >= 0.5
+    mask = (p >= 0.5).astype(np.uint8)        # the stage-1 rule, kept outside the region
+    outside = mask[outer.slices].astype(bool)
     ring = np.ones(outside.shape, dtype=bool)
     ring[inner] = False
     prob_outer = outside.astype(np.float32)   # ring values are never read: hard constraints
@@ -740,6 +741,5 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
 
     probability = p.astype(np.float32, copy=True)
     probability[sl] = fused
-    mask = (p >= 0.5).astype(np.uint8)
     mask[sl] = mask_outer[inner]
     return RefineResult(mask=mask, probability=probability, box=region)
