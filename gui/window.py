@@ -121,6 +121,8 @@ class MainWindow(QMainWindow):
     jobs : JobRunner
     last_error : str or None
         Text of the last error shown to the user.
+    last_warning : str or None
+        Text of the last warning shown to the user (`midseg.Session.warnings`).
     """
 
     def __init__(self, model=None, *, autosave: bool = True, autosave_dir=None,
@@ -143,6 +145,8 @@ class MainWindow(QMainWindow):
         self.links: dict[str, ViewLink] = {}
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
+        self.last_warning: str | None = None
+        self._warning_box: QMessageBox | None = None
         self._revision = 0
         self._saved_revision = 0
         self._active_channel = 0
@@ -370,6 +374,26 @@ class MainWindow(QMainWindow):
         box.open()
         self._error_box = box
 
+    def show_warning(self, title: str, text: str) -> None:
+        """Show a warning about a result in a window-modal box that does not block the caller.
+
+        The status bar alone would not do: hovering the image clears it.
+        """
+        self.last_warning = text
+        self.statusBar().showMessage(f"{title}: {text.splitlines()[0]}", 15000)
+        if self._warning_box is not None:
+            self._warning_box.close()
+        box = QMessageBox(QMessageBox.Warning, title, text, QMessageBox.Ok, self)
+        box.setWindowModality(Qt.WindowModal)
+        box.open()
+        self._warning_box = box
+
+    def _show_session_warnings(self, title: str) -> None:
+        """Show the warnings the session attached to its current state, if any."""
+        notes = [] if self.session is None else [str(w) for w in self.session.warnings]
+        if notes:
+            self.show_warning(title, "\n\n".join(notes))
+
     def _submit(self, work, done, label: str) -> bool:
         """Run ``work`` in the worker; ``done`` on the UI thread, its own bugs shown, not fatal."""
         def guarded(result, error, seconds):
@@ -573,6 +597,8 @@ class MainWindow(QMainWindow):
                 self.time_label.setText(f"replayed in {seconds:.2f} s")
             self.statusBar().showMessage("ready: " + TOOL_HELP[self.state.tool], 6000)
             self._refresh()
+            if restore is not None and replay_error is None:
+                self._show_session_warnings(f"Replayed {Path(restore).name}")
 
         self.statusBar().showMessage("loading the model...")
         self._submit(work, done, "session")
@@ -650,6 +676,7 @@ class MainWindow(QMainWindow):
                 self.set_tool("refine")
             self.statusBar().showMessage(
                 f"stage 1 done ({len(points)} points): left click = foreground, right = background", 6000)
+            self._show_session_warnings("Stage 1: check the mask")
 
         self.statusBar().showMessage(f"stage 1 on {len(points)} margin points...")
         started = self._submit(lambda: session.segment(points), done, "stage 1")
@@ -662,16 +689,30 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 "no segmentation yet: place margin points (M) and press Enter first", 5000)
             return
-        (self.pending_fg if foreground else self.pending_bg).append(tuple(int(v) for v in voxel))
+        self._add_pending([voxel], foreground)
         self._flush_refine()
 
     def _stroke_finished(self, voxels, button: int) -> None:
         if self.session is None or self.session.mask is None:
             self.statusBar().showMessage("no segmentation yet: scribbles refine an existing mask", 5000)
             return
-        pts = [tuple(int(v) for v in p) for p in np.asarray(voxels)]
-        (self.pending_fg if button == Qt.LeftButton else self.pending_bg).extend(pts)
+        self._add_pending(np.asarray(voxels), button == Qt.LeftButton)
         self._flush_refine()
+
+    def _add_pending(self, voxels, foreground: bool) -> None:
+        """Queue clicks for the next round; on a voxel queued as the other class, the later wins.
+
+        Crossing strokes of the two classes (or a left and a right click on one
+        voxel) made while a round runs end up in one round, where a voxel may
+        not be both: the earlier one is dropped from the shared voxels, as the
+        session does for a later round.
+        """
+        pts = [tuple(int(v) for v in p) for p in voxels]
+        mine, other = ((self.pending_fg, self.pending_bg) if foreground
+                       else (self.pending_bg, self.pending_fg))
+        new = set(pts)
+        other[:] = [p for p in other if p not in new]
+        mine.extend(pts)
 
     def _flush_refine(self) -> None:
         self._refresh()
@@ -797,6 +838,7 @@ class MainWindow(QMainWindow):
             self._changed()
             self._saved_revision = self._revision
             self.set_tool("refine" if session.mask is not None else "margin")
+            self._show_session_warnings(f"Replayed {Path(path).name}")
 
         self.statusBar().showMessage(f"replaying {path}...")
         return self._submit(
@@ -843,9 +885,9 @@ class MainWindow(QMainWindow):
         markers = []
         if s is not None and s.mask is not None:
             markers += [(tuple(p), "margin") for p in s.margin_points]
-            for r in s.rounds:
-                markers += [(tuple(p), "fg") for p in r.foreground]
-                markers += [(tuple(p), "bg") for p in r.background]
+            fg, bg = s.clicks_in_force          # an overridden click is no longer shown
+            markers += [(tuple(p), "fg") for p in fg]
+            markers += [(tuple(p), "bg") for p in bg]
         markers += [(p, "margin_pending") for p in self._segmenting + self.pending_margin]
         markers += [(p, "fg_pending") for p in self.pending_fg + self._inflight[0]]
         markers += [(p, "bg_pending") for p in self.pending_bg + self._inflight[1]]

@@ -1,8 +1,9 @@
 """The `midseg` command: one entry point, one subcommand per job.
 
-This module only parses arguments and reports errors; the work lives in the
-library modules each subcommand names. Bad input gives a one-line message and
-a non-zero exit; `--debug` shows the traceback.
+This module only parses arguments and reports errors and warnings; the work
+lives in the library modules each subcommand names. Bad input gives a one-line
+message and a non-zero exit; `--debug` shows the traceback. midseg's warnings
+(a result that may not be right) are printed as ``midseg CMD: warning: ...``.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import argparse
 import importlib
 import sys
 import textwrap
+import warnings
 
 from . import __version__
-from .errors import MidsegError
+from .errors import MidsegError, MidsegWarning
 
 # name -> (module implementing add_arguments(parser) and run(args), one-line help)
 SUBCOMMANDS = {
@@ -29,6 +31,7 @@ EPILOG = textwrap.dedent("""\
     Run `midseg COMMAND --help` for the options of one command.
 
     exit status: 0 success, 1 error in the input or the run, 2 usage error.
+    Warnings about a result (e.g. margin points all in one plane) go to stderr.
     """)
 
 
@@ -78,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(command: str):
+    """A `warnings.showwarning` that prints midseg's warnings as one line for the user."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, MidsegWarning):
+            return default(message, category, filename, lineno, file, line)
+        print(f"midseg {command}: warning: {message}", file=file or sys.stderr)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `midseg` command line; returns the exit status."""
     parser = build_parser()
@@ -89,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args._run is None:
             raise NotAvailable(f"'midseg {args.command}' is not available in this release yet")
-        status = args._run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            if not sys.warnoptions:  # -W / PYTHONWARNINGS given: the user's filters rule
+                warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
+            status = args._run(args)
         return int(status or 0)
     except KeyboardInterrupt:
         print("midseg: interrupted", file=sys.stderr)

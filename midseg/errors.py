@@ -1,7 +1,8 @@
 """Exceptions raised by midseg for bad input and domain problems.
 
-Every class derives from :class:`MidsegError`; the ones about bad input also
-derive from :class:`ValueError` so callers may catch either.
+Every error derives from :class:`MidsegError`; the ones about bad input also
+derive from :class:`ValueError` so callers may catch either. Every warning
+derives from :class:`MidsegWarning` (a :class:`UserWarning`).
 """
 
 
@@ -25,5 +26,13 @@ class ModelError(MidsegError):
     """A model could not be found, loaded or does not fit the image."""
 
 
-class ModelMismatchWarning(UserWarning):
+class MidsegWarning(UserWarning):
+    """Base class of every warning midseg issues: the result is made, but may not be right."""
+
+
+class ModelMismatchWarning(MidsegWarning):
     """Stored clicks are replayed with other weights than they were made with."""
+
+
+class CoplanarPointsWarning(MidsegWarning):
+    """All margin points of a 3D image lie in one plane: the object's extent across it is unknown."""

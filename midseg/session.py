@@ -11,14 +11,16 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+import warnings as _warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._checks import as_points
-from .errors import GeometryMismatchError, InvalidInputError, MidsegError, ModelMismatchWarning
+from .errors import (CoplanarPointsWarning, GeometryMismatchError, InvalidInputError,
+                     MidsegError, MidsegWarning, ModelMismatchWarning)
 from .io import Image, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
@@ -57,6 +59,72 @@ class _State:
     probability: np.ndarray      # fused probability after the last round
     mask: np.ndarray             # uint8, image shape
     seconds: float = 0.0
+    warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
+
+
+def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground and background clicks of `rounds` that still hold, in click order.
+
+    A click is dropped when a later round has a click of the other class on
+    the same voxel: the later correction wins. Each round must be free of
+    conflicts itself (`Session.refine` checks that when the round is added).
+    """
+    last = {}                    # voxel -> True (foreground) / False, of its latest click
+    for r in rounds:
+        last.update((p, True) for p in map(tuple, r.foreground.tolist()))
+        last.update((p, False) for p in map(tuple, r.background.tolist()))
+
+    def kept(points, foreground):
+        keep = np.array([last[p] is foreground for p in map(tuple, points.tolist())], bool)
+        return points[keep] if len(points) else points
+
+    ndim = rounds[0].foreground.shape[1] if rounds else 0
+    fg = [kept(r.foreground, True) for r in rounds]
+    bg = [kept(r.background, False) for r in rounds]
+    empty = np.zeros((0, ndim), np.int64)
+    return np.concatenate([empty, *fg]), np.concatenate([empty, *bg])
+
+
+def _check_round(fg: np.ndarray, bg: np.ndarray) -> None:
+    """One round may not give a voxel both classes: which one was meant is unknown."""
+    if not len(fg) or not len(bg):
+        return
+    both = set(map(tuple, fg.tolist())) & set(map(tuple, bg.tolist()))
+    if both:
+        voxel = min(both)
+        more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
+        raise InvalidInputError(
+            f"voxel {voxel}{more} is both a foreground and a background click of the same "
+            "round; give it in one list only. To change the class of an earlier click, click "
+            "its voxel again in a later round: the later click wins")
+
+
+def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | None:
+    """A warning when all 3D margin points lie within half a voxel of one plane, else None.
+
+    The plane is the least-squares one of the points in physical units (its
+    normal: the right singular vector of the centred points with the smallest
+    singular value); "half a voxel" is half a voxel's extent along that normal.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64) * sp
+    centred = pts - pts.mean(axis=0)
+    normal = np.linalg.svd(centred)[2][-1]
+    half_voxel = 0.5 * float(np.abs(normal) @ sp)
+    if np.abs(centred @ normal).max() >= half_voxel * (1 - 1e-9):  # exactly half: not coplanar
+        return None
+    axis = int(np.argmax(np.abs(normal)))
+    if abs(normal[axis]) > 0.999:
+        index = int(np.rint(np.mean(np.asarray(points)[:, axis])))
+        where = f"the plane {'zyx'[axis]} = {index}"
+    else:
+        n = normal * np.sign(normal[axis])
+        where = "one oblique plane (normal (z, y, x) = ({:.2f}, {:.2f}, {:.2f}))".format(*n)
+    return CoplanarPointsWarning(
+        f"all {len(points)} margin points lie in {where}: the object's extent across that "
+        "plane is unknown to the network, which sees only a thin slab around it, so the mask "
+        "is likely cut short there. Add margin points on the slices above and below that "
+        "plane, at the object's top and bottom extremes")
 
 
 def _as_image(image) -> Image:
@@ -185,6 +253,29 @@ class Session:
         return () if s is None else s.rounds
 
     @property
+    def clicks_in_force(self) -> tuple[np.ndarray, np.ndarray]:
+        """The foreground and background clicks of the current state that still hold.
+
+        Both (N, D) int64, oldest first: the clicks of every round less those
+        a later round overrode with a click of the other class on the same
+        voxel. These are what the current mask was refined with.
+        """
+        s = self._state
+        empty = np.zeros((0, self.image.ndim), np.int64)
+        return (empty, empty.copy()) if s is None or not s.rounds else _clicks_in_force(s.rounds)
+
+    @property
+    def warnings(self) -> tuple[MidsegWarning, ...]:
+        """Warnings about the current state, oldest first (also issued with `warnings.warn`).
+
+        A `CoplanarPointsWarning` of `segment`, and the `ModelMismatchWarning`
+        of a `from_clicks` replay, hold for that state and every round built on
+        it; a new `segment` starts afresh. Empty before `segment`.
+        """
+        s = self._state
+        return () if s is None else s.warnings
+
+    @property
     def box(self):
         """Stage-1 crop box (`midseg.crop.Box`) of the current state."""
         s = self._state
@@ -226,6 +317,26 @@ class Session:
         -------
         (Y, X) or (Z, Y, X) ndarray of uint8
             The mask (probability >= 0.5).
+
+        Warns
+        -----
+        CoplanarPointsWarning
+            3D only: every point lies within half a voxel of one plane. The
+            warning is also kept in `warnings` for this state and its rounds.
+
+        Notes
+        -----
+        Stage 1 sees only the relaxed bounding box of the points
+        (`midseg.crop.relaxed_bbox`: the points' box grown by a few voxels),
+        so the points must reach the object's extremes along every axis. When
+        all 3D points lie in one plane (typically all on one slice, but any
+        orientation counts), the object's extent across that plane is unknown
+        to the network and the box is a thin slab around it: the mask comes out
+        cut short. With the shipped 3D model, a ball over slices 10-50 marked
+        only on slice 30 is segmented on slices 23-37 (Dice 0.43). The mask is
+        still returned, with a `CoplanarPointsWarning` naming the plane; add
+        points on the slices above and below it, at the object's top and
+        bottom extremes, and segment again.
         """
         from .predict import predict_probability
 
@@ -243,8 +354,15 @@ class Session:
         prob = np.asarray(result.probability, dtype=np.float32)
         prob.setflags(write=False)
         mask = (prob >= 0.5).astype(np.uint8)
+        seconds = time.perf_counter() - t0
+        notes = ()
+        if self.image.ndim == 3:
+            coplanar = _coplanar_warning(pts, self.image.spacing)
+            if coplanar is not None:
+                _warnings.warn(coplanar, stacklevel=2)
+                notes = (coplanar,)
         state = _State(margin_points=pts, rounds=(), cnn_probability=prob, box=result.box,
-                       probability=prob, mask=mask, seconds=time.perf_counter() - t0)
+                       probability=prob, mask=mask, seconds=seconds, warnings=notes)
         return self._push(state)
 
     def refine(self, foreground=(), background=(), *, lam: float | None = None,
@@ -258,6 +376,10 @@ class Session:
             background where the mask leaks. All clicks of earlier rounds stay
             in force (they accumulate); every click is a hard constraint, and so
             is every interior margin point unless a background click is on it.
+            A click on the voxel of an earlier click of the other class
+            overrides it: the later click wins (`clicks_in_force`; `rounds`
+            keeps both, as made). One voxel in both lists of one round is an
+            error.
         lam, sigma, method : optional
             Override the session's parameters for this round.
 
@@ -265,6 +387,12 @@ class Session:
         -------
         ndarray of uint8
             The refined mask (image shape).
+
+        Raises
+        ------
+        InvalidInputError
+            No click, a click outside the image, a voxel in both lists, bad
+            parameters.
         """
         from .refine import refine as _refine
 
@@ -278,9 +406,9 @@ class Session:
         bg = as_points(background, self.image.shape, name="background clicks", allow_empty=True)
         if len(fg) + len(bg) == 0:
             raise InvalidInputError("refine needs at least one foreground or background click")
+        _check_round(fg, bg)
         rounds = state.rounds + (ClickRound(fg, bg, lam, sigma, method),)
-        all_fg = np.concatenate([r.foreground for r in rounds])
-        all_bg = np.concatenate([r.background for r in rounds])
+        all_fg, all_bg = _clicks_in_force(rounds)
         t0 = time.perf_counter()
         result = _refine(self.image.array, state.cnn_probability,
                          margin_points=state.margin_points, foreground=all_fg,
@@ -292,7 +420,8 @@ class Session:
         mask = np.asarray(result.mask, dtype=np.uint8)
         new = _State(margin_points=state.margin_points, rounds=rounds,
                      cnn_probability=state.cnn_probability, box=state.box,
-                     probability=prob, mask=mask, seconds=time.perf_counter() - t0)
+                     probability=prob, mask=mask, seconds=time.perf_counter() - t0,
+                     warnings=state.warnings)
         return self._push(new)
 
     def undo(self) -> np.ndarray | None:
@@ -371,16 +500,18 @@ class Session:
         stored_sha = model_ref.get("sha256")
         current = _model_ref(session.model)          # hashes the weights file: once
         current_sha = current.get("sha256")
+        mismatch = None
         if stored_sha and current_sha and stored_sha != current_sha:
-            import warnings
-
-            warnings.warn(
+            mismatch = ModelMismatchWarning(
                 f"the clicks were made with model {model_ref.get('name')!r} "
                 f"(weights sha256 {stored_sha[:12]}), the replay uses "
                 f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
-                "stage 1 and every refined mask may differ from the original session",
-                ModelMismatchWarning, stacklevel=2)
+                "stage 1 and every refined mask may differ from the original session")
+            _warnings.warn(mismatch, stacklevel=2)
         session.segment(_mm_to_index(image, data["margin_points"]))
+        if mismatch is not None:  # kept with the replayed states, for clients such as the GUI
+            state = session._history[session._pos]
+            session._history[session._pos] = replace(state, warnings=(mismatch,) + state.warnings)
         if callback is not None:
             callback(session)
         for r in data["rounds"]:

@@ -240,6 +240,72 @@ def test_refine_clicks_made_while_busy_are_queued_not_lost(window_2d, qtbot):
     assert s.mask[3, 3] == 1 and s.mask[36, 46] == 1 and s.mask[20, 25] == 0
 
 
+def stroke(qtbot, view, start, end, button):
+    """A real brush stroke from voxel ``start`` to voxel ``end`` (press, moves, release)."""
+    a, b = view.widget_pos(start), view.widget_pos(end)
+    qtbot.mousePress(view, button, Qt.NoModifier, a.toPoint())
+    for t in np.linspace(0, 1, 12)[1:]:
+        move(view, (a + (b - a) * t).toPoint(), buttons=button)
+    qtbot.mouseRelease(view, button, Qt.NoModifier, b.toPoint())
+
+
+def hold_worker(w):
+    """Keep the worker busy (as a slow refine round would) until the returned event is set."""
+    import threading
+
+    gate = threading.Event()
+    assert w.jobs.submit(lambda: gate.wait(10), lambda *a: None, "test: busy")
+    return gate
+
+
+@needs_refine
+def test_crossing_scribbles_in_one_round_the_later_stroke_wins(window_2d, qtbot):
+    w, path, truth = window_2d
+    view = segment_2d(qtbot, w)
+    w.set_tool("scribble")
+    w.brush_box.setValue(0.0)
+    gate = hold_worker(w)                                # both strokes land in one round
+    stroke(qtbot, view, (20, 5), (20, 40), Qt.LeftButton)       # foreground, row 20
+    stroke(qtbot, view, (8, 25), (32, 25), Qt.RightButton)      # background, column 25, later
+    assert (20, 25) in w.pending_bg and (20, 25) not in w.pending_fg
+    gate.set()
+    wait_idle(qtbot, w)
+    assert w.last_error is None
+    s = w.session
+    assert len(s.rounds) == 1
+    fg = set(map(tuple, s.rounds[0].foreground.tolist()))
+    bg = set(map(tuple, s.rounds[0].background.tolist()))
+    assert not fg & bg and (20, 25) in bg and {(20, 24), (20, 26)} <= fg
+    assert s.mask[20, 25] == 0 and s.mask[20, 5:25].all() and s.mask[20, 26:41].all()
+    # a left then a right click on one pixel in one round: the right click wins
+    gate = hold_worker(w)
+    w.set_tool("refine")
+    click(qtbot, view, (3, 3), Qt.LeftButton)
+    click(qtbot, view, (3, 3), Qt.RightButton)
+    gate.set()
+    wait_idle(qtbot, w)
+    assert w.last_error is None and s.rounds[-1].background.tolist() == [[3, 3]]
+    assert s.rounds[-1].foreground.shape == (0, 2) and s.mask[3, 3] == 0
+
+
+@needs_refine
+def test_a_later_round_overrides_an_earlier_click_of_the_other_class(window_2d, qtbot):
+    w, path, truth = window_2d
+    view = segment_2d(qtbot, w)
+    click(qtbot, view, (3, 3), Qt.LeftButton)
+    wait_idle(qtbot, w)
+    assert w.session.mask[3, 3] == 1
+    click(qtbot, view, (3, 3), Qt.RightButton)          # changed my mind: background after all
+    wait_idle(qtbot, w)
+    assert w.last_error is None and len(w.session.rounds) == 2
+    assert w.session.mask[3, 3] == 0
+    kinds = [kind for voxel, kind in w.state.markers if voxel == (3, 3)]
+    assert kinds == ["bg"]                               # the overridden marker is gone
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert w.session.mask[3, 3] == 1
+    assert [kind for voxel, kind in w.state.markers if voxel == (3, 3)] == ["fg"]
+
+
 def test_window_level_drag_zoom_and_status(window_2d, qtbot):
     w, path, truth = window_2d
     view = w.views[("2d", 0)]
@@ -339,13 +405,46 @@ def test_3d_clicks_map_to_voxels_in_all_three_views(stage1, make_window, tmp_pat
     # the session receives exactly these voxels
     qtbot.keyClick(views["axial"], Qt.Key_Return)
     wait_idle(qtbot, w)
-    assert w.last_error is None
+    assert w.last_error is None and w.last_warning is None     # points spread in 3D
     assert w.session.margin_points.tolist() == [list(c[2]) for c in clicks]
     # a click in the coronal view refines at the voxel it shows
     qtbot.mouseClick(views["coronal"], Qt.RightButton, Qt.NoModifier, QPoint(155, 135))
     wait_idle(qtbot, w)
     assert w.session.rounds[-1].background.tolist() == [[4, 0, 15]]
     assert w.session.mask[4, 0, 15] == 0
+
+
+@pytest.mark.filterwarnings("ignore::midseg.errors.CoplanarPointsWarning")  # shown, not printed
+def test_3d_margin_points_all_on_one_slice_show_a_warning(stage1, make_window, tmp_path, qtbot):
+    shape = (16, 20, 30)
+    arr, truth = phantom(shape, (8, 10, 15), (6, 7, 10))
+    path = write(tmp_path, "vol.nii.gz", arr, (2.0, 1.0, 1.0))
+    w = make_window(FakeModel(3), size=(1100, 560))
+    w.open_image(path)
+    wait_session(qtbot, w)
+    axial = w.views[("axial", 0)]
+    assert axial.slice_index == 8
+    for voxel in [(8, 4, 15), (8, 16, 15), (8, 10, 6), (8, 10, 24)]:
+        click(qtbot, axial, voxel)
+    qtbot.keyClick(axial, Qt.Key_Return)
+    wait_idle(qtbot, w)
+    assert w.last_error is None and w.session.mask is not None   # the mask is made, ...
+    assert "lie in the plane z = 8" in w.last_warning            # ... with the session's warning
+    assert "slices above and below" in w.last_warning
+    assert w._warning_box.isVisible() and w._warning_box.icon() == QMessageBox.Warning
+    assert w._warning_box.text() == w.last_warning
+    assert "lie in the plane z = 8" in w.statusBar().currentMessage()
+    # the user adds the top and bottom: no warning any more
+    w._warning_box.close()
+    w.last_warning = None
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w)
+    w.set_tool("margin")
+    for voxel in [(8, 4, 15), (8, 16, 15), (8, 10, 6), (8, 10, 24), (3, 10, 15), (13, 10, 15)]:
+        w.add_margin_point(voxel)
+    assert w.run_segment()
+    wait_idle(qtbot, w)
+    assert w.last_error is None and w.last_warning is None and w.session.warnings == ()
 
 
 def test_3d_slice_scrolling_and_two_modalities_linked(make_window, stage1, tmp_path, qtbot):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,149 @@ def test_version_1_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
     path.write_text(json.dumps(old))
     with pytest.raises(InvalidInputError, match="version 3"):
         midseg.Session.from_clicks(path, image, model=model)
+
+
+# -- a later click of the other class wins ------------------------------------------------
+
+@pytest.mark.parametrize("first", ["foreground", "background"])
+def test_a_later_click_of_the_other_class_wins(case, first, tmp_path):
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    voxel = bg if first == "foreground" else fg       # a voxel the first click gets wrong
+    second = "background" if first == "foreground" else "foreground"
+    want = {"foreground": 1, "background": 0}
+    mask1 = session.refine(**{first: [voxel]}).copy()
+    assert mask1[voxel] == want[first]
+    mask2 = session.refine(**{second: [voxel]}).copy()  # no error: the later click wins
+    assert mask2[voxel] == want[second]
+    # the rounds stay as made; only the later click is a constraint
+    assert [len(getattr(r, first)) for r in session.rounds] == [1, 0]
+    assert [len(getattr(r, second)) for r in session.rounds] == [0, 1]
+    in_force = dict(zip(["foreground", "background"], session.clicks_in_force))
+    assert in_force[first].shape == (0, image.ndim)
+    assert in_force[second].tolist() == [list(voxel)]
+    # the overridden click is dropped, not merely outvoted: as if it had never been made
+    alone = midseg.Session(image, model=model)
+    alone.segment(margin_points(truth))
+    assert np.array_equal(alone.refine(**{second: [voxel]}), mask2)
+    # and clicking it back restores the first class
+    mask3 = session.refine(**{first: [voxel]}).copy()
+    assert mask3[voxel] == want[first]
+
+    # undo / redo walk through the same masks
+    assert np.array_equal(session.undo(), mask2)
+    assert np.array_equal(session.undo(), mask1)
+    assert len(session.clicks_in_force[0]) + len(session.clicks_in_force[1]) == 1
+    assert np.array_equal(session.redo(), mask2)
+    assert np.array_equal(session.redo(), mask3)
+
+    # a replay of the saved clicks goes through the same resolution, step by step
+    session.save_clicks(tmp_path / "c.json")
+    data = read_clicks(tmp_path / "c.json")
+    assert [bool(r[first]) for r in data["rounds"]] == [True, False, True]
+    steps = []
+    replay = midseg.Session.from_clicks(tmp_path / "c.json", image, model=model,
+                                        callback=lambda s: steps.append(s.mask.copy()))
+    assert [np.array_equal(a, b) for a, b in zip(steps[1:], [mask1, mask2, mask3])] == [True] * 3
+    assert np.array_equal(replay.probability, session.probability)
+
+
+def test_one_round_with_a_voxel_in_both_lists_says_what_to_do(case):
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    with pytest.raises(InvalidInputError, match=r"same round.*later round: the later click wins"):
+        session.refine(foreground=[fg, bg], background=[fg])
+    assert session.rounds == ()                          # nothing was added
+    assert session.refine(foreground=[fg], background=[bg])[fg] == 1
+
+
+# -- coplanar margin points warn ------------------------------------------------------------
+
+def ball(shape=(60, 64, 64), center=(30, 32, 32), radius=20):
+    g = np.indices(shape, dtype=float)
+    truth = (sum((gi - c) ** 2 for gi, c in zip(g, center)) <= radius ** 2).astype(np.uint8)
+    arr = truth + np.random.default_rng(0).normal(scale=0.1, size=shape)
+    return midseg.Image(arr.astype(np.float32)), truth
+
+
+def test_margin_points_all_in_one_slice_warn(model_dir):
+    """The issue's example: a ball over slices 10-50, every point on slice 30."""
+    from midseg.errors import CoplanarPointsWarning, MidsegWarning
+
+    image, truth = ball()
+    session = midseg.Session(image, model=model_dir[(3, 1)])
+    points = [(30, 13, 32), (30, 51, 32), (30, 32, 13), (30, 32, 51), (30, 20, 20)]
+    with pytest.warns(CoplanarPointsWarning, match="plane z = 30") as record:
+        mask = session.segment(points)
+    message = str(record[0].message)
+    assert "extent across that plane" in message and "slices above and below" in message
+    assert mask.shape == image.shape                     # the mask is still made
+    assert issubclass(CoplanarPointsWarning, MidsegWarning)
+    # the warning stays with this stage 1 and its rounds, until a new segment
+    assert [type(w) for w in session.warnings] == [CoplanarPointsWarning]
+    session.refine(foreground=[(30, 32, 32)])
+    assert [str(w) for w in session.warnings] == [message]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session.segment(points + [(11, 32, 32), (49, 32, 32)])   # top and bottom added
+    assert session.warnings == ()
+    session.undo()
+    assert [str(w) for w in session.warnings] == [message]
+
+
+@pytest.mark.parametrize("points, warns", [
+    ([(10, 10, 5), (20, 20, 40), (30, 30, 10), (40, 40, 50)], True),    # plane z = y, oblique
+    ([(29, 13, 32), (29, 51, 32), (31, 32, 13), (31, 32, 51)], False),  # two slices, 5 mm apart
+    ([(30, 13, 32), (30, 51, 32), (30, 32, 13), (30, 32, 51), (45, 32, 32)], False),
+])
+def test_coplanar_means_any_plane_within_half_a_voxel(model_dir, points, warns):
+    from midseg.errors import CoplanarPointsWarning
+
+    arr, _ = ball()
+    image = midseg.Image(arr.array, spacing=(2.5, 0.8, 0.8))
+    session = midseg.Session(image, model=model_dir[(3, 1)])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        session.segment(points)
+    got = [w for w in record if issubclass(w.category, CoplanarPointsWarning)]
+    assert bool(got) == warns and bool(session.warnings) == warns
+    if warns:
+        assert "oblique plane" in str(got[0].message)
+
+
+def test_2d_margin_points_never_warn(model_dir):
+    image, truth = phantom(2)
+    session = midseg.Session(image, model=model_dir[(2, 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session.segment([(24, 10), (24, 40), (24, 20)])    # collinear, still no warning in 2D
+    assert session.warnings == ()
+
+
+def test_replay_keeps_the_warnings_and_the_cli_prints_them(model_dir, tmp_path, capsys):
+    from midseg.cli import main
+    from midseg.errors import CoplanarPointsWarning
+
+    image, truth = ball(shape=(40, 44, 44), center=(20, 22, 22), radius=12)
+    model = model_dir[(3, 1)]
+    session = midseg.Session(image, model=model)
+    points = [(20, 11, 22), (20, 33, 22), (20, 22, 11), (20, 22, 33)]
+    with pytest.warns(CoplanarPointsWarning):
+        session.segment(points)
+    session.refine(background=[(20, 2, 2)])
+    session.save_clicks(tmp_path / "c.json")
+    with pytest.warns(CoplanarPointsWarning):
+        replay = midseg.Session.from_clicks(tmp_path / "c.json", image, model=model)
+    assert [str(w) for w in replay.warnings] == [str(w) for w in session.warnings]
+
+    midseg.write_image(tmp_path / "ball.nii.gz", image)
+    status = main(["segment", str(tmp_path / "ball.nii.gz"), "--clicks", str(tmp_path / "c.json"),
+                   "-o", str(tmp_path / "mask.nii.gz"), "--model", str(model)])
+    err = capsys.readouterr().err
+    assert status == 0 and (tmp_path / "mask.nii.gz").is_file()
+    assert "midseg segment: warning: all 4 margin points lie in the plane z = 20" in err
+    assert "Traceback" not in err and "warnings.warn" not in err
