@@ -1,14 +1,18 @@
-"""Tests of midseg.geodesic: a ramp, an edge, a wall; spacing, channels, roi, GeodisTK."""
+"""Tests of midseg.geodesic: a ramp, an edge, a wall; spacing, channels, roi, both step costs
+against an exact shortest path (Dijkstra), GeodisTK."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import dijkstra
 
 from midseg.errors import InvalidInputError
-from midseg.geodesic import available_backends, geodesic_distance
+from midseg.geodesic import EPS, available_backends, geodesic_distance
 
 SHAPES = {2: (24, 30), 3: (10, 12, 14)}
 HAS_GEODISTK = importlib.util.find_spec("GeodisTK") is not None
@@ -31,6 +35,59 @@ def _centre(shape):
 
 def _rel_diff(a, b):
     return float(np.max(np.abs(a.astype(np.float64) - b)) / np.max(b))
+
+
+def _maze(shape, seed=0):
+    """Noisy floor (about 0) with nested square walls (100) around the centre of the last two
+    axes, each with one gap in a corner, on alternating sides (and in 3D, where the walls run
+    through all slices, alternately in the first and last slice): the cheap paths wind back
+    and forth, so a raster scan needs many passes. Returns the image and the centre."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape[-2:]
+    cy, cx = ny // 2, nx // 2
+    y, x = np.indices((ny, nx))
+    ring = np.maximum(np.abs(y - cy), np.abs(x - cx))        # Chebyshev radius
+    wall = np.zeros(shape, bool)
+    for k, r in enumerate(range(2, min(cy, cx), 3)):
+        gap = (x == cx + r * (-1) ** k) & (y == cy + (r - 1) * (-1) ** k)
+        wall |= ring == r
+        wall[(-(k % 2),) * (len(shape) - 2)] &= ~gap
+    img = 100.0 * wall + rng.normal(0, 0.3, shape)
+    return img.astype(np.float32), tuple(s // 2 for s in shape)
+
+
+def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axis=None,
+           roi=None):
+    """Exact minimal path costs (scipy's Dijkstra) on the 8- / 26-neighbourhood graph with the
+    step costs of the module docstring, in float64; paths restricted to `roi`."""
+    chans = np.asarray(image, np.float64)
+    chans = chans[None] if channel_axis is None else np.moveaxis(chans, channel_axis, 0)
+    shape = chans.shape[1:]
+    sp = np.ones(len(shape)) if spacing is None else np.asarray(spacing, np.float64)
+    inside = np.ones(shape, bool) if roi is None else roi
+    index = np.arange(inside.size).reshape(shape)
+    rows, cols, weights = [], [], []
+    for off in itertools.product((-1, 0, 1), repeat=len(shape)):
+        if off <= (0,) * len(shape):                  # each undirected edge once
+            continue
+        p = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, shape))
+        q = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, shape))
+        length = np.linalg.norm(np.asarray(off) * sp)
+        g = np.sqrt(np.sum((chans[(slice(None),) + q] - chans[(slice(None),) + p]) ** 2, 0))
+        if cost == "additive":
+            c = (1 - lamb) * length + lamb * g
+        else:
+            c = length * (g + EPS) / ((1 - lamb) * (g + EPS) + lamb)
+        keep = inside[p] & inside[q]
+        rows.append(index[p][keep])
+        cols.append(index[q][keep])
+        weights.append(c[keep])
+    graph = csr_array((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(inside.size, inside.size))
+    mask = np.zeros(shape, bool)
+    mask[tuple(np.asarray(seeds).T)] = True
+    d = dijkstra(graph, directed=False, indices=np.flatnonzero(mask & inside), min_only=True)
+    return d.reshape(shape)
 
 
 # ----------------------------------------------------------------------- basic properties
@@ -168,6 +225,148 @@ def test_lamb_moves_the_step_cost_between_length_and_intensity_change(ndim):
             pytest.approx(want, rel=1e-6)
 
 
+# ----------------------------------------------------------------------- exact minimal paths
+
+CONVERGED = 40      # raster-scan iterations that reach the exact distances on the test images
+SPACINGS = {2: (1.0, 0.5), 3: (2.5, 1.0, 0.7)}
+
+
+@pytest.mark.parametrize("cost", ["geodistk", "additive"])
+@pytest.mark.parametrize("lamb", [1.0, 0.6])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_raster_scan_converges_to_dijkstra_on_blobs_and_noise(ndim, lamb, cost):
+    shape = SHAPES[ndim]
+    img = 3 * _noisy(shape, seed=20)
+    seeds = [(1,) * ndim, _centre(shape), tuple(s - 2 for s in shape)]
+    kw = dict(spacing=SPACINGS[ndim], lamb=lamb, cost=cost)
+    exact = _exact(img, seeds, **kw)
+    assert _rel_diff(geodesic_distance(img, seeds, iterations=CONVERGED, **kw), exact) < 1e-4
+    # the default 2 iterations overestimate, never underestimate
+    two = geodesic_distance(img, seeds, **kw)
+    assert np.all(two >= exact * (1 - 1e-5) - 1e-6)
+
+
+@pytest.mark.parametrize("cost", ["geodistk", "additive"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_raster_scan_converges_to_dijkstra_in_a_maze(ndim, cost):
+    shape = (24, 24) if ndim == 2 else (12, 14, 16)
+    img, centre = _maze(shape)
+    kw = dict(spacing=SPACINGS[ndim], cost=cost)
+    exact = _exact(img, [centre], **kw)
+    assert _rel_diff(geodesic_distance(img, [centre], iterations=CONVERGED, **kw), exact) < 1e-4
+    # the winding paths are what the test is about: two iterations are far from exact
+    assert _rel_diff(geodesic_distance(img, [centre], **kw), exact) > 0.05
+
+
+@pytest.mark.parametrize("cost", ["geodistk", "additive"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_multichannel_raster_scan_converges_to_dijkstra(ndim, cost):
+    shape = SHAPES[ndim]
+    img = np.stack([_noisy(shape, seed=21), 2 * _noisy(shape, seed=22)])
+    seeds = [_centre(shape), (0,) * ndim]
+    kw = dict(spacing=SPACINGS[ndim], lamb=0.8, cost=cost, channel_axis=0)
+    exact = _exact(img, seeds, **kw)
+    assert _rel_diff(geodesic_distance(img, seeds, iterations=CONVERGED, **kw), exact) < 1e-4
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_additive_raster_scan_in_a_roi_converges_to_dijkstra_inside_it(ndim):
+    shape = SHAPES[ndim]
+    img = 3 * _noisy(shape, seed=23)
+    c = _centre(shape)
+    grids = np.indices(shape)
+    cube = np.max([np.abs(g - ci) for g, ci in zip(grids, c)], axis=0) <= 4
+    wall = (grids[-1] == c[-1] + 1) & (grids[-2] > c[-2] - 4)   # open in the cube's first row
+    roi = (cube & ~wall) | (grids[-1] < 2)                      # + a slab no path reaches
+    seeds = [c]
+    kw = dict(spacing=SPACINGS[ndim], cost="additive")
+    got = geodesic_distance(img, seeds, roi=roi, iterations=CONVERGED, **kw)
+    exact = _exact(img, seeds, roi=roi, **kw)
+    assert np.array_equal(np.isinf(got), np.isinf(exact))
+    assert _rel_diff(got[np.isfinite(got)], exact[np.isfinite(exact)]) < 1e-4
+
+
+# ----------------------------------------------------------------------- the additive cost
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_additive_edge_costs_its_jump_whichever_axis_crosses_it(ndim):
+    # MIDeepSeg Eq. 2 at lamb = 1: the distance across an edge is the intensity jump, however
+    # long the voxels are along the axis (or diagonal) that crosses it; GeodisTK's cost is
+    # the jump times the step length.
+    shape = (12, 12) if ndim == 2 else (12, 12, 12)
+    spacing = SPACINGS[ndim]
+    grids = np.indices(shape)
+    edges = [grids[ax] >= 6 for ax in range(ndim)] + [grids.sum(0) >= 6 * ndim]  # + diagonal
+    for edge in edges:
+        img = np.where(edge, 10.0, 0.0).astype(np.float32)
+        d = geodesic_distance(img, [(0,) * ndim], spacing=spacing, cost="additive")
+        np.testing.assert_array_equal(d[~edge], 0.0)
+        np.testing.assert_allclose(d[edge], 10.0, rtol=1e-6)
+    for ax in range(ndim):
+        img = np.where(edges[ax], 10.0, 0.0).astype(np.float32)
+        d = geodesic_distance(img, [(0,) * ndim], spacing=spacing)
+        far = (slice(None),) * ax + (-1,)
+        np.testing.assert_allclose(d[far], 10 * spacing[ax], rtol=1e-3)   # not the same
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_additive_spacing_enters_only_the_spatial_term(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=24)
+    seeds = [_centre(shape)]
+    base = dict(cost="additive", iterations=CONVERGED)
+    # lamb = 1: spacing changes nothing
+    np.testing.assert_array_equal(
+        geodesic_distance(img, seeds, lamb=1.0, spacing=SPACINGS[ndim], **base),
+        geodesic_distance(img, seeds, lamb=1.0, **base))
+    # 0 < lamb < 1: doubling the spacing doubles the spatial term only, so D grows, but by
+    # less than a factor 2 (the intensity term of every path stays)
+    d1 = geodesic_distance(img, seeds, lamb=0.5, **base)
+    d2 = geodesic_distance(img, seeds, lamb=0.5, spacing=(2.0,) * ndim, **base)
+    off = d1 > 0
+    assert np.all(d2[off] > d1[off]) and np.all(d2[off] < 2 * d1[off])
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_additive_cost_step_by_step(ndim):
+    shape = SHAPES[ndim]
+    seed = _centre(shape)
+    steep = sum(c * g for c, g in zip((2.0, 5.0, 11.0), np.indices(shape)[::-1]))
+    spacing = SPACINGS[ndim]
+    for lam in (0.0, 0.25, 1.0):
+        d = geodesic_distance(steep.astype(np.float32), [seed], lamb=lam, spacing=spacing,
+                              cost="additive")
+        nb = seed[:-1] + (seed[-1] + 1,)                     # one step along x: dI = 2
+        assert d[nb] == pytest.approx((1 - lam) * spacing[-1] + lam * 2.0, rel=1e-6)
+        nb = tuple(c + 1 for c in seed)                      # one index diagonal
+        want = (1 - lam) * np.linalg.norm(spacing) + lam * (2.0 + 5.0 + 11.0 * (ndim == 3))
+        assert d[nb] == pytest.approx(want, rel=1e-6)
+
+
+def test_additive_multichannel_is_the_norm_over_channels():
+    img = _noisy(SHAPES[2], seed=25)
+    seeds = [(3, 4)]
+    kw = dict(cost="additive", iterations=CONVERGED)
+    twin = geodesic_distance(np.stack([img, img]), seeds, channel_axis=0, **kw)
+    np.testing.assert_allclose(twin, np.sqrt(2) * geodesic_distance(img, seeds, **kw),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_both_costs_are_the_chamfer_distance_at_lamb0(ndim):
+    shape = SHAPES[ndim]
+    img = _noisy(shape, seed=26)
+    kw = dict(lamb=0.0, spacing=SPACINGS[ndim])
+    np.testing.assert_array_equal(geodesic_distance(img, [(1,) * ndim], cost="additive", **kw),
+                                  geodesic_distance(img, [(1,) * ndim], **kw))
+
+
+def test_default_cost_is_geodistk():
+    img = _noisy((16, 18))
+    np.testing.assert_array_equal(geodesic_distance(img, [(3, 4)], cost="geodistk"),
+                                  geodesic_distance(img, [(3, 4)]))
+
+
 # ----------------------------------------------------------------------- channels
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -295,10 +494,14 @@ def test_geodistk_backend_honours_roi_and_seed_masks():
 
 
 @pytest.mark.skipif(not HAS_FASTGEODIS, reason="FastGeodis is not installed")
-def test_fastgeodis_backend_runs():
-    img = _noisy((20, 24), seed=12)
-    d = geodesic_distance(img, [(5, 6)], backend="fastgeodis")
-    assert d.shape == (20, 24) and d[5, 6] == 0 and np.all(np.isfinite(d))
+@pytest.mark.parametrize("lamb", [1.0, 0.5])
+def test_fastgeodis_backend_computes_the_additive_cost(lamb):
+    # FastGeodis' own cost equals ours for a scalar 2D image with unit spacing
+    img = 3 * _noisy((20, 24), seed=12)
+    d = geodesic_distance(img, [(5, 6)], lamb=lamb, iterations=CONVERGED, backend="fastgeodis",
+                          cost="additive")
+    assert d.shape == (20, 24) and d[5, 6] == 0
+    assert _rel_diff(d, _exact(img, [(5, 6)], lamb=lamb, cost="additive")) < 1e-4
 
 
 # ----------------------------------------------------------------------- bad input
@@ -341,12 +544,21 @@ def test_bad_input_raises_with_a_useful_message():
         geodesic_distance(img, [(1, 1)], backend="scipy")
     with pytest.raises(InvalidInputError, match="channel_axis"):
         geodesic_distance(np.stack([img, img]), [(1, 1)], channel_axis=3)
+    with pytest.raises(InvalidInputError, match="cost must be one of 'geodistk', 'additive'"):
+        geodesic_distance(img, [(1, 1)], cost="euclidean")
+    with pytest.raises(InvalidInputError, match="cost must be one of"):
+        geodesic_distance(img, [(1, 1)], cost=None)
+    # refused whether or not the package is installed: the backend cannot compute that cost
+    with pytest.raises(InvalidInputError, match="'geodistk' cannot compute cost='additive'"):
+        geodesic_distance(img, [(1, 1)], cost="additive", backend="geodistk")
+    with pytest.raises(InvalidInputError, match="'fastgeodis' cannot compute cost='geodistk'"):
+        geodesic_distance(img, [(1, 1)], backend="fastgeodis")
 
 
 @pytest.mark.skipif(HAS_FASTGEODIS, reason="FastGeodis is installed")
 def test_unavailable_backend_is_refused_by_name():
     with pytest.raises(InvalidInputError, match="FastGeodis is not installed"):
-        geodesic_distance(_noisy((8, 8)), [(1, 1)], backend="fastgeodis")
+        geodesic_distance(_noisy((8, 8)), [(1, 1)], backend="fastgeodis", cost="additive")
 
 
 def test_importing_geodesic_does_not_import_torch():
