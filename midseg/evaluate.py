@@ -77,19 +77,23 @@ DATASETS: dict[str, dict] = {
     "brats-brain": {"object": "brain", "image": "T1c", "seen": False,
                     "file": "T1c_subtrMeanDivStd.nii.gz", "target": "brain"},
     "hc18": {"object": "fetal head", "image": "ultrasound", "seen": False, "dims": (2,)},
+    "dev-unseen": {"object": "16 development objects (midseg.datasets.DEV_UNSEEN)",
+                   "image": "CT, MR, SPECT", "seen": False, "development": True},
 }
 #: The fixed BraTS testing split of ../shared/data/README.md.
 BRATS_TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
 
 #: Built-in method names: midseg's refinements, then the classical peers.
-METHOD_NAMES = ("midseg", "midseg-gc", "midseg-paper", "random-walker", "graph-cut",
-                "region-growing", "geodesic")
+METHOD_NAMES = ("midseg", "midseg-global", "midseg-gc", "midseg-paper", "random-walker",
+                "graph-cut", "region-growing", "geodesic")
 
 #: Fewest cases for which the report gives a bootstrap interval of a paired difference.
 MIN_CASES_INTERVAL = 10
 
 #: midseg's refinement variants: method name -> `Session` method and report label.
-MIDSEG_VARIANTS = {"midseg": ("ifgc", "IF-GC"), "midseg-gc": ("gc", "GC"),
+MIDSEG_VARIANTS = {"midseg": ("ifgc", "IF-GC, click-local"),
+                   "midseg-global": ("ifgc-global", "IF-GC, all clicks fused with the CNN map"),
+                   "midseg-gc": ("gc", "GC"),
                    "midseg-paper": ("ifgc-paper", "IF-GC, Eq. 7 as printed")}
 
 
@@ -151,7 +155,7 @@ def _brats_target(name: str, case_dir: Path) -> np.ndarray:
 def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None = None,
                seed: int = 0, hc18_count: int = 200, slices_per_case: int = 10,
                min_pixels: int = 100, max_cases: int | None = None,
-               skip_cases: int = 0) -> list[Case]:
+               skip_cases: int = 0, objects: Sequence[str] | None = None) -> list[Case]:
     """Load the testing cases of a named dataset.
 
     Parameters
@@ -159,7 +163,9 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
     name : str
         A key of `DATASETS`.
     dims : {2, 3}
-        3: whole volumes (BraTS testing cases). 2: hc18 images, or axial BraTS
+        3: whole volumes (BraTS testing cases; dev-unseen objects cropped around
+        the object, `midseg.datasets.dev_unseen_cases`). 2: hc18 images, the
+        dev-unseen objects' largest axial slices, or axial BraTS
         slices: of each testing case's slices whose object has at least
         `min_pixels` pixels, a seeded sample of `slices_per_case` (rng seeded
         with ``[seed, crc32("dataset/case")]``), in slice order.
@@ -168,6 +174,9 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         permutation of the sorted names) and the BraTS slices.
     max_cases : int, optional
         Keep only the first cases (after sampling; for quick runs).
+    objects : sequence of str, optional
+        dev-unseen only: the objects to load (names of `midseg.datasets.DEV_UNSEEN`;
+        default all).
     skip_cases : int
         Drop this many cases first (to split one selection over several runs:
         ``skip_cases=60, max_cases=40`` is cases 60..99 of the same selection).
@@ -184,6 +193,13 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         raise InvalidInputError(f"dataset {name!r} has no {dims}D version")
     root = Path(data_root) if data_root is not None else default_data_root()
     cases: list[Case] = []
+    if objects is not None and name != "dev-unseen":
+        raise InvalidInputError(f"objects selects dev-unseen objects, not {name!r} cases")
+    if name == "dev-unseen":
+        from .datasets import dev_unseen_cases
+
+        cases = dev_unseen_cases(dims=dims, data_root=root, objects=objects)[skip_cases:]
+        return cases[:max_cases] if max_cases is not None else cases
     if name == "hc18":
         folder = root / "hc18"
         if not folder.is_dir():
@@ -696,7 +712,7 @@ def _plot(rows, path: Path, title: tuple, clicks: int) -> None:
 #: Colours of extra stage-1 models in plots: the three of matplotlib's default cycle that no
 #: known method uses, then black and three Dark2 hues (teal, gold, slate); extra models are
 #: also dash-dotted, which tells them from a peer of a similar hue.
-EXTRA_MODEL_COLOURS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000", "#1b9e77", "#e6ab02",
+EXTRA_MODEL_COLOURS = ("#a6761d", "#bcbd22", "#17becf", "#000000", "#1b9e77", "#e6ab02",
                        "#7570b3")
 
 
@@ -1198,6 +1214,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-cases", type=int, default=0,
                         help="drop the first N cases of each dataset's selection (to split "
                              "a selection over runs; default 0)")
+    parser.add_argument("--objects", default=None,
+                        help="dev-unseen: comma-separated object names to evaluate (default "
+                             "all; see midseg.datasets.DEV_UNSEEN)")
     parser.add_argument("--hc18-count", type=int, default=200,
                         help="size of the seeded hc18 subset (default 200)")
     parser.add_argument("--slices-per-case", type=int, default=10,
@@ -1268,7 +1287,8 @@ def run(args: argparse.Namespace) -> int:
         got = load_cases(ds, dims=args.dims, data_root=args.data_root, seed=args.seed,
                          hc18_count=args.hc18_count, slices_per_case=args.slices_per_case,
                          min_pixels=args.min_pixels, max_cases=args.max_cases,
-                         skip_cases=args.skip_cases)
+                         skip_cases=args.skip_cases,
+                         objects=args.objects.split(",") if args.objects else None)
         cases.extend(got)
         selection.append(f"{ds} {args.dims}D: {len(got)}")
     rows = run_protocol(cases, methods, clicks=args.clicks, seed=args.seed,

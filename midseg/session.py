@@ -27,11 +27,14 @@ from .refine import REFINE_METHODS
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
 
 CLICKS_FORMAT = "midseg-clicks"
-#: Version 2: method "ifgc" is information fusion with certainty-weighted alpha. Version-1
-#: files were written when "ifgc" meant Eq. 7 as printed; they are read with "ifgc-paper" in
-#: its place, so they replay the masks they were made with.
-CLICKS_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: Version 3: method "ifgc" is click-local information fusion (`midseg.refine.refine`).
+#: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
+#: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
+#: files are read with those names in its place, so they replay the masks they were made with.
+CLICKS_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: What "ifgc" meant in each older clicks-file version.
+_OLD_IFGC = {1: "ifgc-paper", 2: "ifgc-global"}
 
 #: Fewest interior margin points accepted by `Session.segment`, per dimensionality.
 MIN_POINTS = {2: 3, 3: 4}
@@ -161,10 +164,13 @@ class Session:
         Graph-cut weight λ and intensity scale σ of the pairwise term
         (defaults 5 and 0.1, the paper's values); each `refine` call may
         override them for its round.
-    method : {"ifgc", "ifgc-paper", "gc"}
-        Refinement: information fusion + graph cut (the paper's, with
-        certainty-weighted fusion; ``"ifgc-paper"``: Eq. 7 as printed, see
-        `midseg.refine.fuse_probabilities`), or the naive graph cut baseline.
+    method : {"ifgc", "ifgc-global", "ifgc-paper", "gc"}
+        Refinement: click-local information fusion + graph cut (each round
+        starts from the previous round's result, see `midseg.refine.refine`);
+        ``"ifgc-global"``: certainty-weighted fusion of all clicks with the
+        CNN probability; ``"ifgc-paper"``: Eq. 7 as printed (see
+        `midseg.refine.fuse_probabilities`); ``"gc"``: the naive graph cut
+        baseline.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -414,7 +420,9 @@ class Session:
                          margin_points=state.margin_points, foreground=all_fg,
                          background=all_bg, spacing=self.image.spacing, lam=lam,
                          sigma=sigma, method=method, channel_axis=self.image.channel_axis,
-                         box=state.box)
+                         box=state.box, **({"previous": (state.probability, state.mask),
+                                            "new_foreground": fg, "new_background": bg}
+                                           if method == "ifgc" else {}))
         prob = np.asarray(result.probability, dtype=np.float32)
         prob.setflags(write=False)
         mask = np.asarray(result.mask, dtype=np.uint8)
@@ -614,20 +622,20 @@ def _validate_clicks(data: dict) -> dict:
     for key in ("image", "parameters", "margin_points", "rounds"):
         if key not in data:
             raise InvalidInputError(f"clicks file lacks the {key!r} entry")
-    if version == 1:
-        data = _upgrade_v1(data)
+    if version in _OLD_IFGC:
+        data = _upgrade(data, version)
     return data
 
 
-def _upgrade_v1(data: dict) -> dict:
-    """A version-1 clicks dict as version 2: "ifgc" then meant what "ifgc-paper" means now."""
+def _upgrade(data: dict, version: int) -> dict:
+    """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`."""
     def method(entry):
         if not isinstance(entry, dict) or entry.get("method") != "ifgc":
             return entry
-        return {**entry, "method": "ifgc-paper"}
+        return {**entry, "method": _OLD_IFGC[version]}
 
     rounds = data["rounds"]
-    return {**data, "version": CLICKS_VERSION, "upgraded_from_version": 1,
+    return {**data, "version": CLICKS_VERSION, "upgraded_from_version": version,
             "parameters": method(data["parameters"]),
             "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds}
 

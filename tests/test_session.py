@@ -120,7 +120,7 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 2
+    assert data["format"] == "midseg-clicks" and data["version"] == 3
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
     # points are stored in millimetres, (x, y[, z]) order
@@ -246,7 +246,7 @@ def test_version_1_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
     path = tmp_path / "v1.clicks.json"
     path.write_text(json.dumps(old))
     read = read_clicks(path)
-    assert read["version"] == 2 and read["upgraded_from_version"] == 1
+    assert read["version"] == 3 and read["upgraded_from_version"] == 1
     assert read["parameters"]["method"] == "ifgc-paper"
     assert [r["method"] for r in read["rounds"]] == ["ifgc-paper", "ifgc-paper"]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -257,10 +257,34 @@ def test_version_1_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", "ifgc-paper"]
-    old["version"] = 3
+    old["version"] = 4
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 3"):
+    with pytest.raises(InvalidInputError, match="version 4"):
         midseg.Session.from_clicks(path, image, model=model)
+
+
+def test_version_2_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
+    """Version-2 "ifgc" was the certainty-weighted fusion of all clicks: now "ifgc-global"."""
+    image, truth = phantom(2)
+    model = write_tiny_model(tmp_path, 2)
+    session = midseg.Session(image, model=model, method="ifgc-global")
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    session.refine(foreground=[fg])
+    session.refine(background=[bg])
+    old = json.loads(json.dumps(session.clicks_dict()))
+    old["version"] = 2
+    old["parameters"]["method"] = "ifgc"
+    for r in old["rounds"]:
+        r["method"] = "ifgc"
+    path = tmp_path / "v2.clicks.json"
+    path.write_text(json.dumps(old))
+    read = read_clicks(path)
+    assert read["version"] == 3 and read["upgraded_from_version"] == 2
+    assert [r["method"] for r in read["rounds"]] == ["ifgc-global", "ifgc-global"]
+    replay = midseg.Session.from_clicks(path, image, model=model)
+    assert np.array_equal(replay.mask, session.mask)
+    assert replay.method == "ifgc-global"
 
 
 # -- a later click of the other class wins ------------------------------------------------
@@ -284,10 +308,14 @@ def test_a_later_click_of_the_other_class_wins(case, first, tmp_path):
     in_force = dict(zip(["foreground", "background"], session.clicks_in_force))
     assert in_force[first].shape == (0, image.ndim)
     assert in_force[second].tolist() == [list(voxel)]
-    # the overridden click is dropped, not merely outvoted: as if it had never been made
-    alone = midseg.Session(image, model=model)
+    # the overridden click is dropped from the constraints: with a method that works from
+    # the CNN map and the clicks in force, as if it had never been made
+    glob = midseg.Session(image, model=model, method="ifgc-global")
+    glob.segment(margin_points(truth))
+    glob.refine(**{first: [voxel]})
+    alone = midseg.Session(image, model=model, method="ifgc-global")
     alone.segment(margin_points(truth))
-    assert np.array_equal(alone.refine(**{second: [voxel]}), mask2)
+    assert np.array_equal(alone.refine(**{second: [voxel]}), glob.refine(**{second: [voxel]}))
     # and clicking it back restores the first class
     mask3 = session.refine(**{first: [voxel]}).copy()
     assert mask3[voxel] == want[first]
