@@ -811,14 +811,18 @@ def write_report(csv_paths: Sequence[str | os.PathLike], report: str | os.PathLi
     for k, v in PEER_CONFIG.items():
         L.append(f"- **{k}**: {v}")
     L.append("- **midseg**: `Session(image, model, method='ifgc', lam=5, sigma=0.1)`: "
-             "shipped model (`models/2d.pt` / `models/3d.pt`, EGD cue), information fusion + "
-             "graph cut, every click one refinement round; clicks and interior margin "
-             "points are hard constraints.")
+             "shipped model (`models/2d.pt` / `models/3d.pt`, EGD cue), click-local "
+             "information fusion + graph cut (each round starts from the previous result and "
+             "relabels what the new click reaches), every click one refinement round; clicks "
+             "and interior margin points are hard constraints.")
+    L.append("- **midseg-global**: the same session with `method='ifgc-global'`: every round "
+             "fuses all clicks with the CNN probability, certainty-weighted alpha "
+             "(`midseg.refine.fuse_probabilities`; the default before clicks-file version 3).")
     L.append("- **midseg-gc**: the same session with `method='gc'` (naive graph cut on the "
              "CNN probability, the same hard constraints).")
     L.append("- **midseg-paper**: the same session with `method='ifgc-paper'`: the fusion "
              "weight of the paper's Eq. 7 as printed, alpha = exp(-min(Df, Db)), where "
-             "midseg scales it by the click certainty |E_f - E_b| "
+             "midseg-global scales it by the click certainty |E_f - E_b| "
              "(`midseg.refine.fuse_probabilities`).")
     extra = sorted({s["method"] for s in summary} - set(METHOD_NAMES))
     for e in extra:
