@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from midseg import evaluate as ev
+from midseg.errors import InvalidInputError
 from midseg.data_sim import interior_margin_points
 
 from conftest import disc
@@ -294,3 +295,24 @@ def test_losses_print_enough_digits_to_tell_a_near_tie_apart():
     lines = _losses(by, [("ds", 2)], 10)
     assert lines == ["- ds (2D), Dice after 10 clicks: midseg 94.806 is beaten by peer 94.810.",
                      "- ds (2D), NoC@90: midseg 2.00 is beaten by peer 1.50."]
+
+
+@pytest.mark.data
+def test_dev_unseen_objects_load_as_cases(shared_data):
+    from midseg.datasets import DEV_UNSEEN
+
+    names = ["spinal_cord_mr/t2s", "spect_liver_lesions/scan002_lesion2"]
+    for dims in (2, 3):
+        cases = ev.load_cases("dev-unseen", dims=dims, data_root=shared_data, objects=names)
+        assert [c.case.split(":")[0] for c in cases] == names
+        for c in cases:
+            assert c.dims == dims and c.gt.shape == c.image.shape and c.gt.any()
+            assert c.image.dtype == np.float32 and len(c.spacing) == dims
+            # the crop keeps a margin around the object on every side that has room
+            nz = np.argwhere(c.gt)
+            assert (nz.min(0) > 0).all() or c.gt.shape[0] < 12
+    assert len({o.name for o in DEV_UNSEEN}) == len(DEV_UNSEEN) == 16
+    with pytest.raises(InvalidInputError, match="unknown dev_unseen object"):
+        ev.load_cases("dev-unseen", dims=3, data_root=shared_data, objects=["liver"])
+    with pytest.raises(InvalidInputError, match="dev-unseen objects"):
+        ev.load_cases("hc18", data_root=shared_data, objects=["x"])
