@@ -34,6 +34,8 @@ setup(
         "SimpleITK>=2.2",
         "PyMaxflow>=1.3",
         "scikit-image>=0.21",
+        # the random-walker peer's multigrid solver (skimage mode="cg_mg")
+        "pyamg>=5",
         "numba>=0.58",
         "tqdm>=4.60",
         "matplotlib>=3.6",
