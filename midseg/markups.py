@@ -402,7 +402,9 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
     -------
     dict of str to (N, 3) ndarray of float64
         ``"margin"``: the interior margin points; ``"foreground"`` and
-        ``"background"``: the clicks of all rounds, merged in order. LPS
+        ``"background"``: the clicks of all rounds still in force, merged in
+        order (a click overridden by a later click of the other class on the
+        same point is left out, so the export re-imports as one round). LPS
         millimetres, (x, y, z); points of a 2D image get z = 0, the plane
         Slicer shows a 2D image in.
 
@@ -427,13 +429,23 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
                 f"{ndim}D), got an array of shape {arr.shape}")
         return np.column_stack([arr, np.zeros(len(arr))]) if ndim == 2 else arr
 
-    rounds = data["rounds"]
+    rounds = [(xyz(r["foreground"], "foreground clicks"), xyz(r["background"], "background clicks"))
+              for r in data["rounds"]]
+    # a later click of the other class on the same point overrides an earlier one (as in
+    # `Session.clicks_in_force`): only the clicks still in force are exported
+    last = {}
+    for fg, bg in rounds:
+        last.update((tuple(np.round(p, 6)), True) for p in fg)
+        last.update((tuple(np.round(p, 6)), False) for p in bg)
+
+    def in_force(points, foreground):
+        keep = [last[tuple(np.round(p, 6))] is foreground for p in points]
+        return points[np.array(keep, dtype=bool)] if len(points) else points
+
     return {
         "margin": xyz(data["margin_points"], "margin_points"),
-        "foreground": np.concatenate(
-            [np.zeros((0, 3))] + [xyz(r["foreground"], "foreground clicks") for r in rounds]),
-        "background": np.concatenate(
-            [np.zeros((0, 3))] + [xyz(r["background"], "background clicks") for r in rounds]),
+        "foreground": np.concatenate([np.zeros((0, 3))] + [in_force(f, True) for f, _ in rounds]),
+        "background": np.concatenate([np.zeros((0, 3))] + [in_force(b, False) for _, b in rounds]),
     }
 
 

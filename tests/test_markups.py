@@ -269,6 +269,20 @@ def test_markups_from_clicks_merges_rounds_and_pads_2d(tiny_models):
     assert np.all(points["margin"][:, 2] == 0)
 
 
+def test_markups_export_only_the_clicks_in_force(tiny_models):
+    # a background click on the voxel of an earlier foreground click overrides it: the
+    # export must not put that point in both lists (it would not re-import as one round)
+    image, margin, fg, bg = phantom(2)
+    session = midseg.Session(image, model=tiny_models[2])
+    session.segment(margin)
+    session.refine(foreground=fg)
+    session.refine(background=fg[:1])
+    points = markups_from_clicks(session.clicks_dict())
+    np.testing.assert_allclose(points["foreground"], lps(image, fg[1:]).reshape(-1, 3),
+                               atol=1e-6)
+    np.testing.assert_allclose(points["background"], lps(image, fg[:1]), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------
 # `midseg markups`
 # ---------------------------------------------------------------------------
