@@ -20,6 +20,7 @@ from .errors import InvalidInputError
 __all__ = [
     "RefineResult",
     "fuse_probabilities",
+    "fuse_margin_points",
     "graph_cut",
     "refine",
     "REFINE_METHODS",
@@ -596,7 +597,7 @@ def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
     return max(1.0, float(edt[tuple(points.T)].max()))
 
 
-def _local_fusion(prev_prob: np.ndarray, prev_mask: np.ndarray, norm: np.ndarray,
+def _local_fusion(prev_mask: np.ndarray, norm: np.ndarray,
                   new_fg: np.ndarray, new_bg: np.ndarray, unit_spacing: np.ndarray,
                   backend: str) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
@@ -605,7 +606,7 @@ def _local_fusion(prev_prob: np.ndarray, prev_mask: np.ndarray, norm: np.ndarray
     """
     from .geodesic import geodesic_distance  # numba compiles on first use
 
-    fused = prev_prob.astype(np.float32, copy=True)
+    fused = (prev_mask > 0).astype(np.float32)   # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
     sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
     multi = sd_crop.shape[0] > 1
@@ -629,6 +630,88 @@ def _margin_not_clicked_bg(margin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     if not len(margin) or not len(bg):
         return margin
     return margin[~_same_voxel(margin, bg).any(axis=1)]
+
+
+def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
+                       spacing: Sequence[float] | None = None, channel_axis: int | None = None,
+                       backend: str = "auto") -> np.ndarray:
+    """Stage-1 information fusion: the CNN map fused with the margin points' geodesic evidence.
+
+    The interior margin points are foreground seeds and the faces of their relaxed bounding
+    box (`midseg.crop.relaxed_bbox`, default margin) that lie inside the image are
+    background seeds; ``Df`` and ``Db`` are geodesic distances to them (additive step
+    cost, the literal Eq. 2, on the object-windowed crop of the click-local fusion, see
+    `refine`, Notes), and the result is Eq. 3-7 of MIDeepSeg with alpha = e^-min(Df, Db):
+    ``R = (1 - alpha) P + alpha E_f``, ``E_f = e^-Df / (e^-Df + e^-Db)``. Outside the box
+    it is `prob`. `midseg.Session` uses it as stage 1 of method ``"ifgc"``.
+
+    Parameters
+    ----------
+    image : ndarray
+        (Y, X) or (Z, Y, X), or channel-first with ``channel_axis=0``.
+    prob : (Y, X) or (Z, Y, X) ndarray of float
+        The CNN foreground probability in image space, values in [0, 1].
+    margin_points : (N, ndim) int array or sequence of index tuples
+        The interior margin points (array order), at least one.
+    spacing : sequence of float, optional
+        Voxel spacing in array order (default 1).
+    channel_axis : int, optional
+    backend : str, default "auto"
+        Backend of `midseg.geodesic.geodesic_distance`.
+
+    Returns
+    -------
+    ndarray of float32, image shape
+        The fused foreground probability, in [0, 1].
+
+    Raises
+    ------
+    InvalidInputError
+        `prob` outside [0, 1] or of another shape, no margin points or one outside the
+        image, bad spacing.
+
+    References
+    ----------
+    Luo et al., MIDeepSeg, Med. Image Anal. 2021, Eq. 2-7 (applied here to the margin
+    points and the box border instead of corrective clicks).
+    """
+    from .geodesic import geodesic_distance
+
+    chans = channels_first(image, channel_axis)
+    shape = chans.shape[1:]
+    p = _check_prob(prob)
+    if p.shape != shape:
+        raise InvalidInputError(
+            f"prob must have the image's spatial shape {shape}, got {p.shape}")
+    sp = as_spacing(spacing, len(shape))
+    pts = as_points(margin_points, shape, name="margin points")
+    box = relaxed_bbox(pts, shape)
+    crop = chans[(slice(None),) + box.slices]
+    local = pts - np.asarray(box.start)
+    unit = sp / sp.min()
+    sd_crop = _distance_image(_window_normalise(crop, _object_window(crop, local)), unit,
+                              LOCAL_SMOOTHING)
+    border = np.zeros(crop.shape[1:], dtype=bool)
+    for ax, (a, b, n) in enumerate(zip(box.start, box.stop, shape)):
+        lo = [slice(None)] * len(shape)
+        if a > 0:
+            lo[ax] = 0
+            border[tuple(lo)] = True
+        if b < n:
+            lo[ax] = -1
+            border[tuple(lo)] = True
+    out = p.astype(np.float32, copy=True)
+    if not border.any():               # the box is the whole image: no background evidence
+        return out
+    border[tuple(local.T)] = False
+    multi = sd_crop.shape[0] > 1
+    img = sd_crop if multi else sd_crop[0]
+    kw = dict(spacing=unit, lamb=REFINE_LAMB, iterations=LOCAL_ITERATIONS,
+              channel_axis=0 if multi else None, backend=backend, cost="additive")
+    d_fg = geodesic_distance(img, local, **kw)
+    d_bg = geodesic_distance(img, border, **kw)
+    out[box.slices] = _fuse(p[box.slices], d_fg, d_bg, certainty=False)
+    return out
 
 
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),
@@ -683,8 +766,9 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     backend : str, default "auto"
         Backend of `midseg.geodesic.geodesic_distance` for Df and Db.
     previous : RefineResult or (probability, mask) pair, optional
-        ``"ifgc"`` only: the previous round's fused probability (float, [0, 1])
-        and mask, image shape. Default: stage 1, ``prob`` and ``prob >= 0.5``.
+        ``"ifgc"`` only: the previous round's fused probability (float, [0, 1];
+        returned unchanged outside the region) and mask (the prior of the
+        fusion), image shape. Default: stage 1, ``prob`` and ``prob >= 0.5``.
     new_foreground, new_background : (N, ndim) int array or sequence of index tuples
         ``"ifgc"`` only: the clicks made in this round (each also among
         `foreground` / `background`). Required with `previous`; without it,
@@ -720,8 +804,10 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     cost, the literal Eq. 2, on the crop smoothed by `LOCAL_SMOOTHING` in
     units of its standard deviation, `LOCAL_ITERATIONS` raster scans) and
     ``D_euc`` the Euclidean one. The fused map is the paper's Eq. 6 with
-    the click's class as ``E``: ``R = (1 - alpha) R_prev + alpha * E``,
-    starting from the CNN map. The graph cut (Eq. 8-11, λ, σ) then labels
+    the previous mask ``M`` in place of the CNN map and the click's class as
+    ``E``: ``R = (1 - alpha) M + alpha * E`` (the first round's ``M`` is
+    stage 1's mask; `midseg.Session` makes that the CNN map fused with the
+    margin points, `fuse_margin_points`). The graph cut (Eq. 8-11, λ, σ) then labels
     the voxels with ``alpha > LOCAL_ZONE_ALPHA``; all others keep the
     previous label, and every click in force and every margin point (unless
     a background click is on it) is a hard constraint. The intensities the
@@ -879,7 +965,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     unit = sp / sp.min()
     if local:
         mask = prev_mask.copy()
-        fused, zone = _local_fusion(prev_prob[sl], prev_mask[sl], norm, new_fg - origin,
+        fused, zone = _local_fusion(prev_mask[sl], norm, new_fg - origin,
                                     new_bg - origin, unit, backend)
     else:
         mask = (p >= 0.5).astype(np.uint8)    # the stage-1 rule, kept outside the region

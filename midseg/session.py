@@ -322,7 +322,11 @@ class Session:
         Returns
         -------
         (Y, X) or (Z, Y, X) ndarray of uint8
-            The mask (probability >= 0.5).
+            The mask (probability >= 0.5). With ``method="ifgc"`` (the
+            default) the probability is the CNN map fused with the margin
+            points' geodesic evidence against the border of their box
+            (`midseg.refine.fuse_margin_points`); with the other methods it is
+            the CNN map itself (`cnn_probability` is always the CNN map).
 
         Warns
         -----
@@ -357,8 +361,15 @@ class Session:
                                      spacing=self.image.spacing,
                                      channel_axis=self.image.channel_axis,
                                      device=self.device)
-        prob = np.asarray(result.probability, dtype=np.float32)
-        prob.setflags(write=False)
+        cnn = np.asarray(result.probability, dtype=np.float32)
+        cnn.setflags(write=False)
+        prob = cnn
+        if self.method == "ifgc":   # stage-1 information fusion (fuse_margin_points)
+            from .refine import fuse_margin_points
+
+            prob = fuse_margin_points(self.image.array, cnn, pts, spacing=self.image.spacing,
+                                      channel_axis=self.image.channel_axis)
+            prob.setflags(write=False)
         mask = (prob >= 0.5).astype(np.uint8)
         seconds = time.perf_counter() - t0
         notes = ()
@@ -367,7 +378,7 @@ class Session:
             if coplanar is not None:
                 _warnings.warn(coplanar, stacklevel=2)
                 notes = (coplanar,)
-        state = _State(margin_points=pts, rounds=(), cnn_probability=prob, box=result.box,
+        state = _State(margin_points=pts, rounds=(), cnn_probability=cnn, box=result.box,
                        probability=prob, mask=mask, seconds=seconds, warnings=notes)
         return self._push(state)
 

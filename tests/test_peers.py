@@ -152,7 +152,7 @@ def test_random_walker_full_resolution_with_ball_seeds(monkeypatch):
     mask = peers.random_walker(img, pts, [], spacing=(1.0, 1.0, 1.0), box=box)
     (data, labels, kw), = spy.calls
     assert data.shape == tuple(b - a for a, b in zip(box.start, box.stop))
-    assert kw["beta"] == 130 and kw["tol"] == peers.RW_TOL
+    assert kw["beta"] == peers.RW_BETA[data.ndim] and kw["tol"] == peers.RW_TOL
     np.testing.assert_array_equal(kw["spacing"], [1.0, 1.0, 1.0])
     local = pts - np.asarray(box.start)
     grid = np.indices(data.shape).reshape(3, -1).T

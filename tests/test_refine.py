@@ -347,7 +347,8 @@ def test_fused_map_is_the_cue_at_clicks_and_the_cnn_far_away():
     margin = np.array([(20, 5), (18, 8)])
     fg, bg = np.array([(10, 10)]), np.array([(30, 12)])
     box = __import__("midseg.crop", fromlist=["Box"]).Box((0, 0), shape)
-    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg, box=box)
+    res = refine(img, prob, margin_points=margin, foreground=fg, background=bg, box=box,
+                 method="ifgc-global")
     # alpha = 1 at the clicks: R = E, with E_f = 1 / (1 + e^(Df - Db))
     assert res.probability[10, 10] > 0.5 and res.probability[30, 12] < 0.5
     # far from all seeds (alpha ~ 0) the fused map is the CNN map
@@ -685,3 +686,50 @@ def test_refine_rejects_bad_previous_rounds(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InvalidInputError, match=match):
         refine(np.zeros((20, 20)), np.full((20, 20), 0.5), **args)
+
+
+# -- stage-1 fusion with the margin points ---------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(64, 64), (32, 48, 48)])
+def test_margin_point_fusion_recovers_an_object_the_cnn_missed(shape):
+    from midseg.refine import fuse_margin_points
+    from midseg.crop import relaxed_bbox
+
+    rng = np.random.default_rng(3)
+    centre = np.array(shape) / 2.0
+    gt = _ball(shape, centre, min(shape) / 4.0)
+    img = np.where(gt, 80.0, 20.0) + rng.normal(0, 4, shape)
+    cnn = np.full(shape, 0.3)                             # the CNN is unsure everywhere
+    margin = interior_points(gt)
+    fused = fuse_margin_points(img, cnn, margin)
+    assert fused.dtype == np.float32 and fused.shape == shape
+    assert _dice(fused >= 0.5, gt) > 0.85               # from 0 (the CNN map alone)
+    box = relaxed_bbox(margin, shape)
+    outside = np.ones(shape, bool)
+    outside[box.slices] = False
+    np.testing.assert_array_equal(fused[outside], cnn[outside].astype(np.float32))
+    assert (fused[tuple(margin.T)] > 0.5).all()          # alpha = 1 at a margin point
+
+
+def interior_points(gt):
+    """Two points just inside the object on every axis (its extremes, 2 voxels in)."""
+    nz = np.argwhere(gt)
+    c = np.round(nz.mean(0)).astype(int)
+    pts = []
+    for ax in range(gt.ndim):
+        for end in (nz[:, ax].min() + 2, nz[:, ax].max() - 2):
+            p = c.copy()
+            p[ax] = end
+            pts.append(p)
+    return np.array(pts)
+
+
+def test_margin_point_fusion_rejects_bad_input():
+    from midseg.refine import fuse_margin_points
+
+    with pytest.raises(InvalidInputError, match="spatial shape"):
+        fuse_margin_points(np.zeros((10, 10)), np.zeros((10, 11)), [(5, 5)])
+    with pytest.raises(InvalidInputError, match="outside the image"):
+        fuse_margin_points(np.zeros((10, 10)), np.zeros((10, 10)), [(5, 12)])
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        fuse_margin_points(np.zeros((10, 10)), np.full((10, 10), 2.0), [(5, 5)])

@@ -81,6 +81,12 @@ def test_segment_refine_undo_redo(case):
     prob = session.probability
     assert prob.dtype == np.float32 and prob.shape == image.shape
     assert 0.0 <= prob.min() and prob.max() <= 1.0
+    cnn = session.cnn_probability.copy()
+    # stage 1 of "ifgc": the CNN map fused with the margin points' geodesic evidence
+    from midseg.refine import fuse_margin_points
+    np.testing.assert_array_equal(prob, fuse_margin_points(
+        image.array, cnn, session.margin_points, spacing=image.spacing))
+    assert np.array_equal(mask0, (prob >= 0.5).astype(np.uint8))
 
     fg, bg = _fg_bg(truth)
     mask1 = session.refine(foreground=[fg], background=[])
@@ -102,7 +108,7 @@ def test_segment_refine_undo_redo(case):
     session.refine(background=[bg])
     assert not session.can_redo and len(session.rounds) == 2
     # the CNN probability is never modified by refinement
-    assert np.array_equal(session.cnn_probability, prob)
+    assert np.array_equal(session.cnn_probability, cnn)
     # undo past the first segment leaves an empty session
     for _ in range(3):
         session.undo()
