@@ -1180,9 +1180,10 @@ _CAVEATS_MD = """## Caveats
 - The BraTS images are constant outside the brain mask (the background of the
   skull-stripped, z-scored volumes), so "brain" is separable by intensity alone: the
   intensity graph cut is nearly perfect there by construction of the data.
-- In 3D the random walker runs on a subsampled grid (at most 20k voxels) and its seeds are
-  single voxels, which carry almost no weight in a 3D random walk: its near-zero 3D Dice
-  reflects that set-up as much as the method.
+- The random walker runs at full resolution on the crop with every seed painted as a
+  small ball, and its beta was chosen for it on dev_unseen (`midseg.peers.RW_BETA`);
+  with skimage's default beta = 130 its 3D Dice stays near zero. Rows made before
+  2026-11-29 used a subsampled 3D grid and single-voxel seeds.
 - Stage-1 seconds include cropping, the cue map and the CNN forward pass on the CPU with
   one torch thread; s/click is one refinement round (midseg) or one re-segmentation (peers).
 """
