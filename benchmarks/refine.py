@@ -1,5 +1,8 @@
 """Latency of one MIDeepSeg refinement round (geodesic distances + fusion + graph cut).
 
+Rows: the click-local default ``"ifgc"`` (its first round, all clicks new) and
+``"ifgc-global"`` with its stages timed separately (Df+Db, fusion, graph cut).
+
 Times `midseg.refine.refine` on deterministic synthetic crops (2D about 200x200, 3D
 64x96x96) with the built-in geodesic backend beside GeodisTK, and the 3D graph cut with
 6- and 26-neighbourhoods; prints a Markdown table. Run: ``python benchmarks/refine.py``.
@@ -112,12 +115,17 @@ def main(argv=None):
                 def one_round(method="ifgc"):
                     return refine(image, cnn, margin_points=margin, foreground=fg, background=bg,
                                   box=box, connectivity=conn, backend=backend, method=method)
-                total = median_ms(one_round, repeats)
+                name = f"{len(crop)}D {'x'.join(map(str, crop))}"
+                label = "numba (auto)" if backend == "auto" else backend
+                nan = float("nan")
+                rows.append((name, conn, f"{label}, ifgc (click-local, default)",
+                             median_ms(one_round, repeats), nan, nan, nan,
+                             TARGETS_MS[len(crop)], dice(one_round().mask, gt)))
+                total = median_ms(lambda: one_round("ifgc-global"), repeats)
                 geo, fuse, gc = stage_times(image, cnn, margin, fg, bg, box, backend, conn,
                                             repeats)
-                res = one_round()
-                rows.append((f"{len(crop)}D {'x'.join(map(str, crop))}", conn,
-                             "numba (auto)" if backend == "auto" else backend, total,
+                res = one_round("ifgc-global")
+                rows.append((name, conn, f"{label}, ifgc-global", total,
                              geo, fuse, gc, TARGETS_MS[len(crop)], dice(res.mask, gt)))
         name = f"{len(crop)}D {'x'.join(map(str, crop))}"
         nan = float("nan")
@@ -135,7 +143,7 @@ def main(argv=None):
     print(f"\nOne refinement round, median ms ({platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {load}, numpy {np.__version__}); 1 foreground + 1 background click; "
           f"Dice against the synthetic ground truth.\n")
-    print("| crop | neighbours | geodesic backend | round (ms) | geodesics Df+Db | fusion "
+    print("| crop | neighbours | geodesic backend, method | round (ms) | geodesics Df+Db | fusion "
           "| graph cut | target | Dice |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, conn, backend, total, geo, fuse, gc, target, d in rows:

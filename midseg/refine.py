@@ -984,10 +984,29 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     fixed[tuple(hard_bg_o.T)] = False          # of their own class, wherever they are
     prob_outer = outside.astype(np.float32)   # values at fixed voxels are never read
     prob_outer[inner] = fused
-    mask_outer = _solve(prob_outer, norm_outer,
-                        np.concatenate([hard_fg_o, np.argwhere(fixed & outside)]),
-                        np.concatenate([hard_bg_o, np.argwhere(fixed & ~outside)]),
-                        lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
+    # Solve on the bounding box of the free region voxels plus one fixed voxel around it:
+    # everything else is fixed, so this is the same minimum (for "ifgc" the zone a click
+    # reaches is usually a small part of the region, and the cut costs what it covers).
+    mask_outer = outside.astype(np.uint8)
+    free = np.zeros(outside.shape, dtype=bool)
+    free[inner] = zone if local else True
+    if free.any():
+        nz = np.argwhere(free)
+        lo = np.maximum(nz.min(0) - 1, 0)
+        hi = np.minimum(nz.max(0) + 2, outside.shape)
+        sub = tuple(slice(a, b) for a, b in zip(lo, hi))
+
+        def within(pts):
+            return pts[np.all((pts >= lo) & (pts < hi), axis=1)] - lo
+
+        f, o = fixed[sub], outside[sub]
+        mask_outer[sub] = _solve(prob_outer[sub], norm_outer[(slice(None),) + sub],
+                                 np.concatenate([within(hard_fg_o), np.argwhere(f & o)]),
+                                 np.concatenate([within(hard_bg_o), np.argwhere(f & ~o)]),
+                                 lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
+    # a click or margin point outside that box has only fixed neighbours: its own class
+    mask_outer[tuple(hard_fg_o.T)] = 1
+    mask_outer[tuple(hard_bg_o.T)] = 0
 
     probability = (prev_prob if local else p).astype(np.float32, copy=True)
     probability[sl] = fused
