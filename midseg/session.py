@@ -81,11 +81,17 @@ def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
         keep = np.array([last[p] is foreground for p in map(tuple, points.tolist())], bool)
         return points[keep] if len(points) else points
 
+    def once(points):           # a voxel clicked again with the same class counts once
+        if not len(points):
+            return points
+        _, first = np.unique(points, axis=0, return_index=True)
+        return points[np.sort(first)]
+
     ndim = rounds[0].foreground.shape[1] if rounds else 0
     fg = [kept(r.foreground, True) for r in rounds]
     bg = [kept(r.background, False) for r in rounds]
     empty = np.zeros((0, ndim), np.int64)
-    return np.concatenate([empty, *fg]), np.concatenate([empty, *bg])
+    return once(np.concatenate([empty, *fg])), once(np.concatenate([empty, *bg]))
 
 
 def _check_round(fg: np.ndarray, bg: np.ndarray) -> None:

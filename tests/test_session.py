@@ -322,9 +322,11 @@ def test_a_later_click_of_the_other_class_wins(case, first, tmp_path):
     alone = midseg.Session(image, model=model, method="ifgc-global")
     alone.segment(margin_points(truth))
     assert np.array_equal(alone.refine(**{second: [voxel]}), glob.refine(**{second: [voxel]}))
-    # and clicking it back restores the first class
+    # and clicking it back restores the first class, listed once among the clicks in force
     mask3 = session.refine(**{first: [voxel]}).copy()
     assert mask3[voxel] == want[first]
+    in_force = dict(zip(["foreground", "background"], session.clicks_in_force))
+    assert in_force[first].tolist() == [list(voxel)] and len(in_force[second]) == 0
 
     # undo / redo walk through the same masks
     assert np.array_equal(session.undo(), mask2)
