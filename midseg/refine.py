@@ -1,7 +1,9 @@
 """Stage-2 refinement of MIDeepSeg: information fusion (Eq. 3-7) and the graph-cut CRF (Eq. 8-11).
 
-`refine` turns the untouched CNN probability plus all clicks so far into a refined mask;
-`fuse_probabilities` and `graph_cut` are its two steps. This module must not call the CNN.
+`refine` turns the previous mask and a round's new clicks (method "ifgc", click-local), or
+the untouched CNN probability plus all clicks so far (the other methods), into a refined
+mask; `fuse_probabilities` and `graph_cut` are the steps of the latter, and
+`fuse_margin_points` is the stage-1 fusion of "ifgc". This module must not call the CNN.
 """
 from __future__ import annotations
 
@@ -31,6 +33,13 @@ __all__ = [
     "DISTANCE_SMOOTHING",
     "REFINE_ITERATIONS",
     "DEFAULT_CONNECTIVITY",
+    "CLICK_REACH",
+    "LOCAL_ZONE_ALPHA",
+    "LOCAL_ITERATIONS",
+    "LOCAL_SMOOTHING",
+    "WINDOW_QUANTILES",
+    "WINDOW_PAD",
+    "WINDOW_MIN_FRACTION",
 ]
 
 #: Refinement methods: click-local information fusion + graph cut (the default, see
