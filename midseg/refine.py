@@ -565,16 +565,20 @@ def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     From the intensities in the 3x3(x3) neighbourhoods of `seeds` ((N, ndim) indices into
     `region`, a (C, ...) crop): their `WINDOW_QUANTILES` range [q_lo, q_hi], widened on
     each side by ``max(WINDOW_PAD * (q_hi - q_lo), WINDOW_MIN_FRACTION * spread)`` with
-    ``spread`` the region's 0.5th-99.5th percentile range.
+    ``spread`` the region's 0.5th-99.5th percentile range. Without seeds: that range.
     """
     chans = region.shape[0]
     spatial = region.shape[1:]
+    flat = region.reshape(chans, -1).astype(np.float64)
+    out = np.empty((chans, 2))
+    if not len(seeds):          # every margin point overridden, no foreground click
+        for c in range(chans):
+            out[c] = np.percentile(flat[c], (0.5, 99.5))
+        return out
     vals = [region[(slice(None),) + tuple(slice(max(0, c - 1), min(n, c + 2))
                                           for c, n in zip(pt, spatial))].reshape(chans, -1)
             for pt in seeds]
     v = np.concatenate(vals, axis=1).astype(np.float64)
-    flat = region.reshape(chans, -1).astype(np.float64)
-    out = np.empty((chans, 2))
     for c in range(chans):
         q_lo, q_hi = np.percentile(v[c], WINDOW_QUANTILES)
         r_lo, r_hi = np.percentile(flat[c], (0.5, 99.5))

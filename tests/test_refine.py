@@ -733,3 +733,10 @@ def test_margin_point_fusion_rejects_bad_input():
         fuse_margin_points(np.zeros((10, 10)), np.zeros((10, 10)), [(5, 12)])
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         fuse_margin_points(np.zeros((10, 10)), np.full((10, 10), 2.0), [(5, 5)])
+
+
+def test_background_clicks_on_every_margin_point_still_refine():
+    # no foreground seed is left: the intensity window falls back to the crop's range
+    img, cnn, gt, margin = _ct_like_scene(np.random.default_rng(2))
+    res = refine(img, cnn, margin_points=margin, background=[tuple(p) for p in margin])
+    assert not res.mask[tuple(margin.T)].any()
