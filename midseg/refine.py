@@ -645,6 +645,16 @@ def _margin_not_clicked_bg(margin: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return margin[~_same_voxel(margin, bg).any(axis=1)]
 
 
+def _image_and_prob(image, prob, channel_axis):
+    """The image channel-first and the checked probability map of its spatial shape."""
+    chans = channels_first(image, channel_axis)
+    p = _check_prob(prob)
+    if p.shape != chans.shape[1:]:
+        raise InvalidInputError(
+            f"prob must have the image's spatial shape {chans.shape[1:]}, got {p.shape}")
+    return chans, p
+
+
 def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
                        spacing: Sequence[float] | None = None, channel_axis: int | None = None,
                        backend: str = "auto") -> np.ndarray:
@@ -690,12 +700,8 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
     """
     from .geodesic import geodesic_distance
 
-    chans = channels_first(image, channel_axis)
+    chans, p = _image_and_prob(image, prob, channel_axis)
     shape = chans.shape[1:]
-    p = _check_prob(prob)
-    if p.shape != shape:
-        raise InvalidInputError(
-            f"prob must have the image's spatial shape {shape}, got {p.shape}")
     sp = as_spacing(spacing, len(shape))
     pts = as_points(margin_points, shape, name="margin points")
     box = relaxed_bbox(pts, shape)
@@ -923,12 +929,8 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     Luo et al., MIDeepSeg, Med. Image Anal. 2021, §2.4, Eq. 3-11.
     Wang et al., BIFSeg, IEEE TMI 2018 (the "gc" baseline).
     """
-    chans = channels_first(image, channel_axis)
+    chans, p = _image_and_prob(image, prob, channel_axis)
     shape = chans.shape[1:]
-    p = _check_prob(prob)
-    if p.shape != shape:
-        raise InvalidInputError(
-            f"prob must have the image's spatial shape {shape}, got {p.shape}")
     if method not in REFINE_METHODS:
         raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
     lam, sigma = _check_lam_sigma(lam, sigma)
