@@ -619,6 +619,7 @@ def _mm_to_index(image: Image, points_xyz) -> np.ndarray:
     pts = np.asarray(points_xyz, dtype=np.float64)[:, ::-1]
     idx = image.physical_to_index(np.atleast_2d(pts))
     rounded = np.rint(idx)
+    as_points(rounded.astype(np.int64), image.shape, name="stored points")  # outside: say so
     if np.max(np.abs(idx - rounded)) > 1e-3:
         raise GeometryMismatchError(
             "stored points do not fall on voxel centres of this image; it is not the image "

@@ -443,3 +443,13 @@ def test_replay_keeps_the_warnings_and_the_cli_prints_them(model_dir, tmp_path, 
     assert status == 0 and (tmp_path / "mask.nii.gz").is_file()
     assert "midseg segment: warning: all 4 margin points lie in the plane z = 20" in err
     assert "Traceback" not in err and "warnings.warn" not in err
+
+
+def test_a_stored_point_far_outside_the_image_is_named_as_outside():
+    from midseg.session import _mm_to_index
+
+    image = midseg.Image(np.zeros((20, 30), np.float32), spacing=(0.7, 0.9))
+    with pytest.raises(InvalidInputError, match="lies outside the image"):
+        _mm_to_index(image, [[5000.3, 10.1]])          # off the grid as well
+    with pytest.raises(midseg.errors.GeometryMismatchError, match="voxel centres"):
+        _mm_to_index(image, [[1.35, 0.35]])            # inside, between voxel centres
