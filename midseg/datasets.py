@@ -160,14 +160,15 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
             raise InvalidInputError(
                 f"unknown dev_unseen object(s) {unknown}; known: {', '.join(known)}")
     chosen = [o for o in DEV_UNSEEN if objects is None or o.name in objects]
-    cache: dict[str, tuple] = {}
     cases = []
+    last: tuple = (None, None)       # objects of one volume are listed together: read it once
     for obj in chosen:
-        if obj.image not in cache:
+        if last[0] != (obj.image, obj.label):
             img = read_image(root / obj.image)
-            cache = {obj.image: (img.array.astype(np.float32), tuple(img.spacing))}
-        arr, spacing = cache[obj.image]
-        labels = np.rint(read_image(root / obj.label).array).astype(np.int32)
+            last = ((obj.image, obj.label), (img.array.astype(np.float32), tuple(img.spacing),
+                                             np.rint(read_image(root / obj.label).array)
+                                             .astype(np.int32)))
+        arr, spacing, labels = last[1]
         if labels.shape != arr.shape:
             raise InvalidInputError(
                 f"{obj.name}: label shape {labels.shape} differs from image {arr.shape}")

@@ -274,9 +274,20 @@ def _normalise01(channels: np.ndarray, *, like: np.ndarray | None = None) -> np.
     with small differences lose no precision; only the result is float32.
     """
     ref = channels if like is None else like
-    axes = tuple(range(1, ref.ndim))
-    lo = ref.min(axis=axes, keepdims=True).astype(np.float64)
-    span = ref.max(axis=axes, keepdims=True).astype(np.float64) - lo
+    flat = ref.reshape(ref.shape[0], -1)
+    return _window_normalise(channels, np.stack([flat.min(axis=1), flat.max(axis=1)], axis=1)
+                             .astype(np.float64))
+
+
+def _window_normalise(channels: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Map each channel of a (C, ...) array from its window (C, 2) to [0, 1], float32, clipped.
+
+    A channel whose window is empty becomes 0. The subtraction happens in float64 so that
+    large values with small differences lose no precision; only the result is float32.
+    """
+    shape = (-1,) + (1,) * (channels.ndim - 1)
+    lo = window[:, 0].reshape(shape)
+    span = (window[:, 1] - window[:, 0]).reshape(shape)
     scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
     out = ((channels - lo) * scale).astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
@@ -524,6 +535,17 @@ def _distance_image(norm_crop: np.ndarray, unit_spacing: np.ndarray,
     return out
 
 
+def _geodesic(sd_crop: np.ndarray, seeds, unit_spacing: np.ndarray, backend: str, *,
+              iterations: int, cost: str = "geodistk") -> np.ndarray:
+    """`midseg.geodesic.geodesic_distance` (``lamb=REFINE_LAMB``) on a (C, ...) crop."""
+    from .geodesic import geodesic_distance  # numba compiles on first use: keep imports light
+
+    multi = sd_crop.shape[0] > 1
+    return geodesic_distance(sd_crop if multi else sd_crop[0], seeds, spacing=unit_spacing,
+                             lamb=REFINE_LAMB, iterations=iterations,
+                             channel_axis=0 if multi else None, backend=backend, cost=cost)
+
+
 def _click_distance(sd_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.ndarray,
                     backend: str) -> np.ndarray | None:
     """Refinement distance to `seeds` ((N, ndim) crop indices), or None when there are none.
@@ -533,13 +555,7 @@ def _click_distance(sd_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.nda
     """
     if len(seeds) == 0:
         return None
-    from .geodesic import geodesic_distance  # numba compiles on first use: keep imports light
-
-    multi = sd_crop.shape[0] > 1
-    image = sd_crop if multi else sd_crop[0]
-    geo = geodesic_distance(image, seeds, spacing=unit_spacing, lamb=REFINE_LAMB,
-                            iterations=REFINE_ITERATIONS, channel_axis=0 if multi else None,
-                            backend=backend)
+    geo = _geodesic(sd_crop, seeds, unit_spacing, backend, iterations=REFINE_ITERATIONS)
     euc = _euclidean_to_points(sd_crop.shape[1:], seeds, unit_spacing)
     return geo + euc / np.float32(DISTANCE_SCALE)
 
@@ -587,16 +603,6 @@ def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window_normalise(channels: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Map each channel of a (C, ...) array from its window (C, 2) to [0, 1], clipped."""
-    shape = (-1,) + (1,) * (channels.ndim - 1)
-    lo = window[:, 0].reshape(shape)
-    span = (window[:, 1] - window[:, 0]).reshape(shape)
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    out = ((channels - lo) * scale).astype(np.float32)
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
 def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
                  unit_spacing: np.ndarray) -> float:
     """Largest distance from `points` to the nearest voxel of class `cls` in `prev_mask`.
@@ -617,20 +623,15 @@ def _local_fusion(prev_mask: np.ndarray, norm: np.ndarray,
 
     Returns the fused probability (float32) and the zone the new clicks reach (bool).
     """
-    from .geodesic import geodesic_distance  # numba compiles on first use
-
     fused = (prev_mask > 0).astype(np.float32)   # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
     sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
-    multi = sd_crop.shape[0] > 1
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue
         reach = CLICK_REACH * _click_depth(prev_mask, pts, cls, unit_spacing)
-        geo = geodesic_distance(sd_crop if multi else sd_crop[0], pts, spacing=unit_spacing,
-                                lamb=REFINE_LAMB, iterations=LOCAL_ITERATIONS,
-                                channel_axis=0 if multi else None, backend=backend,
-                                cost="additive")
+        geo = _geodesic(sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS,
+                        cost="additive")
         euc = _euclidean_to_points(fused.shape, pts, unit_spacing) / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
         fused += alpha * (np.float32(cls) - fused)     # (1 - alpha) R + alpha E, E = class
@@ -698,8 +699,6 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
     Luo et al., MIDeepSeg, Med. Image Anal. 2021, Eq. 2-7 (applied here to the margin
     points and the box border instead of corrective clicks).
     """
-    from .geodesic import geodesic_distance
-
     chans, p = _image_and_prob(image, prob, channel_axis)
     shape = chans.shape[1:]
     sp = as_spacing(spacing, len(shape))
@@ -723,12 +722,10 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
     if not border.any():               # the box is the whole image: no background evidence
         return out
     border[tuple(local.T)] = False
-    multi = sd_crop.shape[0] > 1
-    img = sd_crop if multi else sd_crop[0]
-    kw = dict(spacing=unit, lamb=REFINE_LAMB, iterations=LOCAL_ITERATIONS,
-              channel_axis=0 if multi else None, backend=backend, cost="additive")
-    d_fg = geodesic_distance(img, local, **kw)
-    d_bg = geodesic_distance(img, border, **kw)
+    d_fg = _geodesic(sd_crop, local, unit, backend, iterations=LOCAL_ITERATIONS,
+                     cost="additive")
+    d_bg = _geodesic(sd_crop, border, unit, backend, iterations=LOCAL_ITERATIONS,
+                     cost="additive")
     out[box.slices] = _fuse(p[box.slices], d_fg, d_bg, certainty=False)
     return out
 

@@ -234,63 +234,47 @@ def test_default_model_is_the_shipped_one():
     assert session.model.name == "2d" and session.model.spatial_dims == 2
 
 
-def test_version_1_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
-    """Version-1 files meant Eq. 7 as printed by "ifgc": they replay as "ifgc-paper"."""
+def _old_clicks_file(tmp_path, version, method):
+    """A two-round session made with `method`, saved as a clicks file of an older `version`
+    whose "ifgc" meant that method; returns (image, model, session, file dict, path)."""
     image, truth = phantom(2)
     model = write_tiny_model(tmp_path, 2)
-    session = midseg.Session(image, model=model, method="ifgc-paper")
-    session.segment(margin_points(truth))
-    fg, bg = _fg_bg(truth)
-    session.refine(foreground=[fg])
-    session.refine(background=[bg])
-    data = session.clicks_dict()
-    old = json.loads(json.dumps(data))
-    old["version"] = 1
-    old["parameters"]["method"] = "ifgc"
-    for r in old["rounds"]:
-        r["method"] = "ifgc"
-    path = tmp_path / "v1.clicks.json"
-    path.write_text(json.dumps(old))
-    read = read_clicks(path)
-    assert read["version"] == 3 and read["upgraded_from_version"] == 1
-    assert read["parameters"]["method"] == "ifgc-paper"
-    assert [r["method"] for r in read["rounds"]] == ["ifgc-paper", "ifgc-paper"]
-    replay = midseg.Session.from_clicks(path, image, model=model)
-    assert np.array_equal(replay.mask, session.mask)
-    assert replay.method == "ifgc-paper"
-    # "gc" rounds are left alone; an unknown version is refused
-    old["rounds"][0]["method"] = "gc"
-    path.write_text(json.dumps(old))
-    read = read_clicks(path)
-    assert [r["method"] for r in read["rounds"]] == ["gc", "ifgc-paper"]
-    old["version"] = 4
-    path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 4"):
-        midseg.Session.from_clicks(path, image, model=model)
-
-
-def test_version_2_clicks_replay_with_the_fusion_they_were_made_with(tmp_path):
-    """Version-2 "ifgc" was the certainty-weighted fusion of all clicks: now "ifgc-global"."""
-    image, truth = phantom(2)
-    model = write_tiny_model(tmp_path, 2)
-    session = midseg.Session(image, model=model, method="ifgc-global")
+    session = midseg.Session(image, model=model, method=method)
     session.segment(margin_points(truth))
     fg, bg = _fg_bg(truth)
     session.refine(foreground=[fg])
     session.refine(background=[bg])
     old = json.loads(json.dumps(session.clicks_dict()))
-    old["version"] = 2
+    old["version"] = version
     old["parameters"]["method"] = "ifgc"
     for r in old["rounds"]:
         r["method"] = "ifgc"
-    path = tmp_path / "v2.clicks.json"
+    path = tmp_path / f"v{version}.clicks.json"
     path.write_text(json.dumps(old))
+    return image, model, session, old, path
+
+
+@pytest.mark.parametrize("version, method", [(1, "ifgc-paper"), (2, "ifgc-global")])
+def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, version, method):
+    """Version-1 "ifgc" was Eq. 7 as printed ("ifgc-paper"); version-2 "ifgc" was the
+    certainty-weighted fusion of all clicks ("ifgc-global")."""
+    image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 3 and read["upgraded_from_version"] == 2
-    assert [r["method"] for r in read["rounds"]] == ["ifgc-global", "ifgc-global"]
+    assert read["version"] == 3 and read["upgraded_from_version"] == version
+    assert read["parameters"]["method"] == method
+    assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
     assert np.array_equal(replay.mask, session.mask)
-    assert replay.method == "ifgc-global"
+    assert replay.method == method
+    # "gc" rounds are left alone; an unknown version is refused
+    old["rounds"][0]["method"] = "gc"
+    path.write_text(json.dumps(old))
+    read = read_clicks(path)
+    assert [r["method"] for r in read["rounds"]] == ["gc", method]
+    old["version"] = 4
+    path.write_text(json.dumps(old))
+    with pytest.raises(InvalidInputError, match="version 4"):
+        midseg.Session.from_clicks(path, image, model=model)
 
 
 # -- a later click of the other class wins ------------------------------------------------
