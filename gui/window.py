@@ -62,6 +62,17 @@ def _clicks_beside(mask_path: str) -> str:
     return mask_path + ".clicks.json"
 
 
+
+def _onto(image, first):
+    """`image` on `first`'s grid: unchanged when the grids agree, else resampled (physical)."""
+    from midseg.io import resample_to
+
+    if tuple(image.shape) == tuple(first.shape) and not first.same_geometry(image):
+        return image
+    if image.multichannel:
+        return image          # _install explains why it cannot be used
+    return resample_to(image, first)
+
 class _ViewPanel(QWidget):
     """A `SliceView` with a slice slider under it (volumes only)."""
 
@@ -422,8 +433,10 @@ class MainWindow(QMainWindow):
                    dicom: bool = False) -> bool:
         """Open an image (file dialog when ``path`` is None); reading runs in the worker.
 
-        ``second`` opens a co-registered second modality with it; ``clicks``
-        replays a clicks file once the image is shown. Returns False if
+        ``second`` opens a co-registered second modality with it (resampled
+        onto the first image's grid in physical coordinates when its grid
+        differs, `midseg.io.resample_to`); ``clicks`` replays a clicks file
+        once the image is shown. Returns False if
         nothing was started (cancelled, busy, or unsaved work kept).
         """
         if self.jobs.busy:
@@ -443,7 +456,8 @@ class MainWindow(QMainWindow):
         paths = [str(path)] + ([str(second)] if second else [])
 
         def work():
-            return [read_image(p) for p in paths]
+            images = [read_image(p) for p in paths]
+            return images[:1] + [_onto(im, images[0]) for im in images[1:]]
 
         def done(images, error, seconds):
             if error is not None:
@@ -459,7 +473,12 @@ class MainWindow(QMainWindow):
         self._install(image, [second] if second is not None else [], clicks=clicks)
 
     def open_second(self, path: str | os.PathLike | None = None) -> bool:
-        """Add a co-registered second modality, shown beside the first and fed as channel 2."""
+        """Add a co-registered second modality, shown beside the first and fed as channel 2.
+
+        A second image on another grid (a PET beside its CT) is resampled onto the first
+        image's grid in physical coordinates (`midseg.io.resample_to`); one that does not
+        overlap it is refused with an error.
+        """
         if self.image is None or self.jobs.busy:
             return False
         if self.session is not None and self.session.mask is not None and not \
@@ -477,7 +496,8 @@ class MainWindow(QMainWindow):
                 return
             self._install(self.modalities[0], [*self.modalities[1:], image], keep_view=True)
 
-        return self._submit(lambda: read_image(str(path)), done, "reading")
+        first = self.modalities[0]
+        return self._submit(lambda: _onto(read_image(str(path)), first), done, "reading")
 
     def remove_second(self) -> None:
         if len(self.modalities) > 1 and not self.jobs.busy and self._maybe_keep_work(

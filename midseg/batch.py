@@ -33,6 +33,7 @@ class Case:
     image: str
     clicks: str
     ground_truth: str | None = None
+    co_registered: tuple[str, ...] = ()
 
 
 def _mask_suffix(image_path: str) -> str:
@@ -49,9 +50,11 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     """Read a batch manifest.
 
     The CSV has a header with the columns ``image`` and ``clicks`` (required),
-    ``ground_truth`` and ``case`` (optional). Relative paths are relative to
-    the manifest's folder. ``case`` defaults to the image file name without
-    its suffix and must be unique.
+    ``ground_truth``, ``case`` and ``co_registered`` (optional). Relative paths
+    are relative to the manifest's folder. ``case`` defaults to the image file
+    name without its suffix and must be unique. ``co_registered`` lists further
+    images of the case separated by ``;`` (a PET with its CT), read onto the
+    image's grid as channels (`midseg.io.read_image`).
     """
     p = Path(path)
     if not p.is_file():
@@ -75,22 +78,28 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
             raise InvalidInputError(f"manifest {str(p)!r} line {n}: duplicate case name {name!r}")
         seen.add(name)
         gt = row.get("ground_truth") or None
+        extra = tuple(str((base / q.strip()).resolve())
+                      for q in (row.get("co_registered") or "").split(";") if q.strip())
         cases.append(Case(name, image, str((base / row["clicks"]).resolve()),
-                          str((base / gt).resolve()) if gt else None))
+                          str((base / gt).resolve()) if gt else None, extra))
     if not cases:
         raise InvalidInputError(f"manifest {str(p)!r} lists no cases")
     return cases
 
 
 def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
-                ground_truth: str | None = None) -> dict:
-    """Replay one clicks file on one image and write the mask; returns a result dict."""
+                ground_truth: str | None = None, co_registered=()) -> dict:
+    """Replay one clicks file on one image and write the mask; returns a result dict.
+
+    `co_registered` paths are read onto the image's grid as further channels
+    (`midseg.io.read_image`); the mask has the image's geometry.
+    """
     from . import metrics
     from .io import read_image, read_mask, write_mask
     from .session import Session
 
     t0 = time.perf_counter()
-    image = read_image(image_path)
+    image = read_image(image_path, *co_registered)
     session = Session.from_clicks(clicks_path, image, model=model)
     write_mask(out_path, session.mask, like=image)
     result = {"rounds": len(session.rounds), "seconds": round(time.perf_counter() - t0, 3),
@@ -110,7 +119,8 @@ def run_case(case: Case, out_dir: str, model=None) -> dict:
     try:
         mask_path = out / "masks" / f"{case.case}.mask{_mask_suffix(case.image)}"
         record.update(segment_one(case.image, case.clicks, str(mask_path), model=model,
-                                  ground_truth=case.ground_truth))
+                                  ground_truth=case.ground_truth,
+                                  co_registered=case.co_registered))
     except Exception as exc:  # one bad case must not stop the batch
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
                       traceback=traceback.format_exc())
@@ -256,11 +266,17 @@ def segment_add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True, help="mask file to write (same geometry as the image)")
     parser.add_argument("--model", default=None, help="shipped model name or weights path (default: the one in the clicks file)")
     parser.add_argument("--ground-truth", default=None, help="reference mask: also print Dice/ASSD/HD95")
+    parser.add_argument("--with", dest="co_registered", action="append", default=[],
+                        metavar="IMAGE",
+                        help="a co-registered image of the same patient (e.g. the PET of a CT), "
+                             "resampled onto IMAGE's grid in physical coordinates as a further "
+                             "channel (repeatable)")
 
 
 def segment_run(args) -> int:
     result = segment_one(args.image, args.clicks, args.output, model=args.model,
-                         ground_truth=args.ground_truth)
+                         ground_truth=args.ground_truth,
+                         co_registered=tuple(args.co_registered))
     msg = f"wrote {args.output} ({result['rounds']} click rounds, {result['seconds']:.2f} s)"
     if result["dice"] is not None:
         msg += f"; Dice {result['dice']:.4f}, ASSD {result['assd']:.2f} mm, HD95 {result['hd95']:.2f} mm"
@@ -270,8 +286,9 @@ def segment_run(args) -> int:
 
 def batch_add_arguments(parser) -> None:
     parser.description += (
-        "\n\nThe manifest is a CSV with columns image, clicks and optionally ground_truth "
-        "and case (paths relative to the manifest). Writes DIR/masks/, DIR/cases/ (one "
+        "\n\nThe manifest is a CSV with columns image, clicks and optionally ground_truth, "
+        "case and co_registered (further images of the case onto the image's grid, "
+        "separated by ';'; paths relative to the manifest). Writes DIR/masks/, DIR/cases/ (one "
         "record per case) and DIR/summary.csv. Re-running skips finished cases; failed "
         "cases are retried.")
     parser.add_argument("manifest", help="CSV manifest")

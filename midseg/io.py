@@ -17,7 +17,8 @@ import numpy as np
 from ._checks import as_spacing
 from .errors import GeometryMismatchError, ImageReadError, InvalidInputError
 
-__all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask"]
+__all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
+           "MIN_OVERLAP"]
 
 #: Weights used to convert RGB(A) pictures to grey (ITU-R BT.601 luma).
 RGB_TO_GREY = (0.299, 0.587, 0.114)
@@ -265,14 +266,114 @@ def _to_grey(image: Image) -> Image:
                  direction=image.direction, path=image.path)
 
 
-def read_image(path: str | os.PathLike) -> Image:
-    """Read an image file or a DICOM series directory.
+def _read_sitk(p: Path):
+    """The SimpleITK image of a file or a one-series DICOM directory (`read_image`)."""
+    import SimpleITK as sitk
+
+    if not p.exists():
+        raise ImageReadError(f"no such file or directory: {str(p)!r}")
+    try:
+        if p.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(p))
+            if not series:
+                raise ImageReadError(f"directory {str(p)!r} holds no DICOM series")
+            if len(series) > 1:
+                raise ImageReadError(
+                    f"directory {str(p)!r} holds {len(series)} DICOM series ({', '.join(series)}); "
+                    f"put each series in its own directory")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
+            return reader.Execute()
+        return sitk.ReadImage(str(p))
+    except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError
+        first = str(exc).strip().splitlines()
+        detail = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "")
+        raise ImageReadError(f"cannot read {str(p)!r} as an image: {detail.strip()}") from None
+
+
+#: Least fraction of the first image's voxels a co-registered image must cover
+#: (`read_image` with several paths); below it the pair is refused as not overlapping.
+MIN_OVERLAP = 0.5
+
+
+def _resample_onto(moving, reference, path: str):
+    """`moving` (SimpleITK) resampled onto `reference`'s grid in physical coordinates.
+
+    Identity transform, linear interpolation, 0 outside `moving`'s extent. Raises
+    `GeometryMismatchError` when it covers less than `MIN_OVERLAP` of `reference`.
+    """
+    import SimpleITK as sitk
+
+    if moving.GetDimension() != reference.GetDimension():
+        raise GeometryMismatchError(
+            f"{path} is {moving.GetDimension()}D, the first image "
+            f"{reference.GetDimension()}D: they cannot be co-registered channels")
+    ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(moving)
+    cover = sitk.GetArrayFromImage(sitk.Resample(
+        ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    fraction = float(np.mean(cover))
+    if fraction < MIN_OVERLAP:
+        raise GeometryMismatchError(
+            f"{path} covers {100 * fraction:.0f} % of the first image's voxels in physical "
+            f"space (at least {100 * MIN_OVERLAP:.0f} % needed): the two images do not "
+            "overlap; are they of the same patient and session, in the same frame?")
+    return sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                         sitk.sitkFloat32)
+
+
+def resample_to(moving: Image, reference: Image) -> Image:
+    """`moving` resampled onto `reference`'s grid in physical coordinates (co-registration).
+
+    SimpleITK, identity transform, linear interpolation, 0 outside `moving`'s extent; the
+    same rule as `read_image` with several paths.
+
+    Parameters
+    ----------
+    moving : Image
+        Single-channel image of the same patient in the same physical frame.
+    reference : Image
+        Its grid (shape, spacing, origin, direction) is the result's.
+
+    Returns
+    -------
+    Image
+        float32, `reference`'s geometry, one channel.
+
+    Raises
+    ------
+    InvalidInputError
+        `moving` has several channels.
+    GeometryMismatchError
+        Different dimensions, or `moving` covers less than `MIN_OVERLAP` of `reference`.
+    """
+    import SimpleITK as sitk
+
+    if moving.multichannel:
+        raise InvalidInputError(f"the co-registered image has {moving.channels} channels; "
+                                "expected one")
+    ref = _to_sitk(np.zeros(reference.shape, np.uint8), reference)
+    res = _resample_onto(_to_sitk(np.asarray(moving.array, np.float32), moving), ref,
+                         "the co-registered image" if moving.path is None else repr(moving.path))
+    return Image(sitk.GetArrayFromImage(res), spacing=reference.spacing,
+                 origin=reference.origin, direction=reference.direction, path=moving.path)
+
+
+def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Image:
+    """Read an image file or a DICOM series directory, optionally with co-registered channels.
 
     Parameters
     ----------
     path : str or PathLike
         A file SimpleITK reads (NIfTI ``.nii``/``.nii.gz``, NRRD, MHA/MHD,
         PNG, JPEG, TIFF, ...) or a directory holding one DICOM series.
+    *co_registered : str or PathLike
+        Further images of the same patient in the same physical frame (a PET
+        with its CT: ``read_image("ct.nii.gz", "pet.nii.gz")``). Each is
+        resampled onto the first image's grid with SimpleITK (identity
+        transform, physical coordinates, linear interpolation, 0 outside its
+        own extent) and appended as a channel: the result is (C, Z, Y, X) /
+        (C, Y, X) float32 with the first image's geometry.
 
     Returns
     -------
@@ -289,36 +390,34 @@ def read_image(path: str | os.PathLike) -> Image:
     ImageReadError
         Missing path, unreadable file, a directory without exactly one DICOM
         series, or a 4D image.
+    GeometryMismatchError
+        A co-registered image of another dimension, or one covering less than
+        `MIN_OVERLAP` of the first image (they do not overlap).
     InvalidInputError
         NaN or infinite pixel values.
     """
     import SimpleITK as sitk
 
     p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"no such file or directory: {str(p)!r}")
-    try:
-        if p.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(p))
-            if not series:
-                raise ImageReadError(f"directory {str(p)!r} holds no DICOM series")
-            if len(series) > 1:
-                raise ImageReadError(
-                    f"directory {str(p)!r} holds {len(series)} DICOM series ({', '.join(series)}); "
-                    f"put each series in its own directory")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
-            img = reader.Execute()
-        else:
-            img = sitk.ReadImage(str(p))
-    except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "")
-        raise ImageReadError(f"cannot read {str(p)!r} as an image: {detail.strip()}") from None
+    img = _read_sitk(p)
     image = _from_sitk(img, path=str(p))
     if image.multichannel and p.suffix.lower() in _PICTURE_SUFFIXES and image.channels in (3, 4):
         image = _to_grey(image)
-    return image
+    if not co_registered:
+        return image
+    channels = list(image.array.astype(np.float32)) if image.multichannel else \
+        [image.array.astype(np.float32)]
+    for other in co_registered:
+        q = Path(other)
+        moving = _read_sitk(q)
+        if moving.GetNumberOfComponentsPerPixel() > 1:
+            raise InvalidInputError(
+                f"co-registered image {str(q)!r} has {moving.GetNumberOfComponentsPerPixel()} "
+                "components; expected one")
+        res = _resample_onto(moving, img, repr(str(q)))
+        channels.append(sitk.GetArrayFromImage(res).astype(np.float32))
+    return Image(np.stack(channels), spacing=image.spacing, origin=image.origin,
+                 direction=image.direction, multichannel=True, path=image.path)
 
 
 def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarray:

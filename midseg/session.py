@@ -165,7 +165,10 @@ class Session:
         ``"2d"``/``"3d"`` (shipped weights), a path to a ``.pt`` file with its
         model card beside it, or an object returned by
         `midseg.models.load_model`. Default: the shipped model matching the
-        image's dimensionality. Loaded once, here.
+        image's dimensionality; for a two-channel image the shipped PET/CT
+        model ``"2d_petct"``/``"3d_petct"`` (channel 0 CT in HU, channel 1
+        PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them).
+        Loaded once, here.
     lam, sigma : float
         Graph-cut weight λ and intensity scale σ of the pairwise term
         (defaults 5 and 0.1, the paper's values); each `refine` call may
@@ -215,6 +218,8 @@ class Session:
 
         if model is None:
             model = f"{self.image.ndim}d"
+            if self.image.channels == 2 and f"{model}_petct" in _models.list_models():
+                model = f"{model}_petct"
         loaded = _models.load_model(model, device=self.device) if isinstance(
             model, (str, os.PathLike)) else model
         dims = getattr(loaded, "spatial_dims", None)

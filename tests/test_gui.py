@@ -472,6 +472,30 @@ def test_3d_slice_scrolling_and_two_modalities_linked(make_window, stage1, tmp_p
     assert w.state.cursor == (z0 + 1, 9, 10)
 
 
+def test_second_modality_on_another_grid_is_resampled_onto_the_first(make_window, stage1,
+                                                                    tmp_path, qtbot):
+    """A PET on a coarser grid than its CT: read onto the CT grid in physical coordinates."""
+    arr, truth = phantom(**DISC_2D)
+    ct = write(tmp_path, "ct.nii.gz", arr, (1.0, 1.0))
+    coarse = midseg.Image(arr[::2, ::2].copy(), spacing=(2.0, 2.0), origin=(0.5, 0.5))
+    midseg.write_image(tmp_path / "pet.nii.gz", coarse)
+    w = make_window(FakeModel(2, channels=2))
+    w.open_image(ct, second=tmp_path / "pet.nii.gz")
+    wait_session(qtbot, w)
+    assert w.last_error is None and w.session.image.channels == 2
+    pet = w.session.image.array[1]
+    assert pet.shape == arr.shape and w.session.image.spacing == (1.0, 1.0)
+    inside = pet[2:-2, 2:-2] > 0.5
+    assert (inside == (arr[2:-2, 2:-2] > 0.5)).mean() > 0.95       # the disc stays in place
+    w.remove_second()                              # the 2-channel model refuses one channel
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None)
+    assert "expects 2" in w.last_error
+    dismiss(qtbot, w)
+    assert w.open_second(tmp_path / "pet.nii.gz")
+    wait_session(qtbot, w)
+    assert w.last_error is None and np.array_equal(w.session.image.array[1], pet)
+
+
 def test_two_channel_image_with_one_channel_model_shows_the_error(make_window, stage1, tmp_path,
                                                                     qtbot):
     arr, truth = phantom(**DISC_2D)
@@ -494,10 +518,11 @@ def test_bad_inputs_give_a_dialog_not_a_crash(make_window, stage1, tmp_path, qtb
     assert "no such file" in w.last_error and w.image is None
     dismiss(qtbot, w)
     arr, _ = phantom(**DISC_2D)
-    w.open_image(write(tmp_path, "a.nii.gz", arr, (1.0, 1.0)),
-                 second=write(tmp_path, "small.nii.gz", arr[:30], (1.0, 1.0)))
+    far = midseg.Image(arr, spacing=(1.0, 1.0), origin=(500.0, 0.0))
+    midseg.write_image(tmp_path / "far.nii.gz", far)
+    w.open_image(write(tmp_path, "a.nii.gz", arr, (1.0, 1.0)), second=tmp_path / "far.nii.gz")
     qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None)
-    assert "shape" in w.last_error
+    assert "do not overlap" in w.last_error
     dismiss(qtbot, w)
     w.open_image(tmp_path / "a.nii.gz")
     wait_session(qtbot, w)

@@ -221,3 +221,44 @@ def test_multichannel_from_spacing_and_repr():
     assert img.multichannel and img.channels == 2 and img.shape == (5, 6, 7)
     assert img.channel_axis == 0
     assert "channels=2" in repr(img) and "spacing=(2, 1, 1)" in repr(img)
+
+
+def _physical_ramp(shape, spacing, origin):
+    """An image whose value is the physical x coordinate (mm) of each voxel (ITK order)."""
+    zz, yy, xx = np.indices(shape)
+    arr = (origin[0] + xx * spacing[0]).astype(np.float32)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    return img
+
+
+def test_co_registered_image_is_resampled_onto_the_first_grid(tmp_path):
+    ct = _physical_ramp((6, 20, 24), (1.0, 1.0, 3.0), (0.0, 0.0, 0.0))
+    # a coarser "PET" covering the same physical extent: 5 mm voxels
+    pet = _physical_ramp((6, 5, 6), (5.0, 5.0, 3.0), (-1.0, -1.0, 0.0))
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nii.gz"))
+    both = read_image(tmp_path / "ct.nii.gz", tmp_path / "pet.nii.gz")
+    first = read_image(tmp_path / "ct.nii.gz")
+    assert both.multichannel and both.channels == 2 and both.shape == first.shape
+    assert both.spacing == first.spacing and both.origin == first.origin
+    np.testing.assert_array_equal(both.array[0], first.array)
+    # linear interpolation of a linear ramp is exact inside the coarse image's extent
+    inside = (slice(None), slice(0, 18), slice(0, 23))
+    np.testing.assert_allclose(both.array[1][inside], first.array[inside], atol=1e-4)
+
+
+def test_co_registered_images_that_do_not_overlap_are_refused(tmp_path):
+    a = _physical_ramp((4, 8, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    b = _physical_ramp((4, 8, 8), (1.0, 1.0, 1.0), (500.0, 0.0, 0.0))
+    sitk.WriteImage(a, str(tmp_path / "a.nii.gz"))
+    sitk.WriteImage(b, str(tmp_path / "b.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="do not overlap"):
+        read_image(tmp_path / "a.nii.gz", tmp_path / "b.nii.gz")
+    flat = sitk.GetImageFromArray(np.zeros((8, 8), np.float32))
+    sitk.WriteImage(flat, str(tmp_path / "c.nii.gz"))
+    with pytest.raises(GeometryMismatchError, match="2D"):
+        read_image(tmp_path / "a.nii.gz", tmp_path / "c.nii.gz")
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "a.nii.gz", tmp_path / "missing.nii.gz")
