@@ -3,8 +3,12 @@
 Seen object: tumour core on T1c of the BraTS testing cases (pat0001/2), 2D over
 slices and 3D over volumes. Unseen objects: whole tumour on FLAIR (2D, 3D), brain
 on T1c (2D, a few slices per case), fetal head in hc18 ultrasound (2D, 200 images
-picked with a fixed seed). Every model sees the same simulated interior margin
-points (fixed seeds), so models compare side by side in one Markdown table.
+picked with a fixed seed). Development objects: ``dev_unseen`` (2D largest axial
+slice, 3D crop; `midseg.datasets.dev_unseen_cases`, with their spacing). Held-back
+pool patients: the sts validation split (CT, MR, PET tumour, 3D). Every model sees
+the same simulated interior margin points: each item's seed is derived from the
+seed, the task and the item's name, so it does not depend on which other tasks run
+or in which order. Models compare side by side in one Markdown table.
 
 Usage::
 
@@ -24,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from midseg.datasets import REGISTRY  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
+TEST_CASES = REGISTRY["brats2013"].splits["test"]
 MIN_AREA = 30  # 2D slices with fewer target pixels are skipped (as in training)
 
 # task id -> (label, dims, target Dice)
@@ -36,6 +42,9 @@ TASKS = {
     "wt3d": ("unseen: whole tumour, FLAIR, 3D volumes", 3, 0.75),
     "brain2d": ("unseen: brain, T1c, 2D (5 slices/case)", 2, None),
     "hc18": ("unseen: fetal head, ultrasound, 2D (200 images)", 2, 0.90),
+    "dev2d": ("development: dev_unseen, 2D largest slice (16 objects)", 2, 0.88),
+    "dev3d": ("development: dev_unseen, 3D crops (16 objects)", 3, 0.80),
+    "sts3d": ("held-back pool: sts validation tumours, CT/MR/PET, 3D", 3, None),
 }
 
 
@@ -57,8 +66,20 @@ def _brats(case: str, image: str, target: str):
 
 
 def load_task(task: str, seed: int = 0, limit: int | None = None):
-    """Items ``(name, image, mask)`` of one task, in a fixed order."""
+    """Items ``(name, image, mask, spacing)`` of one task, in a fixed order."""
     items = []
+    if task in ("dev2d", "dev3d"):
+        from midseg.datasets import dev_unseen_cases
+
+        cases = dev_unseen_cases(dims=int(task[3]), data_root=DATA)
+        items = [(c.case, c.image, c.gt != 0, tuple(c.spacing)) for c in cases]
+        return items[:limit] if limit else items
+    if task == "sts3d":
+        from midseg.datasets import training_items
+
+        items = [(i.name, i.image, i.mask, i.spacing)
+                 for i in training_items("sts", "validation", dims=3, data_root=DATA)]
+        return items[:limit] if limit else items
     if task in ("tc2d", "tc3d", "wt2d", "wt3d", "brain2d"):
         image = "Flair_subtrMeanDivStd.nii.gz" if task.startswith("wt") else \
             "T1c_subtrMeanDivStd.nii.gz"
@@ -66,7 +87,7 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
         for case in TEST_CASES:
             img, mask = _brats(case, image, target)
             if task.endswith("3d"):
-                items.append((case, img, mask))
+                items.append((case, img, mask, None))
                 continue
             areas = mask.sum(axis=(1, 2))
             zs = np.nonzero(areas >= MIN_AREA)[0]
@@ -74,7 +95,7 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
                 big = np.nonzero(areas >= 0.5 * areas.max())[0]
                 rng = np.random.default_rng([seed, 4242, int(case[-3])])
                 zs = np.sort(rng.choice(big, size=min(5, len(big)), replace=False))
-            items += [(f"{case}:z{int(z)}", img[z], mask[z]) for z in zs]
+            items += [(f"{case}:z{int(z)}", img[z], mask[z], None) for z in zs]
     elif task == "hc18":
         names = sorted(p.name for p in (DATA / "hc18" / "images").glob("*_HC.png"))
         pick = np.random.default_rng(seed).choice(len(names), size=min(200, len(names)),
@@ -87,7 +108,7 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
                 img = img.mean(axis=-1)
             if mask.ndim == 3:
                 mask = mask[..., 0]
-            items.append((n, img, mask))
+            items.append((n, img, mask, None))
     else:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     return items[:limit] if limit else items
@@ -99,26 +120,29 @@ def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None
     from tqdm import tqdm
 
     from midseg import data_sim
+    from midseg.evaluate import case_seed
     from midseg.metrics import dice
     from midseg.predict import predict_probability
 
     results: dict = {}
-    for t_index, task in enumerate(tasks):
+    for task in tasks:
         dims = TASKS[task][1]
         todo = {name: m for name, m in models.items() if m.spatial_dims == dims}
         if not todo:
             continue
         items = load_task(task, seed=seed, limit=limit)
-        points = [data_sim.interior_margin_points(mask, rng=np.random.default_rng([seed, t_index, k]))
-                  for k, (_, _, mask) in enumerate(items)]
+        points = [data_sim.interior_margin_points(
+            mask, rng=np.random.default_rng(case_seed(seed, task, name)), spacing=spacing)
+            for name, _, mask, spacing in items]
         for name, model in todo.items():
             # One untimed call warms up numba/torch so the median is the steady state.
-            predict_probability(items[0][1], points[0], model)
+            predict_probability(items[0][1], points[0], model, spacing=items[0][3])
             scores, times = [], []
-            for (_, img, mask), pts in tqdm(list(zip(items, points)), desc=f"{task} {name}",
-                                            disable=not progress, leave=False):
+            for (_, img, mask, sp), pts in tqdm(list(zip(items, points)),
+                                                desc=f"{task} {name}",
+                                                disable=not progress, leave=False):
                 t0 = time.perf_counter()
-                prob, _ = predict_probability(img, pts, model)
+                prob, _ = predict_probability(img, pts, model, spacing=sp)
                 times.append(time.perf_counter() - t0)
                 scores.append(dice(prob >= 0.5, mask))
             results[(task, name)] = {"dice_mean": float(np.mean(scores)),

@@ -1,10 +1,17 @@
-"""Where the evaluation objects of ``../shared/data`` are, described once.
+"""The data sets of ``../shared/data``, described once: the dataset registry.
 
-Lives here: the development objects of ``dev_unseen/`` (`DEV_UNSEEN`, `dev_unseen_cases`),
-each an image, a label file, the label values that make the target and its modality.
-`midseg.evaluate` loads them by the dataset name ``"dev-unseen"``. Nothing here trains:
-``dev_unseen`` is for choosing methods and reporting development results, never for training
-(``../shared/data/README.md``, "Roles").
+`REGISTRY` maps a set's name to a `DataSet`: its folder, licence, modality, fixed split
+(train / validation / test case folders) and its `Target` objects (which image file, which
+label file, which label values make the object, which role it has). Training reads the
+pool through `training_items`; evaluation reads ``dev_unseen/`` through `dev_unseen_cases`
+(objects in `DEV_UNSEEN`). Roles follow ``../shared/data/README.md`` ("Roles"):
+
+- ``train``: a target of a training-pool set; its train split may be trained on, its
+  validation split chooses weights;
+- ``report``: a test object (seen or unseen), never trained on;
+- ``choose``: ``dev_unseen`` objects, for choosing methods and reporting development
+  results, never for training. `training_items` refuses both of the last two, and every set
+  marked development-use-only.
 """
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["DevObject", "DEV_UNSEEN", "dev_unseen_cases", "object_crop", "CROP_MARGIN_MM"]
+__all__ = ["DevObject", "DEV_UNSEEN", "dev_unseen_cases", "object_crop", "CROP_MARGIN_MM",
+           "Target", "DataSet", "REGISTRY", "training_items", "data_root_default"]
 
 #: Margin (mm) kept around an object's bounding box when its volume is cropped for the
 #: evaluation, at least `CROP_MARGIN_VOXELS` voxels per axis: the relaxed box of the margin
@@ -86,6 +94,252 @@ DEV_UNSEEN: tuple[DevObject, ...] = (
     DevObject("spect_liver_lesions/scan002_lesion2", "spect_liver_lesions/scan002_image.nii.gz",
               "spect_liver_lesions/scan002_label.nii.gz", (2,), "SPECT"),
 )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object kind of a `DataSet`.
+
+    Attributes
+    ----------
+    name : str
+        Target id inside its set (``"tumour_core"``, ``"ventricles"``).
+    image, label : str
+        File names inside a case folder (a path relative to the set's folder when the set
+        has no case folders).
+    values : tuple of int
+        Label values whose union is the object.
+    modality : str
+        ``"CT"`` (HU), ``"MR"``, ``"PET"`` (SUV), ``"US"``, ``"SPECT"``.
+    role : {"train", "report", "excluded"}
+        ``"train"``: may be trained on (train split) and chosen on (validation split);
+        ``"report"``: a test object, never trained on; ``"excluded"``: left out of the
+        default training targets (the registry says why), trainable when named.
+    co_registered : tuple of str
+        Further images of the case in the same physical frame, resampled onto `image`'s
+        grid as extra channels (`midseg.io.read_image`); such multi-channel targets are
+        trained only when named.
+    """
+
+    name: str
+    image: str
+    label: str
+    values: tuple[int, ...]
+    modality: str
+    role: str = "train"
+    co_registered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One folder of ``../shared/data`` (`REGISTRY`).
+
+    Attributes
+    ----------
+    name : str
+        Set name, also its folder under the data root.
+    description, licence : str
+    splits : dict of str -> tuple of str
+        Case folders per split: ``"train"``, ``"validation"``, ``"test"`` (fixed; model cards
+        quote them).
+    targets : tuple of Target
+    spacing : str
+        What the voxel spacing is (mm).
+    non_commercial : bool
+        Weights trained on the set are non-commercial (its licence).
+    development_only : bool
+        Never in shipped weights (``dev_unseen`` parts whose provenance is undocumented).
+    role : {"pool", "test", "choose"}
+        Training pool, test set, or development set (``dev_unseen``).
+    """
+
+    name: str
+    description: str
+    licence: str
+    splits: dict
+    targets: tuple
+    spacing: str
+    non_commercial: bool = False
+    development_only: bool = False
+    role: str = "pool"
+
+    def target(self, name: str) -> Target:
+        """The `Target` called `name`; `InvalidInputError` when the set has none."""
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise InvalidInputError(f"data set {self.name!r} has no target {name!r}; known: "
+                                f"{', '.join(t.name for t in self.targets)}")
+
+
+_FETAL_STRUCTURES = ("white_matter", "ventricles", "cerebellum", "extra_ventricular_csf",
+                     "cortical_grey_matter", "deep_grey_matter", "brainstem",
+                     "corpus_callosum")
+#: Thin shells around the whole brain (1-3 voxels thick): no box of margin points
+#: delineates them, as for the mni152 grey matter ribbon left out of `DEV_UNSEEN`.
+_FETAL_SHELLS = ("extra_ventricular_csf", "cortical_grey_matter")
+_FETAL = tuple(f"fetal_SB_atlas_GA{g}" for g in (
+    "21_notoperated", "22_notoperated", "23_notoperated", "24_notoperated", "25_notoperated",
+    "25_operated", "26_operated", "27_operated", "28_operated", "29_operated", "30_operated",
+    "31_operated", "32_operated", "33_operated", "34_operated"))
+_FETAL_VALIDATION = ("fetal_SB_atlas_GA24_notoperated", "fetal_SB_atlas_GA31_operated")
+
+#: The dataset registry: every set of ``../shared/data`` (``README.md`` there), by name.
+REGISTRY: dict[str, DataSet] = {
+    "brats2013": DataSet(
+        "brats2013", "BRATS 2013/2015 brain tumour MR (DeepMedic example data), "
+        "T1c and FLAIR z-scored inside the brain",
+        "CC BY-NC-SA 3.0 CH", non_commercial=True, spacing="1 mm isotropic",
+        splits={"train": ("brats_2013_pat0003_1", "brats_2013_pat0004_1",
+                          "brats_2013_pat0005_1"),
+                "validation": ("brats_2013_pat0006_1",),
+                "test": ("brats_2013_pat0001_1", "brats_2013_pat0002_1")},
+        targets=(
+            Target("tumour_core", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
+                   (1, 3, 4), "MR"),
+            Target("enhancing_tumour", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
+                   (4,), "MR"),
+            # unseen test objects (paper protocol): never trained on
+            Target("whole_tumour", "Flair_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
+                   (1, 2, 3, 4), "MR", role="report"),
+            Target("brain", "T1c_subtrMeanDivStd.nii.gz", "brainmask.nii.gz", (1,), "MR",
+                   role="report"),
+        )),
+    "sts": DataSet(
+        "sts", "soft-tissue sarcoma (IBSI validation set from TCIA Soft-tissue-Sarcoma): CT, "
+        "MR T1 and FDG-PET (SUV) per patient, each with its tumour mask on its own grid",
+        "CC BY 3.0", spacing="CT/MR ~0.98x0.98x3.27, PET ~4.7-5.5 in-plane x 3.27",
+        splits={"train": tuple(f"STS_{i:03d}" for i in range(1, 10)),
+                "validation": ("STS_010", "STS_011", "STS_012")},
+        targets=(
+            Target("tumour_ct", "CT_image.nii.gz", "CT_mask.nii.gz", (1,), "CT"),
+            Target("tumour_mr", "MR_T1_image.nii.gz", "MR_T1_mask.nii.gz", (1,), "MR"),
+            Target("tumour_pet", "PET_image.nii.gz", "PET_mask.nii.gz", (1,), "PET"),
+            # two channels (CT in HU, PET in SUV resampled onto the CT grid): the PET/CT model
+            Target("tumour_petct", "CT_image.nii.gz", "CT_mask.nii.gz", (1,), "CT+PET",
+                   co_registered=("PET_image.nii.gz",)),
+        )),
+    "fetal_brain_atlas": DataSet(
+        "fetal_brain_atlas", "spina-bifida fetal brain MR atlas (Fidon et al. 2021), "
+        "super-resolved T2, 8 structures; the whole brain (mask.nii.gz) is not a target",
+        "CC0 1.0", spacing="0.8 mm isotropic",
+        splits={"train": tuple(c for c in _FETAL if c not in _FETAL_VALIDATION),
+                "validation": _FETAL_VALIDATION},
+        targets=tuple(Target(n, "srr.nii.gz", "parcellation.nii.gz", (v,), "MR",
+                             role="excluded" if n in _FETAL_SHELLS else "train")
+                      for v, n in enumerate(_FETAL_STRUCTURES, start=1))),
+    "hc18": DataSet(
+        "hc18", "HC18 fetal head ultrasound, 2D, downsampled by 2 (unseen test object)",
+        "CC BY 4.0", spacing="pixels (no physical spacing)", role="test",
+        splits={"test": ()},
+        targets=(Target("fetal_head", "images", "masks", (255,), "US", role="report"),)),
+    "dev_unseen": DataSet(
+        "dev_unseen", "development objects (DEV_UNSEEN): choose on them, never train",
+        "per folder (see its README); several non-commercial or development use only",
+        spacing="native", development_only=True, role="choose", splits={},
+        targets=tuple(Target(o.name, o.image, o.label, o.values, o.modality, role="report")
+                      for o in DEV_UNSEEN)),
+}
+
+
+def data_root_default() -> Path:
+    """``$MIDSEG_DATA`` or ``../shared/data`` next to the repository."""
+    from .evaluate import default_data_root
+
+    return Path(default_data_root())
+
+
+def training_items(set_name: str, split: str = "train", *, dims: int,
+                   targets: tuple[str, ...] | None = None,
+                   data_root: str | os.PathLike | None = None, min_area: int = 30,
+                   slice_step: int = 1, largest_component: bool = False) -> list:
+    """Training pairs of one pool set's split, read with `midseg.io.read_image`.
+
+    Parameters
+    ----------
+    set_name : str
+        A `REGISTRY` set whose role is ``"pool"``.
+    split : {"train", "validation"}
+    dims : {2, 3}
+        3: one item per (case, target), the whole volume. 2: one item per axial slice (first
+        array axis) whose target has at least `min_area` pixels, every `slice_step`-th of
+        them.
+    targets : tuple of str, optional
+        Target names (default: every single-channel target whose role is ``"train"``); a
+        ``"report"`` target is refused.
+    largest_component : bool
+        Keep only the largest 26-connected part of each target (3D).
+
+    Returns
+    -------
+    list of midseg.train.TrainItem
+        float32 image in native units ((C, *S) for a target with co-registered images),
+        bool mask, spacing (mm, array order), name ``"set/case/target"`` (``":zNNN"``
+        appended in 2D).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown set, split or target; a set or target that is not for training
+        (``dev_unseen``, test sets, report targets, development-only sets); missing files;
+        image and label of different shapes.
+    """
+    from .io import read_image
+    from .train import TrainItem
+
+    if set_name not in REGISTRY:
+        raise InvalidInputError(f"unknown data set {set_name!r}; known: {', '.join(REGISTRY)}")
+    ds = REGISTRY[set_name]
+    if ds.role != "pool" or ds.development_only:
+        raise InvalidInputError(
+            f"data set {set_name!r} is not in the training pool (role {ds.role!r}): never "
+            "train on it (../shared/data/README.md, Roles)")
+    if split not in ("train", "validation") or split not in ds.splits:
+        raise InvalidInputError(f"split must be 'train' or 'validation', got {split!r}")
+    if dims not in (2, 3):
+        raise InvalidInputError(f"dims must be 2 or 3, got {dims!r}")
+    if int(slice_step) < 1:
+        raise InvalidInputError(f"slice_step must be >= 1, got {slice_step!r}")
+    chosen = [t for t in ds.targets if t.role == "train" and not t.co_registered] \
+        if targets is None else [ds.target(n) for n in targets]
+    for t in chosen:
+        if t.role == "report":
+            raise InvalidInputError(
+                f"target {set_name}/{t.name} is a test object (role {t.role!r}): never "
+                "train on it")
+    root = (Path(data_root) if data_root is not None else data_root_default()) / ds.name
+    if not root.is_dir():
+        raise InvalidInputError(f"data set folder '{root}' does not exist")
+    items = []
+    for case in ds.splits[split]:
+        cache: dict = {}
+        for t in chosen:
+            key = (t.image,) + t.co_registered
+            if key not in cache:
+                cache[key] = read_image(root / case / t.image,
+                                        *(root / case / f for f in t.co_registered))
+            if (t.label,) not in cache:
+                cache[(t.label,)] = read_image(root / case / t.label)
+            img, lab = cache[key], cache[(t.label,)]
+            if img.shape[-lab.ndim:] != lab.shape:
+                raise InvalidInputError(f"{set_name}/{case}: {t.image} {img.shape} and "
+                                        f"{t.label} {lab.shape} differ in shape")
+            arr = np.asarray(img.array, dtype=np.float32)
+            mask = np.isin(np.rint(lab.array).astype(np.int32), t.values)
+            if largest_component and mask.any():
+                mask = _largest_component(mask).astype(bool)
+            spacing = tuple(float(s) for s in img.spacing)
+            name = f"{set_name}/{case}/{t.name}"
+            if dims == 3:
+                if mask.any():
+                    items.append(TrainItem(arr, mask, spacing, name))
+                continue
+            zs = np.nonzero(mask.reshape(mask.shape[0], -1).sum(axis=1) >= min_area)[0]
+            for z in zs[::int(slice_step)]:
+                items.append(TrainItem(np.ascontiguousarray(arr[..., z, :, :]),
+                                       np.ascontiguousarray(mask[z]), spacing[1:],
+                                       f"{name}:z{int(z):03d}"))
+    return items
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

@@ -161,37 +161,65 @@ def _object_region(mask: np.ndarray, pad_frac: float, pad_min: int) -> tuple[sli
     return tuple(sl)
 
 
-def _random_affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                   channel_first: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate (in the last two axes) and scale (per axis) about the centre of the region."""
-    from scipy import ndimage
+#: Spatial augmentation (TorchIO `RandomAffine`, physical space): rotation about the first
+#: array axis (in-plane, the last two axes) and, in 3D, a smaller tilt about the others;
+#: per-axis scaling. Intensity augmentation before the crop: a smooth multiplicative bias
+#: field (MR-like shading) and a Gaussian blur (lower resolution), each with probability
+#: AUG_INTENSITY_P.
+AUG_DEGREES = {2: (0, 0, 0, 0, -15, 15), 3: (-15, 15, -5, 5, -5, 5)}
+AUG_SCALES = (0.85, 1.15)
+AUG_INTENSITY_P = 0.25
+
+
+def _augment_region(image: np.ndarray, mask: np.ndarray, spacing, rng: np.random.Generator,
+                    channel_first: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Random affine, bias field and blur of a region with TorchIO, seeded from `rng`.
+
+    `image` is (*S) or (C, *S) float32, `mask` (*S) bool, `spacing` in array order (mm)
+    or None (1). Returns the augmented pair, same shapes.
+    """
+    import torch
+    import torchio as tio
 
     ndim = mask.ndim
-    angle = np.deg2rad(rng.uniform(-15.0, 15.0))
-    scale = rng.uniform(0.85, 1.15, size=ndim)
-    rot = np.eye(ndim)
-    c, s = np.cos(angle), np.sin(angle)
-    rot[-2:, -2:] = [[c, -s], [s, c]]
-    # output coordinate o maps to input coordinate  M @ (o - centre) + centre
-    matrix = rot @ np.diag(1.0 / scale)
-    centre = (np.asarray(mask.shape, dtype=np.float64) - 1) / 2.0
-    offset = centre - matrix @ centre
-    m = ndimage.affine_transform(mask.astype(np.float32), matrix, offset=offset, order=1,
-                                 mode="constant", cval=0.0) >= 0.5
-    if channel_first:
-        img = np.stack([ndimage.affine_transform(ch, matrix, offset=offset, order=1,
-                                                 mode="nearest") for ch in image])
-    else:
-        img = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="nearest")
-    return img.astype(np.float32, copy=False), m
+    img = image if channel_first else image[None]
+    msk = mask[None]
+    if ndim == 2:      # TorchIO works on (C, W, H, D): a 2D image is one slice thick
+        img, msk = img[..., None], msk[..., None]
+    sp = tuple(float(s) for s in (spacing or (1.0,) * ndim)) + ((1.0,) if ndim == 2 else ())
+    affine = np.diag(sp + (1.0,))
+    scales = (AUG_SCALES * 2 + (1.0, 1.0)) if ndim == 2 else AUG_SCALES
+    lo = float(img.min())
+    subject = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(img - lo)),
+                              affine=affine),
+        mask=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(msk.astype(np.uint8))),
+                          affine=affine))
+    transform = tio.Compose([
+        tio.RandomAffine(scales=scales, degrees=AUG_DEGREES[ndim], isotropic=False,
+                         default_pad_value="minimum", image_interpolation="linear"),
+        tio.RandomBiasField(coefficients=0.3, order=3, p=AUG_INTENSITY_P),
+        tio.RandomBlur(std=(0.0, 1.0), p=AUG_INTENSITY_P),
+    ])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2 ** 31)))
+        out = transform(subject)
+    img_a = out["image"].data.numpy() + lo
+    msk_a = out["mask"].data.numpy() != 0
+    if ndim == 2:
+        img_a, msk_a = img_a[..., 0], msk_a[..., 0]
+    img_a = img_a if channel_first else img_a[0]
+    return img_a.astype(np.float32, copy=False), msk_a[0]
 
 
 def make_sample(item: TrainItem, cfg: TrainConfig, rng: np.random.Generator,
                 *, augment: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One training sample: network input and grid target.
 
-    Steps: crop a region around the object; (augment) rotate ±15° in the last
-    two axes and scale each axis by 0.85-1.15; simulate interior margin points
+    Steps: crop a region around the object; (augment) TorchIO random affine
+    (rotation ±15° in the last two axes, ±5° about the others in 3D, each axis
+    scaled by 0.85-1.15, in physical space), bias field and blur
+    (`_augment_region`); simulate interior margin points
     (`midseg.data_sim.interior_margin_points`); crop their relaxed box, resize
     to the grid, z-score (`midseg.predict.crop_to_grid`); (augment) intensity
     sign flip, scale 0.9-1.1, shift ±0.1, Gaussian noise σ ≤ 0.1; cue map
@@ -214,7 +242,7 @@ def make_sample(item: TrainItem, cfg: TrainConfig, rng: np.random.Generator,
     img = np.asarray(item.image, dtype=np.float32)[img_sl]
     msk = mask[region]
     if augment:
-        img_a, msk_a = _random_affine(img, msk, rng, channel_first)
+        img_a, msk_a = _augment_region(img, msk, item.spacing, rng, channel_first)
         if msk_a.sum() >= max(4, 0.5 * msk.sum()):
             img, msk = img_a, msk_a
     spacing = None if item.spacing is None else tuple(item.spacing)
@@ -666,7 +694,9 @@ def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_ep
             "schedule": cfg.schedule,
             "loss": cfg.loss,
             "augmentation": (
-                "rotation ±15° (last two axes), per-axis scaling 0.85-1.15, random flip of "
+                "TorchIO RandomAffine in physical space: rotation ±15° in the last two axes "
+                "(±5° about the others in 3D), per-axis scaling 0.85-1.15; TorchIO bias field "
+                f"(coefficients 0.3) and blur (σ≤1 mm), each p={AUG_INTENSITY_P}; random flip of "
                 "every axis and swap of the last two, intensity sign flip "
                 f"(p={cfg.intensity_flip}), scale 0.9-1.1, shift ±0.1, Gaussian noise σ≤0.1; "
                 "fresh simulated interior margin points for every sample"
@@ -890,10 +920,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
     p.add_argument("--dims", type=int, choices=(2, 3), required=True,
                    help="2: axial slices, 64x64 grid; 3: volumes, 64x96x96 grid")
-    p.add_argument("--data", required=True,
-                   help="folder of case folders, each holding the image and the label file")
-    p.add_argument("--train-cases", required=True,
-                   help="comma-separated case folder names to train on")
+    p.add_argument("--pool", default=None, metavar="SET[:REPEAT],...",
+                   help="train on registry sets (midseg.datasets.REGISTRY, role 'pool'): "
+                        "their train split and default targets, validation on their "
+                        "validation split; REPEAT lists a set's items that many times per "
+                        "epoch (e.g. 'sts:2,fetal_brain_atlas,brats2013:2'). --data is then "
+                        "the data root (default ../shared/data)")
+    p.add_argument("--pool-targets", action="append", default=[], metavar="SET=T1+T2",
+                   help="with --pool: train on these targets of SET instead of its default "
+                        "ones (e.g. sts=tumour_petct for the two-channel PET/CT model; "
+                        "repeatable)")
+    p.add_argument("--slice-step", action="append", default=[], metavar="SET=N",
+                   help="with --pool in 2D: keep every N-th qualifying slice of SET (repeatable)")
+    p.add_argument("--data", default=None,
+                   help="folder of case folders, each holding the image and the label file "
+                        "(with --pool: the data root)")
+    p.add_argument("--train-cases", default=None,
+                   help="comma-separated case folder names to train on (without --pool)")
     p.add_argument("--val-cases", default="",
                    help="comma-separated case folders for validation Dice (may overlap the "
                         "training cases; the card then says so)")
@@ -984,6 +1027,75 @@ def _cases(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
+    """Items, validation items, card fields and real-item count for ``--pool``."""
+    from . import datasets
+
+    root = Path(args.data) if args.data else datasets.data_root_default()
+    steps = {}
+    for pair in args.slice_step:
+        k, _, v = pair.partition("=")
+        if not v.isdigit() or int(v) < 1:
+            raise InvalidInputError(f"--slice-step must be SET=N with N >= 1, got {pair!r}")
+        steps[k.strip()] = int(v)
+    chosen = {}
+    for pair in args.pool_targets:
+        k, _, v = pair.partition("=")
+        names = tuple(t.strip() for t in v.split("+") if t.strip())
+        if not names:
+            raise InvalidInputError(f"--pool-targets must be SET=T1+T2, got {pair!r}")
+        chosen[k.strip()] = names
+    items, val_items, sets = [], [], []
+    for part in _cases(args.pool):
+        name, _, rep = part.partition(":")
+        if rep and (not rep.isdigit() or int(rep) < 1):
+            raise InvalidInputError(f"--pool repeat must be an integer >= 1, got {part!r}")
+        repeat = int(rep or 1)
+        kw = dict(dims=args.dims, data_root=root, min_area=args.min_area,
+                  slice_step=steps.get(name, 1), targets=chosen.get(name))
+        tr = datasets.training_items(name, "train", **kw)
+        va = datasets.training_items(name, "validation", **kw)
+        ds = datasets.REGISTRY[name]
+        items += tr * repeat
+        val_items += va
+        sets.append({"set": name, "licence": ds.licence, "non_commercial": ds.non_commercial,
+                     "train_cases": list(ds.splits["train"]),
+                     "validation_cases": list(ds.splits["validation"]),
+                     "targets": sorted({i.name.split("/")[2].split(":")[0] for i in tr}),
+                     "items": len(tr), "repeat": repeat, "validation_items": len(va),
+                     "slice_step": steps.get(name, 1) if args.dims == 2 else None})
+    unknown = (set(steps) | set(chosen)) - {s["set"] for s in sets}
+    if unknown:
+        raise InvalidInputError(
+            f"--slice-step / --pool-targets name sets not in --pool: {sorted(unknown)}")
+    command = getattr(args, "command_line", None) or "midseg " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:])
+    nc = [s["set"] for s in sets if s["non_commercial"]]
+    extra = {
+        "data": {
+            "description": ("registry sets (midseg.datasets.REGISTRY), one item per "
+                            "(case, target)" + (f", axial slices with >= {args.min_area} "
+                                                "target pixels" if args.dims == 2 else
+                                                ", whole volumes")
+                            + (f"; plus {args.synthetic} synthetic shapes" if args.synthetic
+                               else "")),
+            "root": str(root), "sets": sets,
+            "training_items": len(items) + args.synthetic, "real_items": len(items),
+            "synthetic_items": args.synthetic,
+        },
+        "split": {"train": [f"{s['set']}/{c}" for s in sets for c in s["train_cases"]],
+                  "validation": [f"{s['set']}/{c}" for s in sets
+                                 for c in s["validation_cases"]],
+                  "validation_held_out": True},
+        "command": command,
+        "validation": {"note": None},
+        "licence": ("; ".join(f"{s['set']}: {s['licence']}" for s in sets)
+                    + (f". Non-commercial because of {', '.join(nc)}: use the weights for "
+                       "non-commercial purposes, with attribution" if nc else "")),
+    }
+    return items, val_items, extra, len(items)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``midseg train`` from parsed arguments; returns the exit status."""
     if args.max_iterations is not None and args.max_iterations < 1:
@@ -1008,53 +1120,60 @@ def run(args: argparse.Namespace) -> int:
         keep_best=args.keep_best,
         checkpoint_minutes=args.checkpoint_minutes, max_minutes=args.max_minutes,
         threads=args.threads, device=args.device)
-    labels = [int(v) for v in args.labels.split(",")]
-    train_cases, val_cases = _cases(args.train_cases), _cases(args.val_cases)
-    kw = dict(spatial_dims=args.dims, image_name=args.image_name, label_name=args.label_name,
-              labels=labels, min_area=args.min_area)
-    items = load_brats_items(args.data, train_cases, **kw)
-    val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
-    n_real = len(items)
     name = args.name or f"{args.dims}d"
     out = Path(args.out)
     resume = args.resume
     if resume == "auto":
         resume = out / "checkpoint.pt" if (out / "checkpoint.pt").is_file() else None
-    overlap = sorted(set(train_cases) & set(val_cases))
-    # Through the `midseg` console script sys.argv[1:] already starts with "train".
-    command = getattr(args, "command_line", None) or "midseg " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:])
-    extra = {
-        "data": {
-            "description": (f"{args.image_name} of {len(train_cases)} case(s) from "
-                            f"'{Path(args.data).name}', target = labels {labels}"
-                            + (f", {'axial slices with >= %d target pixels' % args.min_area}"
-                               if args.dims == 2 else ", whole volumes")
-                            + (f"; plus {args.synthetic} synthetic shapes "
-                               "(midseg.train.synthetic_items, seed = --seed): random blobs in "
-                               "random textured scenes, no real image"
-                               + (f"; with probability {args.synthetic_inclusions:g} a shape "
-                                  "has inner parts of another intensity"
-                                  if args.synthetic_inclusions else "")
-                               + (f"; with probability {args.synthetic_large:g} a shape is "
-                                  "twice as large on every axis" if args.synthetic_large else "")
-                               if args.synthetic else "")),
-            "root": str(args.data),
-            "image": args.image_name, "labels_file": args.label_name, "target_labels": labels,
-            "min_area": args.min_area if args.dims == 2 else None,
-            "training_items": n_real + args.synthetic,
-            "real_items": n_real,
-            "synthetic_items": args.synthetic,
-        },
-        "split": {"train": train_cases, "validation": val_cases,
-                  "validation_held_out": not overlap},
-        "command": command,
-        "validation": {"note": None if not overlap else
-                       f"validation case(s) {overlap} were also used for training: this is a "
-                       "fit check, not a held-out estimate"},
-    }
-    if "brats" in str(args.data).lower():
-        extra["licence"] = LICENCE_BRATS
+    if args.pool:
+        items, val_items, extra, n_real = _pool_data(args, cfg)
+    else:
+        if not args.data or not args.train_cases:
+            raise InvalidInputError("give --pool, or --data and --train-cases")
+        labels = [int(v) for v in args.labels.split(",")]
+        train_cases, val_cases = _cases(args.train_cases), _cases(args.val_cases)
+        kw = dict(spatial_dims=args.dims, image_name=args.image_name,
+                  label_name=args.label_name, labels=labels, min_area=args.min_area)
+        items = load_brats_items(args.data, train_cases, **kw)
+        val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
+        n_real = len(items)
+        overlap = sorted(set(train_cases) & set(val_cases))
+        # Through the `midseg` console script sys.argv[1:] already starts with "train".
+        command = getattr(args, "command_line", None) or "midseg " + " ".join(
+            shlex.quote(a) for a in sys.argv[1:])
+        extra = {
+            "data": {
+                "description": (f"{args.image_name} of {len(train_cases)} case(s) from "
+                                f"'{Path(args.data).name}', target = labels {labels}"
+                                + (f", axial slices with >= {args.min_area} target pixels"
+                                   if args.dims == 2 else ", whole volumes")
+                                + (f"; plus {args.synthetic} synthetic shapes "
+                                   "(midseg.train.synthetic_items, seed = --seed): random blobs "
+                                   "in random textured scenes, no real image"
+                                   + (f"; with probability {args.synthetic_inclusions:g} a shape "
+                                      "has inner parts of another intensity"
+                                      if args.synthetic_inclusions else "")
+                                   + (f"; with probability {args.synthetic_large:g} a shape "
+                                      "is twice as large on every axis"
+                                      if args.synthetic_large else "")
+                                   if args.synthetic else "")),
+                "root": str(args.data),
+                "image": args.image_name, "labels_file": args.label_name,
+                "target_labels": labels,
+                "min_area": args.min_area if args.dims == 2 else None,
+                "training_items": n_real + args.synthetic,
+                "real_items": n_real,
+                "synthetic_items": args.synthetic,
+            },
+            "split": {"train": train_cases, "validation": val_cases,
+                      "validation_held_out": not overlap},
+            "command": command,
+            "validation": {"note": None if not overlap else
+                           f"validation case(s) {overlap} were also used for training: this is "
+                           "a fit check, not a held-out estimate"},
+        }
+        if "brats" in str(args.data).lower():
+            extra["licence"] = LICENCE_BRATS
     print(f"training {name}: {n_real} + {cfg.synthetic} synthetic items, "
           f"{len(val_items)} validation items, {cfg.epochs} epochs of "
           f"{math.ceil((n_real + cfg.synthetic) / cfg.batch_size)} iterations",

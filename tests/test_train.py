@@ -403,3 +403,54 @@ def test_cli_synthetic_options_reach_the_card(tmp_path):
     assert "probability 0.5 a shape has inner parts" in desc
     assert "probability 1 a shape is twice as large" in desc
     assert "--synthetic-large 1" in card["command"]
+
+
+@pytest.mark.parametrize("ndim, spacing", [(2, (1.0, 1.0)), (3, (3.0, 0.8, 0.8))])
+def test_augmentation_is_seeded_and_keeps_image_and_mask_aligned(ndim, spacing):
+    from midseg.train import _augment_region
+
+    shape = (24, 40, 40)[-ndim:]
+    grid = np.indices(shape)
+    centre = np.asarray(shape).reshape((-1,) + (1,) * ndim) / 2.0
+    mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10 ** 2
+    image = np.where(mask, 100.0, -50.0).astype(np.float32)
+    a = _augment_region(image, mask, spacing, np.random.default_rng(4), False)
+    b = _augment_region(image, mask, spacing, np.random.default_rng(4), False)
+    c = _augment_region(image, mask, spacing, np.random.default_rng(5), False)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    for img, m in (a, c):
+        assert img.shape == shape and m.shape == shape and m.dtype == bool
+        # the bright object moved with its mask (bias field and blur keep the contrast)
+        assert img[m].mean() > img[~m].mean() + 75
+        assert 0.6 < m.sum() / mask.sum() < 1.6
+    two = _augment_region(np.stack([image, -image]), mask, spacing,
+                          np.random.default_rng(4), True)
+    assert two[0].shape == (2,) + shape
+    np.testing.assert_array_equal(two[1], a[1])
+
+
+@pytest.mark.data
+def test_cli_pool_trains_on_registry_sets_and_writes_their_licences(tmp_path, shared_data):
+    from midseg.train import main
+
+    out = tmp_path / "out"
+    assert main(["--dims", "2", "--pool", "sts:2", "--pool-targets", "sts=tumour_petct",
+                 "--slice-step", "sts=8", "--data", str(shared_data), "--grid", "32,32",
+                 "--base", "4", "--epochs", "1", "--max-iterations", "2", "--threads", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    card = json.loads((out / "2d.json").read_text())
+    assert card["image_channels"] == 2 and card["in_channels"] == 3
+    (sts,) = card["data"]["sets"]
+    assert sts["set"] == "sts" and sts["targets"] == ["tumour_petct"] and sts["repeat"] == 2
+    assert card["data"]["real_items"] == 2 * sts["items"]
+    assert "CC BY 3.0" in card["licence"] and "Non-commercial" not in card["licence"]
+    assert "sts/STS_010" in card["split"]["validation"]
+    assert not set(card["split"]["train"]) & set(card["split"]["validation"])
+    with pytest.raises(InvalidInputError, match="not in the training pool"):
+        main(["--dims", "2", "--pool", "dev_unseen", "--data", str(shared_data),
+              "--out", str(tmp_path / "bad")])
+    with pytest.raises(InvalidInputError, match="not in --pool"):
+        main(["--dims", "2", "--pool", "sts", "--slice-step", "hc18=2",
+              "--data", str(shared_data), "--out", str(tmp_path / "bad")])
