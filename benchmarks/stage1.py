@@ -45,7 +45,17 @@ TASKS = {
     "dev2d": ("development: dev_unseen, 2D largest slice (16 objects)", 2, 0.88),
     "dev3d": ("development: dev_unseen, 3D crops (16 objects)", 3, 0.80),
     "sts3d": ("held-back pool: sts validation tumours, CT/MR/PET, 3D", 3, None),
+    # the same held-back tumours on the CT grid, given as CT, as PET (resampled onto the CT
+    # grid) or as both: single-modality models take the first two, PET/CT models the last
+    "stsct2d": ("held-back sts tumours, CT alone, 2D slices", 2, None),
+    "stspet2d": ("held-back sts tumours, PET alone (on the CT grid), 2D slices", 2, None),
+    "stspetct2d": ("held-back sts tumours, PET/CT (2 channels), 2D slices", 2, None),
+    "stsct3d": ("held-back sts tumours, CT alone, 3D", 3, None),
+    "stspet3d": ("held-back sts tumours, PET alone (on the CT grid), 3D", 3, None),
+    "stspetct3d": ("held-back sts tumours, PET/CT (2 channels), 3D", 3, None),
 }
+#: Tasks that share their items' points: the seed is taken from the group's name.
+SEED_GROUP = {t: f"sts-ct-grid{t[-2:]}" for t in TASKS if t.startswith("sts") and t != "sts3d"}
 
 
 def _read(path: Path) -> np.ndarray:
@@ -54,15 +64,14 @@ def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def _brats(case: str, image: str, target: str):
+#: task prefix -> target of the brats2013 registry entry
+BRATS_TARGETS = {"tc": "tumour_core", "wt": "whole_tumour", "brain": "brain"}
+
+
+def _brats(case: str, target: str):
+    t = REGISTRY["brats2013"].target(BRATS_TARGETS[target])
     folder = DATA / "brats2013" / case
-    img = _read(folder / image).astype(np.float32)
-    if target == "brain":
-        mask = _read(folder / "brainmask.nii.gz") > 0
-    else:
-        lab = _read(folder / "OTMultiClass.nii.gz")
-        mask = np.isin(lab, (1, 3, 4) if target == "tc" else (1, 2, 3, 4))
-    return img, mask
+    return _read(folder / t.image).astype(np.float32), np.isin(_read(folder / t.label), t.values)
 
 
 def load_task(task: str, seed: int = 0, limit: int | None = None):
@@ -80,12 +89,20 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
         items = [(i.name, i.image, i.mask, i.spacing)
                  for i in training_items("sts", "validation", dims=3, data_root=DATA)]
         return items[:limit] if limit else items
+    if task in SEED_GROUP:
+        from midseg.datasets import training_items
+
+        dims = int(task[-2])
+        pairs = training_items("sts", "validation", dims=dims, targets=("tumour_petct",),
+                               min_area=MIN_AREA, data_root=DATA)
+        pick = {"ct": slice(0, 1), "pet": slice(1, 2), "petct": slice(0, 2)}[task[3:-2]]
+        for i in pairs:
+            img = i.image[pick]
+            items.append((i.name, img[0] if img.shape[0] == 1 else img, i.mask, i.spacing))
+        return items[:limit] if limit else items
     if task in ("tc2d", "tc3d", "wt2d", "wt3d", "brain2d"):
-        image = "Flair_subtrMeanDivStd.nii.gz" if task.startswith("wt") else \
-            "T1c_subtrMeanDivStd.nii.gz"
-        target = task[:-2] if task != "brain2d" else "brain"
         for case in TEST_CASES:
-            img, mask = _brats(case, image, target)
+            img, mask = _brats(case, task[:-2])
             if task.endswith("3d"):
                 items.append((case, img, mask, None))
                 continue
@@ -131,18 +148,25 @@ def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None
         if not todo:
             continue
         items = load_task(task, seed=seed, limit=limit)
+        key = SEED_GROUP.get(task, task)
         points = [data_sim.interior_margin_points(
-            mask, rng=np.random.default_rng(case_seed(seed, task, name)), spacing=spacing)
+            mask, rng=np.random.default_rng(case_seed(seed, key, name)), spacing=spacing)
             for name, _, mask, spacing in items]
+        channels = 1 if items[0][1].ndim == dims else items[0][1].shape[0]
+        todo = {name: m for name, m in todo.items() if m.image_channels == channels}
+        if not todo:
+            continue
         for name, model in todo.items():
             # One untimed call warms up numba/torch so the median is the steady state.
-            predict_probability(items[0][1], points[0], model, spacing=items[0][3])
+            ca = None if channels == 1 else 0
+            predict_probability(items[0][1], points[0], model, spacing=items[0][3],
+                                channel_axis=ca)
             scores, times = [], []
             for (_, img, mask, sp), pts in tqdm(list(zip(items, points)),
                                                 desc=f"{task} {name}",
                                                 disable=not progress, leave=False):
                 t0 = time.perf_counter()
-                prob, _ = predict_probability(img, pts, model, spacing=sp)
+                prob, _ = predict_probability(img, pts, model, spacing=sp, channel_axis=ca)
                 times.append(time.perf_counter() - t0)
                 scores.append(dice(prob >= 0.5, mask))
             results[(task, name)] = {"dice_mean": float(np.mean(scores)),

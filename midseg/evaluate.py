@@ -51,6 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .datasets import REGISTRY
 from .errors import InvalidInputError, MidsegError
 
 __all__ = [
@@ -71,17 +72,16 @@ CSV_FIELDS = ("dataset", "dims", "case", "method", "click", "click_type", "click
 #: Datasets known by name: what they are and whether the models saw the object.
 DATASETS: dict[str, dict] = {
     "brats-tc-t1c": {"object": "tumour core", "image": "T1c", "seen": True,
-                     "file": "T1c_subtrMeanDivStd.nii.gz", "target": "tc"},
+                     "target": "tumour_core"},
     "brats-wt-flair": {"object": "whole tumour", "image": "FLAIR", "seen": False,
-                       "file": "Flair_subtrMeanDivStd.nii.gz", "target": "wt"},
-    "brats-brain": {"object": "brain", "image": "T1c", "seen": False,
-                    "file": "T1c_subtrMeanDivStd.nii.gz", "target": "brain"},
+                       "target": "whole_tumour"},
+    "brats-brain": {"object": "brain", "image": "T1c", "seen": False, "target": "brain"},
     "hc18": {"object": "fetal head", "image": "ultrasound", "seen": False, "dims": (2,)},
     "dev-unseen": {"object": "16 development objects (midseg.datasets.DEV_UNSEEN)",
                    "image": "CT, MR, SPECT", "seen": False, "development": True},
 }
-#: The fixed BraTS testing split of ../shared/data/README.md.
-BRATS_TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
+#: The fixed BraTS testing split of ../shared/data/README.md (`midseg.datasets.REGISTRY`).
+BRATS_TEST_CASES = REGISTRY["brats2013"].splits["test"]
 
 #: Built-in method names: midseg's refinements, then the classical peers.
 METHOD_NAMES = ("midseg", "midseg-global", "midseg-gc", "midseg-paper", "random-walker",
@@ -143,13 +143,9 @@ def case_seed(seed: int, dataset: str, case: str) -> list[int]:
 def _brats_target(name: str, case_dir: Path) -> np.ndarray:
     from .io import read_image
 
-    target = DATASETS[name]["target"]
-    if target == "brain":
-        return (read_image(case_dir / "brainmask.nii.gz").array > 0).astype(np.uint8)
-    labels = np.rint(read_image(case_dir / "OTMultiClass.nii.gz").array).astype(np.int16)
-    if target == "tc":
-        return np.isin(labels, (1, 3, 4)).astype(np.uint8)
-    return (labels > 0).astype(np.uint8)
+    target = REGISTRY["brats2013"].target(DATASETS[name]["target"])
+    labels = np.rint(read_image(case_dir / target.label).array).astype(np.int16)
+    return np.isin(labels, target.values).astype(np.uint8)
 
 
 def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None = None,
@@ -222,7 +218,8 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         if max_cases is not None and len(cases) >= skip_cases + max_cases:
             break
         case_dir = folder / cid
-        img = read_image(case_dir / DATASETS[name]["file"])
+        target = REGISTRY["brats2013"].target(DATASETS[name]["target"])
+        img = read_image(case_dir / target.image)
         arr = img.array.astype(np.float32)
         gt = _brats_target(name, case_dir)
         if dims == 3:

@@ -331,9 +331,13 @@ def _make_val_cases(items: Sequence[TrainItem], cfg: TrainConfig, seed: int) -> 
 def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     """Load the weights of the model ``cfg.init`` (name or ``.pt`` path) into `net`.
 
-    The model must have the same architecture, grid, cue and input channels as
-    the run; returns what the card records about it (path, sha256, its card's
-    name and training length).
+    The model must have the same architecture, grid and cue as the run, and the
+    same input channels, or one image channel where the run has several (a
+    single-modality model starting a PET/CT one): its first convolution's
+    image-channel weights are then shared out equally over the run's image
+    channels (``w / C`` each, so a constant image gives the same response),
+    the cue channel's weights kept. Returns what the card records about it
+    (path, sha256, its card's name and training length, the expansion).
     """
     from . import models as _models
 
@@ -349,17 +353,35 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     have = {"architecture": dict(card.get("architecture", {})),
             "grid_shape": list(card.get("grid_shape", [])), "cue": card.get("cue"),
             "in_channels": card.get("in_channels")}
+    cue_channels = 0 if cfg.cue == "none" else 1
+    image_channels = in_channels - cue_channels
+    expand = (card.get("image_channels") == 1 and image_channels > 1
+              and have["in_channels"] == 1 + cue_channels)
+    if expand:
+        have = {**have, "in_channels": in_channels,
+                "architecture": {**have["architecture"], "in_channels": in_channels}}
     diff = [k for k in want if want[k] != have[k]]
     if diff:
         raise InvalidInputError(
             f"init: model '{pt}' does not match this run in "
             + ", ".join(f"{k} ({have[k]} vs {want[k]})" for k in diff))
-    net.load_state_dict(loaded.net.state_dict())
+    state = loaded.net.state_dict()
+    if expand:
+        import torch
+
+        first = next(k for k, v in state.items() if k.endswith("weight") and v.ndim >= 3)
+        w = state[first]
+        parts = [w[:, :1] / image_channels] * image_channels + [w[:, 1:]]
+        state = {**state, first: torch.cat(parts, dim=1)}
+    net.load_state_dict(state)
     tr = card.get("training", {})
     return {"model": cfg.init, "file": str(pt), "sha256": _sha256(pt),
             "name": card.get("name"), "iterations": tr.get("weights_from_iteration",
                                                            tr.get("iterations")),
-            "command": card.get("command")}
+            "command": card.get("command"),
+            "image_channels_expanded": (f"1 -> {image_channels}: first convolution's image "
+                                        f"weights divided by {image_channels} per channel"
+                                        if expand else None)}
 
 
 def _validate(net, cases: list[_ValCase], device, batch: int) -> float:

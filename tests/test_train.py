@@ -297,6 +297,34 @@ def test_init_with_another_architecture_or_cue_is_refused(tmp_path):
         train(items, _cfg(epochs=1, init=str(tmp_path / "nope.pt")), None, progress=False)
 
 
+def test_one_channel_model_starts_a_two_channel_run(tmp_path):
+    """PET/CT from a single-modality model: the first convolution is shared out."""
+    from midseg.models import load_model
+
+    items = _discs(4, 13)
+    first = train(items, _cfg(epochs=1), tmp_path, name="a", progress=False)
+    two = [TrainItem(np.stack([i.image, i.image]), i.mask, i.spacing, i.name) for i in items]
+    run = train(two, _cfg(epochs=1, init=str(first.weights_path)), None, progress=False,
+                max_iterations=None)
+    info = run.card["training"]["initialised_from"]
+    assert info["image_channels_expanded"].startswith("1 -> 2")
+    # before any step, the expanded network maps (x, x) exactly as the original maps x
+    net2 = type(run.net)(2, 3, 2, base=4, depth=2)
+    from midseg.train import _init_from
+
+    _init_from(net2, _cfg(epochs=1, init=str(first.weights_path)), 3)
+    one = load_model(str(first.weights_path), device="cpu").net
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 2, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        a = one.eval()(x)
+        b = net2.eval()(torch.cat([x[:, :1], x[:, :1], x[:, 1:]], dim=1))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    three = [TrainItem(np.stack([i.image] * 3), i.mask, i.spacing, i.name) for i in items]
+    assert train(three, _cfg(epochs=1, init=str(first.weights_path)), None,
+                 progress=False).card["training"]["initialised_from"][
+        "image_channels_expanded"].startswith("1 -> 3")
+
+
 def test_several_validation_point_sets(tmp_path):
     from midseg.train import _make_val_cases
 
