@@ -175,9 +175,13 @@ class DataSet:
 _FETAL_STRUCTURES = ("white_matter", "ventricles", "cerebellum", "extra_ventricular_csf",
                      "cortical_grey_matter", "deep_grey_matter", "brainstem",
                      "corpus_callosum")
-#: Thin shells around the whole brain (1-3 voxels thick): no box of margin points
-#: delineates them, as for the mni152 grey matter ribbon left out of `DEV_UNSEEN`.
-_FETAL_SHELLS = ("extra_ventricular_csf", "cortical_grey_matter")
+#: Left out of the default fetal targets. Extra-ventricular CSF and cortical grey matter are
+#: thin shells around the whole brain (1-3 voxels thick): no box of margin points delineates
+#: them, as for the mni152 grey matter ribbon left out of `DEV_UNSEEN`. White matter wraps
+#: around the ventricles, so margin points on its outer boundary enclose a large part that is
+#: not the object: trained on, it taught the 2D model to hollow out large objects (dev_unseen
+#: lungs 0.98 -> 0.91-0.94 at stage 1; docs/decisions.md).
+_FETAL_SHELLS = ("extra_ventricular_csf", "cortical_grey_matter", "white_matter")
 _FETAL = tuple(f"fetal_SB_atlas_GA{g}" for g in (
     "21_notoperated", "22_notoperated", "23_notoperated", "24_notoperated", "25_notoperated",
     "25_operated", "26_operated", "27_operated", "28_operated", "29_operated", "30_operated",

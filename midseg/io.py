@@ -437,11 +437,20 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
     return (mask_img.array != 0).astype(np.uint8)
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | os.PathLike, data, indent: int = 1) -> None:
     """Write `data` as JSON indented by `indent` to `path` atomically (temporary file + rename).
 
     A reader never sees a half-written file, and an interrupted write leaves
-    the previous file as it was. Creates the parent folder.
+    the previous file as it was. Creates the parent folder. The file gets the
+    permissions of a plain ``open(path, "w")`` (0666 less the umask), not the
+    0600 of a temporary file.
     """
     import json
 
@@ -452,6 +461,7 @@ def write_json_atomic(path: str | os.PathLike, data, indent: int = 1) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=indent)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

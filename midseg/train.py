@@ -1049,6 +1049,23 @@ def _cases(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _with_init_licence(licence: str | None, init: str) -> str:
+    """`licence` plus the licence of the starting model's weights (fine-tuned weights
+    derive from them)."""
+    from . import models as _models
+
+    try:
+        card = _models.read_card(_models.model_path(init))
+    except MidsegError as exc:
+        raise InvalidInputError(f"init: {exc}") from exc
+    inherited = card.get("licence")
+    if not inherited:
+        return licence or ""
+    return ((licence + " " if licence else "")
+            + f"Initialised from the weights of model {card.get('name', init)!r}, which carry: "
+            + inherited)
+
+
 def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
     """Items, validation items, card fields and real-item count for ``--pool``."""
     from . import datasets
@@ -1200,6 +1217,8 @@ def run(args: argparse.Namespace) -> int:
           f"{len(val_items)} validation items, {cfg.epochs} epochs of "
           f"{math.ceil((n_real + cfg.synthetic) / cfg.batch_size)} iterations",
           flush=True)
+    if cfg.init:
+        extra["licence"] = _with_init_licence(extra.get("licence"), cfg.init)
     result = train(items, cfg, out, val_items=val_items, name=name, resume=resume,
                    card_extra=extra, progress=not args.no_progress,
                    max_iterations=args.max_iterations)

@@ -45,7 +45,8 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_default_targets_skip_shells_and_multichannel():
     fetal = [t.name for t in REGISTRY["fetal_brain_atlas"].targets
              if t.role == "train" and not t.co_registered]
-    assert "cortical_grey_matter" not in fetal and "white_matter" in fetal
+    assert "cortical_grey_matter" not in fetal and "white_matter" not in fetal
+    assert "ventricles" in fetal and len(fetal) == 5
     sts = [t.name for t in REGISTRY["sts"].targets if t.role == "train" and not t.co_registered]
     assert sts == ["tumour_ct", "tumour_mr", "tumour_pet"]
 

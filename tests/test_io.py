@@ -262,3 +262,17 @@ def test_co_registered_images_that_do_not_overlap_are_refused(tmp_path):
         read_image(tmp_path / "a.nii.gz", tmp_path / "c.nii.gz")
     with pytest.raises(ImageReadError, match="no such file"):
         read_image(tmp_path / "a.nii.gz", tmp_path / "missing.nii.gz")
+
+
+def test_json_written_atomically_gets_ordinary_permissions(tmp_path):
+    import os
+
+    from midseg.io import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a" / "card.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "card.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["card.json"]

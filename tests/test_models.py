@@ -112,7 +112,7 @@ def _need_shipped(name):
         pytest.skip(f"no shipped weights models/{name}.pt in this checkout")
 
 
-@pytest.mark.parametrize("name", ["2d", "3d"])
+@pytest.mark.parametrize("name", ["2d", "3d", "2d_petct", "3d_petct"])
 def test_shipped_card_has_every_field_and_weights_are_small(name):
     _need_shipped(name)
     card = models.read_card(name)
@@ -121,13 +121,50 @@ def test_shipped_card_has_every_field_and_weights_are_small(name):
     for f in TRAINING_FIELDS:
         assert f in card["training"], f
     assert card["spatial_dims"] == int(name[0])
-    assert tuple(card["grid_shape"]) == ((64, 64) if name == "2d" else (64, 96, 96))
+    assert tuple(card["grid_shape"]) == ((64, 64) if name[0] == "2" else (64, 96, 96))
     assert card["cue"] == "egd"
     assert "CC BY-NC-SA 3.0" in card["licence"]
     assert not set(card["split"]["train"]) & {"brats_2013_pat0001_1", "brats_2013_pat0002_1"}
     size = (models.MODELS_DIR / f"{name}.pt").stat().st_size
     assert size <= 20 * 2 ** 20
     assert card["weights"]["bytes"] == size
+
+
+@pytest.mark.parametrize("name", ["2d", "3d", "2d_petct", "3d_petct"])
+def test_shipped_weights_never_saw_a_test_or_development_object(name):
+    """Roles of ../shared/data/README.md: no test case, no dev_unseen, no development-only set."""
+    from midseg.datasets import REGISTRY
+
+    _need_shipped(name)
+    card = models.read_card(name)
+    tests = set(REGISTRY["brats2013"].splits["test"])
+    for case in card["split"]["train"] + card["split"]["validation"]:
+        assert case.split("/")[-1] not in tests and not case.startswith("dev_unseen")
+    for entry in card["data"].get("sets", []):
+        ds = REGISTRY[entry["set"]]
+        assert ds.role == "pool" and not ds.development_only
+        for t in entry["targets"]:
+            assert ds.target(t).role != "report", (entry["set"], t)
+        assert ds.licence in card["licence"]
+    if name.endswith("_petct"):
+        assert card["image_channels"] == 2
+
+
+def test_a_two_channel_image_gets_the_petct_model_by_default():
+    import midseg
+
+    _need_shipped("2d_petct")
+    rng = np.random.default_rng(0)
+    image, mask = _phantom(2, rng)
+    pet = np.where(mask, 8.0, 1.0).astype(np.float32)        # SUV-like uptake in the object
+    ct = (image * 100 - 50).astype(np.float32)                # HU-like
+    s = midseg.Session(midseg.Image(np.stack([ct, pet]), spacing=(1.0, 1.0)))
+    assert s.model.name == "2d_petct"
+    from midseg import data_sim
+    from midseg.metrics import dice
+
+    assert dice(s.segment(data_sim.interior_margin_points(mask, rng=rng)), mask) > 0.85
+    assert midseg.Session(midseg.Image(ct, spacing=(1.0, 1.0))).model.name == "2d"
 
 
 def _phantom(dims, rng):

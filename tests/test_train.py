@@ -482,3 +482,13 @@ def test_cli_pool_trains_on_registry_sets_and_writes_their_licences(tmp_path, sh
     with pytest.raises(InvalidInputError, match="not in --pool"):
         main(["--dims", "2", "--pool", "sts", "--slice-step", "hc18=2",
               "--data", str(shared_data), "--out", str(tmp_path / "bad")])
+
+
+def test_fine_tuned_weights_carry_their_starting_model_licence(tmp_path):
+    from midseg.train import _with_init_licence
+
+    shipped = _with_init_licence("sts: CC BY 3.0", "2d")
+    assert shipped.startswith("sts: CC BY 3.0 Initialised from the weights of model '2d'")
+    assert "CC BY-NC-SA 3.0" in shipped
+    first = train(_discs(4, 13), _cfg(epochs=1), tmp_path, name="a", progress=False)
+    assert _with_init_licence("x", str(first.weights_path)) == "x"   # no licence to inherit

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The shipped stage-1 models trained on the pool (midseg.datasets.REGISTRY: brats2013 training
+# cases, sts, fetal_brain_atlas; never dev_unseen or a test object), as run for the shipped
+# weights: both fine-tune the previous shipped model, CPU, 1 torch thread each, the two
+# runs side by side on a 2-core machine (2D about 40 min, 3D 75 min, cut by --max-minutes:
+# repeat a cut run exactly with --max-iterations = its card's "iterations").
+#   bash scripts/train_pool_models.sh [2d|3d|petct2d|petct3d]
+set -euo pipefail
+case "${1:-all}" in
+  2d|all)
+    python -m midseg.train --dims 2 --pool sts,fetal_brain_atlas,brats2013:2 \
+      --slice-step fetal_brain_atlas=4 --slice-step brats2013=2 --synthetic 100 \
+      --synthetic-large 0.3 --init 2d --lr 5e-4 --epochs 40 --seed 3 --threads 1 \
+      --val-every 1000 --keep-best --checkpoint-minutes 5 --max-minutes 65 \
+      --out runs/pool2d --name 2d --no-progress ;;&
+  3d|all)
+    python -m midseg.train --dims 3 --pool sts:2,fetal_brain_atlas,brats2013:3 --synthetic 16 \
+      --synthetic-large 0.5 --init 3d --lr 3e-4 --epochs 18 --seed 3 --threads 1 \
+      --val-every 300 --keep-best --checkpoint-minutes 5 --max-minutes 75 \
+      --out runs/pool3d --name 3d --no-progress ;;&
+  petct2d|all)
+    # started from the 2d model before the pool models (commit 5c8bfc2; sha256 in the card)
+    mkdir -p runs/init
+    git show 5c8bfc2:models/2d.pt > runs/init/2d.pt
+    git show 5c8bfc2:models/2d.json > runs/init/2d.json
+    bash scripts/train_petct.sh 2 runs/init/2d.pt runs/petct2d ;;&
+  petct3d|all)
+    bash scripts/train_petct.sh 3 runs/pool3d/3d.pt runs/petct3d ;;
+esac
