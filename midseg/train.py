@@ -1066,6 +1066,19 @@ def _with_init_licence(licence: str | None, init: str) -> str:
             + inherited)
 
 
+def _pool_licence(sets: list[dict]) -> str:
+    """The licence line of a card trained on registry `sets` (their licences, and the
+    non-commercial terms when one of them has them)."""
+    text = "; ".join(f"{s['set']}: {s['licence']}" for s in sets) + "."
+    nc = [s["set"] for s in sets if s["non_commercial"]]
+    if "brats2013" in nc:
+        text += " " + LICENCE_BRATS
+    elif nc:
+        text += (f" Non-commercial because of {', '.join(nc)}: use the weights for "
+                 "non-commercial purposes, with attribution.")
+    return text
+
+
 def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
     """Items, validation items, card fields and real-item count for ``--pool``."""
     from . import datasets
@@ -1109,7 +1122,6 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
             f"--slice-step / --pool-targets name sets not in --pool: {sorted(unknown)}")
     command = getattr(args, "command_line", None) or "midseg " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
-    nc = [s["set"] for s in sets if s["non_commercial"]]
     extra = {
         "data": {
             "description": ("registry sets (midseg.datasets.REGISTRY), one item per "
@@ -1128,9 +1140,7 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
                   "validation_held_out": True},
         "command": command,
         "validation": {"note": None},
-        "licence": ("; ".join(f"{s['set']}: {s['licence']}" for s in sets)
-                    + (f". Non-commercial because of {', '.join(nc)}: use the weights for "
-                       "non-commercial purposes, with attribution" if nc else "")),
+        "licence": _pool_licence(sets),
     }
     return items, val_items, extra, len(items)
 

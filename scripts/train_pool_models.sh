@@ -25,5 +25,8 @@ case "${1:-all}" in
     git show 5c8bfc2:models/2d.json > runs/init/2d.json
     bash scripts/train_petct.sh 2 runs/init/2d.pt runs/petct2d ;;&
   petct3d|all)
-    bash scripts/train_petct.sh 3 runs/pool3d/3d.pt runs/petct3d ;;
+    mkdir -p runs/init
+    git show 5c8bfc2:models/3d.pt > runs/init/3d.pt
+    git show 5c8bfc2:models/3d.json > runs/init/3d.json
+    bash scripts/train_petct.sh 3 runs/init/3d.pt runs/petct3d ;;
 esac
