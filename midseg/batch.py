@@ -267,10 +267,10 @@ def segment_add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="shipped model name or weights path (default: the one in the clicks file)")
     parser.add_argument("--ground-truth", default=None, help="reference mask: also print Dice/ASSD/HD95")
     parser.add_argument("--with", dest="co_registered", action="append", default=[],
-                        metavar="IMAGE",
+                        metavar="SECOND",
                         help="a co-registered image of the same patient (e.g. the PET of a CT), "
-                             "resampled onto IMAGE's grid in physical coordinates as a further "
-                             "channel (repeatable)")
+                             "resampled onto the first image's grid in physical coordinates as "
+                             "a further channel (repeatable)")
 
 
 def segment_run(args) -> int:

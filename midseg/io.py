@@ -317,7 +317,7 @@ def _resample_onto(moving, reference, path: str):
         raise GeometryMismatchError(
             f"{path} covers {100 * fraction:.0f} % of the first image's voxels in physical "
             f"space (at least {100 * MIN_OVERLAP:.0f} % needed): the two images do not "
-            "overlap; are they of the same patient and session, in the same frame?")
+            "overlap enough; are they of the same patient and session, in the same frame?")
     return sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
                          sitk.sitkFloat32)
 
@@ -369,7 +369,9 @@ def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Im
         PNG, JPEG, TIFF, ...) or a directory holding one DICOM series.
     *co_registered : str or PathLike
         Further images of the same patient in the same physical frame (a PET
-        with its CT: ``read_image("ct.nii.gz", "pet.nii.gz")``). Each is
+        with its CT: ``read_image("ct.nii.gz", "pet.nii.gz")``; the first image
+        sets the grid and channel 0, so give the CT first for the PET/CT
+        models). Each is
         resampled onto the first image's grid with SimpleITK (identity
         transform, physical coordinates, linear interpolation, 0 outside its
         own extent) and appended as a channel: the result is (C, Z, Y, X) /

@@ -603,7 +603,10 @@ def check_clicks_geometry(data: dict, image: Image) -> None:
     stored = data["image"]
     diffs = geometry_differences(_geometry_xyz(image), stored, atol=1e-4)
     if stored.get("channels", image.channels) != image.channels:
-        diffs.append(f"channels {image.channels} vs {stored['channels']}")
+        diffs.append(f"channels {image.channels} vs {stored['channels']}"
+                     + (" (open the co-registered image too: read_image(first, second), "
+                        "`midseg segment IMAGE --with SECOND`)"
+                        if stored["channels"] > image.channels else ""))
     if diffs:
         raise GeometryMismatchError(
             "the clicks were made on an image with a different geometry (this image vs "

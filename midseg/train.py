@@ -487,8 +487,19 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
                 f"item {it.name!r}: mask has {m.ndim} dimensions, the config is {cfg.spatial_dims}D")
         if not np.any(m):
             raise InvalidInputError(f"item {it.name!r}: mask is empty")
-    image_channels = 1 if np.asarray(items[0].image).ndim == cfg.spatial_dims else \
-        int(np.asarray(items[0].image).shape[0])
+    def _channels(it):
+        im = np.asarray(it.image)
+        return 1 if im.ndim == cfg.spatial_dims else int(im.shape[0])
+
+    counts = {}
+    for it in list(items) + list(val_items):
+        counts.setdefault(_channels(it), it.name)
+    if len(counts) > 1:
+        raise InvalidInputError(
+            "training items mix image channel counts: "
+            + ", ".join(f"{c} (e.g. {n!r})" for c, n in sorted(counts.items()))
+            + "; train one model per channel count")
+    image_channels = _channels(items[0])
     in_channels = image_channels + (0 if cfg.cue == "none" else 1)
 
     threads = cfg.threads or min(2, os.cpu_count() or 1)
@@ -953,7 +964,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ones (e.g. sts=tumour_petct for the two-channel PET/CT model; "
                         "repeatable)")
     p.add_argument("--slice-step", action="append", default=[], metavar="SET=N",
-                   help="with --pool in 2D: keep every N-th qualifying slice of SET (repeatable)")
+                   help="with --pool in 2D: keep every N-th qualifying slice of SET, in its "
+                        "training and validation cases (repeatable)")
     p.add_argument("--data", default=None,
                    help="folder of case folders, each holding the image and the label file "
                         "(with --pool: the data root)")
@@ -1090,14 +1102,26 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
         if not v.isdigit() or int(v) < 1:
             raise InvalidInputError(f"--slice-step must be SET=N with N >= 1, got {pair!r}")
         steps[k.strip()] = int(v)
+    if args.dims == 3 and args.slice_step:
+        raise InvalidInputError("--slice-step applies to 2D training (--dims 2) only")
     chosen = {}
     for pair in args.pool_targets:
         k, _, v = pair.partition("=")
         names = tuple(t.strip() for t in v.split("+") if t.strip())
         if not names:
             raise InvalidInputError(f"--pool-targets must be SET=T1+T2, got {pair!r}")
+        if k.strip() in chosen:
+            raise InvalidInputError(
+                f"--pool-targets names {k.strip()!r} twice; give its targets once as SET=T1+T2")
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"--pool-targets lists a target twice: {pair!r}")
         chosen[k.strip()] = names
     items, val_items, sets = [], [], []
+    names = [part.partition(":")[0] for part in _cases(args.pool)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInputError(f"--pool names {twice} more than once; use SET:REPEAT to "
+                                "weight a set")
     for part in _cases(args.pool):
         name, _, rep = part.partition(":")
         if rep and (not rep.isdigit() or int(rep) < 1):
@@ -1110,16 +1134,22 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
         ds = datasets.REGISTRY[name]
         items += tr * repeat
         val_items += va
+        excluded = [t for t in chosen.get(name, ()) if ds.target(t).role == "excluded"]
+        if excluded:
+            print(f"note: {name} target(s) {excluded} are left out of the default targets "
+                  "(see midseg.datasets); the card records that they were named", flush=True)
         sets.append({"set": name, "licence": ds.licence, "non_commercial": ds.non_commercial,
+                     "excluded_targets_named": excluded or None,
                      "train_cases": list(ds.splits["train"]),
                      "validation_cases": list(ds.splits["validation"]),
                      "targets": sorted({i.name.split("/")[2].split(":")[0] for i in tr}),
                      "items": len(tr), "repeat": repeat, "validation_items": len(va),
                      "slice_step": steps.get(name, 1) if args.dims == 2 else None})
-    unknown = (set(steps) | set(chosen)) - {s["set"] for s in sets}
-    if unknown:
-        raise InvalidInputError(
-            f"--slice-step / --pool-targets name sets not in --pool: {sorted(unknown)}")
+    in_pool = {s["set"] for s in sets}
+    for option, given in (("--slice-step", steps), ("--pool-targets", chosen)):
+        unknown = set(given) - in_pool
+        if unknown:
+            raise InvalidInputError(f"{option} names sets not in --pool: {sorted(unknown)}")
     command = getattr(args, "command_line", None) or "midseg " + " ".join(
         shlex.quote(a) for a in sys.argv[1:])
     extra = {

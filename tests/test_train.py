@@ -492,3 +492,31 @@ def test_fine_tuned_weights_carry_their_starting_model_licence(tmp_path):
     assert "CC BY-NC-SA 3.0" in shipped
     first = train(_discs(4, 13), _cfg(epochs=1), tmp_path, name="a", progress=False)
     assert _with_init_licence("x", str(first.weights_path)) == "x"   # no licence to inherit
+
+
+def test_training_refuses_items_of_different_channel_counts():
+    items = _discs(2, 1)
+    two = [TrainItem(np.stack([i.image, i.image]), i.mask, i.spacing, "two") for i in items]
+    with pytest.raises(InvalidInputError, match="mix image channel counts"):
+        train(items + two, _cfg(epochs=1), None, progress=False)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("extra, message", [
+    (["--pool", "sts,sts"], "more than once"),
+    (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_ct"], "a target twice"),
+    (["--pool", "sts", "--pool-targets", "sts=tumour_ct", "--pool-targets", "sts=tumour_pet"],
+     "twice"),
+    (["--pool", "sts", "--pool-targets", "brats2013=tumour_core"], "--pool-targets names"),
+    (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_petct"], "channel counts"),
+])
+def test_cli_pool_refuses_ambiguous_options(tmp_path, shared_data, extra, message):
+    from midseg.train import main
+
+    with pytest.raises(InvalidInputError, match=message):
+        main(["--dims", "2", "--data", str(shared_data), "--slice-step", "sts=16",
+              "--grid", "32,32", "--base", "4", "--epochs", "1", "--max-iterations", "1",
+              "--threads", "1", "--no-progress", "--out", str(tmp_path / "o")] + extra)
+    with pytest.raises(InvalidInputError, match="2D"):
+        main(["--dims", "3", "--data", str(shared_data), "--pool", "sts", "--slice-step",
+              "sts=2", "--out", str(tmp_path / "o3")])
