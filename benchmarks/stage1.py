@@ -114,13 +114,14 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
                 zs = np.sort(rng.choice(big, size=min(5, len(big)), replace=False))
             items += [(f"{case}:z{int(z)}", img[z], mask[z], None) for z in zs]
     elif task == "hc18":
-        names = sorted(p.name for p in (DATA / "hc18" / "images").glob("*_HC.png"))
+        hc = REGISTRY["hc18"].target("fetal_head")       # image / mask folders
+        names = sorted(p.name for p in (DATA / "hc18" / hc.image).glob("*_HC.png"))
         pick = np.random.default_rng(seed).choice(len(names), size=min(200, len(names)),
                                                   replace=False)
         for k in sorted(pick):
             n = names[k]
-            img = _read(DATA / "hc18" / "images" / n).astype(np.float32)
-            mask = _read(DATA / "hc18" / "masks" / n) > 0
+            img = _read(DATA / "hc18" / hc.image / n).astype(np.float32)
+            mask = _read(DATA / "hc18" / hc.label / n) > 0
             if img.ndim == 3:  # an RGB PNG
                 img = img.mean(axis=-1)
             if mask.ndim == 3:

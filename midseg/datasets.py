@@ -236,6 +236,7 @@ REGISTRY: dict[str, DataSet] = {
         "hc18", "HC18 fetal head ultrasound, 2D, downsampled by 2 (unseen test object)",
         "CC BY 4.0", spacing="pixels (no physical spacing)", role="test",
         splits={"test": ()},
+        # image and label are folders of same-named PNGs (masks 0/255)
         targets=(Target("fetal_head", "images", "masks", (255,), "US", role="report"),)),
     "dev_unseen": DataSet(
         "dev_unseen", "development objects (DEV_UNSEEN): choose on them, never train",

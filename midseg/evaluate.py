@@ -200,14 +200,15 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         folder = root / "hc18"
         if not folder.is_dir():
             raise InvalidInputError(f"hc18 data not found at '{folder}'")
-        names = sorted(p.name for p in (folder / "images").glob("*.png"))
+        target = REGISTRY["hc18"].target("fetal_head")     # image / mask folders
+        names = sorted(p.name for p in (folder / target.image).glob("*.png"))
         order = np.random.default_rng([seed, _seed_of("hc18")]).permutation(len(names))
         chosen = [names[i] for i in order[:hc18_count]][skip_cases:]
         if max_cases is not None:
             chosen = chosen[:max_cases]
         for n in chosen:
-            img = read_image(folder / "images" / n)
-            gt = (read_mask(folder / "masks" / n) > 0).astype(np.uint8)
+            img = read_image(folder / target.image / n)
+            gt = (read_mask(folder / target.label / n) > 0).astype(np.uint8)
             cases.append(Case(name, Path(n).stem, img.array.astype(np.float32), gt,
                               tuple(img.spacing)))
         return cases
