@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The shipped stage-1 models trained on the pool (midseg.datasets.REGISTRY: brats2013 training
-# cases, sts, fetal_brain_atlas; never dev_unseen or a test object), as run for the shipped
-# weights: both fine-tune the previous shipped model, CPU, 1 torch thread each, the two
+# The stage-1 models trained on the pool (midseg.datasets.REGISTRY: brats2013 training
+# cases, sts, fetal_brain_atlas; never dev_unseen or a test object), as run on 2026-11-30:
+# 2d, 2d_petct and 3d_petct are shipped; the pool 3d is not (docs/decisions.md). Each
+# fine-tunes a previous model, CPU, 1 torch thread each, the 2d and 3d
 # runs side by side on a 2-core machine (2D about 40 min, 3D 75 min, cut by --max-minutes:
 # repeat a cut run exactly with --max-iterations = its card's "iterations").
 #   bash scripts/train_pool_models.sh [2d|3d|petct2d|petct3d]
