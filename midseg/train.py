@@ -770,12 +770,12 @@ def _make_card(name, cfg, net, image_channels, in_channels, state, total, per_ep
 # Data: BraTS-style case folders
 # ----------------------------------------------------------------------------------------
 def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import SimpleITK as sitk
+    from .io import read_image
 
     if not path.is_file():
         raise InvalidInputError(f"file '{path}' does not exist")
-    img = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(img), tuple(reversed(img.GetSpacing()))
+    img = read_image(path)
+    return img.array, tuple(img.spacing)
 
 
 def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_dims: int,
@@ -1078,6 +1078,13 @@ def _with_init_licence(licence: str | None, init: str) -> str:
             + inherited)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that started this run, for the card."""
+    # Through the `midseg` console script sys.argv[1:] already starts with "train".
+    return getattr(args, "command_line", None) or "midseg " + " ".join(
+        shlex.quote(a) for a in sys.argv[1:])
+
+
 def _pool_licence(sets: list[dict]) -> str:
     """The licence line of a card trained on registry `sets` (their licences, and the
     non-commercial terms when one of them has them)."""
@@ -1150,8 +1157,6 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
         unknown = set(given) - in_pool
         if unknown:
             raise InvalidInputError(f"{option} names sets not in --pool: {sorted(unknown)}")
-    command = getattr(args, "command_line", None) or "midseg " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:])
     extra = {
         "data": {
             "description": ("registry sets (midseg.datasets.REGISTRY), one item per "
@@ -1168,7 +1173,7 @@ def _pool_data(args: argparse.Namespace, cfg: TrainConfig):
                   "validation": [f"{s['set']}/{c}" for s in sets
                                  for c in s["validation_cases"]],
                   "validation_held_out": True},
-        "command": command,
+        "command": _command_line(args),
         "validation": {"note": None},
         "licence": _pool_licence(sets),
     }
@@ -1217,9 +1222,6 @@ def run(args: argparse.Namespace) -> int:
         val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
         n_real = len(items)
         overlap = sorted(set(train_cases) & set(val_cases))
-        # Through the `midseg` console script sys.argv[1:] already starts with "train".
-        command = getattr(args, "command_line", None) or "midseg " + " ".join(
-            shlex.quote(a) for a in sys.argv[1:])
         extra = {
             "data": {
                 "description": (f"{args.image_name} of {len(train_cases)} case(s) from "
@@ -1246,7 +1248,7 @@ def run(args: argparse.Namespace) -> int:
             },
             "split": {"train": train_cases, "validation": val_cases,
                       "validation_held_out": not overlap},
-            "command": command,
+            "command": _command_line(args),
             "validation": {"note": None if not overlap else
                            f"validation case(s) {overlap} were also used for training: this is "
                            "a fit check, not a held-out estimate"},
