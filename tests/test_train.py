@@ -520,3 +520,111 @@ def test_cli_pool_refuses_ambiguous_options(tmp_path, shared_data, extra, messag
     with pytest.raises(InvalidInputError, match="2D"):
         main(["--dims", "3", "--data", str(shared_data), "--pool", "sts", "--slice-step",
               "sts=2", "--out", str(tmp_path / "o3")])
+
+
+@pytest.mark.parametrize("ndim, spacing", [(2, (1.0, 1.0)), (3, (3.0, 0.8, 0.8))])
+def test_torch_augmentation_backend_matches_the_torchio_contract(ndim, spacing):
+    """The PyTorch-only backend: seeded, image and mask aligned, multi-channel."""
+    from midseg.train import _augment_region_torch
+
+    shape = (24, 40, 40)[-ndim:]
+    grid = np.indices(shape)
+    centre = np.asarray(shape).reshape((-1,) + (1,) * ndim) / 2.0
+    mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10 ** 2
+    image = np.where(mask, 100.0, -50.0).astype(np.float32)
+    a = _augment_region_torch(image, mask, spacing, np.random.default_rng(4), False)
+    b = _augment_region_torch(image, mask, spacing, np.random.default_rng(4), False)
+    c = _augment_region_torch(image, mask, spacing, np.random.default_rng(5), False)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+    for img, m in (a, c):
+        assert img.shape == shape and m.shape == shape and m.dtype == bool
+        assert img.dtype == np.float32
+        assert img[m].mean() > img[~m].mean() + 75
+        assert 0.6 < m.sum() / mask.sum() < 1.6
+        assert img.min() >= -50.0 * 1.6  # outside the region: its minimum, not 0
+    two = _augment_region_torch(np.stack([image, -image]), mask, spacing,
+                                np.random.default_rng(4), True)
+    assert two[0].shape == (2,) + shape
+    np.testing.assert_array_equal(two[1], a[1])
+
+
+def test_torch_augmentation_rotates_and_scales_in_physical_space(monkeypatch):
+    """Identity parameters give the input back; a quarter turn turns the array."""
+    import midseg.train as tr
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(5, 16, 16)).astype(np.float32)
+    mask = np.zeros((5, 16, 16), dtype=bool)
+    mask[1:4, 2:6, 3:12] = True
+    monkeypatch.setattr(tr, "AUG_INTENSITY_P", 0.0)
+    monkeypatch.setattr(tr, "AUG_SCALES", (1.0, 1.0))
+    monkeypatch.setattr(tr, "AUG_DEGREES", {3: (0, 0, 0, 0, 0, 0)})
+    img, m = tr._augment_region_torch(image, mask, (3.0, 1.0, 1.0), rng, False)
+    np.testing.assert_allclose(img, image, atol=1e-5)
+    np.testing.assert_array_equal(m, mask)
+    monkeypatch.setattr(tr, "AUG_DEGREES", {3: (90, 90, 0, 0, 0, 0)})
+    img, m = tr._augment_region_torch(image, mask, (3.0, 1.0, 1.0), rng, False)
+    turned = [np.rot90(mask, k, axes=(1, 2)) for k in (1, 3)]
+    assert any(np.array_equal(m, t) for t in turned)
+    # scaling by 2 in mm along the 3 mm axis: the object keeps its place, not its size
+    monkeypatch.setattr(tr, "AUG_DEGREES", {3: (0, 0, 0, 0, 0, 0)})
+    monkeypatch.setattr(tr, "AUG_SCALES", (2.0, 2.0))
+    _, m = tr._augment_region_torch(image, mask, (3.0, 1.0, 1.0), rng, False)
+    assert m.sum() > 2 * mask.sum()
+
+
+def test_sample_workers_give_the_same_weights(tmp_path):
+    items = _discs(6, 2)
+    cfg = _cfg(epochs=2, schedule="step", augment=True)
+    seq = train(items, cfg, None, progress=False)
+    par = train(items, _cfg(epochs=2, schedule="step", augment=True, workers=2), None,
+                progress=False)
+    a, b = seq.net.state_dict(), par.net.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(InvalidInputError, match="workers"):
+        _cfg(workers=-1)
+    with pytest.raises(InvalidInputError, match="augment_backend"):
+        _cfg(augment_backend="monai")
+
+
+def test_synthetic_items_made_in_worker_processes_are_the_same():
+    from midseg.train import synthetic_items
+
+    one = synthetic_items(3, 2, seed=4, inclusions=0.5, large=0.5)
+    two = synthetic_items(3, 2, seed=4, inclusions=0.5, large=0.5, workers=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_cli_refuses_validation_options_that_cannot_work(tmp_path):
+    from midseg.train import main
+
+    with pytest.raises(InvalidInputError, match="--no-validation"):
+        main(["--dims", "2", "--pool", "sts", "--no-validation", "--keep-best",
+              "--out", str(tmp_path / "o")])
+    with pytest.raises(InvalidInputError, match="--cache goes with --pool"):
+        main(["--dims", "2", "--data", str(tmp_path), "--train-cases", "a",
+              "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.data
+def test_pool_cache_gives_the_same_samples_as_the_data(tmp_path, shared_data):
+    from midseg.train import TrainConfig, _pool_items
+
+    kw = dict(dims=3, data_root=shared_data, min_area=30, slice_step=1, targets=None)
+    direct = _pool_items(None, "sts", "validation", kw)
+    _pool_items(tmp_path, "sts", "validation", kw)          # writes the cache
+    (cached_file,) = tmp_path.glob("sts-validation-*.npz")
+    cached = _pool_items(tmp_path, "sts", "validation", kw)  # reads it
+    assert [i.name for i in cached] == [i.name for i in direct]
+    assert cached_file.stat().st_size < sum(np.asarray(i.image).nbytes for i in direct) / 2
+    cfg = TrainConfig(spatial_dims=3, augment_backend="torch")
+    for a, b in zip(direct, cached):
+        assert a.spacing == b.spacing and b.image.dtype == np.float32
+        xa, ya = make_sample(a, cfg, np.random.default_rng(3))
+        xb, yb = make_sample(b, cfg, np.random.default_rng(3))
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
