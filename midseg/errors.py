@@ -36,3 +36,11 @@ class ModelMismatchWarning(MidsegWarning):
 
 class CoplanarPointsWarning(MidsegWarning):
     """All margin points of a 3D image lie in one plane: the object's extent across it is unknown."""
+
+
+class ConstantImageWarning(MidsegWarning):
+    """The image (or the region the margin points span) has one value: nothing to segment."""
+
+
+class GeometryLossWarning(MidsegWarning):
+    """An output file format cannot hold the image's geometry (origin, direction, spacing)."""
