@@ -38,6 +38,8 @@ setup(
         "pyamg>=5",
         "numba>=0.58",
         "tqdm>=4.60",
+        # the clicks-file schema (midseg/data/clicks.schema.json)
+        "jsonschema>=4.18",
         # training augmentation (midseg.train: RandomAffine, bias field, blur)
         "torchio>=0.20",
         "matplotlib>=3.6",

@@ -19,6 +19,7 @@ from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QCo
                              QMessageBox, QProgressBar, QSlider, QToolBar, QVBoxLayout,
                              QWidget)
 
+from midseg._checks import DEFAULT_LAM, DEFAULT_SIGMA
 from midseg.errors import MidsegError
 from midseg.refine import REFINE_METHODS
 
@@ -137,7 +138,7 @@ class MainWindow(QMainWindow):
     """
 
     def __init__(self, model=None, *, autosave: bool = True, autosave_dir=None,
-                 lam: float = 5.0, sigma: float = 0.1, device: str | None = None):
+                 lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA, device: str | None = None):
         super().__init__()
         self.model_spec = model
         self.autosave_enabled = autosave

@@ -11,6 +11,17 @@ import numpy as np
 
 from .errors import InvalidInputError
 
+#: Graph-cut CRF weight of the pairwise (smoothness) term, MIDeepSeg Eq. 8, and its default.
+DEFAULT_LAM = 5.0
+#: Intensity scale of the pairwise term exp(-(I_i - I_j)^2 / 2 sigma^2) on the [0, 1] crop.
+DEFAULT_SIGMA = 0.1
+#: Accepted ranges. Above LAM_MAX the smoothness term outweighs any unary term (at most
+#: -log 1e-6 = 13.8) by more than 700 times: the mask collapses to the hard constraints and
+#: max-flow slows down (lam=1e300 ran 220 s). Below SIGMA_MIN every intensity step of
+#: 16-bit data already cuts the edge weight to 0; far below it the weights overflow.
+LAM_MAX = 1e4
+SIGMA_MIN = 1e-6
+
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     """Return a Generator from a Generator, a seed or None (fresh entropy)."""
@@ -20,6 +31,31 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
         return np.random.default_rng(rng)
     raise InvalidInputError(
         f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating, str)):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+
+
+def check_lam_sigma(lam, sigma) -> tuple[float, float]:
+    """`lam` and `sigma` of the graph cut as floats, checked against their ranges.
+
+    ``0 <= lam <= LAM_MAX`` and ``SIGMA_MIN <= sigma``, both finite; numbers or numeric
+    strings. Raises `InvalidInputError` naming the parameter.
+    """
+    lam_f, sigma_f = _number(lam, "lam"), _number(sigma, "sigma")
+    if not np.isfinite(lam_f) or not 0 <= lam_f <= LAM_MAX:
+        raise InvalidInputError(f"lam must be a finite number in [0, {LAM_MAX:g}], got {lam!r}")
+    if not np.isfinite(sigma_f) or sigma_f < SIGMA_MIN:
+        raise InvalidInputError(
+            f"sigma must be a finite number >= {SIGMA_MIN:g}, got {sigma!r}")
+    return lam_f, sigma_f
 
 
 def as_spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
@@ -54,7 +90,17 @@ def check_spatial(array: np.ndarray, name: str = "image",
 def as_index_array(points, ndim: int, *, name: str = "points",
                    allow_empty: bool = False) -> np.ndarray:
     """Convert index tuples to an (N, ndim) int64 array (rounded), without bounds checks."""
-    arr = np.asarray(points if points is not None else [], dtype=np.float64)
+    if isinstance(points, (dict, str, bytes, set)):
+        raise InvalidInputError(
+            f"{name} must be a sequence of index tuples (array order) or an (N, {ndim}) "
+            f"array, got {type(points).__name__}")
+    try:
+        arr = np.asarray(points if points is not None else [], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        why = ("rows of different lengths" if "inhomogeneous" in str(exc) or
+               "sequence" in str(exc) else str(exc).splitlines()[0])
+        raise InvalidInputError(
+            f"{name} must be index tuples of {ndim} numbers (array order): {why}") from None
     if arr.size == 0:
         if allow_empty:
             return np.zeros((0, ndim), dtype=np.int64)
@@ -67,6 +113,10 @@ def as_index_array(points, ndim: int, *, name: str = "points",
             f"got an array of shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError(f"{name} contains NaN or infinite coordinates")
+    if np.any(np.abs(arr) > 2.0 ** 53):
+        bad = arr[np.argmax(np.any(np.abs(arr) > 2.0 ** 53, axis=1))]
+        raise InvalidInputError(
+            f"{name}: point ({', '.join(f'{v:g}' for v in bad)}) lies outside any image")
     return np.rint(arr).astype(np.int64)
 
 

@@ -70,6 +70,19 @@ from .errors import InvalidInputError
 
 __all__ = ["geodesic_distance", "available_backends", "BACKENDS", "COSTS", "EPS"]
 
+def _jit(fn):
+    """``numba.njit(nogil=True, error_model="numpy")``, compiled code cached on disk.
+
+    Numba caches beside this file or in the user's cache folder (``NUMBA_CACHE_DIR``
+    overrides both); where neither is writable (a read-only install, no home folder) the
+    kernel is compiled in every process instead of failing.
+    """
+    try:
+        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+    except RuntimeError:     # "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True, error_model="numpy")(fn)
+
+
 #: Names accepted by ``geodesic_distance(backend=...)``; "auto" is the built-in numba backend.
 BACKENDS: tuple[str, ...] = ("auto", "numba", "geodistk", "fastgeodis")
 
@@ -331,7 +344,7 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
 
 # ----------------------------------------------------------------------------- built-in backend
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def _edge_costs(img, a, b, n, step, lamb, eps, additive, out):  # pragma: no cover
     """out[w] = cost of the step between flat voxels a + w and b + w, for w < n.
 
@@ -372,7 +385,7 @@ def _edge_costs(img, a, b, n, step, lamb, eps, additive, out):  # pragma: no cov
             out[w] = step * out[w] / (rest * out[w] + lamb)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def _relax3(img, dist, a, b, n, s0, s1, s2, lamb, eps, additive, buf):  # pragma: no cover
     """dist[a + w] = min(dist[a + w], min_k dist[b + k - 1 + w] + cost) for k = 0, 1, 2, w < n.
 
@@ -428,7 +441,7 @@ def _relax3(img, dist, a, b, n, s0, s1, s2, lamb, eps, additive, buf):  # pragma
             da[w] = v if v < da[w] else da[w]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, lamb,
                  iterations, eps, additive):  # pragma: no cover
     """Forward + backward raster scans, `iterations` times, in place on the flat padded `dist`.

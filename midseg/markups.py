@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA
 from .errors import InvalidInputError
 from .io import write_json_atomic
 
@@ -240,7 +241,7 @@ def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
 # ---------------------------------------------------------------------------
 
 def clicks_from_markups(image, margin, foreground=(), background=(), *, model=None,
-                        lam: float = 5.0, sigma: float = 0.1,
+                        lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
                         method: str = "ifgc") -> tuple[dict, float]:
     """A clicks dict (as `Session.clicks_dict` makes) from Slicer points placed on ``image``.
 

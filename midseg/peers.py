@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._checks import as_points, as_spacing, check_spatial
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, check_spatial
 from .errors import InvalidInputError
 
 __all__ = ["PEERS", "PEER_CONFIG", "random_walker", "graph_cut", "region_growing",
@@ -299,7 +299,7 @@ def _neighbourhood_values(crop: np.ndarray, points: np.ndarray, radius: int = 1)
 
 def graph_cut(image: np.ndarray, fg_points, bg_points=(), *,
               spacing: Sequence[float] | None = None, box=None,
-              lam: float = 5.0, sigma: float = 0.1) -> np.ndarray:
+              lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
     """Interactive graph cut on intensity (Boykov & Jolly 2001), on the relaxed-box crop.
 
     The unary term is the two-class Gaussian intensity model fitted to the

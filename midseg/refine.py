@@ -15,9 +15,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from ._checks import as_points, as_spacing, channels_first, check_spatial
+from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, channels_first,
+                      check_lam_sigma, check_spatial)
 from .crop import Box, relaxed_bbox
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MidsegError
 
 __all__ = [
     "RefineResult",
@@ -344,19 +345,6 @@ def _pairwise_weights(norm_image: np.ndarray, spacing: np.ndarray, *, lam: float
     return out
 
 
-def _check_lam_sigma(lam, sigma) -> tuple[float, float]:
-    try:
-        lam_f, sigma_f = float(lam), float(sigma)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"lam and sigma must be numbers, got {lam!r} and {sigma!r}") from None
-    if not np.isfinite(lam_f) or lam_f < 0:
-        raise InvalidInputError(f"lam must be a finite number >= 0, got {lam!r}")
-    if not np.isfinite(sigma_f) or sigma_f <= 0:
-        raise InvalidInputError(f"sigma must be a finite number > 0, got {sigma!r}")
-    return lam_f, sigma_f
-
-
 def _same_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) bool: point a[i] and point b[j] are the same voxel."""
     return (a[:, None, :] == b[None, :, :]).all(axis=2)
@@ -389,6 +377,9 @@ def _solve(prob: np.ndarray, norm_image: np.ndarray, fg: np.ndarray, bg: np.ndar
     # voxel (both its unary costs plus every pairwise weight it touches, each <= lam/dist),
     # so flipping a violating voxel always lowers the energy and no optimum violates one.
     # A local bound keeps capacities small, where a global sum would lose precision.
+    if not all(np.isfinite(w).all() for _, w in edges):   # a guard: max-flow never returns
+        raise MidsegError(f"the graph cut's pairwise weights are not finite (lam={lam!r}, "
+                          f"sigma={sigma!r})")
     hard = 1.0 + 2.0 * -np.log(PROB_EPS) + sum(2.0 * float(w.max(initial=0.0)) for _, w in edges)
     if len(fg):
         idx = tuple(fg.T)
@@ -413,7 +404,7 @@ def _solve(prob: np.ndarray, norm_image: np.ndarray, fg: np.ndarray, bg: np.ndar
 
 
 def graph_cut(prob: np.ndarray, image: np.ndarray, *, foreground=(), background=(),
-              lam: float = 5.0, sigma: float = 0.1, spacing: Sequence[float] | None = None,
+              lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA, spacing: Sequence[float] | None = None,
               channel_axis: int | None = None, connectivity: int | None = None) -> np.ndarray:
     """Binary CRF of MIDeepSeg Eq. 8-11 solved exactly by max-flow (PyMaxflow).
 
@@ -486,7 +477,7 @@ def graph_cut(prob: np.ndarray, image: np.ndarray, *, foreground=(), background=
         raise InvalidInputError(
             f"image and prob must have the same spatial shape, got {chans.shape[1:]} "
             f"and {p.shape}")
-    lam, sigma = _check_lam_sigma(lam, sigma)
+    lam, sigma = check_lam_sigma(lam, sigma)
     sp = as_spacing(spacing, p.ndim)
     fg, bg = _check_clicks(foreground, background, p.shape)
     return _solve(p, _normalise01(chans), fg, bg, lam=lam, sigma=sigma, spacing=sp,
@@ -731,7 +722,7 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
 
 
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),
-           spacing: Sequence[float] | None = None, lam: float = 5.0, sigma: float = 0.1,
+           spacing: Sequence[float] | None = None, lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
            method: str = "ifgc", channel_axis: int | None = None, box=None,
            connectivity: int | None = None, backend: str = "auto", previous=None,
            new_foreground=None, new_background=None) -> RefineResult:
@@ -930,7 +921,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     shape = chans.shape[1:]
     if method not in REFINE_METHODS:
         raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
-    lam, sigma = _check_lam_sigma(lam, sigma)
+    lam, sigma = check_lam_sigma(lam, sigma)
     sp = as_spacing(spacing, len(shape))
     margin = as_points(margin_points, shape, name="margin points", allow_empty=True)
     fg, bg = _check_clicks(foreground, background, shape)

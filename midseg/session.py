@@ -7,6 +7,7 @@ no CNN pass), `undo()`/`redo()` walk the history, `save_clicks()` /
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_points
-from .errors import (CoplanarPointsWarning, GeometryMismatchError, InvalidInputError,
-                     MidsegError, MidsegWarning, ModelMismatchWarning)
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
+from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
+                     InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
 from .io import Image, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
@@ -136,6 +137,24 @@ def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | No
         "plane, at the object's top and bottom extremes")
 
 
+def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
+    """A warning when every channel holds one value inside the box stage 1 looked at."""
+    arr = np.asarray(image.array)
+    chans = arr[..., None] if image.channel_axis is None else np.moveaxis(
+        arr, image.channel_axis, -1)
+
+    def flat(a):
+        v = a.reshape(-1, a.shape[-1])
+        return bool(v.size) and bool(np.all(v.min(axis=0) == v.max(axis=0)))
+
+    if not flat(chans[tuple(box.slices)]):
+        return None
+    where = "the image" if flat(chans) else "the box of the margin points"
+    return ConstantImageWarning(
+        f"{where} holds a single value: there is no edge to segment, and the mask only "
+        "follows the margin points; check that the right image was opened")
+
+
 def _as_image(image) -> Image:
     if isinstance(image, Image):
         return image
@@ -143,6 +162,23 @@ def _as_image(image) -> Image:
         return Image(image)
     raise InvalidInputError(
         f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
+
+
+def _flat_axis(image: Image) -> int | None:
+    """The spatial axis of a 3D image that is one voxel thick (the others longer), or None."""
+    if image.ndim != 3:
+        return None
+    ones = [a for a, n in enumerate(image.shape) if n == 1]
+    return ones[0] if len(ones) == 1 else None
+
+
+def _work_image(image: Image, axis: int | None) -> Image:
+    """The image a session computes on: a one-slice volume as its 2D slice (spacing kept)."""
+    if axis is None:
+        return image
+    arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
+    return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
+                 multichannel=image.multichannel, path=image.path)
 
 
 def _file_sha256(path: str | os.PathLike) -> str:
@@ -160,7 +196,10 @@ class Session:
     ----------
     image : Image or ndarray
         2D or 3D, single- or multi-channel (`Image.multichannel`). A bare
-        array is wrapped with unit spacing.
+        array is wrapped with unit spacing. A volume one voxel thick along
+        one axis (a 2D image stored as a one-slice volume, shape (1, Y, X))
+        is segmented as the 2D image it is, with a 2D model; points, masks
+        and clicks files stay in the volume's shape and geometry.
     model : str, path or loaded model, optional
         ``"2d"``/``"3d"`` (shipped weights), a path to a ``.pt`` file with its
         model card beside it, or an object returned by
@@ -191,9 +230,11 @@ class Session:
     >>> session.undo(); session.save_clicks("case.clicks.json") # doctest: +SKIP
     """
 
-    def __init__(self, image, model=None, *, lam: float = 5.0, sigma: float = 0.1,
+    def __init__(self, image, model=None, *, lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
                  method: str = "ifgc", device: str | None = None):
         self.image = _as_image(image)
+        self._flat = _flat_axis(self.image)
+        self._work = _work_image(self.image, self._flat)
         self.lam, self.sigma, self.method = self._check_params(lam, sigma, method)
         self.device = device
         self.model = self._load_model(model)
@@ -203,13 +244,8 @@ class Session:
     # -- construction helpers -------------------------------------------------
     @staticmethod
     def _check_params(lam, sigma, method):
-        lam = float(lam)
-        sigma = float(sigma)
-        if not np.isfinite(lam) or lam < 0:
-            raise InvalidInputError(f"lam must be a finite number >= 0, got {lam}")
-        if not np.isfinite(sigma) or sigma <= 0:
-            raise InvalidInputError(f"sigma must be a finite number > 0, got {sigma}")
-        if method not in REFINE_METHODS:
+        lam, sigma = check_lam_sigma(lam, sigma)
+        if not isinstance(method, str) or method not in REFINE_METHODS:
             raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
         return lam, sigma, method
 
@@ -217,16 +253,24 @@ class Session:
         from . import models as _models
 
         if model is None:
-            model = f"{self.image.ndim}d"
+            model = f"{self._work.ndim}d"
             if self.image.channels == 2 and f"{model}_petct" in _models.list_models():
                 model = f"{model}_petct"
         loaded = _models.load_model(model, device=self.device) if isinstance(
             model, (str, os.PathLike)) else model
+        if not isinstance(getattr(loaded, "spatial_dims", None), int):
+            raise InvalidInputError(
+                "model must be a shipped model's name (e.g. '2d'), the path of a .pt file "
+                f"with its card, or a loaded model (midseg.models.load_model), got "
+                f"{type(model).__name__} {model!r}")
         dims = getattr(loaded, "spatial_dims", None)
-        if dims != self.image.ndim:
+        if dims != self._work.ndim:
+            flat = (" (a volume one voxel thick is segmented as a 2D image)"
+                    if self._flat is not None else "")
             raise InvalidInputError(
                 f"model {getattr(loaded, 'name', model)!r} is a {dims}D model but the image is "
-                f"{self.image.ndim}D (shape {self.image.shape}); use a {self.image.ndim}D model")
+                f"{self._work.ndim}D (shape {self.image.shape}){flat}; use a "
+                f"{self._work.ndim}D model")
         want = getattr(loaded, "image_channels", None)
         if want is not None and want != self.image.channels:
             raise InvalidInputError(
@@ -294,7 +338,10 @@ class Session:
 
     @property
     def box(self):
-        """Stage-1 crop box (`midseg.crop.Box`) of the current state."""
+        """Stage-1 crop box (`midseg.crop.Box`) of the current state.
+
+        For a volume one voxel thick (segmented as 2D) the box is in the 2D slice's axes.
+        """
         s = self._state
         return None if s is None else s.box
 
@@ -311,6 +358,18 @@ class Session:
     @property
     def can_redo(self) -> bool:
         return self._pos < len(self._history) - 1
+
+    def _w(self, points: np.ndarray) -> np.ndarray:
+        """Points of the image's index space in the index space of the computation."""
+        return points if self._flat is None else np.delete(points, self._flat, axis=1)
+
+    def _sq(self, array: np.ndarray) -> np.ndarray:
+        """An image-shaped map as the computation's (a one-slice volume: its slice)."""
+        return array if self._flat is None else array.reshape(self._work.shape)
+
+    def _ex(self, array: np.ndarray) -> np.ndarray:
+        """A map of the computation's shape in the image's shape."""
+        return array if self._flat is None else array.reshape(self.image.shape)
 
     def _push(self, state: _State) -> np.ndarray:
         del self._history[self._pos + 1:]
@@ -362,15 +421,17 @@ class Session:
         from .predict import predict_probability
 
         pts = as_points(points, self.image.shape, name="margin points")
-        need = MIN_POINTS[self.image.ndim]
-        if len(pts) < need:
+        need = MIN_POINTS[self._work.ndim]
+        distinct = len(np.unique(self._w(pts), axis=0))
+        if distinct < need:
             raise InvalidInputError(
-                f"segment needs at least {need} interior margin points for a "
-                f"{self.image.ndim}D image, got {len(pts)}")
+                f"segment needs at least {need} distinct interior margin points for a "
+                f"{self._work.ndim}D image, got {len(pts)}"
+                + (f" ({distinct} distinct)" if distinct != len(pts) else ""))
         t0 = time.perf_counter()
-        result = predict_probability(self.image.array, pts, self.model,
-                                     spacing=self.image.spacing,
-                                     channel_axis=self.image.channel_axis,
+        work = self._work
+        result = predict_probability(work.array, self._w(pts), self.model,
+                                     spacing=work.spacing, channel_axis=work.channel_axis,
                                      device=self.device)
         cnn = np.asarray(result.probability, dtype=np.float32)
         cnn.setflags(write=False)
@@ -378,17 +439,22 @@ class Session:
         if self.method == "ifgc":   # stage-1 information fusion (fuse_margin_points)
             from .refine import fuse_margin_points
 
-            prob = fuse_margin_points(self.image.array, cnn, pts, spacing=self.image.spacing,
-                                      channel_axis=self.image.channel_axis)
+            prob = fuse_margin_points(work.array, cnn, self._w(pts), spacing=work.spacing,
+                                      channel_axis=work.channel_axis)
             prob.setflags(write=False)
+        cnn, prob = self._ex(cnn), self._ex(prob)
         mask = (prob >= 0.5).astype(np.uint8)
         seconds = time.perf_counter() - t0
         notes = ()
-        if self.image.ndim == 3:
+        constant = _constant_warning(work, result.box)
+        if constant is not None:
+            _warnings.warn(constant, stacklevel=2)
+            notes += (constant,)
+        if work.ndim == 3:
             coplanar = _coplanar_warning(pts, self.image.spacing)
             if coplanar is not None:
                 _warnings.warn(coplanar, stacklevel=2)
-                notes = (coplanar,)
+                notes += (coplanar,)
         state = _State(margin_points=pts, rounds=(), cnn_probability=cnn, box=result.box,
                        probability=prob, mask=mask, seconds=seconds, warnings=notes)
         return self._push(state)
@@ -438,16 +504,17 @@ class Session:
         rounds = state.rounds + (ClickRound(fg, bg, lam, sigma, method),)
         all_fg, all_bg = _clicks_in_force(rounds)
         t0 = time.perf_counter()
-        result = _refine(self.image.array, state.cnn_probability,
-                         margin_points=state.margin_points, foreground=all_fg,
-                         background=all_bg, spacing=self.image.spacing, lam=lam,
-                         sigma=sigma, method=method, channel_axis=self.image.channel_axis,
-                         box=state.box, **({"previous": (state.probability, state.mask),
-                                            "new_foreground": fg, "new_background": bg}
+        work, w, sq = self._work, self._w, self._sq
+        result = _refine(work.array, sq(state.cnn_probability),
+                         margin_points=w(state.margin_points), foreground=w(all_fg),
+                         background=w(all_bg), spacing=work.spacing, lam=lam,
+                         sigma=sigma, method=method, channel_axis=work.channel_axis,
+                         box=state.box, **({"previous": (sq(state.probability), sq(state.mask)),
+                                            "new_foreground": w(fg), "new_background": w(bg)}
                                            if method == "ifgc" else {}))
-        prob = np.asarray(result.probability, dtype=np.float32)
+        prob = self._ex(np.asarray(result.probability, dtype=np.float32))
         prob.setflags(write=False)
-        mask = np.asarray(result.mask, dtype=np.uint8)
+        mask = self._ex(np.asarray(result.mask, dtype=np.uint8))
         new = _State(margin_points=state.margin_points, rounds=rounds,
                      cnn_probability=state.cnn_probability, box=state.box,
                      probability=prob, mask=mask, seconds=time.perf_counter() - t0,
@@ -622,10 +689,19 @@ def _model_ref(model) -> dict:
 
 
 def _mm_to_index(image: Image, points_xyz) -> np.ndarray:
-    if not points_xyz:
+    if not len(points_xyz):
         return np.zeros((0, image.ndim), np.int64)
-    pts = np.asarray(points_xyz, dtype=np.float64)[:, ::-1]
-    idx = image.physical_to_index(np.atleast_2d(pts))
+    pts = np.asarray(points_xyz, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != image.ndim:
+        raise InvalidInputError(f"stored points must have {image.ndim} coordinates (mm), got "
+                                f"an array of shape {pts.shape}")
+    idx = image.physical_to_index(np.atleast_2d(pts[:, ::-1]))
+    far = ~np.all(np.isfinite(idx) & (np.abs(idx) < 2.0 ** 53), axis=1)
+    if np.any(far):
+        bad = pts[np.argmax(far)]
+        raise InvalidInputError(
+            f"stored points: point ({', '.join(f'{v:g}' for v in bad)}) mm lies outside the "
+            f"image of shape {tuple(image.shape)}")
     rounded = np.rint(idx)
     as_points(rounded.astype(np.int64), image.shape, name="stored points")  # outside: say so
     if np.max(np.abs(idx - rounded)) > 1e-3:
@@ -648,9 +724,34 @@ def _validate_clicks(data: dict) -> dict:
     for key in ("image", "parameters", "margin_points", "rounds"):
         if key not in data:
             raise InvalidInputError(f"clicks file lacks the {key!r} entry")
+    error = _schema_error(data)
+    if error is not None:
+        raise InvalidInputError(f"clicks file: {error}")
     if version in _OLD_IFGC:
         data = _upgrade(data, version)
     return data
+
+
+CLICKS_SCHEMA = Path(__file__).parent / "data" / "clicks.schema.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _clicks_validator():
+    import jsonschema
+
+    schema = json.loads(CLICKS_SCHEMA.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_error(data: dict) -> str | None:
+    """The first violation of `CLICKS_SCHEMA` as ``"field.path: what is wrong"``, or None."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_clicks_validator().iter_errors(data))
+    if error is None:
+        return None
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{path.lstrip('.') or 'top level'}: {error.message}"
 
 
 def _upgrade(data: dict, version: int) -> dict:
@@ -671,8 +772,23 @@ def read_clicks(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"no such clicks file: {str(p)!r}")
+    def no_constant(name):
+        raise InvalidInputError(f"clicks file {str(p)!r} holds {name}, which is not a number "
+                                "a clicks file can store")
+
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"clicks file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
+                                f"{exc.object[exc.start:exc.start + 1]!r})") from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"clicks file {str(p)!r} is not valid JSON: {exc}") from None
-    return _validate_clicks(data)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read clicks file {str(p)!r}: {exc.strerror}") from None
+    try:
+        return _validate_clicks(data)
+    except InvalidInputError as exc:
+        msg = str(exc)
+        if msg.startswith("clicks file: "):
+            msg = f"clicks file {str(p)!r}: " + msg[len("clicks file: "):]
+        raise InvalidInputError(msg) from None

@@ -612,7 +612,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     if resume is not None:
-        ck = torch.load(resume, map_location="cpu", weights_only=False)
+        ck = _load_checkpoint(resume)
         if _with_defaults(ck.get("config")) != _cfg_key(cfg):
             raise MidsegError(
                 f"checkpoint '{resume}' was written with a different configuration: "
@@ -774,6 +774,30 @@ class _SampleStream:
         xs, ys = zip(*(self.sample(self.items, self.cfg, self.per_epoch, it, j)
                        for j in range(n)))
         return it, np.stack(xs), np.stack(ys)
+
+
+def _load_checkpoint(path) -> dict:
+    """A ``checkpoint.pt`` of `train`, loaded as weights and plain data only.
+
+    ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts; a
+    file that needs anything else (a pickled object, which could run code) is refused.
+
+    Raises
+    ------
+    MidsegError
+        Missing, unreadable or crafted file, or not a checkpoint of `train`.
+    """
+    from .models import load_weights_only
+
+    p = Path(path)
+    ck = load_weights_only(p, what="checkpoint")
+    need = {"net": dict, "opt": dict, "state": dict, "config": dict}
+    if not isinstance(ck, dict) or any(not isinstance(ck.get(k), t) for k, t in need.items()):
+        raise MidsegError(f"'{p}' is not a checkpoint written by midseg train "
+                          f"(expected a dict with {', '.join(need)})")
+    if not isinstance(ck["state"].get("iteration"), int):
+        raise MidsegError(f"checkpoint '{p}': state.iteration is missing or not an integer")
+    return ck
 
 
 def _remember_best(state: dict, net, dice: float, keep: bool) -> None:

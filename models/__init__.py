@@ -15,7 +15,7 @@ from typing import Any
 
 from midseg.errors import ModelError
 
-__all__ = ["LoadedModel", "load_model", "list_models", "describe", "read_card",
+__all__ = ["LoadedModel", "load_model", "load_weights_only", "list_models", "describe", "read_card",
            "model_path", "clear_cache", "MODELS_DIR", "CARD_FORMAT"]
 
 #: Folder holding the shipped ``*.pt`` + ``*.json`` pairs (this package).
@@ -186,6 +186,37 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) ->
         return loaded
 
 
+def load_weights_only(path: str | os.PathLike, *, what: str = "weights"):
+    """``torch.load(path, weights_only=True)`` with a one-line `ModelError` on failure.
+
+    Only tensors and plain data (numbers, strings, lists, dicts) are loaded: a file that
+    holds any other pickled object is refused, since unpickling it could run code.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, truncated, not a PyTorch file, or holds more than weights and
+        plain data; the message names the file and `what` it was read as.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{what} file '{p}' does not exist")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for bad files
+        text = str(exc)
+        if "weights_only" in text or "GLOBAL" in text:
+            why = ("it holds more than tensors and plain data; refused, since loading it "
+                   "could run code")
+        elif "zip archive" in text or "central directory" in text:
+            why = "it is truncated or not a PyTorch file"
+        else:
+            why = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise ModelError(f"cannot read {what} '{p}': {why}") from None
+
+
 def _load_uncached(pt: Path, dev: str) -> LoadedModel:
     import torch
 
@@ -197,10 +228,7 @@ def _load_uncached(pt: Path, dev: str) -> LoadedModel:
         net = UNet(**arch)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"model card of '{pt}' has an invalid architecture {arch}: {exc}") from exc
-    try:
-        state = torch.load(pt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for bad files
-        raise ModelError(f"cannot read weights '{pt}': {exc}") from exc
+    state = load_weights_only(pt, what="weights")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     try:
