@@ -1482,6 +1482,8 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume
     if resume == "auto":
         resume = out / "checkpoint.pt" if (out / "checkpoint.pt").is_file() else None
+    if resume is not None:
+        _load_checkpoint(resume)     # refuse a bad checkpoint before reading any data
     if args.pool:
         items, val_items, extra, n_real = _pool_data(args, cfg)
     else:

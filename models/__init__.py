@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ def load_weights_only(path: str | os.PathLike, *, what: str = "weights"):
         if "weights_only" in text or "GLOBAL" in text:
             why = ("it holds more than tensors and plain data; refused, since loading it "
                    "could run code")
-        elif "zip archive" in text or "central directory" in text:
+        elif not zipfile.is_zipfile(p) or "zip archive" in text or "central directory" in text:
             why = "it is truncated or not a PyTorch file"
         else:
             why = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
