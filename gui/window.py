@@ -21,11 +21,12 @@ from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QCo
 
 from midseg._checks import DEFAULT_LAM, DEFAULT_SIGMA
 from midseg.errors import MidsegError
+from midseg.io import write_json_atomic
 from midseg.refine import REFINE_METHODS
 
 from .jobs import JobRunner
 from .planes import WL_PRESETS, auto_window, full_window, planes_for
-from .sidecar import autosave_path
+from .sidecar import autosave_path, pending_document, read_pending
 from .views import TOOLS, SliceView, ViewerState, ViewLink
 
 __all__ = ["MainWindow", "IMAGE_FILTER"]
@@ -587,6 +588,16 @@ class MainWindow(QMainWindow):
 
         lam, sigma, device = self.lam_box.value(), self.sigma_box.value(), self.device
         from_autosave = restore is not None and clicks is None
+        pending = None
+        if from_autosave:
+            try:
+                pending = read_pending(restore, image)
+            except MidsegError as exc:
+                self.show_error(f"Cannot restore {Path(restore).name}", exc)
+                restore = from_autosave = None
+            else:
+                if pending is not None:
+                    restore = None       # no clicks to replay: the points come back as placed
 
         def work():  # worker thread: touch no widget here
             def fresh():
@@ -608,6 +619,8 @@ class MainWindow(QMainWindow):
                 return
             session, replay_error = result
             self.session = session
+            if pending is not None:
+                self.pending_margin = [tuple(int(v) for v in p) for p in pending]
             if replay_error is not None:
                 self.show_error(f"Cannot replay {Path(restore).name}", replay_error)
             if session.mask is not None:
@@ -651,8 +664,9 @@ class MainWindow(QMainWindow):
         self.state.set_cursor(voxel)
 
     def add_margin_point(self, voxel) -> None:
-        """Add one interior margin point (GUI only until `run_segment`)."""
+        """Add one interior margin point (kept in the autosave until `run_segment`)."""
         self.pending_margin.append(tuple(int(v) for v in voxel))
+        self._autosave()
         self._refresh()
 
     def _remove_nearest_pending(self, voxel) -> None:
@@ -660,10 +674,12 @@ class MainWindow(QMainWindow):
             return
         d = [np.sum((np.subtract(p, voxel) * self.state.spacing) ** 2) for p in self.pending_margin]
         self.pending_margin.pop(int(np.argmin(d)))
+        self._autosave()
         self._refresh()
 
     def clear_pending(self) -> None:
         self.pending_margin = []
+        self._autosave()
         self._refresh()
 
     def run_segment(self) -> bool:
@@ -886,7 +902,10 @@ class MainWindow(QMainWindow):
         if target is None or self.session is None:
             return
         try:
-            if self.session.mask is None:
+            if self.session.mask is None and self.pending_margin:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(target, pending_document(self.image, self.pending_margin))
+            elif self.session.mask is None:
                 target.unlink(missing_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -646,7 +646,7 @@ def _clicks_document(image: Image, model_ref: dict, parameters: dict, margin_poi
         "format": CLICKS_FORMAT,
         "version": CLICKS_VERSION,
         "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
-        "image": {**_geometry_xyz(image), "channels": image.channels},
+        "image": {**geometry_xyz(image), "channels": image.channels},
         "model": model_ref,
         "parameters": dict(parameters),
         "margin_points": mm(margin_points),
@@ -655,8 +655,12 @@ def _clicks_document(image: Image, model_ref: dict, parameters: dict, margin_poi
     }
 
 
-def _geometry_xyz(image: Image) -> dict:
-    """Geometry in SimpleITK's (x, y, z) order, as stored in clicks files."""
+def geometry_xyz(image: Image) -> dict:
+    """The image's geometry in SimpleITK's (x, y, z) order, as clicks files store it.
+
+    Returns ``{"shape", "spacing", "origin", "direction"}`` as lists (mm for spacing and
+    origin; ``direction[i][j]``: component i of axis j).
+    """
     return {
         "shape": list(image.shape[::-1]),
         "spacing": list(image.spacing[::-1]),
@@ -668,7 +672,7 @@ def _geometry_xyz(image: Image) -> dict:
 def check_clicks_geometry(data: dict, image: Image) -> None:
     """Raise `GeometryMismatchError` naming what differs between a clicks file and an image."""
     stored = data["image"]
-    diffs = geometry_differences(_geometry_xyz(image), stored, atol=1e-4)
+    diffs = geometry_differences(geometry_xyz(image), stored, atol=1e-4)
     if stored.get("channels", image.channels) != image.channels:
         diffs.append(f"channels {image.channels} vs {stored['channels']}"
                      + (" (open the co-registered image too: read_image(first, second), "

@@ -568,6 +568,25 @@ def test_event_loop_runs_while_a_slow_stage1_works(window_2d, monkeypatch, qtbot
 
 
 @needs_refine
+def test_margin_points_placed_before_enter_are_autosaved(window_2d, make_window, qtbot):
+    w, path, truth = window_2d
+    view = w.views[("2d", 0)]
+    for p in MARGIN_2D[:3]:
+        click(qtbot, view, p)
+    auto = autosave_path(path)
+    doc = json.loads(auto.read_text())
+    assert doc["format"] == "midseg-pending-margin-points" and len(doc["margin_points"]) == 3
+    # after a crash, the points come back as placed (no stage 1 has run)
+    w2 = make_window(FakeModel(2))
+    w2.ask.script = [QMessageBox.Yes]
+    w2.open_image(path)
+    wait_session(qtbot, w2)
+    assert w2.pending_margin == [tuple(p) for p in MARGIN_2D[:3]]
+    assert w2.session.mask is None
+    w.clear_pending()
+    assert not auto.exists()
+
+
 def test_autosave_after_each_step_and_offered_back(window_2d, make_window, qtbot):
     w, path, truth = window_2d
     view = segment_2d(qtbot, w)

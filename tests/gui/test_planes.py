@@ -1,6 +1,7 @@
 """Pure view geometry of the GUI (midseg.gui.planes, midseg.gui.sidecar): no display needed."""
 from __future__ import annotations
 
+import os
 import itertools
 
 import numpy as np
@@ -137,3 +138,13 @@ def test_autosave_beside_the_image_or_in_the_cache(tmp_path, monkeypatch):
     assert a.name.startswith("case.nii.gz-") and a.name.endswith(AUTOSAVE_SUFFIX)
     other = tmp_path / "other" / "case.nii.gz"
     assert autosave_path(other, cache_dir=tmp_path / "cache") != a  # same name, other folder
+
+
+def test_autosave_avoids_a_writable_folder_owned_by_someone_else(tmp_path, monkeypatch):
+    img = tmp_path / "case.nii.gz"
+    img.write_bytes(b"")
+    monkeypatch.setattr(os, "getuid", lambda: tmp_path.stat().st_uid + 1, raising=False)
+    a = autosave_path(img, cache_dir=tmp_path / "mine")
+    assert a.parent == tmp_path / "mine"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert sidecar.default_data_dir() == tmp_path / "data" / "midseg" / "autosave"
