@@ -26,6 +26,8 @@ __all__ = [
     "fuse_margin_points",
     "graph_cut",
     "refine",
+    "refine_region",
+    "refine_region_box",
     "REFINE_METHODS",
     "FUSION_WEIGHTINGS",
     "PROB_EPS",
@@ -931,15 +933,7 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
             a < 0 or b > n or a >= b for a, b, n in zip(box.start, box.stop, shape))):
         raise InvalidInputError(f"box {box} does not fit inside the image of shape {shape}")
 
-    points = np.concatenate([margin, fg, bg])
-    if len(points):
-        region = relaxed_bbox(points, shape)
-        region = region if box is None else region.union(box)
-    elif box is not None:
-        region = box
-    else:
-        raise InvalidInputError(
-            "refine needs margin points, clicks or a box to know where to work; got none")
+    region = refine_region_box(np.concatenate([margin, fg, bg]), shape, box)
     local = method == "ifgc"
     if local:
         prev_prob, prev_mask, new_fg, new_bg = _check_previous(
@@ -949,6 +943,54 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
             f"previous, new_foreground and new_background belong to method 'ifgc'; "
             f"method {method!r} works from the CNN probability and all clicks")
 
+    res = refine_region(chans, p, region, margin, fg, bg, sp, lam=lam, sigma=sigma,
+                         method=method, connectivity=connectivity, backend=backend,
+                         prev_mask=prev_mask if local else None,
+                         new_fg=new_fg if local else None, new_bg=new_bg if local else None)
+    mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
+    mask[region.slices] = res.mask
+    probability = (prev_prob if local else p).astype(np.float32, copy=True)
+    probability[region.slices] = res.probability
+    return RefineResult(mask=mask, probability=probability, box=region)
+
+
+def refine_region_box(points: np.ndarray, shape: Sequence[int], box: Box | None) -> Box:
+    """The region a refinement round works on: the relaxed box of `points` and `box`.
+
+    `points` (N, ndim) int: margin points and clicks; `box`: the stage-1 box (or None).
+    The relaxed box is `midseg.crop.relaxed_bbox` (default margin).
+
+    Raises
+    ------
+    InvalidInputError
+        Neither points nor a box.
+    """
+    if len(points):
+        region = relaxed_bbox(points, shape)
+        return region if box is None else region.union(box)
+    if box is not None:
+        return box
+    raise InvalidInputError(
+        "refine needs margin points, clicks or a box to know where to work; got none")
+
+
+def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndarray,
+                   fg: np.ndarray, bg: np.ndarray, sp: np.ndarray, *, lam: float, sigma: float,
+                   method: str, connectivity: int | None, backend: str,
+                   prev_mask: np.ndarray | None, new_fg: np.ndarray | None,
+                   new_bg: np.ndarray | None) -> RefineResult:
+    """The work of `refine` on checked input, touching only `region` and a ring around it.
+
+    For callers that hold the maps already checked (`midseg.Session`): per round it costs
+    what the region costs, whatever the image's size.
+
+    `chans` (C, *S) and `p` are the whole image and CNN map (read only, never copied or
+    scanned); `prev_mask` the previous mask ("ifgc"). Returns a `RefineResult` whose
+    ``mask`` and ``probability`` are `region`'s (``box``) arrays: outside it nothing
+    changes ("ifgc"), or the stage-1 rule ``p >= 0.5`` holds (the other methods).
+    """
+    local = method == "ifgc"
+    shape = chans.shape[1:]
     sl = region.slices
     origin = np.asarray(region.start, dtype=np.int64)
     # The CRF is solved on the region plus a one-voxel ring around it (inside the image)
@@ -967,18 +1009,17 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     fg_c, bg_c = fg - origin, bg - origin
     unit = sp / sp.min()
     if local:
-        mask = prev_mask.copy()
         fused, zone = _local_fusion(prev_mask[sl], norm, new_fg - origin,
                                     new_bg - origin, unit, backend)
     else:
-        mask = (p >= 0.5).astype(np.uint8)    # the stage-1 rule, kept outside the region
         if method in ("ifgc-global", "ifgc-paper"):
             d_fg, d_bg = _click_distances(norm, np.concatenate([margin - origin, fg_c]), bg_c,
                                           unit, backend)
             fused = _fuse(p[sl], d_fg, d_bg, certainty=method == "ifgc-global")
         else:
             fused = p[sl].astype(np.float32)
-    outside = mask[outer.slices].astype(bool)
+    # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
+    outside = (prev_mask[outer.slices] != 0) if local else (p[outer.slices] >= 0.5)
     shift = origin - np.asarray(outer.start, dtype=np.int64)
     fixed = np.ones(outside.shape, dtype=bool)    # ring (and, for "ifgc", outside the zone)
     fixed[inner] = ~zone if local else False
@@ -1011,10 +1052,8 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     mask_outer[tuple(hard_fg_o.T)] = 1
     mask_outer[tuple(hard_bg_o.T)] = 0
 
-    probability = (prev_prob if local else p).astype(np.float32, copy=True)
-    probability[sl] = fused
-    mask[sl] = mask_outer[inner]
-    return RefineResult(mask=mask, probability=probability, box=region)
+    return RefineResult(mask=mask_outer[inner], probability=np.asarray(fused, np.float32),
+                        box=region)
 
 
 def _check_previous(previous, p, fg, bg, new_foreground, new_background, shape):

@@ -22,6 +22,7 @@ import numpy as np
 from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
 from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
                      InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
+from .crop import Box
 from .io import Image, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
@@ -53,15 +54,42 @@ class ClickRound:
 
 
 @dataclass(frozen=True, eq=False)
+class _Change:
+    """What a step changed: a region of the probability and the mask, before and after.
+
+    ``before`` is None when the maps were all zero there (the first step).
+    """
+
+    slices: tuple[slice, ...]
+    prob_before: np.ndarray | None
+    mask_before: np.ndarray | None
+    prob_after: np.ndarray
+    mask_after: np.ndarray
+
+    def apply(self, prob: np.ndarray, mask: np.ndarray, forward: bool) -> None:
+        if forward:
+            prob[self.slices], mask[self.slices] = self.prob_after, self.mask_after
+        elif self.prob_before is None:
+            prob[self.slices], mask[self.slices] = 0.0, 0
+        else:
+            prob[self.slices], mask[self.slices] = self.prob_before, self.mask_before
+
+
+@dataclass(frozen=True, eq=False)
 class _State:
-    """A point in the history: everything needed to show and continue from it."""
+    """A point in the history: what it holds and how the maps got there from the step before.
+
+    The session keeps one full-size probability and mask, those of the current state;
+    every state keeps only the region its step changed (`_Change`), so undo, redo and
+    a new step cost what the region costs, not what the image does.
+    """
 
     margin_points: np.ndarray
     rounds: tuple[ClickRound, ...]
-    cnn_probability: np.ndarray  # stage-1 output, image space, never modified
+    cnn_probability: np.ndarray  # stage-1 output, image space, never modified (shared)
     box: Any                     # stage-1 crop box (midseg.crop.Box)
-    probability: np.ndarray      # fused probability after the last round
-    mask: np.ndarray             # uint8, image shape
+    change: _Change
+    extent: Any                  # Box holding every nonzero voxel of the maps (or None)
     seconds: float = 0.0
     warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
 
@@ -240,6 +268,8 @@ class Session:
         self.model = self._load_model(model)
         self._history: list[_State] = []
         self._pos = -1
+        self._prob: np.ndarray | None = None   # the current state's maps (image shape)
+        self._mask: np.ndarray | None = None
 
     # -- construction helpers -------------------------------------------------
     @staticmethod
@@ -285,15 +315,27 @@ class Session:
 
     @property
     def mask(self) -> np.ndarray | None:
-        """Current mask, uint8 0/1 of the image's spatial shape (None before `segment`)."""
-        s = self._state
-        return None if s is None else s.mask
+        """Current mask, uint8 0/1 of the image's spatial shape (None before `segment`).
+
+        A read-only view of the session's map: the next step, `undo` or `redo`
+        changes it in place. Copy it to keep it (the masks `segment`, `refine`,
+        `undo` and `redo` return are copies).
+        """
+        return None if self._state is None else self._view(self._mask)
 
     @property
     def probability(self) -> np.ndarray | None:
-        """Current foreground probability (stage 1, fused after refinement), float32."""
-        s = self._state
-        return None if s is None else s.probability
+        """Current foreground probability (stage 1, fused after refinement), float32.
+
+        A read-only view, like `mask`.
+        """
+        return None if self._state is None else self._view(self._prob)
+
+    @staticmethod
+    def _view(array: np.ndarray) -> np.ndarray:
+        v = array.view()
+        v.setflags(write=False)
+        return v
 
     @property
     def cnn_probability(self) -> np.ndarray | None:
@@ -372,10 +414,22 @@ class Session:
         return array if self._flat is None else array.reshape(self.image.shape)
 
     def _push(self, state: _State) -> np.ndarray:
+        """Make `state` (built on the current one) current; returns a copy of its mask."""
         del self._history[self._pos + 1:]
+        if self._mask is None:
+            self._mask = np.zeros(self.image.shape, np.uint8)
+            self._prob = np.zeros(self.image.shape, np.float32)
+        state.change.apply(self._prob, self._mask, forward=True)
         self._history.append(state)
         self._pos = len(self._history) - 1
-        return state.mask
+        return self._mask.copy()
+
+    def _change(self, slices: tuple[slice, ...], prob: np.ndarray, mask: np.ndarray,
+                first: bool) -> _Change:
+        """The change that writes `prob` and `mask` into `slices` of the current maps."""
+        if first:
+            return _Change(slices, None, None, prob, mask)
+        return _Change(slices, self._prob[slices].copy(), self._mask[slices].copy(), prob, mask)
 
     # -- the verbs ---------------------------------------------------------------
     def segment(self, points) -> np.ndarray:
@@ -455,8 +509,13 @@ class Session:
             if coplanar is not None:
                 _warnings.warn(coplanar, stacklevel=2)
                 notes += (coplanar,)
+        box = self._file_box(result.box)
+        prev = self._state
+        region = box if prev is None or prev.extent is None else box.union(prev.extent)
+        sl = region.slices
+        change = self._change(sl, prob[sl].copy(), mask[sl], first=prev is None)
         state = _State(margin_points=pts, rounds=(), cnn_probability=cnn, box=result.box,
-                       probability=prob, mask=mask, seconds=seconds, warnings=notes)
+                       change=change, extent=box, seconds=seconds, warnings=notes)
         return self._push(state)
 
     def refine(self, foreground=(), background=(), *, lam: float | None = None,
@@ -489,6 +548,7 @@ class Session:
             parameters.
         """
         from .refine import refine as _refine
+        from .refine import refine_region, refine_region_box
 
         state = self._state
         if state is None:
@@ -505,40 +565,70 @@ class Session:
         all_fg, all_bg = _clicks_in_force(rounds)
         t0 = time.perf_counter()
         work, w, sq = self._work, self._w, self._sq
-        result = _refine(work.array, sq(state.cnn_probability),
-                         margin_points=w(state.margin_points), foreground=w(all_fg),
-                         background=w(all_bg), spacing=work.spacing, lam=lam,
-                         sigma=sigma, method=method, channel_axis=work.channel_axis,
-                         box=state.box, **({"previous": (sq(state.probability), sq(state.mask)),
-                                            "new_foreground": w(fg), "new_background": w(bg)}
-                                           if method == "ifgc" else {}))
-        prob = self._ex(np.asarray(result.probability, dtype=np.float32))
-        prob.setflags(write=False)
-        mask = self._ex(np.asarray(result.mask, dtype=np.uint8))
+        if method == "ifgc":
+            # the region's work only: no full-size copy, scan or threshold (issue 19)
+            arr = np.asarray(work.array)
+            chans = arr[None] if work.channel_axis is None else np.moveaxis(
+                arr, work.channel_axis, 0)
+            margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
+            region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape,
+                                       state.box)
+            res = refine_region(chans, sq(state.cnn_probability), region, margin, f_w, b_w,
+                                np.asarray(work.spacing, np.float64), lam=lam, sigma=sigma,
+                                method=method, connectivity=None, backend="auto",
+                                prev_mask=sq(self._mask), new_fg=w(fg), new_bg=w(bg))
+            sl = self._file_box(res.box).slices
+            prob_r = res.probability.reshape(self._mask[sl].shape)
+            mask_r = res.mask.astype(np.uint8, copy=False).reshape(prob_r.shape)
+            change = self._change(sl, prob_r, mask_r, first=False)
+            extent = self._file_box(res.box).union(state.extent)
+        else:   # the baselines start from the CNN map over the whole image
+            result = _refine(work.array, sq(state.cnn_probability),
+                             margin_points=w(state.margin_points), foreground=w(all_fg),
+                             background=w(all_bg), spacing=work.spacing, lam=lam,
+                             sigma=sigma, method=method, channel_axis=work.channel_axis,
+                             box=state.box)
+            whole = tuple(slice(0, n) for n in self.image.shape)
+            change = self._change(whole, self._ex(np.asarray(result.probability, np.float32)),
+                                  self._ex(np.asarray(result.mask, np.uint8)), first=False)
+            extent = Box(tuple(0 for _ in self.image.shape), tuple(self.image.shape))
         new = _State(margin_points=state.margin_points, rounds=rounds,
-                     cnn_probability=state.cnn_probability, box=state.box,
-                     probability=prob, mask=mask, seconds=time.perf_counter() - t0,
+                     cnn_probability=state.cnn_probability, box=state.box, change=change,
+                     extent=extent, seconds=time.perf_counter() - t0,
                      warnings=state.warnings)
         return self._push(new)
 
+    def _file_box(self, box):
+        """A box of the computation's axes in the image's (a one-slice volume: add its axis)."""
+        if self._flat is None:
+            return box
+        start, stop = list(box.start), list(box.stop)
+        start.insert(self._flat, 0)
+        stop.insert(self._flat, 1)
+        return Box(tuple(start), tuple(stop))
+
     def undo(self) -> np.ndarray | None:
-        """Step back one action (a `segment` counts as one); returns the mask then current."""
+        """Step back one action (a `segment` counts as one); returns the mask then current
+        (a copy; None when back before the first `segment`)."""
         if not self.can_undo:
             raise MidsegError("nothing to undo")
+        self._history[self._pos].change.apply(self._prob, self._mask, forward=False)
         self._pos -= 1
-        return self.mask
+        return None if self._state is None else self._mask.copy()
 
     def redo(self) -> np.ndarray | None:
-        """Re-apply the last undone action; returns the mask."""
+        """Re-apply the last undone action; returns the mask (a copy)."""
         if not self.can_redo:
             raise MidsegError("nothing to redo")
         self._pos += 1
-        return self.mask
+        self._history[self._pos].change.apply(self._prob, self._mask, forward=True)
+        return self._mask.copy()
 
     def reset(self) -> None:
         """Forget all points, rounds and history."""
         self._history.clear()
         self._pos = -1
+        self._prob = self._mask = None
 
     # -- stored clicks ------------------------------------------------------------
     def clicks_dict(self) -> dict:

@@ -77,7 +77,8 @@ def test_segment_refine_undo_redo(case):
     assert session.mask is None and not session.can_undo
     mask0 = session.segment(margin_points(truth))
     assert mask0.dtype == np.uint8 and mask0.shape == image.shape
-    assert session.mask is mask0
+    assert np.array_equal(session.mask, mask0) and not session.mask.flags.writeable
+    kept = mask0.copy()
     prob = session.probability
     assert prob.dtype == np.float32 and prob.shape == image.shape
     assert 0.0 <= prob.min() and prob.max() <= 1.0
@@ -95,6 +96,7 @@ def test_segment_refine_undo_redo(case):
     assert mask2[bg] == 0 and mask2[fg] == 1  # clicks accumulate: the fg click still holds
     assert len(session.rounds) == 2
 
+    assert np.array_equal(mask0, kept)        # a returned mask is the caller's copy
     assert np.array_equal(session.undo(), mask1)
     assert np.array_equal(session.undo(), mask0)
     assert len(session.rounds) == 0
@@ -437,3 +439,46 @@ def test_a_stored_point_far_outside_the_image_is_named_as_outside():
         _mm_to_index(image, [[5000.3, 10.1]])          # off the grid as well
     with pytest.raises(midseg.errors.GeometryMismatchError, match="voxel centres"):
         _mm_to_index(image, [[1.35, 0.35]])            # inside, between voxel centres
+
+
+def test_session_rounds_equal_the_public_refine_chain(case):
+    """The region-only path of Session gives refine()'s masks and probabilities exactly."""
+    from midseg.refine import refine
+
+    image, truth, model = case
+    session = midseg.Session(image, model=model)
+    session.segment(margin_points(truth))
+    fg, bg = _fg_bg(truth)
+    prev = (session.probability.copy(), session.mask.copy())
+    cnn = session.cnn_probability
+    rounds = [([fg], []), ([], [bg])]
+    all_fg, all_bg = [], []
+    for f, b in rounds:
+        session.refine(foreground=f, background=b)
+        all_fg += f
+        all_bg += b
+        res = refine(image.array, cnn, margin_points=session.margin_points, foreground=all_fg,
+                     background=all_bg, spacing=image.spacing, box=session.box,
+                     previous=prev, new_foreground=f, new_background=b)
+        np.testing.assert_array_equal(session.mask, res.mask)
+        np.testing.assert_array_equal(session.probability, res.probability)
+        prev = (res.probability, res.mask)
+
+
+def test_history_keeps_the_refined_region_not_the_image():
+    """A click in a large image stores about 2 x (probability + mask) bytes of its region."""
+    from midseg.session import Session
+
+    big = np.zeros((40, 400, 400), np.float32)
+    big[15:25, 180:220, 180:220] = 1.0
+    big += np.random.default_rng(0).normal(0, 0.05, big.shape).astype(np.float32)
+    s = Session(big)
+    s.segment([(20, 180, 200), (20, 219, 200), (20, 200, 180), (20, 200, 219),
+               (15, 200, 200), (24, 200, 200)])
+    s.refine(foreground=[(20, 200, 200)])
+    change = s._history[-1].change
+    stored = sum(a.nbytes for a in (change.prob_before, change.mask_before,
+                                    change.prob_after, change.mask_after))
+    region = int(np.prod([sl.stop - sl.start for sl in change.slices]))
+    assert stored == 2 * region * (4 + 1)
+    assert stored < big.nbytes / 20
