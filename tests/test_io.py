@@ -1,6 +1,8 @@
 """Image I/O: geometry round trips, pictures, DICOM series, bad input."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -195,7 +197,7 @@ def test_nan_pixels_rejected(tmp_path):
     arr = np.zeros((4, 5, 6), np.float32)
     arr[1, 2, 3] = np.nan
     arr[0, 0, 0] = np.inf
-    # NRRD keeps NaN (ITK's NIfTI reader already maps NaN to 0)
+    # NRRD keeps NaN through ITK; the NIfTI rows (I10, I11) are below
     sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "nan.nrrd"))
     with pytest.raises(InvalidInputError, match="2 NaN or infinite"):
         read_image(tmp_path / "nan.nrrd")
@@ -265,8 +267,6 @@ def test_co_registered_images_that_do_not_overlap_are_refused(tmp_path):
 
 
 def test_json_written_atomically_gets_ordinary_permissions(tmp_path):
-    import os
-
     from midseg.io import write_json_atomic
 
     old = os.umask(0o022)
@@ -276,3 +276,370 @@ def test_json_written_atomically_gets_ordinary_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "a" / "card.json").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["card.json"]
+
+
+# ---------------------------------------------------------------------------
+# Bad image files and outputs: rows of ../shared/reports/bad-inputs.md
+# ---------------------------------------------------------------------------
+
+def _volume(dtype=np.float32, shape=(20, 30, 40)):
+    """Noise that gzip cannot squeeze much (so a cut lands in the voxel data)."""
+    arr = np.random.default_rng(3).normal(0, 100, size=shape)
+    return arr.astype(dtype)
+
+
+def _write(path, arr, compress=True, spacing=(0.5, 0.8, 3.0)):
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing[: arr.ndim])
+    sitk.WriteImage(img, str(path), compress)
+    return path
+
+
+def _truncate(path, fraction=0.5):
+    raw = path.read_bytes()
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(raw[: int(len(raw) * fraction)])
+    return out
+
+
+def _flip(path, at=0.6, count=64):
+    raw = bytearray(path.read_bytes())
+    start = int(len(raw) * at)
+    for i in range(start, start + count):
+        raw[i] ^= 0xFF
+    out = path.with_name("flip_" + path.name)
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def _with_bad_voxels(tmp, name, dtype=np.float32, compress=True, **bad):
+    arr = _volume(dtype)
+    if "nan" in bad:
+        arr[bad["nan"]] = np.nan
+    if "inf" in bad:
+        arr[bad["inf"]] = np.inf
+    return _write(tmp / name, arr, compress)
+
+
+BAD_FILES = [
+    # id, make(tmp) -> path, exception, message fragment
+    ("I04", lambda t: _truncate(_write(t / "a.nii.gz", _volume())), ImageReadError,
+     r"cut_a\.nii\.gz.*truncated"),
+    ("I04-int16", lambda t: _truncate(_write(t / "a.nii.gz", _volume(np.int16)), 0.9),
+     ImageReadError, "truncated"),
+    ("I04-nii", lambda t: _truncate(_write(t / "a.nii", _volume(), False)), ImageReadError,
+     r"truncated: it holds \d+ bytes of voxel data where its NIfTI header announces 96000"),
+    ("I04-nii-int16", lambda t: _truncate(_write(t / "a.nii", _volume(np.int16), False)),
+     ImageReadError, "NIfTI header announces 48000"),
+    ("I04-nrrd-gzip", lambda t: _truncate(_write(t / "a.nrrd", _volume())), ImageReadError,
+     "truncated"),
+    ("I04-mha-zlib", lambda t: _truncate(_write(t / "a.mha", _volume())), ImageReadError,
+     "truncated"),
+    ("I04-mha-raw", lambda t: _truncate(_write(t / "a.mha", _volume(), False)), ImageReadError,
+     "MetaImage header announces 96000"),
+    ("I05", lambda t: _flip(_write(t / "a.nii.gz", _volume())), ImageReadError,
+     r"flip_a\.nii\.gz.*corrupt"),
+    ("I05-nrrd-gzip", lambda t: _flip(_write(t / "a.nrrd", _volume())), ImageReadError,
+     "corrupt"),
+    ("I05-mha-zlib", lambda t: _flip(_write(t / "a.mha", _volume())), ImageReadError,
+     "corrupt"),
+    ("I10", lambda t: _with_bad_voxels(t, "nan.nii.gz", nan=(1, 2, 3)), InvalidInputError,
+     r"nan\.nii\.gz contains 1 NaN or infinite"),
+    ("I10-nii", lambda t: _with_bad_voxels(t, "nan.nii", compress=False, nan=(0, 0, 0)),
+     InvalidInputError, "1 NaN or infinite"),
+    ("I10-float64", lambda t: _with_bad_voxels(t, "nan.nii.gz", np.float64, nan=(19, 29, 39)),
+     InvalidInputError, "1 NaN or infinite"),
+    ("I10-pair", lambda t: _with_bad_voxels(t, "nan.hdr", nan=(5, 5, 5), inf=(6, 6, 6)),
+     InvalidInputError, "2 NaN or infinite"),
+    ("I11", lambda t: _with_bad_voxels(t, "inf.nii.gz", inf=(4, 5, 6)), InvalidInputError,
+     "1 NaN or infinite"),
+    ("I11-mha", lambda t: _with_bad_voxels(t, "inf.mha", inf=(4, 5, 6)), InvalidInputError,
+     "1 NaN or infinite"),
+]
+
+
+@pytest.mark.parametrize("make, error, match", [r[1:] for r in BAD_FILES],
+                         ids=[r[0] for r in BAD_FILES])
+def test_bad_image_files_are_refused(tmp_path, make, error, match):
+    """Truncated or damaged files and NaN/inf voxels (ITK zero-fills all three for NIfTI)."""
+    path = make(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        read_image(path)
+    assert "\n" not in str(info.value)
+    if error is ImageReadError:
+        assert "copy or export it again" in str(info.value)
+    # the co-registered channel goes through the same check
+    good = _write(tmp_path / "good.nii.gz", _volume())
+    with pytest.raises(error, match=match):
+        read_image(good, path)
+
+
+@pytest.mark.parametrize("name, dtype, compress", [
+    ("a.nii.gz", np.float32, True), ("a.nii.gz", np.int16, True), ("a.nii", np.float64, False),
+    ("a.nii", np.uint8, False), ("a.hdr", np.float32, False), ("a.nrrd", np.float32, True),
+    ("a.mha", np.float32, True), ("a.mha", np.int16, False), ("a.img.gz", np.float32, True),
+])
+def test_whole_files_still_read(tmp_path, name, dtype, compress):
+    arr = _volume(dtype)
+    back = read_image(_write(tmp_path / name, arr, compress))
+    np.testing.assert_array_equal(back.array, arr)
+
+
+def test_gzip_check_reads_in_chunks(tmp_path, monkeypatch):
+    """The integrity check never holds more than one chunk of decompressed data."""
+    import midseg.io as io
+
+    monkeypatch.setattr(io, "_CHUNK", 4096)
+    arr = _volume()
+    path = _write(tmp_path / "a.nii.gz", arr)
+    np.testing.assert_array_equal(read_image(path).array, arr)
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(_truncate(path, 0.8))
+    arr[-1, -1, -1] = np.nan  # the last voxel, after many chunk boundaries
+    with pytest.raises(InvalidInputError, match="1 NaN"):
+        read_image(_write(tmp_path / "b.nii.gz", arr))
+
+
+def _png(path, grey, alpha, depth, extra=b""):
+    """A grey + alpha PNG (colour type 4) written by hand, Sub-filtered rows."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    dt = ">u1" if depth == 8 else ">u2"
+    rows = np.stack([grey, alpha], axis=-1).astype(dt).reshape(grey.shape[0], -1)  # big-endian
+    raw = rows.view(np.uint8).reshape(grey.shape[0], -1)
+    bpp = 2 * depth // 8
+    filtered = raw.copy()
+    filtered[:, bpp:] = raw[:, bpp:] - raw[:, :-bpp]  # filter 1 (Sub), modulo 256
+    data = b"".join(b"\x01" + r.tobytes() for r in filtered)
+    ihdr = struct.pack(">IIBBBBB", grey.shape[1], grey.shape[0], depth, 4, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra
+                     + chunk(b"gAMA", struct.pack(">I", 45455))
+                     + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_grey_alpha_png_reads_as_grey(tmp_path, depth):
+    """I17c: SimpleITK refuses 2-component PNGs ("Unknown PixelType"); alpha is dropped."""
+    rng = np.random.default_rng(4)
+    top = 255 if depth == 8 else 65535
+    grey = rng.integers(0, top + 1, size=(13, 17))
+    alpha = rng.integers(0, top + 1, size=(13, 17))
+    path = _png(tmp_path / "la.png", grey, alpha, depth)
+    img = read_image(path)
+    assert img.shape == (13, 17) and not img.multichannel
+    assert img.array.dtype == (np.uint8 if depth == 8 else np.uint16)
+    np.testing.assert_array_equal(img.array, grey)
+
+
+def test_grey_alpha_png_keeps_spacing_and_pillow_files(tmp_path):
+    import struct
+    import zlib
+
+    s_cal = b"\x01" + b"0.5\x000.25"  # ITK's spacing chunk: x then y, in mm
+    extra = (struct.pack(">I", len(s_cal)) + b"sCAL" + s_cal
+             + struct.pack(">I", zlib.crc32(b"sCAL" + s_cal) & 0xFFFFFFFF))
+    grey = np.arange(6 * 7).reshape(6, 7) * 5
+    img = read_image(_png(tmp_path / "s.png", grey, np.full_like(grey, 255), 8, extra))
+    assert img.spacing == (0.25, 0.5)
+    np.testing.assert_array_equal(img.array, grey)
+
+    pil = pytest.importorskip("PIL.Image")
+    grey = (np.arange(40 * 50).reshape(40, 50) * 7 % 256).astype(np.uint8)
+    pil.fromarray(np.stack([grey, 255 - grey], -1), mode="LA").save(tmp_path / "pil.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "pil.png").array, grey)
+
+
+def _bad_mask_call(tmp_path, name, mask_value=1.0, shape=(4, 5, 6)):
+    img = Image(np.zeros(shape, np.float32))
+    return lambda: write_mask(tmp_path / name, np.full(shape, mask_value), like=img)
+
+
+BAD_OUTPUTS = [
+    ("W02", lambda t: _bad_mask_call(t, "w.xyz"), InvalidInputError,
+     r"w\.xyz'.*extension '\.xyz' is not a format midseg writes; use one of \.nii\.gz"),
+    ("W02-none", lambda t: _bad_mask_call(t, "mask"), InvalidInputError, "no file extension"),
+    ("W03", lambda t: (t / "afile").write_text("x") and _bad_mask_call(t, "afile/w.nii.gz"),
+     ImageReadError, r"afile/w\.nii\.gz'.*'.*afile' is a file, not a folder"),
+    ("W03-deep", lambda t: (t / "afile").write_text("x")
+     and _bad_mask_call(t, "afile/sub/w.nii.gz"), ImageReadError, "is a file, not a folder"),
+    ("W03-folder", lambda t: (t / "d.nii.gz").mkdir() or _bad_mask_call(t, "d.nii.gz"),
+     ImageReadError, r"d\.nii\.gz': it is a folder"),
+    ("W05", lambda t: _bad_mask_call(t, "nan.nii.gz", np.nan), InvalidInputError,
+     "mask contains 120 NaN or infinite values"),
+    ("W05-inf", lambda t: _bad_mask_call(t, "inf.nii.gz", -np.inf), InvalidInputError,
+     "120 NaN or infinite"),
+    ("W07", lambda t: _bad_mask_call(t, "w3d.png"), InvalidInputError,
+     r"a \.png picture holds one 2D slice and this is a 3D volume; write \.nii\.gz"),
+    ("W07-jpg", lambda t: _bad_mask_call(t, "w3d.jpg"), InvalidInputError, r"\.jpg picture"),
+    ("W07-bmp", lambda t: _bad_mask_call(t, "w3d.BMP"), InvalidInputError, r"\.bmp picture"),
+    ("I19b", lambda t: _bad_mask_call(t, "long.nii.gz", shape=(1, 1, 40000)), ImageReadError,
+     r"cannot write '.*long\.nii\.gz': .*greater than maximum possible dimension"),
+]
+
+
+@pytest.mark.parametrize("make, error, match", [r[1:] for r in BAD_OUTPUTS],
+                         ids=[r[0] for r in BAD_OUTPUTS])
+def test_bad_outputs_are_refused(tmp_path, make, error, match):
+    call = make(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and "~midseg" not in message
+    # nothing written, no temporary left (only the fixtures' own file or folder)
+    assert {p.name for p in tmp_path.iterdir()} <= {"afile", "d.nii.gz"}
+    assert not (tmp_path / "d.nii.gz").is_dir() or not list((tmp_path / "d.nii.gz").iterdir())
+
+
+def test_check_output_path_refuses_early_and_creates_nothing(tmp_path):
+    from midseg.io import check_output_path
+
+    assert check_output_path(tmp_path / "new" / "m.nii.gz", 3) == tmp_path / "new" / "m.nii.gz"
+    assert check_output_path(str(tmp_path / "m.png"), 2) == tmp_path / "m.png"
+    assert check_output_path(tmp_path / "m.png") == tmp_path / "m.png"  # ndim unknown
+    with pytest.raises(InvalidInputError, match=r"\.png picture"):
+        check_output_path(tmp_path / "m.png", 3)
+    with pytest.raises(InvalidInputError, match=r"'\.xyz'"):
+        check_output_path(tmp_path / "m.xyz")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ImageReadError, match="is a file, not a folder"):
+        check_output_path(tmp_path / "f" / "m.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_unwritable_folder_message_names_the_output(tmp_path, monkeypatch):
+    """W08: a folder this user cannot write to; the message names the output, not a temporary."""
+    import midseg.io as io
+
+    monkeypatch.setattr(io.os, "access", lambda *a, **k: False)
+    img = Image(np.zeros((4, 5), np.float32))
+    with pytest.raises(ImageReadError, match=r"cannot write '.*m\.png': no permission to "
+                                             r"create files in '.*'") as info:
+        write_mask(tmp_path / "m.png", np.ones((4, 5)), like=img)
+    assert "~midseg" not in str(info.value)
+    with pytest.raises(ImageReadError, match="no permission to create folders"):
+        io.check_output_path(tmp_path / "sub" / "m.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_output_under_proc_names_the_output():
+    """W09: /proc exists but takes no files; the message names the output path."""
+    img = Image(np.zeros((4, 5), np.float32))
+    with pytest.raises(ImageReadError, match=r"cannot write '/proc/m\.nii\.gz': ") as info:
+        write_mask("/proc/m.nii.gz", np.ones((4, 5)), like=img)
+    assert "~midseg" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tiff_and_png_warn_about_the_geometry_they_lose(tmp_path):
+    """W07b: TIFF keeps every slice but not origin, direction or slice spacing."""
+    import warnings
+
+    from midseg.errors import GeometryLossWarning
+
+    img = _image(3)
+    mask = img.array > 0
+    with pytest.warns(GeometryLossWarning, match=r"\.tif format does not hold .*spacing "
+                                                 r".*origin .*direction"):
+        write_mask(tmp_path / "m.tif", mask, like=img)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.tif"), mask)  # all 7 slices
+    flat = _image(2)
+    with pytest.warns(GeometryLossWarning, match=r"\.png format .*origin .*direction"):
+        write_mask(tmp_path / "m.png", flat.array > 0, like=flat)
+    plain = Image(flat.array, spacing=(0.5, 0.25))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a format that holds all of it: no warning
+        write_mask(tmp_path / "p.png", plain.array > 0, like=plain)
+        write_mask(tmp_path / "p.tif", plain.array > 0, like=plain)
+        write_mask(tmp_path / "m.nii.gz", mask, like=img)
+        write_image(tmp_path / "i.nrrd", img)
+
+
+def test_jpeg_mask_warns_that_it_is_lossy(tmp_path):
+    from midseg.errors import MidsegWarning
+
+    img = Image(np.zeros((16, 16), np.uint8))
+    with pytest.warns(MidsegWarning, match="JPEG is lossy"):
+        write_mask(tmp_path / "m.jpg", np.eye(16), like=img)
+
+
+@pytest.mark.parametrize("suffix, side_file", [(".mhd", ".zraw"), (".hdr", ".img"),
+                                               (".nhdr", ".raw.gz")])
+def test_two_file_formats_are_written_whole(tmp_path, suffix, side_file):
+    img = _image(3)
+    write_mask(tmp_path / f"m{suffix}", img.array > 0, like=img)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"m{suffix}", f"m{side_file}"])
+    np.testing.assert_array_equal(read_mask(tmp_path / f"m{suffix}", like=img), img.array > 0)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], ids=oct)
+def test_outputs_get_the_permissions_of_a_new_file(tmp_path, umask):
+    from midseg.io import write_json_atomic
+
+    img = _image(2)
+    old = os.umask(umask)
+    try:
+        write_mask(tmp_path / "m.nii.gz", img.array > 0, like=img)
+        write_image(tmp_path / "i.mhd", img)
+        write_json_atomic(tmp_path / "c.json", {"x": 1})
+    finally:
+        os.umask(old)
+    for name in ("m.nii.gz", "i.mhd", "i.zraw", "c.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_outputs_are_flushed_before_the_rename(tmp_path, monkeypatch):
+    import midseg.io as io
+
+    events = []
+    real_fsync, real_replace = io.os.fsync, io.os.replace
+    monkeypatch.setattr(io.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(io.os, "replace",
+                        lambda a, b: events.append("replace") or real_replace(a, b))
+    img = _image(2)
+    write_mask(tmp_path / "m.nii.gz", img.array > 0, like=img)
+    assert events[:2] == ["fsync", "replace"]
+    events.clear()
+    io.write_json_atomic(tmp_path / "c.json", {})
+    assert events[:2] == ["fsync", "replace"]
+
+
+def test_stale_temporaries_are_swept(tmp_path):
+    """Left-overs of a killed write (our exact pattern, over an hour old) go; nothing else."""
+    import time
+
+    from midseg.io import write_json_atomic
+
+    old = time.time() - 2 * 3600
+    stale_dir = tmp_path / ".m.nii.gz.~midseg-0123456789ab.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "m.nii.gz").write_bytes(b"half")
+    stale_file = tmp_path / ".c.json.~midseg-abcdefabcdef.tmp"
+    fresh_file = tmp_path / ".d.json.~midseg-000000000000.tmp"
+    foreign = [tmp_path / ".m.nii.gz.4u4f97lx.nii.gz", tmp_path / "notes.~midseg-0123456789ab.tmp",
+               tmp_path / ".x.~midseg-0123.tmp"]
+    for p in [stale_file, fresh_file, *foreign]:
+        p.write_text("{")
+    for p in [stale_dir / "m.nii.gz", stale_dir, stale_file, *foreign]:
+        os.utime(p, (old, old))
+    write_json_atomic(tmp_path / "c.json", {"x": 1})
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"c.json", fresh_file.name, *(p.name for p in foreign)}
+
+
+def test_json_write_errors_name_the_path(tmp_path):
+    """W06: the message names the output, never the temporary."""
+    from midseg.io import write_json_atomic
+
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cannot write '.*adir': it is a folder"):
+        write_json_atomic(tmp_path / "adir", {})
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        write_json_atomic(tmp_path / "afile" / "c.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
