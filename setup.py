@@ -47,6 +47,8 @@ setup(
     extras_require={
         "gui": ["PyQt5>=5.15"],
         "dist": ["dask[distributed]>=2023.1"],
+        # optional faster stage 1 on CPU (midseg.models.RUNTIMES): ONNX Runtime + exporter
+        "fast": ["onnxruntime>=1.17", "onnx>=1.15"],
         "dev": [
             "pytest>=7",
             "pytest-qt>=4.2",

@@ -20,7 +20,8 @@ from .errors import (GeometryLossWarning, GeometryMismatchError, ImageReadError,
                      InvalidInputError, MidsegWarning)
 
 __all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
-           "check_output_path", "write_json_atomic", "MIN_OVERLAP", "WRITE_SUFFIXES"]
+           "check_output_path", "write_json_atomic", "write_bytes_atomic", "MIN_OVERLAP",
+           "WRITE_SUFFIXES"]
 
 #: Weights used to convert RGB(A) pictures to grey (ITU-R BT.601 luma).
 RGB_TO_GREY = (0.299, 0.587, 0.114)
@@ -1047,16 +1048,26 @@ def write_json_atomic(path: str | os.PathLike, data, indent: int = 1) -> None:
     """
     import json
 
+    write_bytes_atomic(path, (json.dumps(data, indent=indent) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically, as `write_json_atomic` does (same guarantees).
+
+    Raises
+    ------
+    OSError
+        The file cannot be written; the message names `path` (never the temporary).
+    """
     path = Path(path)
     _prepare_folder(path, OSError)
-    text = json.dumps(data, indent=indent) + "\n"
     tmp = None
     fds = []
     try:
         tmp = _create_temporary(path, lambda name: fds.append(
             os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
-        with os.fdopen(fds[0], "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fds[0], "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

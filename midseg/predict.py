@@ -189,8 +189,8 @@ def _check_model(model) -> None:
 
 
 def predict_probability(image: np.ndarray, points, model, *, spacing=None,
-                        channel_axis: int | None = None, device: str | None = None
-                        ) -> Stage1Result:
+                        channel_axis: int | None = None, device: str | None = None,
+                        box_only: bool = False) -> Stage1Result:
     """Stage 1: foreground probability of the object marked by interior margin points.
 
     The relaxed bounding box of the points is cropped, resized to the model's
@@ -209,12 +209,16 @@ def predict_probability(image: np.ndarray, points, model, *, spacing=None,
     channel_axis : None or 0
     device : str, optional
         Torch device for the forward pass (default: the model's own device).
+    box_only : bool, default False
+        Return the probability inside the box only (shape of ``box``), without
+        building the image-sized map: what a large volume needs.
 
     Returns
     -------
     Stage1Result
-        ``probability`` (float32, image spatial shape, 0 outside the box),
-        ``box``, ``grid_probability``. Unpacks as ``(probability, box)``.
+        ``probability`` (float32, image spatial shape, 0 outside the box; with
+        `box_only` the box's shape), ``box``, ``grid_probability``. Unpacks as
+        ``(probability, box)``.
 
     Raises
     ------
@@ -248,13 +252,20 @@ def predict_probability(image: np.ndarray, points, model, *, spacing=None,
             raise InvalidInputError(
                 f"model {getattr(model, 'name', '?')!r} lives on {dev}, not on {want}; load it "
                 f"with midseg.models.load_model(..., device={str(want)!r})")
-    with torch.inference_mode():
-        xt = torch.from_numpy(x)[None].to(dev)
-        if xt.ndim == 5:  # 3D: channels-last is faster on CPU (the models loader uses it)
-            xt = xt.contiguous(memory_format=torch.channels_last_3d)
-        logits = net(xt)
-        prob = net.foreground_probability(logits)[0].float().cpu().numpy()
+    if callable(getattr(model, "forward", None)):     # a LoadedModel: its runtime decides
+        prob = model.forward(x)
+    else:
+        with torch.inference_mode():
+            xt = torch.from_numpy(x)[None].to(dev)
+            if xt.ndim == 5:  # 3D: channels-last is faster on CPU (the loader uses it)
+                xt = xt.contiguous(memory_format=torch.channels_last_3d)
+            logits = net(xt)
+            prob = net.foreground_probability(logits)[0].float().cpu().numpy()
     prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
-    full = g.transform.paste(prob, shape, fill=0.0, order=1)
-    full = np.clip(np.asarray(full, dtype=np.float32), 0.0, 1.0)
+    inner = np.asarray(g.transform.from_grid(prob, order=1), dtype=np.float32)
+    np.clip(inner, 0.0, 1.0, out=inner)
+    if box_only:
+        return Stage1Result(probability=inner, box=g.transform.box, grid_probability=prob)
+    full = np.zeros(shape, np.float32)
+    full[g.transform.box.slices] = inner
     return Stage1Result(probability=full, box=g.transform.box, grid_probability=prob)

@@ -24,6 +24,7 @@ __all__ = [
     "RefineResult",
     "fuse_probabilities",
     "fuse_margin_points",
+    "fuse_margin_points_box",
     "graph_cut",
     "refine",
     "refine_region",
@@ -697,6 +698,20 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
     sp = as_spacing(spacing, len(shape))
     pts = as_points(margin_points, shape, name="margin points")
     box = relaxed_bbox(pts, shape)
+    out = p.astype(np.float32, copy=True)
+    out[box.slices] = fuse_margin_points_box(chans, p[box.slices], pts, box, sp, backend)
+    return out
+
+
+def fuse_margin_points_box(chans: np.ndarray, prob_box: np.ndarray, pts: np.ndarray, box: Box,
+                           sp: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """`fuse_margin_points` inside its box only, on checked input.
+
+    `chans` (C, *S) the whole image (read, never copied), `prob_box` the CNN map inside
+    ``box = relaxed_bbox(pts, S)``, `pts` (N, ndim) margin points, `sp` the spacing.
+    Returns the fused map inside the box (float32, a new array).
+    """
+    shape = chans.shape[1:]
     crop = chans[(slice(None),) + box.slices]
     local = pts - np.asarray(box.start)
     unit = sp / sp.min()
@@ -711,16 +726,14 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
         if b < n:
             lo[ax] = -1
             border[tuple(lo)] = True
-    out = p.astype(np.float32, copy=True)
     if not border.any():               # the box is the whole image: no background evidence
-        return out
+        return prob_box.astype(np.float32, copy=True)
     border[tuple(local.T)] = False
     d_fg = _geodesic(sd_crop, local, unit, backend, iterations=LOCAL_ITERATIONS,
                      cost="additive")
     d_bg = _geodesic(sd_crop, border, unit, backend, iterations=LOCAL_ITERATIONS,
                      cost="additive")
-    out[box.slices] = _fuse(p[box.slices], d_fg, d_bg, certainty=False)
-    return out
+    return _fuse(prob_box, d_fg, d_bg, certainty=False)
 
 
 def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),

@@ -22,7 +22,7 @@ import numpy as np
 from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
 from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
                      InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
-from .crop import Box
+from .crop import Box, relaxed_bbox
 from .io import Image, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
@@ -86,7 +86,7 @@ class _State:
 
     margin_points: np.ndarray
     rounds: tuple[ClickRound, ...]
-    cnn_probability: np.ndarray  # stage-1 output, image space, never modified (shared)
+    cnn: tuple                   # stage-1 output: (box, its values), never modified (shared)
     box: Any                     # stage-1 crop box (midseg.crop.Box)
     change: _Change
     extent: Any                  # Box holding every nonzero voxel of the maps (or None)
@@ -192,6 +192,18 @@ def _as_image(image) -> Image:
         f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
 
 
+def _offset(outer, inner) -> tuple[slice, ...]:
+    """`inner`'s slices relative to `outer` (both `midseg.crop.Box`, inner inside outer)."""
+    return tuple(slice(a - o, b - o) for a, b, o in zip(inner.start, inner.stop, outer.start))
+
+
+def _within(outer, inner, values: np.ndarray) -> np.ndarray:
+    """An `outer`-shaped array, 0 except `values` at `inner`'s place."""
+    out = np.zeros(outer.shape, dtype=values.dtype)
+    out[_offset(outer, inner)] = values
+    return out
+
+
 def _flat_axis(image: Image) -> int | None:
     """The spatial axis of a 3D image that is one voxel thick (the others longer), or None."""
     if image.ndim != 3:
@@ -270,6 +282,7 @@ class Session:
         self._pos = -1
         self._prob: np.ndarray | None = None   # the current state's maps (image shape)
         self._mask: np.ndarray | None = None
+        self._cnn_full = None                   # (state.cnn, cnn_probability) of the last use
 
     # -- construction helpers -------------------------------------------------
     @staticmethod
@@ -339,9 +352,19 @@ class Session:
 
     @property
     def cnn_probability(self) -> np.ndarray | None:
-        """The untouched stage-1 probability of the current margin points."""
+        """The untouched stage-1 probability of the current margin points (image shape,
+        float32, 0 outside the stage-1 box; read-only, built on first access)."""
         s = self._state
-        return None if s is None else s.cnn_probability
+        if s is None:
+            return None
+        if self._cnn_full is None or self._cnn_full[0] is not s.cnn:
+            box, values = s.cnn
+            full = np.zeros(self._work.shape, np.float32)
+            full[box.slices] = values
+            full = self._ex(full)
+            full.setflags(write=False)
+            self._cnn_full = (s.cnn, full)
+        return self._cnn_full[1]
 
     @property
     def margin_points(self) -> np.ndarray:
@@ -484,20 +507,29 @@ class Session:
                 + (f" ({distinct} distinct)" if distinct != len(pts) else ""))
         t0 = time.perf_counter()
         work = self._work
-        result = predict_probability(work.array, self._w(pts), self.model,
-                                     spacing=work.spacing, channel_axis=work.channel_axis,
-                                     device=self.device)
+        pw = self._w(pts)
+        # Everything happens inside the box of the points: no image-sized map is built.
+        result = predict_probability(work.array, pw, self.model, spacing=work.spacing,
+                                     channel_axis=work.channel_axis, device=self.device,
+                                     box_only=True)
         cnn = np.asarray(result.probability, dtype=np.float32)
         cnn.setflags(write=False)
-        prob = cnn
+        region = result.box
         if self.method == "ifgc":   # stage-1 information fusion (fuse_margin_points)
-            from .refine import fuse_margin_points
+            from .refine import fuse_margin_points_box
 
-            prob = fuse_margin_points(work.array, cnn, self._w(pts), spacing=work.spacing,
-                                      channel_axis=work.channel_axis)
-            prob.setflags(write=False)
-        cnn, prob = self._ex(cnn), self._ex(prob)
-        mask = (prob >= 0.5).astype(np.uint8)
+            fbox = relaxed_bbox(pw, work.shape)
+            region = result.box.union(fbox)
+            prob_r = _within(region, result.box, cnn)
+            arr = np.asarray(work.array)
+            chans = arr[None] if work.channel_axis is None else np.moveaxis(
+                arr, work.channel_axis, 0)
+            inner = _offset(region, fbox)
+            prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox,
+                                                   np.asarray(work.spacing, np.float64))
+        else:
+            prob_r = cnn.copy()
+        mask_r = (prob_r >= 0.5).astype(np.uint8)
         seconds = time.perf_counter() - t0
         notes = ()
         constant = _constant_warning(work, result.box)
@@ -509,12 +541,14 @@ class Session:
             if coplanar is not None:
                 _warnings.warn(coplanar, stacklevel=2)
                 notes += (coplanar,)
-        box = self._file_box(result.box)
+        box = self._file_box(region)
         prev = self._state
-        region = box if prev is None or prev.extent is None else box.union(prev.extent)
-        sl = region.slices
-        change = self._change(sl, prob[sl].copy(), mask[sl], first=prev is None)
-        state = _State(margin_points=pts, rounds=(), cnn_probability=cnn, box=result.box,
+        total = box if prev is None or prev.extent is None else box.union(prev.extent)
+        change = self._change(total.slices,
+                              _within(total, box, prob_r.reshape(box.shape)),
+                              _within(total, box, mask_r.reshape(box.shape)),
+                              first=prev is None)
+        state = _State(margin_points=pts, rounds=(), cnn=(result.box, cnn), box=result.box,
                        change=change, extent=box, seconds=seconds, warnings=notes)
         return self._push(state)
 
@@ -573,7 +607,7 @@ class Session:
             margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
             region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape,
                                        state.box)
-            res = refine_region(chans, sq(state.cnn_probability), region, margin, f_w, b_w,
+            res = refine_region(chans, None, region, margin, f_w, b_w,
                                 np.asarray(work.spacing, np.float64), lam=lam, sigma=sigma,
                                 method=method, connectivity=None, backend="auto",
                                 prev_mask=sq(self._mask), new_fg=w(fg), new_bg=w(bg))
@@ -583,7 +617,7 @@ class Session:
             change = self._change(sl, prob_r, mask_r, first=False)
             extent = self._file_box(res.box).union(state.extent)
         else:   # the baselines start from the CNN map over the whole image
-            result = _refine(work.array, sq(state.cnn_probability),
+            result = _refine(work.array, sq(self.cnn_probability),
                              margin_points=w(state.margin_points), foreground=w(all_fg),
                              background=w(all_bg), spacing=work.spacing, lam=lam,
                              sigma=sigma, method=method, channel_axis=work.channel_axis,
@@ -593,7 +627,7 @@ class Session:
                                   self._ex(np.asarray(result.mask, np.uint8)), first=False)
             extent = Box(tuple(0 for _ in self.image.shape), tuple(self.image.shape))
         new = _State(margin_points=state.margin_points, rounds=rounds,
-                     cnn_probability=state.cnn_probability, box=state.box, change=change,
+                     cnn=state.cnn, box=state.box, change=change,
                      extent=extent, seconds=time.perf_counter() - t0,
                      warnings=state.warnings)
         return self._push(new)

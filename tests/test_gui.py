@@ -46,7 +46,8 @@ class FakeModel:
         self.name, self.spatial_dims, self.image_channels = f"fake{dims}d", dims, channels
 
 
-def fake_predict(image, points, model, *, spacing=None, channel_axis=None, device=None):
+def fake_predict(image, points, model, *, spacing=None, channel_axis=None, device=None,
+                 box_only=False):
     """Stage-1 stand-in: the (0..1) image intensity inside the relaxed box of the points."""
     arr = np.asarray(image, dtype=np.float32)
     if channel_axis == 0:
@@ -54,7 +55,7 @@ def fake_predict(image, points, model, *, spacing=None, channel_axis=None, devic
     box = relaxed_bbox(points, arr.shape)
     prob = np.zeros(arr.shape, np.float32)
     prob[box.slices] = np.clip(arr[box.slices], 0.02, 0.98)
-    return SimpleNamespace(probability=prob, box=box)
+    return SimpleNamespace(probability=prob[box.slices] if box_only else prob, box=box)
 
 
 @pytest.fixture
