@@ -297,6 +297,133 @@ def _window_normalise(channels: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+#: A click-local round whose zone holds more free voxels than this solves its graph cut in
+#: a narrow band: the free voxels within `BAND_WIDTH` voxels of the fused map's 0.5
+#: boundary; the others take the label of the fused map (`refine`, Notes).
+BAND_MIN_VOXELS = 400_000
+BAND_WIDTH = 4
+
+
+def _boundary_distance(sure: np.ndarray, free: np.ndarray, labels: np.ndarray):
+    """Chessboard distance of the free voxels to the cut the labels alone would make.
+
+    The labels are ``sure`` on the free voxels and `labels` on the others; a voxel
+    touches the cut when a face neighbour has the other label. Computed on the box of
+    the free voxels plus one voxel; returns that box's slices and the distances there
+    (int32; large where no cut is near).
+    """
+    nz = np.argwhere(free)
+    lo = np.maximum(nz.min(0) - 1, 0)
+    hi = np.minimum(nz.max(0) + 2, free.shape)
+    sub = tuple(slice(a, b) for a, b in zip(lo, hi))
+    lab = np.where(free[sub], sure[sub], labels[sub] != 0)
+    edge = np.zeros(lab.shape, dtype=bool)
+    for ax in range(lab.ndim):
+        a = [slice(None)] * lab.ndim
+        b = [slice(None)] * lab.ndim
+        a[ax], b[ax] = slice(1, None), slice(None, -1)
+        diff = lab[tuple(a)] != lab[tuple(b)]
+        edge[tuple(a)] |= diff
+        edge[tuple(b)] |= diff
+    if not edge.any():
+        return sub, np.full(lab.shape, np.iinfo(np.int32).max, dtype=np.int32)
+    return sub, ndimage.distance_transform_cdt(~edge, metric="chessboard").astype(np.int32)
+
+
+def _solve_in_band(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
+                   labels: np.ndarray, **solve) -> np.ndarray:
+    """`_solve_sparse` on the free voxels near the cut of ``prob >= 0.5`` (a narrow band).
+
+    The band holds the free voxels within `BAND_WIDTH` steps (chessboard) of the cut the
+    labels ``prob >= 0.5`` (free voxels) and `labels` (fixed ones) make; the other free
+    voxels keep ``prob >= 0.5``. When the solved cut reaches the band's outer shell (a
+    voxel there takes the other label) the band may not hold the whole boundary: the
+    width is doubled and the band solved again, up to 3 times, then everything free is
+    solved. Where the cut stays inside the band the result is the full solve's; the band
+    cannot do what the full CRF might far from that cut (remove a whole confident island),
+    which is its limit.
+    """
+    sure = prob >= 0.5
+    sub, dist = _boundary_distance(sure, free, labels)
+    width = BAND_WIDTH
+    for _ in range(3):
+        band = np.zeros(free.shape, dtype=bool)
+        band[sub] = free[sub] & (dist <= width)
+        fixed_labels = labels.copy()
+        rest = free & ~band
+        fixed_labels[rest] = sure[rest]
+        out = _solve_sparse(prob, norm_image, band, fixed_labels, **solve)
+        shell = free[sub] & (dist == width)
+        if not np.any(out[sub][shell] != sure[sub][shell]):
+            return out
+        width *= 2
+    return _solve_sparse(prob, norm_image, free, labels, **solve)
+
+
+def _solve_sparse(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
+                  labels: np.ndarray, *, lam: float, sigma: float, spacing: np.ndarray,
+                  connectivity: int | None) -> np.ndarray:
+    """The CRF of `_solve` over the `free` voxels, the others fixed at `labels`.
+
+    Same energy (Eq. 8-11: unary -log r, pairwise lam exp(-|dI|^2 / 2 sigma^2) / dist)
+    as the grid graph with those voxels as hard constraints, but the graph holds only the
+    free voxels: an edge to a fixed neighbour becomes terminal capacity (the cost of the
+    free voxel taking the other label). Returns `labels` with the free voxels solved
+    (a new uint8 array).
+    """
+    import maxflow  # PyMaxflow; imported here so `import midseg` stays light
+
+    out = labels.astype(np.uint8, copy=True)
+    flat = np.flatnonzero(free)
+    n = flat.size
+    if n == 0:
+        return out
+    shape = free.shape
+    ids = np.full(free.size, -1, dtype=np.int64)
+    ids[flat] = np.arange(n)
+    coords = np.unravel_index(flat, shape)
+    r = np.clip(prob.reshape(-1)[flat].astype(np.float64), PROB_EPS, 1.0 - PROB_EPS)
+    cost_fg = -np.log(r)
+    cost_bg = -np.log1p(-r)
+    chans = norm_image.reshape(norm_image.shape[0], -1).astype(np.float32, copy=False)
+    lab = labels.reshape(-1)
+    unit = spacing / spacing.min()
+    neg_inv = -1.0 / (2.0 * sigma * sigma)
+    strides = np.asarray([int(np.prod(shape[k + 1:])) for k in range(len(shape))])
+    g = maxflow.GraphFloat(n, n * len(_offsets(len(shape), connectivity)))
+    g.add_nodes(n)
+    for off in _offsets(len(shape), connectivity):
+        dist = float(np.sqrt(np.sum((np.asarray(off) * unit) ** 2)))
+        step = int(np.dot(off, strides))
+        for sign in (1, -1):       # the edge to the neighbour on each side of a free voxel
+            ok = np.ones(n, dtype=bool)
+            for ax, o in enumerate(off):
+                c = coords[ax] + sign * o
+                ok &= (c >= 0) & (c < shape[ax])
+            v = flat[ok]
+            w = v + sign * step
+            d2 = np.sum((chans[:, v] - chans[:, w]) ** 2, axis=0, dtype=np.float64)
+            wt = lam * np.exp(d2 * neg_inv) / dist
+            if not np.all(np.isfinite(wt)):
+                raise MidsegError(f"the graph cut's pairwise weights are not finite "
+                                  f"(lam={lam!r}, sigma={sigma!r})")
+            iw = ids[w]
+            both = iw >= 0
+            if sign == 1:          # each free-free edge once
+                g.add_edges(ids[v[both]], iw[both], wt[both], wt[both])
+            fixed_w = ~both
+            iv = ids[v[fixed_w]]
+            fg_nb = lab[w[fixed_w]] != 0
+            # a fixed foreground neighbour: cost when this voxel is background, and v.v.
+            np.add.at(cost_bg, iv[fg_nb], wt[fixed_w][fg_nb])
+            np.add.at(cost_fg, iv[~fg_nb], wt[fixed_w][~fg_nb])
+    nodes = np.arange(n)
+    g.add_grid_tedges(nodes, cost_fg, cost_bg)
+    g.maxflow()
+    out.reshape(-1)[flat] = g.get_grid_segments(nodes).astype(np.uint8)
+    return out
+
+
 def _offsets(ndim: int, connectivity: int | None) -> list[tuple[int, ...]]:
     """Half of the neighbourhood offsets (one per undirected edge direction)."""
     if connectivity is None:
@@ -601,13 +728,32 @@ def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
                  unit_spacing: np.ndarray) -> float:
     """Largest distance from `points` to the nearest voxel of class `cls` in `prev_mask`.
 
-    At least 1; the crop's diagonal when the crop holds no voxel of that class.
+    At least 1; the crop's diagonal when the crop holds no voxel of that class. Exact,
+    searched in windows around each point that double in size until the nearest voxel
+    found is nearer than the window's half-width (so no voxel outside can be nearer):
+    the cost follows the distance, not the crop.
     """
-    agree = prev_mask == cls
-    if not agree.any():
-        return float(np.sqrt(np.sum((np.asarray(prev_mask.shape) * unit_spacing) ** 2)))
-    edt = ndimage.distance_transform_edt(~agree, sampling=unit_spacing)
-    return max(1.0, float(edt[tuple(points.T)].max()))
+    diag = float(np.sqrt(np.sum((np.asarray(prev_mask.shape) * unit_spacing) ** 2)))
+    unit = np.asarray(unit_spacing, dtype=np.float64)
+    shape = np.asarray(prev_mask.shape)
+    deepest = 1.0
+    for pt in np.atleast_2d(points):
+        half = 8.0                                   # in units of the smallest spacing
+        while True:
+            r = np.ceil(half / unit).astype(np.int64)
+            lo, hi = np.maximum(pt - r, 0), np.minimum(pt + r + 1, shape)
+            window = prev_mask[tuple(slice(a, b) for a, b in zip(lo, hi))] == cls
+            hit = np.argwhere(window)
+            whole = np.all(lo == 0) and np.all(hi == shape)
+            if len(hit):
+                d = float(np.sqrt(np.min(np.sum(((hit + lo - pt) * unit) ** 2, axis=1))))
+                if d <= half or whole:
+                    break
+            elif whole:
+                return diag
+            half *= 2
+        deepest = max(deepest, d)
+    return deepest
 
 
 def _local_fusion(prev_mask: np.ndarray, norm: np.ndarray,
@@ -1041,29 +1187,20 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     fixed[tuple(hard_bg_o.T)] = False          # of their own class, wherever they are
     prob_outer = outside.astype(np.float32)   # values at fixed voxels are never read
     prob_outer[inner] = fused
-    # Solve on the bounding box of the free region voxels plus one fixed voxel around it:
-    # everything else is fixed, so this is the same minimum (for "ifgc" the zone a click
-    # reaches is usually a small part of the region, and the cut costs what it covers).
-    mask_outer = outside.astype(np.uint8)
-    free = np.zeros(outside.shape, dtype=bool)
-    free[inner] = zone if local else True
-    if free.any():
-        nz = np.argwhere(free)
-        lo = np.maximum(nz.min(0) - 1, 0)
-        hi = np.minimum(nz.max(0) + 2, outside.shape)
-        sub = tuple(slice(a, b) for a, b in zip(lo, hi))
-
-        def within(pts):
-            return pts[np.all((pts >= lo) & (pts < hi), axis=1)] - lo
-
-        f, o = fixed[sub], outside[sub]
-        mask_outer[sub] = _solve(prob_outer[sub], norm_outer[(slice(None),) + sub],
-                                 np.concatenate([within(hard_fg_o), np.argwhere(f & o)]),
-                                 np.concatenate([within(hard_bg_o), np.argwhere(f & ~o)]),
-                                 lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
-    # a click or margin point outside that box has only fixed neighbours: its own class
-    mask_outer[tuple(hard_fg_o.T)] = 1
-    mask_outer[tuple(hard_bg_o.T)] = 0
+    # The graph holds the free voxels only (for "ifgc" the zone a click reaches, usually a
+    # small part of the region): a fixed neighbour adds its edge to a free voxel's terminal
+    # capacity, so the minimum is that of the whole region with those voxels fixed.
+    labels = outside.astype(np.uint8)
+    labels[tuple(hard_fg_o.T)] = 1             # clicks and margin points: their own class
+    labels[tuple(hard_bg_o.T)] = 0
+    free = ~fixed
+    free[tuple(hard_fg_o.T)] = False
+    free[tuple(hard_bg_o.T)] = False
+    solve = dict(lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
+    if local and np.count_nonzero(free) > BAND_MIN_VOXELS:
+        mask_outer = _solve_in_band(prob_outer, norm_outer, free, labels, **solve)
+    else:
+        mask_outer = _solve_sparse(prob_outer, norm_outer, free, labels, **solve)
 
     return RefineResult(mask=mask_outer[inner], probability=np.asarray(fused, np.float32),
                         box=region)

@@ -740,3 +740,77 @@ def test_background_clicks_on_every_margin_point_still_refine():
     img, cnn, gt, margin = _ct_like_scene(np.random.default_rng(2))
     res = refine(img, cnn, margin_points=margin, background=[tuple(p) for p in margin])
     assert not res.mask[tuple(margin.T)].any()
+
+
+@pytest.mark.parametrize("shape, connectivity", [((30, 40), 8), ((12, 20, 18), 6),
+                                                 ((12, 20, 18), 26)])
+def test_sparse_graph_cut_equals_the_grid_graph_with_fixed_voxels(shape, connectivity):
+    """The free-voxel graph has the same minimum as the grid graph with hard constraints."""
+    from scipy import ndimage as ndi
+
+    from midseg.refine import _solve, _solve_sparse
+
+    rng = np.random.default_rng(len(shape) + connectivity)
+    prob = ndi.gaussian_filter(rng.random(shape), 2)
+    prob = (prob - prob.min()) / np.ptp(prob)
+    norm = ndi.gaussian_filter(rng.random(shape), 1)[None].astype(np.float32)
+    free = ndi.gaussian_filter(rng.random(shape), 3) > 0.5
+    labels = (rng.random(shape) > 0.5).astype(np.uint8)
+    sp = np.asarray([2.0] + [1.0] * (len(shape) - 1))
+    grid = _solve(prob, norm, np.argwhere(~free & (labels == 1)), np.argwhere(~free & (labels == 0)),
+                  lam=5.0, sigma=0.1, spacing=sp, connectivity=connectivity)
+    sparse = _solve_sparse(prob, norm, free, labels, lam=5.0, sigma=0.1, spacing=sp,
+                           connectivity=connectivity)
+    np.testing.assert_array_equal(sparse, grid)
+
+
+def test_narrow_band_equals_the_full_solve_when_the_band_holds_the_boundary(monkeypatch):
+    """A click whose zone exceeds BAND_MIN_VOXELS: the band solve gives the full solve's mask
+    when the cut lies within BAND_WIDTH of the fused map's boundary."""
+    import midseg.refine as rf
+
+    shape = (40, 90, 90)
+    zz, yy, xx = np.indices(shape)
+    ball = ((zz - 20) / 15) ** 2 + ((yy - 45) / 35) ** 2 + ((xx - 45) / 35) ** 2 < 1
+    rng = np.random.default_rng(0)
+    image = (ball * 100.0 + rng.normal(0, 5, shape)).astype(np.float32)
+    prob = np.where(ball & (xx < 45), 0.9, 0.1).astype(np.float32)   # half of it missed
+    margin = [(20, 45, 12), (20, 45, 78), (20, 12, 45), (20, 78, 45), (7, 45, 45),
+              (33, 45, 45)]
+    prev = (prob, (prob >= 0.5).astype(np.uint8))
+    kw = dict(margin_points=margin, foreground=[(20, 45, 65)], spacing=(1.0, 1.0, 1.0),
+              previous=prev, new_foreground=[(20, 45, 65)], new_background=[])
+    monkeypatch.setattr(rf, "BAND_MIN_VOXELS", 1000)
+    calls = []
+    real_band = rf._boundary_distance
+    monkeypatch.setattr(rf, "_boundary_distance", lambda *a: calls.append(1) or real_band(*a))
+    banded = rf.refine(image, prob, **kw)
+    assert calls                                           # the band was used
+    monkeypatch.setattr(rf, "BAND_MIN_VOXELS", 10 ** 12)
+    full = rf.refine(image, prob, **kw)
+    zone_free = np.count_nonzero(full.mask != prev[1])
+    assert zone_free > 1000                                # the click claimed the missed half
+    np.testing.assert_array_equal(banded.mask, full.mask)
+
+
+def test_click_depth_equals_the_distance_transform():
+    """The windowed search gives the exact Euclidean distance a full EDT gives."""
+    from scipy import ndimage as ndi
+
+    from midseg.refine import _click_depth
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        shape = tuple(int(n) for n in rng.integers(5, 40, size=rng.integers(2, 4)))
+        m = (ndi.gaussian_filter(rng.random(shape), 2) > 0.5).astype(np.uint8)
+        unit = rng.uniform(1, 3, size=len(shape))
+        unit /= unit.min()
+        pts = np.stack([rng.integers(0, n, size=2) for n in shape], 1)
+        cls = int(rng.integers(0, 2))
+        agree = m == cls
+        if agree.any():
+            edt = ndi.distance_transform_edt(~agree, sampling=unit)
+            want = max(1.0, float(edt[tuple(pts.T)].max()))
+        else:
+            want = float(np.sqrt(np.sum((np.asarray(shape) * unit) ** 2)))
+        assert _click_depth(m, pts, cls, unit) == pytest.approx(want, abs=1e-9)
