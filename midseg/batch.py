@@ -555,8 +555,36 @@ def _prepare_out(out: Path) -> None:
                 f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _end_with_parent(parent: int) -> None:
-    """Make this worker process end when the batch process `parent` ends, even when killed."""
+    """Make this worker process end when the batch process `parent` ends, even when killed.
+
+    A worker's own parent is the batch process ("spawn"): it ends with it (Linux:
+    ``PR_SET_PDEATHSIG``; elsewhere a thread joins the parent). Under the fork server,
+    which outlives a killed batch, a thread polls the batch process every half second.
+    """
+    import threading
+
+    if os.getppid() != parent:                 # forked by the fork server
+        if not _alive(parent):
+            os._exit(1)
+
+        def poll():
+            while _alive(parent):
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=poll, name="midseg-batch-watch", daemon=True).start()
+        return
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -570,7 +598,6 @@ def _end_with_parent(parent: int) -> None:
         except (OSError, AttributeError, ValueError):
             pass
     import multiprocessing
-    import threading
 
     parent_process = multiprocessing.parent_process()
     if parent_process is None:
@@ -719,6 +746,19 @@ def _close_broken(executor) -> str:
     return f"it exited with status {code}"
 
 
+def _worker_context(mp):
+    """Where worker processes come from: a fork server that has imported midseg, torch
+    and the compiled geodesic kernels once (`midseg._preload`), so that each worker starts
+    in milliseconds; "spawn" where there is no fork server (Windows). The fork server
+    forks before torch starts a thread, which plain "fork" from this process cannot
+    promise."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["midseg._preload"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _run_pool(todo, out, model, n, inputs, collect):
     """Run the cases on `n` one-process pools, so that a dying worker fails its own case only."""
     import multiprocessing as mp
@@ -726,7 +766,7 @@ def _run_pool(todo, out, model, n, inputs, collect):
     from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // n)
-    ctx = mp.get_context("spawn")  # torch and fork do not mix well
+    ctx = _worker_context(mp)
 
     def new_lane():
         return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,

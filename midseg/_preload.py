@@ -1,0 +1,19 @@
+"""Imported once by the batch's fork server (`midseg.batch`): what every worker needs.
+
+Torch, the session and refinement code, PyMaxflow, and the geodesic kernels compiled (or
+loaded from numba's cache) are in the fork server's memory before any worker forks from
+it, so a worker starts in milliseconds instead of importing and compiling all again.
+Nothing here starts a thread or touches a GPU (forking after that would not be safe).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import midseg.models  # noqa: F401
+import midseg.predict  # noqa: F401
+import midseg.refine  # noqa: F401
+import midseg.session  # noqa: F401
+from midseg.geodesic import geodesic_distance
+
+for _cost in ("geodistk", "additive"):
+    geodesic_distance(np.zeros((4, 4), np.float32), [(1, 1)], cost=_cost)
