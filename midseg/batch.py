@@ -349,17 +349,21 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
     """Replay one clicks file on one image and write the mask; returns a result dict.
 
     `co_registered` paths are read onto the image's grid as further channels
-    (`midseg.io.read_image`); the mask has the image's geometry. With
+    (`midseg.io.read_image`); the mask has the image's geometry. The output path is
+    checked (`midseg.io.check_output_path`) before the image is read and again, for a
+    3D image, before the replay. With
     `ground_truth` (read by `read_ground_truth` with `label`, before the
     replay) the result holds Dice, ASSD and HD95; ASSD and HD95 are None when
     the ground truth or the mask is empty, and ``note`` says why.
     """
     from . import metrics
-    from .io import read_image, write_mask
+    from .io import check_output_path, read_image, write_mask
     from .session import Session
 
     t0 = time.perf_counter()
+    check_output_path(out_path)             # a bad output path fails before any work
     image = read_image(image_path, *co_registered)
+    check_output_path(out_path, image.ndim)
     gt = read_ground_truth(ground_truth, image, label) if ground_truth else None
     session = Session.from_clicks(clicks_path, image, model=model)
     write_mask(out_path, session.mask, like=image)

@@ -3,10 +3,10 @@
 One table: each row is an input, the entry point it goes through (API or CLI) and
 the outcome it must give: an exception class and a fragment of its one-line
 message, a CLI exit status and a fragment of its stderr, a warning, or a
-correct result (checked by the row). Row ids are the report's. Batch-manifest
-rows (B*) live in tests/test_batch.py, image-file rows (I04-I11, W*) in
-tests/test_io.py, where their fixtures are; the rows below that touch them go
-through the public entry points once more.
+correct result (checked by the row). Row ids are the report's. Every kind of
+the report has a row here; tests/test_batch.py and tests/test_io.py hold more
+cases of the batch and image-file kinds (runs, stale results, dying workers,
+permissions), which need their own fixtures.
 """
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from midseg import Image, Session, read_image, write_image  # noqa: E402
-from midseg.errors import (ConstantImageWarning, GeometryMismatchError,  # noqa: E402
-                           ImageReadError, InvalidInputError, MidsegError, ModelError)
+from midseg import Image, Session, read_image, write_image, write_mask  # noqa: E402
+from midseg.batch import read_manifest  # noqa: E402
+from midseg.errors import (ConstantImageWarning, GeometryLossWarning,  # noqa: E402
+                           GeometryMismatchError, ImageReadError, InvalidInputError, MidsegError,
+                           ModelError)
 
 YY, XX = np.mgrid[:64, :64]
 DISC = ((YY - 32) ** 2 + (XX - 30) ** 2 < 14 ** 2)
@@ -178,6 +180,43 @@ def _jit_without_cache(ctx):
     return f(1)
 
 
+def _damaged(ctx, how: str) -> Path:
+    data = ctx.image_file("whole.nii.gz").read_bytes()
+    p = ctx.tmp / f"{how}.nii.gz"
+    if how == "trunc":
+        p.write_bytes(data[: len(data) // 2])
+    else:
+        mid = len(data) // 2
+        p.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64]) + data[mid + 64:])
+    return p
+
+
+def _nan_nifti(ctx, value) -> Path:
+    import SimpleITK as sitk
+
+    arr = IMG2.copy()
+    arr[5, 5] = value
+    p = ctx.tmp / "nan.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(p))
+    return p
+
+
+def _grey_alpha(ctx) -> Path:
+    from PIL import Image as PILImage
+
+    grey = (DISC * 200 + 20).astype(np.uint8)
+    la = np.stack([grey, np.full_like(grey, 255)], axis=-1)
+    p = ctx.tmp / "la.png"
+    PILImage.fromarray(la, mode="LA").save(p)
+    return p
+
+
+def _manifest(ctx, text: str | None = None, raw: bytes | None = None) -> Path:
+    p = ctx.tmp / "manifest.csv"
+    p.write_bytes(raw if raw is not None else text.encode())
+    return p
+
+
 def _masks_equal(expected_call):
     def check(result, ctx):
         np.testing.assert_array_equal(result, expected_call(ctx))
@@ -225,6 +264,16 @@ ROWS = [
         "midseg.Image or a numpy array"),
     Row("I24", "complex pixels", lambda c: Session(np.zeros((10, 10), np.complex64)),
         InvalidInputError, "numeric"),
+    Row("I04", "truncated .nii.gz", lambda c: read_image(_damaged(c, "trunc")), ImageReadError,
+        "truncated"),
+    Row("I05", "corrupt .nii.gz (bytes flipped mid-stream)", lambda c: read_image(
+        _damaged(c, "flip")), ImageReadError, "corrupt"),
+    Row("I10", "NaN voxel in a float NIfTI", lambda c: read_image(_nan_nifti(c, np.nan)),
+        InvalidInputError, "NaN or infinite"),
+    Row("I11", "Inf voxel in a float NIfTI", lambda c: read_image(_nan_nifti(c, np.inf)),
+        InvalidInputError, "NaN or infinite"),
+    Row("I17c", "grey + alpha PNG reads as the grey image", lambda c: read_image(_grey_alpha(c)),
+        check=lambda r, c: (r.ndim == 2 and r.channels == 1) or pytest.fail(repr(r))),
     # -- margin points -------------------------------------------------------------------
     Row("P01", "no margin points", lambda c: Session(c.image2()).segment([]),
         InvalidInputError, "empty"),
@@ -400,6 +449,43 @@ ROWS = [
         [(32, 30)], lam=1e300), InvalidInputError, "lam must be a finite number in [0, 10000]"),
     Row("L14", "sigma = 1e300", lambda c: c.session2().refine([(32, 30)], sigma=1e300),
         check=_ok_mask),
+    # -- outputs -------------------------------------------------------------------------
+    Row("W02", "unsupported output ending", lambda c: write_mask(c.tmp / "m.xyz", DISC,
+                                                                 like=c.image2()),
+        InvalidInputError, ".xyz"),
+    Row("W02-cli", "unsupported output ending, CLI, before any work",
+        _cli(["segment", lambda c: str(c.image_file()), "--clicks",
+              lambda c: str(c.write_clicks("ok.json", c.clicks2())),
+              "-o", lambda c: str(c.tmp / "m.xyz")]), cli=True, match=".xyz"),
+    Row("W03", "output folder is a file", lambda c: (c.tmp / "afile").write_text("x") and
+        write_mask(c.tmp / "afile" / "m.nii.gz", DISC, like=c.image2()), ImageReadError,
+        "is a file"),
+    Row("W05", "NaN float mask", lambda c: write_mask(c.tmp / "m.nii.gz", np.where(
+        DISC, np.nan, 0.0), like=c.image2()), InvalidInputError, "NaN"),
+    Row("W07", "3D mask to .png", lambda c: write_mask(c.tmp / "m.png", BALL, like=Image(VOL)),
+        InvalidInputError, "3D"),
+    Row("W07b", "3D mask to .tif loses the geometry", lambda c: write_mask(
+        c.tmp / "m.tif", BALL, like=Image(VOL, spacing=(3.0, 0.8, 0.8), origin=(5, 6, 7))),
+        warns=GeometryLossWarning, check=lambda r, c: None),
+    # -- batch manifests -----------------------------------------------------------------
+    Row("B06", "case name escaping --out", lambda c: read_manifest(_manifest(
+        c, "image,clicks,case\nimg.nii.gz,c.json,../../x\n")), InvalidInputError, ".."),
+    Row("B07", "absolute case name", lambda c: read_manifest(_manifest(
+        c, "image,clicks,case\nimg.nii.gz,c.json,/tmp/x\n")), InvalidInputError, "absolute"),
+    Row("B08", "two names for one file", lambda c: read_manifest(_manifest(
+        c, "image,clicks,case\na.nii.gz,c.json,pat\nb.nii.gz,c.json,./pat\n")),
+        InvalidInputError, "duplicate case name"),
+    Row("B10", "manifest not UTF-8", lambda c: read_manifest(_manifest(
+        c, raw=b"image,clicks\n\xff.nii.gz,c.json\n")), InvalidInputError, "not UTF-8"),
+    Row("B11", "manifest with a byte-order mark", lambda c: read_manifest(_manifest(
+        c, raw="\ufeffimage,clicks\nimg.nii.gz,c.json\n".encode())),
+        check=lambda r, c: (len(r) == 1 and r[0].case == "img") or pytest.fail(repr(r))),
+    Row("B13", "unterminated quote", lambda c: read_manifest(_manifest(
+        c, 'image,clicks\n"img.nii.gz,c.json\n')), InvalidInputError, "quote"),
+    Row("B16", "binary file as manifest", lambda c: read_manifest(_manifest(
+        c, raw=b"image,clicks\n\x00\x01\x02\n")), InvalidInputError, "manifest"),
+    Row("B21", "manifest is a folder", lambda c: read_manifest(c.tmp), InvalidInputError,
+        "is a folder"),
     # -- environment ---------------------------------------------------------------------
     Row("E02", "numba cannot write its cache", _jit_without_cache,
         check=lambda r, c: r == 2 or pytest.fail(str(r))),
@@ -519,3 +605,19 @@ def test_fuzzed_clicks_bytes_give_a_midseg_error(raw, tmp_path_factory):
     p.write_bytes(raw)
     with pytest.raises(MidsegError):
         Session.from_clicks(p, Image(IMG2, spacing=(0.5, 0.5)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=120),
+       header=st.sampled_from(["image,clicks\n", "image,clicks,case\n",
+                               "\ufeffimage,clicks,ground_truth,label\n", ""]))
+def test_fuzzed_manifests_give_cases_or_a_midseg_error(text, header, tmp_path_factory):
+    """Any manifest text: a list of cases or one `InvalidInputError` line, never a traceback."""
+    p = tmp_path_factory.mktemp("mf") / "m.csv"
+    p.write_text(header + text, encoding="utf-8")
+    try:
+        cases = read_manifest(p)
+    except MidsegError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip()
+    else:
+        assert all(c.case and not Path(c.case).is_absolute() for c in cases)
