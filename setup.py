@@ -16,6 +16,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=["midseg", "midseg.gui", "midseg.data_sim", "midseg.models"],
     package_dir={
@@ -24,7 +25,7 @@ setup(
         "midseg.data_sim": "data_sim",
         "midseg.models": "models",
     },
-    package_data={"midseg": ["data/*.json"], "midseg.models": ["*.pt", "*.json", "*.md"]},
+    package_data={"midseg": ["data/*.json", "py.typed"], "midseg.models": ["*.pt", "*.json", "*.md"]},
     install_requires=[
         # torch: install the CPU build first (pip install torch==2.13.0); any
         # 2.x satisfies this, so pip does not replace it with a CUDA build.

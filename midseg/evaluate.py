@@ -1276,8 +1276,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.datasets:
         raise InvalidInputError(f"name at least one dataset: {', '.join(DATASETS)}")
-    if args.threads and args.threads > 0 and any(
-            m.strip().startswith("midseg") for m in args.methods.split(",")) or args.extra_model:
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    uses_torch = args.extra_model or any(m.strip().startswith("midseg")
+                                         for m in args.methods.split(","))
+    if args.threads and uses_torch:
         import torch
         torch.set_num_threads(args.threads)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -487,6 +487,9 @@ ROWS = [
     Row("B21", "manifest is a folder", lambda c: read_manifest(c.tmp), InvalidInputError,
         "is a folder"),
     # -- environment ---------------------------------------------------------------------
+    Row("E03", "evaluate --threads 0 with an extra model", _cli(
+        ["evaluate", "hc18", "--threads", "0", "--extra-model", "x=foo"]), cli=True,
+        match="--threads must be >= 1"),
     Row("E02", "numba cannot write its cache", _jit_without_cache,
         check=lambda r, c: r == 2 or pytest.fail(str(r))),
 ]
