@@ -33,14 +33,39 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
         f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
+def check_json_numbers(data, where: str) -> None:
+    """Refuse a number a float64 cannot hold (an integer beyond 1e308, inf) in a JSON document.
+
+    Walks `data` without recursion (any depth); raises `InvalidInputError` naming `where`
+    and the path of the first such number.
+    """
+    stack = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            try:
+                ok = np.isfinite(float(node))
+            except OverflowError:
+                ok = False
+            if not ok:
+                text = repr(node)
+                raise InvalidInputError(
+                    f"{where}: {path.lstrip('.') or 'top level'}: "
+                    f"{text if len(text) < 30 else text[:12] + '...'} is not a finite number")
+
+
 def _number(value, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
                                                                      np.floating, str)):
         raise InvalidInputError(f"{name} must be a number, got {value!r}")
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"{name} must be a finite number, got {value!r}"[:200]) from None
 
 
 def check_lam_sigma(lam, sigma) -> tuple[float, float]:
@@ -62,7 +87,11 @@ def as_spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
     """Spacing as a float64 array of length `ndim` (array axis order); None means 1."""
     if spacing is None:
         return np.ones(ndim, dtype=np.float64)
-    sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    try:
+        sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(
+            f"spacing must be {ndim} positive numbers, got {spacing!r}"[:200]) from None
     if sp.shape != (ndim,):
         raise InvalidInputError(
             f"spacing must have {ndim} values (one per array axis), got {tuple(sp)}")
@@ -96,6 +125,8 @@ def as_index_array(points, ndim: int, *, name: str = "points",
             f"array, got {type(points).__name__}")
     try:
         arr = np.asarray(points if points is not None else [], dtype=np.float64)
+    except OverflowError:
+        raise InvalidInputError(f"{name}: a coordinate is too large for any image") from None
     except (TypeError, ValueError) as exc:
         why = ("rows of different lengths" if "inhomogeneous" in str(exc) or
                "sequence" in str(exc) else str(exc).splitlines()[0])

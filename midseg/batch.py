@@ -258,11 +258,12 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
                 raise InvalidInputError(f"{where}: {exc}") from None
             if gt is None:
                 raise InvalidInputError(f"{where}: a label needs a ground_truth")
-        extra = tuple(str((base / q.strip()).resolve())
+        # absolute, links not followed (a link loop is then the case's read error, not ours)
+        extra = tuple(os.path.abspath(base / q.strip())
                       for q in (row.get("co_registered") or "").split(";") if q.strip())
-        cases.append(Case(name, str((base / row["image"]).resolve()),
-                          str((base / row["clicks"]).resolve()),
-                          str((base / gt).resolve()) if gt else None, extra, label))
+        cases.append(Case(name, os.path.abspath(base / row["image"]),
+                          os.path.abspath(base / row["clicks"]),
+                          os.path.abspath(base / gt) if gt else None, extra, label))
     if not cases:
         raise InvalidInputError(f"manifest {str(p)!r} lists no cases")
     _check_file_and_folder(p, cases, [n for n, _ in rows])
@@ -362,6 +363,10 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
 
     t0 = time.perf_counter()
     check_output_path(out_path)             # a bad output path fails before any work
+    if os.path.abspath(out_path) in {os.path.abspath(q) for q in (image_path, clicks_path,
+                                                                   *co_registered)}:
+        raise InvalidInputError(f"the output {str(out_path)!r} is one of the inputs; name "
+                                "another file")
     image = read_image(image_path, *co_registered)
     check_output_path(out_path, image.ndim)
     gt = read_ground_truth(ground_truth, image, label) if ground_truth else None
@@ -413,7 +418,15 @@ def _model_ref(model: str | None) -> dict:
 
     pt = model_path(model)
     shipped = not (model.endswith(".pt") or "/" in model or os.sep in model)
-    return {"name": model if shipped else str(pt.resolve()), "sha256": _sha256(pt)}
+    return {"name": model if shipped else os.path.abspath(pt), "sha256": _model_sha256(pt)}
+
+
+def _model_sha256(pt: Path) -> str | None:
+    """sha256 of a model's weights and its card (the card sets the grid, margin and cue)."""
+    parts = [_sha256(pt), _sha256(Path(pt).with_suffix(".json"))]
+    if parts[0] is None:
+        return None
+    return hashlib.sha256("\n".join(str(x) for x in parts).encode()).hexdigest()
 
 
 def _clicks_model_sha256(clicks: str) -> str | None:
@@ -422,7 +435,7 @@ def _clicks_model_sha256(clicks: str) -> str | None:
         from .models import model_path
 
         data = json.loads(Path(clicks).read_text(encoding="utf-8"))
-        return _sha256(model_path(data["model"]["name"]))
+        return _model_sha256(model_path(data["model"]["name"]))
     except Exception:  # no such model or no readable name: the clicks digest covers the name
         return None
 

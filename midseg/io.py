@@ -526,6 +526,28 @@ def _verify_mha(fh, path: Path) -> None:
     _scan(chunks, path, 0, nbytes or 0, None, "MetaImage")
 
 
+def _as_input_path(path) -> Path:
+    """`path` as a Path, refusing what cannot name a file (a number, None, an empty name)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"an image path must be a str or os.PathLike, got "
+                                f"{type(path).__name__} {path!r}"[:200])
+    if not os.fspath(path):
+        raise InvalidInputError("the image path is empty")
+    return Path(path)
+
+
+def _verify_jpeg(p: Path) -> None:
+    """Refuse a JPEG without its end-of-image marker (libjpeg reads a truncated one as
+    grey, with only a warning on its own output)."""
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        fh.seek(max(0, size - 4096))
+        tail = fh.read().rstrip(b"\x00\r\n \t")
+    if not tail.endswith(b"\xff\xd9"):
+        raise ImageReadError(f"cannot read {str(p)!r}: the JPEG file is truncated (it has no "
+                             "end-of-image marker); copy or export it again")
+
+
 def _verify_file(p: Path) -> None:
     """Refuse a truncated or damaged image file, or a NIfTI file with NaN/inf voxels.
 
@@ -542,6 +564,9 @@ def _verify_file(p: Path) -> None:
     Raises `ImageReadError` (truncated or corrupt) or `InvalidInputError` (NaN/inf).
     """
     name = p.name.lower()
+    if name.endswith((".jpg", ".jpeg")):
+        _verify_jpeg(p)
+        return
     pair = _nifti_pair(p)
     if pair is not None:
         hdr, data = pair
@@ -814,7 +839,7 @@ def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Im
     """
     import SimpleITK as sitk
 
-    p = Path(path)
+    p = _as_input_path(path)
     img = _read_sitk(p)
     image = _from_sitk(img, path=str(p))
     if image.multichannel and p.suffix.lower() in _PICTURE_SUFFIXES and image.channels in (3, 4):
@@ -824,7 +849,7 @@ def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Im
     channels = list(image.array.astype(np.float32)) if image.multichannel else \
         [image.array.astype(np.float32)]
     for other in co_registered:
-        q = Path(other)
+        q = _as_input_path(other)
         moving = _read_sitk(q)
         if moving.GetNumberOfComponentsPerPixel() > 1:
             raise InvalidInputError(
@@ -934,6 +959,10 @@ def check_output_path(path: str | os.PathLike, ndim: int | None = None) -> Path:
                 else "the name has no file extension")
         raise InvalidInputError(
             f"cannot write {str(p)!r}: {what}; use one of " + ", ".join(WRITE_SUFFIXES))
+    if suffix in (".nii", ".nii.gz") and not p.name.endswith(suffix):
+        raise InvalidInputError(
+            f"cannot write {str(p)!r}: write the ending in lower case ({suffix}); ITK's NIfTI "
+            "writer does not recognise it otherwise")
     if ndim == 3 and suffix in _FLAT_SUFFIXES:
         raise InvalidInputError(
             f"cannot write {str(p)!r}: a {suffix} picture holds one 2D slice and this is a 3D "

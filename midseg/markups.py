@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, check_json_numbers
 from .errors import InvalidInputError
 from .io import write_json_atomic
 
@@ -105,8 +105,12 @@ def read_markups(path: str | os.PathLike) -> list[Markups]:
         raise InvalidInputError(f"no such markups file: {str(p)!r}")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InvalidInputError(f"markups file {str(p)!r} is nested too deeply to be a Slicer "
+                                "markups file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"markups file {str(p)!r} is not valid JSON: {exc}") from None
+    check_json_numbers(data, f"markups file {str(p)!r}")
     if not isinstance(data, dict) or not isinstance(data.get("markups"), list):
         raise InvalidInputError(
             f"{str(p)!r} is not a Slicer markups file: it has no 'markups' list")

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
+from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_json_numbers,
+                      check_lam_sigma)
 from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
                      InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
 from .crop import Box, relaxed_bbox
@@ -709,7 +710,12 @@ class Session:
             Called as ``callback(session)`` after stage 1 and after each round
             (progress reports, per-step metrics).
         """
-        data = read_clicks(clicks) if not isinstance(clicks, dict) else _validate_clicks(clicks)
+        if isinstance(clicks, dict):
+            data = _validate_clicks(clicks)
+        elif isinstance(clicks, (str, os.PathLike)):
+            data = read_clicks(clicks)
+        else:
+            raise InvalidInputError(f"clicks must be a path or a dict, got {type(clicks).__name__}")
         image = _as_image(image)
         check_clicks_geometry(data, image)
         params = data["parameters"]
@@ -729,15 +735,15 @@ class Session:
                 f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
                 "stage 1 and every refined mask may differ from the original session")
             _warnings.warn(mismatch, stacklevel=2)
-        session.segment(_mm_to_index(image, data["margin_points"]))
+        session.segment(_mm_to_index(image, data["margin_points"], "margin_points"))
         if mismatch is not None:  # kept with the replayed states, for clients such as the GUI
             state = session._history[session._pos]
             session._history[session._pos] = replace(state, warnings=(mismatch,) + state.warnings)
         if callback is not None:
             callback(session)
-        for r in data["rounds"]:
-            session.refine(_mm_to_index(image, r["foreground"]),
-                           _mm_to_index(image, r["background"]),
+        for k, r in enumerate(data["rounds"]):
+            session.refine(_mm_to_index(image, r["foreground"], f"rounds[{k}].foreground"),
+                           _mm_to_index(image, r["background"], f"rounds[{k}].background"),
                            lam=r["lam"], sigma=r["sigma"], method=r["method"])
             if callback is not None:
                 callback(session)
@@ -796,7 +802,12 @@ def geometry_xyz(image: Image) -> dict:
 def check_clicks_geometry(data: dict, image: Image) -> None:
     """Raise `GeometryMismatchError` naming what differs between a clicks file and an image."""
     stored = data["image"]
-    diffs = geometry_differences(geometry_xyz(image), stored, atol=1e-4)
+    try:
+        diffs = geometry_differences(geometry_xyz(image), stored, atol=1e-4)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError("clicks file: image: shape, spacing, origin and direction must "
+                                "be lists of numbers of the image's dimension (direction a "
+                                "square matrix)") from None
     if stored.get("channels", image.channels) != image.channels:
         diffs.append(f"channels {image.channels} vs {stored['channels']}"
                      + (" (open the co-registered image too: read_image(first, second), "
@@ -816,10 +827,14 @@ def _model_ref(model) -> dict:
     return ref
 
 
-def _mm_to_index(image: Image, points_xyz) -> np.ndarray:
+def _mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
     if not len(points_xyz):
         return np.zeros((0, image.ndim), np.int64)
-    pts = np.asarray(points_xyz, dtype=np.float64)
+    try:
+        pts = np.asarray(points_xyz, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"clicks file: {field}: every point must be {image.ndim} "
+                                "numbers (rows of different lengths or non-numbers)") from None
     if pts.ndim != 2 or pts.shape[1] != image.ndim:
         raise InvalidInputError(f"stored points must have {image.ndim} coordinates (mm), got "
                                 f"an array of shape {pts.shape}")
@@ -852,6 +867,7 @@ def _validate_clicks(data: dict) -> dict:
     for key in ("image", "parameters", "margin_points", "rounds"):
         if key not in data:
             raise InvalidInputError(f"clicks file lacks the {key!r} entry")
+    check_json_numbers(data, "clicks file")
     error = _schema_error(data)
     if error is not None:
         raise InvalidInputError(f"clicks file: {error}")
@@ -898,14 +914,20 @@ def _upgrade(data: dict, version: int) -> dict:
 def read_clicks(path: str | os.PathLike) -> dict:
     """Read and validate a clicks JSON file written by `Session.save_clicks`."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidInputError(f"no such clicks file: {str(p)!r}")
+
     def no_constant(name):
         raise InvalidInputError(f"clicks file {str(p)!r} holds {name}, which is not a number "
                                 "a clicks file can store")
 
+    if p.is_dir():
+        raise InvalidInputError(f"clicks file {str(p)!r} is a folder")
     try:
         data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
+    except RecursionError:
+        raise InvalidInputError(f"clicks file {str(p)!r} is nested too deeply to be a "
+                                "clicks file") from None
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"clicks file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
                                 f"{exc.object[exc.start:exc.start + 1]!r})") from None

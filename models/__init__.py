@@ -181,6 +181,11 @@ def _resolve_device(device) -> str:
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     dev = str(device)
+    try:
+        torch.device(dev)
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelError(f"device {dev!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         "'cuda:1')") from None
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {dev!r} requested but CUDA is not available")
     return dev

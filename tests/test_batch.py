@@ -699,3 +699,21 @@ def test_dask_failure_of_one_case_is_recorded(cases, tmp_path, monkeypatch):
     assert res["done"] == 1 and res["failed"] == 1
     rows = {r["case"]: r for r in _summary(tmp_path / "out")}
     assert rows["case0"]["error"] == "RuntimeError: worker lost (simulated)"
+
+
+def test_a_model_card_edit_changes_the_model_digest(tmp_path):
+    """The card sets the grid, margin and cue: editing it must recompute a finished case."""
+    import shutil
+
+    from midseg.batch import _model_sha256
+    from midseg.models import model_path
+
+    src = model_path("2d")
+    pt = tmp_path / "my.pt"
+    shutil.copy(src, pt)
+    shutil.copy(src.with_suffix(".json"), pt.with_suffix(".json"))
+    before = _model_sha256(pt)
+    card = json.loads(pt.with_suffix(".json").read_text())
+    card["margin"] = 30
+    pt.with_suffix(".json").write_text(json.dumps(card))
+    assert _model_sha256(pt) != before

@@ -217,6 +217,29 @@ def _manifest(ctx, text: str | None = None, raw: bytes | None = None) -> Path:
     return p
 
 
+def _truncated_jpeg(ctx) -> Path:
+    from PIL import Image as PILImage
+
+    p = ctx.tmp / "whole.jpg"
+    PILImage.fromarray((DISC * 200 + 20).astype(np.uint8)).save(p, quality=95)
+    t = ctx.tmp / "trunc.jpg"
+    t.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return t
+
+
+def _batch_with_loop(ctx):
+    """A case whose image is a symlink loop fails on its own; the batch goes on (exit 1)."""
+    from midseg.batch import run_batch
+
+    (ctx.tmp / "la.png").symlink_to(ctx.tmp / "lb.png")
+    (ctx.tmp / "lb.png").symlink_to(ctx.tmp / "la.png")
+    clicks = ctx.write_clicks("ok3.json", ctx.clicks2())
+    m = _manifest(ctx, f"image,clicks,case\nla.png,{clicks},loop\n")
+    summary = run_batch(m, ctx.tmp / "out", workers=1, progress=False)
+    rows = (ctx.tmp / "out" / "summary.csv").read_text()
+    return (1 if "failed" in rows else 0), rows
+
+
 def _masks_equal(expected_call):
     def check(result, ctx):
         np.testing.assert_array_equal(result, expected_call(ctx))
@@ -436,7 +459,7 @@ ROWS = [
     Row("L06", "sigma = NaN", lambda c: Session(IMG2, sigma=float("nan")), InvalidInputError,
         "sigma must"),
     Row("L07", "lam = 'abc'", lambda c: Session(IMG2, lam="abc"), InvalidInputError,
-        "lam must be a number"),
+        "lam must be a finite number, got 'abc'"),
     Row("L08", "lam = None", lambda c: Session(IMG2, lam=None), InvalidInputError,
         "lam must be a number"),
     Row("L09", "method = 'bogus'", lambda c: Session(IMG2, method="bogus"), InvalidInputError,
@@ -486,6 +509,44 @@ ROWS = [
         c, raw=b"image,clicks\n\x00\x01\x02\n")), InvalidInputError, "manifest"),
     Row("B21", "manifest is a folder", lambda c: read_manifest(c.tmp), InvalidInputError,
         "is a folder"),
+    # -- found by a fresh user after the fixes (2026-11-30) -------------------------------
+    Row("N01", "clicks JSON nested 100 000 levels deep, CLI", _cli(
+        ["segment", lambda c: str(c.image_file()), "--clicks", lambda c: str(c.write_clicks(
+            "deep.json", raw=json.dumps(c.clicks2())[:-1].encode() + b', "x": '
+            + b"[" * 100000 + b"]" * 100000 + b"}")), "-o", lambda c: str(c.tmp / "m.nii.gz")]),
+        cli=True, match="nested too deeply"),
+    Row("N02", "a 400-digit integer in a clicks file", lambda c: Session.from_clicks(
+        c.write_clicks("big.json", raw=json.dumps(c.clicks2()).replace(
+            '"sigma": 0.1', '"sigma": ' + "9" * 400, 1).encode()), c.image2()),
+        InvalidInputError, "is not a finite number"),
+    Row("N03", "ragged direction in a clicks file", lambda c: Session.from_clicks(c.mutated(
+        "rag.json", _set(["image", "direction"], [[1, 0], [0, 1, 0]])), c.image2()),
+        InvalidInputError, "clicks file: image"),
+    Row("N04", "ragged margin points in a clicks file", lambda c: Session.from_clicks(
+        c.mutated("ragp.json", lambda d: d["margin_points"][1].append(0.0)), c.image2()),
+        InvalidInputError, "margin_points"),
+    Row("N05", "truncated JPEG", lambda c: read_image(_truncated_jpeg(c)), ImageReadError,
+        "truncated"),
+    Row("N06", "upper-case .NII.GZ output", lambda c: write_mask(c.tmp / "m.NII.GZ", DISC,
+                                                                  like=c.image2()),
+        InvalidInputError, "lower case"),
+    Row("N07", "clicks given as a list", lambda c: Session.from_clicks([1, 2], c.image2()),
+        InvalidInputError, "clicks must be a path or a dict"),
+    Row("N08", "image path as a number", lambda c: read_image(123), InvalidInputError,
+        "must be a str"),
+    Row("N09", "empty image path", lambda c: read_image(""), InvalidInputError, "empty"),
+    Row("N10", "device 'bogus'", lambda c: Session(IMG2, device="bogus"), ModelError,
+        "not a torch device"),
+    Row("N11", "lam = 10**400", lambda c: Session(IMG2, lam=10 ** 400), InvalidInputError,
+        "lam must be a finite number"),
+    Row("N12", "a point 10**400", lambda c: Session(c.image2()).segment(
+        PTS2[:3] + [(10 ** 400, 5)]), InvalidInputError, "too large"),
+    Row("N13", "output path = the input image, CLI", _cli(
+        ["segment", lambda c: str(c.image_file()), "--clicks",
+         lambda c: str(c.write_clicks("ok2.json", c.clicks2())),
+         "-o", lambda c: str(c.image_file())]), cli=True, match="one of the inputs"),
+    Row("N14", "manifest whose image is a symlink loop", _batch_with_loop,
+        check=lambda r, c: (r[0] == 1 and "no such file" in r[1]) or pytest.fail(repr(r))),
     # -- environment ---------------------------------------------------------------------
     Row("E03", "evaluate --threads 0 with an extra model", _cli(
         ["evaluate", "hc18", "--threads", "0", "--extra-model", "x=foo"]), cli=True,
