@@ -369,6 +369,8 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
                                 "another file")
     image = read_image(image_path, *co_registered)
     check_output_path(out_path, image.ndim)
+    if ground_truth is not None and not str(ground_truth):
+        raise InvalidInputError("the ground-truth path is empty")
     gt = read_ground_truth(ground_truth, image, label) if ground_truth else None
     session = Session.from_clicks(clicks_path, image, model=model)
     write_mask(out_path, session.mask, like=image)

@@ -92,7 +92,8 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
              model=None, echo=print) -> dict:
     """Run stage 1 and every stored click round; returns Dice per step and the files written."""
     from . import metrics
-    from .io import read_image, read_mask, write_image, write_mask
+    from .batch import read_ground_truth
+    from .io import read_image, write_image, write_mask
     from .session import Session, read_clicks
 
     out = Path(out_dir)
@@ -110,7 +111,10 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
             raise InvalidInputError("--image needs --clicks (a clicks JSON made for that image)")
         image = read_image(image_path)
         data = read_clicks(clicks_path)
-        truth = read_mask(truth_path, like=image) if truth_path else None
+        if truth_path is not None and not str(truth_path):
+            raise InvalidInputError("the ground-truth path is empty")
+        truth = (read_ground_truth(truth_path, image, None) != 0).astype(np.uint8) \
+            if truth_path else None
         stem = Path(image_path).name.split(".")[0]
         echo(f"midseg demo: {image!r}")
     steps, dices = [], []

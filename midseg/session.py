@@ -735,15 +735,26 @@ class Session:
                 f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
                 "stage 1 and every refined mask may differ from the original session")
             _warnings.warn(mismatch, stacklevel=2)
-        session.segment(_mm_to_index(image, data["margin_points"], "margin_points"))
+        margin = _mm_to_index(image, data["margin_points"], "margin_points")
+        rounds = []
+        for k, r in enumerate(data["rounds"]):   # every round checked before stage 1 runs
+            fg = _mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
+            bg = _mm_to_index(image, r["background"], f"rounds[{k}].background")
+            if not len(fg) + len(bg):
+                raise InvalidInputError(f"clicks file: rounds[{k}] holds no click")
+            try:
+                _check_round(fg, bg)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"clicks file: rounds[{k}]: {exc}") from None
+            rounds.append((fg, bg, r))
+        session.segment(margin)
         if mismatch is not None:  # kept with the replayed states, for clients such as the GUI
             state = session._history[session._pos]
             session._history[session._pos] = replace(state, warnings=(mismatch,) + state.warnings)
         if callback is not None:
             callback(session)
-        for k, r in enumerate(data["rounds"]):
-            session.refine(_mm_to_index(image, r["foreground"], f"rounds[{k}].foreground"),
-                           _mm_to_index(image, r["background"], f"rounds[{k}].background"),
+        for fg, bg, r in rounds:
+            session.refine(fg, bg,
                            lam=r["lam"], sigma=r["sigma"], method=r["method"])
             if callback is not None:
                 callback(session)

@@ -427,7 +427,7 @@ ROWS = [
         c.image2()), InvalidInputError, "at least 3"),
     Row("C17", "a round without clicks", lambda c: Session.from_clicks(c.mutated(
         "er.json", lambda d: d["rounds"][0].update(foreground=[], background=[])), c.image2()),
-        InvalidInputError, "at least one"),
+        InvalidInputError, "holds no click"),
     Row("C18", "unknown method", lambda c: Session.from_clicks(c.mutated(
         "bm.json", _set(["rounds", 0, "method"], "bogus")), c.image2()), InvalidInputError,
         "rounds[0].method"),
@@ -547,6 +547,14 @@ ROWS = [
          "-o", lambda c: str(c.image_file())]), cli=True, match="one of the inputs"),
     Row("N14", "manifest whose image is a symlink loop", _batch_with_loop,
         check=lambda r, c: (r[0] == 1 and "no such file" in r[1]) or pytest.fail(repr(r))),
+    Row("N15", "a round without clicks is refused before stage 1", lambda c: Session.from_clicks(
+        c.mutated("er2.json", lambda d: d["rounds"][0].update(foreground=[], background=[])),
+        c.image2()), InvalidInputError, "rounds[0] holds no click"),
+    Row("N16", "--ground-truth ''", _cli(["segment", lambda c: str(c.image_file()), "--clicks",
+                                          lambda c: str(c.write_clicks("ok4.json", c.clicks2())),
+                                          "-o", lambda c: str(c.tmp / "m4.nii.gz"),
+                                          "--ground-truth", ""]), cli=True,
+        match="ground-truth path is empty"),
     # -- environment ---------------------------------------------------------------------
     Row("E03", "evaluate --threads 0 with an extra model", _cli(
         ["evaluate", "hc18", "--threads", "0", "--extra-model", "x=foo"]), cli=True,
