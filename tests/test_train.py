@@ -433,28 +433,32 @@ def test_cli_synthetic_options_reach_the_card(tmp_path):
     assert "--synthetic-large 1" in card["command"]
 
 
+@pytest.mark.parametrize("backend", ["torchio", "torch"])
 @pytest.mark.parametrize("ndim, spacing", [(2, (1.0, 1.0)), (3, (3.0, 0.8, 0.8))])
-def test_augmentation_is_seeded_and_keeps_image_and_mask_aligned(ndim, spacing):
-    from midseg.train import _augment_region
+def test_augmentation_is_seeded_and_keeps_image_and_mask_aligned(ndim, spacing, backend):
+    """Both backends (TorchIO; PyTorch alone): seeded, image and mask aligned, channels."""
+    import midseg.train as tr
 
+    augment = tr._augment_region if backend == "torchio" else tr._augment_region_torch
     shape = (24, 40, 40)[-ndim:]
     grid = np.indices(shape)
     centre = np.asarray(shape).reshape((-1,) + (1,) * ndim) / 2.0
     mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10 ** 2
     image = np.where(mask, 100.0, -50.0).astype(np.float32)
-    a = _augment_region(image, mask, spacing, np.random.default_rng(4), False)
-    b = _augment_region(image, mask, spacing, np.random.default_rng(4), False)
-    c = _augment_region(image, mask, spacing, np.random.default_rng(5), False)
+    a = augment(image, mask, spacing, np.random.default_rng(4), False)
+    b = augment(image, mask, spacing, np.random.default_rng(4), False)
+    c = augment(image, mask, spacing, np.random.default_rng(5), False)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
     for img, m in (a, c):
         assert img.shape == shape and m.shape == shape and m.dtype == bool
+        assert img.dtype == np.float32
         # the bright object moved with its mask (bias field and blur keep the contrast)
         assert img[m].mean() > img[~m].mean() + 75
         assert 0.6 < m.sum() / mask.sum() < 1.6
-    two = _augment_region(np.stack([image, -image]), mask, spacing,
-                          np.random.default_rng(4), True)
+        assert img.min() >= -50.0 * 1.6  # outside the region: its minimum, not 0
+    two = augment(np.stack([image, -image]), mask, spacing, np.random.default_rng(4), True)
     assert two[0].shape == (2,) + shape
     np.testing.assert_array_equal(two[1], a[1])
 
@@ -520,33 +524,6 @@ def test_cli_pool_refuses_ambiguous_options(tmp_path, shared_data, extra, messag
     with pytest.raises(InvalidInputError, match="2D"):
         main(["--dims", "3", "--data", str(shared_data), "--pool", "sts", "--slice-step",
               "sts=2", "--out", str(tmp_path / "o3")])
-
-
-@pytest.mark.parametrize("ndim, spacing", [(2, (1.0, 1.0)), (3, (3.0, 0.8, 0.8))])
-def test_torch_augmentation_backend_matches_the_torchio_contract(ndim, spacing):
-    """The PyTorch-only backend: seeded, image and mask aligned, multi-channel."""
-    from midseg.train import _augment_region_torch
-
-    shape = (24, 40, 40)[-ndim:]
-    grid = np.indices(shape)
-    centre = np.asarray(shape).reshape((-1,) + (1,) * ndim) / 2.0
-    mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10 ** 2
-    image = np.where(mask, 100.0, -50.0).astype(np.float32)
-    a = _augment_region_torch(image, mask, spacing, np.random.default_rng(4), False)
-    b = _augment_region_torch(image, mask, spacing, np.random.default_rng(4), False)
-    c = _augment_region_torch(image, mask, spacing, np.random.default_rng(5), False)
-    np.testing.assert_array_equal(a[0], b[0])
-    assert not np.array_equal(a[0], c[0])
-    for img, m in (a, c):
-        assert img.shape == shape and m.shape == shape and m.dtype == bool
-        assert img.dtype == np.float32
-        assert img[m].mean() > img[~m].mean() + 75
-        assert 0.6 < m.sum() / mask.sum() < 1.6
-        assert img.min() >= -50.0 * 1.6  # outside the region: its minimum, not 0
-    two = _augment_region_torch(np.stack([image, -image]), mask, spacing,
-                                np.random.default_rng(4), True)
-    assert two[0].shape == (2,) + shape
-    np.testing.assert_array_equal(two[1], a[1])
 
 
 def test_torch_augmentation_rotates_and_scales_in_physical_space(monkeypatch):
