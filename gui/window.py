@@ -600,6 +600,10 @@ class MainWindow(QMainWindow):
                     restore = None       # no clicks to replay: the points come back as placed
 
         def work():  # worker thread: touch no widget here
+            # compile (or load from numba's cache) the geodesic kernels here, off the UI
+            # thread, while the model loads: the first Enter or click does not wait for them
+            import midseg._preload  # noqa: F401
+
             def fresh():
                 return Session(image, model=model, lam=lam, sigma=sigma, device=device)
             if restore is None:

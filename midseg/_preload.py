@@ -1,4 +1,5 @@
-"""Imported once by the batch's fork server (`midseg.batch`): what every worker needs.
+"""What a worker needs loaded before its first case; imported once by the batch's fork
+server (`midseg.batch`) and by the GUI's worker thread when a session starts.
 
 Torch, the session and refinement code, PyMaxflow, and the geodesic kernels compiled (or
 loaded from numba's cache) are in the fork server's memory before any worker forks from
@@ -7,7 +8,9 @@ Nothing here starts a thread or touches a GPU (forking after that would not be s
 """
 from __future__ import annotations
 
+import maxflow  # noqa: F401
 import numpy as np
+import torch  # noqa: F401  (imported, not used: no thread pool starts before a fork)
 
 import midseg.models  # noqa: F401
 import midseg.predict  # noqa: F401
