@@ -39,6 +39,8 @@ setup(
         "pyamg>=5",
         "numba>=0.58",
         "tqdm>=4.60",
+        # 3D Slicer .seg.nrrd label maps with segment names and colours (midseg.labelmap)
+        "slicerio>=1.0",
         # the clicks-file schema (midseg/data/clicks.schema.json)
         "jsonschema>=4.18",
         # training augmentation (midseg.train: RandomAffine, bias field, blur)

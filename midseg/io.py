@@ -1219,7 +1219,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
     ----------
     path : str or PathLike
         Output file; the format follows the ending (`WRITE_SUFFIXES`:
-        ``.nii.gz``, ``.nrrd``, ``.mha``, ``.png``, ...). Written through a
+        ``.nii.gz``, ``.nrrd``, ``.mha``, ``.png``, ...; ``.seg.nrrd`` is 3D Slicer's
+        segmentation file with one segment, `midseg.labelmap`). Written through a
         temporary folder beside it and renamed, so a reader never sees a
         partial file; the file gets the permissions of a newly created file
         (0666 less the umask).
@@ -1267,6 +1268,11 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
     p = check_output_path(path, m.ndim)
     suffix = _write_suffix(p)
     out = (m != 0).astype(np.uint8)
+    if p.name.lower().endswith(".seg.nrrd"):      # 3D Slicer's segmentation file
+        from .labelmap import Segment, write_labelmap
+
+        write_labelmap(p, out, like=like, segments=[Segment(1, "Segment_1")])
+        return
     if suffix in _FLAT_SUFFIXES:
         out = out * 255
     if suffix in (".jpg", ".jpeg"):

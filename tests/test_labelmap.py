@@ -1,0 +1,95 @@
+"""Label maps with named, coloured segments (midseg.labelmap): .seg.nrrd and NIfTI + sidecar."""
+import json
+
+import numpy as np
+import pytest
+
+from midseg import Image, write_mask
+from midseg.errors import InvalidInputError
+from midseg.labelmap import SIDECAR_SUFFIX, Segment, read_labelmap, write_labelmap
+
+pytest.importorskip("slicerio")
+
+
+@pytest.fixture
+def two_objects():
+    lab = np.zeros((6, 20, 30), np.uint8)
+    lab[1:4, 2:10, 3:12] = 1
+    lab[2:5, 12:18, 15:28] = 2
+    like = Image(np.zeros(lab.shape, np.float32), spacing=(3.0, 0.8, 0.7),
+                 origin=(10.0, -20.0, 5.0), direction=np.diag([1.0, -1.0, 1.0]))
+    segs = [Segment(1, "spleen", (1.0, 0.0, 0.0)), Segment(2, "left kidney", (0.0, 0.5, 1.0))]
+    return lab, like, segs
+
+
+def test_seg_nrrd_round_trip_keeps_names_colours_values_and_geometry(tmp_path, two_objects):
+    import SimpleITK as sitk
+
+    lab, like, segs = two_objects
+    path = tmp_path / "two.seg.nrrd"
+    write_labelmap(path, lab, like=like, segments=segs)
+    image, back = read_labelmap(path)
+    np.testing.assert_array_equal(image.array, lab)
+    assert back == segs
+    assert image.spacing == like.spacing and image.origin == like.origin
+    np.testing.assert_allclose(image.direction, like.direction)
+    header = path.read_bytes()[:2000].decode("latin1")
+    for line in ("Segment0_Name:=spleen", "Segment1_Name:=left kidney", "Segment1_LabelValue:=2",
+                 "Segment0_Color:=1.0 0.0 0.0", "space: left-posterior-superior",
+                 "Segment0_Extent:=0 29 0 19 0 5"):
+        assert line in header, line
+    # any NRRD reader sees the same voxels in the same place
+    ref = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ref), lab)
+    assert ref.GetOrigin() == (5.0, -20.0, 10.0)
+
+
+def test_nifti_label_map_keeps_its_segments_in_a_sidecar(tmp_path, two_objects):
+    lab, like, segs = two_objects
+    path = tmp_path / "two.nii.gz"
+    write_labelmap(path, lab, like=like, segments=segs)
+    side = json.loads((tmp_path / ("two.nii.gz" + SIDECAR_SUFFIX)).read_text())
+    assert [s["name"] for s in side["segments"]] == ["spleen", "left kidney"]
+    image, back = read_labelmap(path)
+    np.testing.assert_array_equal(image.array, lab)
+    assert back == segs
+
+
+def test_a_2d_label_map_goes_to_seg_nrrd_as_one_slice(tmp_path):
+    lab = np.zeros((20, 30), np.uint8)
+    lab[5:9, 5:20] = 3
+    like = Image(np.zeros(lab.shape, np.float32), spacing=(0.5, 0.25))
+    write_labelmap(tmp_path / "a.seg.nrrd", lab, like=like, segments=[Segment(3, "lesion")])
+    image, segs = read_labelmap(tmp_path / "a.seg.nrrd")
+    np.testing.assert_array_equal(image.array[0], lab)
+    assert segs[0].value == 3 and segs[0].name == "lesion"
+
+
+def test_write_mask_to_seg_nrrd_writes_one_named_segment(tmp_path, two_objects):
+    lab, like, _ = two_objects
+    write_mask(tmp_path / "m.seg.nrrd", lab == 1, like=like)
+    image, segs = read_labelmap(tmp_path / "m.seg.nrrd")
+    np.testing.assert_array_equal(image.array, (lab == 1).astype(np.uint8))
+    assert [s.name for s in segs] == ["Segment_1"]
+
+
+@pytest.mark.parametrize("labels, segments, match", [
+    ("unnamed", [Segment(1, "a")], "without a segment"),
+    ("ok", [Segment(1, "a"), Segment(1, "b")], "share a value"),
+    ("float", [Segment(1, "a"), Segment(2, "b")], "integers"),
+])
+def test_label_maps_that_do_not_fit_their_segments_are_refused(tmp_path, two_objects, labels,
+                                                               segments, match):
+    lab, like, _ = two_objects
+    arr = {"unnamed": lab, "ok": lab, "float": lab.astype(np.float32)}[labels]
+    with pytest.raises(InvalidInputError, match=match):
+        write_labelmap(tmp_path / "x.seg.nrrd", arr, like=like, segments=segments)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(value=0, name="a"), "1..65535"), (dict(value=1, name=" "), "name"),
+    (dict(value=1, name="a", color=(2, 0, 0)), "colour"),
+])
+def test_bad_segments_are_refused(kw, match):
+    with pytest.raises(InvalidInputError, match=match):
+        Segment(**kw)
