@@ -50,6 +50,8 @@ setup(
     extras_require={
         "gui": ["PyQt5>=5.15"],
         "dist": ["dask[distributed]>=2023.1"],
+        # DICOM-SEG outputs (midseg.dicomseg)
+        "dicom": ["highdicom>=0.22", "pydicom>=2.4"],
         # optional faster stage 1 on CPU (midseg.models.RUNTIMES): ONNX Runtime + exporter
         "fast": ["onnxruntime>=1.17", "onnx>=1.15"],
         "dev": [
@@ -57,6 +59,8 @@ setup(
             "pytest-qt>=4.2",
             "hypothesis>=6.80",
             "dask[distributed]>=2023.1",
+            "highdicom>=0.22",
+            "pydicom>=2.4",
         ],
     },
     entry_points={

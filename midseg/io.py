@@ -886,7 +886,7 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
 #: format follows the ending. ``.mhd``, ``.nhdr`` and ``.hdr`` write a second
 #: (data) file beside the header.
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".png", ".tif",
-                  ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz")
+                  ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz", ".dcm")
 #: Picture formats that hold one 2D slice only.
 _FLAT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Temporaries of `_atomic_write` (folders) and `write_json_atomic` (files):
@@ -1220,7 +1220,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
     path : str or PathLike
         Output file; the format follows the ending (`WRITE_SUFFIXES`:
         ``.nii.gz``, ``.nrrd``, ``.mha``, ``.png``, ...; ``.seg.nrrd`` is 3D Slicer's
-        segmentation file with one segment, `midseg.labelmap`). Written through a
+        segmentation file with one segment, `midseg.labelmap`; ``.dcm`` a DICOM-SEG
+        referencing the series ``like`` was read from, `midseg.dicomseg`). Written through a
         temporary folder beside it and renamed, so a reader never sees a
         partial file; the file gets the permissions of a newly created file
         (0666 less the umask).
@@ -1272,6 +1273,17 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
         from .labelmap import Segment, write_labelmap
 
         write_labelmap(p, out, like=like, segments=[Segment(1, "Segment_1")])
+        return
+    if suffix == ".dcm":                          # DICOM-SEG referencing the source series
+        from .dicomseg import write_dicom_seg
+        from .labelmap import Segment
+
+        if like.ndim != 3 or not like.path or not Path(like.path).is_dir():
+            raise InvalidInputError(
+                f"cannot write {str(p)!r}: a .dcm mask is a DICOM Segmentation of the DICOM "
+                "series it was made on, and this image was not read from a DICOM series "
+                "folder; write .nii.gz, .nrrd or .seg.nrrd")
+        write_dicom_seg(p, out, source_dir=like.path, segments=[Segment(1, "Segment_1")])
         return
     if suffix in _FLAT_SUFFIXES:
         out = out * 255

@@ -1,0 +1,85 @@
+"""DICOM-SEG through highdicom (midseg.dicomseg): references its source series, round-trips."""
+import numpy as np
+import pytest
+
+pytest.importorskip("highdicom")
+pydicom = pytest.importorskip("pydicom")
+
+from midseg.dicomseg import SEG_SOP_CLASS_UID, read_dicom_seg, write_dicom_seg  # noqa: E402
+from midseg.errors import InvalidInputError  # noqa: E402
+from midseg.labelmap import Segment  # noqa: E402
+
+
+def _series(folder, shape=(5, 16, 20)):
+    """A small CT-like DICOM series written by SimpleITK (one file per slice)."""
+    import time
+
+    import SimpleITK as sitk
+
+    arr = (np.arange(np.prod(shape)).reshape(shape) % 200).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.7, 2.5))
+    img.SetOrigin((-10.0, 20.0, 30.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    stamp = time.strftime("%Y%m%d")
+    series_uid = "1.2.826.0.1.3680043.2.1125." + str(int(time.time() * 1e3))
+    tags = [("0008|0060", "CT"), ("0020|000d", series_uid + ".1"), ("0020|000e", series_uid),
+            ("0008|0020", stamp), ("0020|0011", "3"), ("0010|0010", "Test^Patient"),
+            ("0010|0020", "T1"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
+            ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0052", series_uid + ".2"),
+            ("0018|0050", "2.5")]
+    folder.mkdir()
+    for z in range(shape[0]):
+        s = img[:, :, z]
+        for k, v in tags:
+            s.SetMetaData(k, v)
+        s.SetMetaData("0008|0018", f"{series_uid}.{z + 10}")
+        s.SetMetaData("0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, z)))))
+        s.SetMetaData("0020|0013", str(z + 1))
+        writer.SetFileName(str(folder / f"s{z:03d}.dcm"))
+        writer.Execute(s)
+    return series_uid
+
+
+def test_dicom_seg_references_its_series_and_round_trips(tmp_path):
+    from midseg import read_image
+
+    uid = _series(tmp_path / "ct")
+    ct = read_image(tmp_path / "ct")
+    labels = np.zeros(ct.shape, np.uint8)
+    labels[1:4, 3:9, 4:12] = 5
+    labels[2:5, 10:14, 14:18] = 7
+    segs = [Segment(5, "spleen", (1.0, 0.0, 0.0)), Segment(7, "kidney", (0.0, 0.0, 1.0))]
+    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct", segments=segs)
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert ds.SOPClassUID == SEG_SOP_CLASS_UID and ds.Modality == "SEG"
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["spleen", "kidney"]
+    back, segments = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
+    np.testing.assert_array_equal(back == 1, labels == 5)
+    np.testing.assert_array_equal(back == 2, labels == 7)
+    assert [s.name for s in segments] == ["spleen", "kidney"]
+    assert segments[0].color[0] > 0.9 and segments[1].color[2] > 0.9
+
+
+def test_dicom_seg_refuses_a_label_map_of_another_shape(tmp_path):
+    _series(tmp_path / "ct")
+    with pytest.raises(InvalidInputError, match="series' shape"):
+        write_dicom_seg(tmp_path / "x.dcm", np.zeros((2, 3, 4), np.uint8),
+                        source_dir=tmp_path / "ct", segments=[Segment(1, "a")])
+
+
+def test_write_mask_to_dcm_is_a_dicom_seg_of_the_series(tmp_path):
+    from midseg import Image, read_image, write_mask
+
+    uid = _series(tmp_path / "ct")
+    ct = read_image(tmp_path / "ct")
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[1:4, 3:9, 4:12] = 1
+    write_mask(tmp_path / "m.dcm", mask, like=ct)
+    ds = pydicom.dcmread(tmp_path / "m.dcm")
+    assert ds.SOPClassUID == SEG_SOP_CLASS_UID
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
+    with pytest.raises(InvalidInputError, match="DICOM series"):
+        write_mask(tmp_path / "n.dcm", mask, like=Image(ct.array, spacing=ct.spacing))
