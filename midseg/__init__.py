@@ -26,6 +26,7 @@ _LAZY = {
     "hd95": "midseg.metrics",
     "geodesic_distance": "midseg.geodesic",
     "Session": "midseg.session",
+    "LabelSession": "midseg.label_session",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

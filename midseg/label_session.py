@@ -1,0 +1,231 @@
+"""Several named objects in one session over one image, and their label map.
+
+`LabelSession` holds one `midseg.Session` per object (its own margin points, click
+rounds, undo and redo) over a shared image and model, and composes their masks into a
+label map (0 = background, one value per object) with an explicit overlap policy: by
+default an object never takes voxels another object already holds (``"keep"``); with
+``"overwrite"`` later objects win. `save` writes every object's clicks into one JSON
+document (format ``midseg-labels``, each object's clicks the version-3 clicks document of
+`Session.save_clicks`); `LabelSession.load` replays it, and also accepts a plain clicks
+file as a session of one object. `write_labelmap` writes the label map with names and
+colours (`midseg.labelmap`: ``.seg.nrrd``, NIfTI + sidecar; ``.dcm`` DICOM-SEG for an
+image read from a DICOM series, `midseg.dicomseg`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidInputError, MidsegError
+from .labelmap import DEFAULT_COLORS, Segment
+
+__all__ = ["LabelSession", "LABELS_FORMAT", "OVERLAP_POLICIES"]
+
+LABELS_FORMAT = "midseg-labels"
+LABELS_VERSION = 1
+#: "keep": an object never takes voxels an earlier object holds; "overwrite": later wins.
+OVERLAP_POLICIES = ("keep", "overwrite")
+
+
+class LabelSession:
+    """Segment several objects of one image, each with its own clicks and undo.
+
+    Parameters
+    ----------
+    image : midseg.Image or ndarray
+    model : optional
+        As for `midseg.Session` (loaded once, shared by the objects).
+    **session_kw
+        `lam`, `sigma`, `method`, `device`, passed to every object's `Session`.
+
+    Examples
+    --------
+    >>> ls = LabelSession(ct)                                   # doctest: +SKIP
+    >>> ls.add("spleen", color=(1, 0, 0)).segment(spleen_points)  # doctest: +SKIP
+    >>> ls.add("left kidney").segment(kidney_points)           # doctest: +SKIP
+    >>> ls.object("spleen").refine(foreground=[(40, 100, 120)])   # doctest: +SKIP
+    >>> ls.write_labelmap("organs.seg.nrrd")                    # doctest: +SKIP
+    """
+
+    def __init__(self, image, model=None, **session_kw):
+        from .session import Session, _as_image
+
+        self.image = _as_image(image)
+        first = Session(self.image, model=model, **session_kw)   # checks and loads once
+        self.model = first.model
+        self._kw = session_kw
+        self._spare = first
+        self._objects: dict[str, tuple[Segment, object]] = {}
+
+    # -- objects ---------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The objects' names, in the order they were added (their label values rise)."""
+        return tuple(self._objects)
+
+    def add(self, name: str, *, color=None, value: int | None = None):
+        """Add an object and return its `midseg.Session` (call `segment` on it).
+
+        Parameters
+        ----------
+        name : str
+            Unique, non-empty.
+        color : 3 floats in [0, 1], optional
+            Display colour (default: the next of `midseg.labelmap.DEFAULT_COLORS`).
+        value : int, optional
+            Its label value (default: one more than the largest so far).
+
+        Raises
+        ------
+        InvalidInputError
+            A name or value already used, or a bad name, colour or value.
+        """
+        from .session import Session
+
+        if name in self._objects:
+            raise InvalidInputError(f"an object named {name!r} exists already")
+        used = {seg.value for seg, _ in self._objects.values()}
+        value = (max(used) + 1 if used else 1) if value is None else value
+        if value in used:
+            raise InvalidInputError(f"label value {value} is used by another object")
+        color = DEFAULT_COLORS[len(self._objects) % len(DEFAULT_COLORS)] if color is None \
+            else color
+        segment = Segment(value, name, color)
+        session = self._spare if self._spare is not None else \
+            Session(self.image, model=self.model, **self._kw)
+        self._spare = None
+        self._objects[name] = (segment, session)
+        return session
+
+    def object(self, name: str):
+        """The `midseg.Session` of object `name` (KeyError-free: a clear error)."""
+        try:
+            return self._objects[name][1]
+        except KeyError:
+            raise InvalidInputError(f"no object named {name!r}; objects: "
+                                    f"{', '.join(self._objects) or 'none'}") from None
+
+    def segment_of(self, name: str) -> Segment:
+        """The `midseg.labelmap.Segment` (value, name, colour) of object `name`."""
+        self.object(name)
+        return self._objects[name][0]
+
+    def remove(self, name: str) -> None:
+        """Forget object `name` and its history."""
+        self.object(name)
+        del self._objects[name]
+
+    # -- the label map -------------------------------------------------------------------
+    def labelmap(self, overlap: str = "keep") -> np.ndarray:
+        """The objects' current masks as one label map (image shape, uint8 or uint16).
+
+        Objects are painted in the order they were added; `overlap` (`OVERLAP_POLICIES`)
+        says who holds a voxel two masks claim. Objects without a mask yet are skipped.
+        """
+        if overlap not in OVERLAP_POLICIES:
+            raise InvalidInputError(f"overlap must be one of {OVERLAP_POLICIES}, got "
+                                    f"{overlap!r}")
+        values = [seg.value for seg, _ in self._objects.values()]
+        out = np.zeros(self.image.shape, np.uint8 if max(values, default=0) < 256 else np.uint16)
+        for seg, session in self._objects.values():
+            mask = session.mask
+            if mask is None:
+                continue
+            where = mask != 0
+            if overlap == "keep":
+                where &= out == 0
+            out[where] = seg.value
+        return out
+
+    def write_labelmap(self, path: str | os.PathLike, overlap: str = "keep") -> None:
+        """Write the label map with the objects' names and colours.
+
+        ``.seg.nrrd`` or any `midseg.io.write_mask` format with a sidecar
+        (`midseg.labelmap.write_labelmap`); ``.dcm``: DICOM-SEG of the series the image
+        was read from (`midseg.dicomseg.write_dicom_seg`).
+        """
+        segments = [seg for seg, s in self._objects.values() if s.mask is not None]
+        labels = self.labelmap(overlap)
+        if Path(path).name.lower().endswith(".dcm"):
+            from .dicomseg import write_dicom_seg
+
+            if not self.image.path or not Path(self.image.path).is_dir():
+                raise InvalidInputError("a .dcm label map is a DICOM-SEG of the series the "
+                                        "image was read from; this image was not read from a "
+                                        "DICOM series folder")
+            write_dicom_seg(path, labels, source_dir=self.image.path, segments=segments)
+            return
+        from .labelmap import write_labelmap
+
+        write_labelmap(path, labels, like=self.image, segments=segments)
+
+    # -- stored clicks -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Every segmented object's clicks document, with its name, value and colour."""
+        objects = []
+        for seg, session in self._objects.values():
+            if session.mask is None:
+                continue
+            objects.append({"name": seg.name, "value": seg.value, "color": list(seg.color),
+                            "clicks": session.clicks_dict()})
+        if not objects:
+            raise MidsegError("nothing to save: no object has been segmented")
+        return {"format": LABELS_FORMAT, "version": LABELS_VERSION, "objects": objects}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write `to_dict` as JSON (atomically)."""
+        from .io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path, image, model=None, *, device: str | None = None) -> "LabelSession":
+        """Replay a `save`d file (or a plain clicks file, as one object) on `image`.
+
+        Raises
+        ------
+        InvalidInputError
+            Not a labels or clicks document, or a bad object entry (the message names it);
+            what `Session.from_clicks` raises for each object's clicks.
+        """
+        from .session import CLICKS_FORMAT, Session, read_clicks
+
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InvalidInputError(f"cannot read {str(p)!r}: {exc}") from None
+        if isinstance(doc, dict) and doc.get("format") == CLICKS_FORMAT:
+            doc = {"format": LABELS_FORMAT, "version": LABELS_VERSION,
+                   "objects": [{"name": "Segment_1", "value": 1, "color": DEFAULT_COLORS[0],
+                                "clicks": read_clicks(p)}]}
+        if not isinstance(doc, dict) or doc.get("format") != LABELS_FORMAT or \
+                doc.get("version") != LABELS_VERSION or not isinstance(doc.get("objects"), list):
+            raise InvalidInputError(f"{str(p)!r} is not a midseg labels file (format "
+                                    f"{LABELS_FORMAT!r}, version {LABELS_VERSION}) or a "
+                                    "clicks file")
+        ls = None
+        for k, entry in enumerate(doc["objects"]):
+            if not isinstance(entry, dict) or not {"name", "value", "color", "clicks"} <= set(
+                    entry):
+                raise InvalidInputError(f"{str(p)!r}: objects[{k}] needs name, value, color "
+                                        "and clicks")
+            replayed = Session.from_clicks(entry["clicks"], image, model=model, device=device)
+            if ls is None:
+                ls = cls.__new__(cls)
+                ls.image, ls.model, ls._kw = replayed.image, replayed.model, {"device": device}
+                ls._spare, ls._objects = None, {}
+            try:
+                seg = Segment(entry["value"], entry["name"], tuple(entry["color"]))
+            except TypeError:
+                raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad colour") from None
+            if seg.name in ls._objects or seg.value in {s.value for s, _ in
+                                                        ls._objects.values()}:
+                raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")
+            ls._objects[seg.name] = (seg, replayed)
+        if ls is None:
+            raise InvalidInputError(f"{str(p)!r} holds no object")
+        return ls

@@ -1,0 +1,86 @@
+"""Several objects in one session (midseg.LabelSession): own clicks and undo, one label map."""
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from midseg import Image, LabelSession  # noqa: E402
+from midseg.errors import InvalidInputError, MidsegError  # noqa: E402
+
+YY, XX = np.mgrid[:80, :100]
+LEFT = (YY - 40) ** 2 + (XX - 30) ** 2 < 15 ** 2
+RIGHT = (YY - 40) ** 2 + (XX - 68) ** 2 < 16 ** 2
+IMG = Image((LEFT * 1.0 + RIGHT * 2.0 + np.random.default_rng(0).normal(0, 0.1, LEFT.shape))
+            .astype(np.float32), spacing=(0.5, 0.5))
+P_LEFT = [(27, 30), (53, 30), (40, 17), (40, 43)]
+P_RIGHT = [(26, 68), (54, 68), (40, 54), (40, 82)]
+
+
+def _two():
+    ls = LabelSession(IMG)
+    ls.add("left", color=(1.0, 0.0, 0.0)).segment(P_LEFT)
+    ls.add("right").segment(P_RIGHT)
+    return ls
+
+
+def test_two_objects_keep_their_own_clicks_and_undo():
+    ls = _two()
+    right_before = ls.object("right").mask.copy()
+    ls.object("left").refine(background=[(40, 30)])
+    assert ls.object("left").mask[40, 30] == 0
+    ls.object("left").undo()                      # undo one object: the other is untouched
+    np.testing.assert_array_equal(ls.object("right").mask, right_before)
+    assert len(ls.object("left").rounds) == 0 and ls.object("right").can_undo
+    labels = ls.labelmap()
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert (labels[LEFT] == 1).mean() > 0.9 and (labels[RIGHT] == 2).mean() > 0.9
+
+
+def test_overlap_policy_decides_who_holds_a_shared_voxel():
+    ls = _two()
+    ls.add("both").segment([(26, 30), (54, 68), (40, 15), (40, 84)])
+    keep, over = ls.labelmap("keep"), ls.labelmap("overwrite")
+    shared = (ls.object("left").mask != 0) & (ls.object("both").mask != 0)
+    assert shared.any()
+    assert (keep[shared] == 1).all() and (over[shared] == 3).all()
+    with pytest.raises(InvalidInputError, match="overlap"):
+        ls.labelmap("merge")
+
+
+def test_save_and_load_replays_every_object(tmp_path):
+    ls = _two()
+    ls.object("right").refine(foreground=[(40, 68)])
+    ls.save(tmp_path / "objects.json")
+    back = LabelSession.load(tmp_path / "objects.json", IMG)
+    assert back.names == ("left", "right")
+    np.testing.assert_array_equal(back.labelmap(), ls.labelmap())
+    assert back.segment_of("left").color == (1.0, 0.0, 0.0)
+    # a plain clicks file is a session of one object
+    ls.object("left").save_clicks(tmp_path / "left.clicks.json")
+    one = LabelSession.load(tmp_path / "left.clicks.json", IMG)
+    assert one.names == ("Segment_1",)
+    np.testing.assert_array_equal(one.object("Segment_1").mask, ls.object("left").mask)
+
+
+def test_label_map_file_carries_the_object_names(tmp_path):
+    pytest.importorskip("slicerio")
+    from midseg.labelmap import read_labelmap
+
+    ls = _two()
+    ls.write_labelmap(tmp_path / "objects.seg.nrrd")
+    image, segments = read_labelmap(tmp_path / "objects.seg.nrrd")
+    assert [s.name for s in segments] == ["left", "right"]
+    np.testing.assert_array_equal(image.array[0], ls.labelmap())
+
+
+def test_bad_object_requests_are_refused():
+    ls = LabelSession(IMG)
+    ls.add("left")
+    with pytest.raises(InvalidInputError, match="exists already"):
+        ls.add("left")
+    with pytest.raises(InvalidInputError, match="label value 1"):
+        ls.add("other", value=1)
+    with pytest.raises(InvalidInputError, match="no object named 'nope'"):
+        ls.object("nope")
+    with pytest.raises(MidsegError, match="nothing to save"):
+        ls.to_dict()
