@@ -100,6 +100,33 @@ class LabelSession:
         self._objects[name] = (segment, session)
         return session
 
+    @classmethod
+    def from_labelmap(cls, image, labels, segments, model=None, **session_kw
+                      ) -> "LabelSession":
+        """A session whose objects start from an existing label map, to refine them.
+
+        Each `midseg.labelmap.Segment` becomes an object started from ``labels ==
+        segment.value`` (`midseg.Session.start_from_mask`); e.g. from
+        ``midseg.labelmap.read_labelmap(path)``.
+
+        Raises
+        ------
+        InvalidInputError
+            A label map of another shape, or a segment with no voxel.
+        """
+        ls = cls(image, model=model, **session_kw)
+        arr = np.asarray(labels)
+        if arr.shape != tuple(ls.image.shape):
+            raise InvalidInputError(f"the label map must have the image's shape "
+                                    f"{ls.image.shape}, got {arr.shape}")
+        for seg in segments:
+            where = arr == seg.value
+            if not where.any():
+                raise InvalidInputError(f"segment {seg.name!r} (value {seg.value}) has no voxel "
+                                        "in the label map")
+            ls.add(seg.name, color=seg.color, value=seg.value).start_from_mask(where)
+        return ls
+
     def object(self, name: str):
         """The `midseg.Session` of object `name` (KeyError-free: a clear error)."""
         try:

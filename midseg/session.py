@@ -93,6 +93,7 @@ class _State:
     extent: Any                  # Box holding every nonzero voxel of the maps (or None)
     seconds: float = 0.0
     warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
+    initial_mask: str | None = None   # sha256 of the mask `start_from_mask` started from
 
 
 def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
@@ -553,6 +554,64 @@ class Session:
                        change=change, extent=box, seconds=seconds, warnings=notes)
         return self._push(state)
 
+    def start_from_mask(self, mask) -> np.ndarray:
+        """Start from an existing mask instead of stage 1, to refine it with clicks.
+
+        The mask stands in for the stage-1 result: it is the current mask, its 0/1 values
+        the probability and the CNN map, and its bounding box (grown by the default
+        margin of `midseg.crop.relaxed_bbox`) the stage-1 box. There are no margin
+        points. Refinement then works as after `segment`. Replaces any earlier state (the
+        previous one stays reachable with `undo`). A clicks file saved from here records
+        the mask's sha256; replaying it needs the same mask (`from_clicks(...,
+        initial_mask=)`).
+
+        Parameters
+        ----------
+        mask : array of the image's spatial shape
+            Nonzero = object; at least one voxel.
+
+        Returns
+        -------
+        ndarray of uint8
+            The mask (a copy), 0/1.
+
+        Raises
+        ------
+        InvalidInputError
+            Wrong shape, non-numeric or NaN values, an empty mask.
+        """
+        from .crop import DEFAULT_MARGIN
+
+        m = np.asarray(mask)
+        if m.shape != tuple(self.image.shape):
+            raise InvalidInputError(f"the mask must have the image's shape {self.image.shape}, "
+                                    f"got {m.shape}")
+        if m.dtype.kind not in "biuf" or (m.dtype.kind == "f" and not np.isfinite(m).all()):
+            raise InvalidInputError("the mask must hold finite numbers (nonzero = object)")
+        m = (m != 0).astype(np.uint8)
+        if not m.any():
+            raise InvalidInputError("the mask is empty: nothing to start from (use segment)")
+        t0 = time.perf_counter()
+        mw = self._sq(m)
+        nz = np.argwhere(mw)
+        lo = np.maximum(nz.min(0) - DEFAULT_MARGIN, 0)
+        hi = np.minimum(nz.max(0) + 1 + DEFAULT_MARGIN, mw.shape)
+        box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+        values = mw[box.slices].astype(np.float32)
+        values.setflags(write=False)
+        fbox = self._file_box(box)
+        prev = self._state
+        total = fbox if prev is None or prev.extent is None else fbox.union(prev.extent)
+        change = self._change(total.slices,
+                              _within(total, fbox, values.reshape(fbox.shape)),
+                              _within(total, fbox, m[fbox.slices]), first=prev is None)
+        empty = np.zeros((0, self.image.ndim), np.int64)
+        state = _State(margin_points=empty, rounds=(), cnn=(box, values), box=box,
+                       change=change, extent=fbox, seconds=time.perf_counter() - t0,
+                       initial_mask=hashlib.sha256(np.ascontiguousarray(m).tobytes())
+                       .hexdigest())
+        return self._push(state)
+
     def refine(self, foreground=(), background=(), *, lam: float | None = None,
                sigma: float | None = None, method: str | None = None) -> np.ndarray:
         """Stage 2: add one round of corrective clicks and return the refined mask.
@@ -630,7 +689,7 @@ class Session:
         new = _State(margin_points=state.margin_points, rounds=rounds,
                      cnn=state.cnn, box=state.box, change=change,
                      extent=extent, seconds=time.perf_counter() - t0,
-                     warnings=state.warnings)
+                     warnings=state.warnings, initial_mask=state.initial_mask)
         return self._push(new)
 
     def _file_box(self, box):
@@ -671,12 +730,17 @@ class Session:
         state = self._state
         if state is None:
             raise MidsegError("nothing to save: call segment(points) first")
-        return _clicks_document(
+        doc = _clicks_document(
             self.image, _model_ref(self.model),
             {"lam": self.lam, "sigma": self.sigma, "method": self.method},
             state.margin_points,
             [(r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
              for r in state.rounds])
+        if state.initial_mask is not None:
+            doc["initial_mask"] = {"sha256": state.initial_mask,
+                                   "note": "started from a mask (start_from_mask); replay "
+                                           "with from_clicks(..., initial_mask=that mask)"}
+        return doc
 
     def save_clicks(self, path: str | os.PathLike) -> None:
         """Write the current margin points and click rounds to a JSON file (atomically).
@@ -690,7 +754,7 @@ class Session:
 
     @classmethod
     def from_clicks(cls, clicks, image, model=None, *, device: str | None = None,
-                    callback=None) -> "Session":
+                    callback=None, initial_mask=None) -> "Session":
         """Replay a clicks file (or dict) on ``image``: stage 1, then every round in order.
 
         Parameters
@@ -709,6 +773,9 @@ class Session:
         callback : callable, optional
             Called as ``callback(session)`` after stage 1 and after each round
             (progress reports, per-step metrics).
+        initial_mask : array, optional
+            For a file saved after `start_from_mask`: the same mask (its sha256 must
+            match the file's); refused for other files.
         """
         if isinstance(clicks, dict):
             data = _validate_clicks(clicks)
@@ -747,7 +814,22 @@ class Session:
             except InvalidInputError as exc:
                 raise InvalidInputError(f"clicks file: rounds[{k}]: {exc}") from None
             rounds.append((fg, bg, r))
-        session.segment(margin)
+        start = data.get("initial_mask")
+        if start is not None or initial_mask is not None:
+            if start is None:
+                raise InvalidInputError("initial_mask given, but the clicks file did not start "
+                                        "from a mask")
+            if initial_mask is None:
+                raise InvalidInputError("the clicks file started from a mask "
+                                        "(start_from_mask): pass it as initial_mask")
+            m = (np.asarray(initial_mask) != 0).astype(np.uint8)
+            digest = hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
+            if not isinstance(start, dict) or start.get("sha256") != digest:
+                raise InvalidInputError("initial_mask is not the mask the clicks file started "
+                                        "from (sha256 differs)")
+            session.start_from_mask(m)
+        else:
+            session.segment(margin)
         if mismatch is not None:  # kept with the replayed states, for clients such as the GUI
             state = session._history[session._pos]
             session._history[session._pos] = replace(state, warnings=(mismatch,) + state.warnings)

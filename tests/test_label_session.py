@@ -84,3 +84,18 @@ def test_bad_object_requests_are_refused():
         ls.object("nope")
     with pytest.raises(MidsegError, match="nothing to save"):
         ls.to_dict()
+
+
+def test_objects_start_from_an_existing_label_map_and_refine():
+    from midseg.labelmap import Segment
+
+    labels = np.zeros(LEFT.shape, np.uint8)
+    labels[LEFT] = 4
+    labels[RIGHT & (XX < 70)] = 9                       # half of the right object missing
+    ls = LabelSession.from_labelmap(IMG, labels, [Segment(4, "left"), Segment(9, "right")])
+    np.testing.assert_array_equal(ls.labelmap(), labels)
+    ls.object("right").refine(foreground=[(40, 76)])
+    assert ls.labelmap()[40, 76] == 9
+    assert (ls.labelmap()[LEFT] == 4).all()             # the other object is untouched
+    with pytest.raises(InvalidInputError, match="no voxel"):
+        LabelSession.from_labelmap(IMG, labels, [Segment(5, "ghost")])

@@ -482,3 +482,30 @@ def test_history_keeps_the_refined_region_not_the_image():
     region = int(np.prod([sl.stop - sl.start for sl in change.slices]))
     assert stored == 2 * region * (4 + 1)
     assert stored < big.nbytes / 20
+
+
+def test_start_from_a_mask_and_refine_it(case, tmp_path):
+    """An existing mask stands in for stage 1; clicks refine it; the replay needs it."""
+    image, truth, model = case
+    start = truth.copy()
+    start[tuple(slice(0, n // 2) for n in truth.shape)] = 0       # a quarter missing
+    session = midseg.Session(image, model=model)
+    m0 = session.start_from_mask(start)
+    np.testing.assert_array_equal(m0, (start != 0).astype(np.uint8))
+    assert len(session.margin_points) == 0
+    missed = np.argwhere((truth != 0) & (start == 0))
+    fg = tuple(missed[len(missed) // 2])
+    m1 = session.refine(foreground=[fg])
+    assert m1[fg] == 1
+    path = tmp_path / "from_mask.clicks.json"
+    session.save_clicks(path)
+    again = midseg.Session.from_clicks(path, image, model=model, initial_mask=start)
+    np.testing.assert_array_equal(again.mask, session.mask)
+    with pytest.raises(InvalidInputError, match="pass it as initial_mask"):
+        midseg.Session.from_clicks(path, image, model=model)
+    with pytest.raises(InvalidInputError, match="sha256 differs"):
+        midseg.Session.from_clicks(path, image, model=model, initial_mask=truth)
+    with pytest.raises(InvalidInputError, match="empty"):
+        session.start_from_mask(np.zeros_like(truth))
+    session.undo()
+    np.testing.assert_array_equal(session.mask, m0)
