@@ -124,9 +124,12 @@ def plane_for(name: str, direction=None) -> Plane:
     name : {"axial", "coronal", "sagittal", "2d"}
     direction : (3, 3) array_like, optional
         Direction cosines in array order (`midseg.Image.direction`: column j
-        is the physical direction of array axis j). An axis whose physical
-        direction points against the display convention is flipped. Ignored
-        for ``"2d"`` (pictures are shown as stored). Default: identity.
+        is the physical direction of array axis j). The plane's axes are the
+        array axes nearest its physical axes (axial: normal to head-foot,
+        rows posterior, columns patient left), whatever the acquisition order;
+        an axis whose physical direction points against the display convention
+        is flipped. Ignored for ``"2d"`` (pictures are shown as stored).
+        Default: identity.
     """
     if name not in _AXES:
         raise ValueError(f"plane must be one of {tuple(_AXES)}, got {name!r}")
@@ -136,6 +139,14 @@ def plane_for(name: str, direction=None) -> Plane:
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
     if d.shape != (3, 3):
         raise ValueError(f"direction must be a 3x3 matrix for a volume, got shape {d.shape}")
+    # The array axis nearest each physical axis (rows of d: S, P, L in array order), so that
+    # "axial" is normal to head-foot whatever the acquisition (a sagittal series too).
+    nearest = np.argmax(np.abs(d), axis=1)
+    if sorted(nearest.tolist()) == [0, 1, 2]:
+        phys_normal = {"axial": 0, "coronal": 1, "sagittal": 2}[name]
+        (phys_r, _), (phys_c, _) = _WANT[name]
+        row_axis, col_axis, normal = (int(nearest[phys_r]), int(nearest[phys_c]),
+                                      int(nearest[phys_normal]))
     (phys_r, sign_r), (phys_c, sign_c) = _WANT[name]
     flip_rows = d[phys_r, row_axis] * sign_r < 0
     flip_cols = d[phys_c, col_axis] * sign_c < 0

@@ -408,7 +408,9 @@ class SliceView(QWidget):
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta == 0:
             return
-        if event.modifiers() & Qt.ShiftModifier:
+        # the wheel moves through slices, Ctrl+wheel zooms (as 3D Slicer and ITK-SNAP do);
+        # a 2D image has no slices: its wheel zooms
+        if self.plane.normal_axis is not None and not event.modifiers() & Qt.ControlModifier:
             self.slice_step.emit(1 if delta > 0 else -1)
             return
         pos = event.pos()

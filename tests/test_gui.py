@@ -464,6 +464,14 @@ def test_3d_slice_scrolling_and_two_modalities_linked(make_window, stage1, tmp_p
     z0 = w.state.cursor[0]
     qtbot.keyClick(ax1, Qt.Key_Up)                       # slice scrolling in either view
     assert w.state.cursor[0] == z0 + 1 and ax0.slice_index == ax1.slice_index == z0 + 1
+    # the wheel moves through slices (as in 3D Slicer and ITK-SNAP); Ctrl+wheel zooms
+    pos = ax0.widget_pos((z0 + 1, 12, 14))
+    for mods in (Qt.NoModifier, Qt.ControlModifier):
+        QApplication.sendEvent(ax0, QWheelEvent(pos, ax0.mapToGlobal(pos.toPoint()), QPoint(),
+                                                QPoint(0, 120), Qt.NoButton, mods,
+                                                Qt.NoScrollPhase, False))
+    assert w.state.cursor[0] == z0 + 2 and w.links["axial"].zoom > 1.1
+    qtbot.keyClick(ax1, Qt.Key_Down)
     w.links["axial"].set(2.0, (12.0, 14.0))              # zoom/pan is shared per plane
     for view in (ax0, ax1):
         assert (view.transform().zoom, view.transform().center) == (2.0, (12.0, 14.0))

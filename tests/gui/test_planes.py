@@ -148,3 +148,19 @@ def test_autosave_avoids_a_writable_folder_owned_by_someone_else(tmp_path, monke
     assert a.parent == tmp_path / "mine"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert sidecar.default_data_dir() == tmp_path / "data" / "midseg" / "autosave"
+
+
+def test_axial_is_normal_to_head_foot_for_a_sagittal_acquisition():
+    """Array axis 0 runs left-right (a sagittal series): 'axial' must still be the plane
+    normal to the head-foot axis, shown with posterior down the rows and left across."""
+    from midseg.gui.planes import plane_for
+
+    # rows of d: physical S, P, L (array order of physical coordinates); column j: axis j
+    d = np.array([[0.0, 0.0, 1.0],     # array axis 2 runs along S
+                  [0.0, 1.0, 0.0],     # array axis 1 runs along P
+                  [1.0, 0.0, 0.0]])    # array axis 0 runs along L
+    axial = plane_for("axial", d)
+    assert axial.normal_axis == 2 and axial.row_axis == 1 and axial.col_axis == 0
+    sagittal = plane_for("sagittal", d)
+    assert sagittal.normal_axis == 0
+    assert plane_for("axial").normal_axis == 0      # the usual acquisition is unchanged
