@@ -56,40 +56,70 @@ def _stored_clicks() -> dict:
     return json.loads(text)
 
 
-def _overlay_png(path: Path, image, steps: list[tuple[str, np.ndarray]], session) -> None:
+def _overlay_png(path: Path, image, steps: list[tuple[str, np.ndarray]], session,
+                 truth=None) -> None:
+    """One panel per step: the mask's outline (yellow) over the image, the ground truth's
+    (green) when given, the points (margin magenta, foreground red, background cyan),
+    and a legend. A volume shows the axial slice with the most foreground, oriented as
+    the GUI shows it (`midseg.gui.planes.plane_for`: anterior at the top, patient left on
+    the right, as in 3D Slicer and ITK-SNAP), so a CT is not shown upside down."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .gui.planes import plane_for
 
     arr = image.array if not image.multichannel else image.array[0]
-    if image.ndim == 3:  # show the axial slice with the most foreground
-        z = int(np.argmax(steps[-1][1].sum(axis=(1, 2))))
-        arr = arr[z]
-        steps = [(t, m[z]) for t, m in steps]
-    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.4), squeeze=False)
-    lo, hi = np.percentile(arr, [1, 99])
+    plane = plane_for("2d") if image.ndim == 2 else plane_for("axial", image.direction)
+    z = None
+    if image.ndim == 3:
+        z = int(np.argmax(steps[-1][1].sum(axis=tuple(a for a in range(3)
+                                                      if a != plane.normal_axis))))
+    view = plane.slice_of(arr, z)
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.7), squeeze=False)
+    lo, hi = np.percentile(view, [1, 99])
+
+    def points(ax, pts, **style):
+        pts = [plane.from_voxel(p, arr.shape) for p in np.atleast_2d(pts)
+               if z is None or int(p[plane.normal_axis]) == z]
+        if pts:
+            ax.plot([c for r, c, _ in pts], [r for r, c, _ in pts], "o", mec="white", **style)
+
     for ax, (title, mask) in zip(axes[0], steps):
-        ax.imshow(arr, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.imshow(view, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        if truth is not None and np.asarray(truth).any():
+            ax.contour(plane.slice_of(np.asarray(truth) != 0, z), levels=[0.5],
+                       colors=["#2bd94a"], linewidths=1.0)
         if mask.any():
-            ax.contour(mask, levels=[0.5], colors=["#ffd400"], linewidths=1.2)
+            ax.contour(plane.slice_of(mask, z), levels=[0.5], colors=["#ffd400"],
+                       linewidths=1.2)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    pts = session.margin_points
-    if image.ndim == 2 and len(pts):
-        axes[0][0].plot(pts[:, 1], pts[:, 0], "o", ms=4, mfc="#ff3df5", mec="white")
-        for k, r in enumerate(session.rounds, start=1):
-            ax = axes[0][min(k, len(steps) - 1)]
-            if len(r.foreground):
-                ax.plot(r.foreground[:, 1], r.foreground[:, 0], "o", ms=5, mfc="#e8202a", mec="white")
-            if len(r.background):
-                ax.plot(r.background[:, 1], r.background[:, 0], "o", ms=5, mfc="#18d0e8", mec="white")
-    fig.tight_layout()
+    if len(session.margin_points):
+        points(axes[0][0], session.margin_points, ms=4, mfc="#ff3df5")
+    for k, r in enumerate(session.rounds, start=1):
+        ax = axes[0][min(k, len(steps) - 1)]
+        if len(r.foreground):
+            points(ax, r.foreground, ms=5, mfc="#e8202a")
+        if len(r.background):
+            points(ax, r.background, ms=5, mfc="#18d0e8")
+    handles = [Line2D([], [], color="#ffd400", label="mask")]
+    if truth is not None:
+        handles.append(Line2D([], [], color="#2bd94a", label="ground truth"))
+    for colour, label in (("#ff3df5", "margin points"), ("#e8202a", "foreground click"),
+                          ("#18d0e8", "background click")):
+        handles.append(Line2D([], [], ls="", marker="o", mfc=colour, mec="white",
+                              color=colour, label=label))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="midseg-demo",
-             model=None, echo=print) -> dict:
+             model=None, echo=print, label: int | None = None) -> dict:
     """Run stage 1 and every stored click round; returns Dice per step and the files written."""
     from . import metrics
     from .batch import read_ground_truth
@@ -113,7 +143,7 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
         data = read_clicks(clicks_path)
         if truth_path is not None and not str(truth_path):
             raise InvalidInputError("the ground-truth path is empty")
-        truth = (read_ground_truth(truth_path, image, None) != 0).astype(np.uint8) \
+        truth = (read_ground_truth(truth_path, image, label) != 0).astype(np.uint8) \
             if truth_path else None
         stem = Path(image_path).name.split(".")[0]
         echo(f"midseg demo: {image!r}")
@@ -144,7 +174,7 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
     overlay = out / f"{stem}.overlay.png"
     write_mask(mask_path, session.mask, like=image)
     session.save_clicks(clicks_out)
-    _overlay_png(overlay, image, steps, session)
+    _overlay_png(overlay, image, steps, session, truth)
     echo(f"wrote {mask_path}, {clicks_out}, {overlay}")
     return {"dice": dices, "mask": str(mask_path), "clicks": str(clicks_out),
             "overlay": str(overlay)}
@@ -158,13 +188,15 @@ def demo_add_arguments(parser) -> None:
     parser.add_argument("--image", default=None, help="your image instead of the phantom")
     parser.add_argument("--clicks", default=None, help="clicks JSON for --image")
     parser.add_argument("--ground-truth", default=None, help="reference mask for --image (to print Dice)")
+    parser.add_argument("--label", type=int, default=None, metavar="N",
+                        help="the object's value in a multi-label --ground-truth")
     parser.add_argument("--model", default=None, help="model name or weights path (default: the clicks file's)")
     parser.add_argument("--out", default="midseg-demo", help="output directory (default: ./midseg-demo)")
 
 
 def demo_run(args) -> int:
     run_demo(image_path=args.image, clicks_path=args.clicks, truth_path=args.ground_truth,
-             out_dir=args.out, model=args.model)
+             out_dir=args.out, model=args.model, label=args.label)
     return 0
 
 
