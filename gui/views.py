@@ -73,14 +73,16 @@ class ViewerState(QObject):
     def ndim(self) -> int:
         return len(self.shape)
 
-    def set_channels(self, channels, names, spacing, direction) -> None:
+    def set_channels(self, channels, names, spacing, direction, windows=None) -> None:
         self.channels = [np.asarray(c) for c in channels]
         self.names = list(names)
         self.shape = tuple(self.channels[0].shape)
         self.spacing = tuple(float(s) for s in spacing)
         self.direction = direction
         self.cursor = tuple(s // 2 for s in self.shape)
-        self.windows = [auto_window(c) for c in self.channels]
+        given = list(windows or [])
+        self.windows = [given[k] if k < len(given) and given[k] is not None else auto_window(c)
+                        for k, c in enumerate(self.channels)]
         self.mask = None
         self.markers = []
         self.revision += 1

@@ -558,7 +558,11 @@ class MainWindow(QMainWindow):
                 names.append(base)
         if not keep_view:
             self.links = {}
-        self.state.set_channels(channels, names, image.spacing, image.direction)
+        # a DICOM series' own window (Window Center/Width) is the first view of it
+        windows = []
+        for im in self.modalities:
+            windows.extend([getattr(im, "window", None)] * im.channels)
+        self.state.set_channels(channels, names, image.spacing, image.direction, windows)
         if old_cursor and len(old_cursor) == self.state.ndim:
             self.state.set_cursor(old_cursor)
         self._rebuild_views()

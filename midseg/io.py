@@ -74,6 +74,9 @@ class Image:
         Whether the first axis is a channel axis (e.g. PET and CT).
     path : str, optional
         Where the image was read from, for messages and ``repr``.
+    window : (level, width), optional
+        The display window the file recommends (DICOM Window Center/Width), in the
+        image's units; `read_image` fills it in, the GUI starts with it.
 
     Raises
     ------
@@ -93,6 +96,7 @@ class Image:
     direction: tuple[tuple[float, ...], ...] = None
     multichannel: bool = None
     path: str | None = field(default=None)
+    window: tuple[float, float] | None = field(default=None)
 
     def __post_init__(self):
         arr = np.asarray(self.array)
@@ -247,7 +251,17 @@ def _from_sitk(img, path: str | None = None) -> Image:
     origin = tuple(img.GetOrigin())[::-1]
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[::-1, ::-1]
     return Image(arr, spacing=spacing, origin=origin, direction=direction,
-                 multichannel=multichannel, path=path)
+                 multichannel=multichannel, path=path, window=_dicom_window(img))
+
+
+def _dicom_window(img) -> tuple[float, float] | None:
+    """(level, width) from DICOM's Window Center/Width (the first pair), if the file has it."""
+    try:
+        values = [img.GetMetaData(t).split("\\")[0].strip() for t in ("0028|1050", "0028|1051")]
+        level, width = float(values[0]), float(values[1])
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    return (level, width) if np.isfinite(level) and np.isfinite(width) and width > 0 else None
 
 
 def _to_sitk(array: np.ndarray, like: Image, *, multichannel: bool = False):
@@ -707,7 +721,12 @@ def _read_sitk(p: Path):
                     f"directory {str(p)!r} holds {len(series)} DICOM series ({', '.join(series)}); "
                     f"put each series in its own directory")
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
-            return reader.Execute()
+            reader.MetaDataDictionaryArrayUpdateOn()
+            img = reader.Execute()
+            for tag in ("0028|1050", "0028|1051"):      # window centre / width of slice 0
+                if reader.HasMetaDataKey(0, tag):
+                    img.SetMetaData(tag, reader.GetMetaData(0, tag))
+            return img
         try:
             _verify_file(p)
         except (ImageReadError, InvalidInputError):

@@ -83,3 +83,14 @@ def test_write_mask_to_dcm_is_a_dicom_seg_of_the_series(tmp_path):
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     with pytest.raises(InvalidInputError, match="DICOM series"):
         write_mask(tmp_path / "n.dcm", mask, like=Image(ct.array, spacing=ct.spacing))
+
+
+def test_a_dicom_series_brings_its_display_window(tmp_path):
+    from midseg import read_image
+
+    _series(tmp_path / "ct")
+    for f in sorted((tmp_path / "ct").glob("*.dcm")):     # add Window Center/Width
+        ds = pydicom.dcmread(f)
+        ds.WindowCenter, ds.WindowWidth = "40", "400"
+        ds.save_as(f)
+    assert read_image(tmp_path / "ct").window == (40.0, 400.0)

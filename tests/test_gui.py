@@ -786,3 +786,11 @@ def test_shipped_3d_model_segments_a_ball_from_gui_clicks(make_window, tmp_path,
     qtbot.waitUntil(lambda: not w.jobs.busy and w.session.mask is not None, timeout=60_000)
     assert w.last_error is None
     assert dice(w.session.mask, truth) > 0.8
+
+
+def test_an_image_with_a_recommended_window_opens_with_it(make_window, qtbot):
+    arr, truth = phantom(**DISC_2D)
+    w = make_window(FakeModel(2))
+    w.set_image(midseg.Image(arr * 1000.0, window=(40.0, 400.0)))
+    wait_session(qtbot, w)
+    assert w.state.windows[0] == (40.0, 400.0)
