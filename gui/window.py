@@ -45,6 +45,12 @@ TOOL_HELP = {
 }
 
 
+def _has_physical_size(image) -> bool:
+    """False for a picture (PNG, JPEG, BMP...), whose pixel size is unknown (unit spacing)."""
+    path = str(getattr(image, "path", "") or "").lower()
+    return not path.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+
+
 def _image_name(image, fallback: str = "image") -> str:
     path = getattr(image, "path", None)
     if not path:
@@ -943,11 +949,16 @@ class MainWindow(QMainWindow):
         if s is None:
             info = "no session" if self.image is not None else ""
         elif s.mask is None:
-            info = f"{len(self.pending_margin)} margin point(s) placed"
+            info = (f"stage 1 on {len(self._segmenting)} margin points..." if self._segmenting
+                    else f"{len(self.pending_margin)} margin point(s) placed")
         else:
-            vol = int(np.count_nonzero(s.mask)) * float(np.prod(self.image.spacing))
-            info = (f"{len(s.margin_points)} points, {len(s.rounds)} rounds, "
-                    f"{vol:,.0f} {'mm³' if self.image.ndim == 3 else 'mm²'}")
+            n = int(np.count_nonzero(s.mask))
+            if _has_physical_size(self.image):
+                vol = n * float(np.prod(self.image.spacing))
+                size = f"{vol:,.0f} {'mm³' if self.image.ndim == 3 else 'mm²'}"
+            else:                       # a picture has no pixel size: count pixels
+                size = f"{n:,} {'voxels' if self.image.ndim == 3 else 'pixels'}"
+            info = f"{len(s.margin_points)} points, {len(s.rounds)} rounds, {size}"
             if self.pending_margin:
                 info += f"; {len(self.pending_margin)} new margin pt(s)"
         self.info_label.setText(info)

@@ -794,3 +794,14 @@ def test_an_image_with_a_recommended_window_opens_with_it(make_window, qtbot):
     w.set_image(midseg.Image(arr * 1000.0, window=(40.0, 400.0)))
     wait_session(qtbot, w)
     assert w.state.windows[0] == (40.0, 400.0)
+
+
+def test_a_picture_reports_its_area_in_pixels(stage1, make_window, tmp_path, qtbot):
+    arr, truth = phantom(**DISC_2D)
+    path = tmp_path / "disc.png"
+    midseg.write_image(path, midseg.Image((arr * 200).clip(0, 255).astype(np.uint8)))
+    w = make_window(FakeModel(2))
+    assert w.open_image(path)
+    wait_session(qtbot, w)
+    segment_2d(qtbot, w)
+    assert "pixels" in w.info_label.text() and "mm" not in w.info_label.text()
