@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Plane", "PLANES_3D", "plane_for", "planes_for", "ViewTransform",
+__all__ = ["Plane", "PLANES_3D", "plane_for", "planes_for", "orientation_letters",
+           "ViewTransform",
            "window_to_uint8", "auto_window", "full_window", "WL_PRESETS", "stroke_pixels",
            "boundary", "clamp_voxel"]
 
@@ -151,6 +152,31 @@ def plane_for(name: str, direction=None) -> Plane:
     flip_rows = d[phys_r, row_axis] * sign_r < 0
     flip_cols = d[phys_c, col_axis] * sign_c < 0
     return Plane(name, row_axis, col_axis, normal, bool(flip_rows), bool(flip_cols))
+
+
+_LETTERS = (("I", "S"), ("A", "P"), ("R", "L"))   # physical axes in array order: z, y, x (LPS)
+
+
+def orientation_letters(plane: Plane, direction=None) -> dict[str, str] | None:
+    """The patient directions at a view's edges: ``{"top", "bottom", "left", "right"}``.
+
+    LPS letters (R/L, A/P, I/S) of the physical axis nearest each display direction
+    (increasing rows point to the bottom, increasing columns to the right, flips applied).
+    None for a 2D picture, which has no patient orientation.
+    """
+    if plane.normal_axis is None:
+        return None
+    d = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+
+    def letter(axis: int, sign: float) -> str:
+        v = d[:, axis] * sign
+        k = int(np.argmax(np.abs(v)))
+        return _LETTERS[k][1 if v[k] > 0 else 0]
+
+    down = -1.0 if plane.flip_rows else 1.0
+    right = -1.0 if plane.flip_cols else 1.0
+    return {"bottom": letter(plane.row_axis, down), "top": letter(plane.row_axis, -down),
+            "right": letter(plane.col_axis, right), "left": letter(plane.col_axis, -right)}
 
 
 def planes_for(ndim: int, direction=None) -> tuple[Plane, ...]:

@@ -12,7 +12,7 @@ from PyQt5.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 from PyQt5.QtWidgets import QSizePolicy, QWidget
 
 from .planes import (Plane, ViewTransform, auto_window, boundary, clamp_voxel,
-                     stroke_pixels, window_to_uint8)
+                     orientation_letters, stroke_pixels, window_to_uint8)
 
 __all__ = ["ViewerState", "ViewLink", "SliceView", "MARKER_COLORS", "TOOLS"]
 
@@ -322,6 +322,15 @@ class SliceView(QWidget):
         p.drawText(QPointF(7, 16), text)
         p.setPen(QColor(230, 230, 230))
         p.drawText(QPointF(6, 15), text)
+        letters = orientation_letters(self.plane, st.direction) if st.ndim == 3 else None
+        if letters:                      # patient directions at the view's edges
+            p.setPen(QColor(255, 210, 90))
+            r = self.rect()
+            for where, flags in (("top", Qt.AlignHCenter | Qt.AlignTop),
+                                 ("bottom", Qt.AlignHCenter | Qt.AlignBottom),
+                                 ("left", Qt.AlignVCenter | Qt.AlignLeft),
+                                 ("right", Qt.AlignVCenter | Qt.AlignRight)):
+                p.drawText(r.adjusted(4, 20, -4, -4), flags, letters[where])
 
     # -- mouse ---------------------------------------------------------------
     def _image_point(self, pos) -> tuple[float, float]:

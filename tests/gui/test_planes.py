@@ -164,3 +164,15 @@ def test_axial_is_normal_to_head_foot_for_a_sagittal_acquisition():
     sagittal = plane_for("sagittal", d)
     assert sagittal.normal_axis == 0
     assert plane_for("axial").normal_axis == 0      # the usual acquisition is unchanged
+
+
+def test_orientation_letters_name_the_patient_directions_at_the_edges():
+    from midseg.gui.planes import orientation_letters, plane_for
+
+    axial = orientation_letters(plane_for("axial"))
+    assert axial == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    coronal = orientation_letters(plane_for("coronal"))
+    assert coronal["top"] == "S" and coronal["bottom"] == "I" and coronal["right"] == "L"
+    sagittal = orientation_letters(plane_for("sagittal"))
+    assert sagittal["top"] == "S" and sagittal["left"] == "A" and sagittal["right"] == "P"
+    assert orientation_letters(plane_for("2d")) is None
