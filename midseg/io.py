@@ -7,6 +7,7 @@ here, once. Nothing in this module resamples.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -540,6 +541,20 @@ def _verify_mha(fh, path: Path) -> None:
     _scan(chunks, path, 0, nbytes or 0, None, "MetaImage")
 
 
+@contextlib.contextmanager
+def _keep_locale():
+    """Restore the process locale after a SimpleITK call: its DICOM library (GDCM) can set
+    the C locale, after which Python reads and writes text files as ASCII."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
+
+
 def _as_input_path(path) -> Path:
     """`path` as a Path, refusing what cannot name a file (a number, None, an empty name)."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
@@ -722,7 +737,8 @@ def _read_sitk(p: Path):
                     f"put each series in its own directory")
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
             reader.MetaDataDictionaryArrayUpdateOn()
-            img = reader.Execute()
+            with _keep_locale():         # GDCM may set the C locale for the whole process
+                img = reader.Execute()
             for tag in ("0028|1050", "0028|1051"):      # window centre / width of slice 0
                 if reader.HasMetaDataKey(0, tag):
                     img.SetMetaData(tag, reader.GetMetaData(0, tag))
@@ -1175,7 +1191,8 @@ def _atomic_write(sitk_img, path: Path, like: Image, compress: bool = True) -> N
         tmp = _create_temporary(path, lambda name: os.mkdir(name, 0o700))
         target = tmp / path.name
         try:
-            sitk.WriteImage(sitk_img, str(target), compress)
+            with _keep_locale():
+                sitk.WriteImage(sitk_img, str(target), compress)
         except RuntimeError as exc:
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
             detail = (lines[-1] if lines else "").replace(str(target), str(path))

@@ -643,3 +643,14 @@ def test_json_write_errors_name_the_path(tmp_path):
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         write_json_atomic(tmp_path / "afile" / "c.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
+
+
+def test_writing_dicom_through_simpleitk_keeps_the_process_locale(tmp_path):
+    """GDCM sets the C locale; Python would then read and write text files as ASCII."""
+    import locale
+
+    from midseg.io import Image, write_image
+
+    before = locale.setlocale(locale.LC_ALL)
+    write_image(tmp_path / "x.dcm", Image(np.arange(64, dtype=np.uint8).reshape(8, 8)))
+    assert locale.setlocale(locale.LC_ALL) == before
