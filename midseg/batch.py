@@ -362,13 +362,13 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
     from .session import Session
 
     t0 = time.perf_counter()
-    check_output_path(out_path)             # a bad output path fails before any work
+    check_output_path(out_path, mask=True)   # a bad output path fails before any work
     if os.path.abspath(out_path) in {os.path.abspath(q) for q in (image_path, clicks_path,
                                                                    *co_registered)}:
         raise InvalidInputError(f"the output {str(out_path)!r} is one of the inputs; name "
                                 "another file")
     image = read_image(image_path, *co_registered)
-    check_output_path(out_path, image.ndim)
+    check_output_path(out_path, image.ndim, mask=True)
     if ground_truth is not None and not str(ground_truth):
         raise InvalidInputError("the ground-truth path is empty")
     gt = read_ground_truth(ground_truth, image, label) if ground_truth else None

@@ -22,7 +22,7 @@ from .errors import (GeometryLossWarning, GeometryMismatchError, ImageReadError,
 
 __all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
            "check_output_path", "write_json_atomic", "write_bytes_atomic", "MIN_OVERLAP",
-           "WRITE_SUFFIXES"]
+           "WRITE_SUFFIXES", "MASK_SUFFIXES"]
 
 #: Weights used to convert RGB(A) pictures to grey (ITU-R BT.601 luma).
 RGB_TO_GREY = (0.299, 0.587, 0.114)
@@ -921,7 +921,10 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
 #: format follows the ending. ``.mhd``, ``.nhdr`` and ``.hdr`` write a second
 #: (data) file beside the header.
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".png", ".tif",
-                  ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz", ".dcm")
+                  ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz")
+#: Endings only masks are written to: ``.dcm`` is a DICOM Segmentation (`midseg.dicomseg`)
+#: of the series the image was read from (images are not written as DICOM).
+MASK_SUFFIXES = (".dcm",)
 #: Picture formats that hold one 2D slice only.
 _FLAT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Temporaries of `_atomic_write` (folders) and `write_json_atomic` (files):
@@ -956,7 +959,8 @@ def _folder_problem(p: Path) -> tuple[int, str] | None:
     return None
 
 
-def check_output_path(path: str | os.PathLike, ndim: int | None = None) -> Path:
+def check_output_path(path: str | os.PathLike, ndim: int | None = None, *,
+                      mask: bool = False) -> Path:
     """Check, before any work, that `write_image`/`write_mask` can write an image to `path`.
 
     Creates nothing. Meant for callers (command line, batch runs) that compute
@@ -970,6 +974,8 @@ def check_output_path(path: str | os.PathLike, ndim: int | None = None) -> Path:
     ndim : {2, 3}, optional
         Spatial dimensions of the image or mask to be written. 3 refuses the
         single-slice picture formats (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``).
+    mask : bool
+        A mask is to be written (`write_mask`): `MASK_SUFFIXES` are accepted too.
 
     Returns
     -------
@@ -988,6 +994,11 @@ def check_output_path(path: str | os.PathLike, ndim: int | None = None) -> Path:
     if p.is_dir():
         raise ImageReadError(f"cannot write {str(p)!r}: it is a folder")
     suffix = _write_suffix(p)
+    if suffix is None and mask and p.name.lower().endswith(MASK_SUFFIXES):
+        problem = _folder_problem(p)
+        if problem:
+            raise ImageReadError(problem[1])
+        return p
     if suffix is None:
         ext = "".join(p.suffixes[-2:]) if p.suffix.lower() == ".gz" else p.suffix
         what = (f"file extension {ext!r} is not a format midseg writes" if ext
@@ -1302,8 +1313,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
             raise InvalidInputError(
                 f"mask contains {bad} NaN or infinite values; a mask is 0 (background) or "
                 f"nonzero (foreground): threshold or np.nan_to_num it first")
-    p = check_output_path(path, m.ndim)
-    suffix = _write_suffix(p)
+    p = check_output_path(path, m.ndim, mask=True)
+    suffix = _write_suffix(p) or p.suffix.lower()
     out = (m != 0).astype(np.uint8)
     if p.name.lower().endswith(".seg.nrrd"):      # 3D Slicer's segmentation file
         from .labelmap import Segment, write_labelmap
