@@ -363,10 +363,16 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
 
     t0 = time.perf_counter()
     check_output_path(out_path, mask=True)   # a bad output path fails before any work
-    if os.path.abspath(out_path) in {os.path.abspath(q) for q in (image_path, clicks_path,
-                                                                   *co_registered)}:
+    inputs = [q for q in (image_path, clicks_path, ground_truth, *co_registered) if q]
+    if os.path.abspath(out_path) in {os.path.abspath(q) for q in inputs}:
         raise InvalidInputError(f"the output {str(out_path)!r} is one of the inputs; name "
                                 "another file")
+    for q in (image_path, *co_registered):
+        if os.path.isdir(q) and os.path.commonpath(
+                [os.path.abspath(q), os.path.abspath(out_path)]) == os.path.abspath(q):
+            raise InvalidInputError(f"the output {str(out_path)!r} lies inside the DICOM "
+                                    f"series folder {str(q)!r}, which would then hold another "
+                                    "series; write it elsewhere")
     image = read_image(image_path, *co_registered)
     check_output_path(out_path, image.ndim, mask=True)
     if ground_truth is not None and not str(ground_truth):

@@ -82,6 +82,17 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
 
     from . import __version__
 
+    p = Path(path)
+    if p.suffix.lower() != ".dcm":
+        raise InvalidInputError(f"a DICOM-SEG file ends in .dcm, got {str(p)!r}")
+    if os.path.commonpath([os.path.abspath(source_dir), os.path.abspath(p)]) == \
+            os.path.abspath(source_dir):
+        raise InvalidInputError(f"{str(p)!r} lies inside the series folder {str(source_dir)!r}, "
+                                "which would then hold two series; write it elsewhere")
+    for s in segments:
+        if len(s.name) > 64:
+            raise InvalidInputError(f"a DICOM segment label holds at most 64 characters: "
+                                    f"{s.name!r}")
     files = _source_files(source_dir)
     sources = [pydicom.dcmread(f) for f in files]
     arr = np.asarray(labels)
@@ -107,18 +118,35 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
             algorithm_identification=algorithm,
             display_color=hd.color.CIELabColor.from_rgb(
-                *(int(round(255 * c)) for c in s.color)))
+                *(int(round(255 * c)) for c in s.color)),
+            tracking_id=f"midseg label value {s.value}", tracking_uid=hd.UID())
         for k, s in enumerate(segments, start=1)]
+    from .io import read_image
+
+    series = read_image(source_dir)        # the spacing of the series, for the SEG's frames
+    for ds in sources:               # in memory only: highdicom reads it from every source
+        if not getattr(ds, "SliceThickness", None):
+            ds.SliceThickness = float(series.spacing[0])
+    measures = hd.PixelMeasuresSequence(
+        pixel_spacing=[float(series.spacing[1]), float(series.spacing[2])],
+        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or series.spacing[0]))
     series_number = int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000
-    seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=numbered,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-        series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="midseg", manufacturer_model_name="midseg",
-        software_versions=__version__, device_serial_number="0",
-        series_description="midseg segmentation", omit_empty_frames=False)
-    p = Path(path)
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=sources, pixel_array=numbered,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(),
+            series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="midseg", manufacturer_model_name="midseg",
+            software_versions=__version__, device_serial_number="0",
+            series_description="midseg segmentation", omit_empty_frames=False,
+            pixel_measures=measures)
+    except (AttributeError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"cannot make a DICOM-SEG of the series in "
+                                f"{str(source_dir)!r}: {first}") from None
+    if any(not s.name.isascii() for s in segments):
+        seg.SpecificCharacterSet = "ISO_IR 192"          # UTF-8 segment labels
     tmp = p.with_name(f".{p.name}.tmp")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +167,8 @@ def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
     -------
     (labels, segments)
         (Z, Y, X) uint16 label map in the order of `midseg.io.read_image(source_dir)`,
-        value = segment number; the segments with their labels and colours.
+        value = the label value midseg wrote (its tracking id; else the segment number);
+        the segments with their labels and colours.
 
     Raises
     ------
@@ -167,12 +196,19 @@ def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
         raise InvalidInputError(f"{str(path)!r} does not refer to the series in "
                                 f"{str(source_dir)!r}: {exc}") from None
     segments = []
+    values = []
     for i, n in enumerate(numbers):
         d = seg.get_segment_description(n)
+        tid = str(getattr(d, "tracking_id", "") or "")
+        values.append(int(tid.rsplit(" ", 1)[1]) if tid.startswith("midseg label value ")
+                      and tid.rsplit(" ", 1)[1].isdigit() else int(n))
         color = DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
         lab = getattr(d, "RecommendedDisplayCIELabValue", None)
         if lab is not None:
             rgb = hd.color.CIELabColor.from_dicom_value([int(v) for v in lab]).to_rgb()
             color = tuple(min(1.0, max(0.0, c / 255.0)) for c in rgb)
-        segments.append(Segment(int(n), str(d.segment_label), color))
-    return np.asarray(labels, dtype=np.uint16), segments
+        segments.append(Segment(values[-1], str(d.segment_label), color))
+    out = np.zeros(np.shape(labels), dtype=np.uint16)
+    for n, v in zip(numbers, values):       # back to the label values written by midseg
+        out[np.asarray(labels) == n] = v
+    return out, segments

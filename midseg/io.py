@@ -751,7 +751,13 @@ def _read_sitk(p: Path):
             raise ImageReadError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
         if p.suffix.lower() == ".png" and _is_grey_alpha_png(p):
             return _read_grey_alpha_png(p)
-        return sitk.ReadImage(str(p))
+        img = sitk.ReadImage(str(p))
+        if img.HasMetaDataKey("0008|0016") and \
+                img.GetMetaData("0008|0016").strip("\x00 ") == "1.2.840.10008.5.1.4.1.1.66.4":
+            raise InvalidInputError(f"{str(p)!r} is a DICOM Segmentation (SEG), not an image: "
+                                    "read it with midseg.dicomseg.read_dicom_seg(path, "
+                                    "source_dir=its series folder)")
+        return img
     except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError
         first = str(exc).strip().splitlines()
         detail = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "")
@@ -1316,6 +1322,9 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
     p = check_output_path(path, m.ndim, mask=True)
     suffix = _write_suffix(p) or p.suffix.lower()
     out = (m != 0).astype(np.uint8)
+    side = p.with_name(p.name + ".segments.json")
+    if side.exists():                # names of an earlier label map there: not this mask's
+        side.unlink()
     if p.name.lower().endswith(".seg.nrrd"):      # 3D Slicer's segmentation file
         from .labelmap import Segment, write_labelmap
 

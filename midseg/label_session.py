@@ -88,7 +88,9 @@ class LabelSession:
         if name in self._objects:
             raise InvalidInputError(f"an object named {name!r} exists already")
         used = {seg.value for seg, _ in self._objects.values()}
-        value = (max(used) + 1 if used else 1) if value is None else value
+        if value is None:
+            value = next(v for v in range(1, 65537) if v not in used) if used and \
+                max(used) >= 65535 else (max(used) + 1 if used else 1)
         if value in used:
             raise InvalidInputError(f"label value {value} is used by another object")
         color = DEFAULT_COLORS[len(self._objects) % len(DEFAULT_COLORS)] if color is None \
@@ -119,12 +121,19 @@ class LabelSession:
         if arr.shape != tuple(ls.image.shape):
             raise InvalidInputError(f"the label map must have the image's shape "
                                     f"{ls.image.shape}, got {arr.shape}")
+        import warnings
+
+        from .errors import MidsegWarning
+
         for seg in segments:
             where = arr == seg.value
-            if not where.any():
-                raise InvalidInputError(f"segment {seg.name!r} (value {seg.value}) has no voxel "
-                                        "in the label map")
-            ls.add(seg.name, color=seg.color, value=seg.value).start_from_mask(where)
+            session = ls.add(seg.name, color=seg.color, value=seg.value)
+            if where.any():
+                session.start_from_mask(where)
+            else:                           # e.g. covered by another object ("keep")
+                warnings.warn(MidsegWarning(f"segment {seg.name!r} (value {seg.value}) has no "
+                                            "voxel in the label map: added, not started"),
+                              stacklevel=2)
         return ls
 
     def object(self, name: str):
@@ -209,8 +218,13 @@ class LabelSession:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def load(cls, path, image, model=None, *, device: str | None = None) -> "LabelSession":
+    def load(cls, path, image, model=None, *, device: str | None = None,
+             initial_labelmap=None) -> "LabelSession":
         """Replay a `save`d file (or a plain clicks file, as one object) on `image`.
+
+        `initial_labelmap`: for objects started from a label map (`from_labelmap`), that
+        label map; each such object replays from ``initial_labelmap == its value``. The
+        session's lam, sigma and method are those of the first object.
 
         Raises
         ------
@@ -240,15 +254,28 @@ class LabelSession:
                     entry):
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] needs name, value, color "
                                         "and clicks")
-            replayed = Session.from_clicks(entry["clicks"], image, model=model, device=device)
+            start = None
+            if isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask") \
+                    and initial_labelmap is not None:
+                try:
+                    start = np.asarray(initial_labelmap) == int(entry["value"])
+                except (TypeError, ValueError, OverflowError):
+                    raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") \
+                        from None
+            replayed = Session.from_clicks(entry["clicks"], image, model=model, device=device,
+                                           initial_mask=start)
             if ls is None:
                 ls = cls.__new__(cls)
-                ls.image, ls.model, ls._kw = replayed.image, replayed.model, {"device": device}
+                ls.image, ls.model = replayed.image, replayed.model
+                ls._kw = {"device": device, "lam": replayed.lam, "sigma": replayed.sigma,
+                          "method": replayed.method}
                 ls._spare, ls._objects = None, {}
             try:
                 seg = Segment(entry["value"], entry["name"], tuple(entry["color"]))
-            except TypeError:
+            except (TypeError, OverflowError):
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad colour") from None
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{str(p)!r}: objects[{k}]: {exc}") from None
             if seg.name in ls._objects or seg.value in {s.value for s, _ in
                                                         ls._objects.values()}:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")

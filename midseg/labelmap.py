@@ -58,12 +58,14 @@ class Segment:
                 or not 1 <= int(self.value) <= 65535:
             raise InvalidInputError(f"a segment's value must be an integer in 1..65535, got "
                                     f"{self.value!r}")
-        if not isinstance(self.name, str) or not self.name.strip() or "\n" in self.name:
-            raise InvalidInputError(f"a segment's name must be a non-empty line of text, got "
+        if not isinstance(self.name, str) or not self.name.strip() or \
+                any(ord(ch) < 32 for ch in self.name) or self.name != self.name.strip():
+            raise InvalidInputError(f"a segment's name must be one line of text without "
+                                    f"control characters or surrounding spaces, got "
                                     f"{self.name!r}")
         try:
             color = tuple(float(c) for c in self.color)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             color = ()
         if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
             raise InvalidInputError(f"a segment's colour must be 3 numbers in [0, 1], got "
@@ -145,6 +147,12 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
     import slicerio
 
     check_output_path(p.with_name(p.name[:-len(".seg.nrrd")] + ".nrrd"))
+    odd = [s.name for s in segments if not s.name.isascii()]
+    if odd:
+        raise InvalidInputError(f"3D Slicer's .seg.nrrd header holds ASCII names only, got "
+                                f"{odd}; rename them, or write .nii.gz (names in a UTF-8 "
+                                "sidecar)")
+    p.parent.mkdir(parents=True, exist_ok=True)
     ijk = _ijk_to_lps(like)
     vox = arr if like.ndim == 3 else arr[None]
     if like.ndim == 2:
@@ -178,6 +186,20 @@ def _umask() -> int:
     return mask
 
 
+def _integer_labels(image: Image) -> Image:
+    """A label image as integers: a float file (many NIfTI label maps) whose values are
+    whole numbers is converted; other values are refused."""
+    arr = np.asarray(image.array)
+    if arr.dtype.kind == "f":
+        if not np.array_equal(arr, np.round(arr)) or arr.min() < 0 or arr.max() > 65535:
+            raise InvalidInputError(f"{image.path or 'label map'} holds values that are not "
+                                    "label values (whole numbers in 0..65535)")
+        arr = arr.astype(np.uint16 if arr.max() > 255 else np.uint8)
+        image = Image(arr, spacing=image.spacing, origin=image.origin,
+                      direction=image.direction, path=image.path)
+    return image
+
+
 def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
     """Read a label map written by `write_labelmap` (or by 3D Slicer as ``.seg.nrrd``).
 
@@ -185,7 +207,8 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
     -------
     (Image, list of Segment)
         The label values as an integer image with the file's geometry (a one-slice
-        ``.seg.nrrd`` comes back 3D, one voxel thick), and the segments: from the
+        ``.seg.nrrd``, as 2D label maps are written, comes back 2D; a float file of whole
+        numbers is converted to integers), and the segments: from the
         ``.seg.nrrd`` header, or from the sidecar (values without one get a name
         ``"Segment N"``).
 
@@ -199,8 +222,11 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
     from .io import read_image
 
     p = Path(path)
+    if p.name.lower().endswith(".dcm"):
+        raise InvalidInputError(f"{str(p)!r}: read a DICOM-SEG with "
+                                "midseg.dicomseg.read_dicom_seg(path, source_dir=...)")
     if not p.name.lower().endswith(".seg.nrrd"):
-        image = read_image(p)
+        image = _integer_labels(read_image(p))
         side = p.with_name(p.name + SIDECAR_SUFFIX)
         values = sorted(set(np.unique(image.array).tolist()) - {0})
         named = {}
@@ -236,6 +262,10 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
     direction = cols / spacing[None, :]
     image = Image(vox, spacing=tuple(spacing[::-1]), origin=tuple(ijk[:3, 3][::-1]),
                   direction=direction[::-1, ::-1], path=str(p))
+    if image.shape[0] == 1 and np.allclose(direction[:, 2], [0, 0, 1]):
+        # a 2D label map (written as one slice, the third axis along z): back to 2D
+        image = Image(vox[0], spacing=image.spacing[1:], origin=image.origin[1:],
+                      direction=np.asarray(image.direction)[1:, 1:], path=str(p))
     segs = [Segment(int(s.get("labelValue", i + 1)), str(s.get("name") or s.get("id")),
                     tuple(s.get("color", DEFAULT_COLORS[i % 6])))
             for i, s in enumerate(seg.get("segments", []))]

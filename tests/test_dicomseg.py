@@ -68,9 +68,8 @@ def test_dicom_seg_references_its_series_and_round_trips(tmp_path):
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["spleen", "kidney"]
     back, segments = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
-    np.testing.assert_array_equal(back == 1, labels == 5)
-    np.testing.assert_array_equal(back == 2, labels == 7)
-    assert [s.name for s in segments] == ["spleen", "kidney"]
+    np.testing.assert_array_equal(back, labels)             # the label values come back
+    assert [(s.value, s.name) for s in segments] == [(5, "spleen"), (7, "kidney")]
     assert segments[0].color[0] > 0.9 and segments[1].color[2] > 0.9
 
 
@@ -105,3 +104,44 @@ def test_a_dicom_series_brings_its_display_window(tmp_path):
         ds.WindowCenter, ds.WindowWidth = "40", "400"
         ds.save_as(f)
     assert read_image(tmp_path / "ct").window == (40.0, 400.0)
+
+
+def test_dicom_seg_is_never_written_into_its_series_folder_and_reads_only_as_seg(tmp_path):
+    from midseg import read_image
+
+    _series(tmp_path / "ct")
+    labels = np.zeros(read_image(tmp_path / "ct").shape, np.uint8)
+    labels[1:3, 2:5, 2:5] = 1
+    with pytest.raises(InvalidInputError, match="inside the series folder"):
+        write_dicom_seg(tmp_path / "ct" / "seg.dcm", labels, source_dir=tmp_path / "ct",
+                        segments=[Segment(1, "a")])
+    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct",
+                    segments=[Segment(1, "Tümor")])
+    assert pydicom.dcmread(tmp_path / "seg.dcm").SegmentSequence[0].SegmentLabel == "Tümor"
+    with pytest.raises(InvalidInputError, match="DICOM Segmentation"):
+        read_image(tmp_path / "seg.dcm")
+
+
+def test_dicom_seg_of_a_series_without_slice_thickness(tmp_path):
+    from midseg import read_image
+
+    _series(tmp_path / "ct")
+    for f in sorted((tmp_path / "ct").glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        del ds.SliceThickness
+        ds.save_as(f)
+    labels = np.zeros(read_image(tmp_path / "ct").shape, np.uint8)
+    labels[1:3, 2:5, 2:5] = 1
+    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct",
+                    segments=[Segment(1, "a")])
+    back, _ = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
+    np.testing.assert_array_equal(back, labels)
+
+
+def test_segment_refuses_an_output_inside_the_dicom_series_folder(tmp_path):
+    from midseg.batch import segment_one
+
+    _series(tmp_path / "ct")
+    with pytest.raises(InvalidInputError, match="inside the DICOM series folder"):
+        segment_one(str(tmp_path / "ct"), str(tmp_path / "c.json"),
+                    str(tmp_path / "ct" / "s000.dcm"))

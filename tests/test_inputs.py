@@ -555,6 +555,11 @@ ROWS = [
                                           "-o", lambda c: str(c.tmp / "m4.nii.gz"),
                                           "--ground-truth", ""]), cli=True,
         match="ground-truth path is empty"),
+    Row("N17", "output path = the ground truth, CLI", _cli(
+        ["segment", lambda c: str(c.image_file()), "--clicks",
+         lambda c: str(c.write_clicks("ok5.json", c.clicks2())), "--ground-truth",
+         lambda c: str(c.image_file("gt.nii.gz")), "-o",
+         lambda c: str(c.image_file("gt.nii.gz"))]), cli=True, match="one of the inputs"),
     # -- environment ---------------------------------------------------------------------
     Row("E03", "evaluate --threads 0 with an extra model", _cli(
         ["evaluate", "hc18", "--threads", "0", "--extra-model", "x=foo"]), cli=True,

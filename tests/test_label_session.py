@@ -70,7 +70,7 @@ def test_label_map_file_carries_the_object_names(tmp_path):
     ls.write_labelmap(tmp_path / "objects.seg.nrrd")
     image, segments = read_labelmap(tmp_path / "objects.seg.nrrd")
     assert [s.name for s in segments] == ["left", "right"]
-    np.testing.assert_array_equal(image.array[0], ls.labelmap())
+    np.testing.assert_array_equal(image.array, ls.labelmap())
 
 
 def test_bad_object_requests_are_refused():
@@ -97,5 +97,21 @@ def test_objects_start_from_an_existing_label_map_and_refine():
     ls.object("right").refine(foreground=[(40, 76)])
     assert ls.labelmap()[40, 76] == 9
     assert (ls.labelmap()[LEFT] == 4).all()             # the other object is untouched
-    with pytest.raises(InvalidInputError, match="no voxel"):
-        LabelSession.from_labelmap(IMG, labels, [Segment(5, "ghost")])
+    from midseg.errors import MidsegWarning
+
+    with pytest.warns(MidsegWarning, match="no voxel"):
+        ghost = LabelSession.from_labelmap(IMG, labels, [Segment(5, "ghost")])
+    assert ghost.object("ghost").mask is None
+
+
+def test_a_session_started_from_a_label_map_reloads_with_it(tmp_path):
+    from midseg.labelmap import Segment
+
+    labels = np.zeros(LEFT.shape, np.uint8)
+    labels[LEFT] = 4
+    ls = LabelSession.from_labelmap(IMG, labels, [Segment(4, "left")], lam=3.0)
+    ls.object("left").refine(background=[(40, 30)])
+    ls.save(tmp_path / "l.json")
+    back = LabelSession.load(tmp_path / "l.json", IMG, initial_labelmap=labels)
+    np.testing.assert_array_equal(back.labelmap(), ls.labelmap())
+    assert back.add("more").lam == 3.0                    # the session's parameters too

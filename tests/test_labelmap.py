@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from midseg import Image, write_mask
+from midseg import write_image as midseg_write_image
 from midseg.errors import InvalidInputError
 from midseg.labelmap import SIDECAR_SUFFIX, Segment, read_labelmap, write_labelmap
 
@@ -55,13 +56,14 @@ def test_nifti_label_map_keeps_its_segments_in_a_sidecar(tmp_path, two_objects):
     assert back == segs
 
 
-def test_a_2d_label_map_goes_to_seg_nrrd_as_one_slice(tmp_path):
+def test_a_2d_label_map_goes_to_seg_nrrd_as_one_slice_and_back(tmp_path):
     lab = np.zeros((20, 30), np.uint8)
     lab[5:9, 5:20] = 3
     like = Image(np.zeros(lab.shape, np.float32), spacing=(0.5, 0.25))
     write_labelmap(tmp_path / "a.seg.nrrd", lab, like=like, segments=[Segment(3, "lesion")])
     image, segs = read_labelmap(tmp_path / "a.seg.nrrd")
-    np.testing.assert_array_equal(image.array[0], lab)
+    np.testing.assert_array_equal(image.array, lab)          # one slice comes back 2D
+    assert image.spacing == (0.5, 0.25)
     assert segs[0].value == 3 and segs[0].name == "lesion"
 
 
@@ -93,3 +95,30 @@ def test_label_maps_that_do_not_fit_their_segments_are_refused(tmp_path, two_obj
 def test_bad_segments_are_refused(kw, match):
     with pytest.raises(InvalidInputError, match=match):
         Segment(**kw)
+
+
+def test_names_outside_ascii_are_refused_in_seg_nrrd_and_kept_in_the_sidecar(tmp_path,
+                                                                              two_objects):
+    lab, like, _ = two_objects
+    segs = [Segment(1, "naïve"), Segment(2, "肝臓")]
+    with pytest.raises(InvalidInputError, match="ASCII"):
+        write_labelmap(tmp_path / "u.seg.nrrd", lab, like=like, segments=segs)
+    write_labelmap(tmp_path / "u.nii.gz", lab, like=like, segments=segs)
+    assert [s.name for s in read_labelmap(tmp_path / "u.nii.gz")[1]] == ["naïve", "肝臓"]
+
+
+def test_a_float_label_file_reads_as_integers_and_a_new_mask_drops_old_names(tmp_path,
+                                                                             two_objects):
+    lab, like, segs = two_objects
+    midseg_write_image(tmp_path / "f.nii.gz", Image(lab.astype(np.float32), spacing=like.spacing))
+    image, found = read_labelmap(tmp_path / "f.nii.gz")
+    assert image.array.dtype == np.uint8 and [s.value for s in found] == [1, 2]
+    write_labelmap(tmp_path / "s.nii.gz", lab, like=like, segments=segs)
+    write_mask(tmp_path / "s.nii.gz", lab == 1, like=like)         # the sidecar is stale now
+    assert [s.name for s in read_labelmap(tmp_path / "s.nii.gz")[1]] == ["Segment 1"]
+
+
+def test_seg_nrrd_goes_into_a_new_folder(tmp_path, two_objects):
+    lab, like, segs = two_objects
+    write_labelmap(tmp_path / "new" / "x.seg.nrrd", lab, like=like, segments=segs)
+    assert (tmp_path / "new" / "x.seg.nrrd").is_file()
