@@ -91,6 +91,7 @@ class LabelSession:
         if value is None:
             value = next(v for v in range(1, 65537) if v not in used) if used and \
                 max(used) >= 65535 else (max(used) + 1 if used else 1)
+        Segment(value, name)                # checks the value and the name first
         if value in used:
             raise InvalidInputError(f"label value {value} is used by another object")
         color = DEFAULT_COLORS[len(self._objects) % len(DEFAULT_COLORS)] if color is None \

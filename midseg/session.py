@@ -582,6 +582,9 @@ class Session:
         """
         from .crop import DEFAULT_MARGIN
 
+        if not isinstance(mask, np.ndarray):
+            raise InvalidInputError(f"the mask must be a numpy array of the image's shape "
+                                    f"{self.image.shape}, got {type(mask).__name__}")
         m = np.asarray(mask)
         if m.shape != tuple(self.image.shape):
             raise InvalidInputError(f"the mask must have the image's shape {self.image.shape}, "
