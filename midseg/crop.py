@@ -102,6 +102,13 @@ class Box:
         return Box(tuple(map(min, self.start, other.start)),
                    tuple(map(max, self.stop, other.stop)))
 
+    def slices_in(self, outer: "Box") -> tuple[slice, ...]:
+        """This box's slices in the coordinates of `outer` (which must hold it)."""
+        if not all(o <= a and b <= p for a, b, o, p in
+                   zip(self.start, self.stop, outer.start, outer.stop)):
+            raise InvalidInputError(f"box {self} does not lie inside {outer}")
+        return tuple(slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, outer.start))
+
 
 def _as_shape(shape, name: str = "shape", ndims: tuple[int, ...] = (2, 3)) -> tuple[int, ...]:
     try:

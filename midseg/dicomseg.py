@@ -55,7 +55,8 @@ def _source_files(source_dir: str | os.PathLike) -> list[str]:
 
 
 def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.PathLike,
-                    segments: Sequence[Segment]) -> None:
+                    segments: Sequence[Segment], spacing: Sequence[float] | None = None
+                    ) -> None:
     """Write a label map as a DICOM-SEG instance referencing its source series.
 
     Parameters
@@ -69,6 +70,9 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
         The folder of the DICOM series the labels were made on.
     segments : sequence of Segment
         One per nonzero value; the SEG numbers them 1..N in this order.
+    spacing : 3 floats, optional
+        The series' voxel spacing in array order (``read_image(source_dir).spacing``);
+        read from the series when not given.
 
     Raises
     ------
@@ -121,15 +125,17 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
                 *(int(round(255 * c)) for c in s.color)),
             tracking_id=f"midseg label value {s.value}", tracking_uid=hd.UID())
         for k, s in enumerate(segments, start=1)]
-    from .io import read_image
+    if spacing is None:
+        from .io import read_image
 
-    series = read_image(source_dir)        # the spacing of the series, for the SEG's frames
+        spacing = read_image(source_dir).spacing   # for the SEG's frames
+    spacing = [float(v) for v in spacing]
     for ds in sources:               # in memory only: highdicom reads it from every source
         if not getattr(ds, "SliceThickness", None):
-            ds.SliceThickness = float(series.spacing[0])
+            ds.SliceThickness = spacing[0]
     measures = hd.PixelMeasuresSequence(
-        pixel_spacing=[float(series.spacing[1]), float(series.spacing[2])],
-        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or series.spacing[0]))
+        pixel_spacing=spacing[1:],
+        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or spacing[0]))
     series_number = int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000
     try:
         seg = hd.seg.Segmentation(
@@ -147,16 +153,12 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
                                 f"{str(source_dir)!r}: {first}") from None
     if any(not s.name.isascii() for s in segments):
         seg.SpecificCharacterSet = "ISO_IR 192"          # UTF-8 segment labels
-    tmp = p.with_name(f".{p.name}.tmp")
+    from .io import write_file_atomic
+
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        seg.save_as(tmp)
-        os.replace(tmp, p)
+        write_file_atomic(p, seg.save_as)
     except OSError as exc:
-        raise ImageReadError(f"cannot write {str(p)!r}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        raise ImageReadError(str(exc)) from None
 
 
 def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike

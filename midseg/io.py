@@ -21,7 +21,8 @@ from .errors import (GeometryLossWarning, GeometryMismatchError, ImageReadError,
                      InvalidInputError, MidsegWarning)
 
 __all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
-           "check_output_path", "write_json_atomic", "write_bytes_atomic", "MIN_OVERLAP",
+           "check_output_path", "write_json_atomic", "write_bytes_atomic", "write_file_atomic",
+           "MIN_OVERLAP",
            "WRITE_SUFFIXES", "MASK_SUFFIXES"]
 
 #: Weights used to convert RGB(A) pictures to grey (ITU-R BT.601 luma).
@@ -147,6 +148,11 @@ class Image:
     def channels(self) -> int:
         """Number of channels (1 for a scalar image)."""
         return int(self.array.shape[0]) if self.multichannel else 1
+
+    def channels_first(self) -> np.ndarray:
+        """The pixels as (C, *spatial): a view, no copy and no check (an Image is checked
+        once, when it is made)."""
+        return self.array if self.multichannel else self.array[None]
 
     @property
     def channel_axis(self) -> int | None:
@@ -1160,6 +1166,37 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
 
 
+def write_file_atomic(path: str | os.PathLike, write) -> None:
+    """Let ``write(tmp_path)`` make a file, then move it to `path` atomically.
+
+    For writers that only take a file name (slicerio, highdicom): `write` writes
+    ``<temporary folder beside path>/<name>``; the file is flushed to disk and renamed over
+    `path`, as `write_json_atomic` does (same guarantees; the parent folder is created).
+
+    Raises
+    ------
+    OSError
+        The file cannot be written; the message names `path` (never the temporary).
+    """
+    import shutil
+
+    path = Path(path)
+    _prepare_folder(path, OSError)
+    tmp = None
+    try:
+        tmp = _create_temporary(path, lambda name: os.mkdir(name, 0o700))
+        target = tmp / path.name
+        write(target)
+        _fsync(target)
+        os.replace(target, path)
+        _fsync(path.parent, directory=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _geometry_lost(written: Path, like: Image) -> list[str]:
     """What of `like`'s spacing, origin and direction the file `written` lost (empty if none)."""
     import SimpleITK as sitk
@@ -1339,7 +1376,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
                 f"cannot write {str(p)!r}: a .dcm mask is a DICOM Segmentation of the DICOM "
                 "series it was made on, and this image was not read from a DICOM series "
                 "folder; write .nii.gz, .nrrd or .seg.nrrd")
-        write_dicom_seg(p, out, source_dir=like.path, segments=[Segment(1, "Segment_1")])
+        write_dicom_seg(p, out, source_dir=like.path, segments=[Segment(1, "Segment_1")],
+                        spacing=like.spacing)
         return
     if suffix in _FLAT_SUFFIXES:
         out = out * 255

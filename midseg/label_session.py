@@ -193,7 +193,8 @@ class LabelSession:
                 raise InvalidInputError("a .dcm label map is a DICOM-SEG of the series the "
                                         "image was read from; this image was not read from a "
                                         "DICOM series folder")
-            write_dicom_seg(path, labels, source_dir=self.image.path, segments=segments)
+            write_dicom_seg(path, labels, source_dir=self.image.path, segments=segments,
+                            spacing=self.image.spacing)
             return
         from .labelmap import write_labelmap
 

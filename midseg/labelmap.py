@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -128,7 +127,7 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
     ImageReadError
         The file cannot be written.
     """
-    from .io import check_output_path, write_json_atomic
+    from .io import check_output_path, write_file_atomic, write_json_atomic
 
     segments = list(segments)
     arr = _check(labels, like, segments)
@@ -152,7 +151,6 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
         raise InvalidInputError(f"3D Slicer's .seg.nrrd header holds ASCII names only, got "
                                 f"{odd}; rename them, or write .nii.gz (names in a UTF-8 "
                                 "sidecar)")
-    p.parent.mkdir(parents=True, exist_ok=True)
     ijk = _ijk_to_lps(like)
     vox = arr if like.ndim == 3 else arr[None]
     if like.ndim == 2:
@@ -167,23 +165,10 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
            "containedRepresentationNames": ["Binary labelmap"],
            "segments": [{"id": f"Segment_{s.value}", "name": s.name, "color": list(s.color),
                          "labelValue": s.value, "layer": 0} for s in segments]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp.seg.nrrd", dir=p.parent)
-    os.close(fd)
     try:
-        slicerio.write_segmentation(tmp, seg)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, p)
+        write_file_atomic(p, lambda tmp: slicerio.write_segmentation(str(tmp), seg))
     except OSError as exc:
-        raise ImageReadError(f"cannot write {str(p)!r}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        raise ImageReadError(str(exc)) from None
 
 
 def _integer_labels(image: Image) -> Image:

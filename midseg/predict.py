@@ -255,12 +255,9 @@ def predict_probability(image: np.ndarray, points, model, *, spacing=None,
     if callable(getattr(model, "forward", None)):     # a LoadedModel: its runtime decides
         prob = model.forward(x)
     else:
-        with torch.inference_mode():
-            xt = torch.from_numpy(x)[None].to(dev)
-            if xt.ndim == 5:  # 3D: channels-last is faster on CPU (the loader uses it)
-                xt = xt.contiguous(memory_format=torch.channels_last_3d)
-            logits = net(xt)
-            prob = net.foreground_probability(logits)[0].float().cpu().numpy()
+        from .models import net_forward
+
+        prob = net_forward(net, x)
     prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
     inner = np.asarray(g.transform.from_grid(prob, order=1), dtype=np.float32)
     np.clip(inner, 0.0, 1.0, out=inner)

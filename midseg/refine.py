@@ -1171,7 +1171,7 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     # whose labels are fixed to the outside labels (Notes, "Border of the region").
     outer = Box(tuple(max(0, a - 1) for a in region.start),
                 tuple(min(n, b + 1) for b, n in zip(region.stop, shape)))
-    inner = tuple(slice(a - o, b - o) for a, b, o in zip(region.start, region.stop, outer.start))
+    inner = region.slices_in(outer)
     hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
     chans_outer = chans[(slice(None),) + outer.slices]
     if local:

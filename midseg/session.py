@@ -169,15 +169,13 @@ def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | No
 
 def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
     """A warning when every channel holds one value inside the box stage 1 looked at."""
-    arr = np.asarray(image.array)
-    chans = arr[..., None] if image.channel_axis is None else np.moveaxis(
-        arr, image.channel_axis, -1)
+    chans = image.channels_first()
 
     def flat(a):
-        v = a.reshape(-1, a.shape[-1])
-        return bool(v.size) and bool(np.all(v.min(axis=0) == v.max(axis=0)))
+        v = a.reshape(a.shape[0], -1)
+        return bool(v.size) and bool(np.all(v.min(axis=1) == v.max(axis=1)))
 
-    if not flat(chans[tuple(box.slices)]):
+    if not flat(chans[(slice(None),) + tuple(box.slices)]):
         return None
     where = "the image" if flat(chans) else "the box of the margin points"
     return ConstantImageWarning(
@@ -194,15 +192,10 @@ def _as_image(image) -> Image:
         f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
 
 
-def _offset(outer, inner) -> tuple[slice, ...]:
-    """`inner`'s slices relative to `outer` (both `midseg.crop.Box`, inner inside outer)."""
-    return tuple(slice(a - o, b - o) for a, b, o in zip(inner.start, inner.stop, outer.start))
-
-
 def _within(outer, inner, values: np.ndarray) -> np.ndarray:
-    """An `outer`-shaped array, 0 except `values` at `inner`'s place."""
+    """An `outer`-shaped array, 0 except `values` at `inner`'s place (`midseg.crop.Box`es)."""
     out = np.zeros(outer.shape, dtype=values.dtype)
-    out[_offset(outer, inner)] = values
+    out[inner.slices_in(outer)] = values
     return out
 
 
@@ -221,6 +214,12 @@ def _work_image(image: Image, axis: int | None) -> Image:
     arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
     return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
                  multichannel=image.multichannel, path=image.path)
+
+
+def _mask_sha256(mask: np.ndarray) -> str:
+    """sha256 of a 0/1 uint8 mask's bytes (C order): what a clicks file records of the mask
+    `Session.start_from_mask` started from."""
+    return hashlib.sha256(np.ascontiguousarray(mask, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def _file_sha256(path: str | os.PathLike) -> str:
@@ -523,10 +522,8 @@ class Session:
             fbox = relaxed_bbox(pw, work.shape)
             region = result.box.union(fbox)
             prob_r = _within(region, result.box, cnn)
-            arr = np.asarray(work.array)
-            chans = arr[None] if work.channel_axis is None else np.moveaxis(
-                arr, work.channel_axis, 0)
-            inner = _offset(region, fbox)
+            chans = work.channels_first()
+            inner = fbox.slices_in(region)
             prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox,
                                                    np.asarray(work.spacing, np.float64))
         else:
@@ -580,8 +577,6 @@ class Session:
         InvalidInputError
             Wrong shape, non-numeric or NaN values, an empty mask.
         """
-        from .crop import DEFAULT_MARGIN
-
         if not isinstance(mask, np.ndarray):
             raise InvalidInputError(f"the mask must be a numpy array of the image's shape "
                                     f"{self.image.shape}, got {type(mask).__name__}")
@@ -597,9 +592,7 @@ class Session:
         t0 = time.perf_counter()
         mw = self._sq(m)
         nz = np.argwhere(mw)
-        lo = np.maximum(nz.min(0) - DEFAULT_MARGIN, 0)
-        hi = np.minimum(nz.max(0) + 1 + DEFAULT_MARGIN, mw.shape)
-        box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+        box = relaxed_bbox(np.stack([nz.min(0), nz.max(0)]), mw.shape)
         values = mw[box.slices].astype(np.float32)
         values.setflags(write=False)
         fbox = self._file_box(box)
@@ -611,8 +604,7 @@ class Session:
         empty = np.zeros((0, self.image.ndim), np.int64)
         state = _State(margin_points=empty, rounds=(), cnn=(box, values), box=box,
                        change=change, extent=fbox, seconds=time.perf_counter() - t0,
-                       initial_mask=hashlib.sha256(np.ascontiguousarray(m).tobytes())
-                       .hexdigest())
+                       initial_mask=_mask_sha256(m))
         return self._push(state)
 
     def refine(self, foreground=(), background=(), *, lam: float | None = None,
@@ -664,9 +656,7 @@ class Session:
         work, w, sq = self._work, self._w, self._sq
         if method == "ifgc":
             # the region's work only: no full-size copy, scan or threshold (issue 19)
-            arr = np.asarray(work.array)
-            chans = arr[None] if work.channel_axis is None else np.moveaxis(
-                arr, work.channel_axis, 0)
+            chans = work.channels_first()
             margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
             region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape,
                                        state.box)
@@ -826,8 +816,7 @@ class Session:
                 raise InvalidInputError("the clicks file started from a mask "
                                         "(start_from_mask): pass it as initial_mask")
             m = (np.asarray(initial_mask) != 0).astype(np.uint8)
-            digest = hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
-            if not isinstance(start, dict) or start.get("sha256") != digest:
+            if not isinstance(start, dict) or start.get("sha256") != _mask_sha256(m):
                 raise InvalidInputError("initial_mask is not the mask the clicks file started "
                                         "from (sha256 differs)")
             session.start_from_mask(m)

@@ -660,13 +660,9 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     last_val = state["history"][-1]["val_dice"] if state["history"] else float("nan")
     while state["iteration"] < stop_at:
         it = state["iteration"]
-        epoch, pos = divmod(it, per_epoch)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        idx = perm[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        epoch = it // per_epoch
         if loader is None:
-            xs, ys = zip(*(_SampleStream.sample(items, cfg, per_epoch, it, j)
-                           for j in range(len(idx))))
-            xb, yb = np.stack(xs), np.stack(ys)
+            xb, yb = _SampleStream.batch(items, cfg, per_epoch, it)
         else:
             got, xb, yb = next(loader)
             if int(got) != it:
@@ -756,24 +752,23 @@ class _SampleStream:
         return self.stop - self.start
 
     @staticmethod
-    def sample(items, cfg: TrainConfig, per_epoch: int, it: int, j: int):
+    def batch(items, cfg: TrainConfig, per_epoch: int, it: int):
+        """The stacked inputs and targets of iteration `it` (class notes)."""
         epoch, pos = divmod(it, per_epoch)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(items))
-        k = perm[pos * cfg.batch_size + j]
-        rng = np.random.default_rng([cfg.seed, epoch, pos * cfg.batch_size + j])
-        return make_sample(items[int(k)], cfg, rng)
+        first = pos * cfg.batch_size
+        chosen = np.random.default_rng([cfg.seed, epoch]).permutation(len(items))[
+            first:first + cfg.batch_size]
+        xs, ys = zip(*(make_sample(items[int(k)], cfg,
+                                   np.random.default_rng([cfg.seed, epoch, first + j]))
+                       for j, k in enumerate(chosen)))
+        return np.stack(xs), np.stack(ys)
 
     def __getitem__(self, k: int):
         import torch
 
-        it = self.start + int(k)
-        epoch, pos = divmod(it, self.per_epoch)
-        n = len(np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.items))
-                [pos * self.cfg.batch_size:(pos + 1) * self.cfg.batch_size])
         torch.set_num_threads(1)
-        xs, ys = zip(*(self.sample(self.items, self.cfg, self.per_epoch, it, j)
-                       for j in range(n)))
-        return it, np.stack(xs), np.stack(ys)
+        it = self.start + int(k)
+        return (it, *self.batch(self.items, self.cfg, self.per_epoch, it))
 
 
 def _load_checkpoint(path) -> dict:

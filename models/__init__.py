@@ -104,22 +104,34 @@ class LoadedModel:
         import numpy as np
         import torch
 
-        if self.ort is not None:
-            logits = torch.from_numpy(self.ort.run(None, {"x": np.ascontiguousarray(
-                x[None], dtype=np.float32)})[0])
-            return self.net.foreground_probability(logits)[0].float().numpy()
-        dev = next(self.net.parameters()).device
-        with torch.inference_mode():
-            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(dev)
-            if xt.ndim == 5:  # 3D: channels-last (the loader puts the network in it)
-                xt = xt.contiguous(memory_format=torch.channels_last_3d)
-            logits = self.net(xt)
-            return self.net.foreground_probability(logits)[0].float().cpu().numpy()
+        if self.ort is None:
+            return net_forward(self.net, x)
+        logits = torch.from_numpy(self.ort.run(None, {"x": np.ascontiguousarray(
+            x[None], dtype=np.float32)})[0])
+        return self.net.foreground_probability(logits)[0].float().numpy()
 
     def __repr__(self) -> str:
         return (f"LoadedModel(name={self.name!r}, spatial_dims={self.spatial_dims}, "
                 f"grid_shape={self.grid_shape}, cue={self.cue!r}, "
                 f"in_channels={self.in_channels}, device={self.device!r}, path='{self.path}')")
+
+
+def net_forward(net, x):
+    """The PyTorch forward pass of a stage-1 network on one input.
+
+    `x`: (in_channels, *grid_shape) float32 array; returns the foreground probability on
+    the grid, float32. 3D inputs go channels-last (as the loader puts 3D networks).
+    """
+    import numpy as np
+    import torch
+
+    dev = next(net.parameters()).device
+    with torch.inference_mode():
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(dev)
+        if xt.ndim == 5:
+            xt = xt.contiguous(memory_format=torch.channels_last_3d)
+        logits = net(xt)
+        return net.foreground_probability(logits)[0].float().cpu().numpy()
 
 
 def list_models() -> list[str]:
