@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import json
 import math
 import operator
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import GeometryMismatchError, InvalidInputError
-from .io import write_json_atomic
+from .io import file_sha256, write_bytes_atomic, write_json_atomic
 
 __all__ = ["Case", "read_manifest", "read_ground_truth", "run_case", "run_batch", "segment_one"]
 
@@ -409,11 +409,7 @@ def _sha256(path: str | os.PathLike | None) -> str | None:
             for f in sorted(q for q in p.rglob("*") if q.is_file()):
                 h.update(f"{f.relative_to(p).as_posix()}\0{_sha256(f)}\n".encode())
             return h.hexdigest()
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return file_sha256(p)
     except OSError:
         return None
 
@@ -430,7 +426,18 @@ def _model_ref(model: str | None) -> dict:
 
 
 def _model_sha256(pt: Path) -> str | None:
-    """sha256 of a model's weights and its card (the card sets the grid, margin and cue)."""
+    """sha256 of a model's weights and its card (the card sets the grid, margin and cue);
+    once per process for unchanged files (every case of a batch names the same model)."""
+    try:
+        stamps = tuple((st.st_mtime_ns, st.st_size) for st in
+                       (os.stat(pt), os.stat(Path(pt).with_suffix(".json"))))
+    except OSError:
+        stamps = None
+    return _model_sha256_of(os.path.abspath(pt), stamps)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_sha256_of(pt: str, stamps) -> str | None:
     parts = [_sha256(pt), _sha256(Path(pt).with_suffix(".json"))]
     if parts[0] is None:
         return None
@@ -551,17 +558,12 @@ def _write_summary(out: Path, cases: Iterable[Case], results: dict, inputs: dict
                 continue
         rows.append({k: data.get(k) for k in SUMMARY_FIELDS})
     path = out / "summary.csv"
-    fd, tmp = tempfile.mkstemp(prefix=".summary.", dir=out)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
     return path
 
 
@@ -593,46 +595,34 @@ def _alive(pid: int) -> bool:
 def _end_with_parent(parent: int) -> None:
     """Make this worker process end when the batch process `parent` ends, even when killed.
 
-    A worker's own parent is the batch process ("spawn"): it ends with it (Linux:
-    ``PR_SET_PDEATHSIG``; elsewhere a thread joins the parent). Under the fork server,
-    which outlives a killed batch, a thread polls the batch process every half second.
+    A worker's own parent is the fork server (POSIX), which outlives a killed batch: a
+    thread polls the batch process every half second. Where workers are spawned by the
+    batch process itself (no fork server: Windows), a thread joins that parent.
     """
     import threading
 
-    if os.getppid() != parent:                 # forked by the fork server
-        if not _alive(parent):
+    if os.name != "posix":
+        import multiprocessing
+
+        parent_process = multiprocessing.parent_process()
+        if parent_process is None:
+            return
+
+        def watch():
+            parent_process.join()
             os._exit(1)
 
-        def poll():
-            while _alive(parent):
-                time.sleep(0.5)
-            os._exit(1)
-
-        threading.Thread(target=poll, name="midseg-batch-watch", daemon=True).start()
+        threading.Thread(target=watch, name="midseg-parent-watch", daemon=True).start()
         return
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
-                if os.getppid() != parent:  # the parent ended before the call
-                    os._exit(1)
-                return
-        except (OSError, AttributeError, ValueError):
-            pass
-    import multiprocessing
-
-    parent_process = multiprocessing.parent_process()
-    if parent_process is None:
-        return
-
-    def watch():
-        parent_process.join()
+    if not _alive(parent):
         os._exit(1)
 
-    threading.Thread(target=watch, name="midseg-parent-watch", daemon=True).start()
+    def poll():
+        while _alive(parent):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=poll, name="midseg-batch-watch", daemon=True).start()
 
 
 def _init_worker(threads: int, parent: int | None = None) -> None:

@@ -22,6 +22,7 @@ from .errors import (GeometryLossWarning, GeometryMismatchError, ImageReadError,
 
 __all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
            "check_output_path", "write_json_atomic", "write_bytes_atomic", "write_file_atomic",
+           "file_sha256", "SIDECAR_SUFFIX",
            "MIN_OVERLAP",
            "WRITE_SUFFIXES", "MASK_SUFFIXES"]
 
@@ -932,6 +933,9 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
 #: File name endings `write_image` and `write_mask` write (lower case); the
 #: format follows the ending. ``.mhd``, ``.nhdr`` and ``.hdr`` write a second
 #: (data) file beside the header.
+#: Sidecar of segment names and colours beside a label map (`midseg.labelmap`); writing
+#: another image or mask to that path removes it.
+SIDECAR_SUFFIX = ".segments.json"
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".png", ".tif",
                   ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz")
 #: Endings only masks are written to: ``.dcm`` is a DICOM Segmentation (`midseg.dicomseg`)
@@ -1166,6 +1170,17 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_file_atomic(path: str | os.PathLike, write) -> None:
     """Let ``write(tmp_path)`` make a file, then move it to `path` atomically.
 
@@ -1238,7 +1253,6 @@ def _atomic_write(sitk_img, path: Path, like: Image, compress: bool = True) -> N
 
     import SimpleITK as sitk
 
-    check_output_path(path, like.ndim)
     _prepare_folder(path, lambda _errno, msg: ImageReadError(msg))
     tmp = None
     try:
@@ -1258,6 +1272,8 @@ def _atomic_write(sitk_img, path: Path, like: Image, compress: bool = True) -> N
         for name in files:
             os.replace(tmp / name, path.with_name(name))
         _fsync(path.parent, directory=True)
+        # segment names of an earlier label map at this path describe another file now
+        path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
     except OSError as exc:
         if isinstance(exc, ImageReadError):
             raise
@@ -1299,7 +1315,8 @@ def write_image(path: str | os.PathLike, image: Image) -> None:
     """
     if not isinstance(image, Image):
         raise InvalidInputError(f"image must be a midseg.Image, got {type(image).__name__}")
-    _atomic_write(_to_sitk(image.array, image, multichannel=image.multichannel), Path(path), image)
+    path = check_output_path(path, image.ndim)
+    _atomic_write(_to_sitk(image.array, image, multichannel=image.multichannel), path, image)
 
 
 def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> None:
@@ -1359,9 +1376,6 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
     p = check_output_path(path, m.ndim, mask=True)
     suffix = _write_suffix(p) or p.suffix.lower()
     out = (m != 0).astype(np.uint8)
-    side = p.with_name(p.name + ".segments.json")
-    if side.exists():                # names of an earlier label map there: not this mask's
-        side.unlink()
     if p.name.lower().endswith(".seg.nrrd"):      # 3D Slicer's segmentation file
         from .labelmap import Segment, write_labelmap
 

@@ -24,12 +24,10 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ImageReadError, InvalidInputError
-from .io import Image
+from .io import SIDECAR_SUFFIX, Image
 
 __all__ = ["Segment", "write_labelmap", "read_labelmap", "SIDECAR_SUFFIX", "DEFAULT_COLORS"]
 
-#: Sidecar of names and colours beside a label map in a format without metadata.
-SIDECAR_SUFFIX = ".segments.json"
 #: Colours given to segments without one (r, g, b in [0, 1]); cycled.
 DEFAULT_COLORS = ((0.90, 0.30, 0.25), (0.30, 0.65, 0.95), (0.35, 0.80, 0.35),
                   (0.95, 0.80, 0.25), (0.70, 0.45, 0.85), (0.95, 0.55, 0.20))

@@ -371,7 +371,8 @@ def _snap(image, xyz: np.ndarray, labels: Sequence[str],
 def _model_ref_for(model, image) -> dict:
     """``{"name", "sha256"}`` of a model as `Session.clicks_dict` records it, without loading it."""
     from . import models
-    from .session import _file_sha256, _model_ref
+    from .io import file_sha256
+    from .session import _model_ref
 
     if model is None:
         model = f"{image.ndim}d"
@@ -379,7 +380,7 @@ def _model_ref_for(model, image) -> dict:
         pt = models.model_path(model)
         card = models.read_card(pt)
         dims, channels = card["architecture"].get("spatial_dims"), card["image_channels"]
-        ref = {"name": str(card.get("name", pt.stem)), "sha256": _file_sha256(pt)}
+        ref = {"name": str(card.get("name", pt.stem)), "sha256": file_sha256(pt)}
     else:
         dims, channels = getattr(model, "spatial_dims", None), getattr(model, "image_channels", None)
         ref = _model_ref(model)

@@ -24,7 +24,7 @@ from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_json_numbers,
 from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
                      InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
 from .crop import Box, relaxed_bbox
-from .io import Image, geometry_differences, write_json_atomic
+from .io import Image, file_sha256, geometry_differences, write_json_atomic
 from .refine import REFINE_METHODS
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
@@ -220,14 +220,6 @@ def _mask_sha256(mask: np.ndarray) -> str:
     """sha256 of a 0/1 uint8 mask's bytes (C order): what a clicks file records of the mask
     `Session.start_from_mask` started from."""
     return hashlib.sha256(np.ascontiguousarray(mask, dtype=np.uint8).tobytes()).hexdigest()
-
-
-def _file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Session:
@@ -908,7 +900,7 @@ def _model_ref(model) -> dict:
     ref = {"name": getattr(model, "name", None)}
     path = getattr(model, "path", None)
     if path is not None and Path(path).is_file():
-        ref["sha256"] = _file_sha256(path)
+        ref["sha256"] = file_sha256(path)
     return ref
 
 

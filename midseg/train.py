@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidInputError, MidsegError
-from .io import write_json_atomic
+from .io import file_sha256, write_json_atomic
 
 __all__ = ["TrainConfig", "TrainItem", "TrainResult", "train", "make_sample",
            "load_brats_items", "synthetic_item", "synthetic_items", "lr_at", "add_arguments", "run", "main",
@@ -463,7 +463,7 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
         state = {**state, first: torch.cat(parts, dim=1)}
     net.load_state_dict(state)
     tr = card.get("training", {})
-    return {"model": cfg.init, "file": str(pt), "sha256": _sha256(pt),
+    return {"model": cfg.init, "file": str(pt), "sha256": file_sha256(pt),
             "name": card.get("name"), "iterations": tr.get("weights_from_iteration",
                                                            tr.get("iterations")),
             "command": card.get("command"),
@@ -730,7 +730,7 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
         _atomic_save(sd, weights_path)
         card["weights"] = {"file": weights_path.name, "dtype": "float32",
                            "bytes": weights_path.stat().st_size,
-                           "sha256": _sha256(weights_path)}
+                           "sha256": file_sha256(weights_path)}
         write_json_atomic(card_path, card, indent=2)  # cards keep their indent of 2
     return TrainResult(net=net, card=card, weights_path=weights_path, card_path=card_path,
                        history=state["history"])
@@ -811,12 +811,6 @@ def _resolved_margin(margin):
 
         return DEFAULT_MARGIN
     return list(margin) if isinstance(margin, (tuple, list)) else int(margin)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _cfg_key(cfg: TrainConfig) -> dict:

@@ -276,13 +276,14 @@ def _ort_session(model: "LoadedModel"):
     there next time; where that folder is not writable it stays in memory. Threads: ONNX
     Runtime uses ``torch.get_num_threads()`` at load time.
     """
-    import hashlib
     import io
 
     import onnxruntime as ort
     import torch
 
-    digest = hashlib.sha256(model.path.read_bytes()).hexdigest()[:20]
+    from midseg.io import file_sha256
+
+    digest = file_sha256(model.path)[:20]
     cached = onnx_cache_dir() / f"{digest}-torch{torch.__version__}-opset{ONNX_OPSET}.onnx"
     data = None
     if cached.is_file():

@@ -116,6 +116,9 @@ def test_a_float_label_file_reads_as_integers_and_a_new_mask_drops_old_names(tmp
     write_labelmap(tmp_path / "s.nii.gz", lab, like=like, segments=segs)
     write_mask(tmp_path / "s.nii.gz", lab == 1, like=like)         # the sidecar is stale now
     assert [s.name for s in read_labelmap(tmp_path / "s.nii.gz")[1]] == ["Segment 1"]
+    write_labelmap(tmp_path / "t.nii.gz", lab, like=like, segments=segs)
+    midseg_write_image(tmp_path / "t.nii.gz", Image(lab, spacing=like.spacing))
+    assert not (tmp_path / ("t.nii.gz" + SIDECAR_SUFFIX)).exists()   # write_image too
 
 
 def test_seg_nrrd_goes_into_a_new_folder(tmp_path, two_objects):
