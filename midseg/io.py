@@ -1126,7 +1126,7 @@ def write_json_atomic(path: str | os.PathLike, data, indent: int = 1) -> None:
     """Write `data` as JSON indented by `indent` to `path` atomically (temporary file + rename).
 
     A reader never sees a half-written file, and an interrupted write leaves
-    the previous file as it was: the data goes to ``.<name>.~midseg-<hex>.tmp``
+    the previous file as it was: the data goes to a temporary folder ``.<name>.~midseg-<hex>.tmp``
     beside `path`, is flushed to disk (fsync) and renamed over `path`. Creates
     the parent folder. The file gets the permissions of a newly created file
     (0666 less the umask). This user's temporaries of that pattern older than
@@ -1150,24 +1150,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     OSError
         The file cannot be written; the message names `path` (never the temporary).
     """
-    path = Path(path)
-    _prepare_folder(path, OSError)
-    tmp = None
-    fds = []
-    try:
-        tmp = _create_temporary(path, lambda name: fds.append(
-            os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
-        with os.fdopen(fds[0], "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync(path.parent, directory=True)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.lexists(tmp):
-            os.unlink(tmp)
+    write_file_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
