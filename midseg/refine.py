@@ -81,8 +81,15 @@ REFINE_ITERATIONS = 2
 
 #: Click-local fusion (method "ifgc"): the reach of a click is CLICK_REACH times its depth r,
 #: the distance (units of the smallest spacing) from the click to the nearest voxel the
-#: previous mask already gives the click's class; see `refine`, Notes.
-CLICK_REACH = 2.0
+#: previous mask already gives the click's class; see `refine`, Notes. Chosen on
+#: ``dev_unseen`` together with `LOCAL_PAIRWISE` (``docs/decisions.md``).
+CLICK_REACH = 2.5
+
+#: Click-local rounds: the graph cut's pairwise term is LOCAL_PAIRWISE * lam (Eq. 11), so a
+#: fused probability that a click makes moderately confident over a region is not undone by
+#: the surface cost of claiming it (a 3D blob of radius r pays about 3 lam / r per voxel).
+#: Chosen on ``dev_unseen`` (``docs/decisions.md``); stage 1 and the other methods use lam.
+LOCAL_PAIRWISE = 0.5
 
 #: Click-local fusion: voxels where every new click's weight alpha is below this keep the
 #: previous round's label (hard constraints of the graph cut).
@@ -929,7 +936,8 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
         spacing.
     lam, sigma : float
         λ (>= 0) and σ (> 0, normalised intensity units) of the CRF, Eq. 8
-        and 11; defaults are the paper's 5 and 0.1.
+        and 11; defaults are the paper's 5 and 0.1. ``"ifgc"`` weights its
+        pairwise term ``LOCAL_PAIRWISE * λ``.
     method : {"ifgc", "ifgc-global", "ifgc-paper", "gc"}
         ``"ifgc"`` (default): click-local information fusion, then graph cut;
         each round starts from `previous` (Notes, "Click-local fusion").
@@ -990,7 +998,8 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     the previous mask ``M`` in place of the CNN map and the click's class as
     ``E``: ``R = (1 - alpha) M + alpha * E`` (the first round's ``M`` is
     stage 1's mask; `midseg.Session` makes that the CNN map fused with the
-    margin points, `fuse_margin_points`). The graph cut (Eq. 8-11, λ, σ) then labels
+    margin points, `fuse_margin_points`). The graph cut (Eq. 8-11, σ, with the
+    pairwise term weighted ``LOCAL_PAIRWISE * λ``) then labels
     the voxels with ``alpha > LOCAL_ZONE_ALPHA``; all others keep the
     previous label, and every click in force and every margin point (unless
     a background click is on it) is a hard constraint. The intensities the
@@ -1211,7 +1220,8 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     free = ~fixed
     free[tuple(hard_fg_o.T)] = False
     free[tuple(hard_bg_o.T)] = False
-    solve = dict(lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity)
+    solve = dict(lam=lam * LOCAL_PAIRWISE if local else lam, sigma=sigma, spacing=sp,
+                 connectivity=connectivity)
     if local and np.count_nonzero(free) > BAND_MIN_VOXELS:
         mask_outer = _solve_in_band(prob_outer, norm_outer, free, labels, **solve)
     else:

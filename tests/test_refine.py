@@ -286,9 +286,10 @@ def _scene(shape, rng):
 
 
 _SMALL_LOBE_3D = pytest.mark.xfail(
-    strict=True, reason="known weakness of the click-local fusion: a click in a missed lobe "
-    "of radius ~3 voxels reaches 2r, its fused probability stays near 0.3 and the CRF "
-    "(lam 5) drops the lobe")
+    strict=True, reason="known weakness of the click-local fusion: in a missed, noisy lobe "
+    "of radius ~3 voxels the geodesic cost of the noise keeps the fused probability near "
+    "0.25 and the CRF drops the lobe (docs/decisions.md: a noise allowance fixes this scene "
+    "but not dev_unseen)")
 
 
 @pytest.mark.parametrize("shape, method, least", [
