@@ -94,6 +94,7 @@ class _State:
     seconds: float = 0.0
     warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
     initial_mask: str | None = None   # sha256 of the mask `start_from_mask` started from
+    edits: int = 0               # brush edits (`Session.paint`) the current mask holds
 
 
 def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
@@ -410,6 +411,15 @@ class Session:
         return 0.0 if s is None else s.seconds
 
     @property
+    def edits(self) -> int:
+        """How many brush edits (`paint` steps) the current mask holds (0 before `segment`).
+
+        A clicks file cannot store them: `save_clicks` refuses while this is nonzero.
+        """
+        s = self._state
+        return 0 if s is None else s.edits
+
+    @property
     def can_undo(self) -> bool:
         return self._pos >= 0
 
@@ -674,7 +684,79 @@ class Session:
         new = _State(margin_points=state.margin_points, rounds=rounds,
                      cnn=state.cnn, box=state.box, change=change,
                      extent=extent, seconds=time.perf_counter() - t0,
-                     warnings=state.warnings, initial_mask=state.initial_mask)
+                     warnings=state.warnings, initial_mask=state.initial_mask,
+                     # the global methods recompute the whole mask: brush edits are gone
+                     edits=state.edits if method == "ifgc" else 0)
+        return self._push(new)
+
+    def paint(self, voxels, value: int = 1) -> np.ndarray:
+        """Brush edit: set the mask to `value` at `voxels`, as one undoable step.
+
+        The step goes into the history exactly as a refinement round does (the changed
+        region's probability and mask before and after), so `undo` restores the mask
+        voxel for voxel and `redo` re-applies the edit. Margin points and click rounds
+        are unchanged. The probability at the painted voxels becomes 1.0 (paint) or 0.0
+        (erase), so ``probability >= 0.5`` still equals the mask.
+
+        How edits meet later clicks: the edited mask becomes the previous mask that the
+        next click-local round (``method="ifgc"``, the default) starts from. That round
+        recomputes only a zone around its new clicks (`midseg.refine.refine`): edits
+        outside the zone stay as painted, voxels inside it may change (the edited mask is
+        the prior there). The global methods (``"ifgc-global"``, ``"ifgc-paper"``,
+        ``"gc"``) recompute the whole mask from the CNN map and the clicks, so their next
+        round discards every edit. A new `segment` or `start_from_mask` discards them too.
+
+        A clicks file cannot hold brush edits: `save_clicks` and `clicks_dict` refuse
+        (`MidsegError`) while the current mask holds any (`edits` > 0), rather than write
+        a file whose replay would give another mask. Save the mask
+        (`midseg.io.write_mask`) or the label map instead, or undo the edits.
+
+        Parameters
+        ----------
+        voxels : (N, D) int array or sequence of index tuples
+            Array order (``(y, x)`` or ``(z, y, x)``), inside the image; at least one.
+            Repeated voxels are fine.
+        value : {1, 0}
+            1 paints the object, 0 erases it.
+
+        Returns
+        -------
+        ndarray of uint8
+            The edited mask (a copy, image shape). When every voxel already had `value`
+            nothing is recorded (no history step) and the current mask is returned.
+
+        Raises
+        ------
+        MidsegError
+            No mask to edit yet (call `segment` or `start_from_mask` first).
+        InvalidInputError
+            No voxel, a voxel outside the image or of the wrong dimension, a value
+            other than 0 or 1.
+        """
+        state = self._state
+        if state is None:
+            raise MidsegError("paint edits a mask: call segment(points) or "
+                              "start_from_mask(mask) first")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                or int(value) not in (0, 1):
+            raise InvalidInputError(f"paint value must be 1 (paint) or 0 (erase), got {value!r}")
+        value = int(value)
+        pts = as_points(voxels, self.image.shape, name="painted voxels")
+        t0 = time.perf_counter()
+        lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
+        box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+        sl = box.slices
+        where = tuple((pts - lo).T)
+        mask_r = self._mask[sl].copy()
+        if np.all(mask_r[where] == value):
+            return self._mask.copy()
+        prob_r = self._prob[sl].copy()
+        mask_r[where] = value
+        prob_r[where] = float(value)
+        change = self._change(sl, prob_r, mask_r, first=False)
+        extent = box if state.extent is None else box.union(state.extent)
+        new = replace(state, change=change, extent=extent, seconds=time.perf_counter() - t0,
+                      edits=state.edits + 1)
         return self._push(new)
 
     def _file_box(self, box):
@@ -715,6 +797,11 @@ class Session:
         state = self._state
         if state is None:
             raise MidsegError("nothing to save: call segment(points) first")
+        if state.edits:
+            raise MidsegError(
+                f"the mask holds {state.edits} brush edit(s) (Session.paint), which a clicks "
+                "file cannot store: its replay would give another mask. Save the mask or the "
+                "label map instead, or undo the edits")
         doc = _clicks_document(
             self.image, _model_ref(self.model),
             {"lam": self.lam, "sigma": self.sigma, "method": self.method},
@@ -734,6 +821,12 @@ class Session:
         the clicks were made on, the model and parameters, and every point in
         physical coordinates (mm), so `Session.from_clicks` replays it exactly
         and detects a different image. Undone rounds are not saved.
+
+        Raises
+        ------
+        MidsegError
+            Nothing segmented yet, or the mask holds brush edits (`paint`, `edits` > 0),
+            which a clicks file cannot store: save the mask or the label map instead.
         """
         write_json_atomic(path, self.clicks_dict())
 
