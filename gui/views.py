@@ -14,10 +14,12 @@ from PyQt5.QtWidgets import QSizePolicy, QWidget
 from .planes import (Plane, ViewTransform, auto_window, boundary, clamp_voxel,
                      orientation_letters, stroke_pixels, window_to_uint8)
 
-__all__ = ["ViewerState", "ViewLink", "SliceView", "MARKER_COLORS", "TOOLS"]
+__all__ = ["ViewerState", "ViewLink", "SliceView", "MARKER_COLORS", "TOOLS", "BRUSH_TOOLS"]
 
 #: Interaction tools: what a left/right click on the image does.
-TOOLS = ("navigate", "margin", "refine", "scribble")
+TOOLS = ("navigate", "margin", "refine", "scribble", "paint", "erase")
+#: Tools whose left/right drag is a brush stroke (`SliceView.stroke_finished`).
+BRUSH_TOOLS = ("scribble", "paint", "erase")
 
 MARKER_COLORS = {
     "margin": QColor(255, 215, 0),         # interior margin points (stage 1)
@@ -44,9 +46,15 @@ class ViewerState(QObject):
         The linked cursor voxel (array order); its coordinates choose the slices.
     windows : list of (level, width), one per channel
     mask : ndarray of uint8 or None
+        The current object's mask.
+    layers : list of (mask, (r, g, b) ints 0-255, is_current)
+        The visible objects' masks in drawing order, each in its colour; the overlay
+        shows these (the current object with its outline too). When empty, `mask` is
+        shown in `MASK_COLOR`.
     markers : list of (voxel tuple, kind) with kind a key of `MARKER_COLORS`
     opacity : float in [0, 1]; contour : bool (outline instead of fill)
-    tool : one of `TOOLS`; brush_radius : float (pixels, scribble tool)
+    tool : one of `TOOLS`; brush_radius : float (voxels in the slice drawn on; brush tools)
+    paint_color : (r, g, b) ints, the current object's colour (the paint brush's)
     """
 
     changed = pyqtSignal()
@@ -61,6 +69,8 @@ class ViewerState(QObject):
         self.cursor: tuple[int, ...] = ()
         self.windows: list[tuple[float, float]] = []
         self.mask: np.ndarray | None = None
+        self.layers: list = []
+        self.paint_color = MASK_COLOR
         self.markers: list[tuple[tuple[int, ...], str]] = []
         self.opacity = 0.4
         self.contour = False
@@ -84,6 +94,7 @@ class ViewerState(QObject):
         self.windows = [given[k] if k < len(given) and given[k] is not None else auto_window(c)
                         for k, c in enumerate(self.channels)]
         self.mask = None
+        self.layers = []
         self.markers = []
         self.revision += 1
         self.changed.emit()
@@ -134,7 +145,8 @@ class SliceView(QWidget):
     cursor_dragged(voxel)
         Left-drag with the navigate tool.
     stroke_finished(voxels, button)
-        Scribble tool: (N, ndim) int array of the voxels the brush covered.
+        Brush tools (`BRUSH_TOOLS`): (N, ndim) int array of the voxels the brush
+        covered, in the slice of this view.
     hovered(voxel or None)
     slice_step(int)
     """
@@ -160,6 +172,7 @@ class SliceView(QWidget):
         self._stroke_button = 0
         self._cache_key = None
         self._cache_img: QImage | None = None
+        self._hover: QPointF | None = None   # pointer position, for the brush outline
         state.changed.connect(self.update)
         link.changed.connect(self.update)
         self.setObjectName(f"view_{plane.name}_{channel}")
@@ -205,19 +218,30 @@ class SliceView(QWidget):
 
     def _mask_image(self) -> QImage | None:
         st = self.state
-        if st.mask is None or not st.show_mask or st.opacity <= 0:
+        if not st.show_mask or st.opacity <= 0:
             return None
-        m = self.plane.slice_of(st.mask, self.slice_index) != 0
+        layers = st.layers or ([] if st.mask is None else [(st.mask, MASK_COLOR, True)])
         if st.contour:
-            m = boundary(m)
             alpha = int(round(255 * min(1.0, 0.35 + st.opacity)))
         else:
             alpha = int(round(255 * st.opacity))
-        if not m.any():
+        rgba = None
+        for mask, color, current in layers:
+            m = self.plane.slice_of(mask, self.slice_index) != 0
+            if not m.any():
+                continue
+            if rgba is None:
+                rgba = np.zeros(m.shape + (4,), np.uint8)
+            edge = boundary(m)
+            if st.contour:
+                rgba[edge] = (*color, alpha)
+                continue
+            rgba[m] = (*color, alpha)
+            if current and len(layers) > 1:   # which object the tools act on
+                rgba[edge] = (*color, min(255, alpha + 110))
+        if rgba is None:
             return None
-        rgba = np.zeros(m.shape + (4,), np.uint8)
-        rgba[m] = (*MASK_COLOR, alpha)
-        h, w = m.shape
+        h, w = rgba.shape[:2]
         return QImage(np.ascontiguousarray(rgba).data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
@@ -245,6 +269,7 @@ class SliceView(QWidget):
             self._draw_cursor(p, tf)
         self._draw_markers(p, tf)
         self._draw_stroke(p, tf)
+        self._draw_brush(p, tf)
         self._draw_label(p)
         p.end()
 
@@ -291,10 +316,30 @@ class SliceView(QWidget):
                 p.setBrush(color)
                 p.drawEllipse(centre, 4.5, 4.5)
 
+    def _stroke_color(self, button) -> QColor:
+        tool = self.state.tool
+        if tool == "scribble":
+            return MARKER_COLORS["fg" if button == Qt.LeftButton else "bg"]
+        if tool == "paint" and button == Qt.LeftButton:
+            color = QColor(*self.state.paint_color)
+            color.setAlpha(170)
+            return color
+        return QColor(235, 235, 235, 150)          # erasing
+
+    def _draw_brush(self, p: QPainter, tf: ViewTransform) -> None:
+        """The brush's outline under the pointer (paint and erase tools)."""
+        if self._hover is None or self.state.tool not in ("paint", "erase"):
+            return
+        sx, _ = tf.scale
+        r = max(2.0, (self.state.brush_radius + 0.5) * sx)
+        p.setPen(QPen(QColor(255, 255, 255, 200), 1.0, Qt.DashLine))
+        p.setBrush(Qt.NoBrush)
+        p.drawEllipse(self._hover, r, r)
+
     def _draw_stroke(self, p: QPainter, tf: ViewTransform) -> None:
         if self._drag is None or self._drag[0] != "stroke" or not self._stroke:
             return
-        color = MARKER_COLORS["fg" if self._stroke_button == Qt.LeftButton else "bg"]
+        color = self._stroke_color(self._stroke_button)
         sx, _ = tf.scale
         pen = QPen(color, max(2.0, (2 * self.state.brush_radius + 1) * sx))
         pen.setCapStyle(Qt.RoundCap)
@@ -352,7 +397,7 @@ class SliceView(QWidget):
             return
         if button not in (Qt.LeftButton, Qt.RightButton):
             return
-        if tool == "scribble":
+        if tool in BRUSH_TOOLS:
             self._drag = ("stroke", pos, None)
             self._stroke = [self._image_point(pos)]
             self._stroke_button = button
@@ -368,6 +413,10 @@ class SliceView(QWidget):
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
         pos = event.pos()
         self.hovered.emit(self.voxel_at(pos.x(), pos.y()))
+        if self.state.tool in ("paint", "erase"):
+            self._hover = QPointF(pos)
+            if self._drag is None:
+                self.update()
         if self._drag is None:
             return
         kind, start, extra = self._drag
@@ -407,6 +456,8 @@ class SliceView(QWidget):
         self.stroke_finished.emit(voxels, int(self._stroke_button))
 
     def leaveEvent(self, event) -> None:  # noqa: N802
+        self._hover = None
+        self.update()
         self.hovered.emit(None)
 
     def enterEvent(self, event) -> None:  # noqa: N802

@@ -1,8 +1,12 @@
-"""The main window: menus, tools, parameters and the views, driving one `midseg.Session`.
+"""The main window: menus, tools, parameters, the views and the label list.
 
-Every segmentation step is a call on the session (segment, refine, undo, redo,
-reset, save_clicks, from_clicks) or on `midseg.io`; slow calls run on the
-worker of `midseg.gui.jobs`. Nothing here computes a segmentation.
+The window drives one `midseg.LabelSession`: several named, coloured objects over one
+image, each its own `midseg.Session` (margin points, click rounds, brush edits, undo and
+redo). One object is current (`MainWindow.session`); the tools act on it. Every
+segmentation step is a call on a session (segment, refine, paint, undo, redo, reset,
+save_clicks, from_clicks), on the label session (add, remove, rename, write_labelmap) or
+on `midseg.io`/`midseg.labelmap`; slow calls run on the worker of `midseg.gui.jobs`.
+Nothing here computes a segmentation.
 """
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ import os
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PyQt5.QtCore import QSize, Qt
 from PyQt5.QtGui import QKeySequence
-from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QComboBox,
-                             QDoubleSpinBox, QFileDialog, QGridLayout, QLabel, QMainWindow,
-                             QMessageBox, QProgressBar, QSlider, QToolBar, QVBoxLayout,
-                             QWidget)
+from PyQt5.QtGui import QColor
+from PyQt5.QtWidgets import (QAction, QActionGroup, QApplication, QCheckBox, QColorDialog,
+                             QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QGridLayout,
+                             QLabel, QMainWindow, QMessageBox, QProgressBar, QSlider, QToolBar,
+                             QVBoxLayout, QWidget)
 
 from midseg._checks import DEFAULT_LAM, DEFAULT_SIGMA
 from midseg.errors import MidsegError
@@ -25,6 +31,7 @@ from midseg.io import write_json_atomic
 from midseg.refine import REFINE_METHODS
 
 from .jobs import JobRunner
+from .labels import LabelPanel, rgb255
 from .planes import WL_PRESETS, auto_window, full_window, planes_for
 from .sidecar import autosave_path, pending_document, read_pending
 from .views import TOOLS, SliceView, ViewerState, ViewLink
@@ -35,6 +42,16 @@ IMAGE_FILTER = ("Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.
                 "*.tif *.tiff *.bmp);;All files (*)")
 MASK_FILTER = "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha);;PNG (*.png);;All files (*)"
 CLICKS_FILTER = "midseg clicks (*.clicks.json *.json);;All files (*)"
+LABELMAP_FILTER = ("Label maps (*.seg.nrrd *.nii.gz *.nii *.nrrd *.mha *.dcm);;"
+                   "3D Slicer segmentation (*.seg.nrrd);;NIfTI (*.nii.gz *.nii);;"
+                   "DICOM-SEG (*.dcm);;All files (*)")
+LABELMAP_SAVE_FILTER = "3D Slicer segmentation (*.seg.nrrd);;NIfTI + segments sidecar (*.nii.gz)"
+DICOM_SEG_FILTER = ";;DICOM-SEG of the opened series (*.dcm)"
+
+#: Colours of new objects (r, g, b in [0, 1]); none is the green or red of the click markers.
+OBJECT_COLORS = tuple(tuple(round(c / 255, 4) for c in rgb) for rgb in (
+    (0, 190, 255), (255, 170, 40), (190, 110, 255), (255, 110, 200), (250, 235, 70),
+    (120, 200, 255), (255, 140, 100), (80, 215, 190)))
 
 TOOL_HELP = {
     "navigate": "Navigate: left click/drag moves the cursor, right-drag changes window/level",
@@ -42,6 +59,10 @@ TOOL_HELP = {
               "right click removes the nearest; Enter runs stage 1",
     "refine": "Refine: left click = foreground (missed object), right click = background (leak)",
     "scribble": "Scribble: left-drag paints foreground, right-drag background; each stroke is one round",
+    "paint": "Paint: left-drag adds the brush's voxels to the current object, right-drag erases; "
+             "each stroke is one undoable step (brush radius in voxels, in the slice drawn on)",
+    "erase": "Erase: left- or right-drag removes the brush's voxels from the current object; "
+             "each stroke is one undoable step",
 }
 
 
@@ -69,6 +90,16 @@ def _clicks_beside(mask_path: str) -> str:
             return mask_path[: -len(suffix)] + ".clicks.json"
     return mask_path + ".clicks.json"
 
+
+
+def _replayable(session) -> bool:
+    """A clicks file rebuilds this object's mask: no brush edits, not started from a mask."""
+    if session.edits:
+        return False
+    try:
+        return "initial_mask" not in session.clicks_dict()
+    except MidsegError:
+        return False
 
 
 def _onto(image, first):
@@ -133,7 +164,14 @@ class MainWindow(QMainWindow):
 
     Attributes
     ----------
+    labels : midseg.LabelSession or None
+        The objects of the image (None until the model has loaded).
+    current : str or None
+        The name of the current object, the one the tools, undo and redo act on.
     session : midseg.Session or None
+        The current object's session (read-only property).
+    hidden : set of str
+        Names of the objects the overlay does not show.
     state : ViewerState
     views : dict
         ``(plane name, channel) -> SliceView``.
@@ -151,7 +189,10 @@ class MainWindow(QMainWindow):
         self.autosave_enabled = autosave
         self.autosave_dir = autosave_dir
         self.device = device
-        self.session = None
+        self.labels = None           # midseg.LabelSession: one Session per object
+        self.current: str | None = None
+        self.hidden: set[str] = set()
+        self._pending_by_object: dict[str, list] = {}   # margin points of other objects
         self.image = None            # the midseg.Image the session segments
         self.image_path: str | None = None
         self.modalities: list = []   # midseg.Image per opened file
@@ -187,7 +228,21 @@ class MainWindow(QMainWindow):
         self._grid.setSpacing(3)
         self.setCentralWidget(self._central)
         self._rebuild_views()
+        self.label_panel = LabelPanel(self)
+        dock = QDockWidget("Objects", self)
+        dock.setObjectName("dock_labels")
+        dock.setWidget(self.label_panel)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(Qt.RightDockWidgetArea, dock)
+        self.label_dock = dock
         self._update_actions()
+
+    @property
+    def session(self):
+        """The current object's `midseg.Session` (None before the model has loaded)."""
+        if self.labels is None or self.current is None:
+            return None
+        return self.labels.object(self.current)
 
     # =====================================================================
     # construction
@@ -220,6 +275,17 @@ class MainWindow(QMainWindow):
                                  "Write the margin points and click rounds (JSON, replayable)")
         self.act_load_clicks = a("&Load clicks...", lambda: self.load_clicks(), "Ctrl+L",
                                  "Replay a clicks file on this image")
+        self.act_load_mask = a("Load mask as &object...", lambda: self.load_mask(), None,
+                               "Add a binary mask (nonzero = object) as a new object, to refine "
+                               "with clicks or brushes")
+        self.act_load_labelmap = a("Load label &map...", lambda: self.load_labelmap(), None,
+                                   "Add every object of a label map (.seg.nrrd, NIfTI with "
+                                   "segments sidecar, DICOM-SEG) with its name and colour")
+        self.act_save_labelmap = a("Save label map...", lambda: self.save_labelmap(), "Ctrl+E",
+                                   "Write all objects as one label map with names and colours "
+                                   "(.seg.nrrd, NIfTI + sidecar, DICOM-SEG for a DICOM series)")
+        self.act_add_object = a("&Add object", lambda: self.add_object(), "Ctrl+N",
+                                "Add a new object (structure) and make it current")
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_segment = a("Segment", lambda: self.run_segment(), ["Return", "Enter"],
                              "Run stage 1 (CNN) on the margin points (Enter)")
@@ -234,7 +300,8 @@ class MainWindow(QMainWindow):
         self.tool_group = QActionGroup(self)
         self.tool_actions = {}
         for tool, label, key in (("navigate", "Navigate", "N"), ("margin", "Margin points", "M"),
-                                 ("refine", "Refine clicks", "R"), ("scribble", "Scribble", "B")):
+                                 ("refine", "Refine clicks", "R"), ("scribble", "Scribble", "B"),
+                                 ("paint", "Paint", "P"), ("erase", "Erase", "E")):
             act = a(label, None, key, TOOL_HELP[tool] + f"  [{key}]", checkable=True)
             act.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
             self.tool_group.addAction(act)
@@ -244,11 +311,13 @@ class MainWindow(QMainWindow):
         menu = self.menuBar()
         m = menu.addMenu("&File")
         for act in (self.act_open, self.act_open_dicom, self.act_second, self.act_drop_second, None,
-                    self.act_load_clicks, self.act_save_clicks, self.act_save_mask, None, self.act_quit):
+                    self.act_load_clicks, self.act_save_clicks, self.act_save_mask, None,
+                    self.act_load_mask, self.act_load_labelmap, self.act_save_labelmap, None,
+                    self.act_quit):
             m.addSeparator() if act is None else m.addAction(act)
         m = menu.addMenu("&Edit")
         for act in (self.act_undo, self.act_redo, None, self.act_segment, self.act_clear_points,
-                    self.act_reset):
+                    self.act_reset, None, self.act_add_object):
             m.addSeparator() if act is None else m.addAction(act)
         m = menu.addMenu("&Tools")
         for act in self.tool_actions.values():
@@ -259,8 +328,9 @@ class MainWindow(QMainWindow):
         tb = QToolBar("Main", self)
         tb.setObjectName("toolbar_main")
         tb.setIconSize(QSize(16, 16))
-        for act in (self.act_open, self.act_save_mask, None, *self.tool_actions.values(), None,
-                    self.act_segment, self.act_undo, self.act_redo, self.act_reset):
+        for act in (self.act_open, self.act_save_labelmap, None, *self.tool_actions.values(),
+                    None, self.act_segment, self.act_undo, self.act_redo, self.act_reset, None,
+                    self.act_add_object):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)
 
@@ -295,10 +365,11 @@ class MainWindow(QMainWindow):
         self.show_mask_box.setChecked(True)
         self.show_mask_box.toggled.connect(self._overlay_changed)
         self.brush_box = QDoubleSpinBox()
-        self.brush_box.setRange(0.0, 20.0)
+        self.brush_box.setRange(0.0, 50.0)
         self.brush_box.setDecimals(1)
         self.brush_box.setValue(self.state.brush_radius)
-        self.brush_box.setToolTip("Scribble brush radius (pixels)")
+        self.brush_box.setToolTip("Brush radius of scribble, paint and erase (voxels, in the "
+                                  "slice drawn on; 0 = the voxels the stroke crosses)")
         self.brush_box.valueChanged.connect(self._overlay_changed)
         self.wl_box = QComboBox()
         self.wl_box.addItem("Window/level...")
@@ -550,7 +621,8 @@ class MainWindow(QMainWindow):
         self.modalities = [first, *others]
         self.image = image
         self.image_path = first.path
-        self.session = None
+        self.labels, self.current = None, None
+        self.hidden, self._pending_by_object = set(), {}
         self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
         self._revision = self._saved_revision = 0
         names, channels = [], []
@@ -579,8 +651,9 @@ class MainWindow(QMainWindow):
         self._start_session(clicks)
 
     def _start_session(self, clicks=None) -> None:
-        """Create the session (loads the model) in the worker; replay clicks or an autosave."""
-        from midseg.session import Session
+        """Create the label session (loads the model) in the worker, with one empty object;
+        or replay a clicks or labels file, or an autosave."""
+        from midseg.label_session import LabelSession
 
         image, model = self.image, self.model_spec
         restore = None
@@ -615,11 +688,13 @@ class MainWindow(QMainWindow):
             import midseg._preload  # noqa: F401
 
             def fresh():
-                return Session(image, model=model, lam=lam, sigma=sigma, device=device)
+                labels = LabelSession(image, model=model, lam=lam, sigma=sigma, device=device)
+                labels.add("Segment_1", color=OBJECT_COLORS[0])
+                return labels
             if restore is None:
                 return fresh(), None
             try:
-                return Session.from_clicks(restore, image, model=model, device=device), None
+                return LabelSession.load(restore, image, model=model, device=device), None
             except Exception as exc:  # replay failed: still give the user a session
                 exc.__midseg_traceback__ = traceback.format_exc()
                 return fresh(), exc
@@ -631,13 +706,13 @@ class MainWindow(QMainWindow):
                 self.show_error("Cannot start a segmentation session", error)
                 self.statusBar().showMessage("no session: the model does not fit this image", 8000)
                 return
-            session, replay_error = result
-            self.session = session
+            labels, replay_error = result
+            self.labels, self.current = labels, labels.names[0]
             if pending is not None:
                 self.pending_margin = [tuple(int(v) for v in p) for p in pending]
             if replay_error is not None:
                 self.show_error(f"Cannot replay {Path(restore).name}", replay_error)
-            if session.mask is not None:
+            if self._any_mask():
                 # a replayed clicks file is saved work; a restored autosave is not
                 self._revision = 1
                 self._saved_revision = 0 if from_autosave else 1
@@ -744,11 +819,53 @@ class MainWindow(QMainWindow):
         self._flush_refine()
 
     def _stroke_finished(self, voxels, button: int) -> None:
+        tool = self.state.tool
+        if tool in ("paint", "erase"):
+            self.paint_stroke(voxels, 1 if tool == "paint" and button == Qt.LeftButton else 0)
+            return
         if self.session is None or self.session.mask is None:
             self.statusBar().showMessage("no segmentation yet: scribbles refine an existing mask", 5000)
             return
         self._add_pending(np.asarray(voxels), button == Qt.LeftButton)
         self._flush_refine()
+
+    def paint_stroke(self, voxels, value: int = 1) -> bool:
+        """Paint (``value`` 1) or erase (0) ``voxels`` in the current object: one undoable step.
+
+        ``voxels``: (N, ndim) int array (array order). Painting an object without a mask
+        starts it from the painted voxels (`midseg.Session.start_from_mask`); otherwise
+        `midseg.Session.paint`. Returns False when nothing changed (busy, no session,
+        nothing to erase, or every voxel had ``value`` already).
+        """
+        s = self.session
+        if s is None:
+            return False
+        if self.jobs.busy:
+            self.statusBar().showMessage(
+                "busy: the stroke was not applied; paint again when the step has finished", 5000)
+            return False
+        vox = np.asarray(voxels, dtype=np.int64).reshape(-1, len(self.state.shape))
+        try:
+            if s.mask is None:
+                if not value:
+                    self.statusBar().showMessage(f"{self.current} has no mask to erase yet", 4000)
+                    return False
+                start = np.zeros(self.state.shape, np.uint8)
+                start[tuple(vox.T)] = 1
+                s.start_from_mask(start)
+            else:
+                steps = (s.can_undo, len(s.rounds), s.edits)
+                s.paint(vox, value)
+                if (s.can_undo, len(s.rounds), s.edits) == steps:
+                    return False             # every voxel had the value already
+        except MidsegError as exc:
+            self.show_error("Cannot paint", exc)
+            return False
+        what = "painted" if value else "erased"
+        self.statusBar().showMessage(f"{self.current}: {what} {len(vox)} voxel(s) (Ctrl+Z undoes "
+                                     "the stroke)", 4000)
+        self._changed()
+        return True
 
     def _add_pending(self, voxels, foreground: bool) -> None:
         """Queue clicks for the next round; on a voxel queued as the other class, the later wins.
@@ -791,6 +908,293 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"refining ({len(fg)} fg, {len(bg)} bg clicks)...")
         self._submit(lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method),
                      done, "refine")
+
+    # =====================================================================
+    # objects (the label list)
+    # =====================================================================
+    def _next_name(self) -> str:
+        used = set(self.labels.names)
+        return next(f"Segment_{k}" for k in range(1, len(used) + 2) if f"Segment_{k}" not in used)
+
+    def _next_color(self):
+        used = {self.labels.segment_of(n).color for n in self.labels.names}
+        free = [c for c in OBJECT_COLORS if c not in used]
+        return free[0] if free else OBJECT_COLORS[len(used) % len(OBJECT_COLORS)]
+
+    def add_object(self, name: str | None = None, color=None) -> str | None:
+        """Add an object and make it current; returns its name (None if refused).
+
+        ``name``: default ``Segment_N``; ``color``: 3 floats in [0, 1] (default: the next
+        unused of `OBJECT_COLORS`).
+        """
+        if self.labels is None or self.jobs.busy:
+            self.statusBar().showMessage("no session yet, or busy: cannot add an object now", 4000)
+            return None
+        name = self._next_name() if name is None else name
+        try:
+            self.labels.add(name, color=self._next_color() if color is None else color)
+        except MidsegError as exc:
+            self.show_error("Cannot add the object", exc)
+            return None
+        self._changed()
+        self.set_current_object(name)
+        return name
+
+    def set_current_object(self, name: str) -> bool:
+        """Make object ``name`` current: the tools, undo and redo act on it from now on.
+
+        Refused (False) while a step runs or refine clicks wait, which belong to the
+        current object. Margin points placed and not yet segmented stay with their object.
+        """
+        if self.labels is None or name not in self.labels.names:
+            return False
+        if name == self.current:
+            return True
+        if self.jobs.busy or self.pending_fg or self.pending_bg:
+            self.statusBar().showMessage(
+                "busy: switch objects when the running step has finished", 4000)
+            return False
+        if self.current is not None:
+            self._pending_by_object[self.current] = self.pending_margin
+        self.pending_margin = self._pending_by_object.pop(name, [])
+        self.current = name
+        s = self.session
+        if s.mask is None and self.state.tool in ("refine", "scribble"):
+            self.set_tool("margin")
+        elif s.mask is not None and self.state.tool == "margin" and not self.pending_margin:
+            self.set_tool("refine")
+        self.statusBar().showMessage(f"current object: {name}", 4000)
+        self._refresh()
+        return True
+
+    def rename_object(self, name: str, new_name: str) -> bool:
+        """Rename object ``name`` (errors in a box: a name in use, an empty name)."""
+        if self.labels is None:
+            return False
+        try:
+            self.labels.rename(name, new_name)
+        except MidsegError as exc:
+            self.show_error("Cannot rename the object", exc)
+            self._refresh()
+            return False
+        if name in self.hidden:
+            self.hidden.discard(name)
+            self.hidden.add(new_name)
+        if name in self._pending_by_object:
+            self._pending_by_object[new_name] = self._pending_by_object.pop(name)
+        if self.current == name:
+            self.current = new_name
+        self._changed()
+        return True
+
+    def recolor_object(self, name: str | None, color=None) -> bool:
+        """Set object ``name``'s colour: 3 floats in [0, 1], a QColor, or None to ask."""
+        if self.labels is None or name not in self.labels.names:
+            return False
+        if color is None:
+            old = QColor(*rgb255(self.labels.segment_of(name).color))
+            color = QColorDialog.getColor(old, self, f"Colour of {name}")
+            if not color.isValid():
+                return False
+        if isinstance(color, QColor):
+            color = (color.redF(), color.greenF(), color.blueF())
+        try:
+            self.labels.set_color(name, color)
+        except MidsegError as exc:
+            self.show_error("Cannot set the colour", exc)
+            return False
+        self._changed()
+        return True
+
+    def set_object_visible(self, name: str, visible: bool) -> None:
+        """Show or hide object ``name`` in the overlay (it stays in the label map)."""
+        if visible:
+            self.hidden.discard(name)
+        else:
+            self.hidden.add(name)
+        self._refresh()
+
+    def delete_object(self, name: str | None, *, confirm: bool = True) -> bool:
+        """Delete object ``name`` and its history (asks first when it has a mask).
+
+        The last object is replaced by a new empty one: there is always a current object.
+        """
+        if self.labels is None or name not in self.labels.names or self.jobs.busy:
+            return False
+        if confirm and self.labels.object(name).mask is not None and self.ask(
+                "Delete object", f"Delete {name} with its mask, clicks and undo history?",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+            return False
+        if name == self.current and (self.pending_fg or self.pending_bg):
+            return False
+        names = list(self.labels.names)
+        self.labels.remove(name)
+        self.hidden.discard(name)
+        self._pending_by_object.pop(name, None)
+        if name == self.current:
+            self.pending_margin = []
+            rest = [n for n in names if n != name]
+            if not rest:
+                self.labels.add(self._next_name(), color=self._next_color())
+                rest = list(self.labels.names)
+            self.current = None
+            nxt = rest[min(names.index(name), len(rest) - 1)]
+            self.current = nxt
+            self.pending_margin = self._pending_by_object.pop(nxt, [])
+        self._changed()
+        return True
+
+    def load_mask(self, path: str | os.PathLike | None = None) -> bool:
+        """Add a binary mask file (nonzero = object) as a new object, named after the file.
+
+        Read in the worker; the object starts from the mask
+        (`midseg.Session.start_from_mask`), to refine with clicks and brushes.
+        """
+        if self.labels is None or self.jobs.busy:
+            return False
+        if path is None:
+            path = self._get_open_path("Load mask as object", MASK_FILTER)
+            if not path:
+                return False
+        from midseg.io import read_image
+        from midseg.labelmap import Segment
+
+        name = _image_name(SimpleNamespace(path=str(path)), "mask")
+
+        def done(image, error, seconds):
+            if error is not None:
+                self.show_error(f"Cannot load {Path(path).name}", error)
+                return
+            arr = (np.asarray(image.array) != 0).astype(np.uint8)
+            self._add_objects(arr, [Segment(1, name, self._next_color())], image, path)
+
+        return self._submit(lambda: read_image(str(path)), done, "reading")
+
+    def load_labelmap(self, path: str | os.PathLike | None = None) -> bool:
+        """Add every object of a label map, with its name and colour, started from its voxels.
+
+        ``.seg.nrrd`` (3D Slicer), NIfTI/NRRD/MHA with a ``.segments.json`` sidecar
+        (`midseg.labelmap.read_labelmap`), or ``.dcm`` DICOM-SEG of the opened DICOM series
+        (`midseg.dicomseg.read_dicom_seg`). Read in the worker. A label map of another
+        shape than the image is refused; another geometry is asked about.
+        """
+        if self.labels is None or self.jobs.busy:
+            return False
+        if path is None:
+            path = self._get_open_path("Load label map", LABELMAP_FILTER)
+            if not path:
+                return False
+        source = self.image_path
+
+        def work():
+            if str(path).lower().endswith(".dcm"):
+                from midseg.dicomseg import read_dicom_seg
+
+                if not source or not Path(source).is_dir():
+                    raise MidsegError("a DICOM-SEG is read on the series it segments: open "
+                                      "that DICOM series folder as the image first")
+                labels, segments = read_dicom_seg(str(path), source_dir=source)
+                return np.asarray(labels), segments, None
+            from midseg.labelmap import read_labelmap
+
+            image, segments = read_labelmap(str(path))
+            return np.asarray(image.array), segments, image
+
+        def done(result, error, seconds):
+            if error is not None:
+                self.show_error(f"Cannot load {Path(path).name}", error)
+                return
+            self._add_objects(*result, path)
+
+        return self._submit(work, done, "reading")
+
+    def _add_objects(self, arr, segments, geometry, path) -> bool:
+        """Objects from ``arr == segment.value`` for each segment (names kept unique)."""
+        shape = tuple(self.state.shape)
+        where_from = Path(str(path)).name
+        if tuple(arr.shape) != shape:
+            self.show_error(f"Cannot load {where_from}",
+                            f"{where_from} has shape {tuple(arr.shape)} (array order) but the "
+                            f"image has {shape}: it was not drawn on this image (resample it "
+                            "onto the image's grid first)")
+            return False
+        if geometry is not None and _has_physical_size(geometry):
+            diffs = self.modalities[0].same_geometry(geometry)
+            if diffs and self.ask(
+                    "Geometry differs",
+                    f"{where_from} has the image's shape, but its geometry differs:\n  "
+                    + "\n  ".join(diffs) + "\n\nLoad it anyway (voxel for voxel)?",
+                    QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+                return False
+        labels = self.labels
+        only = labels.names[0] if len(labels.names) == 1 else None
+        placeholder = (only is not None and labels.object(only).mask is None
+                       and not labels.object(only).can_redo and not self.pending_margin)
+        added, empty, failed = [], [], False
+        for seg in segments:
+            where = arr == seg.value
+            if not where.any():
+                empty.append(seg.name)
+                continue
+            name, k = seg.name, 2
+            while name in labels.names:
+                name, k = f"{seg.name} {k}", k + 1
+            used = {labels.segment_of(n).value for n in labels.names}
+            try:
+                session = labels.add(name, color=seg.color,
+                                     value=None if seg.value in used else seg.value)
+                session.start_from_mask(where)
+            except MidsegError as exc:
+                self.show_error(f"Cannot load {where_from}", exc)
+                failed = True
+                break
+            added.append(name)
+        if not added:
+            if not failed:
+                self.show_error(f"Nothing to load from {where_from}",
+                                "it holds no labelled voxel" + (
+                                    f" (empty segments: {', '.join(empty)})" if empty else ""))
+            return False
+        if placeholder:                  # the empty object a new image starts with
+            labels.remove(only)
+            self.hidden.discard(only)
+        self.current = None
+        self.pending_margin = []
+        self.current = added[0]
+        self._changed()
+        self.set_tool("refine")
+        note = f"; empty, not added: {', '.join(empty)}" if empty else ""
+        self.statusBar().showMessage(f"loaded {len(added)} object(s) from {where_from}{note}", 8000)
+        return True
+
+    def save_labelmap(self, path: str | os.PathLike | None = None) -> bool:
+        """Write every object with a mask as one label map with names and colours.
+
+        ``.seg.nrrd`` (3D Slicer), ``.nii.gz`` etc. with a ``.segments.json`` sidecar, or
+        ``.dcm`` (DICOM-SEG; only for an image opened from a DICOM series folder), through
+        `midseg.LabelSession.write_labelmap`. Overlaps: an object keeps the voxels an
+        earlier object holds (``overlap="keep"``).
+        """
+        if not self._any_mask():
+            self.show_error("Nothing to save", "no object has a mask yet: segment first")
+            return False
+        if path is None:
+            dicom = bool(self.image_path) and Path(self.image_path).is_dir()
+            path = self._get_save_path(
+                "Save label map", self._default_out("_labels.seg.nrrd"),
+                LABELMAP_SAVE_FILTER + (DICOM_SEG_FILTER if dicom else ""))
+            if not path:
+                return False
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.labels.write_labelmap(path)
+        except Exception as exc:
+            self.show_error("Cannot save the label map", exc)
+            return False
+        self._saved_revision = self._revision
+        self.statusBar().showMessage(
+            f"label map of {len(self._masked_objects())} object(s) saved to {path}", 6000)
+        return True
 
     # =====================================================================
     # history
@@ -848,8 +1252,14 @@ class MainWindow(QMainWindow):
         return True
 
     def save_clicks(self, path: str | os.PathLike | None = None) -> bool:
-        """Write the points and rounds (`Session.save_clicks`)."""
-        if self.session is None or self.session.mask is None:
+        """Write the points and rounds: `Session.save_clicks` when one object has a mask,
+        else every object's in one labels file (`midseg.LabelSession.save`).
+
+        Brush edits cannot go into a clicks file: an object holding any is refused with an
+        error that says so (save the label map instead).
+        """
+        done = self._masked_objects()
+        if not done:
             self.show_error("Nothing to save", "there are no clicks yet: segment first")
             return False
         if path is None:
@@ -857,7 +1267,10 @@ class MainWindow(QMainWindow):
             if not path:
                 return False
         try:
-            self.session.save_clicks(path)
+            if len(done) == 1:
+                self.labels.object(done[0]).save_clicks(path)
+            else:
+                self.labels.save(path)
         except Exception as exc:
             self.show_error("Cannot save the clicks", exc)
             return False
@@ -866,7 +1279,8 @@ class MainWindow(QMainWindow):
         return True
 
     def load_clicks(self, path: str | os.PathLike | None = None) -> bool:
-        """Replay a clicks file on the current image (`Session.from_clicks`), in the worker."""
+        """Replay a clicks file (one object) or a labels file (`midseg.LabelSession.save`,
+        several) on the current image, in the worker; replaces every object."""
         if self.image is None or self.jobs.busy:
             return False
         if not self._maybe_keep_work("Load clicks (replaces the current session)"):
@@ -875,15 +1289,17 @@ class MainWindow(QMainWindow):
             path = self._get_open_path("Load clicks", CLICKS_FILTER)
             if not path:
                 return False
-        from midseg.session import Session
+        from midseg.label_session import LabelSession
 
         image, model = self.image, self.model_spec
 
-        def done(session, error, seconds):
+        def done(labels, error, seconds):
             if error is not None:
                 self.show_error(f"Cannot replay {Path(path).name}", error)
                 return
-            self.session = session
+            self.labels, self.current = labels, labels.names[0]
+            self.hidden, self._pending_by_object = set(), {}
+            session = self.session
             self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
             self.time_label.setText(f"replayed in {seconds:.2f} s")
             self._changed()
@@ -893,7 +1309,7 @@ class MainWindow(QMainWindow):
 
         self.statusBar().showMessage(f"replaying {path}...")
         return self._submit(
-            lambda: Session.from_clicks(str(path), image, model=model, device=self.device),
+            lambda: LabelSession.load(str(path), image, model=model, device=self.device),
             done, "replay")
 
     # =====================================================================
@@ -902,8 +1318,16 @@ class MainWindow(QMainWindow):
     @property
     def dirty(self) -> bool:
         """True when the session has a result not yet saved (mask or clicks)."""
-        return (self.session is not None and self.session.mask is not None
-                and self._revision != self._saved_revision)
+        return self._any_mask() and self._revision != self._saved_revision
+
+    def _masked_objects(self) -> list[str]:
+        """Names of the objects that have a mask, in label order."""
+        if self.labels is None:
+            return []
+        return [n for n in self.labels.names if self.labels.object(n).mask is not None]
+
+    def _any_mask(self) -> bool:
+        return bool(self._masked_objects())
 
     def _autosave_file(self) -> Path | None:
         if not self.autosave_enabled or not self.image_path:
@@ -913,17 +1337,32 @@ class MainWindow(QMainWindow):
 
     def _autosave(self) -> None:
         target = self._autosave_file()
-        if target is None or self.session is None:
+        if target is None or self.labels is None:
             return
         try:
-            if self.session.mask is None and self.pending_margin:
+            done = self._masked_objects()
+            if not done and self.pending_margin:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(target, pending_document(self.image, self.pending_margin))
-            elif self.session.mask is None:
+                return
+            if not done:
                 target.unlink(missing_ok=True)
-            else:
+                return
+            # what a replay rebuilds: objects with brush edits, or started from a loaded
+            # mask, are left out (the status bar says so: save the label map to keep them)
+            keep = [n for n in done if _replayable(self.labels.object(n))]
+            left = [n for n in done if n not in keep]
+            if keep:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self.session.save_clicks(target)
+                if len(done) == 1:
+                    self.labels.object(keep[0]).save_clicks(target)   # a plain clicks file
+                else:
+                    write_json_atomic(target, self.labels.to_dict(keep))
+            if left:
+                self.statusBar().showMessage(
+                    f"autosave leaves out {', '.join(left)} (brush edits or a loaded mask "
+                    "cannot be replayed from clicks): save the label map (Ctrl+E) to keep "
+                    "them", 8000)
         except Exception as exc:  # never lose the session over a failed autosave
             self.statusBar().showMessage(f"autosave failed: {exc}", 8000)
 
@@ -936,6 +1375,16 @@ class MainWindow(QMainWindow):
     def _refresh(self) -> None:
         st, s = self.state, self.session
         st.mask = None if s is None else s.mask
+        layers = []
+        if self.labels is not None:
+            for name in self.labels.names:
+                m = self.labels.object(name).mask
+                if m is not None and name not in self.hidden:
+                    layers.append((m, rgb255(self.labels.segment_of(name).color),
+                                   name == self.current))
+            if self.current is not None:
+                st.paint_color = rgb255(self.labels.segment_of(self.current).color)
+        st.layers = layers
         markers = []
         if s is not None and s.mask is not None:
             markers += [(tuple(p), "margin") for p in s.margin_points]
@@ -959,10 +1408,15 @@ class MainWindow(QMainWindow):
             else:                       # a picture has no pixel size: count pixels
                 size = f"{n:,} {'voxels' if self.image.ndim == 3 else 'pixels'}"
             info = f"{len(s.margin_points)} points, {len(s.rounds)} rounds, {size}"
+            if s.edits:
+                info += f", {s.edits} brush edit(s)"
             if self.pending_margin:
                 info += f"; {len(self.pending_margin)} new margin pt(s)"
+        if self.current is not None and len(self.labels.names) > 1:
+            info = f"{self.current}: {info}"
         self.info_label.setText(info)
         self._update_actions()
+        self.label_panel.refresh()
         st.touch()
 
     def _update_actions(self) -> None:
@@ -979,7 +1433,12 @@ class MainWindow(QMainWindow):
         self.act_redo.setEnabled(s is not None and not busy and s.can_redo)
         self.act_reset.setEnabled(s is not None and not busy and (has_mask or s.can_redo))
         self.act_save_mask.setEnabled(has_mask and not busy)
-        self.act_save_clicks.setEnabled(has_mask and not busy)
+        any_mask = self._any_mask()
+        self.act_save_clicks.setEnabled(any_mask and not busy)
+        self.act_save_labelmap.setEnabled(any_mask and not busy)
+        self.act_load_mask.setEnabled(self.labels is not None and not busy)
+        self.act_load_labelmap.setEnabled(self.labels is not None and not busy)
+        self.act_add_object.setEnabled(self.labels is not None and not busy)
         self.act_load_clicks.setEnabled(have_img and not busy)
         self.act_clear_points.setEnabled(bool(self.pending_margin))
 
@@ -988,6 +1447,7 @@ class MainWindow(QMainWindow):
         if busy:
             self.progress.setFormat(self.jobs.label)
         self._update_actions()
+        self.label_panel.refresh()
         if not busy:
             if self.pending_fg or self.pending_bg:
                 self._flush_refine()  # clicks made while the last round ran
@@ -1066,6 +1526,11 @@ class MainWindow(QMainWindow):
         text = f"{view.plane.name} ({axes}) = ({coords})   {values}"
         if self.state.mask is not None:
             text += f"   mask {int(self.state.mask[tuple(voxel)])}"
+        if self.labels is not None and len(self.labels.names) > 1:
+            here = [n for n in self._masked_objects()
+                    if self.labels.object(n).mask[tuple(voxel)]]
+            if here:
+                text += "   in " + ", ".join(here)
         self.hover_label.setText(text)
 
     # =====================================================================
@@ -1092,13 +1557,19 @@ class MainWindow(QMainWindow):
         if not self.dirty:
             return True
         answer = self.ask(
-            what, "The segmentation has unsaved changes. Save the mask and clicks first?",
+            what, "The segmentation has unsaved changes. Save the mask and clicks (the label "
+                  "map, with several objects) first?",
             QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
         if answer == QMessageBox.Cancel:
             return False
         if answer == QMessageBox.Save:
+            done = self._masked_objects()
+            if len(done) > 1:       # several objects: one label map holds them all
+                return self.save_labelmap()
             if not self.save_mask():
                 return False
+            if self.session is not None and self.session.edits:
+                return True         # brush edits: the mask is the record, no clicks file
             self.save_clicks(_clicks_beside(self._last_mask_path))
             return True
         self._discard_autosave()

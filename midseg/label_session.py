@@ -150,6 +150,46 @@ class LabelSession:
         self.object(name)
         return self._objects[name][0]
 
+    def rename(self, name: str, new_name: str) -> None:
+        """Give object `name` the name `new_name` (its place, value, colour and history stay).
+
+        Raises
+        ------
+        InvalidInputError
+            No object `name`, `new_name` used by another object, or not a valid name
+            (`midseg.labelmap.Segment`).
+        """
+        from dataclasses import replace
+
+        self.object(name)
+        if new_name == name:
+            return
+        if new_name in self._objects:
+            raise InvalidInputError(f"an object named {new_name!r} exists already")
+        seg, session = self._objects[name]
+        seg = replace(seg, name=new_name)            # checks the name
+        self._objects = {(new_name if k == name else k): ((seg, session) if k == name else v)
+                         for k, v in self._objects.items()}
+
+    def set_color(self, name: str, color) -> None:
+        """Set the display colour of object `name`.
+
+        Parameters
+        ----------
+        color : 3 floats in [0, 1]
+            r, g, b.
+
+        Raises
+        ------
+        InvalidInputError
+            No object `name`, or a bad colour.
+        """
+        from dataclasses import replace
+
+        self.object(name)
+        seg, session = self._objects[name]
+        self._objects[name] = (replace(seg, color=tuple(color)), session)
+
     def remove(self, name: str) -> None:
         """Forget object `name` and its history."""
         self.object(name)
@@ -201,14 +241,31 @@ class LabelSession:
         write_labelmap(path, labels, like=self.image, segments=segments)
 
     # -- stored clicks -------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        """Every segmented object's clicks document, with its name, value and colour."""
+    def to_dict(self, names=None) -> dict:
+        """Every segmented object's clicks document, with its name, value and colour.
+
+        Parameters
+        ----------
+        names : sequence of str, optional
+            Only these objects (default: all); objects without a mask are left out.
+
+        Raises
+        ------
+        MidsegError
+            No object to save, or an object's `midseg.Session.clicks_dict` refuses (brush
+            edits; the message names the object).
+        """
         objects = []
+        keep = None if names is None else set(names)
         for seg, session in self._objects.values():
-            if session.mask is None:
+            if session.mask is None or (keep is not None and seg.name not in keep):
                 continue
+            try:
+                clicks = session.clicks_dict()
+            except MidsegError as exc:
+                raise MidsegError(f"object {seg.name!r}: {exc}") from None
             objects.append({"name": seg.name, "value": seg.value, "color": list(seg.color),
-                            "clicks": session.clicks_dict()})
+                            "clicks": clicks})
         if not objects:
             raise MidsegError("nothing to save: no object has been segmented")
         return {"format": LABELS_FORMAT, "version": LABELS_VERSION, "objects": objects}
