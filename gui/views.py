@@ -49,8 +49,8 @@ class ViewerState(QObject):
         The current object's mask.
     layers : list of (mask, (r, g, b) ints 0-255, is_current)
         The visible objects' masks in drawing order, each in its colour; the overlay
-        shows these (the current object with its outline too). When empty, `mask` is
-        shown in `MASK_COLOR`.
+        shows these (the current object with its outline too). When None (no label
+        session), `mask` is shown in `MASK_COLOR`.
     markers : list of (voxel tuple, kind) with kind a key of `MARKER_COLORS`
     opacity : float in [0, 1]; contour : bool (outline instead of fill)
     tool : one of `TOOLS`; brush_radius : float (voxels in the slice drawn on; brush tools)
@@ -69,7 +69,7 @@ class ViewerState(QObject):
         self.cursor: tuple[int, ...] = ()
         self.windows: list[tuple[float, float]] = []
         self.mask: np.ndarray | None = None
-        self.layers: list = []
+        self.layers: list | None = None
         self.paint_color = MASK_COLOR
         self.markers: list[tuple[tuple[int, ...], str]] = []
         self.opacity = 0.4
@@ -94,7 +94,7 @@ class ViewerState(QObject):
         self.windows = [given[k] if k < len(given) and given[k] is not None else auto_window(c)
                         for k, c in enumerate(self.channels)]
         self.mask = None
-        self.layers = []
+        self.layers = None
         self.markers = []
         self.revision += 1
         self.changed.emit()
@@ -220,7 +220,8 @@ class SliceView(QWidget):
         st = self.state
         if not st.show_mask or st.opacity <= 0:
             return None
-        layers = st.layers or ([] if st.mask is None else [(st.mask, MASK_COLOR, True)])
+        layers = st.layers if st.layers is not None else (
+            [] if st.mask is None else [(st.mask, MASK_COLOR, True)])
         if st.contour:
             alpha = int(round(255 * min(1.0, 0.35 + st.opacity)))
         else:

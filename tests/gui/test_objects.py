@@ -1,0 +1,398 @@
+"""Several objects in the GUI (issue 21): the label list, paint/erase brushes, label maps.
+
+Real mouse input on real views drives a real `midseg.LabelSession`; stage 1 is a fast
+stand-in (monkeypatched `midseg.predict.predict_probability`), everything else
+(refinement, `Session.paint`, undo, label map files) is the library's own code.
+"""
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PyQt5")
+pytest.importorskip("pytestqt")
+
+from PyQt5.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
+from PyQt5.QtGui import QMouseEvent  # noqa: E402
+from PyQt5.QtWidgets import QApplication, QMessageBox  # noqa: E402
+
+import midseg  # noqa: E402
+import midseg.predict  # noqa: E402
+from midseg.crop import relaxed_bbox  # noqa: E402
+from midseg.gui.window import MainWindow  # noqa: E402
+from midseg.labelmap import Segment, read_labelmap, write_labelmap  # noqa: E402
+
+needs_refine = pytest.mark.skipif(importlib.util.find_spec("midseg.geodesic") is None,
+                                  reason="midseg.geodesic is not available")
+
+
+class FakeModel:
+    def __init__(self, dims, channels=1):
+        self.name, self.spatial_dims, self.image_channels = f"fake{dims}d", dims, channels
+
+
+def fake_predict(image, points, model, *, spacing=None, channel_axis=None, device=None,
+                 box_only=False):
+    """Stage-1 stand-in: the (0..1) image intensity inside the relaxed box of the points."""
+    arr = np.asarray(image, dtype=np.float32)
+    box = relaxed_bbox(points, arr.shape)
+    prob = np.zeros(arr.shape, np.float32)
+    prob[box.slices] = np.clip(arr[box.slices], 0.02, 0.98)
+    return SimpleNamespace(probability=prob[box.slices] if box_only else prob, box=box)
+
+
+class Answers:
+    def __init__(self):
+        self.asked, self.script = [], []
+
+    def __call__(self, title, text, buttons, default):
+        self.asked.append(title)
+        if self.script:
+            return self.script.pop(0)
+        for b in (QMessageBox.Discard, QMessageBox.No):
+            if buttons & b:
+                return b
+        return default
+
+
+SHAPE = (48, 64)
+A_CENTRE, A_RADII = (14, 16), (7, 8)
+B_CENTRE, B_RADII = (32, 44), (8, 9)
+MARGIN_A = [(8, 16), (20, 16), (14, 9), (14, 23)]
+MARGIN_B = [(25, 44), (39, 44), (32, 36), (32, 52)]
+
+
+def ellipse(center, radii):
+    g = np.indices(SHAPE, dtype=float)
+    return (sum(((gi - c) / r) ** 2 for gi, c, r in zip(g, center, radii)) <= 1).astype(np.uint8)
+
+
+@pytest.fixture
+def two_discs(monkeypatch, qtbot, tmp_path):
+    monkeypatch.setattr(midseg.predict, "predict_probability", fake_predict)
+    a, b = ellipse(A_CENTRE, A_RADII), ellipse(B_CENTRE, B_RADII)
+    noise = np.random.default_rng(0).normal(scale=0.04, size=SHAPE)
+    arr = (a + b + noise).astype(np.float32)
+    path = tmp_path / "two.nii.gz"
+    midseg.write_image(path, midseg.Image(arr, spacing=(1.0, 1.0)))
+    w = MainWindow(model=FakeModel(2), autosave_dir=tmp_path / "cache")
+    w.ask = Answers()
+    qtbot.addWidget(w)
+    w.resize(1100, 640)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.open_image(path)
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.session is not None, timeout=10_000)
+    assert w.last_error is None
+    return w, path, a, b
+
+
+def wait_idle(qtbot, w):
+    qtbot.waitUntil(lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg,
+                    timeout=10_000)
+
+
+def click(qtbot, view, voxel, button=Qt.LeftButton):
+    p = view.widget_pos(voxel)
+    qtbot.mouseClick(view, button, Qt.NoModifier, QPoint(int(p.x()), int(p.y())))
+
+
+def stroke(qtbot, view, start, end, button=Qt.LeftButton):
+    """A real brush stroke from voxel ``start`` to voxel ``end`` (press, moves, release)."""
+    a, b = view.widget_pos(start), view.widget_pos(end)
+    qtbot.mousePress(view, button, Qt.NoModifier, a.toPoint())
+    for t in np.linspace(0, 1, 10)[1:]:
+        ev = QMouseEvent(QEvent.MouseMove, QPointF((a + (b - a) * t).toPoint()), Qt.NoButton,
+                         button, Qt.NoModifier)
+        QApplication.sendEvent(view, ev)
+    qtbot.mouseRelease(view, button, Qt.NoModifier, b.toPoint())
+
+
+def segment(qtbot, w, margin):
+    view = w.views[("2d", 0)]
+    w.set_tool("margin")
+    for p in margin:
+        click(qtbot, view, p)
+    qtbot.keyClick(view, Qt.Key_Return)
+    wait_idle(qtbot, w)
+    assert w.session.mask is not None, w.last_error
+    return view
+
+
+def overlay_rgb(view, voxel):
+    """The overlay's (r, g, b, a) at ``voxel`` of a 2D view."""
+    img = view._mask_image()
+    if img is None:
+        return (0, 0, 0, 0)
+    c = img.pixelColor(int(voxel[1]), int(voxel[0]))
+    return (c.red(), c.green(), c.blue(), c.alpha())
+
+
+# -- two objects ---------------------------------------------------------------------
+
+@needs_refine
+def test_two_objects_each_with_its_own_clicks_and_undo(two_discs, qtbot):
+    w, path, a, b = two_discs
+    assert w.labels.names == ("Segment_1",) and w.current == "Segment_1"
+    view = segment(qtbot, w, MARGIN_A)
+    click(qtbot, view, (14, 16), Qt.LeftButton)           # a refine click on A
+    wait_idle(qtbot, w)
+    first = w.session
+    mask_a = first.mask.copy()
+    assert len(first.rounds) == 1 and mask_a[A_CENTRE] == 1 and mask_a[B_CENTRE] == 0
+
+    name = w.add_object("kidney")
+    assert name == "kidney" and w.current == "kidney" and w.session is not first
+    assert w.labels.names == ("Segment_1", "kidney")
+    assert w.state.tool == "margin"                       # a new object starts with points
+    segment(qtbot, w, MARGIN_B)
+    click(qtbot, view, (32, 44), Qt.LeftButton)
+    wait_idle(qtbot, w)
+    second = w.session
+    assert second.mask[B_CENTRE] == 1 and second.mask[A_CENTRE] == 0
+    assert len(second.rounds) == 1
+
+    # the overlay shows both objects, each in its own colour
+    ca = w.labels.segment_of("Segment_1").color
+    cb = w.labels.segment_of("kidney").color
+    assert ca != cb
+    rgb = overlay_rgb(view, A_CENTRE)
+    assert rgb[:3] == tuple(int(round(255 * c)) for c in ca) and rgb[3] > 0
+    assert overlay_rgb(view, B_CENTRE)[:3] == tuple(int(round(255 * c)) for c in cb)
+
+    # undo on the current object (kidney) leaves Segment_1 untouched
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert len(second.rounds) == 0
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert second.mask is None
+    assert np.array_equal(first.mask, mask_a) and len(first.rounds) == 1
+    assert overlay_rgb(view, B_CENTRE)[3] == 0 and overlay_rgb(view, A_CENTRE)[3] > 0
+
+    # back to Segment_1: its own history
+    assert w.set_current_object("Segment_1")
+    assert w.session is first and w.state.tool == "refine"
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert len(first.rounds) == 0 and second.mask is None
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert np.array_equal(first.mask, mask_a)
+
+
+def test_margin_points_stay_with_their_object(two_discs, qtbot):
+    w, path, a, b = two_discs
+    view = w.views[("2d", 0)]
+    for p in MARGIN_A[:2]:
+        click(qtbot, view, p)
+    w.add_object()
+    assert w.pending_margin == []
+    click(qtbot, view, MARGIN_B[0])
+    assert w.set_current_object("Segment_1")
+    assert w.pending_margin == MARGIN_A[:2]
+    assert w.set_current_object("Segment_2")
+    assert w.pending_margin == [MARGIN_B[0]]
+
+
+def test_label_list_rename_recolour_hide_delete(two_discs, qtbot):
+    w, path, a, b = two_discs
+    segment(qtbot, w, MARGIN_A)
+    w.add_object("liver")
+    panel = w.label_panel
+    assert [panel.list.item(i).text() for i in range(panel.list.count())] == ["Segment_1", "liver"]
+    assert panel.list.currentItem().text() == "liver"
+
+    # choosing a row in the list makes that object current
+    panel.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: w.current == "Segment_1")
+
+    # rename by editing the item, as a double-click does
+    item = panel.list.item(0)
+    item.setText("spleen")
+    qtbot.waitUntil(lambda: w.current == "spleen")
+    assert w.labels.names == ("spleen", "liver")
+    assert not w.rename_object("spleen", "liver")            # in use: an error, nothing changes
+    assert "exists already" in w.last_error and w.labels.names == ("spleen", "liver")
+    w._error_box.close()
+
+    assert w.recolor_object("spleen", (1.0, 0.0, 1.0))
+    assert w.labels.segment_of("spleen").color == (1.0, 0.0, 1.0)
+    view = w.views[("2d", 0)]
+    assert overlay_rgb(view, A_CENTRE)[:3] == (255, 0, 255)
+
+    # hide by unticking: the overlay no longer shows it, the label map still holds it
+    panel.list.item(0).setCheckState(Qt.Unchecked)
+    qtbot.waitUntil(lambda: "spleen" in w.hidden)
+    assert overlay_rgb(view, A_CENTRE)[3] == 0
+    assert w.labels.labelmap()[A_CENTRE] == 1
+    w.set_object_visible("spleen", True)
+    assert overlay_rgb(view, A_CENTRE)[3] > 0
+
+    # delete asks when the object has a mask
+    w.ask.script = [QMessageBox.No]
+    assert not w.delete_object("spleen")
+    w.ask.script = [QMessageBox.Yes]
+    assert w.delete_object("spleen")
+    assert w.labels.names == ("liver",) and w.current == "liver"
+    assert w.delete_object("liver")                          # the last: a fresh empty one
+    assert w.labels.names == ("Segment_1",) and w.session.mask is None
+
+
+# -- brushes -------------------------------------------------------------------------
+
+def test_paint_stroke_then_undo_restores_the_mask_exactly(two_discs, qtbot):
+    w, path, a, b = two_discs
+    view = segment(qtbot, w, MARGIN_A)
+    s = w.session
+    before, prob_before = s.mask.copy(), s.probability.copy()
+    w.set_tool("paint")
+    w.brush_box.setValue(1.0)
+    stroke(qtbot, view, (40, 5), (40, 20))                   # far from both discs
+    painted = s.mask.copy()
+    assert s.edits == 1 and painted[40, 5:21].all() and painted[39, 10] == 1
+    assert painted[43, 10] == 0                              # radius 1: rows 39..41 only
+    assert np.array_equal(painted[:30], before[:30])
+    assert np.array_equal(w.state.mask, painted)             # the overlay shows it
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(s.mask, before) and np.array_equal(s.probability, prob_before)
+    assert s.edits == 0
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert np.array_equal(s.mask, painted)
+
+
+def test_erase_tool_and_right_drag_of_paint_erase(two_discs, qtbot):
+    w, path, a, b = two_discs
+    view = segment(qtbot, w, MARGIN_A)
+    s = w.session
+    before = s.mask.copy()
+    assert before[14, 10:23].all()
+    w.set_tool("erase")
+    w.brush_box.setValue(0.0)
+    stroke(qtbot, view, (14, 10), (14, 22))
+    assert not s.mask[14, 10:23].any() and s.mask[12, 16] == 1
+    erased = s.mask.copy()
+    w.set_tool("paint")
+    stroke(qtbot, view, (12, 10), (12, 22), Qt.RightButton)   # right-drag of paint erases
+    assert not s.mask[12, 10:23].any() and s.edits == 2
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(s.mask, erased)
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(s.mask, before)
+
+
+def test_painting_a_new_object_starts_it_and_undo_empties_it(two_discs, qtbot):
+    w, path, a, b = two_discs
+    view = w.views[("2d", 0)]
+    w.set_tool("paint")
+    w.brush_box.setValue(2.0)
+    stroke(qtbot, view, (30, 40), (34, 48))
+    s = w.session
+    assert s.mask is not None and s.mask[32, 44] == 1 and s.edits == 0
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert s.mask is None
+
+
+def test_save_clicks_after_painting_is_refused_with_a_reason(two_discs, qtbot, tmp_path):
+    w, path, a, b = two_discs
+    view = segment(qtbot, w, MARGIN_A)
+    w.set_tool("paint")
+    stroke(qtbot, view, (40, 5), (40, 9))
+    target = tmp_path / "out.clicks.json"
+    assert not w.save_clicks(target)
+    assert not target.exists() and "brush edit" in w.last_error
+    w._error_box.close()
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert w.save_clicks(target) and target.is_file()
+
+
+# -- label maps ----------------------------------------------------------------------
+
+def test_load_a_label_map_and_save_it_back_with_names_and_colours(two_discs, qtbot, tmp_path):
+    w, path, a, b = two_discs
+    image = midseg.read_image(path)
+    labels = (a * 3 + b * 7).astype(np.uint8)
+    segs = [Segment(3, "left kidney", (0.2, 0.4, 0.9)), Segment(7, "spleen", (0.9, 0.1, 0.5))]
+    src = tmp_path / "organs.seg.nrrd"
+    write_labelmap(src, labels, like=image, segments=segs)
+    assert w.load_labelmap(src)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
+                    timeout=10_000)
+    assert w.labels.names == ("left kidney", "spleen")      # the empty start object is gone
+    assert w.current == "left kidney" and w.state.tool == "refine"
+    assert np.array_equal(w.labels.object("spleen").mask, b)
+    view = w.views[("2d", 0)]
+    assert overlay_rgb(view, B_CENTRE)[:3] == (230, 26, 128)
+
+    # edit one, save as .seg.nrrd and as NIfTI + sidecar: names, colours, values survive
+    w.set_tool("erase")
+    w.brush_box.setValue(0.0)
+    stroke(qtbot, view, (14, 9), (14, 23))
+    out = tmp_path / "out" / "organs_edit.seg.nrrd"
+    assert w.save_labelmap(out) and not w.dirty
+    back, back_segs = read_labelmap(out)
+    assert [(s.value, s.name) for s in back_segs] == [(3, "left kidney"), (7, "spleen")]
+    assert np.allclose([s.color for s in back_segs], [s.color for s in segs], atol=1e-3)
+    expect = labels.copy()
+    expect[14, 9:24] = 0
+    got = np.asarray(back.array)
+    assert np.array_equal(got, expect), np.argwhere(got != expect).tolist()
+    nii = tmp_path / "out" / "organs.nii.gz"
+    assert w.save_labelmap(nii)
+    back2, segs2 = read_labelmap(nii)
+    assert np.array_equal(np.asarray(back2.array), expect)
+    assert [(s.value, s.name) for s in segs2] == [(3, "left kidney"), (7, "spleen")]
+
+
+def test_load_mask_as_object_and_a_label_map_of_another_shape_is_refused(two_discs, qtbot,
+                                                                         tmp_path):
+    w, path, a, b = two_discs
+    image = midseg.read_image(path)
+    mpath = tmp_path / "tumour_mask.nii.gz"
+    midseg.write_mask(mpath, b, like=image)
+    assert w.load_mask(mpath)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "tumour_mask" in w.labels.names, timeout=10_000)
+    assert w.current == "tumour_mask" and np.array_equal(w.session.mask, b)
+
+    small = tmp_path / "small.nii.gz"
+    midseg.write_image(small, midseg.Image(np.ones((10, 12), np.uint8)))
+    assert w.load_labelmap(small)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=10_000)
+    assert "shape (10, 12)" in w.last_error and "(48, 64)" in w.last_error
+    assert w.labels.names == ("tumour_mask",)
+
+
+@needs_refine
+def test_two_objects_are_autosaved_and_restored(two_discs, qtbot, tmp_path):
+    w, path, a, b = two_discs
+    segment(qtbot, w, MARGIN_A)
+    w.add_object("second")
+    segment(qtbot, w, MARGIN_B)
+    masks = {n: w.labels.object(n).mask.copy() for n in w.labels.names}
+    w2 = MainWindow(model=FakeModel(2), autosave_dir=tmp_path / "cache")
+    w2.ask = Answers()
+    w2.ask.script = [QMessageBox.Yes]
+    qtbot.addWidget(w2)
+    w2.open_image(path)
+    qtbot.waitUntil(lambda: not w2.jobs.busy and w2.session is not None, timeout=10_000)
+    assert w2.labels.names == ("Segment_1", "second")
+    for n, m in masks.items():
+        assert np.array_equal(w2.labels.object(n).mask, m)
+
+
+def test_label_session_rename_and_colour_keep_order_and_check_input(two_discs):
+    w, path, a, b = two_discs
+    ls = w.labels
+    ls.add("b")
+    ls.add("c")
+    ls.rename("b", "bee")
+    assert ls.names == ("Segment_1", "bee", "c") and ls.segment_of("bee").value == 2
+    with pytest.raises(midseg.errors.InvalidInputError, match="exists already"):
+        ls.rename("bee", "c")
+    with pytest.raises(midseg.errors.InvalidInputError, match="name"):
+        ls.rename("bee", " padded ")
+    with pytest.raises(midseg.errors.InvalidInputError, match="no object named"):
+        ls.rename("nope", "x")
+    ls.set_color("c", (0, 0.5, 1))
+    assert ls.segment_of("c").color == (0.0, 0.5, 1.0)
+    with pytest.raises(midseg.errors.InvalidInputError, match="colour"):
+        ls.set_color("c", (2, 0, 0))
