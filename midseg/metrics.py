@@ -1,4 +1,4 @@
-"""Segmentation metrics in physical units: Dice, ASSD, HD95, clicks-to-target.
+"""Segmentation metrics in physical units: Dice, ASSD, HD95; click metrics (NoC, AUC).
 
 Masks are 2D (Y, X) or 3D (Z, Y, X) arrays (nonzero = foreground); spacing
 is in the same axis order. Empty masks have a fixed, documented answer.
@@ -13,7 +13,8 @@ from scipy import ndimage
 from ._checks import as_spacing
 from .errors import InvalidInputError
 
-__all__ = ["dice", "assd", "hd95", "surface_distances", "clicks_to_reach"]
+__all__ = ["dice", "assd", "hd95", "surface_distances", "clicks_to_reach", "noc", "auc",
+           "consistent_improvement"]
 
 
 def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -150,3 +151,82 @@ def clicks_to_reach(dices: Sequence[float], target: float, *, cap: int = 20) -> 
         if d >= target:
             return k
     return cap
+
+
+def noc(dices: Sequence[float], target: float, *, cap: int = 20) -> int:
+    """Number of clicks (NoC@target) a Dice-per-click curve needs to reach `target`.
+
+    Parameters
+    ----------
+    dices : sequence of float
+        ``dices[0]`` after stage 1, ``dices[k]`` after ``k`` corrective clicks.
+    target : float
+        Dice to reach, in [0, 1] (0.85 for NoC@85, 0.9 for NoC@90).
+    cap : int
+        Returned when the target is never reached within the curve (or within
+        `cap` clicks); the evaluation uses 20 (`midseg.evaluation.NOC_CAP`).
+
+    Returns
+    -------
+    int
+        The first ``k`` with ``dices[k] >= target``, else `cap`.
+
+    Raises
+    ------
+    InvalidInputError
+        `target` outside [0, 1].
+    """
+    return clicks_to_reach(list(dices), target, cap=cap)
+
+
+def auc(dices: Sequence[float], clicks: int = 10) -> float:
+    """Mean Dice over clicks 0..`clicks` (normalised area under the Dice-vs-clicks curve).
+
+    Parameters
+    ----------
+    dices : sequence of float
+        Dice after stage 1, then after each click. A sequence shorter than
+        ``clicks + 1`` is padded with its last value (the robot stops clicking
+        once the mask is perfect); a longer one is cut after ``clicks + 1`` values.
+    clicks : int
+        K, the corrective clicks the area covers (the evaluation's default, 10).
+
+    Returns
+    -------
+    float
+        The mean of the ``clicks + 1`` values, in [0, 1] for Dice values.
+
+    Raises
+    ------
+    InvalidInputError
+        `dices` is empty.
+    """
+    d = [float(v) for v in dices]
+    if not d:
+        raise InvalidInputError("auc needs at least one Dice value")
+    d = (d + [d[-1]] * (clicks + 1 - len(d)))[:clicks + 1]
+    return float(np.mean(d))
+
+
+def consistent_improvement(dices: Sequence[float],
+                           made: Sequence[bool] | None = None) -> tuple[int, int]:
+    """Clicks that raised Dice, and clicks made, over ``dices[1:]``.
+
+    Parameters
+    ----------
+    dices : sequence of float
+        Dice after stage 1, then after each click.
+    made : sequence of bool, optional
+        ``made[k]`` tells whether click ``k + 1`` was actually made (a robot
+        that found a perfect mask makes none); default: all were made.
+
+    Returns
+    -------
+    (int, int)
+        Clicks made that raised Dice strictly above the previous step, and the
+        number of clicks made; their ratio is the consistent improvement.
+    """
+    d = [float(v) for v in dices]
+    flags = list(made) if made is not None else [True] * (len(d) - 1)
+    up = sum(1 for k in range(1, len(d)) if flags[k - 1] and d[k] > d[k - 1])
+    return up, sum(bool(f) for f in flags[:len(d) - 1])

@@ -6,7 +6,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from midseg.errors import InvalidInputError
-from midseg.metrics import assd, clicks_to_reach, dice, hd95
+from midseg.metrics import (assd, auc, clicks_to_reach, consistent_improvement, dice,
+                            hd95, noc)
 
 
 def _brute_surface_points(mask, spacing):
@@ -94,3 +95,32 @@ def test_clicks_to_reach():
     assert clicks_to_reach([0.5, 0.8, 0.91, 0.95], 0.9) == 2
     assert clicks_to_reach([0.95], 0.9) == 0
     assert clicks_to_reach([0.1, 0.2], 0.9, cap=20) == 20
+
+
+def test_noc_first_click_reaching_target_or_cap():
+    d = [0.5, 0.8, 0.86, 0.88, 0.91, 0.95]
+    assert noc(d, 0.85) == 2
+    assert noc(d, 0.90) == 4
+    assert noc(d, 0.5) == 0                  # stage 1 already there
+    assert noc(d, 0.99) == 20                # never reached: the cap
+    assert noc(d, 0.99, cap=7) == 7
+    assert noc((x for x in d), 0.9) == 4     # any iterable of floats
+    with pytest.raises(InvalidInputError, match="target Dice"):
+        noc(d, 85)
+
+
+def test_auc_pads_with_the_last_value_and_cuts_after_k():
+    assert auc([0.5, 1.0], clicks=3) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert auc([0.2, 0.4, 0.6, 0.8], clicks=1) == pytest.approx(0.3)
+    assert auc([0.7]) == pytest.approx(0.7)  # K = 10 by default: 11 equal values
+    assert auc([0.0] + [1.0] * 10) == pytest.approx(10 / 11)
+    with pytest.raises(InvalidInputError, match="at least one"):
+        auc([])
+
+
+def test_consistent_improvement_counts_only_clicks_made():
+    assert consistent_improvement([0.5, 0.6, 0.6, 0.55, 0.7]) == (2, 4)
+    assert consistent_improvement([0.5, 0.6, 0.6], made=[True, False]) == (1, 1)
+    assert consistent_improvement([0.5, 0.6, 0.7], made=[False, False]) == (0, 0)
+    assert consistent_improvement([0.9]) == (0, 0)
+    assert consistent_improvement([0.9, 0.8, 0.7]) == (0, 2)
