@@ -23,7 +23,7 @@ SUBCOMMANDS = {
     "batch": ("midseg.batch", "replay stored clicks over many images listed in a CSV manifest"),
     "markups": ("midseg.markups", "convert clicks to and from 3D Slicer point lists (.mrk.json)"),
     "train": ("midseg.train", "train a 2D or 3D stage-1 network and write weights + model card"),
-    "evaluate": ("midseg.evaluate", "robot-user evaluation of midseg and its peers on a dataset"),
+    "evaluate": ("midseg.evaluation.cli", "robot-user evaluation of midseg and its peers on a dataset"),
     "gui": ("midseg.gui.app", "open the interactive PyQt5 application"),
 }
 

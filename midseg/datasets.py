@@ -249,7 +249,7 @@ REGISTRY: dict[str, DataSet] = {
 
 def data_root_default() -> Path:
     """``$MIDSEG_DATA`` or ``../shared/data`` next to the repository."""
-    from .evaluate import default_data_root
+    from .evaluation.cases import default_data_root
 
     return Path(default_data_root())
 
@@ -389,13 +389,13 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
         3: the object's volume cropped around it (`object_crop`). 2: the axial slice
         (first array axis) where the object's area is largest, cropped the same way.
     data_root : path, optional
-        Folder holding ``dev_unseen/`` (default: `midseg.evaluate.default_data_root`).
+        Folder holding ``dev_unseen/`` (default: `midseg.evaluation.default_data_root`).
     objects : tuple of str, optional
         Case ids of `DEV_UNSEEN` to load (default all), in `DEV_UNSEEN` order.
 
     Returns
     -------
-    list of midseg.evaluate.Case
+    list of midseg.evaluation.Case
         ``dataset="dev-unseen"``, ``case`` the object's name; float32 images in their
         native units (HU for CT), uint8 ground truth, spacing in mm (array order).
 
@@ -404,7 +404,7 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
     InvalidInputError
         ``dev_unseen/`` missing, an unknown object name, `dims` not 2 or 3.
     """
-    from .evaluate import Case, default_data_root
+    from .evaluation.cases import Case, default_data_root
     from .io import read_image
 
     if dims not in (2, 3):

@@ -316,3 +316,18 @@ def test_dev_unseen_objects_load_as_cases(shared_data):
         ev.load_cases("dev-unseen", dims=3, data_root=shared_data, objects=["liver"])
     with pytest.raises(InvalidInputError, match="dev-unseen objects"):
         ev.load_cases("hc18", data_root=shared_data, objects=["x"])
+
+
+def test_evaluate_module_is_the_evaluation_package():
+    """`midseg.evaluate` (older name) and `midseg.evaluation` hand out the same objects."""
+    import midseg.evaluation as pkg
+    import midseg.metrics as metrics
+
+    for name in ev.__all__:
+        assert getattr(ev, name) is getattr(pkg, name), name
+    assert ev.noc is metrics.noc and ev.auc is metrics.auc
+    assert ev.consistent_improvement is metrics.consistent_improvement
+    assert isinstance(ev.PeerMethod("graph-cut"), pkg.Method)
+    assert isinstance(ev.SessionMethod("midseg"), pkg.Method)
+    assert isinstance(FakeMethod(), pkg.Method)
+    assert not isinstance(object(), pkg.Method)
