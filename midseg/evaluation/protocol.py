@@ -145,7 +145,7 @@ def run_protocol(cases: Iterable[Case], methods: Sequence, *, clicks: int = DEFA
     Parameters
     ----------
     cases : iterable of Case
-    methods : sequence of method objects
+    methods : sequence of `midseg.evaluation.methods.Method`
         Each has ``name``, ``start(image, points, *, spacing) -> mask`` and
         ``update(click) -> mask`` (see `SessionMethod`, `PeerMethod`); a
         ``kind == "model"`` method with ``guidance(...)`` also gets the guidance metrics.
