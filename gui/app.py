@@ -22,6 +22,11 @@ Refine tool (R) left-click where the object was missed and right-click where the
 mask leaks; every click refines at once (no CNN pass). Scribble (B) paints
 many clicks at a time. Ctrl+Z / Ctrl+Shift+Z undo and redo.
 
+Several structures: the Objects panel adds (Ctrl+N), renames, recolours, hides and
+deletes objects; the selected one is what the tools, undo and redo act on. Paint (P)
+and Erase (E) brushes edit its mask, one undoable step per stroke. File > Load label
+map / Save label map (Ctrl+E): .seg.nrrd, NIfTI + segments sidecar, DICOM-SEG.
+
 Views: wheel zooms, Shift+wheel or Up/Down scrolls slices, middle-drag or
 Ctrl+drag pans, Shift+drag (or right-drag in Navigate) sets window/level.
 Clicks are autosaved beside the image (or in ~/.cache/midseg/autosave when that

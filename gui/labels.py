@@ -26,7 +26,9 @@ def rgb255(color) -> tuple[int, int, int]:
 def _swatch(color) -> QIcon:
     pix = QPixmap(14, 14)
     pix.fill(QColor(*rgb255(color)))
-    return QIcon(pix)
+    icon = QIcon(pix)
+    icon.addPixmap(pix, QIcon.Selected)     # the true colour on the selected row too
+    return icon
 
 
 class LabelPanel(QWidget):

@@ -333,8 +333,10 @@ class SliceView(QWidget):
             return
         sx, _ = tf.scale
         r = max(2.0, (self.state.brush_radius + 0.5) * sx)
-        p.setPen(QPen(QColor(255, 255, 255, 200), 1.0, Qt.DashLine))
         p.setBrush(Qt.NoBrush)
+        p.setPen(QPen(QColor(0, 0, 0, 170), 3.0))       # visible on bright and dark voxels
+        p.drawEllipse(self._hover, r, r)
+        p.setPen(QPen(QColor(255, 255, 255, 230), 1.2))
         p.drawEllipse(self._hover, r, r)
 
     def _draw_stroke(self, p: QPainter, tf: ViewTransform) -> None:
