@@ -689,7 +689,7 @@ class Session:
                      edits=state.edits if method == "ifgc" else 0)
         return self._push(new)
 
-    def paint(self, voxels, value: int = 1) -> np.ndarray:
+    def paint(self, voxels, value=1) -> np.ndarray:
         """Brush edit: set the mask to `value` at `voxels`, as one undoable step.
 
         The step goes into the history exactly as a refinement round does (the changed
@@ -716,8 +716,9 @@ class Session:
         voxels : (N, D) int array or sequence of index tuples
             Array order (``(y, x)`` or ``(z, y, x)``), inside the image; at least one.
             Repeated voxels are fine.
-        value : {1, 0}
-            1 paints the object, 0 erases it.
+        value : {1, 0} or (N,) array of 0/1
+            1 paints the object, 0 erases it; an array gives each voxel its own value
+            (e.g. a 2D result written into one slice of a volume in one step).
 
         Returns
         -------
@@ -731,28 +732,45 @@ class Session:
             No mask to edit yet (call `segment` or `start_from_mask` first).
         InvalidInputError
             No voxel, a voxel outside the image or of the wrong dimension, a value
-            other than 0 or 1.
+            other than 0 or 1, values of another length than `voxels`, or one voxel given
+            both values.
         """
         state = self._state
         if state is None:
             raise MidsegError("paint edits a mask: call segment(points) or "
                               "start_from_mask(mask) first")
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or int(value) not in (0, 1):
-            raise InvalidInputError(f"paint value must be 1 (paint) or 0 (erase), got {value!r}")
-        value = int(value)
         pts = as_points(voxels, self.image.shape, name="painted voxels")
+        if np.ndim(value) == 0:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                    or int(value) not in (0, 1):
+                raise InvalidInputError(
+                    f"paint value must be 1 (paint) or 0 (erase), got {value!r}")
+            values = np.full(len(pts), int(value), np.uint8)
+        else:
+            arr = np.asarray(value)
+            if arr.shape != (len(pts),) or arr.dtype.kind not in "iu" or \
+                    not np.isin(arr, (0, 1)).all():
+                raise InvalidInputError(
+                    f"paint values must be 1 (paint) or 0 (erase), one integer per voxel "
+                    f"({len(pts)}), got an array of shape {arr.shape} and dtype {arr.dtype}")
+            values = arr.astype(np.uint8)
+            order = np.lexsort(pts.T[::-1])
+            same = np.all(pts[order][1:] == pts[order][:-1], axis=1)
+            clash = same & (values[order][1:] != values[order][:-1])
+            if clash.any():
+                p = tuple(int(v) for v in pts[order][1:][np.argmax(clash)])
+                raise InvalidInputError(f"voxel {p} is given both paint values (0 and 1)")
         t0 = time.perf_counter()
         lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
         box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
         sl = box.slices
         where = tuple((pts - lo).T)
         mask_r = self._mask[sl].copy()
-        if np.all(mask_r[where] == value):
+        if np.array_equal(mask_r[where], values):
             return self._mask.copy()
         prob_r = self._prob[sl].copy()
-        mask_r[where] = value
-        prob_r[where] = float(value)
+        mask_r[where] = values
+        prob_r[where] = values.astype(np.float32)
         change = self._change(sl, prob_r, mask_r, first=False)
         extent = box if state.extent is None else box.union(state.extent)
         new = replace(state, change=change, extent=extent, seconds=time.perf_counter() - t0,

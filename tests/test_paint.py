@@ -131,3 +131,24 @@ def test_the_next_click_local_round_starts_from_the_painted_mask():
         s.clicks_dict()
     s.refine(background=[(20, 20)], method="gc")   # a global method recomputes everything
     assert s.edits == 0 and s.mask[2, 2] == 0
+
+
+def test_per_voxel_values_write_a_slice_in_one_step(started):
+    s, truth = started
+    before = s.mask.copy()
+    rows = np.argwhere(np.ones(truth.shape[-2:], bool))
+    if truth.ndim == 3:
+        rows = np.insert(rows, 0, truth.shape[0] // 2, axis=1)
+    values = np.zeros(len(rows), np.int64)
+    values[: len(values) // 3] = 1                   # the top third of the plane painted
+    s.paint(rows, values)
+    assert s.edits == 1
+    assert np.array_equal(s.mask[tuple(rows.T)], values)
+    s.undo()
+    assert np.array_equal(s.mask, before)
+    with pytest.raises(InvalidInputError, match="one integer per voxel"):
+        s.paint(rows, values[:-1])
+    with pytest.raises(InvalidInputError, match="one integer per voxel"):
+        s.paint(rows, np.full(len(rows), 2))
+    with pytest.raises(InvalidInputError, match="both paint values"):
+        s.paint(np.concatenate([rows[:1], rows[:1]]), np.array([0, 1]))
