@@ -331,3 +331,25 @@ def test_evaluate_module_is_the_evaluation_package():
     assert isinstance(ev.SessionMethod("midseg"), pkg.Method)
     assert isinstance(FakeMethod(), pkg.Method)
     assert not isinstance(object(), pkg.Method)
+
+
+def test_development_targets_follow_issue_17():
+    from midseg.evaluation.report import _development_targets
+
+    mid = {"n": 4, "clicks_made": 40, "harmful_clicks_2pt": 0.025,
+           **{f"dice@{k}": 0.80 + 0.01 * k for k in range(11)}}
+    rw = {"n": 4, **{f"dice@{k}": 0.70 + 0.025 * k for k in range(11)}}  # ahead from k = 7
+    out = {t["target"]: t for t in _development_targets("dev (3D)", 3, mid,
+                                                         {"random-walker": rw}, 10)}
+    assert out["Dice after 3 clicks ≥ 85 %"]["reached"] is False        # 83 %
+    assert out["Dice after 5 clicks ≥ 88 %"]["reached"] is False        # 85 %
+    assert out["clicks lowering Dice by > 2 points ≤ 2 %"]["reached"] is False
+    walker = out["Dice ≥ random-walker at every click count 1-10"]
+    assert walker["reached"] is False and "[7, 8, 9, 10]" in walker["result"]
+    mid.update({"dice@3": 0.86, "dice@5": 0.9, "harmful_clicks_2pt": 0.0, "dice@10": 0.95})
+    rw = {"n": 4, **{f"dice@{k}": 0.70 + 0.01 * k for k in range(11)}}
+    out = {t["target"]: t for t in _development_targets("dev (3D)", 3, mid,
+                                                         {"random-walker": rw}, 10)}
+    assert all(t["reached"] for t in out.values())
+    two_d = _development_targets("dev (2D)", 2, mid, {}, 10)
+    assert [t["target"] for t in two_d][0] == "Dice after 3 clicks ≥ 95 %"

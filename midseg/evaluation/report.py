@@ -409,6 +409,8 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
                     out.append({"target": f"{label} ≥ GC + 1 Dice point after {k} clicks",
                                 "dataset": name, "result": f"{100 * d:+.2f} points",
                                 "reached": bool(d >= 0.01)})
+        if DATASETS.get(g[0], {}).get("development"):
+            out.extend(_development_targets(name, g[1], mid, peers, clicks))
         if not DATASETS.get(g[0], {}).get("seen", True):
             # extra stage-1 models: "*none*" = image only; "egd*" = EGD trained like the
             # other encodings (the like-for-like control); anything else = another encoding
@@ -434,6 +436,39 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
                         "result": f"{_pct(ref['dice@0'])} vs " + ", ".join(
                             f"{k} {_pct(o['dice@0'])}" for k, o in sorted(others.items())),
                         "reached": len(beaten) >= 2})
+    return out
+
+
+#: Issue 17's targets on the development objects: mean Dice % after k clicks, by dims.
+DEVELOPMENT_DICE_TARGETS = {2: {3: 0.95}, 3: {3: 0.85, 5: 0.88}}
+#: Issue 17: at most this share of clicks may lower Dice by more than 2 points.
+HARMFUL_2PT_MAX = 0.02
+
+
+def _development_targets(name: str, dims: int, mid: dict, peers: dict, clicks: int) -> list[dict]:
+    """Issue 17's targets on ``dev_unseen``: Dice after 3 (and 5) clicks, harmful clicks,
+    and midseg at least the random walker's and the graph cut's at every click count."""
+    out = []
+    for k, goal in DEVELOPMENT_DICE_TARGETS.get(dims, {}).items():
+        if f"dice@{k}" in mid:
+            out.append({"target": f"Dice after {k} clicks ≥ {100 * goal:.0f} %", "dataset": name,
+                        "result": _pct(mid[f"dice@{k}"]),
+                        "reached": bool(mid[f"dice@{k}"] >= goal)})
+    h = mid.get("harmful_clicks_2pt", float("nan"))
+    out.append({"target": f"clicks lowering Dice by > 2 points ≤ {100 * HARMFUL_2PT_MAX:.0f} %",
+                "dataset": name, "result": f"{_pct(h)} % of {mid['clicks_made']} clicks",
+                "reached": bool(h <= HARMFUL_2PT_MAX) if np.isfinite(h) else None})
+    for p in ("random-walker", "graph-cut"):
+        if p not in peers:
+            continue
+        ks = [k for k in range(1, clicks + 1) if f"dice@{k}" in mid and f"dice@{k}" in peers[p]]
+        behind = [k for k in ks if mid[f"dice@{k}"] < peers[p][f"dice@{k}"]]
+        cases = (f"{mid['n']} cases" if mid["n"] == peers[p]["n"]
+                 else f"means over {mid['n']} vs {peers[p]['n']} cases")
+        out.append({"target": f"Dice ≥ {p} at every click count 1-{clicks}", "dataset": name,
+                    "result": (f"behind after {behind} clicks" if behind
+                               else f"ahead at all {len(ks)}") + f" ({cases})",
+                    "reached": not behind if ks else None})
     return out
 
 

@@ -40,14 +40,15 @@ def _at(steps: list[dict], k: int, key: str) -> float:
 
 
 def summarise(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS) -> list[dict]:
-    """Per (dataset, dims, method) summary: Dice/ASSD/HD95 at 0, 1, 3, 5, K clicks,
-    NoC@85/90, AUC, consistent improvement, times and guidance metrics (means, sds)."""
+    """Per (dataset, dims, method) summary: Dice at every click count 0..K, ASSD/HD95 at 0,
+    1, 3, 5, K clicks, NoC@85/90, AUC, consistent improvement, harmful clicks (Dice down by
+    more than 5 points, and by more than 2), times and guidance metrics (means, sds)."""
     out = []
     for (ds, dims, method), cases in sorted(_curves(rows).items(),
                                             key=lambda kv: (kv[0][1], kv[0][0])):
         s: dict[str, Any] = {"dataset": ds, "dims": dims, "method": method, "n": len(cases)}
-        for k in (0, 1, 3, 5, clicks):
-            for key in ("dice", "assd", "hd95"):
+        for k in sorted({0, 1, 3, 5, clicks} | set(range(clicks + 1))):
+            for key in ("dice", "assd", "hd95") if k in (0, 1, 3, 5, clicks) else ("dice",):
                 vals = [_at(st, k, key) for st in cases.values()]
                 m, sd, n = _mean_sd(vals)
                 s[f"{key}@{k}"], s[f"{key}@{k}_sd"] = m, sd
@@ -67,6 +68,9 @@ def summarise(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS) -> list[dic
         drops = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
                     if b["click_type"] in ("fg", "bg") and float(b["dice"]) < float(a["dice"]) - 0.05)
         s["harmful_clicks"] = drops / made if made else float("nan")
+        drops2 = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
+                     if b["click_type"] in ("fg", "bg") and float(b["dice"]) < float(a["dice"]) - 0.02)
+        s["harmful_clicks_2pt"] = drops2 / made if made else float("nan")
         s["clicks_made"] = made
         s["sec_stage1"] = _mean_sd([float(st[0]["seconds"]) for st in cases.values()])[0]
         s["sec_click"] = _mean_sd([float(r["seconds"]) for st in cases.values() for r in st[1:]
