@@ -212,6 +212,10 @@ class MainWindow(QMainWindow):
         self._active_channel = 0
         self._close_when_idle = False
         self._last_mask_path: str | None = None
+        #: 2D model of the per-slice mode (None: the shipped one matching the channels)
+        self.slice_model_spec = None
+        self._slice_model = None     # loaded once, on first use
+        self._slice = None           # (object name, slice index, 2D Session) of slice mode
 
         self.state = ViewerState(self)
         self.jobs = JobRunner(self)
@@ -296,6 +300,11 @@ class MainWindow(QMainWindow):
         self.act_clear_points = a("Clear margin points", lambda: self.clear_pending(), "Escape",
                                   "Remove the margin points not yet segmented (Esc)")
         self.act_fit = a("&Fit views", self._fit_views, "F", "Reset zoom and pan")
+        self.act_slice_mode = a("2D on the axial slice", lambda on: self._slice_mode_toggled(on),
+                                "Ctrl+2", "Volumes: margin points and clicks on one axial "
+                                "slice run the 2D model on that slice; the result is written "
+                                "into that slice of the current object (one undoable step)",
+                                checkable=True)
 
         self.tool_group = QActionGroup(self)
         self.tool_actions = {}
@@ -322,6 +331,8 @@ class MainWindow(QMainWindow):
         m = menu.addMenu("&Tools")
         for act in self.tool_actions.values():
             m.addAction(act)
+        m.addSeparator()
+        m.addAction(self.act_slice_mode)
         m = menu.addMenu("&View")
         m.addAction(self.act_fit)
 
@@ -329,7 +340,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("toolbar_main")
         tb.setIconSize(QSize(16, 16))
         for act in (self.act_open, self.act_save_labelmap, None, *self.tool_actions.values(),
-                    None, self.act_segment, self.act_undo, self.act_redo, self.act_reset, None,
+                    self.act_slice_mode, None, self.act_segment, self.act_undo, self.act_redo, self.act_reset, None,
                     self.act_add_object):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)
@@ -623,6 +634,7 @@ class MainWindow(QMainWindow):
         self.image_path = first.path
         self.labels, self.current = None, None
         self.hidden, self._pending_by_object = set(), {}
+        self._slice, self._slice_model = None, None
         self.pending_margin, self.pending_fg, self.pending_bg = [], [], []
         self._revision = self._saved_revision = 0
         names, channels = [], []
@@ -782,6 +794,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 "place interior margin points first (Margin points tool, left clicks)", 5000)
             return False
+        if self.slice_mode:
+            return self._segment_slice()
         points = list(self.pending_margin)
         self.pending_margin = []          # new clicks made while stage 1 runs start a new set
         self._segmenting = points
@@ -889,6 +903,9 @@ class MainWindow(QMainWindow):
         fg = list(dict.fromkeys(self.pending_fg))
         bg = list(dict.fromkeys(self.pending_bg))
         self.pending_fg, self.pending_bg = [], []
+        if self.slice_mode:
+            self._refine_slice(fg, bg)
+            return
         self._inflight = (fg, bg)
         session = self.session
         lam, sigma, method = self.lam_box.value(), self.sigma_box.value(), self.method_box.currentText()
@@ -908,6 +925,155 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"refining ({len(fg)} fg, {len(bg)} bg clicks)...")
         self._submit(lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method),
                      done, "refine")
+
+    # =====================================================================
+    # per-slice 2D mode (volumes)
+    # =====================================================================
+    @property
+    def slice_mode(self) -> bool:
+        """True when margin points and clicks run the 2D model on one axial slice."""
+        return self.act_slice_mode.isChecked() and self.state.ndim == 3
+
+    def set_slice_mode(self, on: bool) -> None:
+        """Turn the per-slice 2D mode on or off (volumes only)."""
+        self.act_slice_mode.setChecked(bool(on))
+        self._slice_mode_toggled(bool(on))
+
+    def _slice_mode_toggled(self, on: bool) -> None:
+        self._slice = None
+        if on and self.state.ndim != 3:
+            self.act_slice_mode.setChecked(False)
+            self.statusBar().showMessage("the 2D slice mode is for volumes", 4000)
+            return
+        self.statusBar().showMessage(
+            "2D on the axial slice: margin points on one axial slice, Enter runs the 2D model "
+            "there" if on else "3D mode: stage 1 runs the 3D model on the volume", 6000)
+
+    def _slice_axis(self) -> int:
+        """The array axis normal to the axial view (its slices are the 2D images)."""
+        view = self.views.get(("axial", 0))
+        return 0 if view is None else int(view.plane.normal_axis)
+
+    def _slice_image(self, index: int):
+        from midseg.io import Image
+
+        img, a = self.image, self._slice_axis()
+        arr = np.take(np.asarray(img.array), index, axis=a + (1 if img.multichannel else 0))
+        spacing = tuple(sp for k, sp in enumerate(img.spacing) if k != a)
+        return Image(np.ascontiguousarray(arr), spacing=spacing, multichannel=img.multichannel,
+                     path=img.path)
+
+    def _segment_slice(self) -> bool:
+        """Stage 1 of the 2D model on the axial slice of the pending margin points."""
+        from midseg.session import Session
+
+        a = self._slice_axis()
+        points = list(self.pending_margin)
+        slices = sorted({p[a] for p in points})
+        if len(slices) != 1:
+            self.show_error("2D slice mode", "in the 2D slice mode every margin point must lie on "
+                            f"one axial slice; these lie on slices {slices} (axis "
+                            f"{'zyx'[a]}). Remove the others (right click) or turn the mode "
+                            "off (Ctrl+2) for the 3D model")
+            return False
+        index = slices[0]
+        pts2 = [tuple(v for k, v in enumerate(p) if k != a) for p in points]
+        self.pending_margin = []
+        self._segmenting = points
+        name, image2 = self.current, self._slice_image(index)
+        model = self._slice_model or self.slice_model_spec
+        lam, sigma = self.lam_box.value(), self.sigma_box.value()
+        method = self.method_box.currentText()
+
+        def work():
+            s2 = Session(image2, model=model, lam=lam, sigma=sigma, method=method,
+                         device=self.device)
+            s2.segment(pts2)
+            return s2
+
+        def done(s2, error, seconds):
+            self._segmenting = []
+            if error is not None:
+                self.pending_margin = points + self.pending_margin
+                self.show_error("2D stage 1 failed", error)
+                self._refresh()
+                return
+            self._slice_model = s2.model
+            if name not in self.labels.names:        # deleted meanwhile
+                self._refresh()
+                return
+            self._slice = (name, index, s2)
+            if self._write_slice(name, index, s2.mask):
+                self.time_label.setText(f"2D stage 1 {s2.last_seconds:.2f} s")
+                if not self.pending_margin:
+                    self.set_tool("refine")
+                self.statusBar().showMessage(
+                    f"2D stage 1 on slice {index} ({len(points)} points) written into {name}; "
+                    "clicks on this slice refine it", 6000)
+                self._show_session_warnings("Stage 1: check the mask")
+
+        self.statusBar().showMessage(f"2D stage 1 on slice {index}...")
+        started = self._submit(work, done, "2D stage 1")
+        self._refresh()
+        return started
+
+    def _refine_slice(self, fg, bg) -> None:
+        """A click round of the slice's 2D session; the result replaces the slice again."""
+        a = self._slice_axis()
+        s = self.session
+        ok = self._slice is not None and self._slice[0] == self.current and s.mask is not None
+        if ok:
+            name, index, s2 = self._slice
+            # the slice must still hold what the 2D session made (no undo or brush since)
+            ok = all(p[a] == index for p in fg + bg) and np.array_equal(
+                np.take(s.mask, index, axis=a), s2.mask)
+        if not ok:
+            self.statusBar().showMessage(
+                "2D slice mode: clicks refine the slice last segmented in 2D, unchanged since; "
+                "place margin points on this slice and press Enter first", 8000)
+            self._refresh()
+            return
+        f2 = [tuple(v for k, v in enumerate(p) if k != a) for p in fg]
+        b2 = [tuple(v for k, v in enumerate(p) if k != a) for p in bg]
+        self._inflight = (fg, bg)
+        lam, sigma = self.lam_box.value(), self.sigma_box.value()
+        method = self.method_box.currentText()
+
+        def done(mask, error, seconds):
+            self._inflight = ([], [])
+            if error is not None:
+                self.show_error("Refinement failed", error)
+                self._refresh()
+                return
+            if name in self.labels.names and self._write_slice(name, index, s2.mask):
+                self.time_label.setText(f"2D refine {s2.last_seconds:.2f} s")
+
+        self._submit(lambda: s2.refine(f2, b2, lam=lam, sigma=sigma, method=method), done,
+                     "2D refine")
+        self._refresh()
+
+    def _write_slice(self, name: str, index: int, mask2d) -> bool:
+        """Write a 2D mask into slice ``index`` of object ``name``: one undoable step."""
+        a = self._slice_axis()
+        s = self.labels.object(name)
+        mask2d = np.asarray(mask2d, np.uint8)
+        try:
+            if s.mask is None:
+                if not mask2d.any():
+                    self.show_error("2D stage 1", "the 2D result is empty: nothing to write")
+                    return False
+                start = np.zeros(self.state.shape, np.uint8)
+                np.moveaxis(start, a, 0)[index] = mask2d
+                s.start_from_mask(start)
+            else:
+                diff = np.argwhere(np.take(s.mask, index, axis=a) != mask2d)
+                if len(diff):
+                    s.paint(np.insert(diff, a, index, axis=1), mask2d[tuple(diff.T)])
+        except MidsegError as exc:
+            self.show_error("Cannot write the slice", exc)
+            return False
+        self._changed()
+        return True
 
     # =====================================================================
     # objects (the label list)
@@ -1439,6 +1605,7 @@ class MainWindow(QMainWindow):
         self.act_load_mask.setEnabled(self.labels is not None and not busy)
         self.act_load_labelmap.setEnabled(self.labels is not None and not busy)
         self.act_add_object.setEnabled(self.labels is not None and not busy)
+        self.act_slice_mode.setEnabled(self.state.ndim == 3 and not busy)
         self.act_load_clicks.setEnabled(have_img and not busy)
         self.act_clear_points.setEnabled(bool(self.pending_margin))
 

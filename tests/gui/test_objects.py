@@ -396,3 +396,66 @@ def test_label_session_rename_and_colour_keep_order_and_check_input(two_discs):
     assert ls.segment_of("c").color == (0.0, 0.5, 1.0)
     with pytest.raises(midseg.errors.InvalidInputError, match="colour"):
         ls.set_color("c", (2, 0, 0))
+
+
+# -- per-slice 2D mode ---------------------------------------------------------------
+
+@pytest.fixture
+def ball_volume(monkeypatch, qtbot, tmp_path):
+    monkeypatch.setattr(midseg.predict, "predict_probability", fake_predict)
+    shape = (12, 40, 44)
+    g = np.indices(shape, dtype=float)
+    truth = (((g[0] - 6) / 4) ** 2 + ((g[1] - 20) / 9) ** 2 + ((g[2] - 22) / 10) ** 2
+             <= 1).astype(np.uint8)
+    arr = (truth + np.random.default_rng(2).normal(scale=0.04, size=shape)).astype(np.float32)
+    path = tmp_path / "ball.nii.gz"
+    midseg.write_image(path, midseg.Image(arr, spacing=(2.0, 1.0, 1.0)))
+    w = MainWindow(model=FakeModel(3), autosave=False)
+    w.slice_model_spec = FakeModel(2)
+    w.ask = Answers()
+    qtbot.addWidget(w)
+    w.resize(1300, 640)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.open_image(path)
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.session is not None, timeout=10_000)
+    return w, truth
+
+
+@needs_refine
+def test_slice_mode_writes_the_2d_result_into_one_slice(ball_volume, qtbot):
+    w, truth = ball_volume
+    w.set_slice_mode(True)
+    assert w.slice_mode
+    view = w.views[("axial", 0)]
+    w.state.set_cursor((6, 20, 22))
+    for p in [(6, 12, 22), (6, 28, 22), (6, 20, 13), (6, 20, 31)]:
+        click(qtbot, view, p)
+    assert w.run_segment()
+    wait_idle(qtbot, w)
+    s = w.session
+    assert s.mask is not None, w.last_error
+    assert s.mask[6, 20, 22] == 1 and s.mask[6].sum() > 100
+    assert s.mask.sum() == s.mask[6].sum()            # only that slice is written
+    slice6 = s.mask[6].copy()
+    assert w._slice_model is not None and w._slice_model.spatial_dims == 2
+
+    # a click on the slice refines the 2D session and rewrites the slice: one step
+    click(qtbot, view, (6, 3, 3), Qt.LeftButton)
+    wait_idle(qtbot, w)
+    assert s.mask[6, 3, 3] == 1 and s.mask.sum() == s.mask[6].sum()
+    assert s.edits == 1 and len(s.rounds) == 0          # a brush-like edit of the 3D object
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(s.mask[6], slice6)
+    # after the undo the 2D session no longer matches the slice: clicks are refused
+    click(qtbot, view, (6, 3, 3), Qt.LeftButton)
+    wait_idle(qtbot, w)
+    assert np.array_equal(s.mask[6], slice6)
+
+    # margin points on two slices are refused with a reason
+    w.set_tool("margin")
+    w.state.set_cursor((4, 20, 22))
+    for p in [(4, 12, 22), (4, 28, 22), (5, 20, 13), (4, 20, 31)]:
+        w.add_margin_point(p)
+    assert not w.run_segment()
+    assert "one axial slice" in w.last_error and "[4, 5]" in w.last_error
