@@ -459,3 +459,62 @@ def test_slice_mode_writes_the_2d_result_into_one_slice(ball_volume, qtbot):
         w.add_margin_point(p)
     assert not w.run_segment()
     assert "one axial slice" in w.last_error and "[4, 5]" in w.last_error
+
+
+# -- DICOM-SEG -----------------------------------------------------------------------
+
+def _dicom_series(folder):
+    """The small CT series of tests/test_dicomseg.py (one helper, not a copy)."""
+    import importlib.util as iu
+    from pathlib import Path
+
+    spec = iu.spec_from_file_location(
+        "_dicomseg_helpers", Path(__file__).resolve().parents[1] / "test_dicomseg.py")
+    module = iu.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._series(folder)
+
+
+def test_dicom_series_objects_saved_as_dicom_seg_and_loaded_back(monkeypatch, qtbot, tmp_path):
+    pytest.importorskip("highdicom")
+    monkeypatch.setattr(midseg.predict, "predict_probability", fake_predict)
+    _dicom_series(tmp_path / "ct")
+    windows = []
+    for _ in range(2):
+        w = MainWindow(model=FakeModel(3), autosave=False)
+        w.ask = Answers()
+        qtbot.addWidget(w)
+        w.resize(1200, 600)
+        w.show()
+        assert w.open_image(tmp_path / "ct")
+        qtbot.waitUntil(lambda w=w: not w.jobs.busy and w.session is not None, timeout=10_000)
+        windows.append(w)
+    w, w2 = windows
+    assert w.state.shape == (5, 16, 20)
+    z = np.zeros((5, 16, 20), np.uint8)
+    a_vox = np.argwhere(np.ones((2, 4, 5), bool)) + (1, 3, 4)
+    b_vox = np.argwhere(np.ones((2, 3, 3), bool)) + (2, 10, 14)
+    w.rename_object("Segment_1", "spleen")
+    assert w.paint_stroke(a_vox, 1)
+    w.add_object("kidney")
+    assert w.paint_stroke(b_vox, 1)
+    target = tmp_path / "out" / "organs.dcm"
+    assert w.save_labelmap(target), w.last_error
+    assert w2.load_labelmap(target)
+    qtbot.waitUntil(lambda: not w2.jobs.busy and "kidney" in w2.labels.names, timeout=10_000)
+    assert w2.labels.names == ("spleen", "kidney")
+    expect_a, expect_b = z.copy(), z.copy()
+    expect_a[tuple(a_vox.T)] = 1
+    expect_b[tuple(b_vox.T)] = 1
+    assert np.array_equal(w2.labels.object("spleen").mask, expect_a)
+    assert np.array_equal(w2.labels.object("kidney").mask, expect_b)
+    for name in ("spleen", "kidney"):
+        assert np.allclose(w2.labels.segment_of(name).color, w.labels.segment_of(name).color,
+                           atol=0.02)
+
+
+def test_dicom_seg_needs_an_image_from_a_dicom_series(two_discs, qtbot, tmp_path):
+    w, path, a, b = two_discs
+    w.paint_stroke(np.argwhere(a), 1)
+    assert not w.save_labelmap(tmp_path / "x.dcm")
+    assert "DICOM series" in w.last_error and not (tmp_path / "x.dcm").exists()
