@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtGui import QColor, QIcon, QPixmap
-from PyQt5.QtWidgets import (QAbstractItemView, QHBoxLayout, QListWidget, QListWidgetItem,
+from PyQt5.QtWidgets import (QAbstractItemView, QGridLayout, QListWidget, QListWidgetItem,
                              QPushButton, QVBoxLayout, QWidget)
 
 __all__ = ["LabelPanel", "rgb255"]
@@ -56,7 +56,7 @@ class LabelPanel(QWidget):
         self.list.currentItemChanged.connect(self._current_changed)
         self.list.itemChanged.connect(self._item_changed)
         lay.addWidget(self.list, 1)
-        row = QHBoxLayout()
+        row = QGridLayout()             # 2 x 2: the panel stays narrow beside the views
         row.setSpacing(2)
         self.buttons = {}
         for key, text, tip, slot in (
@@ -72,7 +72,7 @@ class LabelPanel(QWidget):
             b.setToolTip(tip)
             b.clicked.connect(slot)
             b.setFocusPolicy(Qt.NoFocus)
-            row.addWidget(b)
+            row.addWidget(b, len(self.buttons) // 2, len(self.buttons) % 2)
             self.buttons[key] = b
         lay.addLayout(row)
 

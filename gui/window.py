@@ -238,6 +238,7 @@ class MainWindow(QMainWindow):
         dock.setWidget(self.label_panel)
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
         self.addDockWidget(Qt.RightDockWidgetArea, dock)
+        self.resizeDocks([dock], [190], Qt.Horizontal)
         self.label_dock = dock
         self._update_actions()
 
@@ -339,9 +340,12 @@ class MainWindow(QMainWindow):
         tb = QToolBar("Main", self)
         tb.setObjectName("toolbar_main")
         tb.setIconSize(QSize(16, 16))
+        # short toolbar labels (the menus keep the full ones): the bar fits 1100 pixels
+        self.act_save_labelmap.setIconText("Save labels")
+        self.tool_actions["margin"].setIconText("Margin")
+        self.tool_actions["refine"].setIconText("Refine")
         for act in (self.act_open, self.act_save_labelmap, None, *self.tool_actions.values(),
-                    self.act_slice_mode, None, self.act_segment, self.act_undo, self.act_redo, self.act_reset, None,
-                    self.act_add_object):
+                    None, self.act_segment, self.act_undo, self.act_redo, self.act_reset):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)
 
