@@ -518,3 +518,29 @@ def test_dicom_seg_needs_an_image_from_a_dicom_series(two_discs, qtbot, tmp_path
     w.paint_stroke(np.argwhere(a), 1)
     assert not w.save_labelmap(tmp_path / "x.dcm")
     assert "DICOM series" in w.last_error and not (tmp_path / "x.dcm").exists()
+
+
+# -- the scripted session on the real chest CT -----------------------------------------
+
+@pytest.mark.data
+@needs_refine
+def test_scripted_gui_session_on_the_chest_ct(shared_data, tmp_path):
+    """scripts/gui_session.py end to end (offscreen here; under Xvfb for the screenshots)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, str(repo / "scripts" / "gui_session.py"),
+                          "--data", str(shared_data), "--out", str(tmp_path / "out"),
+                          "--shots", str(tmp_path / "shots")],
+                         capture_output=True, text=True, timeout=900, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "undo: back to the painted mask; the tumour untouched" in run.stdout
+    back, segs = read_labelmap(tmp_path / "out" / "lung1_structures.seg.nrrd")
+    assert [s.name for s in segs] == ["tumour", "spinal cord"]
+    for name in ("gui-objects.png", "gui-paint.png"):
+        size = (tmp_path / "shots" / name).stat().st_size
+        assert 20_000 < size < 300_000
