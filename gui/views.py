@@ -227,7 +227,9 @@ class SliceView(QWidget):
         else:
             alpha = int(round(255 * st.opacity))
         rgba = None
-        for mask, color, current in layers:
+        # the earliest object drawn last: where masks overlap the overlay shows what the
+        # saved label map holds (`LabelSession.labelmap`, overlap "keep")
+        for mask, color, current in reversed(layers):
             m = self.plane.slice_of(mask, self.slice_index) != 0
             if not m.any():
                 continue

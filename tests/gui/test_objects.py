@@ -180,6 +180,19 @@ def test_two_objects_each_with_its_own_clicks_and_undo(two_discs, qtbot):
     assert np.array_equal(first.mask, mask_a)
 
 
+def test_where_objects_overlap_the_overlay_shows_the_label_maps_owner(two_discs, qtbot):
+    w, path, a, b = two_discs
+    view = w.views[("2d", 0)]
+    assert w.paint_stroke(np.argwhere(a), 1)
+    w.add_object("later")
+    assert w.paint_stroke(np.argwhere(a | b), 1)          # covers the first object too
+    first = tuple(int(round(255 * c)) for c in w.labels.segment_of("Segment_1").color)
+    later = tuple(int(round(255 * c)) for c in w.labels.segment_of("later").color)
+    assert w.labels.labelmap()[A_CENTRE] == 1             # "keep": the earlier object
+    assert overlay_rgb(view, A_CENTRE)[:3] == first
+    assert overlay_rgb(view, B_CENTRE)[:3] == later
+
+
 def test_margin_points_stay_with_their_object(two_discs, qtbot):
     w, path, a, b = two_discs
     view = w.views[("2d", 0)]
