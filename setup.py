@@ -18,7 +18,8 @@ setup(
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.10",
-    packages=["midseg", "midseg.evaluation", "midseg.gui", "midseg.data_sim", "midseg.models"],
+    packages=["midseg", "midseg.evaluation", "midseg.gui", "midseg.data_sim", "midseg.models",
+              "midseg.training"],
     package_dir={
         "midseg": "midseg",
         "midseg.gui": "gui",

@@ -357,7 +357,7 @@ def test_checkpoint_from_before_new_options_still_resumes(tmp_path):
 
 
 def test_val_seed_fixes_the_validation_points_across_training_seeds(monkeypatch):
-    import midseg.train as mt
+    import midseg.training.loop as mt
 
     seen = []
     real = mt._make_val_cases
@@ -528,7 +528,7 @@ def test_cli_pool_refuses_ambiguous_options(tmp_path, shared_data, extra, messag
 
 def test_torch_augmentation_rotates_and_scales_in_physical_space(monkeypatch):
     """Identity parameters give the input back; a quarter turn turns the array."""
-    import midseg.train as tr
+    import midseg.training.augment as tr
 
     rng = np.random.default_rng(0)
     image = rng.normal(size=(5, 16, 16)).astype(np.float32)
@@ -605,3 +605,30 @@ def test_pool_cache_gives_the_same_samples_as_the_data(tmp_path, shared_data):
         xb, yb = make_sample(b, cfg, np.random.default_rng(3))
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
+
+
+def test_the_old_module_reexports_the_training_package():
+    """`midseg.train` is a compatibility module over `midseg.training`."""
+    import midseg.train as old
+    import midseg.training as new
+    from midseg.training import cli, config, loop, samples, synthetic
+
+    for name in new.__all__:
+        assert getattr(old, name) is getattr(new, name), name
+    assert old.train is loop.train and old.TrainConfig is config.TrainConfig
+    assert old._pool_items is samples._pool_items and old.synthetic_items is synthetic.synthetic_items
+    assert cli.DESCRIPTION == old.__doc__.split("\n\nThe code lives")[0] + "\n"
+
+
+def test_train_state_round_trips_through_a_checkpoint_dict(tmp_path):
+    from midseg.training import TrainState
+
+    items = _discs(4, 16)
+    train(items, _cfg(epochs=2, keep_best=True), tmp_path, val_items=_discs(1, 3),
+          progress=False, max_iterations=1)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state = TrainState.from_dict(ck["state"])
+    assert state.iteration == 1 and state.best["iteration"] == 1 and state.init is None
+    assert list(state.to_dict()) == ["iteration", "history", "elapsed", "best", "init"]
+    del ck["state"]["init"]                      # checkpoints from before fine-tuning
+    assert TrainState.from_dict(ck["state"]).init is None
