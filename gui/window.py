@@ -1300,6 +1300,12 @@ class MainWindow(QMainWindow):
         only = labels.names[0] if len(labels.names) == 1 else None
         placeholder = (only is not None and labels.object(only).mask is None
                        and not labels.object(only).can_redo and not self.pending_margin)
+        held = None
+        if placeholder:
+            # the empty object a new image starts with goes first, so that it does not hold
+            # label value 1 (the file's values are kept wherever they are free)
+            held = labels.segment_of(only)
+            labels.remove(only)
         added, empty, failed = [], [], False
         for seg in segments:
             where = arr == seg.value
@@ -1320,13 +1326,14 @@ class MainWindow(QMainWindow):
                 break
             added.append(name)
         if not added:
+            if held is not None:         # nothing loaded: the empty start object comes back
+                labels.add(held.name, color=held.color, value=held.value)
             if not failed:
                 self.show_error(f"Nothing to load from {where_from}",
                                 "it holds no labelled voxel" + (
                                     f" (empty segments: {', '.join(empty)})" if empty else ""))
             return False
-        if placeholder:                  # the empty object a new image starts with
-            labels.remove(only)
+        if placeholder:
             self.hidden.discard(only)
         self.current = None
         self.pending_margin = []

@@ -356,6 +356,40 @@ def test_load_a_label_map_and_save_it_back_with_names_and_colours(two_discs, qtb
     assert [(s.value, s.name) for s in segs2] == [(3, "left kidney"), (7, "spleen")]
 
 
+def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, qtbot,
+                                                                      tmp_path):
+    # values 1 and 2, as most label maps have them: the empty start object (value 1) must
+    # not push them to 2 and 3, or a re-saved map would no longer mean what it meant
+    w, path, a, b = two_discs
+    image = midseg.read_image(path)
+    labels = (a * 1 + b * 2).astype(np.uint8)
+    src = tmp_path / "organs12.seg.nrrd"
+    write_labelmap(src, labels, like=image,
+                   segments=[Segment(1, "liver", (0.9, 0.2, 0.2)), Segment(2, "spleen")])
+    assert w.load_labelmap(src)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
+                    timeout=10_000)
+    assert w.labels.names == ("liver", "spleen")
+    assert [w.labels.segment_of(n).value for n in w.labels.names] == [1, 2]
+    assert np.array_equal(w.labels.labelmap(), labels)
+    out = tmp_path / "resaved.nii.gz"
+    assert w.save_labelmap(out)
+    assert np.array_equal(np.asarray(read_labelmap(out)[0].array), labels)
+
+
+def test_a_label_map_with_nothing_to_load_keeps_the_start_object(two_discs, qtbot, tmp_path):
+    w, path, a, b = two_discs
+    image = midseg.read_image(path)
+    src = tmp_path / "empty.seg.nrrd"
+    write_labelmap(src, np.zeros(SHAPE, np.uint8), like=image, segments=[Segment(1, "liver")])
+    start = w.labels.names
+    assert w.load_labelmap(src)
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None, timeout=10_000)
+    assert "no labelled voxel" in w.last_error
+    assert w.labels.names == start and w.current == start[0]
+    assert w.labels.segment_of(start[0]).value == 1
+
+
 def test_load_mask_as_object_and_a_label_map_of_another_shape_is_refused(two_discs, qtbot,
                                                                          tmp_path):
     w, path, a, b = two_discs
