@@ -315,14 +315,24 @@ class LabelSession:
                                         "and clicks")
             start = None
             if isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask") \
+                    and initial_labelmap is None:
+                raise InvalidInputError(
+                    f"{str(p)!r}: objects[{k}] ({entry['name']!r}) started from a mask or "
+                    "label map (start_from_mask, from_labelmap), which a labels file does not "
+                    "hold: load that label map with it (initial_labelmap=...)")
+            if isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask") \
                     and initial_labelmap is not None:
                 try:
                     start = np.asarray(initial_labelmap) == int(entry["value"])
                 except (TypeError, ValueError, OverflowError):
                     raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") \
                         from None
-            replayed = Session.from_clicks(entry["clicks"], image, model=model, device=device,
-                                           initial_mask=start)
+            try:
+                replayed = Session.from_clicks(entry["clicks"], image, model=model,
+                                               device=device, initial_mask=start)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{str(p)!r}: objects[{k}] ({entry['name']!r}): "
+                                        f"{exc}") from None
             if ls is None:
                 ls = cls.__new__(cls)
                 ls.image, ls.model = replayed.image, replayed.model

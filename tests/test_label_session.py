@@ -115,3 +115,19 @@ def test_a_session_started_from_a_label_map_reloads_with_it(tmp_path):
     back = LabelSession.load(tmp_path / "l.json", IMG, initial_labelmap=labels)
     np.testing.assert_array_equal(back.labelmap(), ls.labelmap())
     assert back.add("more").lam == 3.0                    # the session's parameters too
+
+
+def test_reloading_an_object_started_from_a_label_map_without_it_names_the_object(tmp_path):
+    from midseg.labelmap import Segment
+
+    labels = np.zeros(LEFT.shape, np.uint8)
+    labels[LEFT] = 4
+    ls = LabelSession.from_labelmap(IMG, labels, [Segment(4, "left kidney")])
+    ls.object("left kidney").refine(background=[(40, 30)])
+    ls.save(tmp_path / "l.json")
+    with pytest.raises(InvalidInputError, match=r"objects\[0\] \('left kidney'\).*initial_labelmap"):
+        LabelSession.load(tmp_path / "l.json", IMG)
+    wrong = np.where(labels == 4, 4, 0).astype(np.uint8)
+    wrong[40, 30] = 0
+    with pytest.raises(InvalidInputError, match=r"objects\[0\] \('left kidney'\): initial_mask"):
+        LabelSession.load(tmp_path / "l.json", IMG, initial_labelmap=wrong)
