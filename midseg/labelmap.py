@@ -216,12 +216,17 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
         if side.is_file():
             try:
                 doc = json.loads(side.read_text(encoding="utf-8"))
-                named = {int(s["value"]): Segment(int(s["value"]), s["name"],
-                                                  tuple(s["color"]))
-                         for s in doc["segments"]}
+                listed = [Segment(int(s["value"]), s["name"], tuple(s["color"]))
+                          for s in doc["segments"]]
             except (ValueError, KeyError, TypeError) as exc:
                 raise InvalidInputError(f"segments file {str(side)!r} is damaged: {exc}") \
                     from None
+            named = {s.value: s for s in listed}
+            if len(named) != len(listed):
+                twice = sorted({s.value for s in listed
+                                if sum(t.value == s.value for t in listed) > 1})
+                raise InvalidInputError(f"segments file {str(side)!r} is damaged: it names "
+                                        f"label value(s) {twice} more than once")
         segs = [named.get(v, Segment(v, f"Segment {v}", DEFAULT_COLORS[i % 6]))
                 for i, v in enumerate(values)]
         extra = [s for v, s in named.items() if v not in values]

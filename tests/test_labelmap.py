@@ -125,3 +125,16 @@ def test_seg_nrrd_goes_into_a_new_folder(tmp_path, two_objects):
     lab, like, segs = two_objects
     write_labelmap(tmp_path / "new" / "x.seg.nrrd", lab, like=like, segments=segs)
     assert (tmp_path / "new" / "x.seg.nrrd").is_file()
+
+
+def test_a_sidecar_naming_one_value_twice_is_refused(tmp_path, two_objects):
+    # two names for value 1: which one is the spleen? Refuse rather than keep the last
+    lab, like, segs = two_objects
+    path = tmp_path / "two.nii.gz"
+    write_labelmap(path, lab, like=like, segments=segs)
+    side = tmp_path / ("two.nii.gz" + SIDECAR_SUFFIX)
+    doc = json.loads(side.read_text())
+    doc["segments"].append({"value": 1, "name": "liver", "color": [0.0, 1.0, 0.0]})
+    side.write_text(json.dumps(doc))
+    with pytest.raises(InvalidInputError, match=r"damaged.*label value\(s\) \[1\] more than once"):
+        read_labelmap(path)
