@@ -1089,7 +1089,23 @@ class MainWindow(QMainWindow):
     def _next_color(self):
         used = {self.labels.segment_of(n).color for n in self.labels.names}
         free = [c for c in OBJECT_COLORS if c not in used]
-        return free[0] if free else OBJECT_COLORS[len(used) % len(OBJECT_COLORS)]
+        if free:
+            return free[0]
+        # the palette is used up: further hues a golden angle apart, each one unused, none
+        # near the red and green of the click markers (one colour for all would hide which
+        # object a voxel belongs to)
+        import colorsys
+
+        c = OBJECT_COLORS[0]
+        for k in range(len(used) + 64):
+            h = (0.07 + k * 0.6180339887) % 1.0
+            if min(abs(h - 1 / 3), h, 1 - h) < 0.05:
+                continue
+            sat, val = ((0.7, 1.0), (0.5, 0.85), (0.9, 0.75))[k % 3]
+            c = tuple(round(x, 4) for x in colorsys.hsv_to_rgb(h, sat, val))
+            if c not in used:
+                break
+        return c
 
     def add_object(self, name: str | None = None, color=None) -> str | None:
         """Add an object and make it current; returns its name (None if refused).

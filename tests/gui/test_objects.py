@@ -356,6 +356,15 @@ def test_load_a_label_map_and_save_it_back_with_names_and_colours(two_discs, qtb
     assert [(s.value, s.name) for s in segs2] == [(3, "left kidney"), (7, "spleen")]
 
 
+def test_objects_beyond_the_palette_still_get_colours_of_their_own(two_discs):
+    w, path, a, b = two_discs
+    for k in range(40):
+        assert w.add_object(f"o{k}") is not None, w.last_error
+    colors = [w.labels.segment_of(n).color for n in w.labels.names]
+    assert len(set(colors)) == len(colors)                 # was: every object from the 9th on
+    assert all(0.0 <= c <= 1.0 for rgb in colors for c in rgb)
+
+
 def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, qtbot,
                                                                       tmp_path):
     # values 1 and 2, as most label maps have them: the empty start object (value 1) must
