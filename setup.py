@@ -62,6 +62,7 @@ setup(
             "dask[distributed]>=2023.1",
             "highdicom>=0.22",
             "pydicom>=2.4",
+            "mypy>=1.10",
         ],
     },
     entry_points={
