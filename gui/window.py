@@ -883,7 +883,31 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{self.current}: {what} {len(vox)} voxel(s) (Ctrl+Z undoes "
                                      "the stroke)", 4000)
         self._changed()
+        if value:
+            self._note_voxels_held_by_earlier(vox)
         return True
+
+    def _note_voxels_held_by_earlier(self, vox) -> None:
+        """Say so when painted voxels belong to an object listed earlier: the label map
+        (``overlap="keep"``) and the overlay keep them that object's, so the stroke shows
+        nothing there."""
+        names = list(self.labels.names)
+        where = tuple(np.asarray(vox).T)
+        held = {}
+        for n in names[:names.index(self.current)]:
+            m = self.labels.object(n).mask
+            if m is not None:
+                k = int(np.count_nonzero(m[where]))
+                if k:
+                    held[n] = k
+        if held:
+            self.show_warning(
+                "Painted over another object",
+                f"{sum(held.values())} of the voxels painted into {self.current} belong to "
+                + ", ".join(f"{n} ({k})" for n, k in held.items())
+                + ", listed earlier: the overlay and the saved label map keep them there "
+                "(an object never takes another's voxels). Erase them in that object first "
+                "if they belong to " + self.current + ".")
 
     def _add_pending(self, voxels, foreground: bool) -> None:
         """Queue clicks for the next round; on a voxel queued as the other class, the later wins.

@@ -191,6 +191,19 @@ def test_where_objects_overlap_the_overlay_shows_the_label_maps_owner(two_discs,
     assert w.labels.labelmap()[A_CENTRE] == 1             # "keep": the earlier object
     assert overlay_rgb(view, A_CENTRE)[:3] == first
     assert overlay_rgb(view, B_CENTRE)[:3] == later
+    # the stroke shows nothing over the first object: the user is told why
+    assert "belong to Segment_1" in (w.last_warning or "")
+    assert f"{int(a.sum())} of the voxels" in w.last_warning
+
+
+def test_painting_where_no_earlier_object_is_gives_no_warning(two_discs, qtbot):
+    w, path, a, b = two_discs
+    assert w.paint_stroke(np.argwhere(a), 1)
+    w.add_object("later")
+    assert w.paint_stroke(np.argwhere(b), 1)
+    assert w.set_current_object("Segment_1")
+    assert w.paint_stroke(np.argwhere(b), 1)              # the later object yields
+    assert w.last_warning is None
 
 
 def test_margin_points_stay_with_their_object(two_discs, qtbot):
