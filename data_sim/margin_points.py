@@ -5,12 +5,11 @@ Pure numpy/scipy on arrays: must not read files or import torch.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from midseg._checks import as_rng, as_spacing, check_spatial
+from midseg._checks import SpacingLike, as_rng, as_spacing, check_spatial
 from midseg.crop import DEFAULT_MARGIN
 from midseg.errors import InvalidInputError
 
@@ -30,7 +29,7 @@ assert DEFAULT_INWARD + DEFAULT_EXTREME_JITTER <= DEFAULT_MARGIN
 
 
 def interior_margin_points(mask, *, rng: np.random.Generator | int | None = None,
-                           spacing: Sequence[float] | None = None,
+                           spacing: SpacingLike | None = None,
                            inward: int | tuple[int, int] = (1, DEFAULT_INWARD),
                            extreme_jitter: int = DEFAULT_EXTREME_JITTER,
                            n_random: int | tuple[int, int] = DEFAULT_N_RANDOM) -> np.ndarray:

@@ -6,12 +6,11 @@ Pure numpy/scipy on arrays: must not read files or import torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from midseg._checks import as_rng, as_spacing, check_spatial
+from midseg._checks import SpacingLike, as_rng, as_spacing, check_spatial
 from midseg.errors import InvalidInputError
 
 __all__ = ["Click", "corrective_click", "CLICK_MODES"]
@@ -61,7 +60,7 @@ def _deepest_voxel(depth: np.ndarray) -> tuple[int, ...]:
 
 def corrective_click(gt, pred, *, rng: np.random.Generator | int | None = None,
                      mode: str = "deepest",
-                     spacing: Sequence[float] | None = None) -> Click | None:
+                     spacing: SpacingLike | None = None) -> Click | None:
     """Simulate the next corrective click of a user who knows the ground truth.
 
     Parameters

@@ -5,7 +5,7 @@ with the offending value and what was expected.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -21,6 +21,10 @@ DEFAULT_SIGMA = 0.1
 #: 16-bit data already cuts the edge weight to 0; far below it the weights overflow.
 LAM_MAX = 1e4
 SIGMA_MIN = 1e-6
+
+#: What a ``spacing`` argument may be: a sequence of floats or an array, e.g. the output of
+#: `as_spacing` (an ndarray is not a ``Sequence`` to a type checker).
+SpacingLike = Union[Sequence[float], np.ndarray]
 
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -83,7 +87,7 @@ def check_lam_sigma(lam, sigma) -> tuple[float, float]:
     return lam_f, sigma_f
 
 
-def as_spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+def as_spacing(spacing: SpacingLike | None, ndim: int) -> np.ndarray:
     """Spacing as a float64 array of length `ndim` (array axis order); None means 1."""
     if spacing is None:
         return np.ones(ndim, dtype=np.float64)

@@ -23,7 +23,7 @@ import traceback
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from .errors import GeometryMismatchError, InvalidInputError
 from .io import file_sha256, write_bytes_atomic, write_json_atomic
@@ -227,7 +227,8 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     p = Path(path)
     rows = list(_manifest_rows(p, _manifest_text(p)))
     base = p.parent
-    cases, seen = [], {}
+    cases: list[Case] = []
+    seen: dict[str, tuple[str, int]] = {}  # name key -> (case name as written, line)
     for n, row in rows:
         where = f"manifest {str(p)!r} line {n}"
         if not row.get("image") or not row.get("clicks"):
@@ -272,7 +273,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
 
 def _check_file_and_folder(p: Path, cases: list[Case], lines: list[int]) -> None:
     """Refuse a case whose record or mask file is another case's folder (``a``, ``a.json/b``)."""
-    folders = {}
+    folders: dict[str, tuple[str, int]] = {}  # name key -> (case name, line)
     for case, n in zip(cases, lines):
         for rel in (_record_path(Path(), case), _mask_path(Path(), case)):
             for parent in list(rel.parents)[:-2]:  # not "." and not cases/ or masks/
@@ -379,18 +380,20 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
         raise InvalidInputError("the ground-truth path is empty")
     gt = read_ground_truth(ground_truth, image, label) if ground_truth else None
     session = Session.from_clicks(clicks_path, image, model=model)
-    write_mask(out_path, session.mask, like=image)
+    mask = session.mask
+    assert mask is not None  # from_clicks ran stage 1 (or started from a mask)
+    write_mask(out_path, mask, like=image)
     result = {"rounds": len(session.rounds), "seconds": round(time.perf_counter() - t0, 3),
               "mask": str(out_path), "dice": None, "assd": None, "hd95": None, "note": None}
     if gt is not None:
-        result["dice"] = _finite(metrics.dice(session.mask, gt))
+        result["dice"] = _finite(metrics.dice(mask, gt))
         if not gt.any():
             result["note"] = "ground truth empty: ASSD/HD95 undefined"
-        elif not session.mask.any():
+        elif not mask.any():
             result["note"] = "mask empty: ASSD/HD95 undefined"
         else:
-            result["assd"] = _finite(metrics.assd(session.mask, gt, image.spacing))
-            result["hd95"] = _finite(metrics.hd95(session.mask, gt, image.spacing))
+            result["assd"] = _finite(metrics.assd(mask, gt, image.spacing))
+            result["hd95"] = _finite(metrics.hd95(mask, gt, image.spacing))
     return result
 
 
@@ -520,7 +523,7 @@ def run_case(case: Case, out_dir: str, model=None, inputs: dict | None = None) -
     record holds (computed here when None).
     """
     out = Path(out_dir)
-    record = {"case": case.case, "status": "ok", "error": None, "note": None}
+    record: dict[str, Any] = {"case": case.case, "status": "ok", "error": None, "note": None}
     mask_path = _mask_path(out, case)
     try:
         record["inputs"] = inputs if inputs is not None else _inputs(case, _model_ref(model))

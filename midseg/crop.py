@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._checks import as_index_array, as_points, check_spatial
+from ._checks import SpacingLike, as_index_array, as_points, check_spatial
 from .errors import InvalidInputError
 
 __all__ = ["Box", "relaxed_bbox", "CropTransform", "zscore",
@@ -432,7 +432,7 @@ class CropTransform:
         out[(Ellipsis,) + self.box.slices] = inner
         return out
 
-    def grid_spacing(self, spacing: Sequence[float] | None = None) -> np.ndarray:
+    def grid_spacing(self, spacing: SpacingLike | None = None) -> np.ndarray:
         """Physical size of a grid voxel (float64, array order) under this transform.
 
         ``spacing * (Lbox - 1) / (Lgrid - 1)`` per axis (``spacing * Lbox /

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._checks import as_points, as_spacing
+from ._checks import SpacingLike, as_points, as_spacing
 from .errors import InvalidInputError
 from .geodesic import _check_image, geodesic_distance
 
@@ -102,7 +101,7 @@ def _sq_dist_to(point: np.ndarray, shape: tuple[int, ...], rel_sp: np.ndarray) -
 
 # ----------------------------------------------------------------------------- cue kinds
 
-def egd_map(image, points, *, spacing: Sequence[float] | None = None,
+def egd_map(image, points, *, spacing: SpacingLike | None = None,
             channel_axis: int | None = None) -> np.ndarray:
     """Exponentialised geodesic distance (MIDeepSeg Eq. 1): ``exp(-D_geo)``, parameter-free.
 
@@ -133,7 +132,7 @@ def egd_map(image, points, *, spacing: Sequence[float] | None = None,
     return np.exp(-d, dtype=np.float32)
 
 
-def geodesic_map(image, points, *, spacing: Sequence[float] | None = None,
+def geodesic_map(image, points, *, spacing: SpacingLike | None = None,
                  channel_axis: int | None = None, tau: float | None = None,
                  theta: float = DEFAULT_THETA, lamb: float = 1.0) -> np.ndarray:
     """Truncated geodesic distance, inverted: ``1 - min(D, tau) / tau``.
@@ -161,7 +160,7 @@ def geodesic_map(image, points, *, spacing: Sequence[float] | None = None,
     return _truncated(d.astype(np.float64), tau, theta)
 
 
-def euclidean_map(image, points, *, spacing: Sequence[float] | None = None,
+def euclidean_map(image, points, *, spacing: SpacingLike | None = None,
                   channel_axis: int | None = None, tau: float | None = None,
                   theta: float = DEFAULT_THETA) -> np.ndarray:
     """Truncated exact Euclidean distance, inverted: ``1 - min(D, tau) / tau``.
@@ -186,7 +185,7 @@ def euclidean_map(image, points, *, spacing: Sequence[float] | None = None,
     return _truncated(_edt(pts, chans.shape[1:], rel), tau, theta)
 
 
-def gaussian_map(image, points, *, spacing: Sequence[float] | None = None,
+def gaussian_map(image, points, *, spacing: SpacingLike | None = None,
                  channel_axis: int | None = None, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
     """Gaussian heatmap, the maximum over points of ``exp(-d^2 / (2 sigma^2))``.
 
@@ -207,7 +206,7 @@ def gaussian_map(image, points, *, spacing: Sequence[float] | None = None,
     return np.exp(-(d * d) / (2.0 * s * s)).astype(np.float32)
 
 
-def disk_map(image, points, *, spacing: Sequence[float] | None = None,
+def disk_map(image, points, *, spacing: SpacingLike | None = None,
              channel_axis: int | None = None, radius: float = DEFAULT_RADIUS) -> np.ndarray:
     """Binary disks (balls in 3D) of `radius` around the points (Marinov et al. Eq. 1).
 
@@ -227,7 +226,7 @@ def disk_map(image, points, *, spacing: Sequence[float] | None = None,
     return (_edt(pts, chans.shape[1:], rel) <= r).astype(np.float32)
 
 
-def bbox_map(image, points, *, spacing: Sequence[float] | None = None,
+def bbox_map(image, points, *, spacing: SpacingLike | None = None,
              channel_axis: int | None = None) -> np.ndarray:
     """The "box only" baseline: 1 inside the tight bounding box of the points, 0 outside.
 
@@ -246,7 +245,7 @@ def bbox_map(image, points, *, spacing: Sequence[float] | None = None,
     return out
 
 
-def adaptive_gaussian_map(image, points, *, spacing: Sequence[float] | None = None,
+def adaptive_gaussian_map(image, points, *, spacing: SpacingLike | None = None,
                           channel_axis: int | None = None, a: float = ADAPTIVE_A,
                           b: float = ADAPTIVE_B) -> np.ndarray:
     """Adaptive Gaussian heatmaps (Marinov et al. 2023, "Guiding the Guidance", Eq. 6).
@@ -315,7 +314,7 @@ _FUNCTIONS = {
 _COMMON = {"image", "points", "spacing", "channel_axis"}
 
 
-def cue_map(kind: str, image, points, *, spacing: Sequence[float] | None = None,
+def cue_map(kind: str, image, points, *, spacing: SpacingLike | None = None,
             channel_axis: int | None = None, **params) -> np.ndarray:
     """Cue map of `kind` for the points: dispatches to the ``<kind>_map`` function.
 

@@ -172,7 +172,9 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
     mask_path = out / f"{stem}.mask{suffix}"
     clicks_out = out / f"{stem}.clicks.json"
     overlay = out / f"{stem}.overlay.png"
-    write_mask(mask_path, session.mask, like=image)
+    final = session.mask
+    assert final is not None  # from_clicks ran stage 1
+    write_mask(mask_path, final, like=image)
     session.save_clicks(clicks_out)
     _overlay_png(overlay, image, steps, session, truth)
     echo(f"wrote {mask_path}, {clicks_out}, {overlay}")

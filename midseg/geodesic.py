@@ -60,12 +60,11 @@ converge to the same minimal-path distances: with enough iterations they agree t
 from __future__ import annotations
 
 import importlib.util
-from typing import Sequence
 
 import numpy as np
 from numba import njit
 
-from ._checks import as_points, as_spacing, channels_first
+from ._checks import SpacingLike, as_points, as_spacing, channels_first
 from .errors import InvalidInputError
 
 __all__ = ["geodesic_distance", "available_backends", "BACKENDS", "COSTS", "EPS"]
@@ -205,7 +204,7 @@ def _check_backend(backend, cost: str) -> str:
 
 # ----------------------------------------------------------------------------- public API
 
-def geodesic_distance(image, seeds, *, spacing: Sequence[float] | None = None, lamb: float = 1.0,
+def geodesic_distance(image, seeds, *, spacing: SpacingLike | None = None, lamb: float = 1.0,
                       iterations: int = 2, roi=None, channel_axis: int | None = None,
                       backend: str = "auto", cost: str = "geodistk") -> np.ndarray:
     """Generalised geodesic distance from a seed set, by raster scanning.

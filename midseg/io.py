@@ -13,12 +13,16 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._checks import as_spacing
+from ._checks import SpacingLike, as_spacing
 from .errors import (GeometryLossWarning, GeometryMismatchError, ImageReadError,
                      InvalidInputError, MidsegWarning)
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
            "check_output_path", "write_json_atomic", "write_bytes_atomic", "write_file_atomic",
@@ -53,6 +57,11 @@ def _as_direction(direction, ndim: int) -> tuple[tuple[float, ...], ...]:
     if not np.allclose(mat.T @ mat, np.eye(ndim), atol=1e-4):
         raise InvalidInputError(f"direction must be orthonormal, got {mat.tolist()}")
     return tuple(tuple(float(v) for v in row) for row in mat)
+
+
+#: Default of the `Image` fields that ``__post_init__`` fills in: None at run time, typed
+#: Any so that the fields keep the type they always have once an Image exists.
+_NORMALISED: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,12 +103,20 @@ class Image:
     """
 
     array: np.ndarray
-    spacing: tuple[float, ...] = None
-    origin: tuple[float, ...] = None
-    direction: tuple[tuple[float, ...], ...] = None
-    multichannel: bool = None
+    # Fields typed as __post_init__ leaves them; the constructor also takes None (the
+    # default), sequences and arrays for them (its signature for type checkers below).
+    spacing: tuple[float, ...] = _NORMALISED
+    origin: tuple[float, ...] = _NORMALISED
+    direction: tuple[tuple[float, ...], ...] = _NORMALISED
+    multichannel: bool = _NORMALISED
     path: str | None = field(default=None)
     window: tuple[float, float] | None = field(default=None)
+
+    if TYPE_CHECKING:  # the generated __init__, with the argument types it accepts
+        def __init__(self, array: npt.ArrayLike, spacing: SpacingLike | None = None,
+                     origin: SpacingLike | None = None, direction: npt.ArrayLike | None = None,
+                     multichannel: bool | None = None, path: str | None = None,
+                     window: tuple[float, float] | None = None) -> None: ...
 
     def __post_init__(self):
         arr = np.asarray(self.array)
@@ -1214,11 +1231,12 @@ def _geometry_lost(written: Path, like: Image) -> list[str]:
         "direction": np.asarray(reader.GetDirection(), float).reshape(dim, dim)[::-1, ::-1],
     }
     want = {k: np.asarray(getattr(like, k), float) for k in got}
-    tolerance = {"spacing": dict(rtol=1e-4, atol=1e-6), "origin": dict(rtol=1e-6, atol=1e-3),
-                 "direction": dict(rtol=0, atol=1e-3)}
+    tolerance = {"spacing": (1e-4, 1e-6), "origin": (1e-6, 1e-3),  # (rtol, atol)
+                 "direction": (0.0, 1e-3)}
     lost = []
     for key, value in got.items():
-        if not np.allclose(value, want[key], **tolerance[key]):
+        rtol, atol = tolerance[key]
+        if not np.allclose(value, want[key], rtol=rtol, atol=atol):
             lost.append(f"{key} {np.round(want[key], 6).tolist()} -> {np.round(value, 6).tolist()}")
     return lost
 

@@ -439,7 +439,7 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
               for r in data["rounds"]]
     # a later click of the other class on the same point overrides an earlier one (as in
     # `Session.clicks_in_force`): only the clicks still in force are exported
-    last = {}
+    last: dict[tuple[float, ...], bool] = {}  # rounded point -> foreground
     for fg, bg in rounds:
         last.update((tuple(np.round(p, 6)), True) for p in fg)
         last.update((tuple(np.round(p, 6)), False) for p in bg)

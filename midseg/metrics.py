@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ._checks import as_spacing
+from ._checks import SpacingLike, as_spacing
 from .errors import InvalidInputError
 
 __all__ = ["dice", "assd", "hd95", "surface_distances", "clicks_to_reach", "noc", "auc",
@@ -59,7 +59,7 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 
 def surface_distances(pred: np.ndarray, ref: np.ndarray,
-                      spacing: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      spacing: SpacingLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distances (physical units) from each surface voxel of one mask to the other's surface.
 
     Returns
@@ -87,7 +87,7 @@ def _empty_case(a: np.ndarray, b: np.ndarray) -> float | None:
     return None
 
 
-def assd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+def assd(pred: np.ndarray, ref: np.ndarray, spacing: SpacingLike | None = None) -> float:
     """Average symmetric surface distance, in the units of ``spacing`` (mm).
 
     The mean of the two directed average surface distances,
@@ -106,7 +106,7 @@ def assd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = No
     return float((dab.mean() + dba.mean()) / 2.0)
 
 
-def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing: SpacingLike | None = None) -> float:
     """95th-percentile Hausdorff distance, in the units of ``spacing`` (mm).
 
     ``max(P95(d(A→B)), P95(d(B→A)))`` over surface voxels (the MedPy

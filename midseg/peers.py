@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, check_spatial
+from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, SpacingLike, as_points, as_spacing,
+                      check_spatial)
 from .errors import InvalidInputError
 
 __all__ = ["PEERS", "PEER_CONFIG", "random_walker", "graph_cut", "region_growing",
@@ -120,7 +121,7 @@ def _paint_balls(shape: tuple[int, ...], points: np.ndarray, offsets: np.ndarray
 
 def seed_labels(box_shape: tuple[int, ...], fg: np.ndarray, bg: np.ndarray, *,
                 open_faces: Sequence[tuple[bool, bool]] | None = None,
-                radius: float = 0.0, spacing: Sequence[float] | None = None) -> np.ndarray:
+                radius: float = 0.0, spacing: SpacingLike | None = None) -> np.ndarray:
     """Seed label map of a crop: 1 foreground seeds, 2 background seeds, 0 unlabelled.
 
     The outer one-voxel shell of the crop is background (the relaxed box holds
@@ -229,7 +230,7 @@ def _rw_mode() -> str:
 
 
 def random_walker(image: np.ndarray, fg_points, bg_points=(), *,
-                  spacing: Sequence[float] | None = None, box=None) -> np.ndarray:
+                  spacing: SpacingLike | None = None, box=None) -> np.ndarray:
     """Random walker segmentation (Grady 2006) from seeds, on the relaxed-box crop.
 
     Runs `skimage.segmentation.random_walker` at the crop's full resolution
@@ -298,7 +299,7 @@ def _neighbourhood_values(crop: np.ndarray, points: np.ndarray, radius: int = 1)
 
 
 def graph_cut(image: np.ndarray, fg_points, bg_points=(), *,
-              spacing: Sequence[float] | None = None, box=None,
+              spacing: SpacingLike | None = None, box=None,
               lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
     """Interactive graph cut on intensity (Boykov & Jolly 2001), on the relaxed-box crop.
 
@@ -330,7 +331,7 @@ def graph_cut(image: np.ndarray, fg_points, bg_points=(), *,
 
 
 def region_growing(image: np.ndarray, fg_points, bg_points=(), *,
-                   spacing: Sequence[float] | None = None, box=None) -> np.ndarray:
+                   spacing: SpacingLike | None = None, box=None) -> np.ndarray:
     """Confidence-connected region growing (SimpleITK) from the foreground seeds.
 
     Background seeds cannot be expressed in region growing directly; each
@@ -375,7 +376,7 @@ def region_growing(image: np.ndarray, fg_points, bg_points=(), *,
 
 
 def geodesic(image: np.ndarray, fg_points, bg_points=(), *,
-             spacing: Sequence[float] | None = None, box=None) -> np.ndarray:
+             spacing: SpacingLike | None = None, box=None) -> np.ndarray:
     """Geodesic seeded segmentation: each voxel takes the label of its geodesically nearer seeds.
 
     Distances are `midseg.geodesic.geodesic_distance` (``lamb=0.99``) on the

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._checks import as_points, as_spacing, check_spatial
+from ._checks import SpacingLike, as_points, as_spacing, check_spatial
 from .errors import InvalidInputError, ModelError
 
 __all__ = ["Stage1Result", "GridInput", "predict_probability", "prepare_input",
@@ -96,7 +96,7 @@ def _split_channels(image, channel_axis) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
-                 spacing: Sequence[float] | None = None, channel_axis: int | None = None,
+                 spacing: SpacingLike | None = None, channel_axis: int | None = None,
                  margin=None) -> GridInput:
     """Crop the relaxed bounding box of `points`, resize it to the grid and z-score it.
 
@@ -142,7 +142,7 @@ def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
 
 
 def add_cue(grid_image: np.ndarray, grid_points: np.ndarray, cue: str, *,
-            spacing: Sequence[float] | None = None, cue_params: dict | None = None) -> np.ndarray:
+            spacing: SpacingLike | None = None, cue_params: dict | None = None) -> np.ndarray:
     """Append the cue map of the points to the channel-first grid image.
 
     Parameters
