@@ -145,7 +145,7 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
             series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="midseg", manufacturer_model_name="midseg",
             software_versions=__version__, device_serial_number="0",
-            series_description="midseg segmentation", omit_empty_frames=False,
+            series_description="midseg segmentation", omit_empty_frames=True,
             pixel_measures=measures)
     except (AttributeError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

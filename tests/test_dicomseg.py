@@ -145,3 +145,23 @@ def test_segment_refuses_an_output_inside_the_dicom_series_folder(tmp_path):
     with pytest.raises(InvalidInputError, match="inside the DICOM series folder"):
         segment_one(str(tmp_path / "ct"), str(tmp_path / "c.json"),
                     str(tmp_path / "ct" / "s000.dcm"))
+
+
+def test_dicom_seg_stores_only_the_frames_an_object_is_in(tmp_path):
+    # one frame per segment and slice would make 300 objects on a 134-slice CT a
+    # gigabyte file; empty frames are left out (readers fill them with background)
+    from midseg import read_image
+
+    _series(tmp_path / "ct", shape=(12, 16, 20))
+    ct = read_image(tmp_path / "ct")
+    labels = np.zeros(ct.shape, np.uint8)
+    labels[3:5, 2:6, 2:6] = 1
+    labels[8, 10:14, 10:14] = 2
+    segs = [Segment(1, "a"), Segment(2, "b"), Segment(3, "erased")]
+    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct", segments=segs)
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert int(ds.NumberOfFrames) == 3                       # 2 slices of a, 1 of b
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["a", "b", "erased"]
+    back, segments = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
+    np.testing.assert_array_equal(back, labels)
+    assert [s.name for s in segments] == ["a", "b", "erased"]
