@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -380,7 +381,7 @@ def object_crop(gt: np.ndarray, spacing, *, margin_mm: float = CROP_MARGIN_MM,
 
 
 def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = None,
-                     objects: tuple[str, ...] | None = None):
+                     objects: Sequence[str] | None = None):
     """The ``dev_unseen`` objects as evaluation cases.
 
     Parameters
@@ -390,7 +391,7 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
         (first array axis) where the object's area is largest, cropped the same way.
     data_root : path, optional
         Folder holding ``dev_unseen/`` (default: `midseg.evaluation.default_data_root`).
-    objects : tuple of str, optional
+    objects : sequence of str, optional
         Case ids of `DEV_UNSEEN` to load (default all), in `DEV_UNSEEN` order.
 
     Returns

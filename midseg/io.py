@@ -114,7 +114,7 @@ class Image:
 
     if TYPE_CHECKING:  # the generated __init__, with the argument types it accepts
         def __init__(self, array: npt.ArrayLike, spacing: SpacingLike | None = None,
-                     origin: SpacingLike | None = None, direction: npt.ArrayLike | None = None,
+                     origin: npt.ArrayLike | None = None, direction: npt.ArrayLike | None = None,
                      multichannel: bool | None = None, path: str | None = None,
                      window: tuple[float, float] | None = None) -> None: ...
 

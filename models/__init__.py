@@ -298,7 +298,9 @@ def _ort_session(model: "LoadedModel"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 net.to(memory_format=torch.contiguous_format)
-                torch.onnx.export(net, x, buf, input_names=["x"], output_names=["logits"],
+                # f: the TorchScript exporter (dynamo=False) writes to file objects too
+                torch.onnx.export(net, (x,), buf,  # type: ignore[arg-type]  # stub: f is str
+                                  input_names=["x"], output_names=["logits"],
                                   opset_version=ONNX_OPSET, dynamo=False)
         except Exception:   # an exporter problem must never stop a segmentation
             return None
@@ -374,7 +376,7 @@ def _load_uncached(pt: Path, dev: str) -> LoadedModel:
     net.to(dev).eval()
     if net.spatial_dims == 3:
         # channels-last 3D convolutions are ~20 % faster on CPU (oneDNN), same results.
-        net.to(memory_format=torch.channels_last_3d)
+        net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # stub lacks it
     for p in net.parameters():
         p.requires_grad_(False)
     margin = card.get("margin")
@@ -412,8 +414,9 @@ def describe(name_or_path: str | os.PathLike) -> str:
     lineage = card.get("lineage")
     if isinstance(lineage, list) and lineage:
         minutes = [e.get("minutes_run") for e in lineage if isinstance(e, dict)]
-        total = (f", {sum(minutes):.0f} min of training in all"
-                 if minutes and all(isinstance(m, (int, float)) for m in minutes) else "")
+        numbers = [m for m in minutes if isinstance(m, (int, float))]
+        total = (f", {sum(numbers):.0f} min of training in all"
+                 if minutes and len(numbers) == len(minutes) else "")
         lines.append(f"  lineage: {len(lineage)} training runs, each fine-tuning the one "
                      f"before{total} (card: lineage)")
     lines += [

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["METHOD_NAMES", "MIDSEG_VARIANTS", "Method", "SessionMethod", "PeerMethod",
            "make_methods"]
@@ -77,7 +80,7 @@ class SessionMethod:
         self.name, self.model, self.refine_method, self.device = name, model, refine, device
         self._loaded: dict[int, Any] = {}
         self._warm: set[int] = set()
-        self._session = None
+        self._session: Session | None = None
 
     def __getstate__(self):
         return {**self.__dict__, "_loaded": {}, "_warm": set(), "_session": None}
@@ -94,6 +97,7 @@ class SessionMethod:
             return
         self._warm.add(image.ndim)
         self.start(image, points, spacing=spacing)
+        assert self._session is not None  # start made it
         self._session.refine(foreground=[tuple(points[0])])
         model = self._model(image.ndim)
         if model.cue != "none":
@@ -110,12 +114,14 @@ class SessionMethod:
         from ..io import Image
         from ..session import Session
 
-        self._session = Session(Image(image, spacing=spacing), model=self._model(image.ndim),
-                                method=self.refine_method, device=self.device)
-        return self._session.segment(points)
+        session = Session(Image(image, spacing=spacing), model=self._model(image.ndim),
+                          method=self.refine_method, device=self.device)
+        self._session = session
+        return session.segment(points)
 
     def update(self, click) -> np.ndarray:
         fg, bg = ([click.point], []) if click.foreground else ([], [click.point])
+        assert self._session is not None, "start() comes before update()"
         return self._session.refine(foreground=fg, background=bg)
 
     def guidance(self, image: np.ndarray, points: np.ndarray, gt: np.ndarray, *,
@@ -196,7 +202,7 @@ def make_methods(names: Sequence[str] = METHOD_NAMES, *, model=None,
     ``midseg`` / ``midseg-gc`` / ``midseg-paper`` use `model` (default: shipped); each entry
     ``NAME: PATH`` of `extra_models` adds a stage-1 model refined with IF-GC.
     """
-    out = []
+    out: list[Method] = []
     for n in names:
         if n in MIDSEG_VARIANTS:
             out.append(SessionMethod(n, model, MIDSEG_VARIANTS[n][0], device))

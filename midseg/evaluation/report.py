@@ -11,7 +11,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -279,7 +279,7 @@ def _all_methods_tables(rows: Sequence[dict], by: dict, groups, clicks: int, fig
                  "| NoC@85 | NoC@90 | AUC % | s stage 1 | s/click | empty@10 |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for m in _order(k[2] for k in by if k[:2] == g):
-            s = by[(*g, m)]
+            s = by[g + (m,)]  # by[(*g, m)] is valid 3.10, but mypy reads it as 3.11 syntax
             L.append(f"| {m} | {s['n']} | {_pct(s['dice@0'], s['dice@0_sd'])} | "
                      f"{_pct(s['dice@3'], s['dice@3_sd'])} | "
                      f"{_pct(s[f'dice@{clicks}'], s[f'dice@{clicks}_sd'])} | "
@@ -383,7 +383,7 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
         mid = by.get((*g, "midseg"))
         if mid is None:
             continue
-        peers = {m: by[(*g, m)] for m in _peer_names() if (*g, m) in by}
+        peers = {m: by[g + (m,)] for m in _peer_names() if (*g, m) in by}
         if g[0] == "hc18":
             best = max(peers.items(), key=lambda kv: kv[1]["dice@3"], default=None)
             res = f"midseg Dice@3 = {_pct(mid['dice@3'])}"
@@ -478,7 +478,8 @@ def _first_click_harm(rows: Sequence[dict]) -> list[str]:
     for (ds, dims, method), cases in sorted(_curves(rows).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if method not in MIDSEG_VARIANTS or not cases:
             continue
-        stat = {"fg": [0, 0, []], "bg": [0, 0, []]}
+        # click type -> [first clicks that lowered Dice > 5 points, cases, Dice changes]
+        stat: dict[str, list[Any]] = {"fg": [0, 0, []], "bg": [0, 0, []]}
         for st in cases.values():
             if len(st) < 2 or st[1]["click_type"] not in stat:
                 continue

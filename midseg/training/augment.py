@@ -7,7 +7,7 @@ machines without TorchIO and SimpleITK. Both are seeded from the sample's genera
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -54,8 +54,9 @@ def _augment_region(image: np.ndarray, mask: np.ndarray, spacing, rng: np.random
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(2 ** 31)))
         out = transform(subject)
-    img_a = out["image"].data.numpy() + lo
-    msk_a = out["mask"].data.numpy() != 0
+    # a Subject maps names to objects (to type checkers): these two are the images above
+    img_a = cast(tio.Image, out["image"]).data.numpy() + lo
+    msk_a = cast(tio.Image, out["mask"]).data.numpy() != 0
     if ndim == 2:
         img_a, msk_a = img_a[..., 0], msk_a[..., 0]
     img_a = img_a if channel_first else img_a[0]
@@ -125,7 +126,7 @@ def _augment_region_torch(image: np.ndarray, mask: np.ndarray, spacing,
         field = np.zeros(shape)
         for powers in itertools.product(range(4), repeat=ndim):
             if sum(powers) <= 3:
-                term = rng.uniform(-0.3, 0.3)
+                term: float | np.ndarray = rng.uniform(-0.3, 0.3)
                 for x, pw in zip(coords, powers):
                     term = term * x ** pw
                 field += term

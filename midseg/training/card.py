@@ -54,6 +54,7 @@ def _make_card(name, cfg: TrainConfig, net, image_channels, in_channels, state: 
                total, per_epoch, n, val_items, last_val, device, threads, stopped_early, extra,
                init_info=None) -> dict:
     """The card of a run that stopped at ``state.iteration`` (`extra` merged in)."""
+    assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
     card: dict[str, Any] = {
         "format": "midseg-model-card",
         "format_version": 1,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInputError, MidsegError
 from ..io import file_sha256
@@ -22,6 +23,8 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     """
     from .. import models as _models
 
+    assert cfg.init is not None  # only called for a run with init
+    assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
     try:
         # not the per-process cache of load_model: the file may have been retrained since,
         # and the weights must be the ones whose sha256 the card records
@@ -29,11 +32,12 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     except MidsegError as exc:
         raise InvalidInputError(f"init: {exc}") from exc
     pt, card = loaded.path, loaded.card
-    want = {"architecture": dict(net.config), "grid_shape": list(cfg.grid_shape),
-            "cue": cfg.cue, "in_channels": in_channels}
-    have = {"architecture": dict(card.get("architecture", {})),
-            "grid_shape": list(card.get("grid_shape", [])), "cue": card.get("cue"),
-            "in_channels": card.get("in_channels")}
+    want: dict[str, Any] = {"architecture": dict(net.config),
+                            "grid_shape": list(cfg.grid_shape), "cue": cfg.cue,
+                            "in_channels": in_channels}
+    have: dict[str, Any] = {"architecture": dict(card.get("architecture", {})),
+                            "grid_shape": list(card.get("grid_shape", [])),
+                            "cue": card.get("cue"), "in_channels": card.get("in_channels")}
     cue_channels = 0 if cfg.cue == "none" else 1
     image_channels = in_channels - cue_channels
     expand = (card.get("image_channels") == 1 and image_channels > 1

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -177,7 +177,7 @@ def _checked_items(items: Sequence[TrainItem], val_items: Sequence[TrainItem],
         im = np.asarray(it.image)
         return 1 if im.ndim == cfg.spatial_dims else int(im.shape[0])
 
-    counts = {}
+    counts: dict[int, str] = {}  # image channels -> an item's name
     for it in list(items) + list(val_items):
         counts.setdefault(_channels(it), it.name)
     if len(counts) > 1:
@@ -207,7 +207,7 @@ def _start(items: Sequence[TrainItem], cfg: TrainConfig, out_dir, image_channels
     net.to(device).train()
     # channels-last is ~25 % faster for 3D convolutions on CPU (oneDNN); same numbers.
     fmt = torch.channels_last_3d if cfg.spatial_dims == 3 else torch.contiguous_format
-    net.to(memory_format=fmt)
+    net.to(memory_format=fmt)  # type: ignore[call-overload]  # documented; not in torch's stub
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     per_epoch = math.ceil(len(items) / cfg.batch_size)
@@ -287,9 +287,11 @@ def _worker_batches(run: _Run):
     if run.cfg.workers > 0 and run.state.iteration < run.stop_at:
         # The same samples as without workers (each is seeded by its place in the run),
         # made ahead in worker processes.
+        # a map-style dataset (__len__, __getitem__) that is not a Dataset subclass
+        stream = cast("torch.utils.data.Dataset", _SampleStream(
+            run.items, run.cfg, run.per_epoch, run.state.iteration, run.stop_at))
         return iter(torch.utils.data.DataLoader(
-            _SampleStream(run.items, run.cfg, run.per_epoch, run.state.iteration, run.stop_at),
-            batch_size=None, shuffle=False, num_workers=run.cfg.workers, prefetch_factor=4,
+            stream, batch_size=None, shuffle=False, num_workers=run.cfg.workers, prefetch_factor=4,
             persistent_workers=False))
     return None
 
@@ -329,6 +331,7 @@ def _record(run: _Run, bar, epoch: int, lr: float, lv: float) -> None:
     due = state.iteration % cfg.val_every == 0 or done
     if run.val_cases and due:
         run.last_val = run.validate()
+    assert run.ema is not None  # _step set it
     if due:
         state.history.append({"iteration": state.iteration, "epoch": epoch + 1,
                               "lr": lr, "train_loss": round(lv, 5),
@@ -353,6 +356,7 @@ def _out_of_time(run: _Run, epoch: int, lr: float) -> bool:
     run.stopped_early = True
     if run.val_cases:
         run.last_val = run.validate()
+    assert run.ema is not None  # _step set it
     state.history.append({"iteration": state.iteration, "epoch": epoch + 1,
                           "lr": lr, "train_loss_ema": round(run.ema, 5),
                           "val_dice": round(run.last_val, 5),

@@ -71,6 +71,7 @@ def make_sample(item: TrainItem, cfg: TrainConfig, rng: np.random.Generator,
             img, msk = img_a, msk_a
     spacing = None if item.spacing is None else tuple(item.spacing)
     points = data_sim.interior_margin_points(msk, rng=rng, spacing=spacing)
+    assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
     g = crop_to_grid(img, points, cfg.grid_shape, spacing=spacing,
                      channel_axis=0 if channel_first else None, margin=cfg.margin)
     target = g.transform.to_grid(msk.astype(np.float32), order=1) >= 0.5
@@ -259,5 +260,6 @@ def _write_cache(path: Path, items: list[TrainItem], key: dict, kw: dict) -> Non
     arrays["which"], arrays["boxes"] = which, boxes
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    # allow_pickle: numpy's default, named so that mypy does not match **arrays to it
+    np.savez_compressed(tmp, allow_pickle=True, **arrays)
     os.replace(tmp, path)

@@ -51,6 +51,7 @@ def _make_val_cases(items: Sequence[TrainItem], cfg: TrainConfig, seed: int) -> 
     from .. import data_sim
     from ..predict import prepare_input
 
+    assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
     out = []
     for k, item in enumerate(items):
         mask = np.asarray(item.mask) != 0

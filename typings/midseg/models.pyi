@@ -4,3 +4,4 @@
 # imports are listed below). See [tool.mypy] in pyproject.toml.
 from models import *
 from models import net_forward as net_forward
+from models import _load_uncached as _load_uncached
