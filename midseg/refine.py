@@ -642,14 +642,17 @@ def _euclidean_to_points(shape: tuple[int, ...], points: np.ndarray,
         free[tuple(points.T)] = False
         return ndimage.distance_transform_edt(free, sampling=unit_spacing).astype(np.float32)
     axes = [np.arange(n, dtype=np.float32) * np.float32(s) for n, s in zip(shape, unit_spacing)]
-    best = None
+    best: np.ndarray | None = None
     for pt in points:  # separable: one broadcast sum per seed, no loop over voxels
-        r2 = None
+        r2: np.ndarray | None = None
         for ax, (coords, c) in enumerate(zip(axes, pt)):
             term = ((coords - coords[c]) ** 2).reshape([-1 if a == ax else 1
                                                         for a in range(len(shape))])
             r2 = term if r2 is None else r2 + term
+        assert r2 is not None                      # points have ndim >= 1 coordinates
         best = r2 if best is None else np.minimum(best, r2)
+    if best is None:                               # no seed: infinitely far everywhere
+        return np.full(shape, np.inf, dtype=np.float32)
     return np.sqrt(np.broadcast_to(best, shape))
 
 
@@ -886,7 +889,7 @@ def fuse_margin_points_box(chans: np.ndarray, prob_box: np.ndarray, pts: np.ndar
                               LOCAL_SMOOTHING)
     border = np.zeros(crop.shape[1:], dtype=bool)
     for ax, (a, b, n) in enumerate(zip(box.start, box.stop, shape)):
-        lo = [slice(None)] * len(shape)
+        lo: list[slice | int] = [slice(None)] * len(shape)
         if a > 0:
             lo[ax] = 0
             border[tuple(lo)] = True
@@ -1192,6 +1195,7 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     fg_c, bg_c = fg - origin, bg - origin
     unit = sp / sp.min()
     if local:
+        assert prev_mask is not None and new_fg is not None and new_bg is not None
         fused, zone = _local_fusion(prev_mask[sl], norm, new_fg - origin,
                                     new_bg - origin, unit, backend)
     else:
@@ -1202,7 +1206,8 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
         else:
             fused = p[sl].astype(np.float32)
     # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
-    outside = (prev_mask[outer.slices] != 0) if local else (p[outer.slices] >= 0.5)
+    outside = (prev_mask[outer.slices] != 0) if prev_mask is not None and local \
+        else (p[outer.slices] >= 0.5)
     shift = origin - np.asarray(outer.start, dtype=np.int64)
     fixed = np.ones(outside.shape, dtype=bool)    # ring (and, for "ifgc", outside the zone)
     fixed[inner] = ~zone if local else False
@@ -1220,12 +1225,13 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     free = ~fixed
     free[tuple(hard_fg_o.T)] = False
     free[tuple(hard_bg_o.T)] = False
-    solve = dict(lam=lam * LOCAL_PAIRWISE if local else lam, sigma=sigma, spacing=sp,
-                 connectivity=connectivity)
+    pairwise = lam * LOCAL_PAIRWISE if local else lam
     if local and np.count_nonzero(free) > BAND_MIN_VOXELS:
-        mask_outer = _solve_in_band(prob_outer, norm_outer, free, labels, **solve)
+        mask_outer = _solve_in_band(prob_outer, norm_outer, free, labels, lam=pairwise,
+                                    sigma=sigma, spacing=sp, connectivity=connectivity)
     else:
-        mask_outer = _solve_sparse(prob_outer, norm_outer, free, labels, **solve)
+        mask_outer = _solve_sparse(prob_outer, norm_outer, free, labels, lam=pairwise,
+                                   sigma=sigma, spacing=sp, connectivity=connectivity)
 
     return RefineResult(mask=mask_outer[inner], probability=np.asarray(fused, np.float32),
                         box=region)
