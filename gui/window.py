@@ -102,6 +102,27 @@ def _replayable(session) -> bool:
         return False
 
 
+def _dicom_series_folder(path: str) -> str | None:
+    """The folder of ``path``'s DICOM series when ``path`` is a ``.dcm`` file of a series
+    of several files that is the only series in its folder, else None."""
+    p = Path(path)
+    if not (p.suffix.lower() == ".dcm" and p.is_file()):
+        return None
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    try:
+        ids = reader.GetGDCMSeriesIDs(str(p.parent))
+        if len(ids) != 1:
+            return None
+        files = reader.GetGDCMSeriesFileNames(str(p.parent), ids[0])
+        if len(files) > 1 and any(os.path.samefile(f, p) for f in files):
+            return str(p.parent)
+    except (RuntimeError, OSError):
+        pass
+    return None
+
+
 def _onto(image, first):
     """`image` on `first`'s grid: unchanged when the grids agree, else resampled (physical)."""
     from midseg.io import resample_to
@@ -550,6 +571,9 @@ class MainWindow(QMainWindow):
         paths = [str(path)] + ([str(second)] if second else [])
 
         def work():
+            # one file of a DICOM series stands for the series (as in DICOM viewers), not
+            # for a one-slice image that cannot be saved as a DICOM-SEG of its series
+            paths[0] = _dicom_series_folder(paths[0]) or paths[0]
             images = [read_image(p) for p in paths]
             return images[:1] + [_onto(im, images[0]) for im in images[1:]]
 

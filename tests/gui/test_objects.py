@@ -613,3 +613,22 @@ def test_scripted_gui_session_on_the_chest_ct(shared_data, tmp_path):
     for name in ("gui-objects.png", "gui-paint.png"):
         size = (tmp_path / "shots" / name).stat().st_size
         assert 20_000 < size < 300_000
+
+
+def test_opening_one_file_of_a_dicom_series_opens_the_series(monkeypatch, qtbot, tmp_path):
+    # File > Open on one slice of a series gave a one-slice image (2D) that could not be
+    # saved as a DICOM-SEG of its series; viewers open the whole series
+    pytest.importorskip("highdicom")
+    monkeypatch.setattr(midseg.predict, "predict_probability", fake_predict)
+    _dicom_series(tmp_path / "ct")
+    w = MainWindow(model=FakeModel(3), autosave=False)
+    w.ask = Answers()
+    qtbot.addWidget(w)
+    w.show()
+    one = sorted((tmp_path / "ct").glob("*.dcm"))[2]
+    assert w.open_image(one)
+    qtbot.waitUntil(lambda: not w.jobs.busy and w.session is not None, timeout=10_000)
+    assert w.state.shape == (5, 16, 20)
+    assert w.image_path == str(tmp_path / "ct")
+    assert w.paint_stroke(np.argwhere(np.ones((2, 3, 3), bool)) + (1, 4, 4), 1)
+    assert w.save_labelmap(tmp_path / "out" / "seg.dcm"), w.last_error
