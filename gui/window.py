@@ -1346,6 +1346,14 @@ class MainWindow(QMainWindow):
         """Objects from ``arr == segment.value`` for each segment (names kept unique)."""
         shape = tuple(self.state.shape)
         where_from = Path(str(path)).name
+        if tuple(arr.shape) != shape and geometry is not None and \
+                where_from.lower().endswith(".seg.nrrd"):
+            from midseg.labelmap import on_image_grid
+
+            # 3D Slicer 4.11 cropped a segmentation to its segments when saving it
+            placed = on_image_grid(geometry, self.modalities[0])
+            if placed is not None:
+                arr, geometry = placed, None
         if tuple(arr.shape) != shape:
             self.show_error(f"Cannot load {where_from}",
                             f"{where_from} has shape {tuple(arr.shape)} (array order) but the "

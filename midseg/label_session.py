@@ -121,7 +121,9 @@ class LabelSession:
         arr = np.asarray(labels)
         if arr.shape != tuple(ls.image.shape):
             raise InvalidInputError(f"the label map must have the image's shape "
-                                    f"{ls.image.shape}, got {arr.shape}")
+                                    f"{ls.image.shape}, got {arr.shape} (one cropped to its "
+                                    "segments on the image's grid, as 3D Slicer 4.11 saved "
+                                    ".seg.nrrd: midseg.labelmap.on_image_grid)")
         import warnings
 
         from .errors import MidsegWarning

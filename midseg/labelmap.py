@@ -26,7 +26,8 @@ import numpy as np
 from .errors import ImageReadError, InvalidInputError
 from .io import SIDECAR_SUFFIX, Image
 
-__all__ = ["Segment", "write_labelmap", "read_labelmap", "SIDECAR_SUFFIX", "DEFAULT_COLORS"]
+__all__ = ["Segment", "write_labelmap", "read_labelmap", "on_image_grid", "SIDECAR_SUFFIX",
+           "DEFAULT_COLORS"]
 
 #: Colours given to segments without one (r, g, b in [0, 1]); cycled.
 DEFAULT_COLORS = ((0.90, 0.30, 0.25), (0.30, 0.65, 0.95), (0.35, 0.80, 0.35),
@@ -167,6 +168,44 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
         write_file_atomic(p, lambda tmp: slicerio.write_segmentation(str(tmp), seg))
     except OSError as exc:
         raise ImageReadError(str(exc)) from None
+
+
+def on_image_grid(labels: Image, like: Image, *, atol: float = 1e-3) -> np.ndarray | None:
+    """A label map that covers part of `like`'s grid, pasted into an array of its shape.
+
+    3D Slicer 4.11 saved ``.seg.nrrd`` files cropped to the segments' extent: the same
+    voxel grid as the image (spacing, direction), a smaller box of it. Such a file is
+    placed where it lies in physical space; background elsewhere.
+
+    Returns
+    -------
+    ndarray or None
+        `like`'s shape, the labels' dtype; None when the grids do not line up (another
+        spacing or direction, an origin off the image's voxel centres) or a labelled
+        voxel lies outside the image.
+    """
+    lab = np.asarray(labels.array)
+    if lab.ndim != like.ndim or labels.multichannel or like.multichannel:
+        return None
+    sp_l, sp_i = np.asarray(labels.spacing, float), np.asarray(like.spacing, float)
+    d_l, d_i = np.asarray(labels.direction, float), np.asarray(like.direction, float)
+    if not (np.allclose(sp_l, sp_i, rtol=1e-4, atol=1e-6) and np.allclose(d_l, d_i, atol=1e-4)):
+        return None
+    shift = np.linalg.solve(d_i * sp_i[None, :],
+                            np.asarray(labels.origin, float) - np.asarray(like.origin, float))
+    offset = np.round(shift).astype(int)
+    if not np.allclose(shift, offset, atol=atol):
+        return None
+    out = np.zeros(like.shape, lab.dtype)
+    lo = np.maximum(offset, 0)
+    hi = np.minimum(offset + np.asarray(lab.shape), np.asarray(like.shape))
+    if np.any(hi <= lo):
+        return None if lab.any() else out
+    src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
+    if np.count_nonzero(lab[src]) != np.count_nonzero(lab):
+        return None                                  # labelled voxels outside the image
+    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = lab[src]
+    return out
 
 
 def _integer_labels(image: Image) -> Image:

@@ -138,3 +138,25 @@ def test_a_sidecar_naming_one_value_twice_is_refused(tmp_path, two_objects):
     side.write_text(json.dumps(doc))
     with pytest.raises(InvalidInputError, match=r"damaged.*label value\(s\) \[1\] more than once"):
         read_labelmap(path)
+
+
+def test_a_label_map_cropped_to_its_segments_goes_back_onto_the_image_grid(tmp_path,
+                                                                          two_objects):
+    # 3D Slicer 4.11 saved .seg.nrrd cropped to the segments' extent
+    from midseg.labelmap import on_image_grid
+
+    lab, like, segs = two_objects
+    crop = lab[1:5, 2:18, 3:28]
+    origin = np.asarray(like.origin) + np.asarray(like.direction) @ (
+        np.asarray(like.spacing) * np.array([1, 2, 3]))
+    small = Image(crop, spacing=like.spacing, origin=tuple(origin), direction=like.direction)
+    write_labelmap(tmp_path / "crop.seg.nrrd", crop, like=small, segments=segs)
+    back, _ = read_labelmap(tmp_path / "crop.seg.nrrd")
+    np.testing.assert_array_equal(on_image_grid(back, like), lab)
+    # half a voxel off, another spacing, or labels outside the image: not placed
+    off = Image(crop, spacing=like.spacing, origin=tuple(origin + 0.4), direction=like.direction)
+    assert on_image_grid(off, like) is None
+    other = Image(crop, spacing=(3.0, 0.8, 0.75), origin=tuple(origin), direction=like.direction)
+    assert on_image_grid(other, like) is None
+    out = Image(lab, spacing=like.spacing, origin=tuple(origin), direction=like.direction)
+    assert on_image_grid(out, like) is None

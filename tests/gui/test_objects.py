@@ -399,6 +399,24 @@ def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, q
     assert np.array_equal(np.asarray(read_labelmap(out)[0].array), labels)
 
 
+def test_a_label_map_cropped_to_its_objects_is_placed_on_the_image(two_discs, qtbot,
+                                                                    tmp_path):
+    # as 3D Slicer 4.11 saved .seg.nrrd: the image's grid, cropped to the segments
+    w, path, a, b = two_discs
+    image = midseg.read_image(path)
+    labels = (a * 1 + b * 2).astype(np.uint8)
+    crop = labels[5:42, 6:55]
+    origin = (image.origin[0] + 5 * image.spacing[0], image.origin[1] + 6 * image.spacing[1])
+    small = midseg.Image(crop, spacing=image.spacing, origin=origin)
+    src = tmp_path / "cropped.seg.nrrd"
+    write_labelmap(src, crop, like=small, segments=[Segment(1, "liver"), Segment(2, "spleen")])
+    assert w.load_labelmap(src)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
+                    timeout=10_000)
+    assert w.last_error is None
+    assert np.array_equal(w.labels.labelmap(), labels)
+
+
 def test_a_label_map_with_nothing_to_load_keeps_the_start_object(two_discs, qtbot, tmp_path):
     w, path, a, b = two_discs
     image = midseg.read_image(path)
