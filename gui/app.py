@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         from PyQt5.QtWidgets import QApplication
     except ImportError as exc:
         raise MidsegError(
-            f"the GUI needs PyQt5 ({exc}); install it with: pip install 'midseg[gui]'") from None
+            f"the GUI needs PyQt5 ({exc}); install it with: pip install -e \".[gui]\" in the midseg checkout") from None
     if args.second and not args.image:
         raise MidsegError("--second needs an IMAGE to go with")
     from .window import MainWindow

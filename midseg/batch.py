@@ -828,7 +828,7 @@ def _run_dask(todo, out, model, scheduler, inputs, collect):
         from distributed import Client, as_completed
     except ImportError:
         raise InvalidInputError(
-            "--scheduler needs Dask: pip install 'midseg[dist]'") from None
+            "--scheduler needs Dask: pip install -e \".[dist]\" in the midseg checkout") from None
     with Client(scheduler, timeout="30s") as client:
         futures = {client.submit(run_case, c, str(out), model, inputs[c.case], pure=False): c
                    for c in todo}

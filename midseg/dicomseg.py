@@ -5,7 +5,7 @@ references the source series (its frames point at the source instances, the stud
 patient are the source's), one segment per object with its name and display colour,
 so PACS and DICOM viewers overlay it on the images it was made on. `read_dicom_seg`
 reads one back as a label map on the source series' grid. Both need the optional
-packages highdicom and pydicom (``pip install midseg[dicom]``).
+packages highdicom and pydicom (``pip install -e ".[dicom]"``).
 
 Segment property codes: every object is category "Tissue" and type "Tissue" (SNOMED CT
 85756007); its name is the segment label. midseg segments objects no list names in
@@ -34,7 +34,7 @@ def _libraries():
         import pydicom
     except ImportError:
         raise InvalidInputError("DICOM-SEG needs the packages highdicom and pydicom: "
-                                "pip install 'midseg[dicom]'") from None
+                                'pip install -e ".[dicom]" in the midseg checkout') from None
     return highdicom, pydicom
 
 
