@@ -102,6 +102,8 @@ class Plane:
         if self.normal_axis is None:
             sl = array
         else:
+            if slice_index is None:
+                raise ValueError("a slice index is needed for a view with a normal axis")
             sl = np.take(array, int(slice_index), axis=self.normal_axis)
         # after taking the normal axis out, the remaining axes keep their order
         remaining = [a for a in range(array.ndim) if a != self.normal_axis]

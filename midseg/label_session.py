@@ -16,11 +16,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InvalidInputError, MidsegError
 from .labelmap import DEFAULT_COLORS, Segment
+
+if TYPE_CHECKING:
+    from .session import Session
 
 __all__ = ["LabelSession", "LABELS_FORMAT", "OVERLAP_POLICIES"]
 
@@ -58,7 +62,7 @@ class LabelSession:
         self.model = first.model
         self._kw = session_kw
         self._spare = first
-        self._objects: dict[str, tuple[Segment, object]] = {}
+        self._objects: dict[str, tuple[Segment, Session]] = {}
 
     # -- objects ---------------------------------------------------------------------
     @property

@@ -1160,7 +1160,7 @@ def refine_region_box(points: np.ndarray, shape: Sequence[int], box: Box | None)
         "refine needs margin points, clicks or a box to know where to work; got none")
 
 
-def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndarray,
+def refine_region(chans: np.ndarray, p: np.ndarray | None, region: Box, margin: np.ndarray,
                    fg: np.ndarray, bg: np.ndarray, sp: np.ndarray, *, lam: float, sigma: float,
                    method: str, connectivity: int | None, backend: str,
                    prev_mask: np.ndarray | None, new_fg: np.ndarray | None,
@@ -1171,7 +1171,8 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
     what the region costs, whatever the image's size.
 
     `chans` (C, *S) and `p` are the whole image and CNN map (read only, never copied or
-    scanned); `prev_mask` the previous mask ("ifgc"). Returns a `RefineResult` whose
+    scanned; "ifgc" does not read `p`, which may be None); `prev_mask` the previous mask
+    ("ifgc"). Returns a `RefineResult` whose
     ``mask`` and ``probability`` are `region`'s (``box``) arrays: outside it nothing
     changes ("ifgc"), or the stage-1 rule ``p >= 0.5`` holds (the other methods).
     """
@@ -1199,6 +1200,8 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
         fused, zone = _local_fusion(prev_mask[sl], norm, new_fg - origin,
                                     new_bg - origin, unit, backend)
     else:
+        if p is None:
+            raise InvalidInputError(f"method {method!r} needs the CNN probability map")
         if method in ("ifgc-global", "ifgc-paper"):
             d_fg, d_bg = _click_distances(norm, np.concatenate([margin - origin, fg_c]), bg_c,
                                           unit, backend)
@@ -1206,8 +1209,12 @@ def refine_region(chans: np.ndarray, p: np.ndarray, region: Box, margin: np.ndar
         else:
             fused = p[sl].astype(np.float32)
     # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
-    outside = (prev_mask[outer.slices] != 0) if prev_mask is not None and local \
-        else (p[outer.slices] >= 0.5)
+    if local:
+        assert prev_mask is not None
+        outside = prev_mask[outer.slices] != 0
+    else:
+        assert p is not None
+        outside = p[outer.slices] >= 0.5
     shift = origin - np.asarray(outer.start, dtype=np.int64)
     fixed = np.ones(outside.shape, dtype=bool)    # ring (and, for "ifgc", outside the zone)
     fixed[inner] = ~zone if local else False

@@ -104,7 +104,7 @@ def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
     the same voxel: the later correction wins. Each round must be free of
     conflicts itself (`Session.refine` checks that when the round is added).
     """
-    last = {}                    # voxel -> True (foreground) / False, of its latest click
+    last: dict[tuple, bool] = {}  # voxel -> True (foreground) / False, of its latest click
     for r in rounds:
         last.update((p, True) for p in map(tuple, r.foreground.tolist()))
         last.update((p, False) for p in map(tuple, r.background.tolist()))
@@ -276,7 +276,8 @@ class Session:
         self._pos = -1
         self._prob: np.ndarray | None = None   # the current state's maps (image shape)
         self._mask: np.ndarray | None = None
-        self._cnn_full = None                   # (state.cnn, cnn_probability) of the last use
+        # (state.cnn, cnn_probability) of the last use
+        self._cnn_full: tuple[Any, np.ndarray] | None = None
 
     # -- construction helpers -------------------------------------------------
     @staticmethod
@@ -328,7 +329,7 @@ class Session:
         changes it in place. Copy it to keep it (the masks `segment`, `refine`,
         `undo` and `redo` return are copies).
         """
-        return None if self._state is None else self._view(self._mask)
+        return None if self._state is None or self._mask is None else self._view(self._mask)
 
     @property
     def probability(self) -> np.ndarray | None:
@@ -336,7 +337,7 @@ class Session:
 
         A read-only view, like `mask`.
         """
-        return None if self._state is None else self._view(self._prob)
+        return None if self._state is None or self._prob is None else self._view(self._prob)
 
     @staticmethod
     def _view(array: np.ndarray) -> np.ndarray:
@@ -439,23 +440,29 @@ class Session:
         """A map of the computation's shape in the image's shape."""
         return array if self._flat is None else array.reshape(self.image.shape)
 
+    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current probability and mask maps (image shape); created empty on first use."""
+        if self._prob is None or self._mask is None:
+            self._mask = np.zeros(self.image.shape, np.uint8)
+            self._prob = np.zeros(self.image.shape, np.float32)
+        return self._prob, self._mask
+
     def _push(self, state: _State) -> np.ndarray:
         """Make `state` (built on the current one) current; returns a copy of its mask."""
         del self._history[self._pos + 1:]
-        if self._mask is None:
-            self._mask = np.zeros(self.image.shape, np.uint8)
-            self._prob = np.zeros(self.image.shape, np.float32)
-        state.change.apply(self._prob, self._mask, forward=True)
+        prob, mask = self._maps()
+        state.change.apply(prob, mask, forward=True)
         self._history.append(state)
         self._pos = len(self._history) - 1
-        return self._mask.copy()
+        return mask.copy()
 
     def _change(self, slices: tuple[slice, ...], prob: np.ndarray, mask: np.ndarray,
                 first: bool) -> _Change:
         """The change that writes `prob` and `mask` into `slices` of the current maps."""
         if first:
             return _Change(slices, None, None, prob, mask)
-        return _Change(slices, self._prob[slices].copy(), self._mask[slices].copy(), prob, mask)
+        cur_prob, cur_mask = self._maps()
+        return _Change(slices, cur_prob[slices].copy(), cur_mask[slices].copy(), prob, mask)
 
     # -- the verbs ---------------------------------------------------------------
     def segment(self, points) -> np.ndarray:
@@ -532,7 +539,7 @@ class Session:
             prob_r = cnn.copy()
         mask_r = (prob_r >= 0.5).astype(np.uint8)
         seconds = time.perf_counter() - t0
-        notes = ()
+        notes: tuple[MidsegWarning, ...] = ()
         constant = _constant_warning(work, result.box)
         if constant is not None:
             _warnings.warn(constant, stacklevel=2)
@@ -665,14 +672,16 @@ class Session:
             res = refine_region(chans, None, region, margin, f_w, b_w,
                                 np.asarray(work.spacing, np.float64), lam=lam, sigma=sigma,
                                 method=method, connectivity=None, backend="auto",
-                                prev_mask=sq(self._mask), new_fg=w(fg), new_bg=w(bg))
+                                prev_mask=sq(self._maps()[1]), new_fg=w(fg), new_bg=w(bg))
             sl = self._file_box(res.box).slices
-            prob_r = res.probability.reshape(self._mask[sl].shape)
+            prob_r = res.probability.reshape(self._maps()[1][sl].shape)
             mask_r = res.mask.astype(np.uint8, copy=False).reshape(prob_r.shape)
             change = self._change(sl, prob_r, mask_r, first=False)
             extent = self._file_box(res.box).union(state.extent)
         else:   # the baselines start from the CNN map over the whole image
-            result = _refine(work.array, sq(self.cnn_probability),
+            cnn = self.cnn_probability
+            assert cnn is not None                  # a state exists: stage 1 ran
+            result = _refine(work.array, sq(cnn),
                              margin_points=w(state.margin_points), foreground=w(all_fg),
                              background=w(all_bg), spacing=work.spacing, lam=lam,
                              sigma=sigma, method=method, channel_axis=work.channel_axis,
@@ -765,10 +774,11 @@ class Session:
         box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
         sl = box.slices
         where = tuple((pts - lo).T)
-        mask_r = self._mask[sl].copy()
+        cur_prob, cur_mask = self._maps()
+        mask_r = cur_mask[sl].copy()
         if np.array_equal(mask_r[where], values):
-            return self._mask.copy()
-        prob_r = self._prob[sl].copy()
+            return cur_mask.copy()
+        prob_r = cur_prob[sl].copy()
         mask_r[where] = values
         prob_r[where] = values.astype(np.float32)
         change = self._change(sl, prob_r, mask_r, first=False)
@@ -791,17 +801,19 @@ class Session:
         (a copy; None when back before the first `segment`)."""
         if not self.can_undo:
             raise MidsegError("nothing to undo")
-        self._history[self._pos].change.apply(self._prob, self._mask, forward=False)
+        prob, mask = self._maps()
+        self._history[self._pos].change.apply(prob, mask, forward=False)
         self._pos -= 1
-        return None if self._state is None else self._mask.copy()
+        return None if self._state is None else mask.copy()
 
     def redo(self) -> np.ndarray | None:
         """Re-apply the last undone action; returns the mask (a copy)."""
         if not self.can_redo:
             raise MidsegError("nothing to redo")
         self._pos += 1
-        self._history[self._pos].change.apply(self._prob, self._mask, forward=True)
-        return self._mask.copy()
+        prob, mask = self._maps()
+        self._history[self._pos].change.apply(prob, mask, forward=True)
+        return mask.copy()
 
     def reset(self) -> None:
         """Forget all points, rounds and history."""
