@@ -63,6 +63,7 @@ setup(
             "highdicom>=0.22",
             "pydicom>=2.4",
             "mypy>=1.10",
+            "ruff>=0.5",
         ],
     },
     entry_points={

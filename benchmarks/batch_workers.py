@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 HC18 = Path(__file__).resolve().parents[2] / "shared" / "data" / "hc18"
 

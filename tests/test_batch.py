@@ -441,8 +441,8 @@ def test_resume_from_another_working_directory(cases, tmp_path, monkeypatch):
     root, manifest, model = cases
     (tmp_path / "a").mkdir()
     (tmp_path / "b" / "c").mkdir(parents=True)
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
-                  *[_case_row(root, k) for k in range(2)])
+    _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
+              *[_case_row(root, k) for k in range(2)])
     monkeypatch.chdir(tmp_path / "a")
     res = batch.run_batch("../m.csv", "../out", workers=1, model=os.path.relpath(model),
                           progress=False)

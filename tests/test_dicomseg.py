@@ -13,7 +13,6 @@ from midseg.labelmap import Segment  # noqa: E402
 def _series(folder, shape=(5, 16, 20)):
     """A small CT-like DICOM series written by SimpleITK (one file per slice)."""
     import locale
-    import time
 
     saved = locale.setlocale(locale.LC_ALL)   # GDCM's writer sets the C locale
     try:

@@ -11,7 +11,6 @@ permissions), which need their own fixtures.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -235,7 +234,7 @@ def _batch_with_loop(ctx):
     (ctx.tmp / "lb.png").symlink_to(ctx.tmp / "la.png")
     clicks = ctx.write_clicks("ok3.json", ctx.clicks2())
     m = _manifest(ctx, f"image,clicks,case\nla.png,{clicks},loop\n")
-    summary = run_batch(m, ctx.tmp / "out", workers=1, progress=False)
+    run_batch(m, ctx.tmp / "out", workers=1, progress=False)
     rows = (ctx.tmp / "out" / "summary.csv").read_text()
     return (1 if "failed" in rows else 0), rows
 

@@ -10,7 +10,6 @@ from .config import TrainConfig, TrainItem
 
 
 def _loss(net, logits, target, kind: str):
-    import torch
     from torch.nn import functional as F
 
     prob = net.foreground_probability(logits)
