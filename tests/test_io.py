@@ -387,9 +387,9 @@ def test_whole_files_still_read(tmp_path, name, dtype, compress):
 
 def test_gzip_check_reads_in_chunks(tmp_path, monkeypatch):
     """The integrity check never holds more than one chunk of decompressed data."""
-    import midseg.io as io
+    import midseg.io.checks as io_checks   # the chunked readers look `_CHUNK` up there
 
-    monkeypatch.setattr(io, "_CHUNK", 4096)
+    monkeypatch.setattr(io_checks, "_CHUNK", 4096)
     arr = _volume()
     path = _write(tmp_path / "a.nii.gz", arr)
     np.testing.assert_array_equal(read_image(path).array, arr)
@@ -515,8 +515,9 @@ def test_check_output_path_refuses_early_and_creates_nothing(tmp_path):
 def test_unwritable_folder_message_names_the_output(tmp_path, monkeypatch):
     """W08: a folder this user cannot write to; the message names the output, not a temporary."""
     import midseg.io as io
+    import midseg.io.write as io_write   # where the output checks look `os` up
 
-    monkeypatch.setattr(io.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(io_write.os, "access", lambda *a, **k: False)
     img = Image(np.zeros((4, 5), np.float32))
     with pytest.raises(ImageReadError, match=r"cannot write '.*m\.png': no permission to "
                                              r"create files in '.*'") as info:
@@ -595,11 +596,12 @@ def test_outputs_get_the_permissions_of_a_new_file(tmp_path, umask):
 
 def test_outputs_are_flushed_before_the_rename(tmp_path, monkeypatch):
     import midseg.io as io
+    import midseg.io.write as io_write   # where the atomic writes look `os` up
 
     events = []
-    real_fsync, real_replace = io.os.fsync, io.os.replace
-    monkeypatch.setattr(io.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(io.os, "replace",
+    real_fsync, real_replace = io_write.os.fsync, io_write.os.replace
+    monkeypatch.setattr(io_write.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(io_write.os, "replace",
                         lambda a, b: events.append("replace") or real_replace(a, b))
     img = _image(2)
     write_mask(tmp_path / "m.nii.gz", img.array > 0, like=img)
