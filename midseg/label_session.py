@@ -297,7 +297,8 @@ class LabelSession:
             Not a labels or clicks document, or a bad object entry (the message names it);
             what `Session.from_clicks` raises for each object's clicks.
         """
-        from .session import CLICKS_FORMAT, Session, read_clicks
+        from .clicks import CLICKS_FORMAT, read_clicks
+        from .session import Session
 
         p = Path(path)
         try:

@@ -293,8 +293,9 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
     point is moved to the centre of the voxel containing it. A 2D image lies
     in the plane z = 0 (as Slicer shows it), so z is dropped after the check.
     """
+    from .clicks import clicks_document, clicks_from_dict
     from .refine import _same_voxel
-    from .session import MIN_POINTS, Session, _as_image, _clicks_document, _validate_clicks
+    from .session import MIN_POINTS, Session, _as_image
 
     image = _as_image(image)
     lam, sigma, method = Session._check_params(lam, sigma, method)
@@ -318,9 +319,9 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
             f"{len(snapped['margin'])}")
 
     params = {"lam": lam, "sigma": sigma, "method": method}
-    clicks = _clicks_document(image, _model_ref_for(model, image), params, snapped["margin"],
-                              [(fg, bg, params)] if len(fg) + len(bg) else [])
-    return _validate_clicks(clicks), max(moved)
+    clicks = clicks_document(image, _model_ref_for(model, image), params, snapped["margin"],
+                             [(fg, bg, params)] if len(fg) + len(bg) else [])
+    return clicks_from_dict(clicks), max(moved)
 
 
 def _as_xyz(points, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -371,8 +372,8 @@ def _snap(image, xyz: np.ndarray, labels: Sequence[str],
 def _model_ref_for(model, image) -> dict:
     """``{"name", "sha256"}`` of a model as `Session.clicks_dict` records it, without loading it."""
     from . import models
+    from .clicks import model_ref
     from .io import file_sha256
-    from .session import _model_ref
 
     if model is None:
         model = f"{image.ndim}d"
@@ -383,7 +384,7 @@ def _model_ref_for(model, image) -> dict:
         ref = {"name": str(card.get("name", pt.stem)), "sha256": file_sha256(pt)}
     else:
         dims, channels = getattr(model, "spatial_dims", None), getattr(model, "image_channels", None)
-        ref = _model_ref(model)
+        ref = model_ref(model)
     if dims != image.ndim:
         raise InvalidInputError(
             f"model {ref['name']!r} is a {dims}D model but the image is {image.ndim}D; "
@@ -420,9 +421,9 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
         Not a readable clicks file, or points whose coordinate count does
         not fit the image.
     """
-    from .session import _validate_clicks, read_clicks
+    from .clicks import clicks_from_dict, read_clicks
 
-    data = _validate_clicks(clicks) if isinstance(clicks, dict) else read_clicks(clicks)
+    data = clicks_from_dict(clicks) if isinstance(clicks, dict) else read_clicks(clicks)
     ndim = len(data["image"]["shape"])
 
     def xyz(points, what):

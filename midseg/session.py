@@ -3,41 +3,31 @@
 `Session` is what the GUI, the CLI and users drive: `segment(points)` runs
 stage 1 (CNN), `refine(foreground, background)` adds a click round (stage 2,
 no CNN pass), `undo()`/`redo()` walk the history, `save_clicks()` /
-`Session.from_clicks()` store and replay it exactly. It must not import Qt.
+`Session.from_clicks()` store and replay it exactly (the clicks-file format itself:
+`midseg.clicks`). It must not import Qt.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import time
 import warnings as _warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_json_numbers,
-                      check_lam_sigma)
-from .errors import (ConstantImageWarning, CoplanarPointsWarning, GeometryMismatchError,
-                     InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning)
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
+from .errors import (ConstantImageWarning, CoplanarPointsWarning, InvalidInputError,
+                     MidsegError, MidsegWarning, ModelMismatchWarning)
 from .crop import Box, relaxed_bbox
-from .io import Image, file_sha256, geometry_differences, write_json_atomic
+from .clicks import (CLICKS_FORMAT, CLICKS_VERSION, check_clicks_geometry, clicks_document,
+                     clicks_from_dict, mask_sha256, mm_to_index, read_clicks, write_clicks)
+from .clicks import model_ref as _model_ref
+from .clicks import CLICKS_SCHEMA, geometry_xyz  # noqa: F401  (re-exported: tests, gui/)
+from .io import Image
 from .refine import REFINE_METHODS
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
-
-CLICKS_FORMAT = "midseg-clicks"
-#: Version 3: method "ifgc" is click-local information fusion (`midseg.refine.refine`).
-#: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
-#: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
-#: files are read with those names in its place, so they replay the masks they were made with.
-CLICKS_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
-#: What "ifgc" meant in each older clicks-file version.
-_OLD_IFGC = {1: "ifgc-paper", 2: "ifgc-global"}
 
 #: Fewest interior margin points accepted by `Session.segment`, per dimensionality.
 MIN_POINTS = {2: 3, 3: 4}
@@ -215,12 +205,6 @@ def _work_image(image: Image, axis: int | None) -> Image:
     arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
     return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
                  multichannel=image.multichannel, path=image.path)
-
-
-def _mask_sha256(mask: np.ndarray) -> str:
-    """sha256 of a 0/1 uint8 mask's bytes (C order): what a clicks file records of the mask
-    `Session.start_from_mask` started from."""
-    return hashlib.sha256(np.ascontiguousarray(mask, dtype=np.uint8).tobytes()).hexdigest()
 
 
 class Session:
@@ -613,7 +597,7 @@ class Session:
         empty = np.zeros((0, self.image.ndim), np.int64)
         state = _State(margin_points=empty, rounds=(), cnn=(box, values), box=box,
                        change=change, extent=fbox, seconds=time.perf_counter() - t0,
-                       initial_mask=_mask_sha256(m))
+                       initial_mask=mask_sha256(m))
         return self._push(state)
 
     def refine(self, foreground=(), background=(), *, lam: float | None = None,
@@ -832,7 +816,7 @@ class Session:
                 f"the mask holds {state.edits} brush edit(s) (Session.paint), which a clicks "
                 "file cannot store: its replay would give another mask. Save the mask or the "
                 "label map instead, or undo the edits")
-        doc = _clicks_document(
+        doc = clicks_document(
             self.image, _model_ref(self.model),
             {"lam": self.lam, "sigma": self.sigma, "method": self.method},
             state.margin_points,
@@ -858,7 +842,7 @@ class Session:
             Nothing segmented yet, or the mask holds brush edits (`paint`, `edits` > 0),
             which a clicks file cannot store: save the mask or the label map instead.
         """
-        write_json_atomic(path, self.clicks_dict())
+        write_clicks(path, self.clicks_dict())
 
     @classmethod
     def from_clicks(cls, clicks, image, model=None, *, device: str | None = None,
@@ -886,7 +870,7 @@ class Session:
             match the file's); refused for other files.
         """
         if isinstance(clicks, dict):
-            data = _validate_clicks(clicks)
+            data = clicks_from_dict(clicks)
         elif isinstance(clicks, (str, os.PathLike)):
             data = read_clicks(clicks)
         else:
@@ -910,11 +894,11 @@ class Session:
                 f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
                 "stage 1 and every refined mask may differ from the original session")
             _warnings.warn(mismatch, stacklevel=2)
-        margin = _mm_to_index(image, data["margin_points"], "margin_points")
+        margin = mm_to_index(image, data["margin_points"], "margin_points")
         rounds = []
         for k, r in enumerate(data["rounds"]):   # every round checked before stage 1 runs
-            fg = _mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
-            bg = _mm_to_index(image, r["background"], f"rounds[{k}].background")
+            fg = mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
+            bg = mm_to_index(image, r["background"], f"rounds[{k}].background")
             if not len(fg) + len(bg):
                 raise InvalidInputError(f"clicks file: rounds[{k}] holds no click")
             try:
@@ -931,7 +915,7 @@ class Session:
                 raise InvalidInputError("the clicks file started from a mask "
                                         "(start_from_mask): pass it as initial_mask")
             m = (np.asarray(initial_mask) != 0).astype(np.uint8)
-            if not isinstance(start, dict) or start.get("sha256") != _mask_sha256(m):
+            if not isinstance(start, dict) or start.get("sha256") != mask_sha256(m):
                 raise InvalidInputError("initial_mask is not the mask the clicks file started "
                                         "from (sha256 differs)")
             session.start_from_mask(m)
@@ -954,191 +938,3 @@ class Session:
         what = ("no segmentation yet" if state is None else
                 f"{len(state.margin_points)} margin points, {len(state.rounds)} click rounds")
         return f"Session({self.image!r}, model={_model_ref(self.model).get('name')!r}, {what})"
-
-
-# ---------------------------------------------------------------------------
-# clicks file helpers
-# ---------------------------------------------------------------------------
-
-def _clicks_document(image: Image, model_ref: dict, parameters: dict, margin_points,
-                     rounds) -> dict:
-    """The versioned clicks dict; points come as voxel indices (array order), go out in mm.
-
-    `rounds` holds ``(foreground, background, {"lam", "sigma", "method"})`` per round.
-    """
-    to_mm = image.index_to_physical
-
-    def mm(points):
-        return [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))] \
-            if len(points) else []
-
-    return {
-        "format": CLICKS_FORMAT,
-        "version": CLICKS_VERSION,
-        "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
-        "image": {**geometry_xyz(image), "channels": image.channels},
-        "model": model_ref,
-        "parameters": dict(parameters),
-        "margin_points": mm(margin_points),
-        "rounds": [{"foreground": mm(fg), "background": mm(bg), **params}
-                   for fg, bg, params in rounds],
-    }
-
-
-def geometry_xyz(image: Image) -> dict:
-    """The image's geometry in SimpleITK's (x, y, z) order, as clicks files store it.
-
-    Returns ``{"shape", "spacing", "origin", "direction"}`` as lists (mm for spacing and
-    origin; ``direction[i][j]``: component i of axis j).
-    """
-    return {
-        "shape": list(image.shape[::-1]),
-        "spacing": list(image.spacing[::-1]),
-        "origin": list(image.origin[::-1]),
-        "direction": np.asarray(image.direction)[::-1, ::-1].tolist(),
-    }
-
-
-def check_clicks_geometry(data: dict, image: Image) -> None:
-    """Raise `GeometryMismatchError` naming what differs between a clicks file and an image."""
-    stored = data["image"]
-    try:
-        diffs = geometry_differences(geometry_xyz(image), stored, atol=1e-4)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInputError("clicks file: image: shape, spacing, origin and direction must "
-                                "be lists of numbers of the image's dimension (direction a "
-                                "square matrix)") from None
-    if stored.get("channels", image.channels) != image.channels:
-        diffs.append(f"channels {image.channels} vs {stored['channels']}"
-                     + (" (open the co-registered image too: read_image(first, second), "
-                        "`midseg segment IMAGE --with SECOND`)"
-                        if stored["channels"] > image.channels else ""))
-    if diffs:
-        raise GeometryMismatchError(
-            "the clicks were made on an image with a different geometry (this image vs "
-            "clicks file): " + "; ".join(diffs))
-
-
-def _model_ref(model) -> dict:
-    ref = {"name": getattr(model, "name", None)}
-    path = getattr(model, "path", None)
-    if path is not None and Path(path).is_file():
-        ref["sha256"] = file_sha256(path)
-    return ref
-
-
-def _mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
-    if not len(points_xyz):
-        return np.zeros((0, image.ndim), np.int64)
-    try:
-        pts = np.asarray(points_xyz, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInputError(f"clicks file: {field}: every point must be {image.ndim} "
-                                "numbers (rows of different lengths or non-numbers)") from None
-    if pts.ndim != 2 or pts.shape[1] != image.ndim:
-        raise InvalidInputError(f"stored points must have {image.ndim} coordinates (mm), got "
-                                f"an array of shape {pts.shape}")
-    idx = image.physical_to_index(np.atleast_2d(pts[:, ::-1]))
-    far = ~np.all(np.isfinite(idx) & (np.abs(idx) < 2.0 ** 53), axis=1)
-    if np.any(far):
-        bad = pts[np.argmax(far)]
-        raise InvalidInputError(
-            f"stored points: point ({', '.join(f'{v:g}' for v in bad)}) mm lies outside the "
-            f"image of shape {tuple(image.shape)}")
-    rounded = np.rint(idx)
-    as_points(rounded.astype(np.int64), image.shape, name="stored points")  # outside: say so
-    if np.max(np.abs(idx - rounded)) > 1e-3:
-        raise GeometryMismatchError(
-            "stored points do not fall on voxel centres of this image; it is not the image "
-            "the clicks were made on")
-    return as_points(rounded.astype(np.int64), image.shape, name="stored points")
-
-
-def _validate_clicks(data: dict) -> dict:
-    if not isinstance(data, dict) or data.get("format") != CLICKS_FORMAT:
-        raise InvalidInputError(
-            f"not a midseg clicks file: format is {data.get('format') if isinstance(data, dict) else None!r}, "
-            f"expected {CLICKS_FORMAT!r}")
-    version = data.get("version")
-    if version not in _READABLE_VERSIONS:
-        raise InvalidInputError(
-            f"clicks file version {version!r} is not supported (this midseg reads versions "
-            f"{', '.join(str(v) for v in _READABLE_VERSIONS)})")
-    for key in ("image", "parameters", "margin_points", "rounds"):
-        if key not in data:
-            raise InvalidInputError(f"clicks file lacks the {key!r} entry")
-    check_json_numbers(data, "clicks file")
-    error = _schema_error(data)
-    if error is not None:
-        raise InvalidInputError(f"clicks file: {error}")
-    if version in _OLD_IFGC:
-        data = _upgrade(data, version)
-    return data
-
-
-CLICKS_SCHEMA = Path(__file__).parent / "data" / "clicks.schema.json"
-
-
-@functools.lru_cache(maxsize=1)
-def _clicks_validator():
-    import jsonschema
-
-    schema = json.loads(CLICKS_SCHEMA.read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
-
-
-def _schema_error(data: dict) -> str | None:
-    """The first violation of `CLICKS_SCHEMA` as ``"field.path: what is wrong"``, or None."""
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_clicks_validator().iter_errors(data))
-    if error is None:
-        return None
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return f"{path.lstrip('.') or 'top level'}: {error.message}"
-
-
-def _upgrade(data: dict, version: int) -> dict:
-    """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`."""
-    def method(entry):
-        if not isinstance(entry, dict) or entry.get("method") != "ifgc":
-            return entry
-        return {**entry, "method": _OLD_IFGC[version]}
-
-    rounds = data["rounds"]
-    return {**data, "version": CLICKS_VERSION, "upgraded_from_version": version,
-            "parameters": method(data["parameters"]),
-            "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds}
-
-
-def read_clicks(path: str | os.PathLike) -> dict:
-    """Read and validate a clicks JSON file written by `Session.save_clicks`."""
-    p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"no such clicks file: {str(p)!r}")
-
-    def no_constant(name):
-        raise InvalidInputError(f"clicks file {str(p)!r} holds {name}, which is not a number "
-                                "a clicks file can store")
-
-    if p.is_dir():
-        raise InvalidInputError(f"clicks file {str(p)!r} is a folder")
-    try:
-        data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
-    except RecursionError:
-        raise InvalidInputError(f"clicks file {str(p)!r} is nested too deeply to be a "
-                                "clicks file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"clicks file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
-                                f"{exc.object[exc.start:exc.start + 1]!r})") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"clicks file {str(p)!r} is not valid JSON: {exc}") from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read clicks file {str(p)!r}: {exc.strerror}") from None
-    try:
-        return _validate_clicks(data)
-    except InvalidInputError as exc:
-        msg = str(exc)
-        if msg.startswith("clicks file: "):
-            msg = f"clicks file {str(p)!r}: " + msg[len("clicks file: "):]
-        raise InvalidInputError(msg) from None

@@ -432,13 +432,13 @@ def test_replay_keeps_the_warnings_and_the_cli_prints_them(model_dir, tmp_path, 
 
 
 def test_a_stored_point_far_outside_the_image_is_named_as_outside():
-    from midseg.session import _mm_to_index
+    from midseg.clicks import mm_to_index
 
     image = midseg.Image(np.zeros((20, 30), np.float32), spacing=(0.7, 0.9))
     with pytest.raises(InvalidInputError, match="lies outside the image"):
-        _mm_to_index(image, [[5000.3, 10.1]])          # off the grid as well
+        mm_to_index(image, [[5000.3, 10.1]])           # off the grid as well
     with pytest.raises(midseg.errors.GeometryMismatchError, match="voxel centres"):
-        _mm_to_index(image, [[1.35, 0.35]])            # inside, between voxel centres
+        mm_to_index(image, [[1.35, 0.35]])             # inside, between voxel centres
 
 
 def test_session_rounds_equal_the_public_refine_chain(case):
