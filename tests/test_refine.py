@@ -768,6 +768,7 @@ def test_sparse_graph_cut_equals_the_grid_graph_with_fixed_voxels(shape, connect
 def test_narrow_band_equals_the_full_solve_when_the_band_holds_the_boundary(monkeypatch):
     """A click whose zone exceeds BAND_MIN_VOXELS: the band solve gives the full solve's mask
     when the cut lies within BAND_WIDTH of the fused map's boundary."""
+    import midseg.graphcut as gcut
     import midseg.refine as rf
 
     shape = (40, 90, 90)
@@ -783,8 +784,8 @@ def test_narrow_band_equals_the_full_solve_when_the_band_holds_the_boundary(monk
               previous=prev, new_foreground=[(20, 45, 65)], new_background=[])
     monkeypatch.setattr(rf, "BAND_MIN_VOXELS", 1000)
     calls = []
-    real_band = rf._boundary_distance
-    monkeypatch.setattr(rf, "_boundary_distance", lambda *a: calls.append(1) or real_band(*a))
+    real_band = gcut._boundary_distance
+    monkeypatch.setattr(gcut, "_boundary_distance", lambda *a: calls.append(1) or real_band(*a))
     banded = rf.refine(image, prob, **kw)
     assert calls                                           # the band was used
     monkeypatch.setattr(rf, "BAND_MIN_VOXELS", 10 ** 12)
