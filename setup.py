@@ -19,7 +19,7 @@ setup(
     license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=["midseg", "midseg.evaluation", "midseg.gui", "midseg.data_sim", "midseg.models",
-              "midseg.training", "midseg.io"],
+              "midseg.training", "midseg.io", "midseg.batch"],
     package_dir={
         "midseg": "midseg",
         "midseg.gui": "gui",

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 
 import midseg  # noqa: E402
 from midseg import batch, cli  # noqa: E402
+from midseg.batch import records, runner  # noqa: E402
 from test_session import margin_points, phantom, write_tiny_model  # noqa: E402
 
 N_CASES = 6
@@ -527,14 +528,14 @@ def test_empty_ground_truth_writes_strict_json(cases, tmp_path, capsys):
 
 def test_a_record_that_cannot_be_written_fails_its_case_only(cases, tmp_path, monkeypatch):  # B18
     root, manifest, model = cases
-    write = batch.write_json_atomic
+    write = records.write_json_atomic
 
     def flaky(path, data, *args, **kwargs):
         if Path(path).name == "case1.json":
             raise PermissionError(13, "Permission denied", str(path))
         return write(path, data, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "write_json_atomic", flaky)
+    monkeypatch.setattr(records, "write_json_atomic", flaky)
     m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
                   *[_case_row(root, k) for k in range(3)])
     out = tmp_path / "out"
@@ -546,7 +547,7 @@ def test_a_record_that_cannot_be_written_fails_its_case_only(cases, tmp_path, mo
         rows["case1"]["error"]
     assert not (out / "masks" / "case1.mask.nii.gz").exists()
     assert rows["case2"]["status"] == "ok"
-    monkeypatch.setattr(batch, "write_json_atomic", write)
+    monkeypatch.setattr(records, "write_json_atomic", write)
     res = batch.run_batch(m, out, workers=1, model=str(model), progress=False)
     assert res["done"] == 1 and res["skipped"] == 2
 
@@ -562,15 +563,15 @@ def test_output_folder_is_checked_before_computing(cases, tmp_path, monkeypatch,
     with pytest.raises(ValueError, match=r"output folder '.*afile/out' is not writable: "):
         batch.run_batch(m, afile / "out", workers=1, model=str(model), progress=False)
     calls = []
-    monkeypatch.setattr(batch, "segment_one", lambda *a, **k: calls.append(a))
-    real = batch.tempfile.mkstemp
+    monkeypatch.setattr(records, "segment_one", lambda *a, **k: calls.append(a))
+    real = records.tempfile.mkstemp
 
     def refuse(*args, dir=None, **kwargs):
         if Path(dir).name == "cases":
             raise PermissionError(13, "Permission denied")
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(batch.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(records.tempfile, "mkstemp", refuse)
     with pytest.raises(ValueError, match=r"output folder '.*out/cases' is not writable: "
                                          "Permission denied$"):
         batch.run_batch(m, tmp_path / "out", workers=1, model=str(model), progress=False)
@@ -631,7 +632,7 @@ def test_a_dying_worker_fails_its_case_and_the_batch_goes_on(cases, tmp_path, mo
     root, manifest, model = cases
     m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
                   *[_case_row(root, k) for k in range(3)])
-    monkeypatch.setattr(batch, "run_case", _die_on_case1_and_2)
+    monkeypatch.setattr(runner, "run_case", _die_on_case1_and_2)
     out = tmp_path / "out"
     status = cli.main(["batch", str(m), "--out", str(out), "--workers", "2",
                        "--model", str(model), "--no-progress"])
@@ -655,8 +656,8 @@ def test_killing_the_batch_ends_its_workers(cases, tmp_path):
                   *[_case_row(root, k)[:2] for k in range(3)])
     out = tmp_path / "out"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_batch; "
-            "from midseg import batch; batch.run_case = test_batch._mark_and_wait; "
-            "batch.run_batch(sys.argv[2], sys.argv[3], workers=2, model=sys.argv[4], "
+            "from midseg.batch import runner; runner.run_case = test_batch._mark_and_wait; "
+            "runner.run_batch(sys.argv[2], sys.argv[3], workers=2, model=sys.argv[4], "
             "progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), str(m),
                              str(out), str(model)])
@@ -691,7 +692,7 @@ def test_dask_failure_of_one_case_is_recorded(cases, tmp_path, monkeypatch):
     root, manifest, model = cases
     m = _manifest(tmp_path / "m.csv", ["image", "clicks"],
                   *[_case_row(root, k)[:2] for k in range(2)])
-    monkeypatch.setattr(batch, "run_case", _raise_on_case0)
+    monkeypatch.setattr(runner, "run_case", _raise_on_case0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
         res = batch.run_batch(m, tmp_path / "out", scheduler=cluster.scheduler_address,
