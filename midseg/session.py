@@ -5,27 +5,32 @@ stage 1 (CNN), `refine(foreground, background)` adds a click round (stage 2,
 no CNN pass), `undo()`/`redo()` walk the history, `save_clicks()` /
 `Session.from_clicks()` store and replay it exactly (the clicks-file format itself:
 `midseg.clicks`). It must not import Qt.
+
+The history (states, undo, redo and the views of the current state) is `Session`'s
+base `midseg._history._History`; the checks of parameters, model and image and the
+warnings of stage 1 are in `midseg._session_checks`.
 """
 from __future__ import annotations
 
 import os
 import time
 import warnings as _warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, check_lam_sigma
-from .errors import (ConstantImageWarning, CoplanarPointsWarning, InvalidInputError,
-                     MidsegError, MidsegWarning, ModelMismatchWarning)
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points
+from ._history import ClickRound as ClickRound
+from ._history import _check_round, _clicks_in_force, _History, _State, _within
+from ._session_checks import (_as_image, _check_params, _constant_warning, _coplanar_warning,
+                              _flat_axis, _load_model, _work_image)
+from .errors import InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning
 from .crop import Box, relaxed_bbox
 from .clicks import (CLICKS_FORMAT, CLICKS_VERSION, check_clicks_geometry, clicks_document,
                      clicks_from_dict, mask_sha256, mm_to_index, read_clicks, write_clicks)
 from .clicks import model_ref as _model_ref
 from .clicks import CLICKS_SCHEMA, geometry_xyz  # noqa: F401  (re-exported: tests, gui/)
-from .io import Image
-from .refine import REFINE_METHODS
 
 __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POINTS"]
 
@@ -33,181 +38,7 @@ __all__ = ["Session", "CLICKS_FORMAT", "CLICKS_VERSION", "read_clicks", "MIN_POI
 MIN_POINTS = {2: 3, 3: 4}
 
 
-@dataclass(frozen=True)
-class ClickRound:
-    """One refinement round: clicks (array-order indices) and the parameters used."""
-
-    foreground: np.ndarray  # (N, D) int64
-    background: np.ndarray  # (M, D) int64
-    lam: float
-    sigma: float
-    method: str
-
-
-@dataclass(frozen=True, eq=False)
-class _Change:
-    """What a step changed: a region of the probability and the mask, before and after.
-
-    ``before`` is None when the maps were all zero there (the first step).
-    """
-
-    slices: tuple[slice, ...]
-    prob_before: np.ndarray | None
-    mask_before: np.ndarray | None
-    prob_after: np.ndarray
-    mask_after: np.ndarray
-
-    def apply(self, prob: np.ndarray, mask: np.ndarray, forward: bool) -> None:
-        if forward:
-            prob[self.slices], mask[self.slices] = self.prob_after, self.mask_after
-        elif self.prob_before is None:
-            prob[self.slices], mask[self.slices] = 0.0, 0
-        else:
-            prob[self.slices], mask[self.slices] = self.prob_before, self.mask_before
-
-
-@dataclass(frozen=True, eq=False)
-class _State:
-    """A point in the history: what it holds and how the maps got there from the step before.
-
-    The session keeps one full-size probability and mask, those of the current state;
-    every state keeps only the region its step changed (`_Change`), so undo, redo and
-    a new step cost what the region costs, not what the image does.
-    """
-
-    margin_points: np.ndarray
-    rounds: tuple[ClickRound, ...]
-    cnn: tuple                   # stage-1 output: (box, its values), never modified (shared)
-    box: Any                     # stage-1 crop box (midseg.crop.Box)
-    change: _Change
-    extent: Any                  # Box holding every nonzero voxel of the maps (or None)
-    seconds: float = 0.0
-    warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
-    initial_mask: str | None = None   # sha256 of the mask `start_from_mask` started from
-    edits: int = 0               # brush edits (`Session.paint`) the current mask holds
-
-
-def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
-    """The foreground and background clicks of `rounds` that still hold, in click order.
-
-    A click is dropped when a later round has a click of the other class on
-    the same voxel: the later correction wins. Each round must be free of
-    conflicts itself (`Session.refine` checks that when the round is added).
-    """
-    last: dict[tuple, bool] = {}  # voxel -> True (foreground) / False, of its latest click
-    for r in rounds:
-        last.update((p, True) for p in map(tuple, r.foreground.tolist()))
-        last.update((p, False) for p in map(tuple, r.background.tolist()))
-
-    def kept(points, foreground):
-        keep = np.array([last[p] is foreground for p in map(tuple, points.tolist())], bool)
-        return points[keep] if len(points) else points
-
-    def once(points):           # a voxel clicked again with the same class counts once
-        if not len(points):
-            return points
-        _, first = np.unique(points, axis=0, return_index=True)
-        return points[np.sort(first)]
-
-    ndim = rounds[0].foreground.shape[1] if rounds else 0
-    fg = [kept(r.foreground, True) for r in rounds]
-    bg = [kept(r.background, False) for r in rounds]
-    empty = np.zeros((0, ndim), np.int64)
-    return once(np.concatenate([empty, *fg])), once(np.concatenate([empty, *bg]))
-
-
-def _check_round(fg: np.ndarray, bg: np.ndarray) -> None:
-    """One round may not give a voxel both classes: which one was meant is unknown."""
-    if not len(fg) or not len(bg):
-        return
-    both = set(map(tuple, fg.tolist())) & set(map(tuple, bg.tolist()))
-    if both:
-        voxel = min(both)
-        more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
-        raise InvalidInputError(
-            f"voxel {voxel}{more} is both a foreground and a background click of the same "
-            "round; give it in one list only. To change the class of an earlier click, click "
-            "its voxel again in a later round: the later click wins")
-
-
-def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | None:
-    """A warning when all 3D margin points lie within half a voxel of one plane, else None.
-
-    The plane is the least-squares one of the points in physical units (its
-    normal: the right singular vector of the centred points with the smallest
-    singular value); "half a voxel" is half a voxel's extent along that normal.
-    """
-    sp = np.asarray(spacing, dtype=np.float64)
-    pts = np.asarray(points, dtype=np.float64) * sp
-    centred = pts - pts.mean(axis=0)
-    normal = np.linalg.svd(centred)[2][-1]
-    half_voxel = 0.5 * float(np.abs(normal) @ sp)
-    if np.abs(centred @ normal).max() >= half_voxel * (1 - 1e-9):  # exactly half: not coplanar
-        return None
-    axis = int(np.argmax(np.abs(normal)))
-    if abs(normal[axis]) > 0.999:
-        index = int(np.rint(np.mean(np.asarray(points)[:, axis])))
-        where = f"the plane {'zyx'[axis]} = {index}"
-    else:
-        n = normal * np.sign(normal[axis])
-        where = "one oblique plane (normal (z, y, x) = ({:.2f}, {:.2f}, {:.2f}))".format(*n)
-    return CoplanarPointsWarning(
-        f"all {len(points)} margin points lie in {where}: the object's extent across that "
-        "plane is unknown to the network, which sees only a thin slab around it, so the mask "
-        "is likely cut short there. Add margin points on the slices above and below that "
-        "plane, at the object's top and bottom extremes")
-
-
-def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
-    """A warning when every channel holds one value inside the box stage 1 looked at."""
-    chans = image.channels_first()
-
-    def flat(a):
-        v = a.reshape(a.shape[0], -1)
-        return bool(v.size) and bool(np.all(v.min(axis=1) == v.max(axis=1)))
-
-    if not flat(chans[(slice(None),) + tuple(box.slices)]):
-        return None
-    where = "the image" if flat(chans) else "the box of the margin points"
-    return ConstantImageWarning(
-        f"{where} holds a single value: there is no edge to segment, and the mask only "
-        "follows the margin points; check that the right image was opened")
-
-
-def _as_image(image) -> Image:
-    if isinstance(image, Image):
-        return image
-    if isinstance(image, np.ndarray):
-        return Image(image)
-    raise InvalidInputError(
-        f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
-
-
-def _within(outer, inner, values: np.ndarray) -> np.ndarray:
-    """An `outer`-shaped array, 0 except `values` at `inner`'s place (`midseg.crop.Box`es)."""
-    out = np.zeros(outer.shape, dtype=values.dtype)
-    out[inner.slices_in(outer)] = values
-    return out
-
-
-def _flat_axis(image: Image) -> int | None:
-    """The spatial axis of a 3D image that is one voxel thick (the others longer), or None."""
-    if image.ndim != 3:
-        return None
-    ones = [a for a, n in enumerate(image.shape) if n == 1]
-    return ones[0] if len(ones) == 1 else None
-
-
-def _work_image(image: Image, axis: int | None) -> Image:
-    """The image a session computes on: a one-slice volume as its 2D slice (spacing kept)."""
-    if axis is None:
-        return image
-    arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
-    return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
-                 multichannel=image.multichannel, path=image.path)
-
-
-class Session:
+class Session(_History):
     """Interactive segmentation of one image.
 
     Parameters
@@ -255,7 +86,7 @@ class Session:
         self._work = _work_image(self.image, self._flat)
         self.lam, self.sigma, self.method = self._check_params(lam, sigma, method)
         self.device = device
-        self.model = self._load_model(model)
+        self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
         self._pos = -1
         self._prob: np.ndarray | None = None   # the current state's maps (image shape)
@@ -264,71 +95,9 @@ class Session:
         self._cnn_full: tuple[Any, np.ndarray] | None = None
 
     # -- construction helpers -------------------------------------------------
-    @staticmethod
-    def _check_params(lam, sigma, method):
-        lam, sigma = check_lam_sigma(lam, sigma)
-        if not isinstance(method, str) or method not in REFINE_METHODS:
-            raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
-        return lam, sigma, method
+    _check_params = staticmethod(_check_params)
 
-    def _load_model(self, model):
-        from . import models as _models
-
-        if model is None:
-            model = f"{self._work.ndim}d"
-            if self.image.channels == 2 and f"{model}_petct" in _models.list_models():
-                model = f"{model}_petct"
-        loaded = _models.load_model(model, device=self.device) if isinstance(
-            model, (str, os.PathLike)) else model
-        if not isinstance(getattr(loaded, "spatial_dims", None), int):
-            raise InvalidInputError(
-                "model must be a shipped model's name (e.g. '2d'), the path of a .pt file "
-                f"with its card, or a loaded model (midseg.models.load_model), got "
-                f"{type(model).__name__} {model!r}")
-        dims = getattr(loaded, "spatial_dims", None)
-        if dims != self._work.ndim:
-            flat = (" (a volume one voxel thick is segmented as a 2D image)"
-                    if self._flat is not None else "")
-            raise InvalidInputError(
-                f"model {getattr(loaded, 'name', model)!r} is a {dims}D model but the image is "
-                f"{self._work.ndim}D (shape {self.image.shape}){flat}; use a "
-                f"{self._work.ndim}D model")
-        want = getattr(loaded, "image_channels", None)
-        if want is not None and want != self.image.channels:
-            raise InvalidInputError(
-                f"model {getattr(loaded, 'name', model)!r} expects {want} image channel(s), "
-                f"the image has {self.image.channels}")
-        return loaded
-
-    # -- state -----------------------------------------------------------------
-    @property
-    def _state(self) -> _State | None:
-        return self._history[self._pos] if self._pos >= 0 else None
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        """Current mask, uint8 0/1 of the image's spatial shape (None before `segment`).
-
-        A read-only view of the session's map: the next step, `undo` or `redo`
-        changes it in place. Copy it to keep it (the masks `segment`, `refine`,
-        `undo` and `redo` return are copies).
-        """
-        return None if self._state is None or self._mask is None else self._view(self._mask)
-
-    @property
-    def probability(self) -> np.ndarray | None:
-        """Current foreground probability (stage 1, fused after refinement), float32.
-
-        A read-only view, like `mask`.
-        """
-        return None if self._state is None or self._prob is None else self._view(self._prob)
-
-    @staticmethod
-    def _view(array: np.ndarray) -> np.ndarray:
-        v = array.view()
-        v.setflags(write=False)
-        return v
-
+    # -- state (the history and its views: the base, midseg._history._History) --
     @property
     def cnn_probability(self) -> np.ndarray | None:
         """The untouched stage-1 probability of the current margin points (image shape,
@@ -345,73 +114,6 @@ class Session:
             self._cnn_full = (s.cnn, full)
         return self._cnn_full[1]
 
-    @property
-    def margin_points(self) -> np.ndarray:
-        """Interior margin points of the current state, (N, D) int64 (empty before segment)."""
-        s = self._state
-        return np.zeros((0, self.image.ndim), np.int64) if s is None else s.margin_points.copy()
-
-    @property
-    def rounds(self) -> tuple[ClickRound, ...]:
-        """Click rounds applied in the current state, oldest first."""
-        s = self._state
-        return () if s is None else s.rounds
-
-    @property
-    def clicks_in_force(self) -> tuple[np.ndarray, np.ndarray]:
-        """The foreground and background clicks of the current state that still hold.
-
-        Both (N, D) int64, oldest first: the clicks of every round less those
-        a later round overrode with a click of the other class on the same
-        voxel. These are what the current mask was refined with.
-        """
-        s = self._state
-        empty = np.zeros((0, self.image.ndim), np.int64)
-        return (empty, empty.copy()) if s is None or not s.rounds else _clicks_in_force(s.rounds)
-
-    @property
-    def warnings(self) -> tuple[MidsegWarning, ...]:
-        """Warnings about the current state, oldest first (also issued with `warnings.warn`).
-
-        A `CoplanarPointsWarning` of `segment`, and the `ModelMismatchWarning`
-        of a `from_clicks` replay, hold for that state and every round built on
-        it; a new `segment` starts afresh. Empty before `segment`.
-        """
-        s = self._state
-        return () if s is None else s.warnings
-
-    @property
-    def box(self):
-        """Stage-1 crop box (`midseg.crop.Box`) of the current state.
-
-        For a volume one voxel thick (segmented as 2D) the box is in the 2D slice's axes.
-        """
-        s = self._state
-        return None if s is None else s.box
-
-    @property
-    def last_seconds(self) -> float:
-        """Wall time of the step that produced the current state."""
-        s = self._state
-        return 0.0 if s is None else s.seconds
-
-    @property
-    def edits(self) -> int:
-        """How many brush edits (`paint` steps) the current mask holds (0 before `segment`).
-
-        A clicks file cannot store them: `save_clicks` refuses while this is nonzero.
-        """
-        s = self._state
-        return 0 if s is None else s.edits
-
-    @property
-    def can_undo(self) -> bool:
-        return self._pos >= 0
-
-    @property
-    def can_redo(self) -> bool:
-        return self._pos < len(self._history) - 1
-
     def _w(self, points: np.ndarray) -> np.ndarray:
         """Points of the image's index space in the index space of the computation."""
         return points if self._flat is None else np.delete(points, self._flat, axis=1)
@@ -423,30 +125,6 @@ class Session:
     def _ex(self, array: np.ndarray) -> np.ndarray:
         """A map of the computation's shape in the image's shape."""
         return array if self._flat is None else array.reshape(self.image.shape)
-
-    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """The current probability and mask maps (image shape); created empty on first use."""
-        if self._prob is None or self._mask is None:
-            self._mask = np.zeros(self.image.shape, np.uint8)
-            self._prob = np.zeros(self.image.shape, np.float32)
-        return self._prob, self._mask
-
-    def _push(self, state: _State) -> np.ndarray:
-        """Make `state` (built on the current one) current; returns a copy of its mask."""
-        del self._history[self._pos + 1:]
-        prob, mask = self._maps()
-        state.change.apply(prob, mask, forward=True)
-        self._history.append(state)
-        self._pos = len(self._history) - 1
-        return mask.copy()
-
-    def _change(self, slices: tuple[slice, ...], prob: np.ndarray, mask: np.ndarray,
-                first: bool) -> _Change:
-        """The change that writes `prob` and `mask` into `slices` of the current maps."""
-        if first:
-            return _Change(slices, None, None, prob, mask)
-        cur_prob, cur_mask = self._maps()
-        return _Change(slices, cur_prob[slices].copy(), cur_mask[slices].copy(), prob, mask)
 
     # -- the verbs ---------------------------------------------------------------
     def segment(self, points) -> np.ndarray:
@@ -779,31 +457,6 @@ class Session:
         start.insert(self._flat, 0)
         stop.insert(self._flat, 1)
         return Box(tuple(start), tuple(stop))
-
-    def undo(self) -> np.ndarray | None:
-        """Step back one action (a `segment` counts as one); returns the mask then current
-        (a copy; None when back before the first `segment`)."""
-        if not self.can_undo:
-            raise MidsegError("nothing to undo")
-        prob, mask = self._maps()
-        self._history[self._pos].change.apply(prob, mask, forward=False)
-        self._pos -= 1
-        return None if self._state is None else mask.copy()
-
-    def redo(self) -> np.ndarray | None:
-        """Re-apply the last undone action; returns the mask (a copy)."""
-        if not self.can_redo:
-            raise MidsegError("nothing to redo")
-        self._pos += 1
-        prob, mask = self._maps()
-        self._history[self._pos].change.apply(prob, mask, forward=True)
-        return mask.copy()
-
-    def reset(self) -> None:
-        """Forget all points, rounds and history."""
-        self._history.clear()
-        self._pos = -1
-        self._prob = self._mask = None
 
     # -- stored clicks ------------------------------------------------------------
     def clicks_dict(self) -> dict:

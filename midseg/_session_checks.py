@@ -1,0 +1,127 @@
+"""The checks and warnings of `midseg.session`: parameters, the model, the image, the points.
+
+`Session` refuses bad parameters and a model that does not fit the image
+(`_check_params`, `_load_model`), computes a volume one voxel thick as its 2D slice
+(`_flat_axis`, `_work_image`), and warns when stage 1 has nothing to go on
+(`_constant_warning`, `_coplanar_warning`).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._checks import check_lam_sigma
+from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
+from .io import Image
+from .refine import REFINE_METHODS
+
+
+def _check_params(lam, sigma, method):
+    lam, sigma = check_lam_sigma(lam, sigma)
+    if not isinstance(method, str) or method not in REFINE_METHODS:
+        raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
+    return lam, sigma, method
+
+
+def _load_model(model, image: Image, work: Image, flat_axis: int | None,
+                device: str | None):
+    """The session's model, loaded (default: the shipped one for `work`'s dimensions and
+    `image`'s channels) and checked against the image `work` computes on."""
+    from . import models as _models
+
+    if model is None:
+        model = f"{work.ndim}d"
+        if image.channels == 2 and f"{model}_petct" in _models.list_models():
+            model = f"{model}_petct"
+    loaded = _models.load_model(model, device=device) if isinstance(
+        model, (str, os.PathLike)) else model
+    if not isinstance(getattr(loaded, "spatial_dims", None), int):
+        raise InvalidInputError(
+            "model must be a shipped model's name (e.g. '2d'), the path of a .pt file "
+            f"with its card, or a loaded model (midseg.models.load_model), got "
+            f"{type(model).__name__} {model!r}")
+    dims = getattr(loaded, "spatial_dims", None)
+    if dims != work.ndim:
+        flat = (" (a volume one voxel thick is segmented as a 2D image)"
+                if flat_axis is not None else "")
+        raise InvalidInputError(
+            f"model {getattr(loaded, 'name', model)!r} is a {dims}D model but the image is "
+            f"{work.ndim}D (shape {image.shape}){flat}; use a "
+            f"{work.ndim}D model")
+    want = getattr(loaded, "image_channels", None)
+    if want is not None and want != image.channels:
+        raise InvalidInputError(
+            f"model {getattr(loaded, 'name', model)!r} expects {want} image channel(s), "
+            f"the image has {image.channels}")
+    return loaded
+
+
+def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | None:
+    """A warning when all 3D margin points lie within half a voxel of one plane, else None.
+
+    The plane is the least-squares one of the points in physical units (its
+    normal: the right singular vector of the centred points with the smallest
+    singular value); "half a voxel" is half a voxel's extent along that normal.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64) * sp
+    centred = pts - pts.mean(axis=0)
+    normal = np.linalg.svd(centred)[2][-1]
+    half_voxel = 0.5 * float(np.abs(normal) @ sp)
+    if np.abs(centred @ normal).max() >= half_voxel * (1 - 1e-9):  # exactly half: not coplanar
+        return None
+    axis = int(np.argmax(np.abs(normal)))
+    if abs(normal[axis]) > 0.999:
+        index = int(np.rint(np.mean(np.asarray(points)[:, axis])))
+        where = f"the plane {'zyx'[axis]} = {index}"
+    else:
+        n = normal * np.sign(normal[axis])
+        where = "one oblique plane (normal (z, y, x) = ({:.2f}, {:.2f}, {:.2f}))".format(*n)
+    return CoplanarPointsWarning(
+        f"all {len(points)} margin points lie in {where}: the object's extent across that "
+        "plane is unknown to the network, which sees only a thin slab around it, so the mask "
+        "is likely cut short there. Add margin points on the slices above and below that "
+        "plane, at the object's top and bottom extremes")
+
+
+def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
+    """A warning when every channel holds one value inside the box stage 1 looked at."""
+    chans = image.channels_first()
+
+    def flat(a):
+        v = a.reshape(a.shape[0], -1)
+        return bool(v.size) and bool(np.all(v.min(axis=1) == v.max(axis=1)))
+
+    if not flat(chans[(slice(None),) + tuple(box.slices)]):
+        return None
+    where = "the image" if flat(chans) else "the box of the margin points"
+    return ConstantImageWarning(
+        f"{where} holds a single value: there is no edge to segment, and the mask only "
+        "follows the margin points; check that the right image was opened")
+
+
+def _as_image(image) -> Image:
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return Image(image)
+    raise InvalidInputError(
+        f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
+
+
+def _flat_axis(image: Image) -> int | None:
+    """The spatial axis of a 3D image that is one voxel thick (the others longer), or None."""
+    if image.ndim != 3:
+        return None
+    ones = [a for a, n in enumerate(image.shape) if n == 1]
+    return ones[0] if len(ones) == 1 else None
+
+
+def _work_image(image: Image, axis: int | None) -> Image:
+    """The image a session computes on: a one-slice volume as its 2D slice (spacing kept)."""
+    if axis is None:
+        return image
+    arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
+    return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
+                 multichannel=image.multichannel, path=image.path)
