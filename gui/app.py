@@ -98,13 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (MidsegError, ValueError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"midseg-gui: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 1
+    from midseg.cli import run_entry
+
+    # the window shows midseg's warnings itself
+    return run_entry("midseg-gui", run, args, print_warnings=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,15 +81,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warning_printer(command: str):
+def _warning_printer(prog: str):
     """A `warnings.showwarning` that prints midseg's warnings as one line for the user."""
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, MidsegWarning):
             return default(message, category, filename, lineno, file, line)
-        print(f"midseg {command}: warning: {message}", file=file or sys.stderr)
+        print(f"{prog}: warning: {message}", file=file or sys.stderr)
     return show
+
+
+def run_entry(prog: str, run, args, *, print_warnings: bool = True) -> int:
+    """The one error path of every entry point (`midseg`, `midseg-gui`, the module mains).
+
+    Calls ``run(args)`` and returns its exit status (None counts as 0). A `MidsegError`,
+    ``ValueError`` or ``OSError`` becomes one line ``"<prog>: error: <first line>"`` on
+    stderr and status 1 (the traceback with ``args.debug``); Ctrl+C gives status 130.
+    With `print_warnings`, midseg's warnings are printed as one line
+    ``"<prog>: warning: ..."``, every time they occur (unless ``-W`` or
+    ``PYTHONWARNINGS`` set the filters).
+    """
+    debug = getattr(args, "debug", False)
+    try:
+        if not print_warnings:
+            return int(run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(prog)
+            if not sys.warnoptions:  # -W / PYTHONWARNINGS given: the user's filters rule
+                warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
+            return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (MidsegError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,25 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    debug = getattr(args, "debug", False)
-    try:
+    def work(args):
         if args._run is None:
             raise NotAvailable(f"'midseg {args.command}' is not available in this release yet")
-        with warnings.catch_warnings():
-            warnings.showwarning = _warning_printer(args.command)
-            if not sys.warnoptions:  # -W / PYTHONWARNINGS given: the user's filters rule
-                warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
-            status = args._run(args)
-        return int(status or 0)
-    except KeyboardInterrupt:
-        print("midseg: interrupted", file=sys.stderr)
-        return 130
-    except (MidsegError, ValueError, OSError) as exc:
-        if debug:
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"midseg {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return args._run(args)
+
+    return run_entry(f"midseg {args.command}", work, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import InvalidInputError, MidsegError
+from ..errors import InvalidInputError
 from .cases import DATASETS, Case, load_cases
 from .methods import METHOD_NAMES, SessionMethod, make_methods
 from .protocol import DEFAULT_CLICKS, run_protocol, write_csv
@@ -183,12 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (MidsegError, ValueError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"midseg evaluate: error: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-              file=sys.stderr)
-        return 1
+    from ..cli import run_entry
+
+    return run_entry("midseg evaluate", run, args)
 
