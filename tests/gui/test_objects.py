@@ -6,8 +6,6 @@ stand-in (monkeypatched `midseg.predict.predict_probability`), everything else
 """
 from __future__ import annotations
 
-import importlib.util
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,27 +19,10 @@ from PyQt5.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 import midseg  # noqa: E402
 import midseg.predict  # noqa: E402
-from midseg.crop import relaxed_bbox  # noqa: E402
 from midseg.gui.window import MainWindow  # noqa: E402
 from midseg.labelmap import Segment, read_labelmap, write_labelmap  # noqa: E402
 
-needs_refine = pytest.mark.skipif(importlib.util.find_spec("midseg.geodesic") is None,
-                                  reason="midseg.geodesic is not available")
-
-
-class FakeModel:
-    def __init__(self, dims, channels=1):
-        self.name, self.spatial_dims, self.image_channels = f"fake{dims}d", dims, channels
-
-
-def fake_predict(image, points, model, *, spacing=None, channel_axis=None, device=None,
-                 box_only=False):
-    """Stage-1 stand-in: the (0..1) image intensity inside the relaxed box of the points."""
-    arr = np.asarray(image, dtype=np.float32)
-    box = relaxed_bbox(points, arr.shape)
-    prob = np.zeros(arr.shape, np.float32)
-    prob[box.slices] = np.clip(arr[box.slices], 0.02, 0.98)
-    return SimpleNamespace(probability=prob[box.slices] if box_only else prob, box=box)
+from test_gui import FakeModel, fake_predict, needs_refine  # noqa: E402  (tests/ is on sys.path)
 
 
 class Answers:
