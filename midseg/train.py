@@ -36,4 +36,11 @@ __all__ = ["TrainConfig", "TrainItem", "TrainResult", "train", "make_sample",
            "LICENCE_BRATS"]
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # the common error path of the entry points (midseg.cli.run_entry); main() itself raises
+    import argparse
+
+    from .cli import run_entry
+
+    _argv = [a for a in sys.argv[1:] if a != "--debug"]
+    sys.exit(run_entry("midseg train", lambda _args: main(_argv),
+                       argparse.Namespace(debug="--debug" in sys.argv[1:])))
