@@ -104,9 +104,7 @@ class ToolsMixin:
                 self.show_error("Stage 1 failed", error)
                 self._refresh()
                 return
-            self.time_label.setText(f"stage 1 {session.last_seconds:.2f} s")
-            self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
-                                       f"wall time in the worker {seconds:.3f} s")
+            self._show_time("stage 1", session, seconds)
             self._changed()
             if not self.pending_margin:
                 self.set_tool("refine")
@@ -236,9 +234,7 @@ class ToolsMixin:
                 self.show_error("Refinement failed", error)
                 self._refresh()
                 return
-            self.time_label.setText(f"refine {session.last_seconds:.2f} s")
-            self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
-                                       f"wall time in the worker {seconds:.3f} s")
+            self._show_time("refine", session, seconds)
             self.statusBar().showMessage(f"round {len(session.rounds)}: +{len(fg)} fg, +{len(bg)} bg", 4000)
             self._changed()
 
@@ -371,6 +367,12 @@ class ToolsMixin:
         self._submit(lambda: s2.refine(f2, b2, lam=lam, sigma=sigma, method=method), done,
                      "2D refine")
         self._refresh()
+
+    def _show_time(self, what: str, session, seconds: float) -> None:
+        """The status bar's time of a finished step: session time, worker wall time as tip."""
+        self.time_label.setText(f"{what} {session.last_seconds:.2f} s")
+        self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
+                                   f"wall time in the worker {seconds:.3f} s")
 
     def _write_slice(self, name: str, index: int, mask2d) -> bool:
         """Write a 2D mask into slice ``index`` of object ``name``: one undoable step."""

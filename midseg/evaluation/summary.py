@@ -65,12 +65,11 @@ def summarise(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS) -> list[dic
                                           [r["click_type"] in ("fg", "bg") for r in st[1:]])
             up, made = up + u, made + n
         s["consistent_improvement"] = up / made if made else float("nan")
-        drops = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
-                    if b["click_type"] in ("fg", "bg") and float(b["dice"]) < float(a["dice"]) - 0.05)
-        s["harmful_clicks"] = drops / made if made else float("nan")
-        drops2 = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
-                     if b["click_type"] in ("fg", "bg") and float(b["dice"]) < float(a["dice"]) - 0.02)
-        s["harmful_clicks_2pt"] = drops2 / made if made else float("nan")
+        for key, fall in (("harmful_clicks", 0.05), ("harmful_clicks_2pt", 0.02)):
+            drops = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
+                        if b["click_type"] in ("fg", "bg")
+                        and float(b["dice"]) < float(a["dice"]) - fall)
+            s[key] = drops / made if made else float("nan")
         s["clicks_made"] = made
         s["sec_stage1"] = _mean_sd([float(st[0]["seconds"]) for st in cases.values()])[0]
         s["sec_click"] = _mean_sd([float(r["seconds"]) for st in cases.values() for r in st[1:]
