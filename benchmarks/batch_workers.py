@@ -6,6 +6,7 @@ Makes clicks files for N HC18 images with the robot user (simulated margin point
 alternating, `--repeats` times each. Prints a Markdown table; target: 2 workers at least
 1.6x faster. Run: ``python benchmarks/batch_workers.py [--cases 16] [--repeats 3]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,9 +55,22 @@ def make_cases(folder: Path, n: int, clicks: int) -> Path:
 def run(manifest: Path, out: Path, workers: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "midseg.cli", "batch", str(manifest), "--out",
-                    str(out), "--workers", str(workers), "--no-progress"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "midseg.cli",
+            "batch",
+            str(manifest),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
@@ -73,18 +87,22 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         manifest = make_cases(tmp, args.cases, args.clicks)
         times = {1: [], 2: []}
-        run(manifest, tmp / "warm", 1)          # caches (numba, ONNX) warm for both
+        run(manifest, tmp / "warm", 1)  # caches (numba, ONNX) warm for both
         for _ in range(args.repeats):
             for w in (1, 2):
                 times[w].append(run(manifest, tmp / f"out{w}", w))
     t1, t2 = statistics.median(times[1]), statistics.median(times[2])
-    print(f"\nmidseg batch, {args.cases} HC18 images x {args.clicks} clicks, "
-          f"{platform.machine()} {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}\n")
+    print(
+        f"\nmidseg batch, {args.cases} HC18 images x {args.clicks} clicks, "
+        f"{platform.machine()} {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}\n"
+    )
     print("| workers | median s (whole command) | runs | speed-up vs 1 | target |")
     print("|---|---|---|---|---|")
     print(f"| 1 | {t1:.2f} | {', '.join(f'{t:.2f}' for t in times[1])} | 1.00 | reference |")
-    print(f"| 2 | {t2:.2f} | {', '.join(f'{t:.2f}' for t in times[2])} | {t1 / t2:.2f} | "
-          f">= 1.6: {'yes' if t1 / t2 >= 1.6 else 'NO'} |")
+    print(
+        f"| 2 | {t2:.2f} | {', '.join(f'{t:.2f}' for t in times[2])} | {t1 / t2:.2f} | "
+        f">= 1.6: {'yes' if t1 / t2 >= 1.6 else 'NO'} |"
+    )
     return 0
 
 

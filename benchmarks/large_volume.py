@@ -18,6 +18,7 @@ Every row is measured in this run beside its reference:
 Each scenario runs in a fresh process (`multiprocessing`, spawn) so that its peak RSS is
 its own. Prints a Markdown table. Run: ``python benchmarks/large_volume.py [--quick]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ BRATS = DATA / "brats2013" / "brats_2013_pat0001_1"
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_mb() -> float:
@@ -77,14 +78,23 @@ def _organ(shape, radii, seed=0):
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
     r = sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grids, c, radii))
     gt = r < 1
-    lobe = sum(((g - ci) / ri) ** 2 for g, ci, ri in
-               zip(grids, c + np.array(radii) * [0, 0.8, 0.6], np.array(radii) * 0.45)) < 1
+    lobe = (
+        sum(
+            ((g - ci) / ri) ** 2
+            for g, ci, ri in zip(grids, c + np.array(radii) * [0, 0.8, 0.6], np.array(radii) * 0.45)
+        )
+        < 1
+    )
     gt |= lobe
     img = np.where(gt, 60.0, 10.0).astype(np.float32)
-    img[: shape[0] // 10] = -1000.0                              # air above
-    img += ndimage.gaussian_filter(rng.normal(0, 25, (shape[0] // 4, shape[1] // 4,
-                                                      shape[2] // 4)), 1).repeat(4, 0).repeat(
-        4, 1).repeat(4, 2)[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+    img[: shape[0] // 10] = -1000.0  # air above
+    img += (
+        ndimage.gaussian_filter(rng.normal(0, 25, (shape[0] // 4, shape[1] // 4, shape[2] // 4)), 1)
+        .repeat(4, 0)
+        .repeat(4, 1)
+        .repeat(4, 2)[: shape[0], : shape[1], : shape[2]]
+        .astype(np.float32)
+    )
     return img, gt
 
 
@@ -108,8 +118,7 @@ def _clicks_run(image, gt, spacing, n_clicks, seed=0):
         lo = np.maximum(nz.min(0) - 10, 0)
         hi = np.minimum(nz.max(0) + 11, gt.shape)
         crop = tuple(slice(a, b) for a, b in zip(lo, hi))
-        click = corrective_click(gt[crop], np.asarray(mask)[crop], mode="deepest",
-                                 spacing=spacing)
+        click = corrective_click(gt[crop], np.asarray(mask)[crop], mode="deepest", spacing=spacing)
         if click is None:
             break
         point = tuple(int(v) for v in np.add(click.point, lo))
@@ -123,9 +132,16 @@ def _clicks_run(image, gt, spacing, n_clicks, seed=0):
         mask = s.mask
         change = s._history[-1].change
         regions.append(int(np.prod([x.stop - x.start for x in change.slices])) * 5)
-        growth.append((_rss_mb() - before) * 2 ** 20)
-    return {"stage1": stage1, "times": times, "growth": growth, "regions": regions,
-            "rss_start": rss0, "peak": _peak_mb(), "dice": _dice(mask, gt)}
+        growth.append((_rss_mb() - before) * 2**20)
+    return {
+        "stage1": stage1,
+        "times": times,
+        "growth": growth,
+        "regions": regions,
+        "rss_start": rss0,
+        "peak": _peak_mb(),
+        "dice": _dice(mask, gt),
+    }
 
 
 def _dice(a, b):
@@ -197,42 +213,59 @@ def _run(name, quick):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer clicks and repeats")
-    ap.add_argument("--only", default="brats,brats_big,organ,organ_big,history,stage1",
-                    help="comma-separated scenarios (default: all)")
+    ap.add_argument(
+        "--only",
+        default="brats,brats_big,organ,organ_big,history,stage1",
+        help="comma-separated scenarios (default: all)",
+    )
     args = ap.parse_args(argv)
     only = args.only.split(",")
     res = {name: _run(name, args.quick) for name in only}
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
-    print(f"\nmidseg large-volume benchmark, {platform.machine()} {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}\n")
+    print(
+        f"\nmidseg large-volume benchmark, {platform.machine()} {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}\n"
+    )
     print("| measurement | result | reference (same run) | target | met |")
     print("|---|---|---|---|---|")
     if "brats" in res and "brats_big" in res:
         a, b = med(res["brats"]["times"]), med(res["brats_big"]["times"])
-        print(f"| s per click, {res['brats']['what']} tumour region in 300x512x512 | {b:.3f} | "
-              f"{a:.3f} in 155x240x240 (ratio {b / a:.2f}) | ratio <= 1.3 | "
-              f"{'yes' if b / a <= 1.3 else 'NO'} |")
+        print(
+            f"| s per click, {res['brats']['what']} tumour region in 300x512x512 | {b:.3f} | "
+            f"{a:.3f} in 155x240x240 (ratio {b / a:.2f}) | ratio <= 1.3 | "
+            f"{'yes' if b / a <= 1.3 else 'NO'} |"
+        )
     for key, label, target in (("organ", "300x512x512", 1.5), ("organ_big", "400x512x512", 2.0)):
         if key in res:
             t = med(res[key]["times"])
-            print(f"| s per click, {res[key]['what']} in {label} | {t:.2f} | stage 1 "
-                  f"{res[key]['stage1']:.2f} s, Dice {res[key]['dice']:.3f} | <= {target} | "
-                  f"{'yes' if t <= target else 'NO'} |")
+            print(
+                f"| s per click, {res[key]['what']} in {label} | {t:.2f} | stage 1 "
+                f"{res[key]['stage1']:.2f} s, Dice {res[key]['dice']:.3f} | <= {target} | "
+                f"{'yes' if t <= target else 'NO'} |"
+            )
     if "history" in res:
         h = res["history"]
         ratio = max(g / r for g, r in zip(h["growth"], h["regions"])) if h["growth"] else 0
-        print(f"| peak RSS, 300x512x512 + {len(h['times'])} clicks, MB | {h['peak']:.0f} | "
-              f"{h['rss_start']:.0f} before the session | < 1536 | "
-              f"{'yes' if h['peak'] < 1536 else 'NO'} |")
-        print(f"| RSS growth per click / region bytes (max) | {ratio:.2f} | region "
-              f"{med(h['regions']) / 2 ** 20:.1f} MB (median) | <= 2 | "
-              f"{'yes' if ratio <= 2 else 'NO'} |")
+        print(
+            f"| peak RSS, 300x512x512 + {len(h['times'])} clicks, MB | {h['peak']:.0f} | "
+            f"{h['rss_start']:.0f} before the session | < 1536 | "
+            f"{'yes' if h['peak'] < 1536 else 'NO'} |"
+        )
+        print(
+            f"| RSS growth per click / region bytes (max) | {ratio:.2f} | region "
+            f"{med(h['regions']) / 2**20:.1f} MB (median) | <= 2 | "
+            f"{'yes' if ratio <= 2 else 'NO'} |"
+        )
     if "stage1" in res:
         st = res["stage1"]
-        print(f"| stage 1, 2D 540x800, s (median) | {st['2d']:.3f} | - | <= 0.03 | "
-              f"{'yes' if st['2d'] <= 0.03 else 'NO'} |")
-        print(f"| stage 1, 3D BraTS, s (median) | {st['3d']:.3f} | - | <= 0.6 | "
-              f"{'yes' if st['3d'] <= 0.6 else 'NO'} |")
+        print(
+            f"| stage 1, 2D 540x800, s (median) | {st['2d']:.3f} | - | <= 0.03 | "
+            f"{'yes' if st['2d'] <= 0.03 else 'NO'} |"
+        )
+        print(
+            f"| stage 1, 3D BraTS, s (median) | {st['3d']:.3f} | - | <= 0.6 | "
+            f"{'yes' if st['3d'] <= 0.6 else 'NO'} |"
+        )
     return 0
 
 

@@ -7,6 +7,7 @@ Times `midseg.refine.refine` on deterministic synthetic crops (2D about 200x200,
 64x96x96) with the built-in geodesic backend beside GeodisTK, and the 3D graph cut with
 6- and 26-neighbourhoods; prints a Markdown table. Run: ``python benchmarks/refine.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ from scipy.special import expit
 from midseg.crop import Box
 from midseg.geodesic import available_backends
 from midseg.metrics import dice
-from midseg.refine import (DEFAULT_CONNECTIVITY, _click_distances, _normalise01, _solve,
-                           fuse_probabilities, refine)
+from midseg.refine import (
+    DEFAULT_CONNECTIVITY,
+    _click_distances,
+    _normalise01,
+    _solve,
+    fuse_probabilities,
+    refine,
+)
 
 TARGETS_MS = {2: 25.0, 3: 300.0}
 
@@ -61,8 +68,8 @@ def scene(crop_shape, seed=0):
             pt = np.round(c).astype(int)
             pt[ax] = int(round(c[ax] + sgn * (radii[ax] - 3)))
             margin.append(pt)
-    fg = [np.round(lobe_c).astype(int)]               # one click in the missed lobe
-    bg = [np.round(leak_c).astype(int)]               # one click in the false blob
+    fg = [np.round(lobe_c).astype(int)]  # one click in the missed lobe
+    bg = [np.round(leak_c).astype(int)]  # one click in the false blob
     box = Box(tuple([rim] * ndim), tuple(rim + n for n in crop_shape))
     return image, cnn, gt, np.array(margin), np.array(fg), np.array(bg), box
 
@@ -91,11 +98,20 @@ def stage_times(image, cnn, margin, fg, bg, box, backend, connectivity, repeats)
         d["fg"], d["bg"] = _click_distances(norm, seeds, bg - origin, unit, backend)
 
     t_geo = median_ms(geo, repeats)
-    t_fuse = median_ms(lambda: d.__setitem__("r", fuse_probabilities(p, d["fg"], d["bg"])),
-                       repeats)
-    t_gc = median_ms(lambda: _solve(d["r"], norm, seeds[-1:], bg - origin,
-                                    lam=5.0, sigma=0.1, spacing=unit,
-                                    connectivity=connectivity), repeats)
+    t_fuse = median_ms(lambda: d.__setitem__("r", fuse_probabilities(p, d["fg"], d["bg"])), repeats)
+    t_gc = median_ms(
+        lambda: _solve(
+            d["r"],
+            norm,
+            seeds[-1:],
+            bg - origin,
+            lam=5.0,
+            sigma=0.1,
+            spacing=unit,
+            connectivity=connectivity,
+        ),
+        repeats,
+    )
     return t_geo, t_fuse, t_gc
 
 
@@ -112,44 +128,94 @@ def main(argv=None):
         image, cnn, gt, margin, fg, bg, box = scene(crop)
         for conn in conns:
             for backend in backends:
+
                 def one_round(method="ifgc"):
-                    return refine(image, cnn, margin_points=margin, foreground=fg, background=bg,
-                                  box=box, connectivity=conn, backend=backend, method=method)
+                    return refine(
+                        image,
+                        cnn,
+                        margin_points=margin,
+                        foreground=fg,
+                        background=bg,
+                        box=box,
+                        connectivity=conn,
+                        backend=backend,
+                        method=method,
+                    )
+
                 name = f"{len(crop)}D {'x'.join(map(str, crop))}"
                 label = "numba (auto)" if backend == "auto" else backend
                 nan = float("nan")
-                rows.append((name, conn, f"{label}, ifgc (click-local, default)",
-                             median_ms(one_round, repeats), nan, nan, nan,
-                             TARGETS_MS[len(crop)], dice(one_round().mask, gt)))
+                rows.append(
+                    (
+                        name,
+                        conn,
+                        f"{label}, ifgc (click-local, default)",
+                        median_ms(one_round, repeats),
+                        nan,
+                        nan,
+                        nan,
+                        TARGETS_MS[len(crop)],
+                        dice(one_round().mask, gt),
+                    )
+                )
                 total = median_ms(lambda: one_round("ifgc-global"), repeats)
-                geo, fuse, gc = stage_times(image, cnn, margin, fg, bg, box, backend, conn,
-                                            repeats)
+                geo, fuse, gc = stage_times(image, cnn, margin, fg, bg, box, backend, conn, repeats)
                 res = one_round("ifgc-global")
-                rows.append((name, conn, f"{label}, ifgc-global", total,
-                             geo, fuse, gc, TARGETS_MS[len(crop)], dice(res.mask, gt)))
+                rows.append(
+                    (
+                        name,
+                        conn,
+                        f"{label}, ifgc-global",
+                        total,
+                        geo,
+                        fuse,
+                        gc,
+                        TARGETS_MS[len(crop)],
+                        dice(res.mask, gt),
+                    )
+                )
         name = f"{len(crop)}D {'x'.join(map(str, crop))}"
         nan = float("nan")
 
         def naive_round():
-            return refine(image, cnn, margin_points=margin, foreground=fg, background=bg,
-                          box=box, method="gc")
-        rows.append((name, DEFAULT_CONNECTIVITY[len(crop)], "naive gc (no fusion)",
-                     median_ms(naive_round, repeats), nan, nan, nan, nan,
-                     dice(naive_round().mask, gt)))
-        rows.append((name, "-", "CNN only (threshold)", nan, nan, nan, nan, nan,
-                     dice(cnn >= 0.5, gt)))
+            return refine(
+                image, cnn, margin_points=margin, foreground=fg, background=bg, box=box, method="gc"
+            )
+
+        rows.append(
+            (
+                name,
+                DEFAULT_CONNECTIVITY[len(crop)],
+                "naive gc (no fusion)",
+                median_ms(naive_round, repeats),
+                nan,
+                nan,
+                nan,
+                nan,
+                dice(naive_round().mask, gt),
+            )
+        )
+        rows.append(
+            (name, "-", "CNN only (threshold)", nan, nan, nan, nan, nan, dice(cnn >= 0.5, gt))
+        )
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"\nOne refinement round, median ms ({platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {load}, numpy {np.__version__}); 1 foreground + 1 background click; "
-          f"Dice against the synthetic ground truth.\n")
-    print("| crop | neighbours | geodesic backend, method | round (ms) | geodesics Df+Db | fusion "
-          "| graph cut | target | Dice |")
+    print(
+        f"\nOne refinement round, median ms ({platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load}, numpy {np.__version__}); 1 foreground + 1 background click; "
+        f"Dice against the synthetic ground truth.\n"
+    )
+    print(
+        "| crop | neighbours | geodesic backend, method | round (ms) | geodesics Df+Db | fusion "
+        "| graph cut | target | Dice |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, conn, backend, total, geo, fuse, gc, target, d in rows:
-        fmt = (lambda v: "-" if np.isnan(v) else f"{v:.1f}")
-        print(f"| {name} | {conn} | {backend} | {fmt(total)} | {fmt(geo)} | {fmt(fuse)} "
-              f"| {fmt(gc)} | {fmt(target)} | {d:.3f} |")
+        fmt = lambda v: "-" if np.isnan(v) else f"{v:.1f}"
+        print(
+            f"| {name} | {conn} | {backend} | {fmt(total)} | {fmt(geo)} | {fmt(fuse)} "
+            f"| {fmt(gc)} | {fmt(target)} | {d:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Usage::
 
 Nothing here trains or chooses anything: the testing cases are only evaluated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,15 +87,23 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
     if task == "sts3d":
         from midseg.datasets import training_items
 
-        items = [(i.name, i.image, i.mask, i.spacing)
-                 for i in training_items("sts", "validation", dims=3, data_root=DATA)]
+        items = [
+            (i.name, i.image, i.mask, i.spacing)
+            for i in training_items("sts", "validation", dims=3, data_root=DATA)
+        ]
         return items[:limit] if limit else items
     if task in SEED_GROUP:
         from midseg.datasets import training_items
 
         dims = int(task[-2])
-        pairs = training_items("sts", "validation", dims=dims, targets=("tumour_petct",),
-                               min_area=MIN_AREA, data_root=DATA)
+        pairs = training_items(
+            "sts",
+            "validation",
+            dims=dims,
+            targets=("tumour_petct",),
+            min_area=MIN_AREA,
+            data_root=DATA,
+        )
         pick = {"ct": slice(0, 1), "pet": slice(1, 2), "petct": slice(0, 2)}[task[3:-2]]
         for i in pairs:
             img = i.image[pick]
@@ -114,10 +123,11 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
                 zs = np.sort(rng.choice(big, size=min(5, len(big)), replace=False))
             items += [(f"{case}:z{int(z)}", img[z], mask[z], None) for z in zs]
     elif task == "hc18":
-        hc = REGISTRY["hc18"].target("fetal_head")       # image / mask folders
+        hc = REGISTRY["hc18"].target("fetal_head")  # image / mask folders
         names = sorted(p.name for p in (DATA / "hc18" / hc.image).glob("*_HC.png"))
-        pick = np.random.default_rng(seed).choice(len(names), size=min(200, len(names)),
-                                                  replace=False)
+        pick = np.random.default_rng(seed).choice(
+            len(names), size=min(200, len(names)), replace=False
+        )
         for k in sorted(pick):
             n = names[k]
             img = _read(DATA / "hc18" / hc.image / n).astype(np.float32)
@@ -132,8 +142,14 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
     return items[:limit] if limit else items
 
 
-def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None = None,
-             progress: bool = True) -> dict:
+def evaluate(
+    models: dict,
+    tasks: list[str],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Mean Dice and median latency per (task, model); the same points for every model."""
     from tqdm import tqdm
 
@@ -150,9 +166,12 @@ def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None
             continue
         items = load_task(task, seed=seed, limit=limit)
         key = SEED_GROUP.get(task, task)
-        points = [data_sim.interior_margin_points(
-            mask, rng=np.random.default_rng(case_seed(seed, key, name)), spacing=spacing)
-            for name, _, mask, spacing in items]
+        points = [
+            data_sim.interior_margin_points(
+                mask, rng=np.random.default_rng(case_seed(seed, key, name)), spacing=spacing
+            )
+            for name, _, mask, spacing in items
+        ]
         channels = 1 if items[0][1].ndim == dims else items[0][1].shape[0]
         todo = {name: m for name, m in todo.items() if m.image_channels == channels}
         if not todo:
@@ -160,19 +179,21 @@ def evaluate(models: dict, tasks: list[str], *, seed: int = 0, limit: int | None
         for name, model in todo.items():
             # One untimed call warms up numba/torch so the median is the steady state.
             ca = None if channels == 1 else 0
-            predict_probability(items[0][1], points[0], model, spacing=items[0][3],
-                                channel_axis=ca)
+            predict_probability(items[0][1], points[0], model, spacing=items[0][3], channel_axis=ca)
             scores, times = [], []
-            for (_, img, mask, sp), pts in tqdm(list(zip(items, points)),
-                                                desc=f"{task} {name}",
-                                                disable=not progress, leave=False):
+            for (_, img, mask, sp), pts in tqdm(
+                list(zip(items, points)), desc=f"{task} {name}", disable=not progress, leave=False
+            ):
                 t0 = time.perf_counter()
                 prob, _ = predict_probability(img, pts, model, spacing=sp, channel_axis=ca)
                 times.append(time.perf_counter() - t0)
                 scores.append(dice(prob >= 0.5, mask))
-            results[(task, name)] = {"dice_mean": float(np.mean(scores)),
-                                     "dice_std": float(np.std(scores)), "n": len(scores),
-                                     "latency_median_s": float(np.median(times))}
+            results[(task, name)] = {
+                "dice_mean": float(np.mean(scores)),
+                "dice_std": float(np.std(scores)),
+                "n": len(scores),
+                "latency_median_s": float(np.median(times)),
+            }
     return results
 
 
@@ -188,20 +209,31 @@ def markdown(results: dict, tasks: list[str], names: list[str]) -> str:
             if r is None:
                 cells += ["–", "–"]
             else:
-                cells += [f"{r['dice_mean']:.3f} ± {r['dice_std']:.3f} (n={r['n']})",
-                          f"{1000 * r['latency_median_s']:.0f}"]
-        rows.append(f"| {label} | {'–' if target is None else f'≥ {target:.2f}'} | "
-                    + " | ".join(cells) + " |")
+                cells += [
+                    f"{r['dice_mean']:.3f} ± {r['dice_std']:.3f} (n={r['n']})",
+                    f"{1000 * r['latency_median_s']:.0f}",
+                ]
+        rows.append(
+            f"| {label} | {'–' if target is None else f'≥ {target:.2f}'} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["2d", "3d"],
-                        help="shipped model names or .pt paths (card beside it)")
-    parser.add_argument("--tasks", default=",".join(TASKS),
-                        help=f"comma-separated subset of {','.join(TASKS)}")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["2d", "3d"],
+        help="shipped model names or .pt paths (card beside it)",
+    )
+    parser.add_argument(
+        "--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated points")
     parser.add_argument("--quick", action="store_true", help="at most 5 items per task")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -221,18 +253,24 @@ def main(argv: list[str] | None = None) -> int:
         m = mm.load_model(spec, device="cpu")
         name = spec
         if spec.endswith(".pt"):
-            name = Path(spec).stem if Path(spec).stem not in models else \
-                f"{Path(spec).parent.name}/{Path(spec).stem}"
+            name = (
+                Path(spec).stem
+                if Path(spec).stem not in models
+                else f"{Path(spec).parent.name}/{Path(spec).stem}"
+            )
         models[name] = m
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     results = evaluate(models, tasks, seed=args.seed, limit=5 if args.quick else None)
-    print(f"\nStage 1, simulated interior margin points (seed {args.seed}), CPU, "
-          f"{args.threads} torch thread(s); Dice at p >= 0.5; latency = median wall time of "
-          f"predict_probability (crop + cue + CNN + paste)\n")
+    print(
+        f"\nStage 1, simulated interior margin points (seed {args.seed}), CPU, "
+        f"{args.threads} torch thread(s); Dice at p >= 0.5; latency = median wall time of "
+        f"predict_probability (crop + cue + CNN + paste)\n"
+    )
     print(markdown(results, tasks, list(models)))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {f"{t}|{n}": r for (t, n), r in results.items()}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({f"{t}|{n}": r for (t, n), r in results.items()}, indent=2)
+        )
     return 0
 
 

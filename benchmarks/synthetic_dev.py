@@ -19,6 +19,7 @@ so the crop is shrunk to the grid as for a large organ); masked (the plain shape
 z-scored inside the object and 0 outside, as in a skull-stripped scan whose object is all
 that was kept). Every model sees the same shapes and the same simulated points.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ def _masked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 #: Kinds of shapes: name -> (keyword arguments of `midseg.train.synthetic_items`,
 #: image transform or None).
-KINDS = {"plain": ({}, None), "inner parts": ({"inclusions": 1.0}, None),
-         "large": ({"large": 1.0}, None), "masked": ({}, _masked)}
+KINDS = {
+    "plain": ({}, None),
+    "inner parts": ({"inclusions": 1.0}, None),
+    "large": ({"large": 1.0}, None),
+    "masked": ({}, _masked),
+}
 
 
 def evaluate(models: dict, dims: int, count: int, seed: int = DEV_SEED) -> dict:
@@ -60,26 +65,40 @@ def evaluate(models: dict, dims: int, count: int, seed: int = DEV_SEED) -> dict:
         key = tuple(sorted(kw.items()))  # kinds that differ by transform only share shapes
         if key not in drawn:
             shapes = synthetic_items(count, dims, seed=seed, **kw)
-            drawn[key] = (shapes, [data_sim.interior_margin_points(
-                it.mask, rng=np.random.default_rng([seed, 31, k])) for k, it in enumerate(shapes)])
+            drawn[key] = (
+                shapes,
+                [
+                    data_sim.interior_margin_points(
+                        it.mask, rng=np.random.default_rng([seed, 31, k])
+                    )
+                    for k, it in enumerate(shapes)
+                ],
+            )
         items, points = drawn[key]
         images = [it.image if transform is None else transform(it.image, it.mask) for it in items]
         for name, model in models.items():
             out[(name, kind)] = [
                 dice(predict_probability(im, pts, model).probability >= 0.5, it.mask)
-                for im, it, pts in zip(images, items, points)]
+                for im, it, pts in zip(images, items, points)
+            ]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", required=True,
-                        help="shipped model names or .pt paths (card beside it)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="shipped model names or .pt paths (card beside it)",
+    )
     parser.add_argument("--dims", type=int, choices=(2, 3), required=True)
     parser.add_argument("--count", type=int, default=16, help="shapes of each kind (default 16)")
-    parser.add_argument("--seed", type=int, default=DEV_SEED,
-                        help=f"seed of shapes and points (default {DEV_SEED})")
+    parser.add_argument(
+        "--seed", type=int, default=DEV_SEED, help=f"seed of shapes and points (default {DEV_SEED})"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = parser.parse_args(argv)
     if args.count < 1:
@@ -97,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"model {spec!r} is {m.spatial_dims}D, not {args.dims}D")
         models[spec if not spec.endswith(".pt") else str(Path(spec).with_suffix(""))] = m
     res = evaluate(models, args.dims, args.count, args.seed)
-    print(f"\nStage 1 on synthetic {args.dims}D shapes (midseg.train.synthetic_items, seed "
-          f"{args.seed}, {args.count} of each kind); mean Dice (p >= 0.5), [min]\n")
+    print(
+        f"\nStage 1 on synthetic {args.dims}D shapes (midseg.train.synthetic_items, seed "
+        f"{args.seed}, {args.count} of each kind); mean Dice (p >= 0.5), [min]\n"
+    )
     print("| model | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 1) + "|")
     for name in models:
-        cells = [f"{np.mean(res[(name, k)]):.3f} [{np.min(res[(name, k)]):.2f}]"
-                 for k in KINDS]
+        cells = [f"{np.mean(res[(name, k)]):.3f} [{np.min(res[(name, k)]):.2f}]" for k in KINDS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

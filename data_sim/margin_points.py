@@ -3,6 +3,7 @@
 Lives here: `interior_margin_points` and its defaults (inward shift, extreme jitter).
 Pure numpy/scipy on arrays: must not read files or import torch.
 """
+
 from __future__ import annotations
 
 
@@ -13,8 +14,7 @@ from midseg._checks import SpacingLike, as_rng, as_spacing, check_spatial
 from midseg.crop import DEFAULT_MARGIN
 from midseg.errors import InvalidInputError
 
-__all__ = ["interior_margin_points", "DEFAULT_INWARD", "DEFAULT_EXTREME_JITTER",
-           "DEFAULT_N_RANDOM"]
+__all__ = ["interior_margin_points", "DEFAULT_INWARD", "DEFAULT_EXTREME_JITTER", "DEFAULT_N_RANDOM"]
 
 #: Largest inward move of a simulated point, in voxels along any axis.
 DEFAULT_INWARD: int = 3
@@ -28,11 +28,15 @@ DEFAULT_N_RANDOM: tuple[int, int] = (0, 5)
 assert DEFAULT_INWARD + DEFAULT_EXTREME_JITTER <= DEFAULT_MARGIN
 
 
-def interior_margin_points(mask, *, rng: np.random.Generator | int | None = None,
-                           spacing: SpacingLike | None = None,
-                           inward: int | tuple[int, int] = (1, DEFAULT_INWARD),
-                           extreme_jitter: int = DEFAULT_EXTREME_JITTER,
-                           n_random: int | tuple[int, int] = DEFAULT_N_RANDOM) -> np.ndarray:
+def interior_margin_points(
+    mask,
+    *,
+    rng: np.random.Generator | int | None = None,
+    spacing: SpacingLike | None = None,
+    inward: int | tuple[int, int] = (1, DEFAULT_INWARD),
+    extreme_jitter: int = DEFAULT_EXTREME_JITTER,
+    n_random: int | tuple[int, int] = DEFAULT_N_RANDOM,
+) -> np.ndarray:
     """Simulate a user's interior margin points for the object in `mask`.
 
     Follows MIDeepSeg §2.1: (1) for every axis and side, one boundary voxel
@@ -111,41 +115,41 @@ def interior_margin_points(mask, *, rng: np.random.Generator | int | None = None
     sub = np.pad(m[tuple(slice(a, b) for a, b in zip(lo, hi))], 1)
     depth = ndi.distance_transform_edt(sub, sampling=sp)
     boundary = sub & ~ndi.binary_erosion(sub, ndi.generate_binary_structure(ndim, 1))
-    bpts = np.argwhere(boundary)                      # padded-sub coordinates
+    bpts = np.argwhere(boundary)  # padded-sub coordinates
     bmin = bpts.min(axis=0)
     bmax = bpts.max(axis=0)
 
-    chosen: list[int] = []                            # rows of bpts
+    chosen: list[int] = []  # rows of bpts
     sides = [(k, side) for k in range(ndim) for side in (0, 1)]
     for i in gen.permutation(len(sides)):
         k, side = sides[i]
         ok = (bpts[:, k] <= bmin[k] + jitter) if side == 0 else (bpts[:, k] >= bmax[k] - jitter)
         if chosen and np.any(ok[chosen]):
-            continue                                  # an earlier point serves this extreme too
+            continue  # an earlier point serves this extreme too
         cand = np.flatnonzero(ok)
         chosen.append(int(cand[gen.integers(len(cand))]))
     n_extra = int(gen.integers(lo_n, hi_n + 1))
     rest = np.setdiff1d(np.arange(len(bpts)), chosen)
     if n_extra and rest.size:
-        chosen.extend(int(v) for v in gen.choice(rest, size=min(n_extra, rest.size),
-                                                 replace=False))
+        chosen.extend(int(v) for v in gen.choice(rest, size=min(n_extra, rest.size), replace=False))
 
     out = []
     for row in chosen:
         shift = int(gen.integers(lo_in, hi_in + 1))
         out.append(_move_inward(bpts[row], shift, sub, depth, sp))
-    pts = np.asarray(out, dtype=np.int64) - 1 + lo    # back to image coordinates
+    pts = np.asarray(out, dtype=np.int64) - 1 + lo  # back to image coordinates
     _, first = np.unique(pts, axis=0, return_index=True)
     return pts[np.sort(first)]
 
 
-def _move_inward(p: np.ndarray, shift: int, sub: np.ndarray, depth: np.ndarray,
-                 sp: np.ndarray) -> np.ndarray:
+def _move_inward(
+    p: np.ndarray, shift: int, sub: np.ndarray, depth: np.ndarray, sp: np.ndarray
+) -> np.ndarray:
     """Deepest object voxel within `shift` voxels (physical ellipsoid) of p."""
     if shift == 0:
         return p
     r = shift * sp.min()
-    rad = np.floor(r / sp + 1e-9).astype(np.int64)    # <= shift voxels per axis
+    rad = np.floor(r / sp + 1e-9).astype(np.int64)  # <= shift voxels per axis
     lo = np.maximum(p - rad, 0)
     hi = np.minimum(p + rad + 1, sub.shape)
     win = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -154,7 +158,7 @@ def _move_inward(p: np.ndarray, shift: int, sub: np.ndarray, depth: np.ndarray,
     ok = (d2 <= r * r + 1e-9) & sub[win].reshape(-1)
     dep = np.where(ok, depth[win].reshape(-1), -np.inf)
     best = np.flatnonzero(dep == dep.max())
-    best = best[np.argmin(d2[best])]                  # argmin takes the first (C order) tie
+    best = best[np.argmin(d2[best])]  # argmin takes the first (C order) tie
     return p + offs[best]
 
 
@@ -172,7 +176,8 @@ def _as_range(v, name: str) -> tuple[int, int]:
             lo, hi = v
         except (TypeError, ValueError):
             raise InvalidInputError(
-                f"{name} must be an integer or a (low, high) pair, got {v!r}") from None
+                f"{name} must be an integer or a (low, high) pair, got {v!r}"
+            ) from None
     lo, hi = _as_count(lo, name), _as_count(hi, name)
     if lo > hi:
         raise InvalidInputError(f"{name} must have low <= high, got {v!r}")

@@ -3,6 +3,7 @@
 Lives here: `Click` and `corrective_click` (deepest-point and Sakinis et al. 2019 sampling).
 Pure numpy/scipy on arrays: must not read files or import torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ def _error_depth(region: np.ndarray, sp: np.ndarray) -> np.ndarray:
         return out
     box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in nz)
     out[box] = ndi.distance_transform_edt(np.pad(region[box], 1), sampling=sp)[
-        (slice(1, -1),) * region.ndim]
+        (slice(1, -1),) * region.ndim
+    ]
     return out
 
 
@@ -58,9 +60,14 @@ def _deepest_voxel(depth: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in top[0])
 
 
-def corrective_click(gt, pred, *, rng: np.random.Generator | int | None = None,
-                     mode: str = "deepest",
-                     spacing: SpacingLike | None = None) -> Click | None:
+def corrective_click(
+    gt,
+    pred,
+    *,
+    rng: np.random.Generator | int | None = None,
+    mode: str = "deepest",
+    spacing: SpacingLike | None = None,
+) -> Click | None:
     """Simulate the next corrective click of a user who knows the ground truth.
 
     Parameters
@@ -111,7 +118,8 @@ def corrective_click(gt, pred, *, rng: np.random.Generator | int | None = None,
     p = check_spatial(pred, "pred") != 0
     if g.shape != p.shape:
         raise InvalidInputError(
-            f"gt and pred must have the same shape, got {g.shape} and {p.shape}")
+            f"gt and pred must have the same shape, got {g.shape} and {p.shape}"
+        )
     if mode not in CLICK_MODES:
         raise InvalidInputError(f"mode must be one of {CLICK_MODES}, got {mode!r}")
     sp = as_spacing(spacing, g.ndim)
@@ -134,7 +142,7 @@ def corrective_click(gt, pred, *, rng: np.random.Generator | int | None = None,
 
     foreground = not n_fp > n_fn
     depth = _error_depth(fn if foreground else fp, sp)
-    idx = np.flatnonzero(depth)            # exactly the region's voxels (depth > 0 there)
+    idx = np.flatnonzero(depth)  # exactly the region's voxels (depth > 0 there)
     d = depth.reshape(-1)[idx]
     # weights for voxels > 600 units shallower than the deepest are < 1e-260
     # either way; the floor only keeps exp() clear of underflow

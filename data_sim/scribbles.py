@@ -3,6 +3,7 @@
 Lives here: `ellipsoid_scribble` (one foreground or background ellipsoid) and
 `simulate_scribbles` (the paper's 1-3 foreground + 0-1 background). Pure numpy: no files, no torch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,13 @@ import numpy as np
 from midseg._checks import as_rng, check_spatial
 from midseg.errors import InvalidInputError
 
-__all__ = ["ellipsoid_scribble", "simulate_scribbles", "DEFAULT_ALPHA", "DEFAULT_BETA",
-           "DEFAULT_MIN_AXIS"]
+__all__ = [
+    "ellipsoid_scribble",
+    "simulate_scribbles",
+    "DEFAULT_ALPHA",
+    "DEFAULT_BETA",
+    "DEFAULT_MIN_AXIS",
+]
 
 #: Axis scaling factor alpha: semi-axis = r * alpha * image length, r ~ U(0, 1).
 DEFAULT_ALPHA: float = 0.05
@@ -22,10 +28,17 @@ DEFAULT_BETA: float = 1.5
 DEFAULT_MIN_AXIS: float = 1.0
 
 
-def ellipsoid_scribble(gt, pred=None, *, foreground: bool = True,
-                       rng: np.random.Generator | int | None = None,
-                       alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
-                       min_axis: float = DEFAULT_MIN_AXIS, restrict: bool = True) -> np.ndarray:
+def ellipsoid_scribble(
+    gt,
+    pred=None,
+    *,
+    foreground: bool = True,
+    rng: np.random.Generator | int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+    min_axis: float = DEFAULT_MIN_AXIS,
+    restrict: bool = True,
+) -> np.ndarray:
     """One simulated scribble: a random ellipse/ellipsoid, as a bool mask.
 
     Algorithm 1 of Hallitschke et al. (2023): pick a centre ``p`` -- for a
@@ -90,7 +103,8 @@ def ellipsoid_scribble(gt, pred=None, *, foreground: bool = True,
         p = check_spatial(pred, "pred") != 0
         if p.shape != g.shape:
             raise InvalidInputError(
-                f"gt and pred must have the same shape, got {g.shape} and {p.shape}")
+                f"gt and pred must have the same shape, got {g.shape} and {p.shape}"
+            )
         allowed = (g & ~p) if foreground else (p & ~g)
         if not allowed.any():
             return np.zeros(g.shape, dtype=bool)
@@ -102,7 +116,8 @@ def ellipsoid_scribble(gt, pred=None, *, foreground: bool = True,
             allowed = ~g
             if not allowed.any():
                 raise InvalidInputError(
-                    "gt covers the whole image; there is no background for a scribble")
+                    "gt covers the whole image; there is no background for a scribble"
+                )
     cand = np.flatnonzero(allowed)
     centre = np.array(np.unravel_index(int(cand[gen.integers(cand.size)]), g.shape))
 
@@ -114,10 +129,15 @@ def ellipsoid_scribble(gt, pred=None, *, foreground: bool = True,
     return out
 
 
-def simulate_scribbles(gt, pred=None, *, rng: np.random.Generator | int | None = None,
-                       n_foreground: tuple[int, int] = (1, 3),
-                       n_background: tuple[int, int] = (0, 1),
-                       **kwargs) -> tuple[np.ndarray, np.ndarray]:
+def simulate_scribbles(
+    gt,
+    pred=None,
+    *,
+    rng: np.random.Generator | int | None = None,
+    n_foreground: tuple[int, int] = (1, 3),
+    n_background: tuple[int, int] = (0, 1),
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
     """Foreground and background scribble masks as in Hallitschke et al. §3.1.
 
     Draws ``n_foreground`` (default 1-3) foreground and ``n_background``
@@ -156,8 +176,11 @@ def simulate_scribbles(gt, pred=None, *, rng: np.random.Generator | int | None =
 def _check_constants(alpha, beta, min_axis) -> tuple[float, float, float]:
     vals = {"alpha": alpha, "beta": beta, "min_axis": min_axis}
     for name, v in vals.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float, np.integer, np.floating))
+            or not np.isfinite(v)
+        ):
             raise InvalidInputError(f"{name} must be a finite number, got {v!r}")
     if alpha < 0:
         raise InvalidInputError(f"alpha must be >= 0, got {alpha!r}")

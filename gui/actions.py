@@ -6,12 +6,24 @@ their menus and toolbars, the parameter bar, the status bar and the grid of
 the slots of those widgets (overlay settings, window/level presets, slice stepping,
 the value under the pointer).
 """
+
 from __future__ import annotations
 
 from PyQt5.QtCore import QSize, Qt
 from PyQt5.QtGui import QKeySequence
-from PyQt5.QtWidgets import (QAction, QActionGroup, QCheckBox, QComboBox, QDoubleSpinBox,
-                             QLabel, QProgressBar, QSlider, QToolBar, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (
+    QAction,
+    QActionGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QProgressBar,
+    QSlider,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from midseg.refine import REFINE_METHODS
 
@@ -75,51 +87,109 @@ class ActionsMixin:
 
     def _build_actions(self, lam: float, sigma: float) -> None:
         a = self._action
-        self.act_open = a("&Open image...", lambda: self.open_image(), QKeySequence.Open,
-                          "Open a 2D image or a 3D volume (NIfTI, NRRD, MHA, DICOM folder, PNG...)")
+        self.act_open = a(
+            "&Open image...",
+            lambda: self.open_image(),
+            QKeySequence.Open,
+            "Open a 2D image or a 3D volume (NIfTI, NRRD, MHA, DICOM folder, PNG...)",
+        )
         self.act_open_dicom = a("Open &DICOM folder...", lambda: self.open_image(dicom=True))
-        self.act_second = a("Add second &modality...", lambda: self.open_second(), "Ctrl+Shift+O",
-                            "Open a co-registered image (e.g. CT for PET), shown side by side "
-                            "and given to the model as a second channel")
+        self.act_second = a(
+            "Add second &modality...",
+            lambda: self.open_second(),
+            "Ctrl+Shift+O",
+            "Open a co-registered image (e.g. CT for PET), shown side by side "
+            "and given to the model as a second channel",
+        )
         self.act_drop_second = a("Remove second modality", lambda: self.remove_second())
-        self.act_save_mask = a("&Save mask...", lambda: self.save_mask(), QKeySequence.Save,
-                               "Write the mask with the image's geometry")
-        self.act_save_clicks = a("Save &clicks...", lambda: self.save_clicks(), "Ctrl+Shift+S",
-                                 "Write the margin points and click rounds (JSON, replayable)")
-        self.act_load_clicks = a("&Load clicks...", lambda: self.load_clicks(), "Ctrl+L",
-                                 "Replay a clicks file on this image")
-        self.act_load_mask = a("Load mask as &object...", lambda: self.load_mask(), None,
-                               "Add a binary mask (nonzero = object) as a new object, to refine "
-                               "with clicks or brushes")
-        self.act_load_labelmap = a("Load label &map...", lambda: self.load_labelmap(), None,
-                                   "Add every object of a label map (.seg.nrrd, NIfTI with "
-                                   "segments sidecar, DICOM-SEG) with its name and colour")
-        self.act_save_labelmap = a("Save label map...", lambda: self.save_labelmap(), "Ctrl+E",
-                                   "Write all objects as one label map with names and colours "
-                                   "(.seg.nrrd, NIfTI + sidecar, DICOM-SEG for a DICOM series)")
-        self.act_add_object = a("&Add object", lambda: self.add_object(), "Ctrl+N",
-                                "Add a new object (structure) and make it current")
+        self.act_save_mask = a(
+            "&Save mask...",
+            lambda: self.save_mask(),
+            QKeySequence.Save,
+            "Write the mask with the image's geometry",
+        )
+        self.act_save_clicks = a(
+            "Save &clicks...",
+            lambda: self.save_clicks(),
+            "Ctrl+Shift+S",
+            "Write the margin points and click rounds (JSON, replayable)",
+        )
+        self.act_load_clicks = a(
+            "&Load clicks...",
+            lambda: self.load_clicks(),
+            "Ctrl+L",
+            "Replay a clicks file on this image",
+        )
+        self.act_load_mask = a(
+            "Load mask as &object...",
+            lambda: self.load_mask(),
+            None,
+            "Add a binary mask (nonzero = object) as a new object, to refine "
+            "with clicks or brushes",
+        )
+        self.act_load_labelmap = a(
+            "Load label &map...",
+            lambda: self.load_labelmap(),
+            None,
+            "Add every object of a label map (.seg.nrrd, NIfTI with "
+            "segments sidecar, DICOM-SEG) with its name and colour",
+        )
+        self.act_save_labelmap = a(
+            "Save label map...",
+            lambda: self.save_labelmap(),
+            "Ctrl+E",
+            "Write all objects as one label map with names and colours "
+            "(.seg.nrrd, NIfTI + sidecar, DICOM-SEG for a DICOM series)",
+        )
+        self.act_add_object = a(
+            "&Add object",
+            lambda: self.add_object(),
+            "Ctrl+N",
+            "Add a new object (structure) and make it current",
+        )
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
-        self.act_segment = a("Segment", lambda: self.run_segment(), ["Return", "Enter"],
-                             "Run stage 1 (CNN) on the margin points (Enter)")
-        self.act_undo = a("&Undo", lambda: self.undo(), QKeySequence.Undo, "Undo the last step (Ctrl+Z)")
-        self.act_redo = a("&Redo", lambda: self.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"],
-                          "Redo (Ctrl+Shift+Z)")
-        self.act_reset = a("Rese&t", lambda: self.reset(), None, "Forget all points, clicks and history")
-        self.act_clear_points = a("Clear margin points", lambda: self.clear_pending(), "Escape",
-                                  "Remove the margin points not yet segmented (Esc)")
+        self.act_segment = a(
+            "Segment",
+            lambda: self.run_segment(),
+            ["Return", "Enter"],
+            "Run stage 1 (CNN) on the margin points (Enter)",
+        )
+        self.act_undo = a(
+            "&Undo", lambda: self.undo(), QKeySequence.Undo, "Undo the last step (Ctrl+Z)"
+        )
+        self.act_redo = a(
+            "&Redo", lambda: self.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"], "Redo (Ctrl+Shift+Z)"
+        )
+        self.act_reset = a(
+            "Rese&t", lambda: self.reset(), None, "Forget all points, clicks and history"
+        )
+        self.act_clear_points = a(
+            "Clear margin points",
+            lambda: self.clear_pending(),
+            "Escape",
+            "Remove the margin points not yet segmented (Esc)",
+        )
         self.act_fit = a("&Fit views", self._fit_views, "F", "Reset zoom and pan")
-        self.act_slice_mode = a("2D on the axial slice", lambda on: self._slice_mode_toggled(on),
-                                "Ctrl+2", "Volumes: margin points and clicks on one axial "
-                                "slice run the 2D model on that slice; the result is written "
-                                "into that slice of the current object (one undoable step)",
-                                checkable=True)
+        self.act_slice_mode = a(
+            "2D on the axial slice",
+            lambda on: self._slice_mode_toggled(on),
+            "Ctrl+2",
+            "Volumes: margin points and clicks on one axial "
+            "slice run the 2D model on that slice; the result is written "
+            "into that slice of the current object (one undoable step)",
+            checkable=True,
+        )
 
         self.tool_group = QActionGroup(self)
         self.tool_actions = {}
-        for tool, label, key in (("navigate", "Navigate", "N"), ("margin", "Margin points", "M"),
-                                 ("refine", "Refine clicks", "R"), ("scribble", "Scribble", "B"),
-                                 ("paint", "Paint", "P"), ("erase", "Erase", "E")):
+        for tool, label, key in (
+            ("navigate", "Navigate", "N"),
+            ("margin", "Margin points", "M"),
+            ("refine", "Refine clicks", "R"),
+            ("scribble", "Scribble", "B"),
+            ("paint", "Paint", "P"),
+            ("erase", "Erase", "E"),
+        ):
             act = a(label, None, key, TOOL_HELP[tool] + f"  [{key}]", checkable=True)
             act.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
             self.tool_group.addAction(act)
@@ -133,14 +203,34 @@ class ActionsMixin:
     def _build_menus(self) -> None:
         menu = self.menuBar()
         m = menu.addMenu("&File")
-        for act in (self.act_open, self.act_open_dicom, self.act_second, self.act_drop_second, None,
-                    self.act_load_clicks, self.act_save_clicks, self.act_save_mask, None,
-                    self.act_load_mask, self.act_load_labelmap, self.act_save_labelmap, None,
-                    self.act_quit):
+        for act in (
+            self.act_open,
+            self.act_open_dicom,
+            self.act_second,
+            self.act_drop_second,
+            None,
+            self.act_load_clicks,
+            self.act_save_clicks,
+            self.act_save_mask,
+            None,
+            self.act_load_mask,
+            self.act_load_labelmap,
+            self.act_save_labelmap,
+            None,
+            self.act_quit,
+        ):
             m.addSeparator() if act is None else m.addAction(act)
         m = menu.addMenu("&Edit")
-        for act in (self.act_undo, self.act_redo, None, self.act_segment, self.act_clear_points,
-                    self.act_reset, None, self.act_add_object):
+        for act in (
+            self.act_undo,
+            self.act_redo,
+            None,
+            self.act_segment,
+            self.act_clear_points,
+            self.act_reset,
+            None,
+            self.act_add_object,
+        ):
             m.addSeparator() if act is None else m.addAction(act)
         m = menu.addMenu("&Tools")
         for act in self.tool_actions.values():
@@ -158,8 +248,17 @@ class ActionsMixin:
         self.act_save_labelmap.setIconText("Save labels")
         self.tool_actions["margin"].setIconText("Margin")
         self.tool_actions["refine"].setIconText("Refine")
-        for act in (self.act_open, self.act_save_labelmap, None, *self.tool_actions.values(),
-                    None, self.act_segment, self.act_undo, self.act_redo, self.act_reset):
+        for act in (
+            self.act_open,
+            self.act_save_labelmap,
+            None,
+            *self.tool_actions.values(),
+            None,
+            self.act_segment,
+            self.act_undo,
+            self.act_redo,
+            self.act_reset,
+        ):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)
 
@@ -171,17 +270,23 @@ class ActionsMixin:
         self.lam_box.setDecimals(2)
         self.lam_box.setSingleStep(0.5)
         self.lam_box.setValue(lam)
-        self.lam_box.setToolTip("λ: weight of the smoothness term of the graph cut (used from the next round)")
+        self.lam_box.setToolTip(
+            "λ: weight of the smoothness term of the graph cut (used from the next round)"
+        )
         self.sigma_box = QDoubleSpinBox()
         self.sigma_box.setRange(0.001, 100.0)
         self.sigma_box.setDecimals(3)
         self.sigma_box.setSingleStep(0.01)
         self.sigma_box.setValue(sigma)
-        self.sigma_box.setToolTip("σ: intensity scale of the smoothness term (used from the next round)")
+        self.sigma_box.setToolTip(
+            "σ: intensity scale of the smoothness term (used from the next round)"
+        )
         self.method_box = QComboBox()
         self.method_box.addItems(list(REFINE_METHODS))
-        self.method_box.setToolTip("ifgc: information fusion + graph cut (MIDeepSeg, certainty-weighted "
-                                   "fusion); ifgc-paper: the paper's Eq. 7 as printed; gc: plain graph cut")
+        self.method_box.setToolTip(
+            "ifgc: information fusion + graph cut (MIDeepSeg, certainty-weighted "
+            "fusion); ifgc-paper: the paper's Eq. 7 as printed; gc: plain graph cut"
+        )
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(int(self.state.opacity * 100))
@@ -198,21 +303,31 @@ class ActionsMixin:
         self.brush_box.setRange(0.0, 50.0)
         self.brush_box.setDecimals(1)
         self.brush_box.setValue(self.state.brush_radius)
-        self.brush_box.setToolTip("Brush radius of scribble, paint and erase (voxels, in the "
-                                  "slice drawn on; 0 = the voxels the stroke crosses)")
+        self.brush_box.setToolTip(
+            "Brush radius of scribble, paint and erase (voxels, in the "
+            "slice drawn on; 0 = the voxels the stroke crosses)"
+        )
         self.brush_box.valueChanged.connect(self._overlay_changed)
         self.wl_box = QComboBox()
         self.wl_box.addItem("Window/level...")
         self.wl_box.addItems(list(WL_PRESETS))
-        self.wl_box.setToolTip("Window/level preset for the image under the pointer "
-                               "(or Shift+drag / right-drag in Navigate)")
+        self.wl_box.setToolTip(
+            "Window/level preset for the image under the pointer "
+            "(or Shift+drag / right-drag in Navigate)"
+        )
         self.wl_box.activated.connect(self._preset_chosen)
         self.wl_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.wl_box.setMinimumContentsLength(16)
-        for label, w in (("λ", self.lam_box), ("σ", self.sigma_box), (None, self.method_box),
-                         ("  Opacity", self.opacity), (None, self.contour_box),
-                         (None, self.show_mask_box), ("  Brush", self.brush_box),
-                         ("  ", self.wl_box)):
+        for label, w in (
+            ("λ", self.lam_box),
+            ("σ", self.sigma_box),
+            (None, self.method_box),
+            ("  Opacity", self.opacity),
+            (None, self.contour_box),
+            (None, self.show_mask_box),
+            ("  Brush", self.brush_box),
+            ("  ", self.wl_box),
+        ):
             if label:
                 pb.addWidget(QLabel(label + " "))
             pb.addWidget(w)
@@ -328,8 +443,7 @@ class ActionsMixin:
         if self.state.mask is not None:
             text += f"   mask {int(self.state.mask[tuple(voxel)])}"
         if self.labels is not None and len(self.labels.names) > 1:
-            here = [n for n in self._masked_objects()
-                    if self.labels.object(n).mask[tuple(voxel)]]
+            here = [n for n in self._masked_objects() if self.labels.object(n).mask[tuple(voxel)]]
             if here:
                 text += "   in " + ", ".join(here)
         self.hover_label.setText(text)

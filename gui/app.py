@@ -4,6 +4,7 @@
 console script. This module imports Qt only inside `run`, so building the
 `midseg` command line never needs PyQt5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,20 +38,39 @@ folder is read-only) and offered back when the image is opened again.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the GUI's options to ``parser`` (used by `midseg gui` and `midseg-gui`)."""
     parser.add_argument("image", nargs="?", help="image file or DICOM folder to open")
-    parser.add_argument("--second", metavar="IMAGE",
-                        help="co-registered second modality (e.g. CT with PET): shown side by side "
-                             "and given to the model as a second channel (needs a 2-channel model)")
-    parser.add_argument("--model", metavar="NAME_OR_PT",
-                        help='stage-1 model: "2d", "3d" or a .pt file with its model card '
-                             "(default: the shipped model matching the image)")
-    parser.add_argument("--clicks", metavar="JSON", help="replay this clicks file on the image at start")
-    parser.add_argument("--lam", type=float, default=5.0,
-                        help="initial λ, weight of the graph cut's smoothness term (default 5)")
-    parser.add_argument("--sigma", type=float, default=0.1,
-                        help="initial σ, intensity scale of the smoothness term (default 0.1)")
-    parser.add_argument("--device", help="torch device for stage 1 (default: cuda if available, else cpu)")
-    parser.add_argument("--no-autosave", action="store_true",
-                        help="do not autosave clicks after every step")
+    parser.add_argument(
+        "--second",
+        metavar="IMAGE",
+        help="co-registered second modality (e.g. CT with PET): shown side by side "
+        "and given to the model as a second channel (needs a 2-channel model)",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_PT",
+        help='stage-1 model: "2d", "3d" or a .pt file with its model card '
+        "(default: the shipped model matching the image)",
+    )
+    parser.add_argument(
+        "--clicks", metavar="JSON", help="replay this clicks file on the image at start"
+    )
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=5.0,
+        help="initial λ, weight of the graph cut's smoothness term (default 5)",
+    )
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=0.1,
+        help="initial σ, intensity scale of the smoothness term (default 0.1)",
+    )
+    parser.add_argument(
+        "--device", help="torch device for stage 1 (default: cuda if available, else cpu)"
+    )
+    parser.add_argument(
+        "--no-autosave", action="store_true", help="do not autosave clicks after every step"
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = DESCRIPTION
 
@@ -61,15 +81,21 @@ def run(args: argparse.Namespace) -> int:
         from PyQt5.QtWidgets import QApplication
     except ImportError as exc:
         raise MidsegError(
-            f"the GUI needs PyQt5 ({exc}); install it with: pip install -e \".[gui]\" in the midseg checkout") from None
+            f'the GUI needs PyQt5 ({exc}); install it with: pip install -e ".[gui]" in the midseg checkout'
+        ) from None
     if args.second and not args.image:
         raise MidsegError("--second needs an IMAGE to go with")
     from .window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("midseg")
-    window = MainWindow(model=args.model, autosave=not args.no_autosave,
-                        lam=args.lam, sigma=args.sigma, device=args.device)
+    window = MainWindow(
+        model=args.model,
+        autosave=not args.no_autosave,
+        lam=args.lam,
+        sigma=args.sigma,
+        device=args.device,
+    )
     _show_uncaught_errors(window)
     window.show()
     if args.image:

@@ -4,6 +4,7 @@ autosave, and the question about unsaved work.
 `FilesMixin` is a part of `midseg.gui.window.MainWindow`. Reading runs in the worker;
 writing goes through `midseg.io`, `midseg.labelmap` and the label session.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,11 @@ __all__ = ["FilesMixin"]
 
 MASK_FILTER = "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha);;PNG (*.png);;All files (*)"
 CLICKS_FILTER = "midseg clicks (*.clicks.json *.json);;All files (*)"
-LABELMAP_FILTER = ("Label maps (*.seg.nrrd *.nii.gz *.nii *.nrrd *.mha *.dcm);;"
-                   "3D Slicer segmentation (*.seg.nrrd);;NIfTI (*.nii.gz *.nii);;"
-                   "DICOM-SEG (*.dcm);;All files (*)")
+LABELMAP_FILTER = (
+    "Label maps (*.seg.nrrd *.nii.gz *.nii *.nrrd *.mha *.dcm);;"
+    "3D Slicer segmentation (*.seg.nrrd);;NIfTI (*.nii.gz *.nii);;"
+    "DICOM-SEG (*.dcm);;All files (*)"
+)
 LABELMAP_SAVE_FILTER = "3D Slicer segmentation (*.seg.nrrd);;NIfTI + segments sidecar (*.nii.gz)"
 DICOM_SEG_FILTER = ";;DICOM-SEG of the opened series (*.dcm)"
 
@@ -102,8 +105,10 @@ class FilesMixin:
                 from midseg.dicomseg import read_dicom_seg
 
                 if not source or not Path(source).is_dir():
-                    raise MidsegError("a DICOM-SEG is read on the series it segments: open "
-                                      "that DICOM series folder as the image first")
+                    raise MidsegError(
+                        "a DICOM-SEG is read on the series it segments: open "
+                        "that DICOM series folder as the image first"
+                    )
                 labels, segments = read_dicom_seg(str(path), source_dir=source)
                 return np.asarray(labels), segments, None
             from midseg.labelmap import read_labelmap
@@ -123,8 +128,11 @@ class FilesMixin:
         """Objects from ``arr == segment.value`` for each segment (names kept unique)."""
         shape = tuple(self.state.shape)
         where_from = Path(str(path)).name
-        if tuple(arr.shape) != shape and geometry is not None and \
-                where_from.lower().endswith(".seg.nrrd"):
+        if (
+            tuple(arr.shape) != shape
+            and geometry is not None
+            and where_from.lower().endswith(".seg.nrrd")
+        ):
             from midseg.labelmap import on_image_grid
 
             # 3D Slicer 4.11 cropped a segmentation to its segments when saving it
@@ -132,23 +140,36 @@ class FilesMixin:
             if placed is not None:
                 arr, geometry = placed, None
         if tuple(arr.shape) != shape:
-            self.show_error(f"Cannot load {where_from}",
-                            f"{where_from} has shape {tuple(arr.shape)} (array order) but the "
-                            f"image has {shape}: it was not drawn on this image (resample it "
-                            "onto the image's grid first)")
+            self.show_error(
+                f"Cannot load {where_from}",
+                f"{where_from} has shape {tuple(arr.shape)} (array order) but the "
+                f"image has {shape}: it was not drawn on this image (resample it "
+                "onto the image's grid first)",
+            )
             return False
         if geometry is not None and _has_physical_size(geometry):
             diffs = self.modalities[0].same_geometry(geometry)
-            if diffs and self.ask(
+            if (
+                diffs
+                and self.ask(
                     "Geometry differs",
                     f"{where_from} has the image's shape, but its geometry differs:\n  "
-                    + "\n  ".join(diffs) + "\n\nLoad it anyway (voxel for voxel)?",
-                    QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+                    + "\n  ".join(diffs)
+                    + "\n\nLoad it anyway (voxel for voxel)?",
+                    QMessageBox.Yes | QMessageBox.No,
+                    QMessageBox.No,
+                )
+                != QMessageBox.Yes
+            ):
                 return False
         labels = self.labels
         only = labels.names[0] if len(labels.names) == 1 else None
-        placeholder = (only is not None and labels.object(only).mask is None
-                       and not labels.object(only).can_redo and not self.pending_margin)
+        placeholder = (
+            only is not None
+            and labels.object(only).mask is None
+            and not labels.object(only).can_redo
+            and not self.pending_margin
+        )
         held = None
         if placeholder:
             # the empty object a new image starts with goes first, so that it does not hold
@@ -166,8 +187,9 @@ class FilesMixin:
                 name, k = f"{seg.name} {k}", k + 1
             used = {labels.segment_of(n).value for n in labels.names}
             try:
-                session = labels.add(name, color=seg.color,
-                                     value=None if seg.value in used else seg.value)
+                session = labels.add(
+                    name, color=seg.color, value=None if seg.value in used else seg.value
+                )
                 session.start_from_mask(where)
             except MidsegError as exc:
                 self.show_error(f"Cannot load {where_from}", exc)
@@ -175,12 +197,14 @@ class FilesMixin:
                 break
             added.append(name)
         if not added:
-            if held is not None:         # nothing loaded: the empty start object comes back
+            if held is not None:  # nothing loaded: the empty start object comes back
                 labels.add(held.name, color=held.color, value=held.value)
             if not failed:
-                self.show_error(f"Nothing to load from {where_from}",
-                                "it holds no labelled voxel" + (
-                                    f" (empty segments: {', '.join(empty)})" if empty else ""))
+                self.show_error(
+                    f"Nothing to load from {where_from}",
+                    "it holds no labelled voxel"
+                    + (f" (empty segments: {', '.join(empty)})" if empty else ""),
+                )
             return False
         if placeholder:
             self.hidden.discard(only)
@@ -207,8 +231,10 @@ class FilesMixin:
         if path is None:
             dicom = bool(self.image_path) and Path(self.image_path).is_dir()
             path = self._get_save_path(
-                "Save label map", self._default_out("_labels.seg.nrrd"),
-                LABELMAP_SAVE_FILTER + (DICOM_SEG_FILTER if dicom else ""))
+                "Save label map",
+                self._default_out("_labels.seg.nrrd"),
+                LABELMAP_SAVE_FILTER + (DICOM_SEG_FILTER if dicom else ""),
+            )
             if not path:
                 return False
         try:
@@ -219,7 +245,8 @@ class FilesMixin:
             return False
         self._saved_revision = self._revision
         self.statusBar().showMessage(
-            f"label map of {len(self._masked_objects())} object(s) saved to {path}", 6000)
+            f"label map of {len(self._masked_objects())} object(s) saved to {path}", 6000
+        )
         return True
 
     # =====================================================================
@@ -262,7 +289,9 @@ class FilesMixin:
             self.show_error("Nothing to save", "there are no clicks yet: segment first")
             return False
         if path is None:
-            path = self._get_save_path("Save clicks", self._default_out(".clicks.json"), CLICKS_FILTER)
+            path = self._get_save_path(
+                "Save clicks", self._default_out(".clicks.json"), CLICKS_FILTER
+            )
             if not path:
                 return False
         try:
@@ -309,7 +338,9 @@ class FilesMixin:
         self.statusBar().showMessage(f"replaying {path}...")
         return self._submit(
             lambda: LabelSession.load(str(path), image, model=model, device=self.device),
-            done, "replay")
+            done,
+            "replay",
+        )
 
     # =====================================================================
     # state of the files
@@ -354,14 +385,16 @@ class FilesMixin:
             if keep:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if len(done) == 1:
-                    self.labels.object(keep[0]).save_clicks(target)   # a plain clicks file
+                    self.labels.object(keep[0]).save_clicks(target)  # a plain clicks file
                 else:
                     write_json_atomic(target, self.labels.to_dict(keep))
             if left:
                 self.statusBar().showMessage(
                     f"autosave leaves out {', '.join(left)} (brush edits or a loaded mask "
                     "cannot be replayed from clicks): save the label map (Ctrl+E) to keep "
-                    "them", 8000)
+                    "them",
+                    8000,
+                )
         except Exception as exc:  # never lose the session over a failed autosave
             self.statusBar().showMessage(f"autosave failed: {exc}", 8000)
 
@@ -373,19 +406,22 @@ class FilesMixin:
         if not self.dirty:
             return True
         answer = self.ask(
-            what, "The segmentation has unsaved changes. Save the mask and clicks (the label "
-                  "map, with several objects) first?",
-            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+            what,
+            "The segmentation has unsaved changes. Save the mask and clicks (the label "
+            "map, with several objects) first?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            QMessageBox.Save,
+        )
         if answer == QMessageBox.Cancel:
             return False
         if answer == QMessageBox.Save:
             done = self._masked_objects()
-            if len(done) > 1:       # several objects: one label map holds them all
+            if len(done) > 1:  # several objects: one label map holds them all
                 return self.save_labelmap()
             if not self.save_mask():
                 return False
             if self.session is not None and self.session.edits:
-                return True         # brush edits: the mask is the record, no clicks file
+                return True  # brush edits: the mask is the record, no clicks file
             self.save_clicks(_clicks_beside(self._last_mask_path))
             return True
         self._discard_autosave()

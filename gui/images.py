@@ -4,6 +4,7 @@
 (`midseg.gui.jobs`); the label session (which loads the model) is created there too,
 with one empty object, or replayed from a clicks file or an autosave.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ from .tools import TOOL_HELP
 
 __all__ = ["ImagesMixin", "IMAGE_FILTER"]
 
-IMAGE_FILTER = ("Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.jpg *.jpeg "
-                "*.tif *.tiff *.bmp);;All files (*)")
+IMAGE_FILTER = (
+    "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.png *.jpg *.jpeg "
+    "*.tif *.tiff *.bmp);;All files (*)"
+)
 
 
 def _has_physical_size(image) -> bool:
@@ -71,7 +74,7 @@ def _onto(image, first):
     if tuple(image.shape) == tuple(first.shape) and not first.same_geometry(image):
         return image
     if image.multichannel:
-        return image          # _install explains why it cannot be used
+        return image  # _install explains why it cannot be used
     return resample_to(image, first)
 
 
@@ -95,8 +98,14 @@ class ImagesMixin:
     # =====================================================================
     # opening images
     # =====================================================================
-    def open_image(self, path: str | os.PathLike | None = None, *, second=None, clicks=None,
-                   dicom: bool = False) -> bool:
+    def open_image(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        second=None,
+        clicks=None,
+        dicom: bool = False,
+    ) -> bool:
         """Open an image (file dialog when ``path`` is None); reading runs in the worker.
 
         ``second`` opens a co-registered second modality with it (resampled
@@ -112,7 +121,9 @@ class ImagesMixin:
             return False
         if path is None:
             if dicom:
-                path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._start_dir())
+                path = QFileDialog.getExistingDirectory(
+                    self, "Open DICOM folder", self._start_dir()
+                )
             else:
                 path = self._get_open_path("Open image", IMAGE_FILTER)
             if not path:
@@ -150,8 +161,11 @@ class ImagesMixin:
         """
         if self.image is None or self.jobs.busy:
             return False
-        if self.session is not None and self.session.mask is not None and not \
-                self._maybe_keep_work("Add a second modality (starts a new session)"):
+        if (
+            self.session is not None
+            and self.session.mask is not None
+            and not self._maybe_keep_work("Add a second modality (starts a new session)")
+        ):
             return False
         if path is None:
             path = self._get_open_path("Open second modality", IMAGE_FILTER)
@@ -169,8 +183,11 @@ class ImagesMixin:
         return self._submit(lambda: _onto(read_image(str(path)), first), done, "reading")
 
     def remove_second(self) -> None:
-        if len(self.modalities) > 1 and not self.jobs.busy and self._maybe_keep_work(
-                "Remove the second modality (starts a new session)"):
+        if (
+            len(self.modalities) > 1
+            and not self.jobs.busy
+            and self._maybe_keep_work("Remove the second modality (starts a new session)")
+        ):
             self._install(self.modalities[0], [], keep_view=True)
 
     def _compose(self, first, others):
@@ -183,24 +200,38 @@ class ImagesMixin:
             if tuple(other.shape) != tuple(first.shape):
                 raise MidsegError(
                     f"the second modality has shape {tuple(other.shape)} but the image has "
-                    f"{tuple(first.shape)}; resample it onto the first image's grid (co-register) first")
+                    f"{tuple(first.shape)}; resample it onto the first image's grid (co-register) first"
+                )
         chans = []
         for im in (first, *others):
             arr = im.array.astype(np.float32)
             chans.extend(list(arr) if im.multichannel else [arr])
-        return Image(np.stack(chans), spacing=first.spacing, origin=first.origin,
-                     direction=first.direction, multichannel=True, path=first.path)
+        return Image(
+            np.stack(chans),
+            spacing=first.spacing,
+            origin=first.origin,
+            direction=first.direction,
+            multichannel=True,
+            path=first.path,
+        )
 
     def _install(self, first, others, *, clicks=None, keep_view: bool = False) -> None:
         others = [o for o in others if o is not None]
         for other in others:
             diffs = first.same_geometry(other) if tuple(other.shape) == tuple(first.shape) else []
-            if diffs and self.ask(
+            if (
+                diffs
+                and self.ask(
                     "Geometry differs",
                     "The second modality's geometry differs from the first image's:\n  "
-                    + "\n  ".join(diffs) + "\n\nShow and segment them together anyway "
+                    + "\n  ".join(diffs)
+                    + "\n\nShow and segment them together anyway "
                     "(the voxel grids are assumed to be co-registered)?",
-                    QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+                    QMessageBox.Yes | QMessageBox.No,
+                    QMessageBox.No,
+                )
+                != QMessageBox.Yes
+            ):
                 return
         try:
             image = self._compose(first, others)
@@ -254,10 +285,16 @@ class ImagesMixin:
             auto = self._autosave_file()
             if auto is not None and auto.is_file():
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(auto.stat().st_mtime))
-                if self.ask("Restore autosaved session?",
-                            f"Clicks autosaved on {when} exist for this image:\n{auto}\n\n"
-                            "Restore them (replays stage 1 and every click round)?",
-                            QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes) == QMessageBox.Yes:
+                if (
+                    self.ask(
+                        "Restore autosaved session?",
+                        f"Clicks autosaved on {when} exist for this image:\n{auto}\n\n"
+                        "Restore them (replays stage 1 and every click round)?",
+                        QMessageBox.Yes | QMessageBox.No,
+                        QMessageBox.Yes,
+                    )
+                    == QMessageBox.Yes
+                ):
                     restore = str(auto)
 
         lam, sigma, device = self.lam_box.value(), self.sigma_box.value(), self.device
@@ -271,7 +308,7 @@ class ImagesMixin:
                 restore = from_autosave = None
             else:
                 if pending is not None:
-                    restore = None       # no clicks to replay: the points come back as placed
+                    restore = None  # no clicks to replay: the points come back as placed
 
         def work():  # worker thread: touch no widget here
             # compile (or load from numba's cache) the geodesic kernels here, off the UI
@@ -282,6 +319,7 @@ class ImagesMixin:
                 labels = LabelSession(image, model=model, lam=lam, sigma=sigma, device=device)
                 labels.add("Segment_1", color=OBJECT_COLORS[0])
                 return labels
+
             if restore is None:
                 return fresh(), None
             try:

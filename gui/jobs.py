@@ -4,6 +4,7 @@
 or the exception comes back on the UI thread. It must not touch widgets from
 the worker, and never runs two jobs at once (a Session is not thread-safe).
 """
+
 from __future__ import annotations
 
 import time
@@ -62,9 +63,12 @@ class JobRunner(QObject):
     def busy(self) -> bool:
         return self._job is not None
 
-    def submit(self, fn: Callable[[], Any],
-               on_done: Callable[[Any, BaseException | None, float], None],
-               label: str = "") -> bool:
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any, BaseException | None, float], None],
+        label: str = "",
+    ) -> bool:
         """Run ``fn()`` in the worker; ``on_done(result, error, seconds)`` runs on the UI thread.
 
         Returns False (and runs nothing) when a job is already running.

@@ -5,13 +5,21 @@ and turns the user's edits into calls on the main window (`add_object`,
 `set_current_object`, `rename_object`, `recolor_object`, `set_object_visible`,
 `delete_object`). It holds no state of its own: `refresh` redraws it from the window.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtGui import QColor, QIcon, QPixmap
-from PyQt5.QtWidgets import (QAbstractItemView, QGridLayout, QListWidget, QListWidgetItem,
-                             QPushButton, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = ["LabelPanel", "rgb255"]
 
@@ -27,7 +35,7 @@ def _swatch(color) -> QIcon:
     pix = QPixmap(14, 14)
     pix.fill(QColor(*rgb255(color)))
     icon = QIcon(pix)
-    icon.addPixmap(pix, QIcon.Selected)     # the true colour on the selected row too
+    icon.addPixmap(pix, QIcon.Selected)  # the true colour on the selected row too
     return icon
 
 
@@ -49,24 +57,41 @@ class LabelPanel(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("label_list")
         self.list.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.list.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
-        self.list.setToolTip("Objects of this image: the selected one is the one margin points, "
-                             "clicks, brushes, undo and redo act on. Tick to show, double-click "
-                             "to rename")
+        self.list.setEditTriggers(
+            QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed
+        )
+        self.list.setToolTip(
+            "Objects of this image: the selected one is the one margin points, "
+            "clicks, brushes, undo and redo act on. Tick to show, double-click "
+            "to rename"
+        )
         self.list.currentItemChanged.connect(self._current_changed)
         self.list.itemChanged.connect(self._item_changed)
         lay.addWidget(self.list, 1)
-        row = QGridLayout()             # 2 x 2: the panel stays narrow beside the views
+        row = QGridLayout()  # 2 x 2: the panel stays narrow beside the views
         row.setSpacing(2)
         self.buttons = {}
         for key, text, tip, slot in (
-                ("add", "Add", "Add an object and make it current (Ctrl+N)",
-                 lambda: window.add_object()),
-                ("rename", "Rename", "Rename the current object (F2)", self._rename),
-                ("color", "Colour", "Choose the current object's colour",
-                 lambda: window.recolor_object(window.current)),
-                ("delete", "Delete", "Delete the current object and its history",
-                 lambda: window.delete_object(window.current))):
+            (
+                "add",
+                "Add",
+                "Add an object and make it current (Ctrl+N)",
+                lambda: window.add_object(),
+            ),
+            ("rename", "Rename", "Rename the current object (F2)", self._rename),
+            (
+                "color",
+                "Colour",
+                "Choose the current object's colour",
+                lambda: window.recolor_object(window.current),
+            ),
+            (
+                "delete",
+                "Delete",
+                "Delete the current object and its history",
+                lambda: window.delete_object(window.current),
+            ),
+        ):
             b = QPushButton(text)
             b.setObjectName(f"label_{key}")
             b.setToolTip(tip)
@@ -122,14 +147,14 @@ class LabelPanel(QWidget):
 
     def _choose(self, name: str) -> None:
         if name != self.window.current and not self.window.set_current_object(name):
-            self.refresh()          # refused (busy): show the real current object again
+            self.refresh()  # refused (busy): show the real current object again
 
     def _item_changed(self, item) -> None:
         if self._updating:
             return
         name = item.data(NAME_ROLE)
         text = item.text().strip()
-        if text != name:         # refreshes (back to the old name on error)
+        if text != name:  # refreshes (back to the old name on error)
             QTimer.singleShot(0, lambda: self.window.rename_object(name, text))
             return
         visible = item.checkState() == Qt.Checked

@@ -3,6 +3,7 @@
 `ObjectsMixin` is a part of `midseg.gui.window.MainWindow`; the objects panel
 (`midseg.gui.labels.LabelPanel`) calls these methods.
 """
+
 from __future__ import annotations
 
 from PyQt5.QtGui import QColor
@@ -15,9 +16,19 @@ from .labels import rgb255
 __all__ = ["ObjectsMixin", "OBJECT_COLORS"]
 
 #: Colours of new objects (r, g, b in [0, 1]); none is the green or red of the click markers.
-OBJECT_COLORS = tuple(tuple(round(c / 255, 4) for c in rgb) for rgb in (
-    (0, 190, 255), (255, 170, 40), (190, 110, 255), (255, 110, 200), (250, 235, 70),
-    (120, 200, 255), (255, 140, 100), (80, 215, 190)))
+OBJECT_COLORS = tuple(
+    tuple(round(c / 255, 4) for c in rgb)
+    for rgb in (
+        (0, 190, 255),
+        (255, 170, 40),
+        (190, 110, 255),
+        (255, 110, 200),
+        (250, 235, 70),
+        (120, 200, 255),
+        (255, 140, 100),
+        (80, 215, 190),
+    )
+)
 
 
 class ObjectsMixin:
@@ -82,7 +93,8 @@ class ObjectsMixin:
             return True
         if self.jobs.busy or self.pending_fg or self.pending_bg:
             self.statusBar().showMessage(
-                "busy: switch objects when the running step has finished", 4000)
+                "busy: switch objects when the running step has finished", 4000
+            )
             return False
         if self.current is not None:
             self._pending_by_object[self.current] = self.pending_margin
@@ -151,9 +163,17 @@ class ObjectsMixin:
         """
         if self.labels is None or name not in self.labels.names or self.jobs.busy:
             return False
-        if confirm and self.labels.object(name).mask is not None and self.ask(
-                "Delete object", f"Delete {name} with its mask, clicks and undo history?",
-                QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+        if (
+            confirm
+            and self.labels.object(name).mask is not None
+            and self.ask(
+                "Delete object",
+                f"Delete {name} with its mask, clicks and undo history?",
+                QMessageBox.Yes | QMessageBox.No,
+                QMessageBox.No,
+            )
+            != QMessageBox.Yes
+        ):
             return False
         if name == self.current and (self.pending_fg or self.pending_bg):
             return False

@@ -4,6 +4,7 @@ Also window/level to 8-bit grey and brush strokes to pixels. Nothing here
 imports Qt or midseg's numerics, so every mapping a click goes through is
 unit-tested without a display.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,10 +13,21 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Plane", "PLANES_3D", "plane_for", "planes_for", "orientation_letters",
-           "ViewTransform",
-           "window_to_uint8", "auto_window", "full_window", "WL_PRESETS", "stroke_pixels",
-           "boundary", "clamp_voxel"]
+__all__ = [
+    "Plane",
+    "PLANES_3D",
+    "plane_for",
+    "planes_for",
+    "orientation_letters",
+    "ViewTransform",
+    "window_to_uint8",
+    "auto_window",
+    "full_window",
+    "WL_PRESETS",
+    "stroke_pixels",
+    "boundary",
+    "clamp_voxel",
+]
 
 #: The three orthogonal views of a volume, in display order.
 PLANES_3D = ("axial", "coronal", "sagittal")
@@ -70,8 +82,9 @@ class Plane:
         """Physical (height, width) of one displayed pixel, from array-order spacing."""
         return float(spacing[self.row_axis]), float(spacing[self.col_axis])
 
-    def to_voxel(self, row: int, col: int, slice_index: int,
-                 shape: Sequence[int]) -> tuple[int, ...]:
+    def to_voxel(
+        self, row: int, col: int, slice_index: int, shape: Sequence[int]
+    ) -> tuple[int, ...]:
         """Voxel index (array order) of display pixel (row, col) on slice ``slice_index``."""
         rows, cols = self.size(shape)
         r = rows - 1 - row if self.flip_rows else row
@@ -83,8 +96,9 @@ class Plane:
             voxel[self.normal_axis] = int(slice_index)
         return tuple(voxel)
 
-    def from_voxel(self, voxel: Sequence[float],
-                   shape: Sequence[int]) -> tuple[float, float, float | None]:
+    def from_voxel(
+        self, voxel: Sequence[float], shape: Sequence[int]
+    ) -> tuple[float, float, float | None]:
         """Display (row, col) and slice index of a voxel; inverse of `to_voxel`.
 
         Works on continuous coordinates too (a marker at a voxel centre is at
@@ -148,15 +162,18 @@ def plane_for(name: str, direction=None) -> Plane:
     if sorted(nearest.tolist()) == [0, 1, 2]:
         phys_normal = {"axial": 0, "coronal": 1, "sagittal": 2}[name]
         (phys_r, _), (phys_c, _) = _WANT[name]
-        row_axis, col_axis, normal = (int(nearest[phys_r]), int(nearest[phys_c]),
-                                      int(nearest[phys_normal]))
+        row_axis, col_axis, normal = (
+            int(nearest[phys_r]),
+            int(nearest[phys_c]),
+            int(nearest[phys_normal]),
+        )
     (phys_r, sign_r), (phys_c, sign_c) = _WANT[name]
     flip_rows = d[phys_r, row_axis] * sign_r < 0
     flip_cols = d[phys_c, col_axis] * sign_c < 0
     return Plane(name, row_axis, col_axis, normal, bool(flip_rows), bool(flip_cols))
 
 
-_LETTERS = (("I", "S"), ("A", "P"), ("R", "L"))   # physical axes in array order: z, y, x (LPS)
+_LETTERS = (("I", "S"), ("A", "P"), ("R", "L"))  # physical axes in array order: z, y, x (LPS)
 
 
 def orientation_letters(plane: Plane, direction=None) -> dict[str, str] | None:
@@ -177,8 +194,12 @@ def orientation_letters(plane: Plane, direction=None) -> dict[str, str] | None:
 
     down = -1.0 if plane.flip_rows else 1.0
     right = -1.0 if plane.flip_cols else 1.0
-    return {"bottom": letter(plane.row_axis, down), "top": letter(plane.row_axis, -down),
-            "right": letter(plane.col_axis, right), "left": letter(plane.col_axis, -right)}
+    return {
+        "bottom": letter(plane.row_axis, down),
+        "top": letter(plane.row_axis, -down),
+        "right": letter(plane.col_axis, right),
+        "left": letter(plane.col_axis, -right),
+    }
 
 
 def planes_for(ndim: int, direction=None) -> tuple[Plane, ...]:
@@ -234,15 +255,19 @@ class ViewTransform:
         """Widget (x, y) of continuous image coordinates (row, col)."""
         sx, sy = self.scale
         cr, cc = self.centre
-        return (self.widget_size[0] / 2.0 + (col - cc) * sx,
-                self.widget_size[1] / 2.0 + (row - cr) * sy)
+        return (
+            self.widget_size[0] / 2.0 + (col - cc) * sx,
+            self.widget_size[1] / 2.0 + (row - cr) * sy,
+        )
 
     def widget_to_image(self, x: float, y: float) -> tuple[float, float]:
         """Continuous image (row, col) under widget point (x, y)."""
         sx, sy = self.scale
         cr, cc = self.centre
-        return (cr + (y - self.widget_size[1] / 2.0) / sy,
-                cc + (x - self.widget_size[0] / 2.0) / sx)
+        return (
+            cr + (y - self.widget_size[1] / 2.0) / sy,
+            cc + (x - self.widget_size[0] / 2.0) / sx,
+        )
 
     def pixel_at(self, x: float, y: float) -> tuple[int, int] | None:
         """Display pixel (row, col) under widget point (x, y), or None outside the image."""
@@ -252,8 +277,12 @@ class ViewTransform:
             return ri, ci
         return None
 
-    def zoomed(self, factor: float, about: tuple[float, float] | None = None,
-               limits: tuple[float, float] = (0.25, 64.0)) -> "ViewTransform":
+    def zoomed(
+        self,
+        factor: float,
+        about: tuple[float, float] | None = None,
+        limits: tuple[float, float] = (0.25, 64.0),
+    ) -> "ViewTransform":
         """Zoom by ``factor`` keeping the image point under widget point ``about`` fixed."""
         new_zoom = float(np.clip(self.zoom * factor, *limits))
         if about is None:
@@ -317,8 +346,9 @@ def window_to_uint8(array: np.ndarray, level: float, width: float) -> np.ndarray
     return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def stroke_pixels(path: Sequence[Sequence[float]], radius: float,
-                  size: tuple[int, int]) -> np.ndarray:
+def stroke_pixels(
+    path: Sequence[Sequence[float]], radius: float, size: tuple[int, int]
+) -> np.ndarray:
     """Pixels a brush of ``radius`` covers along a polyline, in a slice of ``size``.
 
     Parameters
@@ -345,11 +375,18 @@ def stroke_pixels(path: Sequence[Sequence[float]], radius: float,
     centres = np.concatenate(dense)
     r = max(float(radius), 0.0)
     k = int(np.ceil(r))
-    offs = np.array([(dr, dc) for dr in range(-k, k + 1) for dc in range(-k, k + 1)
-                     if dr * dr + dc * dc <= r * r + 1e-9], dtype=np.int64)
+    offs = np.array(
+        [
+            (dr, dc)
+            for dr in range(-k, k + 1)
+            for dc in range(-k, k + 1)
+            if dr * dr + dc * dc <= r * r + 1e-9
+        ],
+        dtype=np.int64,
+    )
     base = np.floor(centres).astype(np.int64)
     pix = (base[:, None, :] + offs[None, :, :]).reshape(-1, 2)
-    inside = ((pix[:, 0] >= 0) & (pix[:, 0] < size[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < size[1]))
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < size[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < size[1])
     return np.unique(pix[inside], axis=0)
 
 

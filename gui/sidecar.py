@@ -5,6 +5,7 @@ ours (owned by the user and writable), else in the user's data folder. Pure
 paths and the small document of margin points placed before stage 1 ran; no
 Qt.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["AUTOSAVE_SUFFIX", "PENDING_FORMAT", "autosave_path", "default_data_dir",
-           "pending_document", "read_pending"]
+__all__ = [
+    "AUTOSAVE_SUFFIX",
+    "PENDING_FORMAT",
+    "autosave_path",
+    "default_data_dir",
+    "pending_document",
+    "read_pending",
+]
 
 #: ``format`` of an autosave that holds margin points placed before stage 1 ran.
 PENDING_FORMAT = "midseg-pending-margin-points"
@@ -38,8 +45,12 @@ def _writable(folder: Path) -> bool:
     return getuid is None or folder.stat().st_uid == getuid()
 
 
-def autosave_path(image_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                  *, with_images: Sequence[str] = ()) -> Path:
+def autosave_path(
+    image_path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    with_images: Sequence[str] = (),
+) -> Path:
     """The autosave file for the image at ``image_path`` (a file or a DICOM folder).
 
     Parameters
@@ -82,10 +93,13 @@ def pending_document(image, points) -> dict:
     from midseg.session import geometry_xyz
 
     pts = [list(map(float, image.index_to_physical(p)[::-1])) for p in points]
-    return {"format": PENDING_FORMAT, "version": 1,
-            "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
-            "image": {**geometry_xyz(image), "channels": image.channels},
-            "margin_points": [[round(v, 6) for v in p] for p in pts]}
+    return {
+        "format": PENDING_FORMAT,
+        "version": 1,
+        "coordinates": "physical millimetres, (x, y[, z]) order as in SimpleITK/ITK (LPS)",
+        "image": {**geometry_xyz(image), "channels": image.channels},
+        "margin_points": [[round(v, 6) for v in p] for p in pts],
+    }
 
 
 def read_pending(path: str | os.PathLike, image):

@@ -5,6 +5,7 @@
 current object's `midseg.Session` (segment, refine, paint, undo, redo, reset), slow
 ones in the worker.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,13 +21,13 @@ __all__ = ["ToolsMixin", "TOOL_HELP"]
 TOOL_HELP = {
     "navigate": "Navigate: left click/drag moves the cursor, right-drag changes window/level",
     "margin": "Margin points: left click adds an interior margin point on the object's edge, "
-              "right click removes the nearest; Enter runs stage 1",
+    "right click removes the nearest; Enter runs stage 1",
     "refine": "Refine: left click = foreground (missed object), right click = background (leak)",
     "scribble": "Scribble: left-drag paints foreground, right-drag background; each stroke is one round",
     "paint": "Paint: left-drag adds the brush's voxels to the current object, right-drag erases; "
-             "each stroke is one undoable step (brush radius in voxels, in the slice drawn on)",
+    "each stroke is one undoable step (brush radius in voxels, in the slice drawn on)",
     "erase": "Erase: left- or right-drag removes the brush's voxels from the current object; "
-             "each stroke is one undoable step",
+    "each stroke is one undoable step",
 }
 
 
@@ -83,17 +84,19 @@ class ToolsMixin:
         """Stage 1 on the pending margin points, in the worker (Enter)."""
         if self.session is None or self.jobs.busy:
             if self.session is None and not self.jobs.busy:
-                self.show_error("No session", self.last_error or
-                                "no segmentation session: open an image first")
+                self.show_error(
+                    "No session", self.last_error or "no segmentation session: open an image first"
+                )
             return False
         if not self.pending_margin:
             self.statusBar().showMessage(
-                "place interior margin points first (Margin points tool, left clicks)", 5000)
+                "place interior margin points first (Margin points tool, left clicks)", 5000
+            )
             return False
         if self.slice_mode:
             return self._segment_slice()
         points = list(self.pending_margin)
-        self.pending_margin = []          # new clicks made while stage 1 runs start a new set
+        self.pending_margin = []  # new clicks made while stage 1 runs start a new set
         self._segmenting = points
         session = self.session
 
@@ -109,7 +112,9 @@ class ToolsMixin:
             if not self.pending_margin:
                 self.set_tool("refine")
             self.statusBar().showMessage(
-                f"stage 1 done ({len(points)} points): left click = foreground, right = background", 6000)
+                f"stage 1 done ({len(points)} points): left click = foreground, right = background",
+                6000,
+            )
             self._show_session_warnings("Stage 1: check the mask")
 
         self.statusBar().showMessage(f"stage 1 on {len(points)} margin points...")
@@ -121,7 +126,8 @@ class ToolsMixin:
         """A corrective click: queued, then sent as one refine round as soon as the worker is free."""
         if self.session is None or self.session.mask is None:
             self.statusBar().showMessage(
-                "no segmentation yet: place margin points (M) and press Enter first", 5000)
+                "no segmentation yet: place margin points (M) and press Enter first", 5000
+            )
             return
         self._add_pending([voxel], foreground)
         self._flush_refine()
@@ -132,7 +138,9 @@ class ToolsMixin:
             self.paint_stroke(voxels, 1 if tool == "paint" and button == Qt.LeftButton else 0)
             return
         if self.session is None or self.session.mask is None:
-            self.statusBar().showMessage("no segmentation yet: scribbles refine an existing mask", 5000)
+            self.statusBar().showMessage(
+                "no segmentation yet: scribbles refine an existing mask", 5000
+            )
             return
         self._add_pending(np.asarray(voxels), button == Qt.LeftButton)
         self._flush_refine()
@@ -150,7 +158,8 @@ class ToolsMixin:
             return False
         if self.jobs.busy:
             self.statusBar().showMessage(
-                "busy: the stroke was not applied; paint again when the step has finished", 5000)
+                "busy: the stroke was not applied; paint again when the step has finished", 5000
+            )
             return False
         vox = np.asarray(voxels, dtype=np.int64).reshape(-1, len(self.state.shape))
         try:
@@ -165,13 +174,14 @@ class ToolsMixin:
                 steps = (s.can_undo, len(s.rounds), s.edits)
                 s.paint(vox, value)
                 if (s.can_undo, len(s.rounds), s.edits) == steps:
-                    return False             # every voxel had the value already
+                    return False  # every voxel had the value already
         except MidsegError as exc:
             self.show_error("Cannot paint", exc)
             return False
         what = "painted" if value else "erased"
-        self.statusBar().showMessage(f"{self.current}: {what} {len(vox)} voxel(s) (Ctrl+Z undoes "
-                                     "the stroke)", 4000)
+        self.statusBar().showMessage(
+            f"{self.current}: {what} {len(vox)} voxel(s) (Ctrl+Z undoes the stroke)", 4000
+        )
         self._changed()
         if value:
             self._note_voxels_held_by_earlier(vox)
@@ -184,7 +194,7 @@ class ToolsMixin:
         names = list(self.labels.names)
         where = tuple(np.asarray(vox).T)
         held = {}
-        for n in names[:names.index(self.current)]:
+        for n in names[: names.index(self.current)]:
             m = self.labels.object(n).mask
             if m is not None:
                 k = int(np.count_nonzero(m[where]))
@@ -197,7 +207,8 @@ class ToolsMixin:
                 + ", ".join(f"{n} ({k})" for n, k in held.items())
                 + ", listed earlier: the overlay and the saved label map keep them there "
                 "(an object never takes another's voxels). Erase them in that object first "
-                "if they belong to " + self.current + ".")
+                "if they belong to " + self.current + ".",
+            )
 
     def _add_pending(self, voxels, foreground: bool) -> None:
         """Queue clicks for the next round; on a voxel queued as the other class, the later wins.
@@ -208,8 +219,9 @@ class ToolsMixin:
         session does for a later round.
         """
         pts = [tuple(int(v) for v in p) for p in voxels]
-        mine, other = ((self.pending_fg, self.pending_bg) if foreground
-                       else (self.pending_bg, self.pending_fg))
+        mine, other = (
+            (self.pending_fg, self.pending_bg) if foreground else (self.pending_bg, self.pending_fg)
+        )
         new = set(pts)
         other[:] = [p for p in other if p not in new]
         mine.extend(pts)
@@ -226,7 +238,11 @@ class ToolsMixin:
             return
         self._inflight = (fg, bg)
         session = self.session
-        lam, sigma, method = self.lam_box.value(), self.sigma_box.value(), self.method_box.currentText()
+        lam, sigma, method = (
+            self.lam_box.value(),
+            self.sigma_box.value(),
+            self.method_box.currentText(),
+        )
 
         def done(mask, error, seconds):
             self._inflight = ([], [])
@@ -235,12 +251,15 @@ class ToolsMixin:
                 self._refresh()
                 return
             self._show_time("refine", session, seconds)
-            self.statusBar().showMessage(f"round {len(session.rounds)}: +{len(fg)} fg, +{len(bg)} bg", 4000)
+            self.statusBar().showMessage(
+                f"round {len(session.rounds)}: +{len(fg)} fg, +{len(bg)} bg", 4000
+            )
             self._changed()
 
         self.statusBar().showMessage(f"refining ({len(fg)} fg, {len(bg)} bg clicks)...")
-        self._submit(lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method),
-                     done, "refine")
+        self._submit(
+            lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method), done, "refine"
+        )
 
     # =====================================================================
     # per-slice 2D mode (volumes)
@@ -262,8 +281,11 @@ class ToolsMixin:
             self.statusBar().showMessage("the 2D slice mode is for volumes", 4000)
             return
         self.statusBar().showMessage(
-            "2D on the axial slice: margin points on one axial slice, Enter runs the 2D model "
-            "there" if on else "3D mode: stage 1 runs the 3D model on the volume", 6000)
+            "2D on the axial slice: margin points on one axial slice, Enter runs the 2D model there"
+            if on
+            else "3D mode: stage 1 runs the 3D model on the volume",
+            6000,
+        )
 
     def _slice_axis(self) -> int:
         """The array axis normal to the axial view (its slices are the 2D images)."""
@@ -276,8 +298,9 @@ class ToolsMixin:
         img, a = self.image, self._slice_axis()
         arr = np.take(np.asarray(img.array), index, axis=a + (1 if img.multichannel else 0))
         spacing = tuple(sp for k, sp in enumerate(img.spacing) if k != a)
-        return Image(np.ascontiguousarray(arr), spacing=spacing, multichannel=img.multichannel,
-                     path=img.path)
+        return Image(
+            np.ascontiguousarray(arr), spacing=spacing, multichannel=img.multichannel, path=img.path
+        )
 
     def _segment_slice(self) -> bool:
         """Stage 1 of the 2D model on the axial slice of the pending margin points."""
@@ -287,10 +310,13 @@ class ToolsMixin:
         points = list(self.pending_margin)
         slices = sorted({p[a] for p in points})
         if len(slices) != 1:
-            self.show_error("2D slice mode", "in the 2D slice mode every margin point must lie on "
-                            f"one axial slice; these lie on slices {slices} (axis "
-                            f"{'zyx'[a]}). Remove the others (right click) or turn the mode "
-                            "off (Ctrl+2) for the 3D model")
+            self.show_error(
+                "2D slice mode",
+                "in the 2D slice mode every margin point must lie on "
+                f"one axial slice; these lie on slices {slices} (axis "
+                f"{'zyx'[a]}). Remove the others (right click) or turn the mode "
+                "off (Ctrl+2) for the 3D model",
+            )
             return False
         index = slices[0]
         pts2 = [tuple(v for k, v in enumerate(p) if k != a) for p in points]
@@ -302,8 +328,9 @@ class ToolsMixin:
         method = self.method_box.currentText()
 
         def work():
-            s2 = Session(image2, model=model, lam=lam, sigma=sigma, method=method,
-                         device=self.device)
+            s2 = Session(
+                image2, model=model, lam=lam, sigma=sigma, method=method, device=self.device
+            )
             s2.segment(pts2)
             return s2
 
@@ -315,7 +342,7 @@ class ToolsMixin:
                 self._refresh()
                 return
             self._slice_model = s2.model
-            if name not in self.labels.names:        # deleted meanwhile
+            if name not in self.labels.names:  # deleted meanwhile
                 self._refresh()
                 return
             self._slice = (name, index, s2)
@@ -325,7 +352,9 @@ class ToolsMixin:
                     self.set_tool("refine")
                 self.statusBar().showMessage(
                     f"2D stage 1 on slice {index} ({len(points)} points) written into {name}; "
-                    "clicks on this slice refine it", 6000)
+                    "clicks on this slice refine it",
+                    6000,
+                )
                 self._show_session_warnings("Stage 1: check the mask")
 
         self.statusBar().showMessage(f"2D stage 1 on slice {index}...")
@@ -342,11 +371,14 @@ class ToolsMixin:
             name, index, s2 = self._slice
             # the slice must still hold what the 2D session made (no undo or brush since)
             ok = all(p[a] == index for p in fg + bg) and np.array_equal(
-                np.take(s.mask, index, axis=a), s2.mask)
+                np.take(s.mask, index, axis=a), s2.mask
+            )
         if not ok:
             self.statusBar().showMessage(
                 "2D slice mode: clicks refine the slice last segmented in 2D, unchanged since; "
-                "place margin points on this slice and press Enter first", 8000)
+                "place margin points on this slice and press Enter first",
+                8000,
+            )
             self._refresh()
             return
         f2 = [tuple(v for k, v in enumerate(p) if k != a) for p in fg]
@@ -364,15 +396,17 @@ class ToolsMixin:
             if name in self.labels.names and self._write_slice(name, index, s2.mask):
                 self.time_label.setText(f"2D refine {s2.last_seconds:.2f} s")
 
-        self._submit(lambda: s2.refine(f2, b2, lam=lam, sigma=sigma, method=method), done,
-                     "2D refine")
+        self._submit(
+            lambda: s2.refine(f2, b2, lam=lam, sigma=sigma, method=method), done, "2D refine"
+        )
         self._refresh()
 
     def _show_time(self, what: str, session, seconds: float) -> None:
         """The status bar's time of a finished step: session time, worker wall time as tip."""
         self.time_label.setText(f"{what} {session.last_seconds:.2f} s")
-        self.time_label.setToolTip(f"session time {session.last_seconds:.3f} s, "
-                                   f"wall time in the worker {seconds:.3f} s")
+        self.time_label.setToolTip(
+            f"session time {session.last_seconds:.3f} s, wall time in the worker {seconds:.3f} s"
+        )
 
     def _write_slice(self, name: str, index: int, mask2d) -> bool:
         """Write a 2D mask into slice ``index`` of object ``name``: one undoable step."""
@@ -415,9 +449,17 @@ class ToolsMixin:
     def reset(self, *, confirm: bool = True) -> None:
         if self.session is None or self.jobs.busy:
             return
-        if confirm and self.session.mask is not None and self.ask(
-                "Reset", "Forget all margin points, clicks and the undo history?",
-                QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+        if (
+            confirm
+            and self.session.mask is not None
+            and self.ask(
+                "Reset",
+                "Forget all margin points, clicks and the undo history?",
+                QMessageBox.Yes | QMessageBox.No,
+                QMessageBox.No,
+            )
+            != QMessageBox.Yes
+        ):
             return
         self.session.reset()
         self.pending_margin, self.pending_fg, self.pending_bg = [], [], []

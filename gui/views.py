@@ -4,6 +4,7 @@ Views draw the slice, the mask overlay, click markers and the linked cursor,
 and turn mouse input into voxel indices with `midseg.gui.planes`. They never
 call the session: they emit signals the main window acts on.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,16 @@ from PyQt5.QtCore import QObject, QPointF, QRectF, Qt, pyqtSignal
 from PyQt5.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 from PyQt5.QtWidgets import QSizePolicy, QWidget
 
-from .planes import (Plane, ViewTransform, auto_window, boundary, clamp_voxel,
-                     orientation_letters, stroke_pixels, window_to_uint8)
+from .planes import (
+    Plane,
+    ViewTransform,
+    auto_window,
+    boundary,
+    clamp_voxel,
+    orientation_letters,
+    stroke_pixels,
+    window_to_uint8,
+)
 
 __all__ = ["ViewerState", "ViewLink", "SliceView", "MARKER_COLORS", "TOOLS", "BRUSH_TOOLS"]
 
@@ -22,10 +31,10 @@ TOOLS = ("navigate", "margin", "refine", "scribble", "paint", "erase")
 BRUSH_TOOLS = ("scribble", "paint", "erase")
 
 MARKER_COLORS = {
-    "margin": QColor(255, 215, 0),         # interior margin points (stage 1)
+    "margin": QColor(255, 215, 0),  # interior margin points (stage 1)
     "margin_pending": QColor(255, 215, 0),
-    "fg": QColor(40, 220, 60),             # foreground clicks
-    "bg": QColor(240, 40, 40),             # background clicks
+    "fg": QColor(40, 220, 60),  # foreground clicks
+    "bg": QColor(240, 40, 40),  # background clicks
     "fg_pending": QColor(40, 220, 60),
     "bg_pending": QColor(240, 40, 40),
 }
@@ -91,8 +100,10 @@ class ViewerState(QObject):
         self.direction = direction
         self.cursor = tuple(s // 2 for s in self.shape)
         given = list(windows or [])
-        self.windows = [given[k] if k < len(given) and given[k] is not None else auto_window(c)
-                        for k, c in enumerate(self.channels)]
+        self.windows = [
+            given[k] if k < len(given) and given[k] is not None else auto_window(c)
+            for k, c in enumerate(self.channels)
+        ]
         self.mask = None
         self.layers = None
         self.markers = []
@@ -158,8 +169,14 @@ class SliceView(QWidget):
     slice_step = pyqtSignal(int)
     activated = pyqtSignal(int)  # channel index, when the pointer enters or presses
 
-    def __init__(self, state: ViewerState, plane: Plane, channel: int, link: ViewLink,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        state: ViewerState,
+        plane: Plane,
+        channel: int,
+        link: ViewLink,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.state, self.plane, self.channel, self.link = state, plane, channel, link
         self.setMouseTracking(True)
@@ -167,12 +184,12 @@ class SliceView(QWidget):
         self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setAttribute(Qt.WA_OpaquePaintEvent)
-        self._drag = None          # ("pan"|"window"|"stroke"|"cursor", start pos, extra)
+        self._drag = None  # ("pan"|"window"|"stroke"|"cursor", start pos, extra)
         self._stroke: list[tuple[float, float]] = []
         self._stroke_button = 0
         self._cache_key = None
         self._cache_img: QImage | None = None
-        self._hover: QPointF | None = None   # pointer position, for the brush outline
+        self._hover: QPointF | None = None  # pointer position, for the brush outline
         state.changed.connect(self.update)
         link.changed.connect(self.update)
         self.setObjectName(f"view_{plane.name}_{channel}")
@@ -186,8 +203,13 @@ class SliceView(QWidget):
 
     def transform(self) -> ViewTransform:
         """The current widget <-> display-image mapping of this view."""
-        return ViewTransform(self.plane.size(self.state.shape), self.plane.pixel_size(self.state.spacing),
-                             (self.width(), self.height()), self.link.zoom, self.link.center)
+        return ViewTransform(
+            self.plane.size(self.state.shape),
+            self.plane.pixel_size(self.state.spacing),
+            (self.width(), self.height()),
+            self.link.zoom,
+            self.link.center,
+        )
 
     def voxel_at(self, x: float, y: float) -> tuple[int, ...] | None:
         """Voxel index (array order) under widget point (x, y), None outside the image."""
@@ -220,8 +242,11 @@ class SliceView(QWidget):
         st = self.state
         if not st.show_mask or st.opacity <= 0:
             return None
-        layers = st.layers if st.layers is not None else (
-            [] if st.mask is None else [(st.mask, MASK_COLOR, True)])
+        layers = (
+            st.layers
+            if st.layers is not None
+            else ([] if st.mask is None else [(st.mask, MASK_COLOR, True)])
+        )
         if st.contour:
             alpha = int(round(255 * min(1.0, 0.35 + st.opacity)))
         else:
@@ -240,7 +265,7 @@ class SliceView(QWidget):
                 rgba[edge] = (*color, alpha)
                 continue
             rgba[m] = (*color, alpha)
-            if current and len(layers) > 1:   # which object the tools act on
+            if current and len(layers) > 1:  # which object the tools act on
                 rgba[edge] = (*color, min(255, alpha + 110))
         if rgba is None:
             return None
@@ -253,8 +278,9 @@ class SliceView(QWidget):
         st = self.state
         if not st.channels:
             p.setPen(QColor(160, 160, 160))
-            p.drawText(self.rect(), Qt.AlignCenter,
-                       "Open an image (File > Open, or drop a file here)")
+            p.drawText(
+                self.rect(), Qt.AlignCenter, "Open an image (File > Open, or drop a file here)"
+            )
             p.end()
             return
         tf = self.transform()
@@ -327,7 +353,7 @@ class SliceView(QWidget):
             color = QColor(*self.state.paint_color)
             color.setAlpha(170)
             return color
-        return QColor(235, 235, 235, 150)          # erasing
+        return QColor(235, 235, 235, 150)  # erasing
 
     def _draw_brush(self, p: QPainter, tf: ViewTransform) -> None:
         """The brush's outline under the pointer (paint and erase tools)."""
@@ -336,7 +362,7 @@ class SliceView(QWidget):
         sx, _ = tf.scale
         r = max(2.0, (self.state.brush_radius + 0.5) * sx)
         p.setBrush(Qt.NoBrush)
-        p.setPen(QPen(QColor(0, 0, 0, 170), 3.0))       # visible on bright and dark voxels
+        p.setPen(QPen(QColor(0, 0, 0, 170), 3.0))  # visible on bright and dark voxels
         p.drawEllipse(self._hover, r, r)
         p.setPen(QPen(QColor(255, 255, 255, 230), 1.2))
         p.drawEllipse(self._hover, r, r)
@@ -373,13 +399,15 @@ class SliceView(QWidget):
         p.setPen(QColor(230, 230, 230))
         p.drawText(QPointF(6, 15), text)
         letters = orientation_letters(self.plane, st.direction) if st.ndim == 3 else None
-        if letters:                      # patient directions at the view's edges
+        if letters:  # patient directions at the view's edges
             p.setPen(QColor(255, 210, 90))
             r = self.rect()
-            for where, flags in (("top", Qt.AlignHCenter | Qt.AlignTop),
-                                 ("bottom", Qt.AlignHCenter | Qt.AlignBottom),
-                                 ("left", Qt.AlignVCenter | Qt.AlignLeft),
-                                 ("right", Qt.AlignVCenter | Qt.AlignRight)):
+            for where, flags in (
+                ("top", Qt.AlignHCenter | Qt.AlignTop),
+                ("bottom", Qt.AlignHCenter | Qt.AlignBottom),
+                ("left", Qt.AlignVCenter | Qt.AlignLeft),
+                ("right", Qt.AlignVCenter | Qt.AlignRight),
+            ):
                 p.drawText(r.adjusted(4, 20, -4, -4), flags, letters[where])
 
     # -- mouse ---------------------------------------------------------------
@@ -397,7 +425,8 @@ class SliceView(QWidget):
             self.setCursor(Qt.ClosedHandCursor)
             return
         if (button == Qt.LeftButton and mods & Qt.ShiftModifier) or (
-                button == Qt.RightButton and tool == "navigate"):
+            button == Qt.RightButton and tool == "navigate"
+        ):
             self._drag = ("window", pos, self.state.windows[self.channel])
             return
         if button not in (Qt.LeftButton, Qt.RightButton):
@@ -451,13 +480,17 @@ class SliceView(QWidget):
         self.unsetCursor()
         if drag is None or drag[0] != "stroke":
             return
-        pix = stroke_pixels(self._stroke, self.state.brush_radius, self.plane.size(self.state.shape))
+        pix = stroke_pixels(
+            self._stroke, self.state.brush_radius, self.plane.size(self.state.shape)
+        )
         self._stroke = []
         self.update()
         if len(pix) == 0:
             return
-        voxels = np.array([self.plane.to_voxel(r, c, self.slice_index, self.state.shape)
-                           for r, c in pix], dtype=np.int64)
+        voxels = np.array(
+            [self.plane.to_voxel(r, c, self.slice_index, self.state.shape) for r, c in pix],
+            dtype=np.int64,
+        )
         self.stroke_finished.emit(voxels, int(self._stroke_button))
 
     def leaveEvent(self, event) -> None:  # noqa: N802
@@ -498,4 +531,3 @@ class SliceView(QWidget):
             self.link.reset()  # middle double-click: fit the slice to the view again
         else:
             self.mousePressEvent(event)  # a fast second click is still a click
-

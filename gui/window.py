@@ -13,6 +13,7 @@ toolbars, status bar, views), `images` (opening images, starting the session),
 `tools` (margin points, clicks, scribbles, brushes, slice mode, undo/redo),
 `objects` (the label list) and `files` (masks, label maps, clicks, autosave).
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,14 @@ import traceback
 
 import numpy as np
 from PyQt5.QtCore import Qt
-from PyQt5.QtWidgets import (QApplication, QDockWidget, QGridLayout, QMainWindow, QMessageBox,
-                             QWidget)
+from PyQt5.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QGridLayout,
+    QMainWindow,
+    QMessageBox,
+    QWidget,
+)
 
 from midseg._checks import DEFAULT_LAM, DEFAULT_SIGMA
 from midseg.errors import MidsegError
@@ -76,20 +83,28 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         Text of the last warning shown to the user (`midseg.Session.warnings`).
     """
 
-    def __init__(self, model=None, *, autosave: bool = True, autosave_dir=None,
-                 lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA, device: str | None = None):
+    def __init__(
+        self,
+        model=None,
+        *,
+        autosave: bool = True,
+        autosave_dir=None,
+        lam: float = DEFAULT_LAM,
+        sigma: float = DEFAULT_SIGMA,
+        device: str | None = None,
+    ):
         super().__init__()
         self.model_spec = model
         self.autosave_enabled = autosave
         self.autosave_dir = autosave_dir
         self.device = device
-        self.labels = None           # midseg.LabelSession: one Session per object
+        self.labels = None  # midseg.LabelSession: one Session per object
         self.current: str | None = None
         self.hidden: set[str] = set()
-        self._pending_by_object: dict[str, list] = {}   # margin points of other objects
-        self.image = None            # the midseg.Image the session segments
+        self._pending_by_object: dict[str, list] = {}  # margin points of other objects
+        self.image = None  # the midseg.Image the session segments
         self.image_path: str | None = None
-        self.modalities: list = []   # midseg.Image per opened file
+        self.modalities: list = []  # midseg.Image per opened file
         self.pending_margin: list[tuple[int, ...]] = []
         self.pending_fg: list[tuple[int, ...]] = []
         self.pending_bg: list[tuple[int, ...]] = []
@@ -108,8 +123,8 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         self._last_mask_path: str | None = None
         #: 2D model of the per-slice mode (None: the shipped one matching the channels)
         self.slice_model_spec = None
-        self._slice_model = None     # loaded once, on first use
-        self._slice = None           # (object name, slice index, 2D Session) of slice mode
+        self._slice_model = None  # loaded once, on first use
+        self._slice = None  # (object name, slice index, 2D Session) of slice mode
 
         self.state = ViewerState(self)
         self.jobs = JobRunner(self)
@@ -157,7 +172,8 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
             if not isinstance(error, (MidsegError, ValueError, OSError)):
                 text = f"{type(error).__name__}: {text}"
             detail = getattr(error, "__midseg_traceback__", None) or "".join(
-                traceback.format_exception(type(error), error, error.__traceback__))
+                traceback.format_exception(type(error), error, error.__traceback__)
+            )
         else:
             text, detail = str(error), None
         self.last_error = text
@@ -193,12 +209,14 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
 
     def _submit(self, work, done, label: str) -> bool:
         """Run ``work`` in the worker; ``done`` on the UI thread, its own bugs shown, not fatal."""
+
         def guarded(result, error, seconds):
             try:
                 done(result, error, seconds)
             except Exception as exc:  # a slot must never take the application down
                 self.show_error("Internal error", exc)
                 self._refresh()
+
         return self.jobs.submit(work, guarded, label)
 
     # =====================================================================
@@ -218,15 +236,16 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
             for name in self.labels.names:
                 m = self.labels.object(name).mask
                 if m is not None and name not in self.hidden:
-                    layers.append((m, rgb255(self.labels.segment_of(name).color),
-                                   name == self.current))
+                    layers.append(
+                        (m, rgb255(self.labels.segment_of(name).color), name == self.current)
+                    )
             if self.current is not None:
                 st.paint_color = rgb255(self.labels.segment_of(self.current).color)
         st.layers = layers
         markers = []
         if s is not None and s.mask is not None:
             markers += [(tuple(p), "margin") for p in s.margin_points]
-            fg, bg = s.clicks_in_force          # an overridden click is no longer shown
+            fg, bg = s.clicks_in_force  # an overridden click is no longer shown
             markers += [(tuple(p), "fg") for p in fg]
             markers += [(tuple(p), "bg") for p in bg]
         markers += [(p, "margin_pending") for p in self._segmenting + self.pending_margin]
@@ -236,14 +255,17 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         if s is None:
             info = "no session" if self.image is not None else ""
         elif s.mask is None:
-            info = (f"stage 1 on {len(self._segmenting)} margin points..." if self._segmenting
-                    else f"{len(self.pending_margin)} margin point(s) placed")
+            info = (
+                f"stage 1 on {len(self._segmenting)} margin points..."
+                if self._segmenting
+                else f"{len(self.pending_margin)} margin point(s) placed"
+            )
         else:
             n = int(np.count_nonzero(s.mask))
             if _has_physical_size(self.image):
                 vol = n * float(np.prod(self.image.spacing))
                 size = f"{vol:,.0f} {'mm³' if self.image.ndim == 3 else 'mm²'}"
-            else:                       # a picture has no pixel size: count pixels
+            else:  # a picture has no pixel size: count pixels
                 size = f"{n:,} {'voxels' if self.image.ndim == 3 else 'pixels'}"
             info = f"{len(s.margin_points)} points, {len(s.rounds)} rounds, {size}"
             if s.edits:

@@ -3,6 +3,7 @@
 Importing midseg is cheap: torch, Qt and model weights are loaded on first
 use, never at import time. The public names below resolve lazily.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -3,6 +3,7 @@
 Each helper raises :class:`midseg.errors.InvalidInputError` (a ValueError)
 with the offending value and what was expected.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -34,7 +35,8 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise InvalidInputError(
-        f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+        f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
+    )
 
 
 def check_json_numbers(data, where: str) -> None:
@@ -59,12 +61,14 @@ def check_json_numbers(data, where: str) -> None:
                 text = repr(node)
                 raise InvalidInputError(
                     f"{where}: {path.lstrip('.') or 'top level'}: "
-                    f"{text if len(text) < 30 else text[:12] + '...'} is not a finite number")
+                    f"{text if len(text) < 30 else text[:12] + '...'} is not a finite number"
+                )
 
 
 def _number(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating, str)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating, str)
+    ):
         raise InvalidInputError(f"{name} must be a number, got {value!r}")
     try:
         return float(value)
@@ -82,8 +86,7 @@ def check_lam_sigma(lam, sigma) -> tuple[float, float]:
     if not np.isfinite(lam_f) or not 0 <= lam_f <= LAM_MAX:
         raise InvalidInputError(f"lam must be a finite number in [0, {LAM_MAX:g}], got {lam!r}")
     if not np.isfinite(sigma_f) or sigma_f < SIGMA_MIN:
-        raise InvalidInputError(
-            f"sigma must be a finite number >= {SIGMA_MIN:g}, got {sigma!r}")
+        raise InvalidInputError(f"sigma must be a finite number >= {SIGMA_MIN:g}, got {sigma!r}")
     return lam_f, sigma_f
 
 
@@ -95,23 +98,26 @@ def as_spacing(spacing: SpacingLike | None, ndim: int) -> np.ndarray:
         sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(
-            f"spacing must be {ndim} positive numbers, got {spacing!r}"[:200]) from None
+            f"spacing must be {ndim} positive numbers, got {spacing!r}"[:200]
+        ) from None
     if sp.shape != (ndim,):
         raise InvalidInputError(
-            f"spacing must have {ndim} values (one per array axis), got {tuple(sp)}")
+            f"spacing must have {ndim} values (one per array axis), got {tuple(sp)}"
+        )
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise InvalidInputError(f"spacing must be finite and positive, got {tuple(sp)}")
     return sp
 
 
-def check_spatial(array: np.ndarray, name: str = "image",
-                  ndims: tuple[int, ...] = (2, 3)) -> np.ndarray:
+def check_spatial(
+    array: np.ndarray, name: str = "image", ndims: tuple[int, ...] = (2, 3)
+) -> np.ndarray:
     """Check that `array` is a finite 2D/3D numeric array and return it."""
     arr = np.asarray(array)
     if arr.ndim not in ndims:
         raise InvalidInputError(
-            f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
-            f"got shape {arr.shape}")
+            f"{name} must have {' or '.join(map(str, ndims))} dimensions, got shape {arr.shape}"
+        )
     if arr.dtype.kind not in "biuf":
         raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
@@ -120,22 +126,28 @@ def check_spatial(array: np.ndarray, name: str = "image",
     return arr
 
 
-def as_index_array(points, ndim: int, *, name: str = "points",
-                   allow_empty: bool = False) -> np.ndarray:
+def as_index_array(
+    points, ndim: int, *, name: str = "points", allow_empty: bool = False
+) -> np.ndarray:
     """Convert index tuples to an (N, ndim) int64 array (rounded), without bounds checks."""
     if isinstance(points, (dict, str, bytes, set)):
         raise InvalidInputError(
             f"{name} must be a sequence of index tuples (array order) or an (N, {ndim}) "
-            f"array, got {type(points).__name__}")
+            f"array, got {type(points).__name__}"
+        )
     try:
         arr = np.asarray(points if points is not None else [], dtype=np.float64)
     except OverflowError:
         raise InvalidInputError(f"{name}: a coordinate is too large for any image") from None
     except (TypeError, ValueError) as exc:
-        why = ("rows of different lengths" if "inhomogeneous" in str(exc) or
-               "sequence" in str(exc) else str(exc).splitlines()[0])
+        why = (
+            "rows of different lengths"
+            if "inhomogeneous" in str(exc) or "sequence" in str(exc)
+            else str(exc).splitlines()[0]
+        )
         raise InvalidInputError(
-            f"{name} must be index tuples of {ndim} numbers (array order): {why}") from None
+            f"{name} must be index tuples of {ndim} numbers (array order): {why}"
+        ) from None
     if arr.size == 0:
         if allow_empty:
             return np.zeros((0, ndim), dtype=np.int64)
@@ -145,18 +157,21 @@ def as_index_array(points, ndim: int, *, name: str = "points",
     if arr.ndim != 2 or arr.shape[1] != ndim:
         raise InvalidInputError(
             f"{name} must be index tuples with {ndim} coordinates (array order), "
-            f"got an array of shape {arr.shape}")
+            f"got an array of shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError(f"{name} contains NaN or infinite coordinates")
-    if np.any(np.abs(arr) > 2.0 ** 53):
-        bad = arr[np.argmax(np.any(np.abs(arr) > 2.0 ** 53, axis=1))]
+    if np.any(np.abs(arr) > 2.0**53):
+        bad = arr[np.argmax(np.any(np.abs(arr) > 2.0**53, axis=1))]
         raise InvalidInputError(
-            f"{name}: point ({', '.join(f'{v:g}' for v in bad)}) lies outside any image")
+            f"{name}: point ({', '.join(f'{v:g}' for v in bad)}) lies outside any image"
+        )
     return np.rint(arr).astype(np.int64)
 
 
-def as_points(points, shape: Sequence[int], name: str = "points",
-              allow_empty: bool = False) -> np.ndarray:
+def as_points(
+    points, shape: Sequence[int], name: str = "points", allow_empty: bool = False
+) -> np.ndarray:
     """Convert index tuples to an (N, ndim) int64 array, checking bounds.
 
     Parameters
@@ -171,7 +186,8 @@ def as_points(points, shape: Sequence[int], name: str = "points",
     if np.any(outside):
         first = tuple(int(v) for v in idx[np.argmax(outside)])
         raise InvalidInputError(
-            f"{name}: point {first} lies outside the image of shape {tuple(shape)}")
+            f"{name}: point {first} lies outside the image of shape {tuple(shape)}"
+        )
     return idx
 
 
@@ -190,10 +206,12 @@ def channels_first(image, channel_axis: int | None) -> np.ndarray:
     if arr.ndim not in (3, 4):
         raise InvalidInputError(
             f"a multi-channel image must have 3 or 4 dimensions (channel + 2D/3D), got shape "
-            f"{arr.shape}")
+            f"{arr.shape}"
+        )
     if not -arr.ndim <= channel_axis < arr.ndim:
         raise InvalidInputError(
-            f"channel_axis {channel_axis} is out of range for an image of shape {arr.shape}")
+            f"channel_axis {channel_axis} is out of range for an image of shape {arr.shape}"
+        )
     arr = np.moveaxis(arr, channel_axis, 0)
     if arr.shape[0] < 1:
         raise InvalidInputError(f"image has no channels (shape {arr.shape}, channels first)")

@@ -3,13 +3,21 @@
 Each runner takes the checked arguments of `midseg.geodesic.geodesic_distance` and imports
 its package only when called (`midseg.geodesic.available_backends` says which are there).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def _run_geodistk(chans: np.ndarray, seeds: np.ndarray, domain: np.ndarray | None,
-                  spacing: np.ndarray, lamb: float, iterations: int, cost: str) -> np.ndarray:
+def _run_geodistk(
+    chans: np.ndarray,
+    seeds: np.ndarray,
+    domain: np.ndarray | None,
+    spacing: np.ndarray,
+    lamb: float,
+    iterations: int,
+    cost: str,
+) -> np.ndarray:
     """GeodisTK raster scan. It wants float32 channel-last images and uint8 seeds.
 
     Its 2D function has no spacing argument, so anisotropic 2D runs through the 3D function on
@@ -21,19 +29,28 @@ def _run_geodistk(chans: np.ndarray, seeds: np.ndarray, domain: np.ndarray | Non
     img = np.ascontiguousarray(img, dtype=np.float32)
     s = np.ascontiguousarray(seeds, dtype=np.uint8)
     if seeds.ndim == 2 and np.all(spacing == 1.0):
-        return np.asarray(GeodisTK.geodesic2d_raster_scan(img, s, float(lamb), int(iterations)),
-                          dtype=np.float32)
+        return np.asarray(
+            GeodisTK.geodesic2d_raster_scan(img, s, float(lamb), int(iterations)), dtype=np.float32
+        )
     if seeds.ndim == 2:
         img, s, sp = img[None], s[None], [1.0] + [float(v) for v in spacing]
     else:
         sp = [float(v) for v in spacing]
-    out = GeodisTK.geodesic3d_raster_scan(img, s, np.asarray(sp, dtype=np.float32),
-                                          float(lamb), int(iterations))
+    out = GeodisTK.geodesic3d_raster_scan(
+        img, s, np.asarray(sp, dtype=np.float32), float(lamb), int(iterations)
+    )
     return np.asarray(out, dtype=np.float32).reshape(seeds.shape)
 
 
-def _run_fastgeodis(chans: np.ndarray, seeds: np.ndarray, domain: np.ndarray | None,
-                    spacing: np.ndarray, lamb: float, iterations: int, cost: str) -> np.ndarray:
+def _run_fastgeodis(
+    chans: np.ndarray,
+    seeds: np.ndarray,
+    domain: np.ndarray | None,
+    spacing: np.ndarray,
+    lamb: float,
+    iterations: int,
+    cost: str,
+) -> np.ndarray:
     """FastGeodis (torch) on CPU. Its soft mask is 0 at seeds; its step cost is additive.
 
     FastGeodis' Python functions pass ``l_grad = lamb, l_eucl = 1 - lamb`` to its C++ kernels

@@ -6,6 +6,7 @@ full-size probability and mask, those of the current state (`_History`, a base o
 does. Here too: which clicks of the rounds still hold (`_clicks_in_force`) and the
 check that one round gives no voxel both classes (`_check_round`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,14 +62,14 @@ class _State:
 
     margin_points: np.ndarray
     rounds: tuple[ClickRound, ...]
-    cnn: tuple                   # stage-1 output: (box, its values), never modified (shared)
-    box: Any                     # stage-1 crop box (midseg.crop.Box)
+    cnn: tuple  # stage-1 output: (box, its values), never modified (shared)
+    box: Any  # stage-1 crop box (midseg.crop.Box)
     change: _Change
-    extent: Any                  # Box holding every nonzero voxel of the maps (or None)
+    extent: Any  # Box holding every nonzero voxel of the maps (or None)
     seconds: float = 0.0
     warnings: tuple[MidsegWarning, ...] = ()  # issued by the stage 1 this state builds on
-    initial_mask: str | None = None   # sha256 of the mask `start_from_mask` started from
-    edits: int = 0               # brush edits (`Session.paint`) the current mask holds
+    initial_mask: str | None = None  # sha256 of the mask `start_from_mask` started from
+    edits: int = 0  # brush edits (`Session.paint`) the current mask holds
 
 
 def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def _clicks_in_force(rounds) -> tuple[np.ndarray, np.ndarray]:
         keep = np.array([last[p] is foreground for p in map(tuple, points.tolist())], bool)
         return points[keep] if len(points) else points
 
-    def once(points):           # a voxel clicked again with the same class counts once
+    def once(points):  # a voxel clicked again with the same class counts once
         if not len(points):
             return points
         _, first = np.unique(points, axis=0, return_index=True)
@@ -111,7 +112,8 @@ def _check_round(fg: np.ndarray, bg: np.ndarray) -> None:
         raise InvalidInputError(
             f"voxel {voxel}{more} is both a foreground and a background click of the same "
             "round; give it in one list only. To change the class of an earlier click, click "
-            "its voxel again in a later round: the later click wins")
+            "its voxel again in a later round: the later click wins"
+        )
 
 
 def _within(outer, inner, values: np.ndarray) -> np.ndarray:
@@ -129,8 +131,8 @@ class _History:
 
     image: Image
     _history: list[_State]
-    _pos: int                      # index of the current state in _history; -1: none
-    _prob: np.ndarray | None       # the current state's maps (image shape)
+    _pos: int  # index of the current state in _history; -1: none
+    _prob: np.ndarray | None  # the current state's maps (image shape)
     _mask: np.ndarray | None
 
     @property
@@ -237,15 +239,16 @@ class _History:
 
     def _push(self, state: _State) -> np.ndarray:
         """Make `state` (built on the current one) current; returns a copy of its mask."""
-        del self._history[self._pos + 1:]
+        del self._history[self._pos + 1 :]
         prob, mask = self._maps()
         state.change.apply(prob, mask, forward=True)
         self._history.append(state)
         self._pos = len(self._history) - 1
         return mask.copy()
 
-    def _change(self, slices: tuple[slice, ...], prob: np.ndarray, mask: np.ndarray,
-                first: bool) -> _Change:
+    def _change(
+        self, slices: tuple[slice, ...], prob: np.ndarray, mask: np.ndarray, first: bool
+    ) -> _Change:
         """The change that writes `prob` and `mask` into `slices` of the current maps."""
         if first:
             return _Change(slices, None, None, prob, mask)

@@ -6,6 +6,7 @@ loaded from numba's cache) are in the fork server's memory before any worker for
 it, so a worker starts in milliseconds instead of importing and compiling all again.
 Nothing here starts a thread or touches a GPU (forking after that would not be safe).
 """
+
 from __future__ import annotations
 
 import maxflow  # noqa: F401

@@ -5,6 +5,7 @@
 (`_flat_axis`, `_work_image`), and warns when stage 1 has nothing to go on
 (`_constant_warning`, `_coplanar_warning`).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,7 @@ def _check_params(lam, sigma, method):
     return lam, sigma, method
 
 
-def _load_model(model, image: Image, work: Image, flat_axis: int | None,
-                device: str | None):
+def _load_model(model, image: Image, work: Image, flat_axis: int | None, device: str | None):
     """The session's model, loaded (default: the shipped one for `work`'s dimensions and
     `image`'s channels) and checked against the image `work` computes on."""
     from . import models as _models
@@ -34,26 +34,33 @@ def _load_model(model, image: Image, work: Image, flat_axis: int | None,
         model = f"{work.ndim}d"
         if image.channels == 2 and f"{model}_petct" in _models.list_models():
             model = f"{model}_petct"
-    loaded = _models.load_model(model, device=device) if isinstance(
-        model, (str, os.PathLike)) else model
+    loaded = (
+        _models.load_model(model, device=device) if isinstance(model, (str, os.PathLike)) else model
+    )
     if not isinstance(getattr(loaded, "spatial_dims", None), int):
         raise InvalidInputError(
             "model must be a shipped model's name (e.g. '2d'), the path of a .pt file "
             f"with its card, or a loaded model (midseg.models.load_model), got "
-            f"{type(model).__name__} {model!r}")
+            f"{type(model).__name__} {model!r}"
+        )
     dims = getattr(loaded, "spatial_dims", None)
     if dims != work.ndim:
-        flat = (" (a volume one voxel thick is segmented as a 2D image)"
-                if flat_axis is not None else "")
+        flat = (
+            " (a volume one voxel thick is segmented as a 2D image)"
+            if flat_axis is not None
+            else ""
+        )
         raise InvalidInputError(
             f"model {getattr(loaded, 'name', model)!r} is a {dims}D model but the image is "
             f"{work.ndim}D (shape {image.shape}){flat}; use a "
-            f"{work.ndim}D model")
+            f"{work.ndim}D model"
+        )
     want = getattr(loaded, "image_channels", None)
     if want is not None and want != image.channels:
         raise InvalidInputError(
             f"model {getattr(loaded, 'name', model)!r} expects {want} image channel(s), "
-            f"the image has {image.channels}")
+            f"the image has {image.channels}"
+        )
     return loaded
 
 
@@ -82,7 +89,8 @@ def _coplanar_warning(points: np.ndarray, spacing) -> CoplanarPointsWarning | No
         f"all {len(points)} margin points lie in {where}: the object's extent across that "
         "plane is unknown to the network, which sees only a thin slab around it, so the mask "
         "is likely cut short there. Add margin points on the slices above and below that "
-        "plane, at the object's top and bottom extremes")
+        "plane, at the object's top and bottom extremes"
+    )
 
 
 def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
@@ -98,7 +106,8 @@ def _constant_warning(image: Image, box) -> ConstantImageWarning | None:
     where = "the image" if flat(chans) else "the box of the margin points"
     return ConstantImageWarning(
         f"{where} holds a single value: there is no edge to segment, and the mask only "
-        "follows the margin points; check that the right image was opened")
+        "follows the margin points; check that the right image was opened"
+    )
 
 
 def _as_image(image) -> Image:
@@ -107,7 +116,8 @@ def _as_image(image) -> Image:
     if isinstance(image, np.ndarray):
         return Image(image)
     raise InvalidInputError(
-        f"image must be a midseg.Image or a numpy array, got {type(image).__name__}")
+        f"image must be a midseg.Image or a numpy array, got {type(image).__name__}"
+    )
 
 
 def _flat_axis(image: Image) -> int | None:
@@ -123,5 +133,9 @@ def _work_image(image: Image, axis: int | None) -> Image:
     if axis is None:
         return image
     arr = np.take(np.asarray(image.array), 0, axis=axis + (1 if image.multichannel else 0))
-    return Image(arr, spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
-                 multichannel=image.multichannel, path=image.path)
+    return Image(
+        arr,
+        spacing=tuple(sp for a, sp in enumerate(image.spacing) if a != axis),
+        multichannel=image.multichannel,
+        path=image.path,
+    )

@@ -5,6 +5,7 @@ lives in the library modules each subcommand names. Bad input gives a one-line
 message and a non-zero exit; `--debug` shows the traceback. midseg's warnings
 (a result that may not be right) are printed as ``midseg CMD: warning: ...``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,18 @@ from .errors import MidsegError, MidsegWarning
 
 # name -> (module implementing add_arguments(parser) and run(args), one-line help)
 SUBCOMMANDS = {
-    "demo": ("midseg.demo", "segment a bundled phantom (or your image) from stored clicks and report Dice"),
+    "demo": (
+        "midseg.demo",
+        "segment a bundled phantom (or your image) from stored clicks and report Dice",
+    ),
     "segment": ("midseg.batch", "segment one image by replaying a clicks file"),
     "batch": ("midseg.batch", "replay stored clicks over many images listed in a CSV manifest"),
     "markups": ("midseg.markups", "convert clicks to and from 3D Slicer point lists (.mrk.json)"),
     "train": ("midseg.train", "train a 2D or 3D stage-1 network and write weights + model card"),
-    "evaluate": ("midseg.evaluation.cli", "robot-user evaluation of midseg and its peers on a dataset"),
+    "evaluate": (
+        "midseg.evaluation.cli",
+        "robot-user evaluation of midseg and its peers on a dataset",
+    ),
     "gui": ("midseg.gui.app", "open the interactive PyQt5 application"),
 }
 
@@ -59,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="midseg",
         description="Minimally interactive segmentation of 2D and 3D medical images "
-                    "(MIDeepSeg): interior margin points -> CNN -> click refinement.",
+        "(MIDeepSeg): interior margin points -> CNN -> click refinement.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,10 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show full tracebacks on errors")
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show full tracebacks on errors",
+        )
         hooks = _load(name)
         if hooks is None:
             p.set_defaults(_run=None)
@@ -89,6 +104,7 @@ def _warning_printer(prog: str):
         if not issubclass(category, MidsegWarning):
             return default(message, category, filename, lineno, file, line)
         print(f"{prog}: warning: {message}", file=file or sys.stderr)
+
     return show
 
 
@@ -129,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+
     def work(args):
         if args._run is None:
             raise NotAvailable(f"'midseg {args.command}' is not available in this release yet")

@@ -17,6 +17,7 @@ points in physical millimetres in SimpleITK's (x, y[, z]) order (LPS). A
 session started from a mask also records that mask's sha256 (`mask_sha256`).
 It must not import torch or Qt.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,10 +32,22 @@ from ._checks import as_points, check_json_numbers
 from .errors import GeometryMismatchError, InvalidInputError
 from .io import Image, file_sha256, geometry_differences, write_json_atomic
 
-__all__ = ["CLICKS_FORMAT", "CLICKS_VERSION", "READABLE_VERSIONS", "CLICKS_SCHEMA",
-           "clicks_document", "clicks_from_dict", "read_clicks", "write_clicks",
-           "geometry_xyz", "check_clicks_geometry", "model_ref", "index_to_mm", "mm_to_index",
-           "mask_sha256"]
+__all__ = [
+    "CLICKS_FORMAT",
+    "CLICKS_VERSION",
+    "READABLE_VERSIONS",
+    "CLICKS_SCHEMA",
+    "clicks_document",
+    "clicks_from_dict",
+    "read_clicks",
+    "write_clicks",
+    "geometry_xyz",
+    "check_clicks_geometry",
+    "model_ref",
+    "index_to_mm",
+    "mm_to_index",
+    "mask_sha256",
+]
 
 #: The ``"format"`` entry of every clicks document.
 CLICKS_FORMAT = "midseg-clicks"
@@ -56,8 +69,8 @@ CLICKS_SCHEMA = Path(__file__).parent / "data" / "clicks.schema.json"
 # building a document
 # ---------------------------------------------------------------------------
 
-def clicks_document(image: Image, model_ref: dict, parameters: dict, margin_points,
-                    rounds) -> dict:
+
+def clicks_document(image: Image, model_ref: dict, parameters: dict, margin_points, rounds) -> dict:
     """The versioned clicks dict; points come as voxel indices (array order), go out in mm.
 
     Parameters
@@ -79,6 +92,7 @@ def clicks_document(image: Image, model_ref: dict, parameters: dict, margin_poin
     dict
         The current-version document, ready for `write_clicks` (not validated here).
     """
+
     def mm(points):
         return index_to_mm(image, points)
 
@@ -90,8 +104,9 @@ def clicks_document(image: Image, model_ref: dict, parameters: dict, margin_poin
         "model": model_ref,
         "parameters": dict(parameters),
         "margin_points": mm(margin_points),
-        "rounds": [{"foreground": mm(fg), "background": mm(bg), **params}
-                   for fg, bg, params in rounds],
+        "rounds": [
+            {"foreground": mm(fg), "background": mm(bg), **params} for fg, bg, params in rounds
+        ],
     }
 
 
@@ -112,8 +127,11 @@ def index_to_mm(image: Image, points) -> list:
         (``[]`` for no points).
     """
     to_mm = image.index_to_physical
-    return [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))] \
-        if len(points) else []
+    return (
+        [[round(float(v), 6) for v in p[::-1]] for p in np.atleast_2d(to_mm(points))]
+        if len(points)
+        else []
+    )
 
 
 def geometry_xyz(image: Image) -> dict:
@@ -161,6 +179,7 @@ def mask_sha256(mask: np.ndarray) -> str:
 # using a document on an image
 # ---------------------------------------------------------------------------
 
+
 def check_clicks_geometry(data: dict, image: Image) -> None:
     """Raise `GeometryMismatchError` naming what differs between a clicks file and an image.
 
@@ -182,18 +201,26 @@ def check_clicks_geometry(data: dict, image: Image) -> None:
     try:
         diffs = geometry_differences(geometry_xyz(image), stored, atol=1e-4)
     except (TypeError, ValueError, OverflowError):
-        raise InvalidInputError("clicks file: image: shape, spacing, origin and direction must "
-                                "be lists of numbers of the image's dimension (direction a "
-                                "square matrix)") from None
+        raise InvalidInputError(
+            "clicks file: image: shape, spacing, origin and direction must "
+            "be lists of numbers of the image's dimension (direction a "
+            "square matrix)"
+        ) from None
     if stored.get("channels", image.channels) != image.channels:
-        diffs.append(f"channels {image.channels} vs {stored['channels']}"
-                     + (" (open the co-registered image too: read_image(first, second), "
-                        "`midseg segment IMAGE --with SECOND`)"
-                        if stored["channels"] > image.channels else ""))
+        diffs.append(
+            f"channels {image.channels} vs {stored['channels']}"
+            + (
+                " (open the co-registered image too: read_image(first, second), "
+                "`midseg segment IMAGE --with SECOND`)"
+                if stored["channels"] > image.channels
+                else ""
+            )
+        )
     if diffs:
         raise GeometryMismatchError(
             "the clicks were made on an image with a different geometry (this image vs "
-            "clicks file): " + "; ".join(diffs))
+            "clicks file): " + "; ".join(diffs)
+        )
 
 
 def mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
@@ -224,30 +251,37 @@ def mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
     try:
         pts = np.asarray(points_xyz, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        raise InvalidInputError(f"clicks file: {field}: every point must be {image.ndim} "
-                                "numbers (rows of different lengths or non-numbers)") from None
+        raise InvalidInputError(
+            f"clicks file: {field}: every point must be {image.ndim} "
+            "numbers (rows of different lengths or non-numbers)"
+        ) from None
     if pts.ndim != 2 or pts.shape[1] != image.ndim:
-        raise InvalidInputError(f"stored points must have {image.ndim} coordinates (mm), got "
-                                f"an array of shape {pts.shape}")
+        raise InvalidInputError(
+            f"stored points must have {image.ndim} coordinates (mm), got "
+            f"an array of shape {pts.shape}"
+        )
     idx = image.physical_to_index(np.atleast_2d(pts[:, ::-1]))
-    far = ~np.all(np.isfinite(idx) & (np.abs(idx) < 2.0 ** 53), axis=1)
+    far = ~np.all(np.isfinite(idx) & (np.abs(idx) < 2.0**53), axis=1)
     if np.any(far):
         bad = pts[np.argmax(far)]
         raise InvalidInputError(
             f"stored points: point ({', '.join(f'{v:g}' for v in bad)}) mm lies outside the "
-            f"image of shape {tuple(image.shape)}")
+            f"image of shape {tuple(image.shape)}"
+        )
     rounded = np.rint(idx)
     as_points(rounded.astype(np.int64), image.shape, name="stored points")  # outside: say so
     if np.max(np.abs(idx - rounded)) > 1e-3:
         raise GeometryMismatchError(
             "stored points do not fall on voxel centres of this image; it is not the image "
-            "the clicks were made on")
+            "the clicks were made on"
+        )
     return as_points(rounded.astype(np.int64), image.shape, name="stored points")
 
 
 # ---------------------------------------------------------------------------
 # reading, validating and writing
 # ---------------------------------------------------------------------------
+
 
 def clicks_from_dict(data: dict) -> dict:
     """Validate a clicks document given as a dict, migrating an older version.
@@ -273,12 +307,14 @@ def clicks_from_dict(data: dict) -> dict:
     if not isinstance(data, dict) or data.get("format") != CLICKS_FORMAT:
         raise InvalidInputError(
             f"not a midseg clicks file: format is {data.get('format') if isinstance(data, dict) else None!r}, "
-            f"expected {CLICKS_FORMAT!r}")
+            f"expected {CLICKS_FORMAT!r}"
+        )
     version = data.get("version")
     if version not in READABLE_VERSIONS:
         raise InvalidInputError(
             f"clicks file version {version!r} is not supported (this midseg reads versions "
-            f"{', '.join(str(v) for v in READABLE_VERSIONS)})")
+            f"{', '.join(str(v) for v in READABLE_VERSIONS)})"
+        )
     for key in ("image", "parameters", "margin_points", "rounds"):
         if key not in data:
             raise InvalidInputError(f"clicks file lacks the {key!r} entry")
@@ -312,15 +348,20 @@ def _schema_error(data: dict) -> str | None:
 
 def _upgrade(data: dict, version: int) -> dict:
     """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`."""
+
     def method(entry):
         if not isinstance(entry, dict) or entry.get("method") != "ifgc":
             return entry
         return {**entry, "method": _OLD_IFGC[version]}
 
     rounds = data["rounds"]
-    return {**data, "version": CLICKS_VERSION, "upgraded_from_version": version,
-            "parameters": method(data["parameters"]),
-            "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds}
+    return {
+        **data,
+        "version": CLICKS_VERSION,
+        "upgraded_from_version": version,
+        "parameters": method(data["parameters"]),
+        "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds,
+    }
 
 
 def read_clicks(path: str | os.PathLike) -> dict:
@@ -347,19 +388,23 @@ def read_clicks(path: str | os.PathLike) -> dict:
         raise InvalidInputError(f"no such clicks file: {str(p)!r}")
 
     def no_constant(name):
-        raise InvalidInputError(f"clicks file {str(p)!r} holds {name}, which is not a number "
-                                "a clicks file can store")
+        raise InvalidInputError(
+            f"clicks file {str(p)!r} holds {name}, which is not a number a clicks file can store"
+        )
 
     if p.is_dir():
         raise InvalidInputError(f"clicks file {str(p)!r} is a folder")
     try:
         data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
     except RecursionError:
-        raise InvalidInputError(f"clicks file {str(p)!r} is nested too deeply to be a "
-                                "clicks file") from None
+        raise InvalidInputError(
+            f"clicks file {str(p)!r} is nested too deeply to be a clicks file"
+        ) from None
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"clicks file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
-                                f"{exc.object[exc.start:exc.start + 1]!r})") from None
+        raise InvalidInputError(
+            f"clicks file {str(p)!r} is not UTF-8 text (byte {exc.start}: "
+            f"{exc.object[exc.start : exc.start + 1]!r})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"clicks file {str(p)!r} is not valid JSON: {exc}") from None
     except OSError as exc:
@@ -369,7 +414,7 @@ def read_clicks(path: str | os.PathLike) -> dict:
     except InvalidInputError as exc:
         msg = str(exc)
         if msg.startswith("clicks file: "):
-            msg = f"clicks file {str(p)!r}: " + msg[len("clicks file: "):]
+            msg = f"clicks file {str(p)!r}: " + msg[len("clicks file: ") :]
         raise InvalidInputError(msg) from None
 
 

@@ -3,6 +3,7 @@
 Lives here: `Box`, `relaxed_bbox`, `CropTransform` (to_grid / points_to_grid /
 from_grid / paste), `zscore`. Pure numpy/scipy: must not import torch, nor know about cues or nets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ from scipy import ndimage as ndi
 from ._checks import SpacingLike, as_index_array, as_points, check_spatial
 from .errors import InvalidInputError
 
-__all__ = ["Box", "relaxed_bbox", "CropTransform", "zscore",
-           "GRID_2D", "GRID_3D", "DEFAULT_MARGIN"]
+__all__ = ["Box", "relaxed_bbox", "CropTransform", "zscore", "GRID_2D", "GRID_3D", "DEFAULT_MARGIN"]
 
 #: Network input size of the 2D model (paper §3.2.1), array order (y, x).
 GRID_2D: tuple[int, int] = (64, 64)
@@ -30,6 +30,7 @@ DEFAULT_MARGIN: int = 8
 
 
 # --------------------------------------------------------------------------- Box
+
 
 @dataclass(frozen=True)
 class Box:
@@ -54,14 +55,16 @@ class Box:
         except (TypeError, ValueError):
             raise InvalidInputError(
                 f"Box start and stop must be sequences of integers, got "
-                f"{self.start!r} and {self.stop!r}") from None
+                f"{self.start!r} and {self.stop!r}"
+            ) from None
         if len(start) != len(stop) or not start:
             raise InvalidInputError(
-                f"Box start and stop must have the same non-zero length, got "
-                f"{start} and {stop}")
+                f"Box start and stop must have the same non-zero length, got {start} and {stop}"
+            )
         if any(a < 0 or b <= a for a, b in zip(start, stop)):
             raise InvalidInputError(
-                f"Box needs 0 <= start < stop on every axis, got start={start}, stop={stop}")
+                f"Box needs 0 <= start < stop on every axis, got start={start}, stop={stop}"
+            )
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "stop", stop)
 
@@ -97,15 +100,14 @@ class Box:
         if not isinstance(other, Box):
             raise InvalidInputError(f"can only unite a Box with a Box, got {type(other).__name__}")
         if other.ndim != self.ndim:
-            raise InvalidInputError(
-                f"cannot unite a {self.ndim}D box with a {other.ndim}D box")
-        return Box(tuple(map(min, self.start, other.start)),
-                   tuple(map(max, self.stop, other.stop)))
+            raise InvalidInputError(f"cannot unite a {self.ndim}D box with a {other.ndim}D box")
+        return Box(tuple(map(min, self.start, other.start)), tuple(map(max, self.stop, other.stop)))
 
     def slices_in(self, outer: "Box") -> tuple[slice, ...]:
         """This box's slices in the coordinates of `outer` (which must hold it)."""
-        if not all(o <= a and b <= p for a, b, o, p in
-                   zip(self.start, self.stop, outer.start, outer.stop)):
+        if not all(
+            o <= a and b <= p for a, b, o, p in zip(self.start, self.stop, outer.start, outer.stop)
+        ):
             raise InvalidInputError(f"box {self} does not lie inside {outer}")
         return tuple(slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, outer.start))
 
@@ -116,15 +118,15 @@ def _as_shape(shape, name: str = "shape", ndims: tuple[int, ...] = (2, 3)) -> tu
     except (TypeError, ValueError):
         raise InvalidInputError(f"{name} must be a sequence of integers, got {shape!r}") from None
     if len(out) not in ndims:
-        raise InvalidInputError(
-            f"{name} must have {' or '.join(map(str, ndims))} axes, got {out}")
+        raise InvalidInputError(f"{name} must have {' or '.join(map(str, ndims))} axes, got {out}")
     if any(s < 1 for s in out):
         raise InvalidInputError(f"{name} must be positive on every axis, got {out}")
     return out
 
 
-def relaxed_bbox(points, shape: Sequence[int], *,
-                 margin: int | Sequence[int] = DEFAULT_MARGIN) -> Box:
+def relaxed_bbox(
+    points, shape: Sequence[int], *, margin: int | Sequence[int] = DEFAULT_MARGIN
+) -> Box:
     """Tight box of the points grown by `margin` voxels, clipped to the image.
 
     Parameters
@@ -164,7 +166,8 @@ def relaxed_bbox(points, shape: Sequence[int], *,
         m = np.full(ndim, m)
     if m.shape != (ndim,):
         raise InvalidInputError(
-            f"margin must be one integer or {ndim} integers (one per axis), got {margin!r}")
+            f"margin must be one integer or {ndim} integers (one per axis), got {margin!r}"
+        )
     if m.dtype.kind not in "iu" and not (m.dtype.kind == "f" and np.all(m == np.round(m))):
         raise InvalidInputError(f"margin must be integers (voxels), got {margin!r}")
     m = m.astype(np.int64)
@@ -197,7 +200,7 @@ def _axis_nearest(n_in: int, n_out: int) -> np.ndarray:
     """Nearest input index of each output sample, in exact integer arithmetic."""
     g = np.arange(n_out, dtype=np.int64)
     if n_out == 1:
-        return np.array([n_in // 2], dtype=np.int64)     # round-half-up of (n_in-1)/2
+        return np.array([n_in // 2], dtype=np.int64)  # round-half-up of (n_in-1)/2
     # floor(g * (n_in - 1) / (n_out - 1) + 1/2)
     return (2 * g * (n_in - 1) + (n_out - 1)) // (2 * (n_out - 1))
 
@@ -226,8 +229,11 @@ def _resize(arr: np.ndarray, out_shape: tuple[int, ...], order: int) -> np.ndarr
             c = _axis_coords(n_in, n_out)
             i0 = np.clip(np.floor(c).astype(np.intp), 0, n_in - 1)
             i1 = np.minimum(i0 + 1, n_in - 1)
-            w = (c - i0).astype(np.float32).reshape(
-                [-1 if d == axis else 1 for d in range(out.ndim)])
+            w = (
+                (c - i0)
+                .astype(np.float32)
+                .reshape([-1 if d == axis else 1 for d in range(out.ndim)])
+            )
             a0 = np.take(out, i0, axis=axis)
             out = a0 + (np.take(out, i1, axis=axis) - a0) * w
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -237,23 +243,41 @@ def _resize(arr: np.ndarray, out_shape: tuple[int, ...], order: int) -> np.ndarr
         scale.append(0.0 if n_out == 1 else (n_in - 1) / (n_out - 1))
         offset.append(float(c[0]))
     if lead == 0:
-        return ndi.affine_transform(out, scale, offset=offset, output_shape=out_shape,
-                                    order=order, mode="nearest", output=np.float32)
+        return ndi.affine_transform(
+            out,
+            scale,
+            offset=offset,
+            output_shape=out_shape,
+            order=order,
+            mode="nearest",
+            output=np.float32,
+        )
     flat = out.reshape((-1,) + tuple(in_shape))
-    res = np.stack([ndi.affine_transform(ch, scale, offset=offset, output_shape=out_shape,
-                                         order=order, mode="nearest", output=np.float32)
-                    for ch in flat])
+    res = np.stack(
+        [
+            ndi.affine_transform(
+                ch,
+                scale,
+                offset=offset,
+                output_shape=out_shape,
+                order=order,
+                mode="nearest",
+                output=np.float32,
+            )
+            for ch in flat
+        ]
+    )
     return res.reshape(arr.shape[:lead] + tuple(out_shape))
 
 
 def _check_order(order) -> int:
-    if not isinstance(order, (int, np.integer)) or isinstance(order, bool) \
-            or not 0 <= order <= 5:
+    if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or not 0 <= order <= 5:
         raise InvalidInputError(f"order must be an integer in 0..5, got {order!r}")
     return int(order)
 
 
 # ------------------------------------------------------------- CropTransform
+
 
 @dataclass(frozen=True)
 class CropTransform:
@@ -289,8 +313,7 @@ class CropTransform:
 
     def __post_init__(self):
         if not isinstance(self.box, Box):
-            raise InvalidInputError(
-                f"box must be a midseg.crop.Box, got {type(self.box).__name__}")
+            raise InvalidInputError(f"box must be a midseg.crop.Box, got {type(self.box).__name__}")
         grid = _as_shape(self.grid_shape, "grid_shape", ndims=(self.box.ndim,))
         object.__setattr__(self, "grid_shape", grid)
 
@@ -304,21 +327,23 @@ class CropTransform:
         if arr.ndim not in (self.ndim, self.ndim + 1):
             raise InvalidInputError(
                 f"{name} must have {self.ndim} (spatial) or {self.ndim + 1} (channel-first) "
-                f"dimensions for a {self.ndim}D box, got shape {arr.shape}")
+                f"dimensions for a {self.ndim}D box, got shape {arr.shape}"
+            )
         if arr.dtype.kind not in "biuf":
             raise InvalidInputError(f"{name} must be numeric or bool, got dtype {arr.dtype}")
-        sp = arr.shape[arr.ndim - self.ndim:]
+        sp = arr.shape[arr.ndim - self.ndim :]
         if spatial is not None and sp != spatial:
             raise InvalidInputError(
-                f"{name} must have the spatial shape {spatial}, got {sp} "
-                f"(array shape {arr.shape})")
+                f"{name} must have the spatial shape {spatial}, got {sp} (array shape {arr.shape})"
+            )
         return arr
 
     def _check_fits(self, spatial: tuple[int, ...], name: str) -> None:
         if any(b > s for b, s in zip(self.box.stop, spatial)):
             raise InvalidInputError(
                 f"box {self.box.start}..{self.box.stop} does not fit in the {name} "
-                f"of spatial shape {spatial}")
+                f"of spatial shape {spatial}"
+            )
 
     def to_grid(self, array, *, order: int = 1) -> np.ndarray:
         """Crop the box out of an image-space array and resize it to the grid.
@@ -337,7 +362,7 @@ class CropTransform:
         """
         order = _check_order(order)
         arr = self._split(array, "array", None)
-        self._check_fits(arr.shape[arr.ndim - self.ndim:], "array")
+        self._check_fits(arr.shape[arr.ndim - self.ndim :], "array")
         crop = arr[(Ellipsis,) + self.box.slices]
         return _resize(crop, self.grid_shape, order)
 
@@ -370,7 +395,8 @@ class CropTransform:
         if np.any(outside):
             first = tuple(int(v) for v in pts[np.argmax(outside)])
             raise InvalidInputError(
-                f"point {first} lies outside the crop box {self.box.start}..{self.box.stop}")
+                f"point {first} lies outside the crop box {self.box.start}..{self.box.stop}"
+            )
         out = np.empty_like(local)
         for k, (lb, lg) in enumerate(zip(self.box.shape, self.grid_shape)):
             if lb == 1:
@@ -396,8 +422,9 @@ class CropTransform:
         arr = self._split(grid_array, "grid_array", self.grid_shape)
         return _resize(arr, self.box.shape, order)
 
-    def paste(self, grid_array, image_shape: Sequence[int], *, fill: float = 0.0,
-              order: int = 1) -> np.ndarray:
+    def paste(
+        self, grid_array, image_shape: Sequence[int], *, fill: float = 0.0, order: int = 1
+    ) -> np.ndarray:
         """Resize a grid array back and place it in a full image of `fill`.
 
         Parameters
@@ -419,13 +446,14 @@ class CropTransform:
         shp = _as_shape(image_shape, "image_shape", ndims=(self.ndim,))
         self._check_fits(shp, "image")
         inner = self.from_grid(grid_array, order=order)
-        lead = inner.shape[:inner.ndim - self.ndim]
+        lead = inner.shape[: inner.ndim - self.ndim]
         if order == 0:
             fill_arr = np.asarray(fill)
             cast = fill_arr.astype(inner.dtype)
             if not np.all(cast == fill_arr):
                 raise InvalidInputError(
-                    f"fill={fill!r} cannot be stored in the grid dtype {inner.dtype}")
+                    f"fill={fill!r} cannot be stored in the grid dtype {inner.dtype}"
+                )
             out = np.full(lead + shp, cast, dtype=inner.dtype)
         else:
             out = np.full(lead + shp, fill, dtype=np.float32)
@@ -442,7 +470,8 @@ class CropTransform:
         sp = np.ones(self.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
         if sp.shape != (self.ndim,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
             raise InvalidInputError(
-                f"spacing must be {self.ndim} finite positive values, got {spacing!r}")
+                f"spacing must be {self.ndim} finite positive values, got {spacing!r}"
+            )
         lb = np.asarray(self.box.shape, dtype=np.float64)
         lg = np.asarray(self.grid_shape, dtype=np.float64)
         ok = (lb > 1) & (lg > 1)
@@ -451,6 +480,7 @@ class CropTransform:
 
 
 # --------------------------------------------------------------- normalisation
+
 
 def zscore(array, *, channel_axis: int | None = None) -> np.ndarray:
     """Z-score normalisation of a crop, per channel.
@@ -482,7 +512,8 @@ def zscore(array, *, channel_axis: int | None = None) -> np.ndarray:
         return _zscore_one(arr)
     if not isinstance(channel_axis, (int, np.integer)) or not -arr.ndim <= channel_axis < arr.ndim:
         raise InvalidInputError(
-            f"channel_axis must be an axis of an array of shape {arr.shape}, got {channel_axis!r}")
+            f"channel_axis must be an axis of an array of shape {arr.shape}, got {channel_axis!r}"
+        )
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise InvalidInputError("array contains NaN or infinite values")
     moved = np.moveaxis(arr, channel_axis, 0)

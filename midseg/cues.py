@@ -9,6 +9,7 @@ Cues are computed on the network grid, whose physical voxel size changes from cr
 this keeps a cue's footprint on the grid (and EGD parameter-free) whatever the crop's size in mm,
 while still honouring anisotropic spacing. `sigma`, `radius` and `tau` are in these units.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -21,13 +22,33 @@ from ._checks import SpacingLike, as_points, as_spacing
 from .errors import InvalidInputError
 from .geodesic import _check_image, geodesic_distance
 
-__all__ = ["CUE_KINDS", "cue_map", "egd_map", "geodesic_map", "euclidean_map", "gaussian_map",
-           "disk_map", "bbox_map", "adaptive_gaussian_map",
-           "DEFAULT_SIGMA", "DEFAULT_RADIUS", "DEFAULT_THETA", "ADAPTIVE_A", "ADAPTIVE_B"]
+__all__ = [
+    "CUE_KINDS",
+    "cue_map",
+    "egd_map",
+    "geodesic_map",
+    "euclidean_map",
+    "gaussian_map",
+    "disk_map",
+    "bbox_map",
+    "adaptive_gaussian_map",
+    "DEFAULT_SIGMA",
+    "DEFAULT_RADIUS",
+    "DEFAULT_THETA",
+    "ADAPTIVE_A",
+    "ADAPTIVE_B",
+]
 
 #: Names accepted by `cue_map`.
-CUE_KINDS: tuple[str, ...] = ("egd", "geodesic", "euclidean", "gaussian", "disk", "bbox",
-                              "adaptive_gaussian")
+CUE_KINDS: tuple[str, ...] = (
+    "egd",
+    "geodesic",
+    "euclidean",
+    "gaussian",
+    "disk",
+    "bbox",
+    "adaptive_gaussian",
+)
 
 #: Gaussian standard deviation (voxels of the finest axis). Marinov et al. 2023 found radii
 #: <= 5 best; 5 is their best value for the distance-based signals.
@@ -43,6 +64,7 @@ ADAPTIVE_B: float = 0.15
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def _prepare(image, points, spacing, channel_axis):
     """Validated (C, *spatial) float32 image, (N, ndim) points, relative spacing (min 1)."""
@@ -101,8 +123,10 @@ def _sq_dist_to(point: np.ndarray, shape: tuple[int, ...], rel_sp: np.ndarray) -
 
 # ----------------------------------------------------------------------------- cue kinds
 
-def egd_map(image, points, *, spacing: SpacingLike | None = None,
-            channel_axis: int | None = None) -> np.ndarray:
+
+def egd_map(
+    image, points, *, spacing: SpacingLike | None = None, channel_axis: int | None = None
+) -> np.ndarray:
     """Exponentialised geodesic distance (MIDeepSeg Eq. 1): ``exp(-D_geo)``, parameter-free.
 
     Parameters
@@ -132,9 +156,16 @@ def egd_map(image, points, *, spacing: SpacingLike | None = None,
     return np.exp(-d, dtype=np.float32)
 
 
-def geodesic_map(image, points, *, spacing: SpacingLike | None = None,
-                 channel_axis: int | None = None, tau: float | None = None,
-                 theta: float = DEFAULT_THETA, lamb: float = 1.0) -> np.ndarray:
+def geodesic_map(
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    tau: float | None = None,
+    theta: float = DEFAULT_THETA,
+    lamb: float = 1.0,
+) -> np.ndarray:
     """Truncated geodesic distance, inverted: ``1 - min(D, tau) / tau``.
 
     Parameters
@@ -160,9 +191,15 @@ def geodesic_map(image, points, *, spacing: SpacingLike | None = None,
     return _truncated(d.astype(np.float64), tau, theta)
 
 
-def euclidean_map(image, points, *, spacing: SpacingLike | None = None,
-                  channel_axis: int | None = None, tau: float | None = None,
-                  theta: float = DEFAULT_THETA) -> np.ndarray:
+def euclidean_map(
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    tau: float | None = None,
+    theta: float = DEFAULT_THETA,
+) -> np.ndarray:
     """Truncated exact Euclidean distance, inverted: ``1 - min(D, tau) / tau``.
 
     Parameters
@@ -185,8 +222,14 @@ def euclidean_map(image, points, *, spacing: SpacingLike | None = None,
     return _truncated(_edt(pts, chans.shape[1:], rel), tau, theta)
 
 
-def gaussian_map(image, points, *, spacing: SpacingLike | None = None,
-                 channel_axis: int | None = None, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
+def gaussian_map(
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    sigma: float = DEFAULT_SIGMA,
+) -> np.ndarray:
     """Gaussian heatmap, the maximum over points of ``exp(-d^2 / (2 sigma^2))``.
 
     Parameters
@@ -206,8 +249,14 @@ def gaussian_map(image, points, *, spacing: SpacingLike | None = None,
     return np.exp(-(d * d) / (2.0 * s * s)).astype(np.float32)
 
 
-def disk_map(image, points, *, spacing: SpacingLike | None = None,
-             channel_axis: int | None = None, radius: float = DEFAULT_RADIUS) -> np.ndarray:
+def disk_map(
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    radius: float = DEFAULT_RADIUS,
+) -> np.ndarray:
     """Binary disks (balls in 3D) of `radius` around the points (Marinov et al. Eq. 1).
 
     Parameters
@@ -226,8 +275,9 @@ def disk_map(image, points, *, spacing: SpacingLike | None = None,
     return (_edt(pts, chans.shape[1:], rel) <= r).astype(np.float32)
 
 
-def bbox_map(image, points, *, spacing: SpacingLike | None = None,
-             channel_axis: int | None = None) -> np.ndarray:
+def bbox_map(
+    image, points, *, spacing: SpacingLike | None = None, channel_axis: int | None = None
+) -> np.ndarray:
     """The "box only" baseline: 1 inside the tight bounding box of the points, 0 outside.
 
     Parameters
@@ -245,9 +295,15 @@ def bbox_map(image, points, *, spacing: SpacingLike | None = None,
     return out
 
 
-def adaptive_gaussian_map(image, points, *, spacing: SpacingLike | None = None,
-                          channel_axis: int | None = None, a: float = ADAPTIVE_A,
-                          b: float = ADAPTIVE_B) -> np.ndarray:
+def adaptive_gaussian_map(
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    a: float = ADAPTIVE_A,
+    b: float = ADAPTIVE_B,
+) -> np.ndarray:
     """Adaptive Gaussian heatmaps (Marinov et al. 2023, "Guiding the Guidance", Eq. 6).
 
     Each point ``c_i`` gets its own radius ``sigma_i = floor(a * exp(-b * x_i))``, where
@@ -314,8 +370,15 @@ _FUNCTIONS = {
 _COMMON = {"image", "points", "spacing", "channel_axis"}
 
 
-def cue_map(kind: str, image, points, *, spacing: SpacingLike | None = None,
-            channel_axis: int | None = None, **params) -> np.ndarray:
+def cue_map(
+    kind: str,
+    image,
+    points,
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    **params,
+) -> np.ndarray:
     """Cue map of `kind` for the points: dispatches to the ``<kind>_map`` function.
 
     Parameters
@@ -345,12 +408,14 @@ def cue_map(kind: str, image, points, *, spacing: SpacingLike | None = None,
     fn = _FUNCTIONS.get(kind) if isinstance(kind, str) else None
     if fn is None:
         raise InvalidInputError(
-            f"unknown cue kind {kind!r}; expected one of {', '.join(CUE_KINDS)}")
+            f"unknown cue kind {kind!r}; expected one of {', '.join(CUE_KINDS)}"
+        )
     accepted = [n for n in inspect.signature(fn).parameters if n not in _COMMON]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise InvalidInputError(
             f"cue kind {kind!r} takes the parameters "
             f"{', '.join(accepted) if accepted else '(none)'}; got unexpected "
-            f"{', '.join(unknown)}")
+            f"{', '.join(unknown)}"
+        )
     return fn(image, points, spacing=spacing, channel_axis=channel_axis, **params)

@@ -13,6 +13,7 @@ pool through `training_items`; evaluation reads ``dev_unseen/`` through `dev_uns
   results, never for training. `training_items` refuses both of the last two, and every set
   marked development-use-only.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,18 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["DevObject", "DEV_UNSEEN", "dev_unseen_cases", "object_crop", "CROP_MARGIN_MM",
-           "Target", "DataSet", "REGISTRY", "training_items", "data_root_default"]
+__all__ = [
+    "DevObject",
+    "DEV_UNSEEN",
+    "dev_unseen_cases",
+    "object_crop",
+    "CROP_MARGIN_MM",
+    "Target",
+    "DataSet",
+    "REGISTRY",
+    "training_items",
+    "data_root_default",
+]
 
 #: Margin (mm) kept around an object's bounding box when its volume is cropped for the
 #: evaluation, at least `CROP_MARGIN_VOXELS` voxels per axis: the relaxed box of the margin
@@ -70,30 +81,84 @@ DEV_UNSEEN: tuple[DevObject, ...] = (
     DevObject("lung_ct/spinal_cord", "lung_ct/image.nii.gz", "lung_ct/label.nii.gz", (2,), "CT"),
     DevObject("lung_ct/left_lung", "lung_ct/image.nii.gz", "lung_ct/label.nii.gz", (3,), "CT"),
     DevObject("lung_ct/right_lung", "lung_ct/image.nii.gz", "lung_ct/label.nii.gz", (4,), "CT"),
-    DevObject("spinal_cord_mr/t1", "spinal_cord_mr/t1/t1w.nii.gz",
-              "spinal_cord_mr/t1/t1w_seg-manual.nii.gz", (1,), "MR"),
-    DevObject("spinal_cord_mr/t2", "spinal_cord_mr/t2/t2.nii.gz",
-              "spinal_cord_mr/t2/t2_seg-manual.nii.gz", (1,), "MR"),
-    DevObject("spinal_cord_mr/t2s", "spinal_cord_mr/t2s/t2s.nii.gz",
-              "spinal_cord_mr/t2s/t2s_seg.nii.gz", (1,), "MR"),
-    DevObject("brain_structures_t1/left_hippocampus", "brain_structures_t1/image.nii.gz",
-              "brain_structures_t1/label_aseg.nii.gz", (17,), "MR"),
-    DevObject("brain_structures_t1/left_thalamus", "brain_structures_t1/image.nii.gz",
-              "brain_structures_t1/label_aseg.nii.gz", (10,), "MR"),
-    DevObject("brain_structures_t1/right_lateral_ventricle", "brain_structures_t1/image.nii.gz",
-              "brain_structures_t1/label_aseg.nii.gz", (43,), "MR"),
-    DevObject("mni152/white_matter", "mni152/t1.nii.gz", "mni152/label_gm1_wm2.nii.gz", (2,),
-              "MR"),
-    DevObject("radiomics_mr/brain1_tumour", "radiomics_mr/brain1_image.nrrd",
-              "radiomics_mr/brain1_label.nrrd", (1,), "MR"),
-    DevObject("radiomics_mr/brain2_tumour", "radiomics_mr/brain2_image.nrrd",
-              "radiomics_mr/brain2_label.nrrd", (1,), "MR"),
-    DevObject("radiomics_mr/breast1_lesion", "radiomics_mr/breast1_image.nrrd",
-              "radiomics_mr/breast1_label.nrrd", (1,), "MR"),
-    DevObject("spect_liver_lesions/scan001_lesion1", "spect_liver_lesions/scan001_image.nii.gz",
-              "spect_liver_lesions/scan001_label.nii.gz", (1,), "SPECT"),
-    DevObject("spect_liver_lesions/scan002_lesion2", "spect_liver_lesions/scan002_image.nii.gz",
-              "spect_liver_lesions/scan002_label.nii.gz", (2,), "SPECT"),
+    DevObject(
+        "spinal_cord_mr/t1",
+        "spinal_cord_mr/t1/t1w.nii.gz",
+        "spinal_cord_mr/t1/t1w_seg-manual.nii.gz",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "spinal_cord_mr/t2",
+        "spinal_cord_mr/t2/t2.nii.gz",
+        "spinal_cord_mr/t2/t2_seg-manual.nii.gz",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "spinal_cord_mr/t2s",
+        "spinal_cord_mr/t2s/t2s.nii.gz",
+        "spinal_cord_mr/t2s/t2s_seg.nii.gz",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "brain_structures_t1/left_hippocampus",
+        "brain_structures_t1/image.nii.gz",
+        "brain_structures_t1/label_aseg.nii.gz",
+        (17,),
+        "MR",
+    ),
+    DevObject(
+        "brain_structures_t1/left_thalamus",
+        "brain_structures_t1/image.nii.gz",
+        "brain_structures_t1/label_aseg.nii.gz",
+        (10,),
+        "MR",
+    ),
+    DevObject(
+        "brain_structures_t1/right_lateral_ventricle",
+        "brain_structures_t1/image.nii.gz",
+        "brain_structures_t1/label_aseg.nii.gz",
+        (43,),
+        "MR",
+    ),
+    DevObject("mni152/white_matter", "mni152/t1.nii.gz", "mni152/label_gm1_wm2.nii.gz", (2,), "MR"),
+    DevObject(
+        "radiomics_mr/brain1_tumour",
+        "radiomics_mr/brain1_image.nrrd",
+        "radiomics_mr/brain1_label.nrrd",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "radiomics_mr/brain2_tumour",
+        "radiomics_mr/brain2_image.nrrd",
+        "radiomics_mr/brain2_label.nrrd",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "radiomics_mr/breast1_lesion",
+        "radiomics_mr/breast1_image.nrrd",
+        "radiomics_mr/breast1_label.nrrd",
+        (1,),
+        "MR",
+    ),
+    DevObject(
+        "spect_liver_lesions/scan001_lesion1",
+        "spect_liver_lesions/scan001_image.nii.gz",
+        "spect_liver_lesions/scan001_label.nii.gz",
+        (1,),
+        "SPECT",
+    ),
+    DevObject(
+        "spect_liver_lesions/scan002_lesion2",
+        "spect_liver_lesions/scan002_image.nii.gz",
+        "spect_liver_lesions/scan002_label.nii.gz",
+        (2,),
+        "SPECT",
+    ),
 )
 
 
@@ -169,13 +234,22 @@ class DataSet:
         for t in self.targets:
             if t.name == name:
                 return t
-        raise InvalidInputError(f"data set {self.name!r} has no target {name!r}; known: "
-                                f"{', '.join(t.name for t in self.targets)}")
+        raise InvalidInputError(
+            f"data set {self.name!r} has no target {name!r}; known: "
+            f"{', '.join(t.name for t in self.targets)}"
+        )
 
 
-_FETAL_STRUCTURES = ("white_matter", "ventricles", "cerebellum", "extra_ventricular_csf",
-                     "cortical_grey_matter", "deep_grey_matter", "brainstem",
-                     "corpus_callosum")
+_FETAL_STRUCTURES = (
+    "white_matter",
+    "ventricles",
+    "cerebellum",
+    "extra_ventricular_csf",
+    "cortical_grey_matter",
+    "deep_grey_matter",
+    "brainstem",
+    "corpus_callosum",
+)
 #: Left out of the default fetal targets. Extra-ventricular CSF and cortical grey matter are
 #: thin shells around the whole brain (1-3 voxels thick): no box of margin points delineates
 #: them, as for the mni152 grey matter ribbon left out of `DEV_UNSEEN`. White matter wraps
@@ -183,68 +257,133 @@ _FETAL_STRUCTURES = ("white_matter", "ventricles", "cerebellum", "extra_ventricu
 #: not the object: trained on, it taught the 2D model to hollow out large objects (dev_unseen
 #: lungs 0.98 -> 0.91-0.94 at stage 1; docs/decisions.md).
 _FETAL_SHELLS = ("extra_ventricular_csf", "cortical_grey_matter", "white_matter")
-_FETAL = tuple(f"fetal_SB_atlas_GA{g}" for g in (
-    "21_notoperated", "22_notoperated", "23_notoperated", "24_notoperated", "25_notoperated",
-    "25_operated", "26_operated", "27_operated", "28_operated", "29_operated", "30_operated",
-    "31_operated", "32_operated", "33_operated", "34_operated"))
+_FETAL = tuple(
+    f"fetal_SB_atlas_GA{g}"
+    for g in (
+        "21_notoperated",
+        "22_notoperated",
+        "23_notoperated",
+        "24_notoperated",
+        "25_notoperated",
+        "25_operated",
+        "26_operated",
+        "27_operated",
+        "28_operated",
+        "29_operated",
+        "30_operated",
+        "31_operated",
+        "32_operated",
+        "33_operated",
+        "34_operated",
+    )
+)
 _FETAL_VALIDATION = ("fetal_SB_atlas_GA24_notoperated", "fetal_SB_atlas_GA31_operated")
 
 #: The dataset registry: every set of ``../shared/data`` (``README.md`` there), by name.
 REGISTRY: dict[str, DataSet] = {
     "brats2013": DataSet(
-        "brats2013", "BRATS 2013/2015 brain tumour MR (DeepMedic example data), "
+        "brats2013",
+        "BRATS 2013/2015 brain tumour MR (DeepMedic example data), "
         "T1c and FLAIR z-scored inside the brain",
-        "CC BY-NC-SA 3.0 CH", non_commercial=True, spacing="1 mm isotropic",
-        splits={"train": ("brats_2013_pat0003_1", "brats_2013_pat0004_1",
-                          "brats_2013_pat0005_1"),
-                "validation": ("brats_2013_pat0006_1",),
-                "test": ("brats_2013_pat0001_1", "brats_2013_pat0002_1")},
+        "CC BY-NC-SA 3.0 CH",
+        non_commercial=True,
+        spacing="1 mm isotropic",
+        splits={
+            "train": ("brats_2013_pat0003_1", "brats_2013_pat0004_1", "brats_2013_pat0005_1"),
+            "validation": ("brats_2013_pat0006_1",),
+            "test": ("brats_2013_pat0001_1", "brats_2013_pat0002_1"),
+        },
         targets=(
-            Target("tumour_core", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
-                   (1, 3, 4), "MR"),
-            Target("enhancing_tumour", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
-                   (4,), "MR"),
+            Target(
+                "tumour_core", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz", (1, 3, 4), "MR"
+            ),
+            Target(
+                "enhancing_tumour", "T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz", (4,), "MR"
+            ),
             # unseen test objects (paper protocol): never trained on
-            Target("whole_tumour", "Flair_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz",
-                   (1, 2, 3, 4), "MR", role="report"),
-            Target("brain", "T1c_subtrMeanDivStd.nii.gz", "brainmask.nii.gz", (1,), "MR",
-                   role="report"),
-        )),
+            Target(
+                "whole_tumour",
+                "Flair_subtrMeanDivStd.nii.gz",
+                "OTMultiClass.nii.gz",
+                (1, 2, 3, 4),
+                "MR",
+                role="report",
+            ),
+            Target(
+                "brain", "T1c_subtrMeanDivStd.nii.gz", "brainmask.nii.gz", (1,), "MR", role="report"
+            ),
+        ),
+    ),
     "sts": DataSet(
-        "sts", "soft-tissue sarcoma (IBSI validation set from TCIA Soft-tissue-Sarcoma): CT, "
+        "sts",
+        "soft-tissue sarcoma (IBSI validation set from TCIA Soft-tissue-Sarcoma): CT, "
         "MR T1 and FDG-PET (SUV) per patient, each with its tumour mask on its own grid",
-        "CC BY 3.0", spacing="CT/MR ~0.98x0.98x3.27, PET ~4.7-5.5 in-plane x 3.27",
-        splits={"train": tuple(f"STS_{i:03d}" for i in range(1, 10)),
-                "validation": ("STS_010", "STS_011", "STS_012")},
+        "CC BY 3.0",
+        spacing="CT/MR ~0.98x0.98x3.27, PET ~4.7-5.5 in-plane x 3.27",
+        splits={
+            "train": tuple(f"STS_{i:03d}" for i in range(1, 10)),
+            "validation": ("STS_010", "STS_011", "STS_012"),
+        },
         targets=(
             Target("tumour_ct", "CT_image.nii.gz", "CT_mask.nii.gz", (1,), "CT"),
             Target("tumour_mr", "MR_T1_image.nii.gz", "MR_T1_mask.nii.gz", (1,), "MR"),
             Target("tumour_pet", "PET_image.nii.gz", "PET_mask.nii.gz", (1,), "PET"),
             # two channels (CT in HU, PET in SUV resampled onto the CT grid): the PET/CT model
-            Target("tumour_petct", "CT_image.nii.gz", "CT_mask.nii.gz", (1,), "CT+PET",
-                   co_registered=("PET_image.nii.gz",)),
-        )),
+            Target(
+                "tumour_petct",
+                "CT_image.nii.gz",
+                "CT_mask.nii.gz",
+                (1,),
+                "CT+PET",
+                co_registered=("PET_image.nii.gz",),
+            ),
+        ),
+    ),
     "fetal_brain_atlas": DataSet(
-        "fetal_brain_atlas", "spina-bifida fetal brain MR atlas (Fidon et al. 2021), "
+        "fetal_brain_atlas",
+        "spina-bifida fetal brain MR atlas (Fidon et al. 2021), "
         "super-resolved T2, 8 structures; the whole brain (mask.nii.gz) is not a target",
-        "CC0 1.0", spacing="0.8 mm isotropic",
-        splits={"train": tuple(c for c in _FETAL if c not in _FETAL_VALIDATION),
-                "validation": _FETAL_VALIDATION},
-        targets=tuple(Target(n, "srr.nii.gz", "parcellation.nii.gz", (v,), "MR",
-                             role="excluded" if n in _FETAL_SHELLS else "train")
-                      for v, n in enumerate(_FETAL_STRUCTURES, start=1))),
+        "CC0 1.0",
+        spacing="0.8 mm isotropic",
+        splits={
+            "train": tuple(c for c in _FETAL if c not in _FETAL_VALIDATION),
+            "validation": _FETAL_VALIDATION,
+        },
+        targets=tuple(
+            Target(
+                n,
+                "srr.nii.gz",
+                "parcellation.nii.gz",
+                (v,),
+                "MR",
+                role="excluded" if n in _FETAL_SHELLS else "train",
+            )
+            for v, n in enumerate(_FETAL_STRUCTURES, start=1)
+        ),
+    ),
     "hc18": DataSet(
-        "hc18", "HC18 fetal head ultrasound, 2D, downsampled by 2 (unseen test object)",
-        "CC BY 4.0", spacing="pixels (no physical spacing)", role="test",
+        "hc18",
+        "HC18 fetal head ultrasound, 2D, downsampled by 2 (unseen test object)",
+        "CC BY 4.0",
+        spacing="pixels (no physical spacing)",
+        role="test",
         splits={"test": ()},
         # image and label are folders of same-named PNGs (masks 0/255)
-        targets=(Target("fetal_head", "images", "masks", (255,), "US", role="report"),)),
+        targets=(Target("fetal_head", "images", "masks", (255,), "US", role="report"),),
+    ),
     "dev_unseen": DataSet(
-        "dev_unseen", "development objects (DEV_UNSEEN): choose on them, never train",
+        "dev_unseen",
+        "development objects (DEV_UNSEEN): choose on them, never train",
         "per folder (see its README); several non-commercial or development use only",
-        spacing="native", development_only=True, role="choose", splits={},
-        targets=tuple(Target(o.name, o.image, o.label, o.values, o.modality, role="report")
-                      for o in DEV_UNSEEN)),
+        spacing="native",
+        development_only=True,
+        role="choose",
+        splits={},
+        targets=tuple(
+            Target(o.name, o.image, o.label, o.values, o.modality, role="report")
+            for o in DEV_UNSEEN
+        ),
+    ),
 }
 
 
@@ -255,10 +394,17 @@ def data_root_default() -> Path:
     return Path(default_data_root())
 
 
-def training_items(set_name: str, split: str = "train", *, dims: int,
-                   targets: tuple[str, ...] | None = None,
-                   data_root: str | os.PathLike | None = None, min_area: int = 30,
-                   slice_step: int = 1, largest_component: bool = False) -> list:
+def training_items(
+    set_name: str,
+    split: str = "train",
+    *,
+    dims: int,
+    targets: tuple[str, ...] | None = None,
+    data_root: str | os.PathLike | None = None,
+    min_area: int = 30,
+    slice_step: int = 1,
+    largest_component: bool = False,
+) -> list:
     """Training pairs of one pool set's split, read with `midseg.io.read_image`.
 
     Parameters
@@ -299,20 +445,24 @@ def training_items(set_name: str, split: str = "train", *, dims: int,
     if ds.role != "pool" or ds.development_only:
         raise InvalidInputError(
             f"data set {set_name!r} is not in the training pool (role {ds.role!r}): never "
-            "train on it (../shared/data/README.md, Roles)")
+            "train on it (../shared/data/README.md, Roles)"
+        )
     if split not in ("train", "validation") or split not in ds.splits:
         raise InvalidInputError(f"split must be 'train' or 'validation', got {split!r}")
     if dims not in (2, 3):
         raise InvalidInputError(f"dims must be 2 or 3, got {dims!r}")
     if int(slice_step) < 1:
         raise InvalidInputError(f"slice_step must be >= 1, got {slice_step!r}")
-    chosen = [t for t in ds.targets if t.role == "train" and not t.co_registered] \
-        if targets is None else [ds.target(n) for n in targets]
+    chosen = (
+        [t for t in ds.targets if t.role == "train" and not t.co_registered]
+        if targets is None
+        else [ds.target(n) for n in targets]
+    )
     for t in chosen:
         if t.role == "report":
             raise InvalidInputError(
-                f"target {set_name}/{t.name} is a test object (role {t.role!r}): never "
-                "train on it")
+                f"target {set_name}/{t.name} is a test object (role {t.role!r}): never train on it"
+            )
     root = (Path(data_root) if data_root is not None else data_root_default()) / ds.name
     if not root.is_dir():
         raise InvalidInputError(f"data set folder '{root}' does not exist")
@@ -322,14 +472,17 @@ def training_items(set_name: str, split: str = "train", *, dims: int,
         for t in chosen:
             key = (t.image,) + t.co_registered
             if key not in cache:
-                cache[key] = read_image(root / case / t.image,
-                                        *(root / case / f for f in t.co_registered))
+                cache[key] = read_image(
+                    root / case / t.image, *(root / case / f for f in t.co_registered)
+                )
             if (t.label,) not in cache:
                 cache[(t.label,)] = read_image(root / case / t.label)
             img, lab = cache[key], cache[(t.label,)]
-            if img.shape[-lab.ndim:] != lab.shape:
-                raise InvalidInputError(f"{set_name}/{case}: {t.image} {img.shape} and "
-                                        f"{t.label} {lab.shape} differ in shape")
+            if img.shape[-lab.ndim :] != lab.shape:
+                raise InvalidInputError(
+                    f"{set_name}/{case}: {t.image} {img.shape} and "
+                    f"{t.label} {lab.shape} differ in shape"
+                )
             arr = np.asarray(img.array, dtype=np.float32)
             mask = np.isin(np.rint(lab.array).astype(np.int32), t.values)
             if largest_component and mask.any():
@@ -341,10 +494,15 @@ def training_items(set_name: str, split: str = "train", *, dims: int,
                     items.append(TrainItem(arr, mask, spacing, name))
                 continue
             zs = np.nonzero(mask.reshape(mask.shape[0], -1).sum(axis=1) >= min_area)[0]
-            for z in zs[::int(slice_step)]:
-                items.append(TrainItem(np.ascontiguousarray(arr[..., z, :, :]),
-                                       np.ascontiguousarray(mask[z]), spacing[1:],
-                                       f"{name}:z{int(z):03d}"))
+            for z in zs[:: int(slice_step)]:
+                items.append(
+                    TrainItem(
+                        np.ascontiguousarray(arr[..., z, :, :]),
+                        np.ascontiguousarray(mask[z]),
+                        spacing[1:],
+                        f"{name}:z{int(z):03d}",
+                    )
+                )
     return items
 
 
@@ -359,8 +517,13 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return (labels == int(np.argmax(sizes))).astype(np.uint8)
 
 
-def object_crop(gt: np.ndarray, spacing, *, margin_mm: float = CROP_MARGIN_MM,
-                min_voxels: int = CROP_MARGIN_VOXELS) -> tuple[slice, ...]:
+def object_crop(
+    gt: np.ndarray,
+    spacing,
+    *,
+    margin_mm: float = CROP_MARGIN_MM,
+    min_voxels: int = CROP_MARGIN_VOXELS,
+) -> tuple[slice, ...]:
     """Slices of the object's bounding box grown by `margin_mm` (at least `min_voxels`).
 
     Parameters
@@ -380,8 +543,12 @@ def object_crop(gt: np.ndarray, spacing, *, margin_mm: float = CROP_MARGIN_MM,
     return tuple(slice(max(0, a - p), min(n, b + p)) for a, b, p, n in zip(lo, hi, pad, gt.shape))
 
 
-def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = None,
-                     objects: Sequence[str] | None = None):
+def dev_unseen_cases(
+    *,
+    dims: int = 3,
+    data_root: str | os.PathLike | None = None,
+    objects: Sequence[str] | None = None,
+):
     """The ``dev_unseen`` objects as evaluation cases.
 
     Parameters
@@ -418,20 +585,27 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
         unknown = [n for n in objects if n not in known]
         if unknown:
             raise InvalidInputError(
-                f"unknown dev_unseen object(s) {unknown}; known: {', '.join(known)}")
+                f"unknown dev_unseen object(s) {unknown}; known: {', '.join(known)}"
+            )
     chosen = [o for o in DEV_UNSEEN if objects is None or o.name in objects]
     cases = []
-    last: tuple = (None, None)       # objects of one volume are listed together: read it once
+    last: tuple = (None, None)  # objects of one volume are listed together: read it once
     for obj in chosen:
         if last[0] != (obj.image, obj.label):
             img = read_image(root / obj.image)
-            last = ((obj.image, obj.label), (img.array.astype(np.float32), tuple(img.spacing),
-                                             np.rint(read_image(root / obj.label).array)
-                                             .astype(np.int32)))
+            last = (
+                (obj.image, obj.label),
+                (
+                    img.array.astype(np.float32),
+                    tuple(img.spacing),
+                    np.rint(read_image(root / obj.label).array).astype(np.int32),
+                ),
+            )
         arr, spacing, labels = last[1]
         if labels.shape != arr.shape:
             raise InvalidInputError(
-                f"{obj.name}: label shape {labels.shape} differs from image {arr.shape}")
+                f"{obj.name}: label shape {labels.shape} differs from image {arr.shape}"
+            )
         gt = np.isin(labels, obj.values).astype(np.uint8)
         if obj.largest_component:
             gt = _largest_component(gt)
@@ -439,11 +613,24 @@ def dev_unseen_cases(*, dims: int = 3, data_root: str | os.PathLike | None = Non
             z = int(np.argmax(gt.reshape(gt.shape[0], -1).sum(axis=1)))
             img2, gt2, sp = arr[z], gt[z], spacing[1:]
             sl = object_crop(gt2, sp)
-            cases.append(Case("dev-unseen", f"{obj.name}:z{z:03d}",
-                              np.ascontiguousarray(img2[sl]), np.ascontiguousarray(gt2[sl]),
-                              sp))
+            cases.append(
+                Case(
+                    "dev-unseen",
+                    f"{obj.name}:z{z:03d}",
+                    np.ascontiguousarray(img2[sl]),
+                    np.ascontiguousarray(gt2[sl]),
+                    sp,
+                )
+            )
         else:
             sl = object_crop(gt, spacing)
-            cases.append(Case("dev-unseen", obj.name, np.ascontiguousarray(arr[sl]),
-                              np.ascontiguousarray(gt[sl]), spacing))
+            cases.append(
+                Case(
+                    "dev-unseen",
+                    obj.name,
+                    np.ascontiguousarray(arr[sl]),
+                    np.ascontiguousarray(gt[sl]),
+                    spacing,
+                )
+            )
     return cases

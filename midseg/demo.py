@@ -4,6 +4,7 @@ The default is a deterministic 2D phantom made by code (no download, no shared
 data) with stored margin points and two stored click rounds. It prints Dice
 after every step and writes the mask, the clicks file and an overlay PNG.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,18 +53,22 @@ def phantom(seed: int = 7):
 
 
 def _stored_clicks() -> dict:
-    text = resources.files("midseg").joinpath("data/phantom.clicks.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("midseg").joinpath("data/phantom.clicks.json").read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 
-def _overlay_png(path: Path, image, steps: list[tuple[str, np.ndarray]], session,
-                 truth=None) -> None:
+def _overlay_png(
+    path: Path, image, steps: list[tuple[str, np.ndarray]], session, truth=None
+) -> None:
     """One panel per step: the mask's outline (yellow) over the image, the ground truth's
     (green) when given, the points (margin magenta, foreground red, background cyan),
     and a legend. A volume shows the axial slice with the most foreground, oriented as
     the GUI shows it (`midseg.gui.planes.plane_for`: anterior at the top, patient left on
     the right, as in 3D Slicer and ITK-SNAP), so a CT is not shown upside down."""
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -74,26 +79,33 @@ def _overlay_png(path: Path, image, steps: list[tuple[str, np.ndarray]], session
     plane = plane_for("2d") if image.ndim == 2 else plane_for("axial", image.direction)
     z = None
     if image.ndim == 3:
-        z = int(np.argmax(steps[-1][1].sum(axis=tuple(a for a in range(3)
-                                                      if a != plane.normal_axis))))
+        z = int(
+            np.argmax(steps[-1][1].sum(axis=tuple(a for a in range(3) if a != plane.normal_axis)))
+        )
     view = plane.slice_of(arr, z)
     fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.7), squeeze=False)
     lo, hi = np.percentile(view, [1, 99])
 
     def points(ax, pts, **style):
-        pts = [plane.from_voxel(p, arr.shape) for p in np.atleast_2d(pts)
-               if z is None or int(p[plane.normal_axis]) == z]
+        pts = [
+            plane.from_voxel(p, arr.shape)
+            for p in np.atleast_2d(pts)
+            if z is None or int(p[plane.normal_axis]) == z
+        ]
         if pts:
             ax.plot([c for r, c, _ in pts], [r for r, c, _ in pts], "o", mec="white", **style)
 
     for ax, (title, mask) in zip(axes[0], steps):
         ax.imshow(view, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         if truth is not None and np.asarray(truth).any():
-            ax.contour(plane.slice_of(np.asarray(truth) != 0, z), levels=[0.5],
-                       colors=["#2bd94a"], linewidths=1.0)
+            ax.contour(
+                plane.slice_of(np.asarray(truth) != 0, z),
+                levels=[0.5],
+                colors=["#2bd94a"],
+                linewidths=1.0,
+            )
         if mask.any():
-            ax.contour(plane.slice_of(mask, z), levels=[0.5], colors=["#ffd400"],
-                       linewidths=1.2)
+            ax.contour(plane.slice_of(mask, z), levels=[0.5], colors=["#ffd400"], linewidths=1.2)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     if len(session.margin_points):
@@ -107,19 +119,30 @@ def _overlay_png(path: Path, image, steps: list[tuple[str, np.ndarray]], session
     handles = [Line2D([], [], color="#ffd400", label="mask")]
     if truth is not None:
         handles.append(Line2D([], [], color="#2bd94a", label="ground truth"))
-    for colour, label in (("#ff3df5", "margin points"), ("#e8202a", "foreground click"),
-                          ("#18d0e8", "background click")):
-        handles.append(Line2D([], [], ls="", marker="o", mfc=colour, mec="white",
-                              color=colour, label=label))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
-               frameon=False)
+    for colour, label in (
+        ("#ff3df5", "margin points"),
+        ("#e8202a", "foreground click"),
+        ("#18d0e8", "background click"),
+    ):
+        handles.append(
+            Line2D([], [], ls="", marker="o", mfc=colour, mec="white", color=colour, label=label)
+        )
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="midseg-demo",
-             model=None, echo=print, label: int | None = None) -> dict:
+def run_demo(
+    *,
+    image_path=None,
+    clicks_path=None,
+    truth_path=None,
+    out_dir="midseg-demo",
+    model=None,
+    echo=print,
+    label: int | None = None,
+) -> dict:
     """Run stage 1 and every stored click round; returns Dice per step and the files written."""
     from . import metrics
     from .batch import read_ground_truth
@@ -143,8 +166,11 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
         data = read_clicks(clicks_path)
         if truth_path is not None and not str(truth_path):
             raise InvalidInputError("the ground-truth path is empty")
-        truth = (read_ground_truth(truth_path, image, label) != 0).astype(np.uint8) \
-            if truth_path else None
+        truth = (
+            (read_ground_truth(truth_path, image, label) != 0).astype(np.uint8)
+            if truth_path
+            else None
+        )
         stem = Path(image_path).name.split(".")[0]
         echo(f"midseg demo: {image!r}")
     steps, dices = [], []
@@ -178,27 +204,49 @@ def run_demo(*, image_path=None, clicks_path=None, truth_path=None, out_dir="mid
     session.save_clicks(clicks_out)
     _overlay_png(overlay, image, steps, session, truth)
     echo(f"wrote {mask_path}, {clicks_out}, {overlay}")
-    return {"dice": dices, "mask": str(mask_path), "clicks": str(clicks_out),
-            "overlay": str(overlay)}
+    return {
+        "dice": dices,
+        "mask": str(mask_path),
+        "clicks": str(clicks_out),
+        "overlay": str(overlay),
+    }
 
 
 def demo_add_arguments(parser) -> None:
     parser.description += (
         "\n\nWithout arguments: a deterministic 2D phantom with stored margin points and two "
         "stored click rounds; prints Dice after each step and writes the mask, the clicks "
-        "file and an overlay PNG to --out.")
+        "file and an overlay PNG to --out."
+    )
     parser.add_argument("--image", default=None, help="your image instead of the phantom")
     parser.add_argument("--clicks", default=None, help="clicks JSON for --image")
-    parser.add_argument("--ground-truth", default=None, help="reference mask for --image (to print Dice)")
-    parser.add_argument("--label", type=int, default=None, metavar="N",
-                        help="the object's value in a multi-label --ground-truth")
-    parser.add_argument("--model", default=None, help="model name or weights path (default: the clicks file's)")
-    parser.add_argument("--out", default="midseg-demo", help="output directory (default: ./midseg-demo)")
+    parser.add_argument(
+        "--ground-truth", default=None, help="reference mask for --image (to print Dice)"
+    )
+    parser.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the object's value in a multi-label --ground-truth",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model name or weights path (default: the clicks file's)"
+    )
+    parser.add_argument(
+        "--out", default="midseg-demo", help="output directory (default: ./midseg-demo)"
+    )
 
 
 def demo_run(args) -> int:
-    run_demo(image_path=args.image, clicks_path=args.clicks, truth_path=args.ground_truth,
-             out_dir=args.out, model=args.model, label=args.label)
+    run_demo(
+        image_path=args.image,
+        clicks_path=args.clicks,
+        truth_path=args.ground_truth,
+        out_dir=args.out,
+        model=args.model,
+        label=args.label,
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ Segment property codes: every object is category "Tissue" and type "Tissue" (SNO
 85756007); its name is the segment label. midseg segments objects no list names in
 advance, and a made-up code would be worse than a generic one.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,10 @@ def _libraries():
         import highdicom
         import pydicom
     except ImportError:
-        raise InvalidInputError("DICOM-SEG needs the packages highdicom and pydicom: "
-                                'pip install -e ".[dicom]" in the midseg checkout') from None
+        raise InvalidInputError(
+            "DICOM-SEG needs the packages highdicom and pydicom: "
+            'pip install -e ".[dicom]" in the midseg checkout'
+        ) from None
     return highdicom, pydicom
 
 
@@ -49,14 +52,20 @@ def _source_files(source_dir: str | os.PathLike) -> list[str]:
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(d))
     if len(series) != 1:
-        raise ImageReadError(f"{str(d)!r} must hold exactly one DICOM series, it holds "
-                             f"{len(series)}")
+        raise ImageReadError(
+            f"{str(d)!r} must hold exactly one DICOM series, it holds {len(series)}"
+        )
     return list(reader.GetGDCMSeriesFileNames(str(d), series[0]))
 
 
-def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.PathLike,
-                    segments: Sequence[Segment], spacing: Sequence[float] | None = None
-                    ) -> None:
+def write_dicom_seg(
+    path: str | os.PathLike,
+    labels,
+    *,
+    source_dir: str | os.PathLike,
+    segments: Sequence[Segment],
+    spacing: Sequence[float] | None = None,
+) -> None:
     """Write a label map as a DICOM-SEG instance referencing its source series.
 
     Parameters
@@ -89,21 +98,26 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
     p = Path(path)
     if p.suffix.lower() != ".dcm":
         raise InvalidInputError(f"a DICOM-SEG file ends in .dcm, got {str(p)!r}")
-    if os.path.commonpath([os.path.abspath(source_dir), os.path.abspath(p)]) == \
-            os.path.abspath(source_dir):
-        raise InvalidInputError(f"{str(p)!r} lies inside the series folder {str(source_dir)!r}, "
-                                "which would then hold two series; write it elsewhere")
+    if os.path.commonpath([os.path.abspath(source_dir), os.path.abspath(p)]) == os.path.abspath(
+        source_dir
+    ):
+        raise InvalidInputError(
+            f"{str(p)!r} lies inside the series folder {str(source_dir)!r}, "
+            "which would then hold two series; write it elsewhere"
+        )
     for s in segments:
         if len(s.name) > 64:
-            raise InvalidInputError(f"a DICOM segment label holds at most 64 characters: "
-                                    f"{s.name!r}")
+            raise InvalidInputError(
+                f"a DICOM segment label holds at most 64 characters: {s.name!r}"
+            )
     files = _source_files(source_dir)
     sources = [pydicom.dcmread(f) for f in files]
     arr = np.asarray(labels)
     want = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
     if arr.shape != want:
-        raise InvalidInputError(f"the label map must have the series' shape {want}, got "
-                                f"{arr.shape}")
+        raise InvalidInputError(
+            f"the label map must have the series' shape {want}, got {arr.shape}"
+        )
     segments = list(segments)
     values = [s.value for s in segments]
     unnamed = sorted(set(np.unique(arr).tolist()) - {0} - set(values))
@@ -113,46 +127,60 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
     for k, v in enumerate(values, start=1):
         numbered[arr == v] = k
     algorithm = hd.AlgorithmIdentificationSequence(
-        name="midseg", version=__version__, family=codes.cid7162.ArtificialIntelligence)
+        name="midseg", version=__version__, family=codes.cid7162.ArtificialIntelligence
+    )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=k, segment_label=s.name,
+            segment_number=k,
+            segment_label=s.name,
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
             algorithm_identification=algorithm,
-            display_color=hd.color.CIELabColor.from_rgb(
-                *(int(round(255 * c)) for c in s.color)),
-            tracking_id=f"midseg label value {s.value}", tracking_uid=hd.UID())
-        for k, s in enumerate(segments, start=1)]
+            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in s.color)),
+            tracking_id=f"midseg label value {s.value}",
+            tracking_uid=hd.UID(),
+        )
+        for k, s in enumerate(segments, start=1)
+    ]
     if spacing is None:
         from .io import read_image
 
-        spacing = read_image(source_dir).spacing   # for the SEG's frames
+        spacing = read_image(source_dir).spacing  # for the SEG's frames
     spacing = [float(v) for v in spacing]
-    for ds in sources:               # in memory only: highdicom reads it from every source
+    for ds in sources:  # in memory only: highdicom reads it from every source
         if not getattr(ds, "SliceThickness", None):
             ds.SliceThickness = spacing[0]
     measures = hd.PixelMeasuresSequence(
         pixel_spacing=spacing[1:],
-        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or spacing[0]))
+        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or spacing[0]),
+    )
     series_number = int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000
     try:
         seg = hd.seg.Segmentation(
-            source_images=sources, pixel_array=numbered,
+            source_images=sources,
+            pixel_array=numbered,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-            series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer="midseg", manufacturer_model_name="midseg",
-            software_versions=__version__, device_serial_number="0",
-            series_description="midseg segmentation", omit_empty_frames=True,
-            pixel_measures=measures)
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="midseg",
+            manufacturer_model_name="midseg",
+            software_versions=__version__,
+            device_serial_number="0",
+            series_description="midseg segmentation",
+            omit_empty_frames=True,
+            pixel_measures=measures,
+        )
     except (AttributeError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"cannot make a DICOM-SEG of the series in "
-                                f"{str(source_dir)!r}: {first}") from None
+        raise InvalidInputError(
+            f"cannot make a DICOM-SEG of the series in {str(source_dir)!r}: {first}"
+        ) from None
     if any(not s.name.isascii() for s in segments):
-        seg.SpecificCharacterSet = "ISO_IR 192"          # UTF-8 segment labels
+        seg.SpecificCharacterSet = "ISO_IR 192"  # UTF-8 segment labels
     from .io import write_file_atomic
 
     try:
@@ -161,8 +189,9 @@ def write_dicom_seg(path: str | os.PathLike, labels, *, source_dir: str | os.Pat
         raise ImageReadError(str(exc)) from None
 
 
-def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
-                   ) -> tuple[np.ndarray, list[Segment]]:
+def read_dicom_seg(
+    path: str | os.PathLike, *, source_dir: str | os.PathLike
+) -> tuple[np.ndarray, list[Segment]]:
     """Read a DICOM-SEG instance as a label map on its source series' grid.
 
     Returns
@@ -184,7 +213,7 @@ def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
     files = _source_files(source_dir)
     try:
         seg = hd.seg.segread(str(path))
-    except Exception as exc:    # pydicom and highdicom raise several types for bad files
+    except Exception as exc:  # pydicom and highdicom raise several types for bad files
         raise ImageReadError(f"cannot read {str(path)!r} as DICOM-SEG: {exc}") from None
     if str(seg.SOPClassUID) != SEG_SOP_CLASS_UID:
         raise InvalidInputError(f"{str(path)!r} is not a DICOM Segmentation Storage instance")
@@ -192,18 +221,25 @@ def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
     numbers = list(seg.get_segment_numbers())
     try:
         labels = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=uids, segment_numbers=numbers, combine_segments=True,
-            relabel=False)
+            source_sop_instance_uids=uids,
+            segment_numbers=numbers,
+            combine_segments=True,
+            relabel=False,
+        )
     except (KeyError, ValueError) as exc:
-        raise InvalidInputError(f"{str(path)!r} does not refer to the series in "
-                                f"{str(source_dir)!r}: {exc}") from None
+        raise InvalidInputError(
+            f"{str(path)!r} does not refer to the series in {str(source_dir)!r}: {exc}"
+        ) from None
     segments = []
     values = []
     for i, n in enumerate(numbers):
         d = seg.get_segment_description(n)
         tid = str(getattr(d, "tracking_id", "") or "")
-        values.append(int(tid.rsplit(" ", 1)[1]) if tid.startswith("midseg label value ")
-                      and tid.rsplit(" ", 1)[1].isdigit() else int(n))
+        values.append(
+            int(tid.rsplit(" ", 1)[1])
+            if tid.startswith("midseg label value ") and tid.rsplit(" ", 1)[1].isdigit()
+            else int(n)
+        )
         color = DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
         lab = getattr(d, "RecommendedDisplayCIELabValue", None)
         if lab is not None:
@@ -211,6 +247,6 @@ def read_dicom_seg(path: str | os.PathLike, *, source_dir: str | os.PathLike
             color = tuple(min(1.0, max(0.0, c / 255.0)) for c in rgb)
         segments.append(Segment(values[-1], str(d.segment_label), color))
     out = np.zeros(np.shape(labels), dtype=np.uint16)
-    for n, v in zip(numbers, values):       # back to the label values written by midseg
+    for n, v in zip(numbers, values):  # back to the label values written by midseg
         out[np.asarray(labels) == n] = v
     return out, segments

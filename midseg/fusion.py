@@ -7,6 +7,7 @@ points fused with a probability map.
 `midseg.refine` combines them with the graph cut (`midseg.graphcut`). This module must
 not call the CNN.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,11 +21,24 @@ from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 from .graphcut import _check_prob, _same_voxel, _window_normalise
 
-__all__ = ["fuse_probabilities", "fuse_margin_points", "fuse_margin_points_box",
-           "FUSION_WEIGHTINGS", "REFINE_LAMB", "DISTANCE_SCALE", "DISTANCE_SMOOTHING",
-           "REFINE_ITERATIONS", "CLICK_REACH", "LOCAL_ZONE_ALPHA", "LOCAL_ITERATIONS",
-           "LOCAL_SMOOTHING", "WINDOW_QUANTILES", "WINDOW_PAD", "WINDOW_MIN_FRACTION",
-           "MARGIN_FUSION_FLOOR"]
+__all__ = [
+    "fuse_probabilities",
+    "fuse_margin_points",
+    "fuse_margin_points_box",
+    "FUSION_WEIGHTINGS",
+    "REFINE_LAMB",
+    "DISTANCE_SCALE",
+    "DISTANCE_SMOOTHING",
+    "REFINE_ITERATIONS",
+    "CLICK_REACH",
+    "LOCAL_ZONE_ALPHA",
+    "LOCAL_ITERATIONS",
+    "LOCAL_SMOOTHING",
+    "WINDOW_QUANTILES",
+    "WINDOW_PAD",
+    "WINDOW_MIN_FRACTION",
+    "MARGIN_FUSION_FLOOR",
+]
 
 
 #: Fusion weightings of `fuse_probabilities`.
@@ -100,16 +114,23 @@ def _check_distance(d, shape, name) -> np.ndarray | None:
         raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise InvalidInputError(
-            f"{name} must have the shape of prob {tuple(shape)}, got {arr.shape}")
+            f"{name} must have the shape of prob {tuple(shape)}, got {arr.shape}"
+        )
     if np.isnan(arr).any() or (arr < 0).any():
         raise InvalidInputError(
             f"{name} must hold distances >= 0 (+inf allowed), got NaN or negative values "
-            f"(min {np.nanmin(arr) if not np.isnan(arr).all() else 'nan'})")
+            f"(min {np.nanmin(arr) if not np.isnan(arr).all() else 'nan'})"
+        )
     return arr
 
 
-def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
-                       d_bg: np.ndarray | None, *, weighting: str = "certainty") -> np.ndarray:
+def fuse_probabilities(
+    prob: np.ndarray,
+    d_fg: np.ndarray | None,
+    d_bg: np.ndarray | None,
+    *,
+    weighting: str = "certainty",
+) -> np.ndarray:
     """Blend the CNN probability with click distances (MIDeepSeg Eq. 3-7).
 
     ``E_f = e^-Df / (e^-Df + e^-Db)`` and ``R_f = (1 - alpha) * P_f + alpha * E_f``
@@ -189,13 +210,18 @@ def fuse_probabilities(prob: np.ndarray, d_fg: np.ndarray | None,
     df = _check_distance(d_fg, p.shape, "d_fg")
     db = _check_distance(d_bg, p.shape, "d_bg")
     if weighting not in FUSION_WEIGHTINGS:
-        raise InvalidInputError(
-            f"weighting must be one of {FUSION_WEIGHTINGS}, got {weighting!r}")
+        raise InvalidInputError(f"weighting must be one of {FUSION_WEIGHTINGS}, got {weighting!r}")
     return _fuse(p, df, db, certainty=weighting == "certainty")
 
 
-def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None, *,
-          certainty: bool = True, floor: float = 0.0) -> np.ndarray:
+def _fuse(
+    p: np.ndarray,
+    df: np.ndarray | None,
+    db: np.ndarray | None,
+    *,
+    certainty: bool = True,
+    floor: float = 0.0,
+) -> np.ndarray:
     """`fuse_probabilities` on checked input, in float32 (3x faster than float64 in 3D).
 
     `floor`: the smallest weight alpha of the geodesic evidence (0: Eq. 7 as is).
@@ -207,14 +233,14 @@ def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None, *,
     df = inf if df is None else df.astype(np.float32, copy=False)
     db = inf if db is None else db.astype(np.float32, copy=False)
     with np.errstate(invalid="ignore", under="ignore", over="ignore"):
-        e_fg = expit(db - df)                  # inf - inf = nan only where alpha = 0
+        e_fg = expit(db - df)  # inf - inf = nan only where alpha = 0
         e_fg[np.isnan(e_fg)] = 0.5
         alpha = np.exp(-np.minimum(df, db))
         if certainty:
             alpha *= np.abs(2.0 * e_fg - 1.0)  # |E_f - E_b|
         if floor > 0:
             np.maximum(alpha, np.float32(floor), out=alpha)
-        fused = p + alpha * (e_fg - p)         # (1 - alpha) P + alpha E
+        fused = p + alpha * (e_fg - p)  # (1 - alpha) P + alpha E
     return np.clip(fused, 0.0, 1.0, out=fused)
 
 
@@ -226,8 +252,9 @@ def _fuse(p: np.ndarray, df: np.ndarray | None, db: np.ndarray | None, *,
 MARGIN_FUSION_FLOOR = {2: 0.0, 3: 0.8}
 
 
-def _euclidean_to_points(shape: tuple[int, ...], points: np.ndarray,
-                         unit_spacing: np.ndarray) -> np.ndarray:
+def _euclidean_to_points(
+    shape: tuple[int, ...], points: np.ndarray, unit_spacing: np.ndarray
+) -> np.ndarray:
     """Exact Euclidean distance (units of the smallest spacing) from every voxel to `points`."""
     if len(points) > 16:  # many seeds: one exact transform beats a pass per seed
         free = np.ones(shape, dtype=bool)
@@ -238,18 +265,20 @@ def _euclidean_to_points(shape: tuple[int, ...], points: np.ndarray,
     for pt in points:  # separable: one broadcast sum per seed, no loop over voxels
         r2: np.ndarray | None = None
         for ax, (coords, c) in enumerate(zip(axes, pt)):
-            term = ((coords - coords[c]) ** 2).reshape([-1 if a == ax else 1
-                                                        for a in range(len(shape))])
+            term = ((coords - coords[c]) ** 2).reshape(
+                [-1 if a == ax else 1 for a in range(len(shape))]
+            )
             r2 = term if r2 is None else r2 + term
-        assert r2 is not None                      # points have ndim >= 1 coordinates
+        assert r2 is not None  # points have ndim >= 1 coordinates
         best = r2 if best is None else np.minimum(best, r2)
-    if best is None:                               # no seed: infinitely far everywhere
+    if best is None:  # no seed: infinitely far everywhere
         return np.full(shape, np.inf, dtype=np.float32)
     return np.sqrt(np.broadcast_to(best, shape))
 
 
-def _distance_image(norm_crop: np.ndarray, unit_spacing: np.ndarray,
-                    smoothing: float = DISTANCE_SMOOTHING) -> np.ndarray:
+def _distance_image(
+    norm_crop: np.ndarray, unit_spacing: np.ndarray, smoothing: float = DISTANCE_SMOOTHING
+) -> np.ndarray:
     """The (C, ...) crop the refinement distances walk: smoothed, in SD units.
 
     Each channel is smoothed by a Gaussian of `DISTANCE_SMOOTHING` voxels of the
@@ -270,19 +299,34 @@ def _distance_image(norm_crop: np.ndarray, unit_spacing: np.ndarray,
     return out
 
 
-def _geodesic(sd_crop: np.ndarray, seeds, unit_spacing: np.ndarray, backend: str, *,
-              iterations: int, cost: str = "geodistk") -> np.ndarray:
+def _geodesic(
+    sd_crop: np.ndarray,
+    seeds,
+    unit_spacing: np.ndarray,
+    backend: str,
+    *,
+    iterations: int,
+    cost: str = "geodistk",
+) -> np.ndarray:
     """`midseg.geodesic.geodesic_distance` (``lamb=REFINE_LAMB``) on a (C, ...) crop."""
     from .geodesic import geodesic_distance  # numba compiles on first use: keep imports light
 
     multi = sd_crop.shape[0] > 1
-    return geodesic_distance(sd_crop if multi else sd_crop[0], seeds, spacing=unit_spacing,
-                             lamb=REFINE_LAMB, iterations=iterations,
-                             channel_axis=0 if multi else None, backend=backend, cost=cost)
+    return geodesic_distance(
+        sd_crop if multi else sd_crop[0],
+        seeds,
+        spacing=unit_spacing,
+        lamb=REFINE_LAMB,
+        iterations=iterations,
+        channel_axis=0 if multi else None,
+        backend=backend,
+        cost=cost,
+    )
 
 
-def _click_distance(sd_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.ndarray,
-                    backend: str) -> np.ndarray | None:
+def _click_distance(
+    sd_crop: np.ndarray, seeds: np.ndarray, unit_spacing: np.ndarray, backend: str
+) -> np.ndarray | None:
     """Refinement distance to `seeds` ((N, ndim) crop indices), or None when there are none.
 
     Geodesic distance (``lamb=REFINE_LAMB``) on `sd_crop` (`_distance_image`) plus the
@@ -306,8 +350,10 @@ def _click_distances(norm_crop, fg_seeds, bg_seeds, unit_spacing, backend):
             d_bg = pool.submit(_click_distance, sd_crop, bg_seeds, unit_spacing, backend)
             d_fg = _click_distance(sd_crop, fg_seeds, unit_spacing, backend)
             return d_fg, d_bg.result()
-    return (_click_distance(sd_crop, fg_seeds, unit_spacing, backend),
-            _click_distance(sd_crop, bg_seeds, unit_spacing, backend))
+    return (
+        _click_distance(sd_crop, fg_seeds, unit_spacing, backend),
+        _click_distance(sd_crop, bg_seeds, unit_spacing, backend),
+    )
 
 
 def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -322,13 +368,16 @@ def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     spatial = region.shape[1:]
     flat = region.reshape(chans, -1).astype(np.float64)
     out = np.empty((chans, 2))
-    if not len(seeds):          # every margin point overridden, no foreground click
+    if not len(seeds):  # every margin point overridden, no foreground click
         for c in range(chans):
             out[c] = np.percentile(flat[c], (0.5, 99.5))
         return out
-    vals = [region[(slice(None),) + tuple(slice(max(0, c - 1), min(n, c + 2))
-                                          for c, n in zip(pt, spatial))].reshape(chans, -1)
-            for pt in seeds]
+    vals = [
+        region[
+            (slice(None),) + tuple(slice(max(0, c - 1), min(n, c + 2)) for c, n in zip(pt, spatial))
+        ].reshape(chans, -1)
+        for pt in seeds
+    ]
     v = np.concatenate(vals, axis=1).astype(np.float64)
     for c in range(chans):
         q_lo, q_hi = np.percentile(v[c], WINDOW_QUANTILES)
@@ -338,8 +387,9 @@ def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
-                 unit_spacing: np.ndarray) -> float:
+def _click_depth(
+    prev_mask: np.ndarray, points: np.ndarray, cls: int, unit_spacing: np.ndarray
+) -> float:
     """Largest distance from `points` to the nearest voxel of class `cls` in `prev_mask`.
 
     At least 1; the crop's diagonal when the crop holds no voxel of that class. Exact,
@@ -352,7 +402,7 @@ def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
     shape = np.asarray(prev_mask.shape)
     deepest = 1.0
     for pt in np.atleast_2d(points):
-        half = 8.0                                   # in units of the smallest spacing
+        half = 8.0  # in units of the smallest spacing
         while True:
             r = np.ceil(half / unit).astype(np.int64)
             lo, hi = np.maximum(pt - r, 0), np.minimum(pt + r + 1, shape)
@@ -370,25 +420,31 @@ def _click_depth(prev_mask: np.ndarray, points: np.ndarray, cls: int,
     return deepest
 
 
-def _local_fusion(prev_mask: np.ndarray, norm: np.ndarray,
-                  new_fg: np.ndarray, new_bg: np.ndarray, unit_spacing: np.ndarray,
-                  backend: str) -> tuple[np.ndarray, np.ndarray]:
+def _local_fusion(
+    prev_mask: np.ndarray,
+    norm: np.ndarray,
+    new_fg: np.ndarray,
+    new_bg: np.ndarray,
+    unit_spacing: np.ndarray,
+    backend: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
     Returns the fused probability (float32) and the zone the new clicks reach (bool).
     """
-    fused = (prev_mask > 0).astype(np.float32)   # the prior is the previous mask
+    fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
     sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue
         reach = CLICK_REACH * _click_depth(prev_mask, pts, cls, unit_spacing)
-        geo = _geodesic(sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS,
-                        cost="additive")
+        geo = _geodesic(
+            sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
+        )
         euc = _euclidean_to_points(fused.shape, pts, unit_spacing) / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
-        fused += alpha * (np.float32(cls) - fused)     # (1 - alpha) R + alpha E, E = class
+        fused += alpha * (np.float32(cls) - fused)  # (1 - alpha) R + alpha E, E = class
         zone |= alpha > LOCAL_ZONE_ALPHA
     return np.clip(fused, 0.0, 1.0, out=fused), zone
 
@@ -406,13 +462,20 @@ def _image_and_prob(image, prob, channel_axis):
     p = _check_prob(prob)
     if p.shape != chans.shape[1:]:
         raise InvalidInputError(
-            f"prob must have the image's spatial shape {chans.shape[1:]}, got {p.shape}")
+            f"prob must have the image's spatial shape {chans.shape[1:]}, got {p.shape}"
+        )
     return chans, p
 
 
-def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
-                       spacing: Sequence[float] | None = None, channel_axis: int | None = None,
-                       backend: str = "auto") -> np.ndarray:
+def fuse_margin_points(
+    image: np.ndarray,
+    prob: np.ndarray,
+    margin_points,
+    *,
+    spacing: Sequence[float] | None = None,
+    channel_axis: int | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
     """Stage-1 information fusion: the CNN map fused with the margin points' geodesic evidence.
 
     The interior margin points are foreground seeds and the faces of their relaxed bounding
@@ -465,8 +528,14 @@ def fuse_margin_points(image: np.ndarray, prob: np.ndarray, margin_points, *,
     return out
 
 
-def fuse_margin_points_box(chans: np.ndarray, prob_box: np.ndarray, pts: np.ndarray, box: Box,
-                           sp: np.ndarray, backend: str = "auto") -> np.ndarray:
+def fuse_margin_points_box(
+    chans: np.ndarray,
+    prob_box: np.ndarray,
+    pts: np.ndarray,
+    box: Box,
+    sp: np.ndarray,
+    backend: str = "auto",
+) -> np.ndarray:
     """`fuse_margin_points` inside its box only, on checked input.
 
     `chans` (C, *S) the whole image (read, never copied), `prob_box` the CNN map inside
@@ -477,8 +546,9 @@ def fuse_margin_points_box(chans: np.ndarray, prob_box: np.ndarray, pts: np.ndar
     crop = chans[(slice(None),) + box.slices]
     local = pts - np.asarray(box.start)
     unit = sp / sp.min()
-    sd_crop = _distance_image(_window_normalise(crop, _object_window(crop, local)), unit,
-                              LOCAL_SMOOTHING)
+    sd_crop = _distance_image(
+        _window_normalise(crop, _object_window(crop, local)), unit, LOCAL_SMOOTHING
+    )
     border = np.zeros(crop.shape[1:], dtype=bool)
     for ax, (a, b, n) in enumerate(zip(box.start, box.stop, shape)):
         lo: list[slice | int] = [slice(None)] * len(shape)
@@ -488,12 +558,9 @@ def fuse_margin_points_box(chans: np.ndarray, prob_box: np.ndarray, pts: np.ndar
         if b < n:
             lo[ax] = -1
             border[tuple(lo)] = True
-    if not border.any():               # the box is the whole image: no background evidence
+    if not border.any():  # the box is the whole image: no background evidence
         return prob_box.astype(np.float32, copy=True)
     border[tuple(local.T)] = False
-    d_fg = _geodesic(sd_crop, local, unit, backend, iterations=LOCAL_ITERATIONS,
-                     cost="additive")
-    d_bg = _geodesic(sd_crop, border, unit, backend, iterations=LOCAL_ITERATIONS,
-                     cost="additive")
-    return _fuse(prob_box, d_fg, d_bg, certainty=False,
-                 floor=MARGIN_FUSION_FLOOR[len(shape)])
+    d_fg = _geodesic(sd_crop, local, unit, backend, iterations=LOCAL_ITERATIONS, cost="additive")
+    d_bg = _geodesic(sd_crop, border, unit, backend, iterations=LOCAL_ITERATIONS, cost="additive")
+    return _fuse(prob_box, d_fg, d_bg, certainty=False, floor=MARGIN_FUSION_FLOOR[len(shape)])

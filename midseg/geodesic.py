@@ -57,6 +57,7 @@ ours, with the causal half-neighbourhood, is exact for ``lamb = 0`` after one it
 converge to the same minimal-path distances: with enough iterations they agree to about 1e-7
 (the tests require < 1e-5 after 20 iterations on a small volume).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -70,6 +71,7 @@ from .errors import InvalidInputError
 
 __all__ = ["geodesic_distance", "available_backends", "BACKENDS", "COSTS", "EPS"]
 
+
 def _jit(fn):
     """``numba.njit(nogil=True, error_model="numpy")``, compiled code cached on disk.
 
@@ -79,7 +81,7 @@ def _jit(fn):
     """
     try:
         return njit(cache=True, nogil=True, error_model="numpy")(fn)
-    except RuntimeError:     # "cannot cache function ...: no locator available"
+    except RuntimeError:  # "cannot cache function ...: no locator available"
         return njit(cache=False, nogil=True, error_model="numpy")(fn)
 
 
@@ -88,8 +90,10 @@ BACKENDS: tuple[str, ...] = ("auto", "numba", "geodistk", "fastgeodis")
 
 #: Step costs accepted by ``geodesic_distance(cost=...)`` (see the module docstring), and the
 #: backends that compute each.
-COSTS: dict[str, tuple[str, ...]] = {"geodistk": ("numba", "geodistk"),
-                                     "additive": ("numba", "fastgeodis")}
+COSTS: dict[str, tuple[str, ...]] = {
+    "geodistk": ("numba", "geodistk"),
+    "additive": ("numba", "fastgeodis"),
+}
 
 #: Added to the intensity change of every step of the "geodistk" cost (GeodisTK's constant):
 #: keeps its ``lamb = 1`` steps in flat regions strictly positive. The additive cost has none.
@@ -116,6 +120,7 @@ def available_backends() -> list[str]:
 
 # ----------------------------------------------------------------------------- input checks
 
+
 def _check_image(image, channel_axis: int | None) -> np.ndarray:
     """Image as a C-contiguous float32 (C, *spatial) array, C >= 1, spatial 2D or 3D."""
     return np.ascontiguousarray(channels_first(image, channel_axis), dtype=np.float32)
@@ -129,7 +134,8 @@ def _check_seeds(seeds, shape: tuple[int, ...]) -> np.ndarray:
     if arr.dtype == bool:
         if arr.shape != shape:
             raise InvalidInputError(
-                f"seeds mask must have the image's spatial shape {shape}, got {arr.shape}")
+                f"seeds mask must have the image's spatial shape {shape}, got {arr.shape}"
+            )
         mask = arr.copy()
     else:
         try:
@@ -137,8 +143,8 @@ def _check_seeds(seeds, shape: tuple[int, ...]) -> np.ndarray:
         except InvalidInputError as err:
             if arr.shape == shape:
                 raise InvalidInputError(
-                    f"{err}; a seed mask of shape {shape} must have dtype bool, got "
-                    f"{arr.dtype}") from None
+                    f"{err}; a seed mask of shape {shape} must have dtype bool, got {arr.dtype}"
+                ) from None
             raise
         mask = np.zeros(shape, dtype=bool)
         mask[tuple(pts.T)] = True
@@ -154,12 +160,12 @@ def _check_roi(roi, shape: tuple[int, ...], seeds: np.ndarray) -> np.ndarray | N
     if arr.dtype != bool:
         raise InvalidInputError(f"roi must be a bool mask, got dtype {arr.dtype}")
     if arr.shape != shape:
-        raise InvalidInputError(
-            f"roi must have the image's spatial shape {shape}, got {arr.shape}")
+        raise InvalidInputError(f"roi must have the image's spatial shape {shape}, got {arr.shape}")
     if not np.any(arr & seeds):
         raise InvalidInputError(
             f"roi contains none of the {int(seeds.sum())} seed voxels; every distance would be "
-            f"infinite")
+            f"infinite"
+        )
     return arr
 
 
@@ -174,10 +180,14 @@ def _check_lamb(lamb) -> float:
 
 
 def _check_iterations(iterations) -> int:
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
-            or iterations < 1:
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, (int, np.integer))
+        or iterations < 1
+    ):
         raise InvalidInputError(
-            f"iterations must be a positive int (forward + backward passes), got {iterations!r}")
+            f"iterations must be a positive int (forward + backward passes), got {iterations!r}"
+        )
     return int(iterations)
 
 
@@ -189,25 +199,36 @@ def _check_cost(cost) -> str:
 
 def _check_backend(backend, cost: str) -> str:
     if backend not in BACKENDS:
-        raise InvalidInputError(
-            f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise InvalidInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     name = "numba" if backend == "auto" else backend
     if name not in COSTS[cost]:
         raise InvalidInputError(
             f"backend {name!r} cannot compute cost={cost!r}; backends for it: "
-            f"{', '.join(COSTS[cost])}")
+            f"{', '.join(COSTS[cost])}"
+        )
     if name not in available_backends():
         raise InvalidInputError(
             f"backend {name!r} is not available: the package {_OPTIONAL_MODULES[name]} is not "
-            f"installed; available backends: {', '.join(available_backends())}")
+            f"installed; available backends: {', '.join(available_backends())}"
+        )
     return name
 
 
 # ----------------------------------------------------------------------------- public API
 
-def geodesic_distance(image, seeds, *, spacing: SpacingLike | None = None, lamb: float = 1.0,
-                      iterations: int = 2, roi=None, channel_axis: int | None = None,
-                      backend: str = "auto", cost: str = "geodistk") -> np.ndarray:
+
+def geodesic_distance(
+    image,
+    seeds,
+    *,
+    spacing: SpacingLike | None = None,
+    lamb: float = 1.0,
+    iterations: int = 2,
+    roi=None,
+    channel_axis: int | None = None,
+    backend: str = "auto",
+    cost: str = "geodistk",
+) -> np.ndarray:
     """Generalised geodesic distance from a seed set, by raster scanning.
 
     Parameters
@@ -326,8 +347,15 @@ def geodesic_distance(image, seeds, *, spacing: SpacingLike | None = None, lamb:
     if roi_mask is None:
         return _RUNNERS[name](chans, seed_mask, None, sp, lam, iters, cost)
     box = _bbox(roi_mask)
-    sub = _RUNNERS[name](np.ascontiguousarray(chans[(slice(None),) + box]),
-                         seed_mask[box] & roi_mask[box], roi_mask[box], sp, lam, iters, cost)
+    sub = _RUNNERS[name](
+        np.ascontiguousarray(chans[(slice(None),) + box]),
+        seed_mask[box] & roi_mask[box],
+        roi_mask[box],
+        sp,
+        lam,
+        iters,
+        cost,
+    )
     out = np.full(shape, np.inf, dtype=np.float32)
     out[box] = np.where(roi_mask[box], sub, np.float32(np.inf))
     return out
@@ -344,6 +372,7 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
 
 # ----------------------------------------------------------------------------- built-in backend
 
+
 @_jit
 def _edge_costs(img, a, b, n, step, lamb, eps, additive, out):  # pragma: no cover
     """out[w] = cost of the step between flat voxels a + w and b + w, for w < n.
@@ -356,8 +385,8 @@ def _edge_costs(img, a, b, n, step, lamb, eps, additive, out):  # pragma: no cov
         for w in range(n):
             out[w] = step
         return
-    ia = img[0, a:a + n]
-    ib = img[0, b:b + n]
+    ia = img[0, a : a + n]
+    ib = img[0, b : b + n]
     if img.shape[0] == 1:
         for w in range(n):
             out[w] = abs(ia[w] - ib[w]) + eps
@@ -366,8 +395,8 @@ def _edge_costs(img, a, b, n, step, lamb, eps, additive, out):  # pragma: no cov
             diff = ia[w] - ib[w]
             out[w] = diff * diff
         for ch in range(1, img.shape[0]):
-            ia = img[ch, a:a + n]
-            ib = img[ch, b:b + n]
+            ia = img[ch, a : a + n]
+            ib = img[ch, b : b + n]
             for w in range(n):
                 diff = ia[w] - ib[w]
                 out[w] += diff * diff
@@ -392,42 +421,50 @@ def _relax3(img, dist, a, b, n, s0, s1, s2, lamb, eps, additive, buf):  # pragma
     Three neighbours one row (or plane) away, shifted by -1, 0, +1 along x; s0, s1, s2 are
     their steps' spatial terms (see `_edge_costs`). [a, a + n) never overlaps [b - 1, b + n + 1).
     """
-    da = dist[a:a + n]
-    db = dist[b - 1:b + n + 1]
+    da = dist[a : a + n]
+    db = dist[b - 1 : b + n + 1]
     if lamb == 0.0:
         for w in range(n):
             v = min(min(db[w] + s0, db[w + 1] + s1), db[w + 2] + s2)
             da[w] = v if v < da[w] else da[w]
     elif additive and img.shape[0] == 1:
-        ia = img[0, a:a + n]
-        ib = img[0, b - 1:b + n + 1]
+        ia = img[0, a : a + n]
+        ib = img[0, b - 1 : b + n + 1]
         for w in range(n):
             x = ia[w]
-            v = min(min(db[w] + (s0 + lamb * abs(x - ib[w])),
-                        db[w + 1] + (s1 + lamb * abs(x - ib[w + 1]))),
-                    db[w + 2] + (s2 + lamb * abs(x - ib[w + 2])))
+            v = min(
+                min(
+                    db[w] + (s0 + lamb * abs(x - ib[w])),
+                    db[w + 1] + (s1 + lamb * abs(x - ib[w + 1])),
+                ),
+                db[w + 2] + (s2 + lamb * abs(x - ib[w + 2])),
+            )
             da[w] = v if v < da[w] else da[w]
-    elif lamb == 1.0 and img.shape[0] == 1:   # scalar image: fused loops, for speed
-        ia = img[0, a:a + n]
-        ib = img[0, b - 1:b + n + 1]
+    elif lamb == 1.0 and img.shape[0] == 1:  # scalar image: fused loops, for speed
+        ia = img[0, a : a + n]
+        ib = img[0, b - 1 : b + n + 1]
         for w in range(n):
             x = ia[w]
-            v = min(min(db[w] + s0 * (abs(x - ib[w]) + eps),
-                        db[w + 1] + s1 * (abs(x - ib[w + 1]) + eps)),
-                    db[w + 2] + s2 * (abs(x - ib[w + 2]) + eps))
+            v = min(
+                min(
+                    db[w] + s0 * (abs(x - ib[w]) + eps), db[w + 1] + s1 * (abs(x - ib[w + 1]) + eps)
+                ),
+                db[w + 2] + s2 * (abs(x - ib[w + 2]) + eps),
+            )
             da[w] = v if v < da[w] else da[w]
     elif img.shape[0] == 1:
-        ia = img[0, a:a + n]
-        ib = img[0, b - 1:b + n + 1]
+        ia = img[0, a : a + n]
+        ib = img[0, b - 1 : b + n + 1]
         rest = np.float32(1.0) - lamb
         for w in range(n):
             x = ia[w]
             g0 = abs(x - ib[w]) + eps
             g1 = abs(x - ib[w + 1]) + eps
             g2 = abs(x - ib[w + 2]) + eps
-            v = min(min(db[w] + s0 * g0 / (rest * g0 + lamb),
-                        db[w + 1] + s1 * g1 / (rest * g1 + lamb)),
-                    db[w + 2] + s2 * g2 / (rest * g2 + lamb))
+            v = min(
+                min(db[w] + s0 * g0 / (rest * g0 + lamb), db[w + 1] + s1 * g1 / (rest * g1 + lamb)),
+                db[w + 2] + s2 * g2 / (rest * g2 + lamb),
+            )
             da[w] = v if v < da[w] else da[w]
     else:
         c0 = buf[0]
@@ -442,8 +479,9 @@ def _relax3(img, dist, a, b, n, s0, s1, s2, lamb, eps, additive, buf):  # pragma
 
 
 @_jit
-def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, lamb,
-                 iterations, eps, additive):  # pragma: no cover
+def _raster_scan(
+    img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, lamb, iterations, eps, additive
+):  # pragma: no cover
     """Forward + backward raster scans, `iterations` times, in place on the flat padded `dist`.
 
     Stops early when a forward + backward pair changes no distance (the fixed point: the
@@ -457,7 +495,7 @@ def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, la
     length L, times (1 - lamb) for the additive cost.
     """
     inf = np.float32(np.inf)
-    span = (n_y - 1) * sy + n_x          # first to last interior voxel of a plane
+    span = (n_y - 1) * sy + n_x  # first to last interior voxel of a plane
     buf = np.empty((3, span), np.float32)
     c = np.empty(n_x, np.float32)
     step_x = steps[0, 0, 1]
@@ -472,8 +510,20 @@ def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, la
                 if n_z > 1:
                     for dy in range(-1, 2):
                         s = steps[1, abs(dy)]
-                        _relax3(img, dist, a, a - sign * sz + dy * sy, span, s[1], s[0], s[1],
-                                lamb, eps, additive, buf)
+                        _relax3(
+                            img,
+                            dist,
+                            a,
+                            a - sign * sz + dy * sy,
+                            span,
+                            s[1],
+                            s[0],
+                            s[1],
+                            lamb,
+                            eps,
+                            additive,
+                            buf,
+                        )
                     # the padding columns inside the span took values: make them inf again
                     if masked:
                         for w in range(span):
@@ -487,13 +537,14 @@ def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, la
                 for yi in range(n_y):
                     y = yi if sweep == 0 else n_y - 1 - yi
                     r = a + y * sy
-                    _relax3(img, dist, r, r - sign * sy, n_x, s[1], s[0], s[1], lamb, eps,
-                            additive, buf)
-                    row = dist[r:r + n_x]
+                    _relax3(
+                        img, dist, r, r - sign * sy, n_x, s[1], s[0], s[1], lamb, eps, additive, buf
+                    )
+                    row = dist[r : r + n_x]
                     # c[w]: the step between x = w + 1 and x = w
                     _edge_costs(img, r + 1, r, n_x - 1, step_x, lamb, eps, additive, c)
                     if masked:
-                        dm = dom[r:r + n_x]
+                        dm = dom[r : r + n_x]
                         for w in range(n_x):
                             row[w] = row[w] if dm[w] != 0 else inf
                         if sweep == 0:
@@ -530,8 +581,15 @@ def _raster_scan(img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, la
             break
 
 
-def _run_numba(chans: np.ndarray, seeds: np.ndarray, domain: np.ndarray | None,
-               spacing: np.ndarray, lamb: float, iterations: int, cost: str) -> np.ndarray:
+def _run_numba(
+    chans: np.ndarray,
+    seeds: np.ndarray,
+    domain: np.ndarray | None,
+    spacing: np.ndarray,
+    lamb: float,
+    iterations: int,
+    cost: str,
+) -> np.ndarray:
     """Built-in backend: pad by one voxel (an inf border, never updated) and scan.
 
     2D runs as a single plane (no padding along z).
@@ -556,19 +614,33 @@ def _run_numba(chans: np.ndarray, seeds: np.ndarray, domain: np.ndarray | None,
     img = np.zeros((n_ch,) + padded, dtype=np.float32)
     img[(slice(None),) + inner] = chans
     if domain is None:
-        dom = np.zeros(1, dtype=np.uint8)          # unused
+        dom = np.zeros(1, dtype=np.uint8)  # unused
     else:
         dom = np.zeros(padded, dtype=np.uint8)
         dom[inner] = domain
     # steps[dz, dy, dx]: physical length of a step by (dz, dy, dx), each 0 or 1 voxel
     steps = np.sqrt(((np.indices((2, 2, 2)) * sp3[:, None, None, None]) ** 2).sum(axis=0))
     additive = cost == "additive"
-    if additive:                                   # the spatial term of the additive cost
+    if additive:  # the spatial term of the additive cost
         steps = (1.0 - lamb) * steps
     start = int(np.dot([a for a, _ in pad], strides))
-    _raster_scan(img.reshape(n_ch, -1), dist.reshape(-1), dom.reshape(-1), domain is not None,
-                 n_z, n_y, n_x, start, strides[0], strides[1], steps.astype(np.float32),
-                 np.float32(lamb), iterations, np.float32(0.0 if additive else EPS), additive)
+    _raster_scan(
+        img.reshape(n_ch, -1),
+        dist.reshape(-1),
+        dom.reshape(-1),
+        domain is not None,
+        n_z,
+        n_y,
+        n_x,
+        start,
+        strides[0],
+        strides[1],
+        steps.astype(np.float32),
+        np.float32(lamb),
+        iterations,
+        np.float32(0.0 if additive else EPS),
+        additive,
+    )
     out = dist[inner]
     return np.ascontiguousarray(out[0] if ndim == 2 else out)
 

@@ -5,6 +5,7 @@
 energy. Intensities enter the pairwise term normalised to [0, 1] per channel
 (`_normalise01`, `_window_normalise`). This module must not call the CNN.
 """
+
 from __future__ import annotations
 
 from itertools import product
@@ -13,8 +14,15 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, channels_first,
-                      check_lam_sigma, check_spatial)
+from ._checks import (
+    DEFAULT_LAM,
+    DEFAULT_SIGMA,
+    as_points,
+    as_spacing,
+    channels_first,
+    check_lam_sigma,
+    check_spatial,
+)
 from .errors import InvalidInputError, MidsegError
 
 __all__ = ["graph_cut", "PROB_EPS", "DEFAULT_CONNECTIVITY"]
@@ -40,7 +48,8 @@ def _check_prob(prob, name="prob") -> np.ndarray:
     if arr.size and (arr.min() < 0 or arr.max() > 1):
         raise InvalidInputError(
             f"{name} must be a probability map with values in [0, 1], "
-            f"got values in [{float(arr.min())}, {float(arr.max())}]")
+            f"got values in [{float(arr.min())}, {float(arr.max())}]"
+        )
     return arr
 
 
@@ -55,8 +64,9 @@ def _normalise01(channels: np.ndarray, *, like: np.ndarray | None = None) -> np.
     """
     ref = channels if like is None else like
     flat = ref.reshape(ref.shape[0], -1)
-    return _window_normalise(channels, np.stack([flat.min(axis=1), flat.max(axis=1)], axis=1)
-                             .astype(np.float64))
+    return _window_normalise(
+        channels, np.stack([flat.min(axis=1), flat.max(axis=1)], axis=1).astype(np.float64)
+    )
 
 
 def _window_normalise(channels: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -102,8 +112,9 @@ def _boundary_distance(sure: np.ndarray, free: np.ndarray, labels: np.ndarray):
     return sub, ndimage.distance_transform_cdt(~edge, metric="chessboard").astype(np.int32)
 
 
-def _solve_in_band(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
-                   labels: np.ndarray, **solve) -> np.ndarray:
+def _solve_in_band(
+    prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray, labels: np.ndarray, **solve
+) -> np.ndarray:
     """`_solve_sparse` on the free voxels near the cut of ``prob >= 0.5`` (a narrow band).
 
     The band holds the free voxels within `BAND_WIDTH` steps (chessboard) of the cut the
@@ -132,9 +143,17 @@ def _solve_in_band(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
     return _solve_sparse(prob, norm_image, free, labels, **solve)
 
 
-def _solve_sparse(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
-                  labels: np.ndarray, *, lam: float, sigma: float, spacing: np.ndarray,
-                  connectivity: int | None) -> np.ndarray:
+def _solve_sparse(
+    prob: np.ndarray,
+    norm_image: np.ndarray,
+    free: np.ndarray,
+    labels: np.ndarray,
+    *,
+    lam: float,
+    sigma: float,
+    spacing: np.ndarray,
+    connectivity: int | None,
+) -> np.ndarray:
     """The CRF of `_solve` over the `free` voxels, the others fixed at `labels`.
 
     Same energy (Eq. 8-11: unary -log r, pairwise lam exp(-|dI|^2 / 2 sigma^2) / dist)
@@ -161,13 +180,13 @@ def _solve_sparse(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
     lab = labels.reshape(-1)
     unit = spacing / spacing.min()
     neg_inv = -1.0 / (2.0 * sigma * sigma)
-    strides = np.asarray([int(np.prod(shape[k + 1:])) for k in range(len(shape))])
+    strides = np.asarray([int(np.prod(shape[k + 1 :])) for k in range(len(shape))])
     g = maxflow.GraphFloat(n, n * len(_offsets(len(shape), connectivity)))
     g.add_nodes(n)
     for off in _offsets(len(shape), connectivity):
         dist = float(np.sqrt(np.sum((np.asarray(off) * unit) ** 2)))
         step = int(np.dot(off, strides))
-        for sign in (1, -1):       # the edge to the neighbour on each side of a free voxel
+        for sign in (1, -1):  # the edge to the neighbour on each side of a free voxel
             ok = np.ones(n, dtype=bool)
             for ax, o in enumerate(off):
                 c = coords[ax] + sign * o
@@ -177,11 +196,13 @@ def _solve_sparse(prob: np.ndarray, norm_image: np.ndarray, free: np.ndarray,
             d2 = np.sum((chans[:, v] - chans[:, w]) ** 2, axis=0, dtype=np.float64)
             wt = lam * np.exp(d2 * neg_inv) / dist
             if not np.all(np.isfinite(wt)):
-                raise MidsegError(f"the graph cut's pairwise weights are not finite "
-                                  f"(lam={lam!r}, sigma={sigma!r})")
+                raise MidsegError(
+                    f"the graph cut's pairwise weights are not finite "
+                    f"(lam={lam!r}, sigma={sigma!r})"
+                )
             iw = ids[w]
             both = iw >= 0
-            if sign == 1:          # each free-free edge once
+            if sign == 1:  # each free-free edge once
                 g.add_edges(ids[v[both]], iw[both], wt[both], wt[both])
             fixed_w = ~both
             iv = ids[v[fixed_w]]
@@ -204,7 +225,8 @@ def _offsets(ndim: int, connectivity: int | None) -> list[tuple[int, ...]]:
     if connectivity not in allowed:
         raise InvalidInputError(
             f"connectivity for a {ndim}D image must be one of {sorted(allowed)} "
-            f"(number of neighbours), got {connectivity!r}")
+            f"(number of neighbours), got {connectivity!r}"
+        )
     rank = allowed[connectivity]
     offsets = []
     for off in product((-1, 0, 1), repeat=ndim):
@@ -215,8 +237,14 @@ def _offsets(ndim: int, connectivity: int | None) -> list[tuple[int, ...]]:
     return offsets
 
 
-def _pairwise_weights(norm_image: np.ndarray, spacing: np.ndarray, *, lam: float,
-                      sigma: float, connectivity: int | None):
+def _pairwise_weights(
+    norm_image: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    lam: float,
+    sigma: float,
+    connectivity: int | None,
+):
     """Edge capacities of the CRF, one full-size array per neighbourhood offset.
 
     Returns a list of ``(offset, weights)`` where ``weights[i]`` is the capacity of the
@@ -239,7 +267,7 @@ def _pairwise_weights(norm_image: np.ndarray, spacing: np.ndarray, *, lam: float
         else:  # squared Euclidean norm of the channel-vector difference
             diff2 = np.sum((img[(slice(None),) + src] - img[(slice(None),) + dst]) ** 2, axis=0)
         dist = float(np.sqrt(np.sum((np.asarray(off) * unit) ** 2)))
-        w = np.zeros(shape, dtype=np.float64)   # PyMaxflow's capacity type: no cast inside
+        w = np.zeros(shape, dtype=np.float64)  # PyMaxflow's capacity type: no cast inside
         diff2 *= neg_inv
         w[src] = np.exp(diff2, out=diff2)
         w[src] *= lam / dist
@@ -261,27 +289,37 @@ def _check_clicks(foreground, background, shape) -> tuple[np.ndarray, np.ndarray
             i = int(np.argwhere(both)[0, 0])
             raise InvalidInputError(
                 f"voxel {tuple(int(v) for v in fg[i])} is both a foreground and a background "
-                f"click; remove one of them")
+                f"click; remove one of them"
+            )
     return fg, bg
 
 
-def _solve(prob: np.ndarray, norm_image: np.ndarray, fg: np.ndarray, bg: np.ndarray, *,
-           lam: float, sigma: float, spacing: np.ndarray, connectivity: int | None) -> np.ndarray:
+def _solve(
+    prob: np.ndarray,
+    norm_image: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    *,
+    lam: float,
+    sigma: float,
+    spacing: np.ndarray,
+    connectivity: int | None,
+) -> np.ndarray:
     """Max-flow on checked, normalised input: the shared core of `graph_cut` and `refine`."""
     import maxflow  # PyMaxflow; imported here so `import midseg` stays light
 
     r = np.clip(prob.astype(np.float64), PROB_EPS, 1.0 - PROB_EPS)
-    cost_fg = -np.log(r)          # unary of y = 1 (Eq. 10)
-    cost_bg = -np.log1p(-r)       # unary of y = 0 (float64: PyMaxflow's capacity type)
-    edges = _pairwise_weights(norm_image, spacing, lam=lam, sigma=sigma,
-                              connectivity=connectivity)
+    cost_fg = -np.log(r)  # unary of y = 1 (Eq. 10)
+    cost_bg = -np.log1p(-r)  # unary of y = 0 (float64: PyMaxflow's capacity type)
+    edges = _pairwise_weights(norm_image, spacing, lam=lam, sigma=sigma, connectivity=connectivity)
     # Hard constraint: a terminal capacity above the largest possible gain of flipping one
     # voxel (both its unary costs plus every pairwise weight it touches, each <= lam/dist),
     # so flipping a violating voxel always lowers the energy and no optimum violates one.
     # A local bound keeps capacities small, where a global sum would lose precision.
-    if not all(np.isfinite(w).all() for _, w in edges):   # a guard: max-flow never returns
-        raise MidsegError(f"the graph cut's pairwise weights are not finite (lam={lam!r}, "
-                          f"sigma={sigma!r})")
+    if not all(np.isfinite(w).all() for _, w in edges):  # a guard: max-flow never returns
+        raise MidsegError(
+            f"the graph cut's pairwise weights are not finite (lam={lam!r}, sigma={sigma!r})"
+        )
     hard = 1.0 + 2.0 * -np.log(PROB_EPS) + sum(2.0 * float(w.max(initial=0.0)) for _, w in edges)
     if len(fg):
         idx = tuple(fg.T)
@@ -305,9 +343,18 @@ def _solve(prob: np.ndarray, norm_image: np.ndarray, fg: np.ndarray, bg: np.ndar
     return g.get_grid_segments(nodes).astype(np.uint8)
 
 
-def graph_cut(prob: np.ndarray, image: np.ndarray, *, foreground=(), background=(),
-              lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA, spacing: Sequence[float] | None = None,
-              channel_axis: int | None = None, connectivity: int | None = None) -> np.ndarray:
+def graph_cut(
+    prob: np.ndarray,
+    image: np.ndarray,
+    *,
+    foreground=(),
+    background=(),
+    lam: float = DEFAULT_LAM,
+    sigma: float = DEFAULT_SIGMA,
+    spacing: Sequence[float] | None = None,
+    channel_axis: int | None = None,
+    connectivity: int | None = None,
+) -> np.ndarray:
     """Binary CRF of MIDeepSeg Eq. 8-11 solved exactly by max-flow (PyMaxflow).
 
     Minimises ``sum_i -(y_i log r_i + (1 - y_i) log(1 - r_i))
@@ -377,10 +424,11 @@ def graph_cut(prob: np.ndarray, image: np.ndarray, *, foreground=(), background=
     chans = channels_first(image, channel_axis)
     if chans.shape[1:] != p.shape:
         raise InvalidInputError(
-            f"image and prob must have the same spatial shape, got {chans.shape[1:]} "
-            f"and {p.shape}")
+            f"image and prob must have the same spatial shape, got {chans.shape[1:]} and {p.shape}"
+        )
     lam, sigma = check_lam_sigma(lam, sigma)
     sp = as_spacing(spacing, p.ndim)
     fg, bg = _check_clicks(foreground, background, p.shape)
-    return _solve(p, _normalise01(chans), fg, bg, lam=lam, sigma=sigma, spacing=sp,
-                  connectivity=connectivity)
+    return _solve(
+        p, _normalise01(chans), fg, bg, lam=lam, sigma=sigma, spacing=sp, connectivity=connectivity
+    )

@@ -11,6 +11,7 @@ file as a session of one object. `write_labelmap` writes the label map with name
 colours (`midseg.labelmap`: ``.seg.nrrd``, NIfTI + sidecar; ``.dcm`` DICOM-SEG for an
 image read from a DICOM series, `midseg.dicomseg`).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,7 @@ class LabelSession:
         from .session import Session, _as_image
 
         self.image = _as_image(image)
-        first = Session(self.image, model=model, **session_kw)   # checks and loads once
+        first = Session(self.image, model=model, **session_kw)  # checks and loads once
         self.model = first.model
         self._kw = session_kw
         self._spare = first
@@ -93,23 +94,27 @@ class LabelSession:
             raise InvalidInputError(f"an object named {name!r} exists already")
         used = {seg.value for seg, _ in self._objects.values()}
         if value is None:
-            value = next(v for v in range(1, 65537) if v not in used) if used and \
-                max(used) >= 65535 else (max(used) + 1 if used else 1)
-        Segment(value, name)                # checks the value and the name first
+            value = (
+                next(v for v in range(1, 65537) if v not in used)
+                if used and max(used) >= 65535
+                else (max(used) + 1 if used else 1)
+            )
+        Segment(value, name)  # checks the value and the name first
         if value in used:
             raise InvalidInputError(f"label value {value} is used by another object")
-        color = DEFAULT_COLORS[len(self._objects) % len(DEFAULT_COLORS)] if color is None \
-            else color
+        color = DEFAULT_COLORS[len(self._objects) % len(DEFAULT_COLORS)] if color is None else color
         segment = Segment(value, name, color)
-        session = self._spare if self._spare is not None else \
-            Session(self.image, model=self.model, **self._kw)
+        session = (
+            self._spare
+            if self._spare is not None
+            else Session(self.image, model=self.model, **self._kw)
+        )
         self._spare = None
         self._objects[name] = (segment, session)
         return session
 
     @classmethod
-    def from_labelmap(cls, image, labels, segments, model=None, **session_kw
-                      ) -> "LabelSession":
+    def from_labelmap(cls, image, labels, segments, model=None, **session_kw) -> "LabelSession":
         """A session whose objects start from an existing label map, to refine them.
 
         Each `midseg.labelmap.Segment` becomes an object started from ``labels ==
@@ -124,10 +129,12 @@ class LabelSession:
         ls = cls(image, model=model, **session_kw)
         arr = np.asarray(labels)
         if arr.shape != tuple(ls.image.shape):
-            raise InvalidInputError(f"the label map must have the image's shape "
-                                    f"{ls.image.shape}, got {arr.shape} (one cropped to its "
-                                    "segments on the image's grid, as 3D Slicer 4.11 saved "
-                                    ".seg.nrrd: midseg.labelmap.on_image_grid)")
+            raise InvalidInputError(
+                f"the label map must have the image's shape "
+                f"{ls.image.shape}, got {arr.shape} (one cropped to its "
+                "segments on the image's grid, as 3D Slicer 4.11 saved "
+                ".seg.nrrd: midseg.labelmap.on_image_grid)"
+            )
         import warnings
 
         from .errors import MidsegWarning
@@ -137,10 +144,14 @@ class LabelSession:
             session = ls.add(seg.name, color=seg.color, value=seg.value)
             if where.any():
                 session.start_from_mask(where)
-            else:                           # e.g. covered by another object ("keep")
-                warnings.warn(MidsegWarning(f"segment {seg.name!r} (value {seg.value}) has no "
-                                            "voxel in the label map: added, not started"),
-                              stacklevel=2)
+            else:  # e.g. covered by another object ("keep")
+                warnings.warn(
+                    MidsegWarning(
+                        f"segment {seg.name!r} (value {seg.value}) has no "
+                        "voxel in the label map: added, not started"
+                    ),
+                    stacklevel=2,
+                )
         return ls
 
     def object(self, name: str):
@@ -148,8 +159,9 @@ class LabelSession:
         try:
             return self._objects[name][1]
         except KeyError:
-            raise InvalidInputError(f"no object named {name!r}; objects: "
-                                    f"{', '.join(self._objects) or 'none'}") from None
+            raise InvalidInputError(
+                f"no object named {name!r}; objects: {', '.join(self._objects) or 'none'}"
+            ) from None
 
     def segment_of(self, name: str) -> Segment:
         """The `midseg.labelmap.Segment` (value, name, colour) of object `name`."""
@@ -173,9 +185,11 @@ class LabelSession:
         if new_name in self._objects:
             raise InvalidInputError(f"an object named {new_name!r} exists already")
         seg, session = self._objects[name]
-        seg = replace(seg, name=new_name)            # checks the name
-        self._objects = {(new_name if k == name else k): ((seg, session) if k == name else v)
-                         for k, v in self._objects.items()}
+        seg = replace(seg, name=new_name)  # checks the name
+        self._objects = {
+            (new_name if k == name else k): ((seg, session) if k == name else v)
+            for k, v in self._objects.items()
+        }
 
     def set_color(self, name: str, color) -> None:
         """Set the display colour of object `name`.
@@ -209,8 +223,7 @@ class LabelSession:
         says who holds a voxel two masks claim. Objects without a mask yet are skipped.
         """
         if overlap not in OVERLAP_POLICIES:
-            raise InvalidInputError(f"overlap must be one of {OVERLAP_POLICIES}, got "
-                                    f"{overlap!r}")
+            raise InvalidInputError(f"overlap must be one of {OVERLAP_POLICIES}, got {overlap!r}")
         values = [seg.value for seg, _ in self._objects.values()]
         out = np.zeros(self.image.shape, np.uint8 if max(values, default=0) < 256 else np.uint16)
         for seg, session in self._objects.values():
@@ -236,11 +249,18 @@ class LabelSession:
             from .dicomseg import write_dicom_seg
 
             if not self.image.path or not Path(self.image.path).is_dir():
-                raise InvalidInputError("a .dcm label map is a DICOM-SEG of the series the "
-                                        "image was read from; this image was not read from a "
-                                        "DICOM series folder")
-            write_dicom_seg(path, labels, source_dir=self.image.path, segments=segments,
-                            spacing=self.image.spacing)
+                raise InvalidInputError(
+                    "a .dcm label map is a DICOM-SEG of the series the "
+                    "image was read from; this image was not read from a "
+                    "DICOM series folder"
+                )
+            write_dicom_seg(
+                path,
+                labels,
+                source_dir=self.image.path,
+                segments=segments,
+                spacing=self.image.spacing,
+            )
             return
         from .labelmap import write_labelmap
 
@@ -270,8 +290,9 @@ class LabelSession:
                 clicks = session.clicks_dict()
             except MidsegError as exc:
                 raise MidsegError(f"object {seg.name!r}: {exc}") from None
-            objects.append({"name": seg.name, "value": seg.value, "color": list(seg.color),
-                            "clicks": clicks})
+            objects.append(
+                {"name": seg.name, "value": seg.value, "color": list(seg.color), "clicks": clicks}
+            )
         if not objects:
             raise MidsegError("nothing to save: no object has been segmented")
         return {"format": LABELS_FORMAT, "version": LABELS_VERSION, "objects": objects}
@@ -283,8 +304,9 @@ class LabelSession:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def load(cls, path, image, model=None, *, device: str | None = None,
-             initial_labelmap=None) -> "LabelSession":
+    def load(
+        cls, path, image, model=None, *, device: str | None = None, initial_labelmap=None
+    ) -> "LabelSession":
         """Replay a `save`d file (or a plain clicks file, as one object) on `image`.
 
         `initial_labelmap`: for objects started from a label map (`from_labelmap`), that
@@ -306,45 +328,74 @@ class LabelSession:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InvalidInputError(f"cannot read {str(p)!r}: {exc}") from None
         if isinstance(doc, dict) and doc.get("format") == CLICKS_FORMAT:
-            doc = {"format": LABELS_FORMAT, "version": LABELS_VERSION,
-                   "objects": [{"name": "Segment_1", "value": 1, "color": DEFAULT_COLORS[0],
-                                "clicks": read_clicks(p)}]}
-        if not isinstance(doc, dict) or doc.get("format") != LABELS_FORMAT or \
-                doc.get("version") != LABELS_VERSION or not isinstance(doc.get("objects"), list):
-            raise InvalidInputError(f"{str(p)!r} is not a midseg labels file (format "
-                                    f"{LABELS_FORMAT!r}, version {LABELS_VERSION}) or a "
-                                    "clicks file")
+            doc = {
+                "format": LABELS_FORMAT,
+                "version": LABELS_VERSION,
+                "objects": [
+                    {
+                        "name": "Segment_1",
+                        "value": 1,
+                        "color": DEFAULT_COLORS[0],
+                        "clicks": read_clicks(p),
+                    }
+                ],
+            }
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != LABELS_FORMAT
+            or doc.get("version") != LABELS_VERSION
+            or not isinstance(doc.get("objects"), list)
+        ):
+            raise InvalidInputError(
+                f"{str(p)!r} is not a midseg labels file (format "
+                f"{LABELS_FORMAT!r}, version {LABELS_VERSION}) or a "
+                "clicks file"
+            )
         ls = None
         for k, entry in enumerate(doc["objects"]):
             if not isinstance(entry, dict) or not {"name", "value", "color", "clicks"} <= set(
-                    entry):
-                raise InvalidInputError(f"{str(p)!r}: objects[{k}] needs name, value, color "
-                                        "and clicks")
+                entry
+            ):
+                raise InvalidInputError(
+                    f"{str(p)!r}: objects[{k}] needs name, value, color and clicks"
+                )
             start = None
-            if isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask") \
-                    and initial_labelmap is None:
+            if (
+                isinstance(entry["clicks"], dict)
+                and entry["clicks"].get("initial_mask")
+                and initial_labelmap is None
+            ):
                 raise InvalidInputError(
                     f"{str(p)!r}: objects[{k}] ({entry['name']!r}) started from a mask or "
                     "label map (start_from_mask, from_labelmap), which a labels file does not "
-                    "hold: load that label map with it (initial_labelmap=...)")
-            if isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask") \
-                    and initial_labelmap is not None:
+                    "hold: load that label map with it (initial_labelmap=...)"
+                )
+            if (
+                isinstance(entry["clicks"], dict)
+                and entry["clicks"].get("initial_mask")
+                and initial_labelmap is not None
+            ):
                 try:
                     start = np.asarray(initial_labelmap) == int(entry["value"])
                 except (TypeError, ValueError, OverflowError):
-                    raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") \
-                        from None
+                    raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") from None
             try:
-                replayed = Session.from_clicks(entry["clicks"], image, model=model,
-                                               device=device, initial_mask=start)
+                replayed = Session.from_clicks(
+                    entry["clicks"], image, model=model, device=device, initial_mask=start
+                )
             except InvalidInputError as exc:
-                raise InvalidInputError(f"{str(p)!r}: objects[{k}] ({entry['name']!r}): "
-                                        f"{exc}") from None
+                raise InvalidInputError(
+                    f"{str(p)!r}: objects[{k}] ({entry['name']!r}): {exc}"
+                ) from None
             if ls is None:
                 ls = cls.__new__(cls)
                 ls.image, ls.model = replayed.image, replayed.model
-                ls._kw = {"device": device, "lam": replayed.lam, "sigma": replayed.sigma,
-                          "method": replayed.method}
+                ls._kw = {
+                    "device": device,
+                    "lam": replayed.lam,
+                    "sigma": replayed.sigma,
+                    "method": replayed.method,
+                }
                 ls._spare, ls._objects = None, {}
             try:
                 seg = Segment(entry["value"], entry["name"], tuple(entry["color"]))
@@ -352,8 +403,7 @@ class LabelSession:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad colour") from None
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}]: {exc}") from None
-            if seg.name in ls._objects or seg.value in {s.value for s, _ in
-                                                        ls._objects.values()}:
+            if seg.name in ls._objects or seg.value in {s.value for s, _ in ls._objects.values()}:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")
             ls._objects[seg.name] = (seg, replayed)
         if ls is None:

@@ -13,6 +13,7 @@ geometry, plus one `Segment` per object (value, name, colour). `write_labelmap` 
 `read_labelmap` reads both back. 2D label maps are written as one-slice volumes in
 ``.seg.nrrd`` (Slicer's segmentations are 3D).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,24 @@ import numpy as np
 from .errors import ImageReadError, InvalidInputError
 from .io import SIDECAR_SUFFIX, Image
 
-__all__ = ["Segment", "write_labelmap", "read_labelmap", "on_image_grid", "SIDECAR_SUFFIX",
-           "DEFAULT_COLORS"]
+__all__ = [
+    "Segment",
+    "write_labelmap",
+    "read_labelmap",
+    "on_image_grid",
+    "SIDECAR_SUFFIX",
+    "DEFAULT_COLORS",
+]
 
 #: Colours given to segments without one (r, g, b in [0, 1]); cycled.
-DEFAULT_COLORS = ((0.90, 0.30, 0.25), (0.30, 0.65, 0.95), (0.35, 0.80, 0.35),
-                  (0.95, 0.80, 0.25), (0.70, 0.45, 0.85), (0.95, 0.55, 0.20))
+DEFAULT_COLORS = (
+    (0.90, 0.30, 0.25),
+    (0.30, 0.65, 0.95),
+    (0.35, 0.80, 0.35),
+    (0.95, 0.80, 0.25),
+    (0.70, 0.45, 0.85),
+    (0.95, 0.55, 0.20),
+)
 
 
 @dataclass(frozen=True)
@@ -52,22 +65,33 @@ class Segment:
     color: tuple[float, float, float] = DEFAULT_COLORS[0]
 
     def __post_init__(self):
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, np.integer)) \
-                or not 1 <= int(self.value) <= 65535:
-            raise InvalidInputError(f"a segment's value must be an integer in 1..65535, got "
-                                    f"{self.value!r}")
-        if not isinstance(self.name, str) or not self.name.strip() or \
-                any(ord(ch) < 32 for ch in self.name) or self.name != self.name.strip():
-            raise InvalidInputError(f"a segment's name must be one line of text without "
-                                    f"control characters or surrounding spaces, got "
-                                    f"{self.name!r}")
+        if (
+            isinstance(self.value, bool)
+            or not isinstance(self.value, (int, np.integer))
+            or not 1 <= int(self.value) <= 65535
+        ):
+            raise InvalidInputError(
+                f"a segment's value must be an integer in 1..65535, got {self.value!r}"
+            )
+        if (
+            not isinstance(self.name, str)
+            or not self.name.strip()
+            or any(ord(ch) < 32 for ch in self.name)
+            or self.name != self.name.strip()
+        ):
+            raise InvalidInputError(
+                f"a segment's name must be one line of text without "
+                f"control characters or surrounding spaces, got "
+                f"{self.name!r}"
+            )
         try:
             color = tuple(float(c) for c in self.color)
         except (TypeError, ValueError, OverflowError):
             color = ()
         if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
-            raise InvalidInputError(f"a segment's colour must be 3 numbers in [0, 1], got "
-                                    f"{self.color!r}")
+            raise InvalidInputError(
+                f"a segment's colour must be 3 numbers in [0, 1], got {self.color!r}"
+            )
         object.__setattr__(self, "value", int(self.value))
         object.__setattr__(self, "color", color)
 
@@ -75,8 +99,9 @@ class Segment:
 def _check(labels, like: Image, segments: Sequence[Segment]) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.shape != tuple(like.shape):
-        raise InvalidInputError(f"the label map must have the image's shape {like.shape}, got "
-                                f"{arr.shape}")
+        raise InvalidInputError(
+            f"the label map must have the image's shape {like.shape}, got {arr.shape}"
+        )
     if arr.dtype.kind not in "biu":
         raise InvalidInputError(f"a label map holds integers, got dtype {arr.dtype}")
     values = [s.value for s in segments]
@@ -94,7 +119,7 @@ def _check(labels, like: Image, segments: Sequence[Segment]) -> np.ndarray:
 def _ijk_to_lps(like: Image) -> np.ndarray:
     """4x4 matrix from (i, j, k) = (x, y, z) voxel indices to LPS mm (NRRD's convention)."""
     nd = like.ndim
-    direction = np.asarray(like.direction, dtype=np.float64)[::-1, ::-1]   # x, y[, z] order
+    direction = np.asarray(like.direction, dtype=np.float64)[::-1, ::-1]  # x, y[, z] order
     spacing = np.asarray(like.spacing, dtype=np.float64)[::-1]
     origin = np.asarray(like.origin, dtype=np.float64)[::-1]
     m = np.eye(4)
@@ -103,8 +128,9 @@ def _ijk_to_lps(like: Image) -> np.ndarray:
     return m
 
 
-def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
-                   segments: Sequence[Segment]) -> None:
+def write_labelmap(
+    path: str | os.PathLike, labels, *, like: Image, segments: Sequence[Segment]
+) -> None:
     """Write a label map with its segments (module notes), atomically.
 
     Parameters
@@ -131,25 +157,30 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
     segments = list(segments)
     arr = _check(labels, like, segments)
     p = Path(path)
-    doc = {"format": "midseg-segments", "version": 1,
-           "segments": [{"value": s.value, "name": s.name, "color": list(s.color)}
-                        for s in segments]}
+    doc = {
+        "format": "midseg-segments",
+        "version": 1,
+        "segments": [{"value": s.value, "name": s.name, "color": list(s.color)} for s in segments],
+    }
     if not p.name.lower().endswith(".seg.nrrd"):
         from .io import write_image
 
         check_output_path(p, like.ndim)
-        write_image(p, Image(arr, spacing=like.spacing, origin=like.origin,
-                             direction=like.direction))
+        write_image(
+            p, Image(arr, spacing=like.spacing, origin=like.origin, direction=like.direction)
+        )
         write_json_atomic(p.with_name(p.name + SIDECAR_SUFFIX), doc, indent=1)
         return
     import slicerio
 
-    check_output_path(p.with_name(p.name[:-len(".seg.nrrd")] + ".nrrd"))
+    check_output_path(p.with_name(p.name[: -len(".seg.nrrd")] + ".nrrd"))
     odd = [s.name for s in segments if not s.name.isascii()]
     if odd:
-        raise InvalidInputError(f"3D Slicer's .seg.nrrd header holds ASCII names only, got "
-                                f"{odd}; rename them, or write .nii.gz (names in a UTF-8 "
-                                "sidecar)")
+        raise InvalidInputError(
+            f"3D Slicer's .seg.nrrd header holds ASCII names only, got "
+            f"{odd}; rename them, or write .nii.gz (names in a UTF-8 "
+            "sidecar)"
+        )
     ijk = _ijk_to_lps(like)
     vox = arr if like.ndim == 3 else arr[None]
     if like.ndim == 2:
@@ -158,12 +189,23 @@ def write_labelmap(path: str | os.PathLike, labels, *, like: Image,
         ijk = full
     # NRRD's (i, j, k) = (x, y, z) axis order, as Slicer and slicerio expect it (the
     # segments' extents are computed on that order)
-    seg = {"voxels": np.ascontiguousarray(np.transpose(vox, (2, 1, 0))), "ijkToLPS": ijk,
-           "encoding": "gzip",
-           "masterRepresentation": "Binary labelmap",
-           "containedRepresentationNames": ["Binary labelmap"],
-           "segments": [{"id": f"Segment_{s.value}", "name": s.name, "color": list(s.color),
-                         "labelValue": s.value, "layer": 0} for s in segments]}
+    seg = {
+        "voxels": np.ascontiguousarray(np.transpose(vox, (2, 1, 0))),
+        "ijkToLPS": ijk,
+        "encoding": "gzip",
+        "masterRepresentation": "Binary labelmap",
+        "containedRepresentationNames": ["Binary labelmap"],
+        "segments": [
+            {
+                "id": f"Segment_{s.value}",
+                "name": s.name,
+                "color": list(s.color),
+                "labelValue": s.value,
+                "layer": 0,
+            }
+            for s in segments
+        ],
+    }
     try:
         write_file_atomic(p, lambda tmp: slicerio.write_segmentation(str(tmp), seg))
     except OSError as exc:
@@ -191,8 +233,9 @@ def on_image_grid(labels: Image, like: Image, *, atol: float = 1e-3) -> np.ndarr
     d_l, d_i = np.asarray(labels.direction, float), np.asarray(like.direction, float)
     if not (np.allclose(sp_l, sp_i, rtol=1e-4, atol=1e-6) and np.allclose(d_l, d_i, atol=1e-4)):
         return None
-    shift = np.linalg.solve(d_i * sp_i[None, :],
-                            np.asarray(labels.origin, float) - np.asarray(like.origin, float))
+    shift = np.linalg.solve(
+        d_i * sp_i[None, :], np.asarray(labels.origin, float) - np.asarray(like.origin, float)
+    )
     offset = np.round(shift).astype(int)
     if not np.allclose(shift, offset, atol=atol):
         return None
@@ -203,7 +246,7 @@ def on_image_grid(labels: Image, like: Image, *, atol: float = 1e-3) -> np.ndarr
         return None if lab.any() else out
     src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
     if np.count_nonzero(lab[src]) != np.count_nonzero(lab):
-        return None                                  # labelled voxels outside the image
+        return None  # labelled voxels outside the image
     out[tuple(slice(a, b) for a, b in zip(lo, hi))] = lab[src]
     return out
 
@@ -214,11 +257,18 @@ def _integer_labels(image: Image) -> Image:
     arr = np.asarray(image.array)
     if arr.dtype.kind == "f":
         if not np.array_equal(arr, np.round(arr)) or arr.min() < 0 or arr.max() > 65535:
-            raise InvalidInputError(f"{image.path or 'label map'} holds values that are not "
-                                    "label values (whole numbers in 0..65535)")
+            raise InvalidInputError(
+                f"{image.path or 'label map'} holds values that are not "
+                "label values (whole numbers in 0..65535)"
+            )
         arr = arr.astype(np.uint16 if arr.max() > 255 else np.uint8)
-        image = Image(arr, spacing=image.spacing, origin=image.origin,
-                      direction=image.direction, path=image.path)
+        image = Image(
+            arr,
+            spacing=image.spacing,
+            origin=image.origin,
+            direction=image.direction,
+            path=image.path,
+        )
     return image
 
 
@@ -245,8 +295,10 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
 
     p = Path(path)
     if p.name.lower().endswith(".dcm"):
-        raise InvalidInputError(f"{str(p)!r}: read a DICOM-SEG with "
-                                "midseg.dicomseg.read_dicom_seg(path, source_dir=...)")
+        raise InvalidInputError(
+            f"{str(p)!r}: read a DICOM-SEG with "
+            "midseg.dicomseg.read_dicom_seg(path, source_dir=...)"
+        )
     if not p.name.lower().endswith(".seg.nrrd"):
         image = _integer_labels(read_image(p))
         side = p.with_name(p.name + SIDECAR_SUFFIX)
@@ -255,19 +307,24 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
         if side.is_file():
             try:
                 doc = json.loads(side.read_text(encoding="utf-8"))
-                listed = [Segment(int(s["value"]), s["name"], tuple(s["color"]))
-                          for s in doc["segments"]]
+                listed = [
+                    Segment(int(s["value"]), s["name"], tuple(s["color"])) for s in doc["segments"]
+                ]
             except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidInputError(f"segments file {str(side)!r} is damaged: {exc}") \
-                    from None
+                raise InvalidInputError(f"segments file {str(side)!r} is damaged: {exc}") from None
             named = {s.value: s for s in listed}
             if len(named) != len(listed):
-                twice = sorted({s.value for s in listed
-                                if sum(t.value == s.value for t in listed) > 1})
-                raise InvalidInputError(f"segments file {str(side)!r} is damaged: it names "
-                                        f"label value(s) {twice} more than once")
-        segs = [named.get(v, Segment(v, f"Segment {v}", DEFAULT_COLORS[i % 6]))
-                for i, v in enumerate(values)]
+                twice = sorted(
+                    {s.value for s in listed if sum(t.value == s.value for t in listed) > 1}
+                )
+                raise InvalidInputError(
+                    f"segments file {str(side)!r} is damaged: it names "
+                    f"label value(s) {twice} more than once"
+                )
+        segs = [
+            named.get(v, Segment(v, f"Segment {v}", DEFAULT_COLORS[i % 6]))
+            for i, v in enumerate(values)
+        ]
         extra = [s for v, s in named.items() if v not in values]
         return image, segs + extra
     import slicerio
@@ -276,24 +333,41 @@ def read_labelmap(path: str | os.PathLike) -> tuple[Image, list[Segment]]:
         raise ImageReadError(f"no such file or directory: {str(p)!r}")
     try:
         seg = slicerio.read_segmentation(str(p))
-    except Exception as exc:    # pynrrd and slicerio raise several types for bad files
+    except Exception as exc:  # pynrrd and slicerio raise several types for bad files
         raise ImageReadError(f"cannot read {str(p)!r}: {exc}") from None
     vox = np.asarray(seg["voxels"])
     if vox.ndim == 4:
-        raise InvalidInputError(f"{str(p)!r} holds overlapping segments (a 4D segmentation); "
-                                "export it from Slicer as a label map")
-    vox = np.ascontiguousarray(np.transpose(vox, (2, 1, 0)))        # (x, y, z) -> (z, y, x)
+        raise InvalidInputError(
+            f"{str(p)!r} holds overlapping segments (a 4D segmentation); "
+            "export it from Slicer as a label map"
+        )
+    vox = np.ascontiguousarray(np.transpose(vox, (2, 1, 0)))  # (x, y, z) -> (z, y, x)
     ijk = np.asarray(seg["ijkToLPS"], dtype=np.float64)
     cols = ijk[:3, :3]
     spacing = np.linalg.norm(cols, axis=0)
     direction = cols / spacing[None, :]
-    image = Image(vox, spacing=tuple(spacing[::-1]), origin=tuple(ijk[:3, 3][::-1]),
-                  direction=direction[::-1, ::-1], path=str(p))
+    image = Image(
+        vox,
+        spacing=tuple(spacing[::-1]),
+        origin=tuple(ijk[:3, 3][::-1]),
+        direction=direction[::-1, ::-1],
+        path=str(p),
+    )
     if image.shape[0] == 1 and np.allclose(direction[:, 2], [0, 0, 1]):
         # a 2D label map (written as one slice, the third axis along z): back to 2D
-        image = Image(vox[0], spacing=image.spacing[1:], origin=image.origin[1:],
-                      direction=np.asarray(image.direction)[1:, 1:], path=str(p))
-    segs = [Segment(int(s.get("labelValue", i + 1)), str(s.get("name") or s.get("id")),
-                    tuple(s.get("color", DEFAULT_COLORS[i % 6])))
-            for i, s in enumerate(seg.get("segments", []))]
+        image = Image(
+            vox[0],
+            spacing=image.spacing[1:],
+            origin=image.origin[1:],
+            direction=np.asarray(image.direction)[1:, 1:],
+            path=str(p),
+        )
+    segs = [
+        Segment(
+            int(s.get("labelValue", i + 1)),
+            str(s.get("name") or s.get("id")),
+            tuple(s.get("color", DEFAULT_COLORS[i % 6])),
+        )
+        for i, s in enumerate(seg.get("segments", []))
+    ]
     return image, segs

@@ -4,6 +4,7 @@ Points cross this module as physical LPS millimetres in (x, y, z) order, the
 convention of SimpleITK and of midseg's clicks files. Nothing here runs the CNN
 or resamples: turning points into clicks only snaps them to voxel centres.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,21 @@ from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, check_json_numbers
 from .errors import InvalidInputError
 from .io import write_json_atomic
 
-__all__ = ["Markups", "read_markups", "write_markups", "clicks_from_markups",
-           "markups_from_clicks", "SLICER_SCHEMA", "PLANE_TOLERANCE_MM"]
+__all__ = [
+    "Markups",
+    "read_markups",
+    "write_markups",
+    "clicks_from_markups",
+    "markups_from_clicks",
+    "SLICER_SCHEMA",
+    "PLANE_TOLERANCE_MM",
+]
 
 #: ``@schema`` written by 3D Slicer 5 (and by `write_markups`).
-SLICER_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/"
-                 "Markups/Resources/Schema/markups-schema-v1.0.3.json#")
+SLICER_SCHEMA = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/"
+    "Markups/Resources/Schema/markups-schema-v1.0.3.json#"
+)
 # Slicer accepts any 1.x schema; the same test, as Slicer makes it (case-insensitive).
 _SCHEMA_PATTERN = re.compile(r"markups-schema-v1\.[0-9]+\.[0-9]+\.json#*$", re.IGNORECASE)
 
@@ -35,12 +45,17 @@ PLANE_TOLERANCE_MM = 0.5
 
 # Slicer stores orientation matrices in the file's coordinate system: the identity
 # in RAS, and the RAS identity with x and y negated in LPS.
-_ORIENTATION = {"LPS": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
-                "RAS": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+_ORIENTATION = {
+    "LPS": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
+    "RAS": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+}
 
 # Per point class: the colours of the GUI's markers (RGB in [0, 1]).
-_CLASS_COLORS = {"margin": (1.0, 0.843, 0.0), "foreground": (0.157, 0.863, 0.235),
-                 "background": (0.941, 0.157, 0.157)}
+_CLASS_COLORS = {
+    "margin": (1.0, 0.843, 0.0),
+    "foreground": (0.157, 0.863, 0.235),
+    "background": (0.941, 0.157, 0.157),
+}
 
 _LPS_FROM_RAS = np.array([-1.0, -1.0, 1.0])
 
@@ -68,6 +83,7 @@ class Markups:
 # ---------------------------------------------------------------------------
 # Slicer files
 # ---------------------------------------------------------------------------
+
 
 def read_markups(path: str | os.PathLike) -> list[Markups]:
     """Read the point lists of a 3D Slicer markups file (``*.mrk.json``).
@@ -106,20 +122,23 @@ def read_markups(path: str | os.PathLike) -> list[Markups]:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except RecursionError:
-        raise InvalidInputError(f"markups file {str(p)!r} is nested too deeply to be a Slicer "
-                                "markups file") from None
+        raise InvalidInputError(
+            f"markups file {str(p)!r} is nested too deeply to be a Slicer markups file"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"markups file {str(p)!r} is not valid JSON: {exc}") from None
     check_json_numbers(data, f"markups file {str(p)!r}")
     if not isinstance(data, dict) or not isinstance(data.get("markups"), list):
         raise InvalidInputError(
-            f"{str(p)!r} is not a Slicer markups file: it has no 'markups' list")
+            f"{str(p)!r} is not a Slicer markups file: it has no 'markups' list"
+        )
     schema = data.get("@schema")
     if not isinstance(schema, str) or not _SCHEMA_PATTERN.search(schema):
         raise InvalidInputError(
             f"{str(p)!r} is not a Slicer markups file of schema 1.x: '@schema' is {schema!r}, "
-            f"expected {SLICER_SCHEMA!r} (other 1.x versions are accepted)")
-    default_name = p.name[:-len(".mrk.json")] if p.name.endswith(".mrk.json") else p.stem
+            f"expected {SLICER_SCHEMA!r} (other 1.x versions are accepted)"
+        )
+    default_name = p.name[: -len(".mrk.json")] if p.name.endswith(".mrk.json") else p.stem
     return [_read_node(node, n, default_name, p) for n, node in enumerate(data["markups"], start=1)]
 
 
@@ -131,7 +150,8 @@ def _read_node(node, n: int, default_name: str, path: Path) -> Markups:
     if kind != "Fiducial":
         raise InvalidInputError(
             f"{where} has type {kind!r}; only point lists (type 'Fiducial') hold clicks: "
-            f"place the points with Slicer's point list tool")
+            f"place the points with Slicer's point list tool"
+        )
     system = node.get("coordinateSystem", "LPS")
     if system not in _ORIENTATION:
         raise InvalidInputError(f"{where}: coordinateSystem must be 'LPS' or 'RAS', got {system!r}")
@@ -141,7 +161,8 @@ def _read_node(node, n: int, default_name: str, path: Path) -> Markups:
     if units != "mm":
         raise InvalidInputError(
             f"{where}: coordinateUnits is {node.get('coordinateUnits')!r}; only millimetres "
-            f"('mm') are supported")
+            f"('mm') are supported"
+        )
     controls = node.get("controlPoints", [])
     if not isinstance(controls, list):
         raise InvalidInputError(f"{where}: controlPoints must be a list")
@@ -152,12 +173,16 @@ def _read_node(node, n: int, default_name: str, path: Path) -> Markups:
         if cp.get("positionStatus", "defined") != "defined":
             continue  # Slicer writes "position": "" for these
         pos = cp.get("position")
-        if (not isinstance(pos, list) or len(pos) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)
-                or not np.all(np.isfinite(pos))):
+        if (
+            not isinstance(pos, list)
+            or len(pos) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)
+            or not np.all(np.isfinite(pos))
+        ):
             raise InvalidInputError(
                 f"{where}: control point {k} ({cp.get('label', '')!r}) has position {pos!r}; "
-                f"expected 3 finite numbers")
+                f"expected 3 finite numbers"
+            )
         points.append(pos)
         labels.append(str(cp.get("label", "")))
     xyz = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -167,9 +192,15 @@ def _read_node(node, n: int, default_name: str, path: Path) -> Markups:
     return Markups(name=str(node.get("name") or default_name), points=xyz, labels=tuple(labels))
 
 
-def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
-                  labels: Sequence[str] | None = None, coordinate_system: str = "LPS",
-                  color: Sequence[float] | None = None) -> None:
+def write_markups(
+    path: str | os.PathLike,
+    points_xyz,
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    coordinate_system: str = "LPS",
+    color: Sequence[float] | None = None,
+) -> None:
     """Write points as a 3D Slicer point list file (one markups node), atomically.
 
     Parameters
@@ -200,18 +231,23 @@ def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
         xyz = xyz.reshape(0, 3)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise InvalidInputError(
-            f"points_xyz must be an (N, 3) array of LPS (x, y, z) mm, got shape {xyz.shape}")
+            f"points_xyz must be an (N, 3) array of LPS (x, y, z) mm, got shape {xyz.shape}"
+        )
     if not np.all(np.isfinite(xyz)):
         raise InvalidInputError("points_xyz contains NaN or infinite coordinates")
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
-    labels = [f"{name}-{k}" for k in range(1, len(xyz) + 1)] if labels is None else \
-        [str(label) for label in labels]
+    labels = (
+        [f"{name}-{k}" for k in range(1, len(xyz) + 1)]
+        if labels is None
+        else [str(label) for label in labels]
+    )
     if len(labels) != len(xyz):
         raise InvalidInputError(f"got {len(labels)} labels for {len(xyz)} points")
     if coordinate_system not in _ORIENTATION:
         raise InvalidInputError(
-            f"coordinate_system must be 'LPS' or 'RAS', got {coordinate_system!r}")
+            f"coordinate_system must be 'LPS' or 'RAS', got {coordinate_system!r}"
+        )
     if coordinate_system == "RAS":
         xyz = xyz * _LPS_FROM_RAS
     node = {
@@ -224,9 +260,18 @@ def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
         "labelFormat": "%N-%d",
         "lastUsedControlPointNumber": len(xyz),
         "controlPoints": [
-            {"id": str(k), "label": label, "description": "", "associatedNodeID": "",
-             "position": [float(v) for v in pos], "orientation": _ORIENTATION[coordinate_system],
-             "selected": True, "locked": False, "visibility": True, "positionStatus": "defined"}
+            {
+                "id": str(k),
+                "label": label,
+                "description": "",
+                "associatedNodeID": "",
+                "position": [float(v) for v in pos],
+                "orientation": _ORIENTATION[coordinate_system],
+                "selected": True,
+                "locked": False,
+                "visibility": True,
+                "positionStatus": "defined",
+            }
             for k, (pos, label) in enumerate(zip(xyz, labels), start=1)
         ],
         "measurements": [],
@@ -244,9 +289,18 @@ def write_markups(path: str | os.PathLike, points_xyz, *, name: str,
 # conversion to and from clicks
 # ---------------------------------------------------------------------------
 
-def clicks_from_markups(image, margin, foreground=(), background=(), *, model=None,
-                        lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
-                        method: str = "ifgc") -> tuple[dict, float]:
+
+def clicks_from_markups(
+    image,
+    margin,
+    foreground=(),
+    background=(),
+    *,
+    model=None,
+    lam: float = DEFAULT_LAM,
+    sigma: float = DEFAULT_SIGMA,
+    method: str = "ifgc",
+) -> tuple[dict, float]:
     """A clicks dict (as `Session.clicks_dict` makes) from Slicer points placed on ``image``.
 
     Parameters
@@ -300,8 +354,7 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
     image = _as_image(image)
     lam, sigma, method = Session._check_params(lam, sigma, method)
     snapped, moved = {}, [0.0]
-    for what, given in (("margin", margin), ("foreground", foreground),
-                        ("background", background)):
+    for what, given in (("margin", margin), ("foreground", foreground), ("background", background)):
         xyz, labels = _as_xyz(given, what)
         snapped[what], furthest = _snap(image, xyz, labels, what)
         moved.append(furthest)
@@ -311,16 +364,23 @@ def clicks_from_markups(image, margin, foreground=(), background=(), *, model=No
         i, j = (int(v) for v in np.argwhere(both)[0])
         raise InvalidInputError(
             f"foreground point {i + 1} and background point {j + 1} fall in the same voxel "
-            f"{tuple(int(v) for v in fg[i])} (array order); move or remove one of them")
+            f"{tuple(int(v) for v in fg[i])} (array order); move or remove one of them"
+        )
     need = MIN_POINTS[image.ndim]
     if len(snapped["margin"]) < need:
         raise InvalidInputError(
             f"a {image.ndim}D image needs at least {need} interior margin points, got "
-            f"{len(snapped['margin'])}")
+            f"{len(snapped['margin'])}"
+        )
 
     params = {"lam": lam, "sigma": sigma, "method": method}
-    clicks = clicks_document(image, _model_ref_for(model, image), params, snapped["margin"],
-                             [(fg, bg, params)] if len(fg) + len(bg) else [])
+    clicks = clicks_document(
+        image,
+        _model_ref_for(model, image),
+        params,
+        snapped["margin"],
+        [(fg, bg, params)] if len(fg) + len(bg) else [],
+    )
     return clicks_from_dict(clicks), max(moved)
 
 
@@ -333,7 +393,8 @@ def _as_xyz(points, what: str) -> tuple[np.ndarray, tuple[str, ...]]:
         return np.zeros((0, 3)), ()
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise InvalidInputError(
-            f"{what} points must be an (N, 3) array of LPS (x, y, z) mm, got shape {xyz.shape}")
+            f"{what} points must be an (N, 3) array of LPS (x, y, z) mm, got shape {xyz.shape}"
+        )
     if not np.all(np.isfinite(xyz)):
         raise InvalidInputError(f"{what} points contain NaN or infinite coordinates")
     return xyz, ("",) * len(xyz)
@@ -345,8 +406,7 @@ def _point_name(what: str, k: int, labels: Sequence[str], xyz: np.ndarray) -> st
     return f"{what} point {k + 1}{label} at LPS ({x:.2f}, {y:.2f}, {z:.2f}) mm"
 
 
-def _snap(image, xyz: np.ndarray, labels: Sequence[str],
-          what: str) -> tuple[np.ndarray, float]:
+def _snap(image, xyz: np.ndarray, labels: Sequence[str], what: str) -> tuple[np.ndarray, float]:
     """Indices (array order) of the voxels holding LPS points, and the largest move in mm."""
     if not len(xyz):
         return np.zeros((0, image.ndim), np.int64), 0.0
@@ -356,16 +416,18 @@ def _snap(image, xyz: np.ndarray, labels: Sequence[str],
             k = int(np.argmax(off))
             raise InvalidInputError(
                 f"{_point_name(what, k, labels, xyz)} is {abs(xyz[k, 2]):.3g} mm off the plane "
-                f"z = 0 of the 2D image (at most {PLANE_TOLERANCE_MM} mm is accepted)")
-    index = np.rint(image.physical_to_index(xyz[:, :image.ndim][:, ::-1])).astype(np.int64)
+                f"z = 0 of the 2D image (at most {PLANE_TOLERANCE_MM} mm is accepted)"
+            )
+    index = np.rint(image.physical_to_index(xyz[:, : image.ndim][:, ::-1])).astype(np.int64)
     outside = np.any((index < 0) | (index >= np.asarray(image.shape)), axis=1)
     if np.any(outside):
         k = int(np.argmax(outside))
         raise InvalidInputError(
             f"{_point_name(what, k, labels, xyz)} lies outside the image: its voxel would be "
-            f"{tuple(int(v) for v in index[k])} (array order) in an image of shape {image.shape}")
+            f"{tuple(int(v) for v in index[k])} (array order) in an image of shape {image.shape}"
+        )
     centres = np.zeros_like(xyz)
-    centres[:, :image.ndim] = image.index_to_physical(index)[:, ::-1]
+    centres[:, : image.ndim] = image.index_to_physical(index)[:, ::-1]
     return index, float(np.max(np.linalg.norm(xyz - centres, axis=1)))
 
 
@@ -383,16 +445,21 @@ def _model_ref_for(model, image) -> dict:
         dims, channels = card["architecture"].get("spatial_dims"), card["image_channels"]
         ref = {"name": str(card.get("name", pt.stem)), "sha256": file_sha256(pt)}
     else:
-        dims, channels = getattr(model, "spatial_dims", None), getattr(model, "image_channels", None)
+        dims, channels = (
+            getattr(model, "spatial_dims", None),
+            getattr(model, "image_channels", None),
+        )
         ref = model_ref(model)
     if dims != image.ndim:
         raise InvalidInputError(
             f"model {ref['name']!r} is a {dims}D model but the image is {image.ndim}D; "
-            f"use a {image.ndim}D model")
+            f"use a {image.ndim}D model"
+        )
     if channels != image.channels:
         raise InvalidInputError(
             f"model {ref['name']!r} expects {channels} image channel(s), the image has "
-            f"{image.channels}")
+            f"{image.channels}"
+        )
     return ref
 
 
@@ -433,11 +500,14 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
         if arr.ndim != 2 or arr.shape[1] != ndim:
             raise InvalidInputError(
                 f"clicks file: {what} must be points with {ndim} coordinates (the image is "
-                f"{ndim}D), got an array of shape {arr.shape}")
+                f"{ndim}D), got an array of shape {arr.shape}"
+            )
         return np.column_stack([arr, np.zeros(len(arr))]) if ndim == 2 else arr
 
-    rounds = [(xyz(r["foreground"], "foreground clicks"), xyz(r["background"], "background clicks"))
-              for r in data["rounds"]]
+    rounds = [
+        (xyz(r["foreground"], "foreground clicks"), xyz(r["background"], "background clicks"))
+        for r in data["rounds"]
+    ]
     # a later click of the other class on the same point overrides an earlier one (as in
     # `Session.clicks_in_force`): only the clicks still in force are exported
     last: dict[tuple[float, ...], bool] = {}  # rounded point -> foreground
@@ -460,45 +530,73 @@ def markups_from_clicks(clicks) -> dict[str, np.ndarray]:
 # CLI hooks (wired by midseg.cli)
 # ---------------------------------------------------------------------------
 
+
 def markups_add_arguments(parser) -> None:
     parser.description += (
         "\n\nPoints cross as 3D Slicer point lists (.mrk.json, schema 1.x, LPS or RAS,\n"
         "mm): one file per class (interior margin points, foreground clicks,\n"
-        "background clicks).")
+        "background clicks)."
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     export = actions.add_parser(
-        "export", help="write the points of a clicks file as Slicer point lists",
+        "export",
+        help="write the points of a clicks file as Slicer point lists",
         description="Write PREFIX.margin.mrk.json, PREFIX.foreground.mrk.json and "
-                    "PREFIX.background.mrk.json (a class without points gets no file). The "
-                    "clicks of all rounds are merged; points of a 2D image get z = 0.")
+        "PREFIX.background.mrk.json (a class without points gets no file). The "
+        "clicks of all rounds are merged; points of a 2D image get z = 0.",
+    )
     export.add_argument("clicks", help="clicks JSON written by midseg")
-    export.add_argument("--out-prefix", required=True, metavar="PREFIX",
-                        help="path prefix of the files to write")
-    export.add_argument("--coordinate-system", choices=sorted(_ORIENTATION), default="LPS",
-                        help="coordinate system of the positions in the files (default: LPS)")
+    export.add_argument(
+        "--out-prefix", required=True, metavar="PREFIX", help="path prefix of the files to write"
+    )
+    export.add_argument(
+        "--coordinate-system",
+        choices=sorted(_ORIENTATION),
+        default="LPS",
+        help="coordinate system of the positions in the files (default: LPS)",
+    )
     export.set_defaults(markups_action=_export_run)
     imp = actions.add_parser(
-        "import", help="make a clicks file from Slicer point lists",
+        "import",
+        help="make a clicks file from Slicer point lists",
         description="Write a clicks file that `midseg segment` and Session.from_clicks replay: "
-                    "the margin points start the session, foreground and background clicks "
-                    "form one round. Each file must hold one point list. Points are moved to "
-                    "the centre of the voxel holding them; points of a 2D image must lie within "
-                    f"{PLANE_TOLERANCE_MM} mm of the plane z = 0.")
-    imp.add_argument("--image", required=True, metavar="IMG",
-                     help="image file or DICOM directory the points were placed on")
-    imp.add_argument("--margin", required=True, metavar="M.mrk.json",
-                     help="point list of the interior margin points")
+        "the margin points start the session, foreground and background clicks "
+        "form one round. Each file must hold one point list. Points are moved to "
+        "the centre of the voxel holding them; points of a 2D image must lie within "
+        f"{PLANE_TOLERANCE_MM} mm of the plane z = 0.",
+    )
+    imp.add_argument(
+        "--image",
+        required=True,
+        metavar="IMG",
+        help="image file or DICOM directory the points were placed on",
+    )
+    imp.add_argument(
+        "--margin",
+        required=True,
+        metavar="M.mrk.json",
+        help="point list of the interior margin points",
+    )
     imp.add_argument("--foreground", metavar="F.mrk.json", help="point list of foreground clicks")
     imp.add_argument("--background", metavar="B.mrk.json", help="point list of background clicks")
-    imp.add_argument("--model", metavar="MODEL",
-                     help="model recorded for the replay: 2d, 3d or a .pt path "
-                          "(default: the shipped one of the image's dimensionality)")
-    imp.add_argument("--method", default="ifgc", help="refinement: ifgc (default), ifgc-paper or gc")
+    imp.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="model recorded for the replay: 2d, 3d or a .pt path "
+        "(default: the shipped one of the image's dimensionality)",
+    )
+    imp.add_argument(
+        "--method", default="ifgc", help="refinement: ifgc (default), ifgc-paper or gc"
+    )
     imp.add_argument("--out", required=True, metavar="CLICKS.json", help="clicks JSON to write")
     imp.set_defaults(markups_action=_import_run)
     for sub in (export, imp):
-        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                         help="show full tracebacks on errors")
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show full tracebacks on errors",
+        )
 
 
 def markups_run(args) -> int:
@@ -512,11 +610,19 @@ def _export_run(args) -> int:
             empty.append(what)
             continue
         path = Path(f"{args.out_prefix}.{what}.mrk.json")
-        write_markups(path, xyz, name=what, coordinate_system=args.coordinate_system,
-                      color=_CLASS_COLORS[what])
+        write_markups(
+            path,
+            xyz,
+            name=what,
+            coordinate_system=args.coordinate_system,
+            color=_CLASS_COLORS[what],
+        )
         written.append(f"{path} ({len(xyz)} point{'s' if len(xyz) > 1 else ''})")
-    print("wrote " + ", ".join(written)
-          + (f"; no {' or '.join(empty)} points, no file for them" if empty else ""))
+    print(
+        "wrote "
+        + ", ".join(written)
+        + (f"; no {' or '.join(empty)} points, no file for them" if empty else "")
+    )
     return 0
 
 
@@ -524,7 +630,8 @@ def _one_point_list(path: str, what: str) -> Markups:
     lists = read_markups(path)
     if len(lists) != 1:
         raise InvalidInputError(
-            f"{what} file {path!r} holds {len(lists)} point lists; give one point list per file")
+            f"{what} file {path!r} holds {len(lists)} point lists; give one point list per file"
+        )
     return lists[0]
 
 
@@ -534,12 +641,19 @@ def _import_run(args) -> int:
     image = read_image(args.image)
     given = {"margin": args.margin, "foreground": args.foreground, "background": args.background}
     points = {what: _one_point_list(path, what) if path else () for what, path in given.items()}
-    clicks, max_snap = clicks_from_markups(image, points["margin"], points["foreground"],
-                                           points["background"], model=args.model,
-                                           method=args.method)
+    clicks, max_snap = clicks_from_markups(
+        image,
+        points["margin"],
+        points["foreground"],
+        points["background"],
+        model=args.model,
+        method=args.method,
+    )
     write_json_atomic(Path(args.out), clicks)
     n_fg = sum(len(r["foreground"]) for r in clicks["rounds"])
     n_bg = sum(len(r["background"]) for r in clicks["rounds"])
-    print(f"wrote {args.out}: {len(clicks['margin_points'])} margin points, {n_fg} foreground "
-          f"and {n_bg} background clicks; largest move to a voxel centre {max_snap:.2f} mm")
+    print(
+        f"wrote {args.out}: {len(clicks['margin_points'])} margin points, {n_fg} foreground "
+        f"and {n_bg} background clicks; largest move to a voxel centre {max_snap:.2f} mm"
+    )
     return 0

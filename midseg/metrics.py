@@ -3,6 +3,7 @@
 Masks are 2D (Y, X) or 3D (Z, Y, X) arrays (nonzero = foreground); spacing
 is in the same axis order. Empty masks have a fixed, documented answer.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -13,8 +14,16 @@ from scipy import ndimage
 from ._checks import SpacingLike, as_spacing
 from .errors import InvalidInputError
 
-__all__ = ["dice", "assd", "hd95", "surface_distances", "clicks_to_reach", "noc", "auc",
-           "consistent_improvement"]
+__all__ = [
+    "dice",
+    "assd",
+    "hd95",
+    "surface_distances",
+    "clicks_to_reach",
+    "noc",
+    "auc",
+    "consistent_improvement",
+]
 
 
 def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +31,8 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     b = np.asarray(b)
     if a.shape != b.shape:
         raise InvalidInputError(
-            f"prediction and reference must have the same shape, got {a.shape} and {b.shape}")
+            f"prediction and reference must have the same shape, got {a.shape} and {b.shape}"
+        )
     if a.ndim not in (2, 3):
         raise InvalidInputError(f"masks must be 2D or 3D, got shape {a.shape}")
     return a != 0, b != 0
@@ -58,8 +68,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
-def surface_distances(pred: np.ndarray, ref: np.ndarray,
-                      spacing: SpacingLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(
+    pred: np.ndarray, ref: np.ndarray, spacing: SpacingLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances (physical units) from each surface voxel of one mask to the other's surface.
 
     Returns
@@ -204,12 +215,13 @@ def auc(dices: Sequence[float], clicks: int = 10) -> float:
     d = [float(v) for v in dices]
     if not d:
         raise InvalidInputError("auc needs at least one Dice value")
-    d = (d + [d[-1]] * (clicks + 1 - len(d)))[:clicks + 1]
+    d = (d + [d[-1]] * (clicks + 1 - len(d)))[: clicks + 1]
     return float(np.mean(d))
 
 
-def consistent_improvement(dices: Sequence[float],
-                           made: Sequence[bool] | None = None) -> tuple[int, int]:
+def consistent_improvement(
+    dices: Sequence[float], made: Sequence[bool] | None = None
+) -> tuple[int, int]:
     """Clicks that raised Dice, and clicks made, over ``dices[1:]``.
 
     Parameters
@@ -229,4 +241,4 @@ def consistent_improvement(dices: Sequence[float],
     d = [float(v) for v in dices]
     flags = list(made) if made is not None else [True] * (len(d) - 1)
     up = sum(1 for k in range(1, len(d)) if flags[k - 1] and d[k] > d[k - 1])
-    return up, sum(bool(f) for f in flags[:len(d) - 1])
+    return up, sum(bool(f) for f in flags[: len(d) - 1])

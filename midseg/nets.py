@@ -4,6 +4,7 @@
 parametrised by ``spatial_dims``. It must not load files: weights are handled by
 `midseg.models` and written by `midseg.train`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,13 +41,17 @@ class _TwoConv(nn.Sequential):
     def __init__(self, spatial_dims: int, cin: int, cout: int, slope: float, dropout: float):
         conv, norm = _conv(spatial_dims), _norm(spatial_dims)
         layers: list[nn.Module] = [
-            conv(cin, cout, 3, padding=1), norm(cout, affine=True),
+            conv(cin, cout, 3, padding=1),
+            norm(cout, affine=True),
             nn.LeakyReLU(slope, inplace=True),
         ]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers += [conv(cout, cout, 3, padding=1), norm(cout, affine=True),
-                   nn.LeakyReLU(slope, inplace=True)]
+        layers += [
+            conv(cout, cout, 3, padding=1),
+            norm(cout, affine=True),
+            nn.LeakyReLU(slope, inplace=True),
+        ]
         super().__init__(*layers)
 
 
@@ -61,8 +66,9 @@ class _Down(nn.Sequential):
 class _UpCat(nn.Module):
     """2x transposed-conv up-sampling, concatenation with the skip, `_TwoConv`."""
 
-    def __init__(self, spatial_dims: int, cin: int, cskip: int, cout: int, slope: float,
-                 dropout: float):
+    def __init__(
+        self, spatial_dims: int, cin: int, cskip: int, cout: int, slope: float, dropout: float
+    ):
         super().__init__()
         up = nn.ConvTranspose2d if spatial_dims == 2 else nn.ConvTranspose3d
         self.up = up(cin, cin // 2, kernel_size=2, stride=2)
@@ -113,9 +119,16 @@ class UNet(nn.Module):
     torch.Size([1, 2, 64, 64])
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int = 2,
-                 base: int | None = None, depth: int = DEFAULT_DEPTH,
-                 negative_slope: float = 0.1, dropout: float = 0.0):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int = 2,
+        base: int | None = None,
+        depth: int = DEFAULT_DEPTH,
+        negative_slope: float = 0.1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise InvalidInputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -123,7 +136,8 @@ class UNet(nn.Module):
             raise InvalidInputError(f"in_channels must be >= 1, got {in_channels!r}")
         if out_channels not in (1, 2):
             raise InvalidInputError(
-                f"out_channels must be 1 (sigmoid) or 2 (softmax), got {out_channels!r}")
+                f"out_channels must be 1 (sigmoid) or 2 (softmax), got {out_channels!r}"
+            )
         base = DEFAULT_BASE[spatial_dims] if base is None else int(base)
         if base < 2 or base % 2:
             raise InvalidInputError(f"base must be an even width >= 2, got {base!r}")
@@ -137,19 +151,26 @@ class UNet(nn.Module):
         self.base = base
         self.depth = int(depth)
         self.config: dict[str, Any] = dict(
-            spatial_dims=self.spatial_dims, in_channels=self.in_channels,
-            out_channels=self.out_channels, base=base, depth=self.depth,
-            negative_slope=float(negative_slope), dropout=float(dropout))
+            spatial_dims=self.spatial_dims,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            base=base,
+            depth=self.depth,
+            negative_slope=float(negative_slope),
+            dropout=float(dropout),
+        )
 
-        widths = [base * 2 ** k for k in range(self.depth + 1)]
+        widths = [base * 2**k for k in range(self.depth + 1)]
         self.widths = tuple(widths)
         self.inc = _TwoConv(spatial_dims, self.in_channels, widths[0], negative_slope, dropout)
         self.downs = nn.ModuleList(
             _Down(spatial_dims, widths[k], widths[k + 1], negative_slope, dropout)
-            for k in range(self.depth))
+            for k in range(self.depth)
+        )
         self.ups = nn.ModuleList(
             _UpCat(spatial_dims, widths[k + 1], widths[k], widths[k], negative_slope, dropout)
-            for k in reversed(range(self.depth)))
+            for k in reversed(range(self.depth))
+        )
         self.head = _conv(spatial_dims)(widths[0], self.out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,9 +179,10 @@ class UNet(nn.Module):
             raise InvalidInputError(
                 f"expected input of shape (B, {self.in_channels}, "
                 f"{', '.join('*' * self.spatial_dims)}) for a {self.spatial_dims}D UNet, "
-                f"got {tuple(x.shape)}")
+                f"got {tuple(x.shape)}"
+            )
         size = x.shape[2:]
-        mult = 2 ** self.depth
+        mult = 2**self.depth
         pad = [(-s) % mult for s in size]
         if any(pad):
             # F.pad takes (last_lo, last_hi, ..., first_lo, first_hi).
@@ -186,5 +208,7 @@ class UNet(nn.Module):
         return torch.sigmoid(logits[:, 0])
 
     def extra_repr(self) -> str:
-        return (f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, "
-                f"out_channels={self.out_channels}, widths={self.widths}")
+        return (
+            f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}, widths={self.widths}"
+        )

@@ -4,6 +4,7 @@ Lives here: random walker, graph cut on intensity, region growing and geodesic s
 segmentation, all as ``segment(image, fg_points, bg_points, *, spacing, box) -> mask``.
 Used by `midseg.evaluate` only; must not import torch nor call the CNN.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -11,12 +12,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, SpacingLike, as_points, as_spacing,
-                      check_spatial)
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, SpacingLike, as_points, as_spacing, check_spatial
 from .errors import InvalidInputError
 
-__all__ = ["PEERS", "PEER_CONFIG", "random_walker", "graph_cut", "region_growing",
-           "geodesic", "seed_labels", "normalise_crop"]
+__all__ = [
+    "PEERS",
+    "PEER_CONFIG",
+    "random_walker",
+    "graph_cut",
+    "region_growing",
+    "geodesic",
+    "seed_labels",
+    "normalise_crop",
+]
 
 #: Radius of the ball painted around every random-walker seed point, in units of the
 #: smallest spacing (an ellipsoid in voxels when the spacing is anisotropic; never less
@@ -43,27 +51,32 @@ PEER_CONFIG: dict[str, str] = {
         f"{RW_SEED_RADIUS:g} x the smallest spacing (an ellipsoid in voxels when "
         "anisotropic, at least the point's voxel), clipped to the crop; a voxel in both a "
         "fg and a bg ball is unlabelled, the points keep their labels; the crop's border, "
-        "where inside the image, is bg; labels 1 = fg, 2 = bg; mask = label 1"),
+        "where inside the image, is bg; labels 1 = fg, 2 = bg; mask = label 1"
+    ),
     "graph-cut": (
         "Boykov-Jolly graph cut: unary = -log of a two-class Gaussian intensity model "
         "(mean/sd of the [0, 1]-normalised crop in the 3x3(x3) neighbourhoods of the fg "
         "seeds and on the bg seeds, box border included; sd >= 0.05), pairwise = "
         "midseg.refine.graph_cut's lam*exp(-dI^2/2sigma^2)/dist with lam=5, sigma=0.1, "
         "8-/6-connectivity; the seed voxels (single voxels, no balls) are hard "
-        "constraints (PyMaxflow)"),
+        "constraints (PyMaxflow)"
+    ),
     "region-growing": (
         "SimpleITK ConfidenceConnected(numberOfIterations=3, multiplier=2.5, "
         "initialNeighborhoodRadius=1, replaceValue=1) from the fg seeds on the crop; "
         "bg seeds become barriers (a ball of radius 2 voxels set outside every interval); "
-        "fg seeds forced to 1"),
+        "fg seeds forced to 1"
+    ),
     "geodesic": (
         "midseg.geodesic.geodesic_distance(lamb=0.99, spacing in units of the smallest) "
         "to the fg seeds and to the bg seeds on the [0, 1]-normalised crop; "
-        "a voxel is foreground when strictly nearer to the fg seeds"),
+        "a voxel is foreground when strictly nearer to the fg seeds"
+    ),
 }
 
 
 # ------------------------------------------------------------------------- helpers
+
 
 def normalise_crop(crop: np.ndarray) -> np.ndarray:
     """Robust [0, 1] normalisation: clip to the 0.5th-99.5th percentile, then min-max.
@@ -105,7 +118,7 @@ def _ball_offsets(radius: float, spacing: np.ndarray) -> np.ndarray:
     reach = [int(np.floor(radius / u)) for u in unit]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
     offs = np.stack([g.ravel() for g in grids], axis=1)
-    inside = ((offs * unit) ** 2).sum(axis=1) <= radius ** 2 + 1e-9
+    inside = ((offs * unit) ** 2).sum(axis=1) <= radius**2 + 1e-9
     return offs[inside]
 
 
@@ -119,9 +132,15 @@ def _paint_balls(shape: tuple[int, ...], points: np.ndarray, offsets: np.ndarray
     return out
 
 
-def seed_labels(box_shape: tuple[int, ...], fg: np.ndarray, bg: np.ndarray, *,
-                open_faces: Sequence[tuple[bool, bool]] | None = None,
-                radius: float = 0.0, spacing: SpacingLike | None = None) -> np.ndarray:
+def seed_labels(
+    box_shape: tuple[int, ...],
+    fg: np.ndarray,
+    bg: np.ndarray,
+    *,
+    open_faces: Sequence[tuple[bool, bool]] | None = None,
+    radius: float = 0.0,
+    spacing: SpacingLike | None = None,
+) -> np.ndarray:
     """Seed label map of a crop: 1 foreground seeds, 2 background seeds, 0 unlabelled.
 
     The outer one-voxel shell of the crop is background (the relaxed box holds
@@ -207,8 +226,9 @@ def _prepare(image, fg_points, bg_points, spacing, box, seed_radius: float = 0.0
     origin = np.asarray(b.start)
     crop = normalise_crop(img[b.slices])
     faces = [(s > 0, e < n) for s, e, n in zip(b.start, b.stop, shape)]
-    labels = seed_labels(crop.shape, fg - origin, bg - origin, open_faces=faces,
-                         radius=seed_radius, spacing=sp)
+    labels = seed_labels(
+        crop.shape, fg - origin, bg - origin, open_faces=faces, radius=seed_radius, spacing=sp
+    )
     return crop, labels, sp, b
 
 
@@ -220,6 +240,7 @@ def _paste(mask_crop: np.ndarray, shape, box) -> np.ndarray:
 
 # --------------------------------------------------------------------------- peers
 
+
 def _rw_mode() -> str:
     """skimage's solver: ``"cg_mg"`` (multigrid-preconditioned CG) with pyamg, else ``"cg_j"``."""
     try:
@@ -229,8 +250,9 @@ def _rw_mode() -> str:
     return "cg_mg"
 
 
-def random_walker(image: np.ndarray, fg_points, bg_points=(), *,
-                  spacing: SpacingLike | None = None, box=None) -> np.ndarray:
+def random_walker(
+    image: np.ndarray, fg_points, bg_points=(), *, spacing: SpacingLike | None = None, box=None
+) -> np.ndarray:
     """Random walker segmentation (Grady 2006) from seeds, on the relaxed-box crop.
 
     Runs `skimage.segmentation.random_walker` at the crop's full resolution
@@ -277,16 +299,24 @@ def random_walker(image: np.ndarray, fg_points, bg_points=(), *,
     """
     from skimage.segmentation import random_walker as _rw
 
-    crop, labels, sp, b = _prepare(image, fg_points, bg_points, spacing, box,
-                                   seed_radius=RW_SEED_RADIUS)
+    crop, labels, sp, b = _prepare(
+        image, fg_points, bg_points, spacing, box, seed_radius=RW_SEED_RADIUS
+    )
     if crop.max() == crop.min():
         # a constant crop has no edges: the walker probabilities are undefined
         return _paste(labels == 1, np.shape(image), b)
     with warnings.catch_warnings():
         # round-off can leave probabilities a hair outside [0, 1]; the labels are unaffected
         warnings.filterwarnings("ignore", message="The probability range is outside")
-        out = _rw(crop, labels.astype(np.int32), beta=RW_BETA[crop.ndim], mode=_rw_mode(),
-                  tol=RW_TOL, spacing=sp, return_full_prob=False)
+        out = _rw(
+            crop,
+            labels.astype(np.int32),
+            beta=RW_BETA[crop.ndim],
+            mode=_rw_mode(),
+            tol=RW_TOL,
+            spacing=sp,
+            return_full_prob=False,
+        )
     return _paste(out == 1, np.shape(image), b)
 
 
@@ -298,9 +328,16 @@ def _neighbourhood_values(crop: np.ndarray, points: np.ndarray, radius: int = 1)
     return np.concatenate(vals) if vals else np.zeros(0)
 
 
-def graph_cut(image: np.ndarray, fg_points, bg_points=(), *,
-              spacing: SpacingLike | None = None, box=None,
-              lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA) -> np.ndarray:
+def graph_cut(
+    image: np.ndarray,
+    fg_points,
+    bg_points=(),
+    *,
+    spacing: SpacingLike | None = None,
+    box=None,
+    lam: float = DEFAULT_LAM,
+    sigma: float = DEFAULT_SIGMA,
+) -> np.ndarray:
     """Interactive graph cut on intensity (Boykov & Jolly 2001), on the relaxed-box crop.
 
     The unary term is the two-class Gaussian intensity model fitted to the
@@ -330,8 +367,9 @@ def graph_cut(image: np.ndarray, fg_points, bg_points=(), *,
     return _paste(mask, np.shape(image), b)
 
 
-def region_growing(image: np.ndarray, fg_points, bg_points=(), *,
-                   spacing: SpacingLike | None = None, box=None) -> np.ndarray:
+def region_growing(
+    image: np.ndarray, fg_points, bg_points=(), *, spacing: SpacingLike | None = None, box=None
+) -> np.ndarray:
     """Confidence-connected region growing (SimpleITK) from the foreground seeds.
 
     Background seeds cannot be expressed in region growing directly; each
@@ -359,24 +397,32 @@ def region_growing(image: np.ndarray, fg_points, bg_points=(), *,
     clicks = explicit_bg[~shell[tuple(explicit_bg.T)]] if len(explicit_bg) else explicit_bg
     if len(clicks):
         barrier[tuple(clicks.T)] = True
-        barrier = ndi.binary_dilation(barrier, ndi.generate_binary_structure(crop.ndim, 1),
-                                      iterations=2)
+        barrier = ndi.binary_dilation(
+            barrier, ndi.generate_binary_structure(crop.ndim, 1), iterations=2
+        )
     fg = np.argwhere(labels == 1)
     barrier[tuple(fg.T)] = False
     work[barrier] = -1e6
     img = sitk.GetImageFromArray(work)
     img.SetSpacing(tuple(float(s) for s in sp[::-1]))
     seeds = [tuple(int(v) for v in p[::-1]) for p in fg]
-    out = sitk.ConfidenceConnected(img, seedList=seeds, numberOfIterations=3, multiplier=2.5,
-                                   initialNeighborhoodRadius=1, replaceValue=1)
+    out = sitk.ConfidenceConnected(
+        img,
+        seedList=seeds,
+        numberOfIterations=3,
+        multiplier=2.5,
+        initialNeighborhoodRadius=1,
+        replaceValue=1,
+    )
     mask = sitk.GetArrayFromImage(out).astype(bool)
     mask[barrier] = False
     mask[tuple(fg.T)] = True
     return _paste(mask, np.shape(image), b)
 
 
-def geodesic(image: np.ndarray, fg_points, bg_points=(), *,
-             spacing: SpacingLike | None = None, box=None) -> np.ndarray:
+def geodesic(
+    image: np.ndarray, fg_points, bg_points=(), *, spacing: SpacingLike | None = None, box=None
+) -> np.ndarray:
     """Geodesic seeded segmentation: each voxel takes the label of its geodesically nearer seeds.
 
     Distances are `midseg.geodesic.geodesic_distance` (``lamb=0.99``) on the

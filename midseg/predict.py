@@ -3,6 +3,7 @@
 `prepare_input` builds the network input exactly as `midseg.train` does, so the
 two cannot drift apart. This module loads no files: it takes a loaded model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,15 @@ import numpy as np
 from ._checks import SpacingLike, as_points, as_spacing, check_spatial
 from .errors import InvalidInputError, ModelError
 
-__all__ = ["Stage1Result", "GridInput", "predict_probability", "prepare_input",
-           "crop_to_grid", "add_cue", "CUE_NONE"]
+__all__ = [
+    "Stage1Result",
+    "GridInput",
+    "predict_probability",
+    "prepare_input",
+    "crop_to_grid",
+    "add_cue",
+    "CUE_NONE",
+]
 
 #: Cue name meaning "no cue channel": the network sees the cropped image only
 #: (the paper's "BBox" baseline).
@@ -85,19 +93,27 @@ def _split_channels(image, channel_axis) -> tuple[np.ndarray, tuple[int, ...]]:
         return arr, arr.shape
     if channel_axis not in (0, -arr.ndim):
         raise InvalidInputError(
-            f"channel_axis must be None or 0 (channel first), got {channel_axis!r}")
+            f"channel_axis must be None or 0 (channel first), got {channel_axis!r}"
+        )
     if arr.ndim not in (3, 4):
         raise InvalidInputError(
-            f"a channel-first image must have shape (C, Y, X) or (C, Z, Y, X), got {arr.shape}")
+            f"a channel-first image must have shape (C, Y, X) or (C, Z, Y, X), got {arr.shape}"
+        )
     check_spatial(arr[0])
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise InvalidInputError("image contains NaN or infinite values")
     return arr, arr.shape[1:]
 
 
-def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
-                 spacing: SpacingLike | None = None, channel_axis: int | None = None,
-                 margin=None) -> GridInput:
+def crop_to_grid(
+    image: np.ndarray,
+    points,
+    grid_shape: Sequence[int],
+    *,
+    spacing: SpacingLike | None = None,
+    channel_axis: int | None = None,
+    margin=None,
+) -> GridInput:
     """Crop the relaxed bounding box of `points`, resize it to the grid and z-score it.
 
     Parameters
@@ -124,7 +140,8 @@ def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
     if len(grid_shape) != ndim:
         raise InvalidInputError(
             f"a {len(grid_shape)}D grid {grid_shape} cannot be used with a {ndim}D image "
-            f"of shape {shape}")
+            f"of shape {shape}"
+        )
     sp = as_spacing(spacing, ndim)
     pts = as_points(points, shape, name="margin points")
     kwargs = {} if margin is None else {"margin": margin}
@@ -137,12 +154,22 @@ def crop_to_grid(image: np.ndarray, points, grid_shape: Sequence[int], *,
         grid = crop.zscore(grid, channel_axis=0)
     grid_pts = np.asarray(transform.points_to_grid(pts), dtype=np.int64)
     grid_spacing = transform.grid_spacing(sp)
-    return GridInput(image=np.ascontiguousarray(grid, dtype=np.float32), points=grid_pts,
-                     transform=transform, spacing=grid_spacing)
+    return GridInput(
+        image=np.ascontiguousarray(grid, dtype=np.float32),
+        points=grid_pts,
+        transform=transform,
+        spacing=grid_spacing,
+    )
 
 
-def add_cue(grid_image: np.ndarray, grid_points: np.ndarray, cue: str, *,
-            spacing: SpacingLike | None = None, cue_params: dict | None = None) -> np.ndarray:
+def add_cue(
+    grid_image: np.ndarray,
+    grid_points: np.ndarray,
+    cue: str,
+    *,
+    spacing: SpacingLike | None = None,
+    cue_params: dict | None = None,
+) -> np.ndarray:
     """Append the cue map of the points to the channel-first grid image.
 
     Parameters
@@ -166,18 +193,33 @@ def add_cue(grid_image: np.ndarray, grid_points: np.ndarray, cue: str, *,
 
     c = grid_image.shape[0]
     img = grid_image[0] if c == 1 else grid_image
-    cmap = cues.cue_map(cue, img, grid_points, spacing=spacing,
-                        channel_axis=None if c == 1 else 0, **(cue_params or {}))
+    cmap = cues.cue_map(
+        cue,
+        img,
+        grid_points,
+        spacing=spacing,
+        channel_axis=None if c == 1 else 0,
+        **(cue_params or {}),
+    )
     out = np.concatenate([grid_image, np.asarray(cmap, dtype=np.float32)[None]], axis=0)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def prepare_input(image: np.ndarray, points, grid_shape: Sequence[int], cue: str, *,
-                  spacing=None, channel_axis=None, margin=None,
-                  cue_params: dict | None = None) -> tuple[np.ndarray, GridInput]:
+def prepare_input(
+    image: np.ndarray,
+    points,
+    grid_shape: Sequence[int],
+    cue: str,
+    *,
+    spacing=None,
+    channel_axis=None,
+    margin=None,
+    cue_params: dict | None = None,
+) -> tuple[np.ndarray, GridInput]:
     """Network input (channels first, float32) and the `GridInput` it came from."""
-    g = crop_to_grid(image, points, grid_shape, spacing=spacing, channel_axis=channel_axis,
-                     margin=margin)
+    g = crop_to_grid(
+        image, points, grid_shape, spacing=spacing, channel_axis=channel_axis, margin=margin
+    )
     return add_cue(g.image, g.points, cue, spacing=g.cue_spacing, cue_params=cue_params), g
 
 
@@ -185,12 +227,20 @@ def _check_model(model) -> None:
     for attr in ("net", "grid_shape", "cue", "spatial_dims", "in_channels"):
         if not hasattr(model, attr):
             raise ModelError(
-                f"model must be a loaded model (midseg.models.load_model), lacks {attr!r}")
+                f"model must be a loaded model (midseg.models.load_model), lacks {attr!r}"
+            )
 
 
-def predict_probability(image: np.ndarray, points, model, *, spacing=None,
-                        channel_axis: int | None = None, device: str | None = None,
-                        box_only: bool = False) -> Stage1Result:
+def predict_probability(
+    image: np.ndarray,
+    points,
+    model,
+    *,
+    spacing=None,
+    channel_axis: int | None = None,
+    device: str | None = None,
+    box_only: bool = False,
+) -> Stage1Result:
     """Stage 1: foreground probability of the object marked by interior margin points.
 
     The relaxed bounding box of the points is cropped, resized to the model's
@@ -234,15 +284,24 @@ def predict_probability(image: np.ndarray, points, model, *, spacing=None,
     if len(shape) != model.spatial_dims:
         raise InvalidInputError(
             f"model {getattr(model, 'name', '?')!r} is {model.spatial_dims}D but the image has "
-            f"spatial shape {shape}")
+            f"spatial shape {shape}"
+        )
     channels = 1 if channel_axis is None else arr.shape[0]
     want = getattr(model, "image_channels", None)
     if want is not None and want != channels:
         raise InvalidInputError(
-            f"model {getattr(model, 'name', '?')!r} expects {want} image channel(s), got {channels}")
-    x, g = prepare_input(arr, points, model.grid_shape, model.cue, spacing=spacing,
-                         channel_axis=channel_axis, margin=getattr(model, "margin", None),
-                         cue_params=getattr(model, "cue_params", None))
+            f"model {getattr(model, 'name', '?')!r} expects {want} image channel(s), got {channels}"
+        )
+    x, g = prepare_input(
+        arr,
+        points,
+        model.grid_shape,
+        model.cue,
+        spacing=spacing,
+        channel_axis=channel_axis,
+        margin=getattr(model, "margin", None),
+        cue_params=getattr(model, "cue_params", None),
+    )
     net = model.net
     dev = next(net.parameters()).device
     if device is not None:
@@ -251,8 +310,9 @@ def predict_probability(image: np.ndarray, points, model, *, spacing=None,
             # Moving the cached network here would silently change it for every caller.
             raise InvalidInputError(
                 f"model {getattr(model, 'name', '?')!r} lives on {dev}, not on {want}; load it "
-                f"with midseg.models.load_model(..., device={str(want)!r})")
-    if callable(getattr(model, "forward", None)):     # a LoadedModel: its runtime decides
+                f"with midseg.models.load_model(..., device={str(want)!r})"
+            )
+    if callable(getattr(model, "forward", None)):  # a LoadedModel: its runtime decides
         prob = model.forward(x)
     else:
         from .models import net_forward

@@ -7,6 +7,7 @@ mask; `refine_region` is its work on one region, for `midseg.Session`. The fusio
 stage-1 fusion of "ifgc") and the CRF in `midseg.graphcut` (`graph_cut`); both are
 re-exported here. This module must not call the CNN.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,14 +15,57 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import (DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, check_lam_sigma)
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, check_lam_sigma
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
-from .fusion import (CLICK_REACH, DISTANCE_SCALE, DISTANCE_SMOOTHING, FUSION_WEIGHTINGS, LOCAL_ITERATIONS, LOCAL_SMOOTHING, LOCAL_ZONE_ALPHA, MARGIN_FUSION_FLOOR, REFINE_ITERATIONS, REFINE_LAMB, WINDOW_MIN_FRACTION, WINDOW_PAD, WINDOW_QUANTILES, _check_distance, _click_depth, _click_distance, _click_distances, _distance_image, _euclidean_to_points, _fuse, _geodesic, _image_and_prob, _local_fusion, _margin_not_clicked_bg, _object_window, fuse_margin_points, fuse_margin_points_box, fuse_probabilities)  # noqa: F401
-from .graphcut import (_CONNECTIVITIES, BAND_WIDTH, DEFAULT_CONNECTIVITY, PROB_EPS,  # noqa: F401
-                       _boundary_distance, _check_clicks, _check_prob, _normalise01,
-                       _offsets, _pairwise_weights, _same_voxel, _solve, _solve_in_band,
-                       _solve_sparse, _window_normalise, graph_cut)
+from .fusion import (
+    CLICK_REACH,
+    DISTANCE_SCALE,
+    DISTANCE_SMOOTHING,
+    FUSION_WEIGHTINGS,
+    LOCAL_ITERATIONS,
+    LOCAL_SMOOTHING,
+    LOCAL_ZONE_ALPHA,
+    MARGIN_FUSION_FLOOR,
+    REFINE_ITERATIONS,
+    REFINE_LAMB,
+    WINDOW_MIN_FRACTION,
+    WINDOW_PAD,
+    WINDOW_QUANTILES,
+    _check_distance,
+    _click_depth,
+    _click_distance,
+    _click_distances,
+    _distance_image,
+    _euclidean_to_points,
+    _fuse,
+    _geodesic,
+    _image_and_prob,
+    _local_fusion,
+    _margin_not_clicked_bg,
+    _object_window,
+    fuse_margin_points,
+    fuse_margin_points_box,
+    fuse_probabilities,
+)  # noqa: F401
+from .graphcut import (
+    _CONNECTIVITIES,
+    BAND_WIDTH,
+    DEFAULT_CONNECTIVITY,
+    PROB_EPS,  # noqa: F401
+    _boundary_distance,
+    _check_clicks,
+    _check_prob,
+    _normalise01,
+    _offsets,
+    _pairwise_weights,
+    _same_voxel,
+    _solve,
+    _solve_in_band,
+    _solve_sparse,
+    _window_normalise,
+    graph_cut,
+)
 
 __all__ = [
     "RefineResult",
@@ -97,11 +141,25 @@ BAND_MIN_VOXELS = 400_000
 # -- refinement round ---------------------------------------------------------------------
 
 
-def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(), background=(),
-           spacing: Sequence[float] | None = None, lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
-           method: str = "ifgc", channel_axis: int | None = None, box=None,
-           connectivity: int | None = None, backend: str = "auto", previous=None,
-           new_foreground=None, new_background=None) -> RefineResult:
+def refine(
+    image: np.ndarray,
+    prob: np.ndarray,
+    *,
+    margin_points,
+    foreground=(),
+    background=(),
+    spacing: Sequence[float] | None = None,
+    lam: float = DEFAULT_LAM,
+    sigma: float = DEFAULT_SIGMA,
+    method: str = "ifgc",
+    channel_axis: int | None = None,
+    box=None,
+    connectivity: int | None = None,
+    backend: str = "auto",
+    previous=None,
+    new_foreground=None,
+    new_background=None,
+) -> RefineResult:
     """One refinement round of MIDeepSeg stage 2: information fusion + graph cut.
 
     Parameters
@@ -266,24 +324,41 @@ def refine(image: np.ndarray, prob: np.ndarray, *, margin_points, foreground=(),
     fg, bg = _check_clicks(foreground, background, shape)
     if box is not None and not isinstance(box, Box):
         raise InvalidInputError(f"box must be a midseg.crop.Box or None, got {type(box).__name__}")
-    if box is not None and (len(box.start) != len(shape) or any(
-            a < 0 or b > n or a >= b for a, b, n in zip(box.start, box.stop, shape))):
+    if box is not None and (
+        len(box.start) != len(shape)
+        or any(a < 0 or b > n or a >= b for a, b, n in zip(box.start, box.stop, shape))
+    ):
         raise InvalidInputError(f"box {box} does not fit inside the image of shape {shape}")
 
     region = refine_region_box(np.concatenate([margin, fg, bg]), shape, box)
     local = method == "ifgc"
     if local:
         prev_prob, prev_mask, new_fg, new_bg = _check_previous(
-            previous, p, fg, bg, new_foreground, new_background, shape)
+            previous, p, fg, bg, new_foreground, new_background, shape
+        )
     elif previous is not None or new_foreground is not None or new_background is not None:
         raise InvalidInputError(
             f"previous, new_foreground and new_background belong to method 'ifgc'; "
-            f"method {method!r} works from the CNN probability and all clicks")
+            f"method {method!r} works from the CNN probability and all clicks"
+        )
 
-    res = refine_region(chans, p, region, margin, fg, bg, sp, lam=lam, sigma=sigma,
-                         method=method, connectivity=connectivity, backend=backend,
-                         prev_mask=prev_mask if local else None,
-                         new_fg=new_fg if local else None, new_bg=new_bg if local else None)
+    res = refine_region(
+        chans,
+        p,
+        region,
+        margin,
+        fg,
+        bg,
+        sp,
+        lam=lam,
+        sigma=sigma,
+        method=method,
+        connectivity=connectivity,
+        backend=backend,
+        prev_mask=prev_mask if local else None,
+        new_fg=new_fg if local else None,
+        new_bg=new_bg if local else None,
+    )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
     probability = (prev_prob if local else p).astype(np.float32, copy=True)
@@ -308,14 +383,28 @@ def refine_region_box(points: np.ndarray, shape: Sequence[int], box: Box | None)
     if box is not None:
         return box
     raise InvalidInputError(
-        "refine needs margin points, clicks or a box to know where to work; got none")
+        "refine needs margin points, clicks or a box to know where to work; got none"
+    )
 
 
-def refine_region(chans: np.ndarray, p: np.ndarray | None, region: Box, margin: np.ndarray,
-                   fg: np.ndarray, bg: np.ndarray, sp: np.ndarray, *, lam: float, sigma: float,
-                   method: str, connectivity: int | None, backend: str,
-                   prev_mask: np.ndarray | None, new_fg: np.ndarray | None,
-                   new_bg: np.ndarray | None) -> RefineResult:
+def refine_region(
+    chans: np.ndarray,
+    p: np.ndarray | None,
+    region: Box,
+    margin: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    sp: np.ndarray,
+    *,
+    lam: float,
+    sigma: float,
+    method: str,
+    connectivity: int | None,
+    backend: str,
+    prev_mask: np.ndarray | None,
+    new_fg: np.ndarray | None,
+    new_bg: np.ndarray | None,
+) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
 
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
@@ -333,8 +422,10 @@ def refine_region(chans: np.ndarray, p: np.ndarray | None, region: Box, margin: 
     origin = np.asarray(region.start, dtype=np.int64)
     # The CRF is solved on the region plus a one-voxel ring around it (inside the image)
     # whose labels are fixed to the outside labels (Notes, "Border of the region").
-    outer = Box(tuple(max(0, a - 1) for a in region.start),
-                tuple(min(n, b + 1) for b, n in zip(region.stop, shape)))
+    outer = Box(
+        tuple(max(0, a - 1) for a in region.start),
+        tuple(min(n, b + 1) for b, n in zip(region.stop, shape)),
+    )
     inner = region.slices_in(outer)
     hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
     chans_outer = chans[(slice(None),) + outer.slices]
@@ -348,14 +439,16 @@ def refine_region(chans: np.ndarray, p: np.ndarray | None, region: Box, margin: 
     unit = sp / sp.min()
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
-        fused, zone = _local_fusion(prev_mask[sl], norm, new_fg - origin,
-                                    new_bg - origin, unit, backend)
+        fused, zone = _local_fusion(
+            prev_mask[sl], norm, new_fg - origin, new_bg - origin, unit, backend
+        )
     else:
         if p is None:
             raise InvalidInputError(f"method {method!r} needs the CNN probability map")
         if method in ("ifgc-global", "ifgc-paper"):
-            d_fg, d_bg = _click_distances(norm, np.concatenate([margin - origin, fg_c]), bg_c,
-                                          unit, backend)
+            d_fg, d_bg = _click_distances(
+                norm, np.concatenate([margin - origin, fg_c]), bg_c, unit, backend
+            )
             fused = _fuse(p[sl], d_fg, d_bg, certainty=method == "ifgc-global")
         else:
             fused = p[sl].astype(np.float32)
@@ -367,32 +460,49 @@ def refine_region(chans: np.ndarray, p: np.ndarray | None, region: Box, margin: 
         assert p is not None
         outside = p[outer.slices] >= 0.5
     shift = origin - np.asarray(outer.start, dtype=np.int64)
-    fixed = np.ones(outside.shape, dtype=bool)    # ring (and, for "ifgc", outside the zone)
+    fixed = np.ones(outside.shape, dtype=bool)  # ring (and, for "ifgc", outside the zone)
     fixed[inner] = ~zone if local else False
     hard_fg_o, hard_bg_o = hard_fg + shift, bg_c + shift
-    fixed[tuple(hard_fg_o.T)] = False          # clicks and margin points are constraints
-    fixed[tuple(hard_bg_o.T)] = False          # of their own class, wherever they are
-    prob_outer = outside.astype(np.float32)   # values at fixed voxels are never read
+    fixed[tuple(hard_fg_o.T)] = False  # clicks and margin points are constraints
+    fixed[tuple(hard_bg_o.T)] = False  # of their own class, wherever they are
+    prob_outer = outside.astype(np.float32)  # values at fixed voxels are never read
     prob_outer[inner] = fused
     # The graph holds the free voxels only (for "ifgc" the zone a click reaches, usually a
     # small part of the region): a fixed neighbour adds its edge to a free voxel's terminal
     # capacity, so the minimum is that of the whole region with those voxels fixed.
     labels = outside.astype(np.uint8)
-    labels[tuple(hard_fg_o.T)] = 1             # clicks and margin points: their own class
+    labels[tuple(hard_fg_o.T)] = 1  # clicks and margin points: their own class
     labels[tuple(hard_bg_o.T)] = 0
     free = ~fixed
     free[tuple(hard_fg_o.T)] = False
     free[tuple(hard_bg_o.T)] = False
     pairwise = lam * LOCAL_PAIRWISE if local else lam
     if local and np.count_nonzero(free) > BAND_MIN_VOXELS:
-        mask_outer = _solve_in_band(prob_outer, norm_outer, free, labels, lam=pairwise,
-                                    sigma=sigma, spacing=sp, connectivity=connectivity)
+        mask_outer = _solve_in_band(
+            prob_outer,
+            norm_outer,
+            free,
+            labels,
+            lam=pairwise,
+            sigma=sigma,
+            spacing=sp,
+            connectivity=connectivity,
+        )
     else:
-        mask_outer = _solve_sparse(prob_outer, norm_outer, free, labels, lam=pairwise,
-                                   sigma=sigma, spacing=sp, connectivity=connectivity)
+        mask_outer = _solve_sparse(
+            prob_outer,
+            norm_outer,
+            free,
+            labels,
+            lam=pairwise,
+            sigma=sigma,
+            spacing=sp,
+            connectivity=connectivity,
+        )
 
-    return RefineResult(mask=mask_outer[inner], probability=np.asarray(fused, np.float32),
-                        box=region)
+    return RefineResult(
+        mask=mask_outer[inner], probability=np.asarray(fused, np.float32), box=region
+    )
 
 
 def _check_previous(previous, p, fg, bg, new_foreground, new_background, shape):
@@ -410,25 +520,37 @@ def _check_previous(previous, p, fg, bg, new_foreground, new_background, shape):
             prev_prob, prev_mask = previous
         except (TypeError, ValueError):
             raise InvalidInputError(
-                "previous must be a RefineResult or a (probability, mask) pair") from None
+                "previous must be a RefineResult or a (probability, mask) pair"
+            ) from None
         prev_prob = _check_prob(prev_prob, "previous probability")
         prev_mask = np.asarray(prev_mask)
         if prev_prob.shape != shape or prev_mask.shape != shape:
             raise InvalidInputError(
                 f"previous probability and mask must have the image's spatial shape {shape}, "
-                f"got {prev_prob.shape} and {prev_mask.shape}")
+                f"got {prev_prob.shape} and {prev_mask.shape}"
+            )
         prev_mask = (prev_mask != 0).astype(np.uint8)
     if new_foreground is None and new_background is None:
         if previous is not None:
             raise InvalidInputError(
-                "with previous, give this round's clicks as new_foreground/new_background")
+                "with previous, give this round's clicks as new_foreground/new_background"
+            )
         return prev_prob, prev_mask, fg, bg
-    new_fg = as_points(() if new_foreground is None else new_foreground, shape,
-                       name="new foreground clicks", allow_empty=True)
-    new_bg = as_points(() if new_background is None else new_background, shape,
-                       name="new background clicks", allow_empty=True)
+    new_fg = as_points(
+        () if new_foreground is None else new_foreground,
+        shape,
+        name="new foreground clicks",
+        allow_empty=True,
+    )
+    new_bg = as_points(
+        () if new_background is None else new_background,
+        shape,
+        name="new background clicks",
+        allow_empty=True,
+    )
     for new, every, name in ((new_fg, fg, "foreground"), (new_bg, bg, "background")):
         if len(new) and (not len(every) or not _same_voxel(new, every).any(axis=1).all()):
             raise InvalidInputError(
-                f"every new {name} click must also be among the {name} clicks in force")
+                f"every new {name} click must also be among the {name} clicks in force"
+            )
     return prev_prob, prev_mask, new_fg, new_bg

@@ -10,6 +10,7 @@ The history (states, undo, redo and the views of the current state) is `Session`
 base `midseg._history._History`; the checks of parameters, model and image and the
 warnings of stage 1 are in `midseg._session_checks`.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,28 @@ import numpy as np
 from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points
 from ._history import ClickRound as ClickRound
 from ._history import _check_round, _clicks_in_force, _History, _State, _within
-from ._session_checks import (_as_image, _check_params, _constant_warning, _coplanar_warning,
-                              _flat_axis, _load_model, _work_image)
+from ._session_checks import (
+    _as_image,
+    _check_params,
+    _constant_warning,
+    _coplanar_warning,
+    _flat_axis,
+    _load_model,
+    _work_image,
+)
 from .errors import InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning
 from .crop import Box, relaxed_bbox
-from .clicks import (CLICKS_FORMAT, CLICKS_VERSION, check_clicks_geometry, clicks_document,
-                     clicks_from_dict, mask_sha256, mm_to_index, read_clicks, write_clicks)
+from .clicks import (
+    CLICKS_FORMAT,
+    CLICKS_VERSION,
+    check_clicks_geometry,
+    clicks_document,
+    clicks_from_dict,
+    mask_sha256,
+    mm_to_index,
+    read_clicks,
+    write_clicks,
+)
 from .clicks import model_ref as _model_ref
 from .clicks import CLICKS_SCHEMA, geometry_xyz  # noqa: F401  (re-exported: tests, gui/)
 
@@ -79,8 +96,16 @@ class Session(_History):
     >>> session.undo(); session.save_clicks("case.clicks.json") # doctest: +SKIP
     """
 
-    def __init__(self, image, model=None, *, lam: float = DEFAULT_LAM, sigma: float = DEFAULT_SIGMA,
-                 method: str = "ifgc", device: str | None = None):
+    def __init__(
+        self,
+        image,
+        model=None,
+        *,
+        lam: float = DEFAULT_LAM,
+        sigma: float = DEFAULT_SIGMA,
+        method: str = "ifgc",
+        device: str | None = None,
+    ):
         self.image = _as_image(image)
         self._flat = _flat_axis(self.image)
         self._work = _work_image(self.image, self._flat)
@@ -89,7 +114,7 @@ class Session(_History):
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
         self._pos = -1
-        self._prob: np.ndarray | None = None   # the current state's maps (image shape)
+        self._prob: np.ndarray | None = None  # the current state's maps (image shape)
         self._mask: np.ndarray | None = None
         # (state.cnn, cnn_probability) of the last use
         self._cnn_full: tuple[Any, np.ndarray] | None = None
@@ -176,18 +201,25 @@ class Session(_History):
             raise InvalidInputError(
                 f"segment needs at least {need} distinct interior margin points for a "
                 f"{self._work.ndim}D image, got {len(pts)}"
-                + (f" ({distinct} distinct)" if distinct != len(pts) else ""))
+                + (f" ({distinct} distinct)" if distinct != len(pts) else "")
+            )
         t0 = time.perf_counter()
         work = self._work
         pw = self._w(pts)
         # Everything happens inside the box of the points: no image-sized map is built.
-        result = predict_probability(work.array, pw, self.model, spacing=work.spacing,
-                                     channel_axis=work.channel_axis, device=self.device,
-                                     box_only=True)
+        result = predict_probability(
+            work.array,
+            pw,
+            self.model,
+            spacing=work.spacing,
+            channel_axis=work.channel_axis,
+            device=self.device,
+            box_only=True,
+        )
         cnn = np.asarray(result.probability, dtype=np.float32)
         cnn.setflags(write=False)
         region = result.box
-        if self.method == "ifgc":   # stage-1 information fusion (fuse_margin_points)
+        if self.method == "ifgc":  # stage-1 information fusion (fuse_margin_points)
             from .refine import fuse_margin_points_box
 
             fbox = relaxed_bbox(pw, work.shape)
@@ -195,8 +227,9 @@ class Session(_History):
             prob_r = _within(region, result.box, cnn)
             chans = work.channels_first()
             inner = fbox.slices_in(region)
-            prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox,
-                                                   np.asarray(work.spacing, np.float64))
+            prob_r[inner] = fuse_margin_points_box(
+                chans, prob_r[inner], pw, fbox, np.asarray(work.spacing, np.float64)
+            )
         else:
             prob_r = cnn.copy()
         mask_r = (prob_r >= 0.5).astype(np.uint8)
@@ -214,12 +247,22 @@ class Session(_History):
         box = self._file_box(region)
         prev = self._state
         total = box if prev is None or prev.extent is None else box.union(prev.extent)
-        change = self._change(total.slices,
-                              _within(total, box, prob_r.reshape(box.shape)),
-                              _within(total, box, mask_r.reshape(box.shape)),
-                              first=prev is None)
-        state = _State(margin_points=pts, rounds=(), cnn=(result.box, cnn), box=result.box,
-                       change=change, extent=box, seconds=seconds, warnings=notes)
+        change = self._change(
+            total.slices,
+            _within(total, box, prob_r.reshape(box.shape)),
+            _within(total, box, mask_r.reshape(box.shape)),
+            first=prev is None,
+        )
+        state = _State(
+            margin_points=pts,
+            rounds=(),
+            cnn=(result.box, cnn),
+            box=result.box,
+            change=change,
+            extent=box,
+            seconds=seconds,
+            warnings=notes,
+        )
         return self._push(state)
 
     def start_from_mask(self, mask) -> np.ndarray:
@@ -249,12 +292,15 @@ class Session(_History):
             Wrong shape, non-numeric or NaN values, an empty mask.
         """
         if not isinstance(mask, np.ndarray):
-            raise InvalidInputError(f"the mask must be a numpy array of the image's shape "
-                                    f"{self.image.shape}, got {type(mask).__name__}")
+            raise InvalidInputError(
+                f"the mask must be a numpy array of the image's shape "
+                f"{self.image.shape}, got {type(mask).__name__}"
+            )
         m = np.asarray(mask)
         if m.shape != tuple(self.image.shape):
-            raise InvalidInputError(f"the mask must have the image's shape {self.image.shape}, "
-                                    f"got {m.shape}")
+            raise InvalidInputError(
+                f"the mask must have the image's shape {self.image.shape}, got {m.shape}"
+            )
         if m.dtype.kind not in "biuf" or (m.dtype.kind == "f" and not np.isfinite(m).all()):
             raise InvalidInputError("the mask must hold finite numbers (nonzero = object)")
         m = (m != 0).astype(np.uint8)
@@ -269,17 +315,34 @@ class Session(_History):
         fbox = self._file_box(box)
         prev = self._state
         total = fbox if prev is None or prev.extent is None else fbox.union(prev.extent)
-        change = self._change(total.slices,
-                              _within(total, fbox, values.reshape(fbox.shape)),
-                              _within(total, fbox, m[fbox.slices]), first=prev is None)
+        change = self._change(
+            total.slices,
+            _within(total, fbox, values.reshape(fbox.shape)),
+            _within(total, fbox, m[fbox.slices]),
+            first=prev is None,
+        )
         empty = np.zeros((0, self.image.ndim), np.int64)
-        state = _State(margin_points=empty, rounds=(), cnn=(box, values), box=box,
-                       change=change, extent=fbox, seconds=time.perf_counter() - t0,
-                       initial_mask=mask_sha256(m))
+        state = _State(
+            margin_points=empty,
+            rounds=(),
+            cnn=(box, values),
+            box=box,
+            change=change,
+            extent=fbox,
+            seconds=time.perf_counter() - t0,
+            initial_mask=mask_sha256(m),
+        )
         return self._push(state)
 
-    def refine(self, foreground=(), background=(), *, lam: float | None = None,
-               sigma: float | None = None, method: str | None = None) -> np.ndarray:
+    def refine(
+        self,
+        foreground=(),
+        background=(),
+        *,
+        lam: float | None = None,
+        sigma: float | None = None,
+        method: str | None = None,
+    ) -> np.ndarray:
         """Stage 2: add one round of corrective clicks and return the refined mask.
 
         Parameters
@@ -314,8 +377,10 @@ class Session(_History):
         if state is None:
             raise MidsegError("refine needs an initial segmentation: call segment(points) first")
         lam, sigma, method = self._check_params(
-            self.lam if lam is None else lam, self.sigma if sigma is None else sigma,
-            self.method if method is None else method)
+            self.lam if lam is None else lam,
+            self.sigma if sigma is None else sigma,
+            self.method if method is None else method,
+        )
         fg = as_points(foreground, self.image.shape, name="foreground clicks", allow_empty=True)
         bg = as_points(background, self.image.shape, name="background clicks", allow_empty=True)
         if len(fg) + len(bg) == 0:
@@ -329,35 +394,66 @@ class Session(_History):
             # the region's work only: no full-size copy, scan or threshold (issue 19)
             chans = work.channels_first()
             margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
-            region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape,
-                                       state.box)
-            res = refine_region(chans, None, region, margin, f_w, b_w,
-                                np.asarray(work.spacing, np.float64), lam=lam, sigma=sigma,
-                                method=method, connectivity=None, backend="auto",
-                                prev_mask=sq(self._maps()[1]), new_fg=w(fg), new_bg=w(bg))
+            region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape, state.box)
+            res = refine_region(
+                chans,
+                None,
+                region,
+                margin,
+                f_w,
+                b_w,
+                np.asarray(work.spacing, np.float64),
+                lam=lam,
+                sigma=sigma,
+                method=method,
+                connectivity=None,
+                backend="auto",
+                prev_mask=sq(self._maps()[1]),
+                new_fg=w(fg),
+                new_bg=w(bg),
+            )
             sl = self._file_box(res.box).slices
             prob_r = res.probability.reshape(self._maps()[1][sl].shape)
             mask_r = res.mask.astype(np.uint8, copy=False).reshape(prob_r.shape)
             change = self._change(sl, prob_r, mask_r, first=False)
             extent = self._file_box(res.box).union(state.extent)
-        else:   # the baselines start from the CNN map over the whole image
+        else:  # the baselines start from the CNN map over the whole image
             cnn = self.cnn_probability
-            assert cnn is not None                  # a state exists: stage 1 ran
-            result = _refine(work.array, sq(cnn),
-                             margin_points=w(state.margin_points), foreground=w(all_fg),
-                             background=w(all_bg), spacing=work.spacing, lam=lam,
-                             sigma=sigma, method=method, channel_axis=work.channel_axis,
-                             box=state.box)
+            assert cnn is not None  # a state exists: stage 1 ran
+            result = _refine(
+                work.array,
+                sq(cnn),
+                margin_points=w(state.margin_points),
+                foreground=w(all_fg),
+                background=w(all_bg),
+                spacing=work.spacing,
+                lam=lam,
+                sigma=sigma,
+                method=method,
+                channel_axis=work.channel_axis,
+                box=state.box,
+            )
             whole = tuple(slice(0, n) for n in self.image.shape)
-            change = self._change(whole, self._ex(np.asarray(result.probability, np.float32)),
-                                  self._ex(np.asarray(result.mask, np.uint8)), first=False)
+            change = self._change(
+                whole,
+                self._ex(np.asarray(result.probability, np.float32)),
+                self._ex(np.asarray(result.mask, np.uint8)),
+                first=False,
+            )
             extent = Box(tuple(0 for _ in self.image.shape), tuple(self.image.shape))
-        new = _State(margin_points=state.margin_points, rounds=rounds,
-                     cnn=state.cnn, box=state.box, change=change,
-                     extent=extent, seconds=time.perf_counter() - t0,
-                     warnings=state.warnings, initial_mask=state.initial_mask,
-                     # the global methods recompute the whole mask: brush edits are gone
-                     edits=state.edits if method == "ifgc" else 0)
+        new = _State(
+            margin_points=state.margin_points,
+            rounds=rounds,
+            cnn=state.cnn,
+            box=state.box,
+            change=change,
+            extent=extent,
+            seconds=time.perf_counter() - t0,
+            warnings=state.warnings,
+            initial_mask=state.initial_mask,
+            # the global methods recompute the whole mask: brush edits are gone
+            edits=state.edits if method == "ifgc" else 0,
+        )
         return self._push(new)
 
     def paint(self, voxels, value=1) -> np.ndarray:
@@ -408,22 +504,31 @@ class Session(_History):
         """
         state = self._state
         if state is None:
-            raise MidsegError("paint edits a mask: call segment(points) or "
-                              "start_from_mask(mask) first")
+            raise MidsegError(
+                "paint edits a mask: call segment(points) or start_from_mask(mask) first"
+            )
         pts = as_points(voxels, self.image.shape, name="painted voxels")
         if np.ndim(value) == 0:
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-                    or int(value) not in (0, 1):
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (int, np.integer))
+                or int(value) not in (0, 1)
+            ):
                 raise InvalidInputError(
-                    f"paint value must be 1 (paint) or 0 (erase), got {value!r}")
+                    f"paint value must be 1 (paint) or 0 (erase), got {value!r}"
+                )
             values = np.full(len(pts), int(value), np.uint8)
         else:
             arr = np.asarray(value)
-            if arr.shape != (len(pts),) or arr.dtype.kind not in "iu" or \
-                    not np.isin(arr, (0, 1)).all():
+            if (
+                arr.shape != (len(pts),)
+                or arr.dtype.kind not in "iu"
+                or not np.isin(arr, (0, 1)).all()
+            ):
                 raise InvalidInputError(
                     f"paint values must be 1 (paint) or 0 (erase), one integer per voxel "
-                    f"({len(pts)}), got an array of shape {arr.shape} and dtype {arr.dtype}")
+                    f"({len(pts)}), got an array of shape {arr.shape} and dtype {arr.dtype}"
+                )
             values = arr.astype(np.uint8)
             order = np.lexsort(pts.T[::-1])
             same = np.all(pts[order][1:] == pts[order][:-1], axis=1)
@@ -445,8 +550,13 @@ class Session(_History):
         prob_r[where] = values.astype(np.float32)
         change = self._change(sl, prob_r, mask_r, first=False)
         extent = box if state.extent is None else box.union(state.extent)
-        new = replace(state, change=change, extent=extent, seconds=time.perf_counter() - t0,
-                      edits=state.edits + 1)
+        new = replace(
+            state,
+            change=change,
+            extent=extent,
+            seconds=time.perf_counter() - t0,
+            edits=state.edits + 1,
+        )
         return self._push(new)
 
     def _file_box(self, box):
@@ -468,17 +578,24 @@ class Session(_History):
             raise MidsegError(
                 f"the mask holds {state.edits} brush edit(s) (Session.paint), which a clicks "
                 "file cannot store: its replay would give another mask. Save the mask or the "
-                "label map instead, or undo the edits")
+                "label map instead, or undo the edits"
+            )
         doc = clicks_document(
-            self.image, _model_ref(self.model),
+            self.image,
+            _model_ref(self.model),
             {"lam": self.lam, "sigma": self.sigma, "method": self.method},
             state.margin_points,
-            [(r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
-             for r in state.rounds])
+            [
+                (r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
+                for r in state.rounds
+            ],
+        )
         if state.initial_mask is not None:
-            doc["initial_mask"] = {"sha256": state.initial_mask,
-                                   "note": "started from a mask (start_from_mask); replay "
-                                           "with from_clicks(..., initial_mask=that mask)"}
+            doc["initial_mask"] = {
+                "sha256": state.initial_mask,
+                "note": "started from a mask (start_from_mask); replay "
+                "with from_clicks(..., initial_mask=that mask)",
+            }
         return doc
 
     def save_clicks(self, path: str | os.PathLike) -> None:
@@ -498,8 +615,16 @@ class Session(_History):
         write_clicks(path, self.clicks_dict())
 
     @classmethod
-    def from_clicks(cls, clicks, image, model=None, *, device: str | None = None,
-                    callback=None, initial_mask=None) -> "Session":
+    def from_clicks(
+        cls,
+        clicks,
+        image,
+        model=None,
+        *,
+        device: str | None = None,
+        callback=None,
+        initial_mask=None,
+    ) -> "Session":
         """Replay a clicks file (or dict) on ``image``: stage 1, then every round in order.
 
         Parameters
@@ -534,10 +659,16 @@ class Session(_History):
         model_ref = data.get("model") or {}
         if model is None:
             model = model_ref.get("name")
-        session = cls(image, model=model, lam=params["lam"], sigma=params["sigma"],
-                      method=params["method"], device=device)
+        session = cls(
+            image,
+            model=model,
+            lam=params["lam"],
+            sigma=params["sigma"],
+            method=params["method"],
+            device=device,
+        )
         stored_sha = model_ref.get("sha256")
-        current = _model_ref(session.model)          # hashes the weights file: once
+        current = _model_ref(session.model)  # hashes the weights file: once
         current_sha = current.get("sha256")
         mismatch = None
         if stored_sha and current_sha and stored_sha != current_sha:
@@ -545,11 +676,12 @@ class Session(_History):
                 f"the clicks were made with model {model_ref.get('name')!r} "
                 f"(weights sha256 {stored_sha[:12]}), the replay uses "
                 f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
-                "stage 1 and every refined mask may differ from the original session")
+                "stage 1 and every refined mask may differ from the original session"
+            )
             _warnings.warn(mismatch, stacklevel=2)
         margin = mm_to_index(image, data["margin_points"], "margin_points")
         rounds = []
-        for k, r in enumerate(data["rounds"]):   # every round checked before stage 1 runs
+        for k, r in enumerate(data["rounds"]):  # every round checked before stage 1 runs
             fg = mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
             bg = mm_to_index(image, r["background"], f"rounds[{k}].background")
             if not len(fg) + len(bg):
@@ -562,15 +694,18 @@ class Session(_History):
         start = data.get("initial_mask")
         if start is not None or initial_mask is not None:
             if start is None:
-                raise InvalidInputError("initial_mask given, but the clicks file did not start "
-                                        "from a mask")
+                raise InvalidInputError(
+                    "initial_mask given, but the clicks file did not start from a mask"
+                )
             if initial_mask is None:
-                raise InvalidInputError("the clicks file started from a mask "
-                                        "(start_from_mask): pass it as initial_mask")
+                raise InvalidInputError(
+                    "the clicks file started from a mask (start_from_mask): pass it as initial_mask"
+                )
             m = (np.asarray(initial_mask) != 0).astype(np.uint8)
             if not isinstance(start, dict) or start.get("sha256") != mask_sha256(m):
-                raise InvalidInputError("initial_mask is not the mask the clicks file started "
-                                        "from (sha256 differs)")
+                raise InvalidInputError(
+                    "initial_mask is not the mask the clicks file started from (sha256 differs)"
+                )
             session.start_from_mask(m)
         else:
             session.segment(margin)
@@ -580,14 +715,16 @@ class Session(_History):
         if callback is not None:
             callback(session)
         for fg, bg, r in rounds:
-            session.refine(fg, bg,
-                           lam=r["lam"], sigma=r["sigma"], method=r["method"])
+            session.refine(fg, bg, lam=r["lam"], sigma=r["sigma"], method=r["method"])
             if callback is not None:
                 callback(session)
         return session
 
     def __repr__(self) -> str:
         state = self._state
-        what = ("no segmentation yet" if state is None else
-                f"{len(state.margin_points)} margin points, {len(state.rounds)} click rounds")
+        what = (
+            "no segmentation yet"
+            if state is None
+            else f"{len(state.margin_points)} margin points, {len(state.rounds)} click rounds"
+        )
         return f"Session({self.image!r}, model={_model_ref(self.model).get('name')!r}, {what})"

@@ -4,6 +4,7 @@ Each model is a ``NAME.pt`` state dict with a ``NAME.json`` card beside it
 (data, split, command, grid, cue, validation Dice, licence). Importing this
 package must not import torch; loading does, once per model and device.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,18 @@ from typing import Any
 
 from midseg.errors import ModelError
 
-__all__ = ["LoadedModel", "load_model", "load_weights_only", "list_models", "describe", "read_card",
-           "model_path", "clear_cache", "MODELS_DIR", "CARD_FORMAT"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "load_weights_only",
+    "list_models",
+    "describe",
+    "read_card",
+    "model_path",
+    "clear_cache",
+    "MODELS_DIR",
+    "CARD_FORMAT",
+]
 
 #: Folder holding the shipped ``*.pt`` + ``*.json`` pairs (this package).
 MODELS_DIR = Path(__file__).resolve().parent
@@ -106,14 +117,17 @@ class LoadedModel:
 
         if self.ort is None:
             return net_forward(self.net, x)
-        logits = torch.from_numpy(self.ort.run(None, {"x": np.ascontiguousarray(
-            x[None], dtype=np.float32)})[0])
+        logits = torch.from_numpy(
+            self.ort.run(None, {"x": np.ascontiguousarray(x[None], dtype=np.float32)})[0]
+        )
         return self.net.foreground_probability(logits)[0].float().numpy()
 
     def __repr__(self) -> str:
-        return (f"LoadedModel(name={self.name!r}, spatial_dims={self.spatial_dims}, "
-                f"grid_shape={self.grid_shape}, cue={self.cue!r}, "
-                f"in_channels={self.in_channels}, device={self.device!r}, path='{self.path}')")
+        return (
+            f"LoadedModel(name={self.name!r}, spatial_dims={self.spatial_dims}, "
+            f"grid_shape={self.grid_shape}, cue={self.cue!r}, "
+            f"in_channels={self.in_channels}, device={self.device!r}, path='{self.path}')"
+        )
 
 
 def net_forward(net, x):
@@ -149,10 +163,15 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise ModelError(
-            f"a model is named by a string or a path, got {type(name_or_path).__name__}")
+            f"a model is named by a string or a path, got {type(name_or_path).__name__}"
+        )
     text = os.fspath(name_or_path)
-    looks_like_path = (text.endswith(".pt") or os.sep in text or "/" in text
-                       or isinstance(name_or_path, os.PathLike))
+    looks_like_path = (
+        text.endswith(".pt")
+        or os.sep in text
+        or "/" in text
+        or isinstance(name_or_path, os.PathLike)
+    )
     if not looks_like_path:
         pt = MODELS_DIR / f"{text}.pt"
         if not (pt.is_file() and pt.with_suffix(".json").is_file()):
@@ -167,7 +186,8 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     if not pt.with_suffix(".json").is_file():
         raise ModelError(
             f"model card '{pt.with_suffix('.json')}' is missing: a .pt file needs its "
-            f"model card (same stem, .json) beside it")
+            f"model card (same stem, .json) beside it"
+        )
     return pt
 
 
@@ -196,8 +216,9 @@ def _resolve_device(device) -> str:
     try:
         torch.device(dev)
     except (RuntimeError, TypeError, ValueError):
-        raise ModelError(f"device {dev!r} is not a torch device (e.g. 'cpu', 'cuda', "
-                         "'cuda:1')") from None
+        raise ModelError(
+            f"device {dev!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+        ) from None
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {dev!r} requested but CUDA is not available")
     return dev
@@ -257,8 +278,10 @@ def _runtime(dev: str) -> str:
         return "torch"
     have = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
     if want == "onnxruntime" and not have:
-        raise ModelError("MIDSEG_RUNTIME=onnxruntime needs the packages onnxruntime and onnx "
-                         "(pip install midseg[fast])")
+        raise ModelError(
+            "MIDSEG_RUNTIME=onnxruntime needs the packages onnxruntime and onnx "
+            "(pip install midseg[fast])"
+        )
     return "onnxruntime" if have else "torch"
 
 
@@ -299,10 +322,16 @@ def _ort_session(model: "LoadedModel"):
                 warnings.simplefilter("ignore")
                 net.to(memory_format=torch.contiguous_format)
                 # f: the TorchScript exporter (dynamo=False) writes to file objects too
-                torch.onnx.export(net, (x,), buf,  # type: ignore[arg-type]  # stub: f is str
-                                  input_names=["x"], output_names=["logits"],
-                                  opset_version=ONNX_OPSET, dynamo=False)
-        except Exception:   # an exporter problem must never stop a segmentation
+                torch.onnx.export(
+                    net,
+                    (x,),
+                    buf,  # type: ignore[arg-type]  # stub: f is str
+                    input_names=["x"],
+                    output_names=["logits"],
+                    opset_version=ONNX_OPSET,
+                    dynamo=False,
+                )
+        except Exception:  # an exporter problem must never stop a segmentation
             return None
         finally:
             if model.spatial_dims == 3:
@@ -346,8 +375,10 @@ def load_weights_only(path: str | os.PathLike, *, what: str = "weights"):
     except Exception as exc:  # torch raises several unrelated types for bad files
         text = str(exc)
         if "weights_only" in text or "GLOBAL" in text:
-            why = ("it holds more than tensors and plain data; refused, since loading it "
-                   "could run code")
+            why = (
+                "it holds more than tensors and plain data; refused, since loading it "
+                "could run code"
+            )
         elif not zipfile.is_zipfile(p) or "zip archive" in text or "central directory" in text:
             why = "it is truncated or not a PyTorch file"
         else:
@@ -383,11 +414,20 @@ def _load_uncached(pt: Path, dev: str) -> LoadedModel:
     if isinstance(margin, list):
         margin = tuple(int(m) for m in margin)
     return LoadedModel(
-        name=str(card.get("name", pt.stem)), path=pt, net=net, card=card,
-        spatial_dims=int(arch["spatial_dims"]), grid_shape=tuple(int(s) for s in card["grid_shape"]),
-        cue=str(card["cue"]), cue_params=dict(card.get("cue_params") or {}),
-        image_channels=int(card["image_channels"]), in_channels=int(arch["in_channels"]),
-        out_channels=int(arch.get("out_channels", 2)), margin=margin, device=dev)
+        name=str(card.get("name", pt.stem)),
+        path=pt,
+        net=net,
+        card=card,
+        spatial_dims=int(arch["spatial_dims"]),
+        grid_shape=tuple(int(s) for s in card["grid_shape"]),
+        cue=str(card["cue"]),
+        cue_params=dict(card.get("cue_params") or {}),
+        image_channels=int(card["image_channels"]),
+        in_channels=int(arch["in_channels"]),
+        out_channels=int(arch.get("out_channels", 2)),
+        margin=margin,
+        device=dev,
+    )
 
 
 def describe(name_or_path: str | os.PathLike) -> str:
@@ -408,17 +448,24 @@ def describe(name_or_path: str | os.PathLike) -> str:
     ]
     init = tr.get("initialised_from")
     if isinstance(init, dict):
-        lines.append(f"  fine-tuned from: {init.get('name', '?')} (sha256 "
-                     f"{str(init.get('sha256', '?'))[:12]}, {init.get('iterations', '?')} "
-                     f"iterations)")
+        lines.append(
+            f"  fine-tuned from: {init.get('name', '?')} (sha256 "
+            f"{str(init.get('sha256', '?'))[:12]}, {init.get('iterations', '?')} "
+            f"iterations)"
+        )
     lineage = card.get("lineage")
     if isinstance(lineage, list) and lineage:
         minutes = [e.get("minutes_run") for e in lineage if isinstance(e, dict)]
         numbers = [m for m in minutes if isinstance(m, (int, float))]
-        total = (f", {sum(numbers):.0f} min of training in all"
-                 if minutes and len(numbers) == len(minutes) else "")
-        lines.append(f"  lineage: {len(lineage)} training runs, each fine-tuning the one "
-                     f"before{total} (card: lineage)")
+        total = (
+            f", {sum(numbers):.0f} min of training in all"
+            if minutes and len(numbers) == len(minutes)
+            else ""
+        )
+        lines.append(
+            f"  lineage: {len(lineage)} training runs, each fine-tuning the one "
+            f"before{total} (card: lineage)"
+        )
     lines += [
         f"  validation: {val.get('summary', val)}",
         f"  licence: {card.get('licence', '?')}",

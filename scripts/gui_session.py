@@ -16,6 +16,7 @@ Run it under a real X server, e.g.::
 (``QT_QPA_PLATFORM=offscreen`` works too, without a display.) It prints each step and
 exits non-zero when a step does not do what it should.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TUMOUR, CORD = 1, 2                  # values in dev_unseen/lung_ct/label.nii.gz
-MAX_PNG = 300_000                    # bytes per screenshot in docs/
+TUMOUR, CORD = 1, 2  # values in dev_unseen/lung_ct/label.nii.gz
+MAX_PNG = 300_000  # bytes per screenshot in docs/
 
 
 def _fail(msg: str) -> None:
@@ -81,8 +82,12 @@ class Driver:
         from PyQt5.QtGui import QMouseEvent
 
         v = self.view(view)
-        self.app.sendEvent(v, QMouseEvent(QEvent.MouseMove, v.widget_pos(voxel), Qt.NoButton,
-                                          Qt.NoButton, Qt.NoModifier))
+        self.app.sendEvent(
+            v,
+            QMouseEvent(
+                QEvent.MouseMove, v.widget_pos(voxel), Qt.NoButton, Qt.NoButton, Qt.NoModifier
+            ),
+        )
         self.app.processEvents()
 
     def stroke(self, start, end, button=None, view: str = "axial") -> None:
@@ -98,8 +103,9 @@ class Driver:
         QTest.mousePress(v, button, Qt.NoModifier, a.toPoint())
         for t in np.linspace(0, 1, 16)[1:]:
             pos = QPointF((a + (b - a) * t).toPoint())
-            self.app.sendEvent(v, QMouseEvent(QEvent.MouseMove, pos, Qt.NoButton, button,
-                                              Qt.NoModifier))
+            self.app.sendEvent(
+                v, QMouseEvent(QEvent.MouseMove, pos, Qt.NoButton, button, Qt.NoModifier)
+            )
         QTest.mouseRelease(v, button, Qt.NoModifier, b.toPoint())
         self.app.processEvents()
 
@@ -119,12 +125,15 @@ def segment_structure(d: Driver, truth: np.ndarray, spacing, seed: int, label: s
     if len(w.pending_margin) != len(points):
         _fail(f"{label}: {len(points)} margin clicks gave {len(w.pending_margin)} points")
     t0 = time.perf_counter()
-    w.act_segment.trigger()                 # Edit > Segment (Enter)
+    w.act_segment.trigger()  # Edit > Segment (Enter)
     d.idle()
     if w.session.mask is None:
         _fail(f"{label}: stage 1 failed: {w.last_error}")
-    stats = {"points": len(points), "stage1_s": time.perf_counter() - t0,
-             "dice_stage1": dice(w.session.mask, truth)}
+    stats = {
+        "points": len(points),
+        "stage1_s": time.perf_counter() - t0,
+        "dice_stage1": dice(w.session.mask, truth),
+    }
     click = corrective_click(truth, w.session.mask, rng=seed, spacing=spacing)
     if click is not None:
         d.click(click.point, Qt.LeftButton if click.foreground else Qt.RightButton)
@@ -132,9 +141,11 @@ def segment_structure(d: Driver, truth: np.ndarray, spacing, seed: int, label: s
         stats["click"] = ("fg" if click.foreground else "bg", tuple(int(v) for v in click.point))
     stats["dice"] = dice(w.session.mask, truth)
     stats["rounds"] = len(w.session.rounds)
-    print(f"{label}: {stats['points']} margin points, stage 1 {stats['stage1_s']:.1f} s, "
-          f"Dice {stats['dice_stage1']:.3f} -> {stats['dice']:.3f} after "
-          f"{stats['rounds']} click round(s) {stats.get('click', '')}")
+    print(
+        f"{label}: {stats['points']} margin points, stage 1 {stats['stage1_s']:.1f} s, "
+        f"Dice {stats['dice_stage1']:.3f} -> {stats['dice']:.3f} after "
+        f"{stats['rounds']} click round(s) {stats.get('click', '')}"
+    )
     return stats
 
 
@@ -151,17 +162,28 @@ def focus(d: Driver, centre, zoom: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the saved label map (default: a temporary folder)")
-    parser.add_argument("--shots", type=Path, default=REPO / "docs" / "screenshots",
-                        help="folder for the screenshots")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the saved label map (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--shots",
+        type=Path,
+        default=REPO / "docs" / "screenshots",
+        help="folder for the screenshots",
+    )
     parser.add_argument("--model", default="3d", help='3D stage-1 model (default: shipped "3d")')
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        print("gui_session: no X display; run under Xvfb (DISPLAY=:99) or set "
-              "QT_QPA_PLATFORM=offscreen", file=sys.stderr)
+        print(
+            "gui_session: no X display; run under Xvfb (DISPLAY=:99) or set "
+            "QT_QPA_PLATFORM=offscreen",
+            file=sys.stderr,
+        )
         return 1
     case = args.data / "dev_unseen" / "lung_ct"
     if not (case / "image.nii.gz").is_file():
@@ -200,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     # 2. the tumour, then the spinal cord, each its own object
     if not w.rename_object("Segment_1", "tumour"):
         _fail(f"rename: {w.last_error}")
-    tumour = segment_structure(d, (truth_all == TUMOUR).astype(np.uint8), spacing, args.seed,
-                               "tumour")
+    tumour = segment_structure(
+        d, (truth_all == TUMOUR).astype(np.uint8), spacing, args.seed, "tumour"
+    )
     if w.add_object("spinal cord") != "spinal cord":
         _fail(f"add_object: {w.last_error}")
     cord_truth = (truth_all == CORD).astype(np.uint8)
@@ -229,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     cy, cx = (int(v) for v in cord_here.mean(0))
     w.set_tool("paint")
     w.brush_box.setValue(3.0)
-    d.stroke((z, cy - 4, cx - 12), (z, cy + 4, cx - 12))     # beside the cord, on purpose
+    d.stroke((z, cy - 4, cx - 12), (z, cy + 4, cx - 12))  # beside the cord, on purpose
     painted = s.mask.copy()
     if s.edits != 1 or int(painted.sum()) <= int(before.sum()):
         _fail(f"the paint stroke changed nothing (edits {s.edits})")
@@ -239,22 +262,24 @@ def main(argv: list[str] | None = None) -> int:
     erased = s.mask.copy()
     if s.edits != 2 or int(erased.sum()) >= int(painted.sum()):
         _fail("the erase stroke removed nothing")
-    print(f"painted {int(painted.sum() - before.sum())} voxels, erased "
-          f"{int(painted.sum() - erased.sum())} (slice z={z})")
+    print(
+        f"painted {int(painted.sum() - before.sum())} voxels, erased "
+        f"{int(painted.sum() - erased.sum())} (slice z={z})"
+    )
     # re-paint (for the screenshot) and show it before undoing
     w.set_tool("paint")
     w.brush_box.setValue(3.0)
     d.stroke((z, cy - 4, cx - 12), (z, cy + 4, cx - 12))
     focus(d, (z, cy, cx - 6), 4.0)
     w.state.set_cursor((z, cy, cx - 6))
-    d.hover((z, cy + 4, cx - 12))           # the pointer rests where the stroke ended
+    d.hover((z, cy + 4, cx - 12))  # the pointer rests where the stroke ended
     app.processEvents()
     size = _save_png(w, args.shots / "gui-paint.png")
     print(f"screenshot gui-paint.png ({size / 1e3:.0f} kB)")
-    w.act_undo.trigger()                                     # Edit > Undo: the re-paint
+    w.act_undo.trigger()  # Edit > Undo: the re-paint
     if not np.array_equal(s.mask, erased):
         _fail("undo did not restore the mask after the erase")
-    w.act_undo.trigger()                                     # and the erase
+    w.act_undo.trigger()  # and the erase
     if not np.array_equal(s.mask, painted):
         _fail("undo did not restore the painted mask")
     if not np.array_equal(w.labels.object("tumour").mask, tumour_mask):
@@ -268,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     back, segments = read_labelmap(target)
     arr = np.asarray(back.array)
     for seg in segments:
-        print(f"  {target.name}: value {seg.value} {seg.name!r} colour "
-              f"({', '.join(f'{c:.2f}' for c in seg.color)}), {int((arr == seg.value).sum())} voxels")
+        print(
+            f"  {target.name}: value {seg.value} {seg.name!r} colour "
+            f"({', '.join(f'{c:.2f}' for c in seg.color)}), {int((arr == seg.value).sum())} voxels"
+        )
     names = [seg.name for seg in segments]
     if names != ["tumour", "spinal cord"]:
         _fail(f"the label map holds {names}")

@@ -7,6 +7,7 @@ corrective clicks. Writes docs/screenshots/gui-2d.png and gui-3d.png.
 
     python scripts/screenshots.py [--data ../shared/data] [--case brats_2013_pat0001_1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,12 @@ def _focus(window, cursor, centre, zoom: float) -> None:
         r, c, _ = view.plane.from_voxel(centre, window.state.shape)
         window.links[name].set(zoom, (r + 0.5, c + 0.5))
     first = next(iter(window.views.values()))
-    pos = first.widget_pos(cursor)  # the pointer rests on the cursor: the status bar shows its value
-    QApplication.sendEvent(first, QMouseEvent(QEvent.MouseMove, QPointF(pos), Qt.NoButton,
-                                              Qt.NoButton, Qt.NoModifier))
+    pos = first.widget_pos(
+        cursor
+    )  # the pointer rests on the cursor: the status bar shows its value
+    QApplication.sendEvent(
+        first, QMouseEvent(QEvent.MouseMove, QPointF(pos), Qt.NoButton, Qt.NoButton, Qt.NoModifier)
+    )
 
 
 def _drive(window, image, truth, seed: int, n_clicks: int, zoom: float, label: str) -> dict:
@@ -58,8 +62,11 @@ def _drive(window, image, truth, seed: int, n_clicks: int, zoom: float, label: s
     window.wait_idle(600)
     if window.session.mask is None:
         raise SystemExit(f"{label}: stage 1 failed: {window.last_error}")
-    stats = {"points": len(points), "stage1_s": time.perf_counter() - t0,
-             "dice_stage1": dice(window.session.mask, truth)}
+    stats = {
+        "points": len(points),
+        "stage1_s": time.perf_counter() - t0,
+        "dice_stage1": dice(window.session.mask, truth),
+    }
     last = None
     for k in range(n_clicks):
         click = corrective_click(truth, window.session.mask, rng=seed + k, spacing=image.spacing)
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--case", default="brats_2013_pat0001_1")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clicks", type=int, default=2, help="robot corrective clicks after stage 1")
+    parser.add_argument(
+        "--clicks", type=int, default=2, help="robot corrective clicks after stage 1"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--model-2d", default="2d", help='2D stage-1 model (default: shipped "2d")')
     parser.add_argument("--model-3d", default="3d", help='3D stage-1 model (default: shipped "3d")')
@@ -119,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2D: the axial slice with the largest tumour-core area
     z = int(np.argmax(core.sum(axis=(1, 2))))
-    slice_img = midseg.Image(np.ascontiguousarray(t1c.array[z]), spacing=t1c.spacing[1:],
-                             path=f"T1c axial slice {z}")
+    slice_img = midseg.Image(
+        np.ascontiguousarray(t1c.array[z]), spacing=t1c.spacing[1:], path=f"T1c axial slice {z}"
+    )
     win2 = MainWindow(model=args.model_2d, autosave=False)
     win2.resize(1100, 800)
     win2.show()
@@ -132,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     win2.grab().save(str(args.out / "gui-2d.png"))
 
     for name, s, w in (("2D", s2, win2), ("3D", s3, win3)):
-        print(f"{name} ({w.session.model.name}): {s['points']} margin points, stage 1 {s['stage1_s']:.2f} s, "
-              f"Dice {s['dice_stage1']:.3f} -> {s['dice_final']:.3f} after {s['clicks']} click(s) "
-              f"(last refine {s['refine_s']:.2f} s)")
+        print(
+            f"{name} ({w.session.model.name}): {s['points']} margin points, stage 1 {s['stage1_s']:.2f} s, "
+            f"Dice {s['dice_stage1']:.3f} -> {s['dice_final']:.3f} after {s['clicks']} click(s) "
+            f"(last refine {s['refine_s']:.2f} s)"
+        )
     print(f"wrote {args.out / 'gui-2d.png'} and {args.out / 'gui-3d.png'}")
     for w in (win2, win3):
         w._revision = w._saved_revision  # a script's session needs no "save?" question

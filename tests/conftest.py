@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic images, the shared-data location, headless Qt."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ def disc(shape=(40, 50), center=None, radius=10.0) -> np.ndarray:
     center = np.asarray(center if center is not None else [s / 2 for s in shape], float)
     grids = np.indices(shape, dtype=float)
     r2 = sum((g - c) ** 2 for g, c in zip(grids, center))
-    return (r2 <= radius ** 2).astype(np.uint8)
+    return (r2 <= radius**2).astype(np.uint8)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Batch replay: manifest, summary, failures recorded, kill + resume, Dask, `midseg segment`;
 bad inputs and faults: unsafe case names, unreadable manifests, stale results, dying workers."""
+
 from __future__ import annotations
 
 import csv
@@ -42,8 +43,13 @@ def cases(tmp_path_factory):
         inside = np.argwhere(gt)
         s.refine(foreground=[tuple(inside[len(inside) // 2])])
         s.save_clicks(root / f"case{k}.clicks.json")
-        rows.append({"image": f"case{k}.nii.gz", "clicks": f"case{k}.clicks.json",
-                     "ground_truth": f"case{k}.gt.nii.gz"})
+        rows.append(
+            {
+                "image": f"case{k}.nii.gz",
+                "clicks": f"case{k}.clicks.json",
+                "ground_truth": f"case{k}.gt.nii.gz",
+            }
+        )
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["image", "clicks", "ground_truth"])
@@ -81,7 +87,8 @@ def test_one_failing_case_is_recorded_and_the_rest_go_on(cases, tmp_path):  # B0
     bad = tmp_path / "manifest.csv"
     lines = ["image,clicks,ground_truth"] + [
         f"{root / f'case{k}.nii.gz'},{root / f'case{k}.clicks.json'},{root / f'case{k}.gt.nii.gz'}"
-        for k in range(N_CASES)]
+        for k in range(N_CASES)
+    ]
     lines.insert(2, f"{root / 'missing.nii.gz'},{root / 'case0.clicks.json'},")
     bad.write_text("\n".join(lines) + "\n")
     res = batch.run_batch(bad, tmp_path / "out", workers=1, model=str(model), progress=False)
@@ -93,8 +100,20 @@ def test_one_failing_case_is_recorded_and_the_rest_go_on(cases, tmp_path):  # B0
 def test_kill_and_resume(cases, tmp_path):
     root, manifest, model = cases
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "midseg.cli", "batch", str(manifest), "--out", str(out),
-           "--workers", "1", "--model", str(model), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "midseg.cli",
+        "batch",
+        str(manifest),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--model",
+        str(model),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     records = out / "cases"
@@ -120,10 +139,16 @@ def test_kill_and_resume(cases, tmp_path):
 def test_dask_local_cluster(cases, tmp_path):
     distributed = pytest.importorskip("distributed")
     root, manifest, model = cases
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        res = batch.run_batch(manifest, tmp_path / "out", scheduler=cluster.scheduler_address,
-                              model=str(model), progress=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = batch.run_batch(
+            manifest,
+            tmp_path / "out",
+            scheduler=cluster.scheduler_address,
+            model=str(model),
+            progress=False,
+        )
     assert res["done"] == N_CASES and res["failed"] == 0
     local = tmp_path / "local"
     batch.run_batch(manifest, local, workers=1, model=str(model), progress=False)
@@ -136,17 +161,46 @@ def test_dask_local_cluster(cases, tmp_path):
 def test_segment_command(cases, tmp_path, capsys):
     root, manifest, model = cases
     out = tmp_path / "m.nii.gz"
-    status = cli.main(["segment", str(root / "case1.nii.gz"), "--clicks",
-                       str(root / "case1.clicks.json"), "-o", str(out), "--model", str(model),
-                       "--ground-truth", str(root / "case1.gt.nii.gz")])
+    status = cli.main(
+        [
+            "segment",
+            str(root / "case1.nii.gz"),
+            "--clicks",
+            str(root / "case1.clicks.json"),
+            "-o",
+            str(out),
+            "--model",
+            str(model),
+            "--ground-truth",
+            str(root / "case1.gt.nii.gz"),
+        ]
+    )
     assert status == 0 and out.is_file()
     assert "Dice" in capsys.readouterr().out
-    status = cli.main(["segment", str(root / "case1.nii.gz"), "--clicks",
-                       str(root / "case2.clicks.json"), "-o", str(out), "--model", str(model)])
+    status = cli.main(
+        [
+            "segment",
+            str(root / "case1.nii.gz"),
+            "--clicks",
+            str(root / "case2.clicks.json"),
+            "-o",
+            str(out),
+            "--model",
+            str(model),
+        ]
+    )
     # case2's clicks were made on a shifted image with the same geometry: allowed
     assert status == 0
-    status = cli.main(["segment", str(root / "nope.nii.gz"), "--clicks",
-                       str(root / "case1.clicks.json"), "-o", str(out)])
+    status = cli.main(
+        [
+            "segment",
+            str(root / "nope.nii.gz"),
+            "--clicks",
+            str(root / "case1.clicks.json"),
+            "-o",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1 and "no such file" in err and err.count("\n") == 1
 
@@ -167,36 +221,69 @@ def test_segment_and_batch_with_a_co_registered_second_image(tmp_path, capsys):
     image, truth = phantom(3)
     midseg.write_image(tmp_path / "ct.nii.gz", image)
     coarse = image.with_array(image.array[:, ::2, ::2].copy())
-    coarse = midseg.Image(coarse.array, spacing=(image.spacing[0], 2 * image.spacing[1],
-                                                 2 * image.spacing[2]),
-                          origin=image.origin, direction=image.direction)
+    coarse = midseg.Image(
+        coarse.array,
+        spacing=(image.spacing[0], 2 * image.spacing[1], 2 * image.spacing[2]),
+        origin=image.origin,
+        direction=image.direction,
+    )
     midseg.write_image(tmp_path / "pet.nii.gz", coarse)
     both = midseg.read_image(tmp_path / "ct.nii.gz", tmp_path / "pet.nii.gz")
     s = midseg.Session(both, model=model)
     s.segment(margin_points(truth))
     s.save_clicks(tmp_path / "c.clicks.json")
     out = tmp_path / "m.nii.gz"
-    assert cli.main(["segment", str(tmp_path / "ct.nii.gz"), "--with", str(tmp_path / "pet.nii.gz"),
-                     "--clicks", str(tmp_path / "c.clicks.json"), "-o", str(out),
-                     "--model", str(model)]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(tmp_path / "ct.nii.gz"),
+                "--with",
+                str(tmp_path / "pet.nii.gz"),
+                "--clicks",
+                str(tmp_path / "c.clicks.json"),
+                "-o",
+                str(out),
+                "--model",
+                str(model),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(midseg.read_mask(out), s.mask)
     # without the second image the 2-channel model refuses: a one-line error
-    assert cli.main(["segment", str(tmp_path / "ct.nii.gz"), "--clicks",
-                     str(tmp_path / "c.clicks.json"), "-o", str(out), "--model",
-                     str(model)]) == 1
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(tmp_path / "ct.nii.gz"),
+                "--clicks",
+                str(tmp_path / "c.clicks.json"),
+                "-o",
+                str(out),
+                "--model",
+                str(model),
+            ]
+        )
+        == 1
+    )
     assert "channels 1 vs 2" in capsys.readouterr().err
-    (tmp_path / "m.csv").write_text("image,clicks,co_registered\n"
-                                    "ct.nii.gz,c.clicks.json,pet.nii.gz\n")
-    res = batch.run_batch(tmp_path / "m.csv", tmp_path / "out", workers=1, model=str(model),
-                          progress=False)
+    (tmp_path / "m.csv").write_text(
+        "image,clicks,co_registered\nct.nii.gz,c.clicks.json,pet.nii.gz\n"
+    )
+    res = batch.run_batch(
+        tmp_path / "m.csv", tmp_path / "out", workers=1, model=str(model), progress=False
+    )
     assert res["done"] == 1 and res["failed"] == 0
     np.testing.assert_array_equal(
-        midseg.read_mask(tmp_path / "out" / "masks" / "ct.mask.nii.gz"), s.mask)
+        midseg.read_mask(tmp_path / "out" / "masks" / "ct.mask.nii.gz"), s.mask
+    )
 
 
 # ---------------------------------------------------------------------------
 # Bad inputs and faults (report rows B01-B23, multi-label / empty ground truth, dying workers)
 # ---------------------------------------------------------------------------
+
 
 def _manifest(path, header, *rows, encoding="utf-8"):
     """Write a manifest from a header list and rows of values; returns the path."""
@@ -218,25 +305,33 @@ def _case_row(root, k, name=None, gt=True):
 def _strict_json(path):
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
+
     return json.loads(Path(path).read_text(), parse_constant=refuse)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("../../escaped", "has a '..' component"),                 # B06
-    ("a/../../escaped", "has a '..' component"),
-    ("..\\..\\escaped", "has a '..' component"),
-    ("/tmp/escaped", "is an absolute path"),                   # B07
-    ("\\\\server\\share\\x", "is an absolute path"),
-    ("C:\\escaped", "is an absolute path"),
-    ("c:escaped", "is an absolute path"),
-    ("./", "is empty as a file name"),
-    ("a\x00b", "control character '\\x00'"),
-    ("a\nb", "control character '\\n'"),
-    ("a\x1bb", "control character '\\x1b'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("../../escaped", "has a '..' component"),  # B06
+        ("a/../../escaped", "has a '..' component"),
+        ("..\\..\\escaped", "has a '..' component"),
+        ("/tmp/escaped", "is an absolute path"),  # B07
+        ("\\\\server\\share\\x", "is an absolute path"),
+        ("C:\\escaped", "is an absolute path"),
+        ("c:escaped", "is an absolute path"),
+        ("./", "is empty as a file name"),
+        ("a\x00b", "control character '\\x00'"),
+        ("a\nb", "control character '\\n'"),
+        ("a\x1bb", "control character '\\x1b'"),
+    ],
+)
 def test_unsafe_case_names_are_refused_naming_the_line(tmp_path, name, message):
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "case"],
-                  ["a.nii.gz", "a.json", "fine"], ["b.nii.gz", "b.json", name])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "case"],
+        ["a.nii.gz", "a.json", "fine"],
+        ["b.nii.gz", "b.json", name],
+    )
     with pytest.raises(midseg.errors.InvalidInputError) as exc:
         batch.read_manifest(m)
     text = str(exc.value)
@@ -248,11 +343,14 @@ def test_unsafe_case_names_are_refused_naming_the_line(tmp_path, name, message):
         batch.Case(name, "a.nii.gz", "a.json")  # the API refuses it too
 
 
-def test_missing_clicks_file_fails_its_case(cases, tmp_path):                # B04
+def test_missing_clicks_file_fails_its_case(cases, tmp_path):  # B04
     root, manifest, model = cases
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks"],
-                  [str(root / "case0.nii.gz"), str(tmp_path / "nope.clicks.json")],
-                  _case_row(root, 1)[:2])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks"],
+        [str(root / "case0.nii.gz"), str(tmp_path / "nope.clicks.json")],
+        _case_row(root, 1)[:2],
+    )
     res = batch.run_batch(m, tmp_path / "out", workers=1, model=str(model), progress=False)
     assert res["done"] == 1 and res["failed"] == 1
     row = _summary(tmp_path / "out")[0]
@@ -261,50 +359,78 @@ def test_missing_clicks_file_fails_its_case(cases, tmp_path):                # B
 
 def test_case_name_taken_from_an_unusable_image_name_says_so(tmp_path):
     m = _manifest(tmp_path / "m.csv", ["image", "clicks"], [".nii.gz", "a.json"])
-    with pytest.raises(ValueError, match=r"line 2: case name '' is empty as a file name "
-                                         r"\(taken from the image file name: set a case column\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"line 2: case name '' is empty as a file name "
+        r"\(taken from the image file name: set a case column\)",
+    ):
         batch.read_manifest(m)
 
 
-@pytest.mark.parametrize("first, second", [
-    ("pat", "./pat"),                      # B08
-    ("sub/x", "sub//./x"),
-    ("sub/x", "sub\\x"),
-    ("Pat", "pat"),                        # one file on Windows and macOS
-    ("pat", "pat."),                       # Windows drops trailing dots and spaces
-    ("caf\u00e9", "cafe\u0301"),           # NFC and NFD: one file on macOS
-])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("pat", "./pat"),  # B08
+        ("sub/x", "sub//./x"),
+        ("sub/x", "sub\\x"),
+        ("Pat", "pat"),  # one file on Windows and macOS
+        ("pat", "pat."),  # Windows drops trailing dots and spaces
+        ("caf\u00e9", "cafe\u0301"),  # NFC and NFD: one file on macOS
+    ],
+)
 def test_names_of_the_same_files_are_duplicates(tmp_path, first, second):
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "case"],
-                  ["a.nii.gz", "a.json", first], ["b.nii.gz", "b.json", second])
-    with pytest.raises(ValueError, match=rf"line 3: duplicate case name {re.escape(repr(second))}"
-                                         rf"( \(same file names as {re.escape(repr(first))} on "
-                                         r"line 2\))?$"):
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "case"],
+        ["a.nii.gz", "a.json", first],
+        ["b.nii.gz", "b.json", second],
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"line 3: duplicate case name {re.escape(repr(second))}"
+        rf"( \(same file names as {re.escape(repr(first))} on "
+        r"line 2\))?$",
+    ):
         batch.read_manifest(m)
 
 
-@pytest.mark.parametrize("first, second, file", [
-    ("a", "a.json/b", "cases/a.json"),
-    ("A.mask.nii.gz/b", "a", "masks/a.mask.nii.gz"),
-])
+@pytest.mark.parametrize(
+    "first, second, file",
+    [
+        ("a", "a.json/b", "cases/a.json"),
+        ("A.mask.nii.gz/b", "a", "masks/a.mask.nii.gz"),
+    ],
+)
 def test_a_case_file_cannot_be_another_case_folder(tmp_path, first, second, file):
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "case"],
-                  ["a.nii.gz", "a.json", first], ["b.nii.gz", "b.json", second])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "case"],
+        ["a.nii.gz", "a.json", first],
+        ["b.nii.gz", "b.json", second],
+    )
     line, other, other_line = (2, second, 3) if first == "a" else (3, first, 2)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"line {line}: case name 'a' needs the file {file!r}, which case {other!r} on line "
-            f"{other_line} needs as a folder")):
+            f"{other_line} needs as a folder"
+        ),
+    ):
         batch.read_manifest(m)
 
 
 def test_case_names_are_normalised_and_slashes_make_subfolders(cases, tmp_path):
     root, manifest, model = cases
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth", "case"],
-                  _case_row(root, 0, "./sub//dir/x"), _case_row(root, 1, "sub\\y"))
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth", "case"],
+        _case_row(root, 0, "./sub//dir/x"),
+        _case_row(root, 1, "sub\\y"),
+    )
     assert [c.case for c in batch.read_manifest(m)] == ["sub/dir/x", "sub/y"]
     out = tmp_path / "out"
     res = batch.run_batch(m, out, workers=1, model=str(model), progress=False)
-    assert res["done"] == 2                                                   # B09
+    assert res["done"] == 2  # B09
     assert (out / "masks" / "sub" / "dir" / "x.mask.nii.gz").is_file()
     assert (out / "cases" / "sub" / "y.json").is_file()
     assert [r["case"] for r in _summary(out)] == ["sub/dir/x", "sub/y"]
@@ -313,48 +439,71 @@ def test_case_names_are_normalised_and_slashes_make_subfolders(cases, tmp_path):
 def test_traversal_writes_nothing_outside_out(cases, tmp_path, capsys):
     root, manifest, model = cases
     run = tmp_path / "run"
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "case"],
-                  _case_row(root, 0, "../../escaped", gt=False)[:2] + ["../../escaped"])
-    status = cli.main(["batch", str(m), "--out", str(run / "a" / "out"), "--model", str(model),
-                       "--no-progress"])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "case"],
+        _case_row(root, 0, "../../escaped", gt=False)[:2] + ["../../escaped"],
+    )
+    status = cli.main(
+        ["batch", str(m), "--out", str(run / "a" / "out"), "--model", str(model), "--no-progress"]
+    )
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "'..' component" in err
     assert not run.exists()  # refused before anything is written
 
 
-def test_manifest_with_a_byte_order_mark_reads(tmp_path):                    # B11
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "case"], ["a.nii.gz", "a.json", "x"],
-                  encoding="utf-8-sig")
+def test_manifest_with_a_byte_order_mark_reads(tmp_path):  # B11
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "case"],
+        ["a.nii.gz", "a.json", "x"],
+        encoding="utf-8-sig",
+    )
     assert m.read_bytes().startswith(b"\xef\xbb\xbf")
     (case,) = batch.read_manifest(m)
     assert case.case == "x" and case.image == str(tmp_path / "a.nii.gz")
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"image,clicks\na.nii.gz,b\xffc.json\n",                                  # B10
-     r"is not UTF-8 text: byte 0xff on line 2 \(byte offset 23\)"),
-    (b"\xef\xbb\xbfimage,clicks\na.nii.gz,\xe9.json\n",
-     r"is not UTF-8 text: byte 0xe9 on line 2 \(byte offset 25\)"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",                                   # B16
-     r"is not a text CSV file: NUL byte on line 3 \(byte offset 8\)"),
-    (b"\x9a\x01\x02\x03",
-     r"is not UTF-8 text: byte 0x9a on line 1 \(byte offset 0\)"),
-    (b'image,clicks,case\na.nii.gz,a.json,"x\nb.nii.gz,b.json,y\n',             # B13
-     r"line 2: a quoted field is never closed \(unterminated quote\)"),
-    (b'image,clicks\n\n\na.nii.gz,"a"x.json\n',
-     r"line 4: ',' expected after '\"'"),
-    (b"image,clicks,image\na,b,c\n", r"has the column\(s\) \['image'\] more than once"),
-    (b"case,clicks\nx,b\n",                                                    # B01
-     r"lacks the column\(s\) \['image'\]; it has \['case', 'clicks'\]"),
-    (b"", r"lacks the column\(s\) \['clicks', 'image'\]; it has \[\]"),
-    (b"image,clicks\n", "lists no cases"),                                     # B02
-    (b"image,clicks,case\na.nii.gz\n", "line 2: image and clicks are required"),  # B14
-    (b"image,clicks,ground_truth,label\na,b,c,two\n",
-     "line 2: label must be a nonzero integer, got 'two'"),
-    (b"image,clicks,ground_truth,label\na,b,c,0\n",
-     "line 2: label must be a nonzero integer, got 0"),
-    (b"image,clicks,ground_truth,label\na,b,,2\n", "line 2: a label needs a ground_truth"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            b"image,clicks\na.nii.gz,b\xffc.json\n",  # B10
+            r"is not UTF-8 text: byte 0xff on line 2 \(byte offset 23\)",
+        ),
+        (
+            b"\xef\xbb\xbfimage,clicks\na.nii.gz,\xe9.json\n",
+            r"is not UTF-8 text: byte 0xe9 on line 2 \(byte offset 25\)",
+        ),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",  # B16
+            r"is not a text CSV file: NUL byte on line 3 \(byte offset 8\)",
+        ),
+        (b"\x9a\x01\x02\x03", r"is not UTF-8 text: byte 0x9a on line 1 \(byte offset 0\)"),
+        (
+            b'image,clicks,case\na.nii.gz,a.json,"x\nb.nii.gz,b.json,y\n',  # B13
+            r"line 2: a quoted field is never closed \(unterminated quote\)",
+        ),
+        (b'image,clicks\n\n\na.nii.gz,"a"x.json\n', r"line 4: ',' expected after '\"'"),
+        (b"image,clicks,image\na,b,c\n", r"has the column\(s\) \['image'\] more than once"),
+        (
+            b"case,clicks\nx,b\n",  # B01
+            r"lacks the column\(s\) \['image'\]; it has \['case', 'clicks'\]",
+        ),
+        (b"", r"lacks the column\(s\) \['clicks', 'image'\]; it has \[\]"),
+        (b"image,clicks\n", "lists no cases"),  # B02
+        (b"image,clicks,case\na.nii.gz\n", "line 2: image and clicks are required"),  # B14
+        (
+            b"image,clicks,ground_truth,label\na,b,c,two\n",
+            "line 2: label must be a nonzero integer, got 'two'",
+        ),
+        (
+            b"image,clicks,ground_truth,label\na,b,c,0\n",
+            "line 2: label must be a nonzero integer, got 0",
+        ),
+        (b"image,clicks,ground_truth,label\na,b,,2\n", "line 2: a label needs a ground_truth"),
+    ],
+)
 def test_unreadable_manifests_give_one_line_naming_file_and_line(tmp_path, content, message):
     m = tmp_path / "m.csv"
     m.write_bytes(content)
@@ -364,7 +513,7 @@ def test_unreadable_manifests_give_one_line_naming_file_and_line(tmp_path, conte
     assert f"manifest {str(m)!r}" in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_manifest_that_is_a_folder_or_missing(tmp_path, capsys):             # B21
+def test_manifest_that_is_a_folder_or_missing(tmp_path, capsys):  # B21
     with pytest.raises(ValueError, match=r"manifest '.*' is a folder; expected a CSV file"):
         batch.read_manifest(tmp_path)
     with pytest.raises(ValueError, match="no such manifest"):
@@ -373,18 +522,22 @@ def test_manifest_that_is_a_folder_or_missing(tmp_path, capsys):             # B
     assert "is a folder" in capsys.readouterr().err
 
 
-def test_blank_lines_short_and_long_rows(tmp_path):                          # B12, B15
+def test_blank_lines_short_and_long_rows(tmp_path):  # B12, B15
     m = tmp_path / "m.csv"
-    m.write_text("image,clicks,extra\n\na.nii.gz,a.json,1\n  ,  \n\n"
-                 "b.nii.gz,b.json,2,more,values\n")
+    m.write_text(
+        "image,clicks,extra\n\na.nii.gz,a.json,1\n  ,  \n\nb.nii.gz,b.json,2,more,values\n"
+    )
     assert [c.case for c in batch.read_manifest(m)] == ["a", "b"]
 
 
-def test_summary_neutralises_formulas_but_not_file_names(cases, tmp_path):   # B23
+def test_summary_neutralises_formulas_but_not_file_names(cases, tmp_path):  # B23
     root, manifest, model = cases
     names = ['=HYPERLINK("http://evil.example","x")', "+1", "-2", "@SUM(A1)"]
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth", "case"],
-                  *[_case_row(root, k, name, gt=False) for k, name in enumerate(names)])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth", "case"],
+        *[_case_row(root, k, name, gt=False) for k, name in enumerate(names)],
+    )
     out = tmp_path / "out"
     res = batch.run_batch(m, out, workers=1, model=str(model), progress=False)
     assert res["done"] == 4
@@ -393,18 +546,27 @@ def test_summary_neutralises_formulas_but_not_file_names(cases, tmp_path):   # B
     for n in want:
         assert (out / "masks" / f"{n}.mask.nii.gz").is_file()
         assert _strict_json(out / "cases" / f"{n}.json")["case"] == n
-    assert [batch._csv_cell(v) for v in ("\tx", "\rx", "a=b", 1.5, -1.0, None)] == \
-        ["'\tx", "'\rx", "a=b", 1.5, -1.0, ""]
+    assert [batch._csv_cell(v) for v in ("\tx", "\rx", "a=b", 1.5, -1.0, None)] == [
+        "'\tx",
+        "'\rx",
+        "a=b",
+        1.5,
+        -1.0,
+        "",
+    ]
 
 
-def test_changed_inputs_are_computed_again(cases, tmp_path):                 # B22
+def test_changed_inputs_are_computed_again(cases, tmp_path):  # B22
     root, manifest, model = cases
     work = tmp_path / "inputs"
     work.mkdir()
     for name in ("case1.nii.gz", "case1.gt.nii.gz", "case1.clicks.json"):
         (work / name).write_bytes((root / name).read_bytes())
-    m = _manifest(work / "m.csv", ["image", "clicks", "ground_truth"],
-                  ["case1.nii.gz", "case1.clicks.json", "case1.gt.nii.gz"])
+    m = _manifest(
+        work / "m.csv",
+        ["image", "clicks", "ground_truth"],
+        ["case1.nii.gz", "case1.clicks.json", "case1.gt.nii.gz"],
+    )
     out = tmp_path / "out"
     mask = out / "masks" / "case1.mask.nii.gz"
     assert batch.run_batch(m, out, workers=1, model=str(model), progress=False)["done"] == 1
@@ -433,8 +595,14 @@ def test_changed_inputs_are_computed_again(cases, tmp_path):                 # B
     mask.unlink()
     assert batch.run_batch(m, out, workers=1, model=str(model), progress=False)["done"] == 1
     record = _strict_json(out / "cases" / "case1.json")
-    assert set(record["inputs"]) == {"image", "co_registered", "clicks", "ground_truth", "label",
-                                     "model_sha256"}
+    assert set(record["inputs"]) == {
+        "image",
+        "co_registered",
+        "clicks",
+        "ground_truth",
+        "label",
+        "model_sha256",
+    }
     assert Path(record["mask"]).is_absolute()
 
 
@@ -442,15 +610,20 @@ def test_resume_from_another_working_directory(cases, tmp_path, monkeypatch):
     root, manifest, model = cases
     (tmp_path / "a").mkdir()
     (tmp_path / "b" / "c").mkdir(parents=True)
-    _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
-              *[_case_row(root, k) for k in range(2)])
+    _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth"],
+        *[_case_row(root, k) for k in range(2)],
+    )
     monkeypatch.chdir(tmp_path / "a")
-    res = batch.run_batch("../m.csv", "../out", workers=1, model=os.path.relpath(model),
-                          progress=False)
+    res = batch.run_batch(
+        "../m.csv", "../out", workers=1, model=os.path.relpath(model), progress=False
+    )
     assert res["done"] == 2
     monkeypatch.chdir(tmp_path / "b" / "c")
-    res = batch.run_batch("../../m.csv", "../../out", workers=1, model=os.path.relpath(model),
-                          progress=False)
+    res = batch.run_batch(
+        "../../m.csv", "../../out", workers=1, model=os.path.relpath(model), progress=False
+    )
     assert res["skipped"] == 2 and res["done"] == 0
     assert all(Path(r["mask"]).is_file() for r in _summary(tmp_path / "out"))
 
@@ -474,27 +647,62 @@ def test_multi_label_ground_truth_needs_a_label(cases, tmp_path, capsys):
     res = batch.run_batch(m, tmp_path / "out", workers=1, model=str(model), progress=False)
     assert res["failed"] == 1 and res["done"] == 1
     row = _summary(tmp_path / "out")[0]
-    assert row["status"] == "failed" and "holds 2 labels [1, 2]; choose the object with " \
-        "--label N (manifest column label)" in row["error"]
+    assert (
+        row["status"] == "failed"
+        and "holds 2 labels [1, 2]; choose the object with --label N (manifest column label)"
+        in row["error"]
+    )
     assert not (tmp_path / "out" / "masks" / "case0.mask.nii.gz").exists()
     # a label column (or --label for the rows without one) picks the object
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth", "label"],
-                  rows[0] + ["2"], rows[1] + [""])
-    assert cli.main(["batch", str(m), "--out", str(tmp_path / "out"), "--workers", "1",
-                     "--model", str(model), "--label", "1", "--no-progress"]) == 0
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth", "label"],
+        rows[0] + ["2"],
+        rows[1] + [""],
+    )
+    assert (
+        cli.main(
+            [
+                "batch",
+                str(m),
+                "--out",
+                str(tmp_path / "out"),
+                "--workers",
+                "1",
+                "--model",
+                str(model),
+                "--label",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     # case1 ran again: its label (from --label) is one of its inputs
     assert capsys.readouterr().out.startswith("2 done, 0 failed, 0 already done")
     img = midseg.read_image(root / "case0.nii.gz")
     mask = midseg.read_mask(tmp_path / "out" / "masks" / "case0.mask.nii.gz")
     assert float(_summary(tmp_path / "out")[0]["dice"]) == pytest.approx(
-        midseg.dice(mask, gt == 2), abs=1e-6)
+        midseg.dice(mask, gt == 2), abs=1e-6
+    )
     assert batch.read_ground_truth(labels, img, 1).sum() == (gt == 1).sum()
-    with pytest.raises(ValueError,
-                       match=r"label 3 does not occur in ground truth .*; it holds \[1, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"label 3 does not occur in ground truth .*; it holds \[1, 2\]"
+    ):
         batch.read_ground_truth(labels, img, 3)
     # midseg segment: refused before the replay, then --label
-    args = ["segment", str(root / "case0.nii.gz"), "--clicks", str(root / "case0.clicks.json"),
-            "-o", str(tmp_path / "m.nii.gz"), "--model", str(model), "--ground-truth", labels]
+    args = [
+        "segment",
+        str(root / "case0.nii.gz"),
+        "--clicks",
+        str(root / "case0.clicks.json"),
+        "-o",
+        str(tmp_path / "m.nii.gz"),
+        "--model",
+        str(model),
+        "--ground-truth",
+        labels,
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds 2 labels [1, 2]" in err
@@ -509,10 +717,14 @@ def test_empty_ground_truth_writes_strict_json(cases, tmp_path, capsys):
     root, manifest, model = cases
     img = midseg.read_image(root / "case0.nii.gz")
     midseg.write_mask(tmp_path / "empty.nii.gz", np.zeros(img.shape, np.uint8), like=img)
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
-                  _case_row(root, 0)[:2] + [str(tmp_path / "empty.nii.gz")])
-    res = batch.run_batch(m, tmp_path / "out", workers=1, model=str(model), progress=False,
-                          label=1)  # a label default does not fail an empty ground truth
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth"],
+        _case_row(root, 0)[:2] + [str(tmp_path / "empty.nii.gz")],
+    )
+    res = batch.run_batch(
+        m, tmp_path / "out", workers=1, model=str(model), progress=False, label=1
+    )  # a label default does not fail an empty ground truth
     assert res["done"] == 1
     record = _strict_json(tmp_path / "out" / "cases" / "case0.json")
     assert record["status"] == "ok" and record["dice"] == 0.0
@@ -520,9 +732,23 @@ def test_empty_ground_truth_writes_strict_json(cases, tmp_path, capsys):
     assert record["note"] == "ground truth empty: ASSD/HD95 undefined"
     row = _summary(tmp_path / "out")[0]
     assert row["assd"] == "" and row["note"] == "ground truth empty: ASSD/HD95 undefined"
-    assert cli.main(["segment", str(root / "case0.nii.gz"), "--clicks",
-                     str(root / "case0.clicks.json"), "-o", str(tmp_path / "m.nii.gz"),
-                     "--model", str(model), "--ground-truth", str(tmp_path / "empty.nii.gz")]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(root / "case0.nii.gz"),
+                "--clicks",
+                str(root / "case0.clicks.json"),
+                "-o",
+                str(tmp_path / "m.nii.gz"),
+                "--model",
+                str(model),
+                "--ground-truth",
+                str(tmp_path / "empty.nii.gz"),
+            ]
+        )
+        == 0
+    )
     assert "Dice 0.0000 (ground truth empty: ASSD/HD95 undefined)" in capsys.readouterr().out
 
 
@@ -536,15 +762,20 @@ def test_a_record_that_cannot_be_written_fails_its_case_only(cases, tmp_path, mo
         return write(path, data, *args, **kwargs)
 
     monkeypatch.setattr(records, "write_json_atomic", flaky)
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
-                  *[_case_row(root, k) for k in range(3)])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth"],
+        *[_case_row(root, k) for k in range(3)],
+    )
     out = tmp_path / "out"
     res = batch.run_batch(m, out, workers=1, model=str(model), progress=False)
     assert res["done"] == 2 and res["failed"] == 1
     rows = {r["case"]: r for r in _summary(out)}
     assert rows["case1"]["status"] == "failed"
-    assert "cannot write the case record" in rows["case1"]["error"] and "Permission denied" in \
-        rows["case1"]["error"]
+    assert (
+        "cannot write the case record" in rows["case1"]["error"]
+        and "Permission denied" in rows["case1"]["error"]
+    )
     assert not (out / "masks" / "case1.mask.nii.gz").exists()
     assert rows["case2"]["status"] == "ok"
     monkeypatch.setattr(records, "write_json_atomic", write)
@@ -557,8 +788,20 @@ def test_output_folder_is_checked_before_computing(cases, tmp_path, monkeypatch,
     afile = tmp_path / "afile"
     afile.write_text("x")
     m = _manifest(tmp_path / "m.csv", ["image", "clicks"], _case_row(root, 0)[:2])
-    assert cli.main(["batch", str(m), "--out", str(afile), "--model", str(model),     # B19
-                     "--no-progress"]) == 1
+    assert (
+        cli.main(
+            [
+                "batch",
+                str(m),
+                "--out",
+                str(afile),
+                "--model",
+                str(model),  # B19
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert f"output folder {str(afile)!r} is a file" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"output folder '.*afile/out' is not writable: "):
         batch.run_batch(m, afile / "out", workers=1, model=str(model), progress=False)
@@ -572,15 +815,19 @@ def test_output_folder_is_checked_before_computing(cases, tmp_path, monkeypatch,
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(records.tempfile, "mkstemp", refuse)
-    with pytest.raises(ValueError, match=r"output folder '.*out/cases' is not writable: "
-                                         "Permission denied$"):
+    with pytest.raises(
+        ValueError,
+        match=r"output folder '.*out/cases' is not writable: "
+        "Permission denied$",
+    ):
         batch.run_batch(m, tmp_path / "out", workers=1, model=str(model), progress=False)
     assert calls == []
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders")
-def test_read_only_output_folder(cases, tmp_path):                           # B17
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders"
+)
+def test_read_only_output_folder(cases, tmp_path):  # B17
     root, manifest, model = cases
     m = _manifest(tmp_path / "m.csv", ["image", "clicks"], _case_row(root, 0)[:2])
     ro = tmp_path / "ro"
@@ -599,8 +846,7 @@ def test_bad_workers_and_model_are_refused_before_computing(cases, tmp_path):  #
         with pytest.raises(ValueError, match="workers must be an integer >= 1"):
             batch.run_batch(manifest, tmp_path / "out", workers=workers, progress=False)
     with pytest.raises(midseg.errors.ModelError, match="does not exist"):
-        batch.run_batch(manifest, tmp_path / "out", model=str(tmp_path / "nope.pt"),
-                        progress=False)
+        batch.run_batch(manifest, tmp_path / "out", model=str(tmp_path / "nope.pt"), progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -627,24 +873,39 @@ def _raise_on_case0(case, out_dir, model=None, inputs=None):
     return _RUN_CASE(case, out_dir, model, inputs)
 
 
-def test_a_dying_worker_fails_its_case_and_the_batch_goes_on(cases, tmp_path, monkeypatch,
-                                                             capsys):
+def test_a_dying_worker_fails_its_case_and_the_batch_goes_on(cases, tmp_path, monkeypatch, capsys):
     root, manifest, model = cases
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks", "ground_truth"],
-                  *[_case_row(root, k) for k in range(3)])
+    m = _manifest(
+        tmp_path / "m.csv",
+        ["image", "clicks", "ground_truth"],
+        *[_case_row(root, k) for k in range(3)],
+    )
     monkeypatch.setattr(runner, "run_case", _die_on_case1_and_2)
     out = tmp_path / "out"
-    status = cli.main(["batch", str(m), "--out", str(out), "--workers", "2",
-                       "--model", str(model), "--no-progress"])
+    status = cli.main(
+        [
+            "batch",
+            str(m),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--model",
+            str(model),
+            "--no-progress",
+        ]
+    )
     assert status == 1
     assert capsys.readouterr().out.startswith("1 done, 2 failed, 0 already done")
     rows = {r["case"]: r for r in _summary(out)}
     assert rows["case0"]["status"] == "ok"
     assert [rows[c]["status"] for c in ("case1", "case2")] == ["failed", "failed"]
-    assert rows["case1"]["error"] == ("the worker process running this case died: it exited "
-                                      "with status 3")
-    assert rows["case2"]["error"] == ("the worker process running this case died: it was "
-                                      "killed by SIGKILL (out of memory?)")
+    assert rows["case1"]["error"] == (
+        "the worker process running this case died: it exited with status 3"
+    )
+    assert rows["case2"]["error"] == (
+        "the worker process running this case died: it was killed by SIGKILL (out of memory?)"
+    )
     assert _strict_json(out / "cases" / "case2.json")["status"] == "failed"
     assert not (out / "masks" / "case1.mask.nii.gz").exists()
 
@@ -652,15 +913,19 @@ def test_a_dying_worker_fails_its_case_and_the_batch_goes_on(cases, tmp_path, mo
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_killing_the_batch_ends_its_workers(cases, tmp_path):
     root, manifest, model = cases
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks"],
-                  *[_case_row(root, k)[:2] for k in range(3)])
+    m = _manifest(
+        tmp_path / "m.csv", ["image", "clicks"], *[_case_row(root, k)[:2] for k in range(3)]
+    )
     out = tmp_path / "out"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_batch; "
-            "from midseg.batch import runner; runner.run_case = test_batch._mark_and_wait; "
-            "runner.run_batch(sys.argv[2], sys.argv[3], workers=2, model=sys.argv[4], "
-            "progress=False)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), str(m),
-                             str(out), str(model)])
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_batch; "
+        "from midseg.batch import runner; runner.run_case = test_batch._mark_and_wait; "
+        "runner.run_batch(sys.argv[2], sys.argv[3], workers=2, model=sys.argv[4], "
+        "progress=False)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(m), str(out), str(model)]
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline and len(list(out.glob("worker.*"))) < 2:
@@ -690,13 +955,20 @@ def test_killing_the_batch_ends_its_workers(cases, tmp_path):
 def test_dask_failure_of_one_case_is_recorded(cases, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     root, manifest, model = cases
-    m = _manifest(tmp_path / "m.csv", ["image", "clicks"],
-                  *[_case_row(root, k)[:2] for k in range(2)])
+    m = _manifest(
+        tmp_path / "m.csv", ["image", "clicks"], *[_case_row(root, k)[:2] for k in range(2)]
+    )
     monkeypatch.setattr(runner, "run_case", _raise_on_case0)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        res = batch.run_batch(m, tmp_path / "out", scheduler=cluster.scheduler_address,
-                              model=str(model), progress=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = batch.run_batch(
+            m,
+            tmp_path / "out",
+            scheduler=cluster.scheduler_address,
+            model=str(model),
+            progress=False,
+        )
     assert res["done"] == 1 and res["failed"] == 1
     rows = {r["case"]: r for r in _summary(tmp_path / "out")}
     assert rows["case0"]["error"] == "RuntimeError: worker lost (simulated)"

@@ -1,4 +1,5 @@
 """The benchmark scripts that need no data still run (they are not timed here)."""
+
 import importlib.util
 from pathlib import Path
 
@@ -24,12 +25,12 @@ def test_synthetic_dev_scores_every_kind_with_the_same_shapes(capsys):
     assert set(res) == {(m, k) for m in "ab" for k in dev.KINDS}
     for kind in dev.KINDS:
         assert len(res[("a", kind)]) == 2 and all(0.0 <= d <= 1.0 for d in res[("a", kind)])
-        assert res[("a", kind)] == res[("b", kind)]      # same shapes, same points
+        assert res[("a", kind)] == res[("b", kind)]  # same shapes, same points
     assert dev.main(["--models", "2d", "--dims", "2", "--count", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| 2d |" in out and all(k in out for k in dev.KINDS)
     with pytest.raises(SystemExit):
-        dev.main(["--models", "2d", "--dims", "3", "--count", "1"])   # a 2D model
+        dev.main(["--models", "2d", "--dims", "3", "--count", "1"])  # a 2D model
 
 
 def test_masked_kind_keeps_only_the_object():

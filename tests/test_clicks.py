@@ -1,4 +1,5 @@
 """The clicks-file format (midseg.clicks): building, converting, validating, reading, writing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,10 +10,22 @@ import pytest
 
 import midseg
 from midseg import clicks
-from midseg.clicks import (CLICKS_FORMAT, CLICKS_SCHEMA, CLICKS_VERSION, READABLE_VERSIONS,
-                           check_clicks_geometry, clicks_document, clicks_from_dict,
-                           geometry_xyz, index_to_mm, mask_sha256, mm_to_index, model_ref,
-                           read_clicks, write_clicks)
+from midseg.clicks import (
+    CLICKS_FORMAT,
+    CLICKS_SCHEMA,
+    CLICKS_VERSION,
+    READABLE_VERSIONS,
+    check_clicks_geometry,
+    clicks_document,
+    clicks_from_dict,
+    geometry_xyz,
+    index_to_mm,
+    mask_sha256,
+    mm_to_index,
+    model_ref,
+    read_clicks,
+    write_clicks,
+)
 from midseg.errors import GeometryMismatchError, InvalidInputError
 
 PARAMS = {"lam": 5.0, "sigma": 0.1, "method": "ifgc"}
@@ -26,16 +39,25 @@ def image_3d():
     """Anisotropic, with an origin and a rotation about z, so that no axis is trivial."""
     a = np.deg2rad(30)
     rot_xyz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    return midseg.Image(np.zeros((6, 10, 12), np.float32), spacing=(2.5, 0.9, 0.8),
-                        origin=(-30.0, 12.5, 40.0), direction=rot_xyz[::-1, ::-1])
+    return midseg.Image(
+        np.zeros((6, 10, 12), np.float32),
+        spacing=(2.5, 0.9, 0.8),
+        origin=(-30.0, 12.5, 40.0),
+        direction=rot_xyz[::-1, ::-1],
+    )
 
 
 def document(image, rounds=None):
     margin = np.array([[1] * image.ndim, [3] * image.ndim, [5] * image.ndim, [2] * image.ndim])
     if rounds is None:
-        rounds = [(np.array([[4] * image.ndim]), np.zeros((0, image.ndim), np.int64), PARAMS),
-                  (np.zeros((0, image.ndim), np.int64), np.array([[0] * image.ndim]),
-                   {**PARAMS, "method": "gc", "lam": 0.5})]
+        rounds = [
+            (np.array([[4] * image.ndim]), np.zeros((0, image.ndim), np.int64), PARAMS),
+            (
+                np.zeros((0, image.ndim), np.int64),
+                np.array([[0] * image.ndim]),
+                {**PARAMS, "method": "gc", "lam": 0.5},
+            ),
+        ]
     return clicks_document(image, {"name": "tiny"}, PARAMS, margin, rounds)
 
 
@@ -47,8 +69,14 @@ def test_constants_name_the_format_and_its_versions():
 
 def test_session_re_exports_the_same_objects():
     session = pytest.importorskip("midseg.session")
-    for name in ("CLICKS_FORMAT", "CLICKS_VERSION", "CLICKS_SCHEMA", "read_clicks",
-                 "geometry_xyz", "check_clicks_geometry"):
+    for name in (
+        "CLICKS_FORMAT",
+        "CLICKS_VERSION",
+        "CLICKS_SCHEMA",
+        "read_clicks",
+        "geometry_xyz",
+        "check_clicks_geometry",
+    ):
         assert getattr(session, name) is getattr(clicks, name), name
 
 
@@ -56,15 +84,23 @@ def test_session_re_exports_the_same_objects():
 def test_document_stores_points_in_mm_and_validates(make):
     image = make()
     doc = document(image)
-    assert list(doc) == ["format", "version", "coordinates", "image", "model", "parameters",
-                         "margin_points", "rounds"]
+    assert list(doc) == [
+        "format",
+        "version",
+        "coordinates",
+        "image",
+        "model",
+        "parameters",
+        "margin_points",
+        "rounds",
+    ]
     assert doc["image"] == {**geometry_xyz(image), "channels": 1}
     # the first margin point, (1, 1[, 1]) in array order, in (x, y[, z]) mm
     expected = image.index_to_physical(np.array([[1] * image.ndim], float))[0][::-1]
     np.testing.assert_allclose(doc["margin_points"][0], expected, atol=1e-6)
     assert doc["rounds"][0]["background"] == [] and doc["rounds"][1]["method"] == "gc"
     assert doc["rounds"][1]["lam"] == 0.5 and doc["parameters"] == PARAMS
-    assert clicks_from_dict(json.loads(json.dumps(doc))) == doc     # valid as built
+    assert clicks_from_dict(json.loads(json.dumps(doc))) == doc  # valid as built
 
 
 @pytest.mark.parametrize("make", [image_2d, image_3d])
@@ -101,12 +137,13 @@ def test_geometry_xyz_is_in_simpleitk_order():
 
 def test_check_clicks_geometry_names_each_difference():
     doc = document(image_2d())
-    check_clicks_geometry(doc, image_2d())                      # the same image: no error
+    check_clicks_geometry(doc, image_2d())  # the same image: no error
     other = midseg.Image(np.zeros((20, 30), np.float32), spacing=(0.7, 1.0), origin=(4.0, -6.0))
     with pytest.raises(GeometryMismatchError, match=r"spacing \[1.0, 0.7\] vs \[0.9, 0.7\]"):
         check_clicks_geometry(doc, other)
-    two = midseg.Image(np.zeros((2, 20, 30), np.float32), spacing=(0.7, 0.9),
-                       origin=(4.0, -6.0), multichannel=True)
+    two = midseg.Image(
+        np.zeros((2, 20, 30), np.float32), spacing=(0.7, 0.9), origin=(4.0, -6.0), multichannel=True
+    )
     with pytest.raises(GeometryMismatchError, match="channels 2 vs 1"):
         check_clicks_geometry(doc, two)
     bad = {**doc, "image": {**doc["image"], "spacing": ["a", "b"]}}
@@ -134,18 +171,28 @@ def test_mask_sha256_hashes_the_mask_as_uint8():
     assert mask_sha256(mask.T) != expected
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: {**d, "format": "other"}, "not a midseg clicks file: format is 'other'"),
-    (lambda d: [d], "not a midseg clicks file: format is None"),
-    (lambda d: {**d, "version": 9}, r"version 9 is not supported \(this midseg reads versions "
-                                    r"1, 2, 3\)"),
-    (lambda d: {k: v for k, v in d.items() if k != "rounds"}, "lacks the 'rounds' entry"),
-    (lambda d: {**d, "parameters": {**d["parameters"], "lam": "a"}},
-     "clicks file: parameters.lam: 'a' is not of type 'number'"),
-    (lambda d: {**d, "rounds": [{**d["rounds"][0], "method": "nope"}]},
-     r"clicks file: rounds\[0\].method: 'nope' is not one of"),
-    (lambda d: {**d, "margin_points": [[1e309, 0.0]]}, "clicks file"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: {**d, "format": "other"}, "not a midseg clicks file: format is 'other'"),
+        (lambda d: [d], "not a midseg clicks file: format is None"),
+        (
+            lambda d: {**d, "version": 9},
+            r"version 9 is not supported \(this midseg reads versions "
+            r"1, 2, 3\)",
+        ),
+        (lambda d: {k: v for k, v in d.items() if k != "rounds"}, "lacks the 'rounds' entry"),
+        (
+            lambda d: {**d, "parameters": {**d["parameters"], "lam": "a"}},
+            "clicks file: parameters.lam: 'a' is not of type 'number'",
+        ),
+        (
+            lambda d: {**d, "rounds": [{**d["rounds"][0], "method": "nope"}]},
+            r"clicks file: rounds\[0\].method: 'nope' is not one of",
+        ),
+        (lambda d: {**d, "margin_points": [[1e309, 0.0]]}, "clicks file"),
+    ],
+)
 def test_clicks_from_dict_refuses_with_the_field_path(change, message):
     doc = json.loads(json.dumps(document(image_2d())))
     with pytest.raises(InvalidInputError, match=message):
@@ -160,7 +207,7 @@ def test_older_versions_are_migrated(version, meant):
     assert new["version"] == CLICKS_VERSION and new["upgraded_from_version"] == version
     assert new["parameters"]["method"] == meant
     assert [r["method"] for r in new["rounds"]] == [meant, "gc"]
-    assert old["parameters"]["method"] == "ifgc"                 # the input is left alone
+    assert old["parameters"]["method"] == "ifgc"  # the input is left alone
     assert clicks_from_dict(doc) is doc and "upgraded_from_version" not in doc
 
 
@@ -169,7 +216,7 @@ def test_write_then_read_gives_the_document_back(tmp_path):
     path = tmp_path / "sub" / "a.clicks.json"
     write_clicks(path, doc)
     assert read_clicks(path) == json.loads(json.dumps(doc))
-    assert path.read_text().startswith('{\n "format": "midseg-clicks"')   # indented by one
+    assert path.read_text().startswith('{\n "format": "midseg-clicks"')  # indented by one
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.clicks.json"]  # no temporary
 
 
@@ -197,5 +244,6 @@ def test_read_clicks_names_the_file_and_the_field(tmp_path):
     write_clicks(bad, doc)
     with pytest.raises(InvalidInputError) as info:
         read_clicks(bad)
-    assert str(info.value) == (f"clicks file {str(bad)!r}: parameters.sigma: 'x' is not of "
-                               "type 'number'")
+    assert str(info.value) == (
+        f"clicks file {str(bad)!r}: parameters.sigma: 'x' is not of type 'number'"
+    )

@@ -1,4 +1,5 @@
 """Tests of midseg.crop: boxes, clipping at the borders, crop/resize round trips, z-score."""
+
 from __future__ import annotations
 
 import itertools
@@ -30,6 +31,7 @@ def _blob(shape, sigma_frac=0.25):
 
 # ----------------------------------------------------------------------- Box
 
+
 def test_box_properties():
     b = Box((2, 3, 4), (5, 9, 6))
     assert b.shape == (3, 6, 2)
@@ -37,15 +39,17 @@ def test_box_properties():
     assert b.slices == (slice(2, 5), slice(3, 9), slice(4, 6))
     assert np.zeros((10, 10, 10))[b.slices].shape == b.shape
     assert b.contains([(2, 3, 4), (4, 8, 5)])
-    assert not b.contains([(2, 3, 4), (5, 8, 5)])      # stop is exclusive
+    assert not b.contains([(2, 3, 4), (5, 8, 5)])  # stop is exclusive
     assert b.contains((3, 3, 4))
-    assert b.contains(np.zeros((0, 3)))                 # vacuous
+    assert b.contains(np.zeros((0, 3)))  # vacuous
     assert b.union(Box((0, 5, 5), (3, 6, 10))) == Box((0, 3, 4), (5, 9, 10))
     assert isinstance(b.start[0], int) and hash(b) == hash(Box([2, 3, 4], [5, 9, 6]))
 
 
-@pytest.mark.parametrize("start, stop", [((0, 0), (0, 5)), ((3, 0), (2, 5)), ((-1, 0), (2, 5)),
-                                         ((0, 0), (2, 5, 3)), ((), ())])
+@pytest.mark.parametrize(
+    "start, stop",
+    [((0, 0), (0, 5)), ((3, 0), (2, 5)), ((-1, 0), (2, 5)), ((0, 0), (2, 5, 3)), ((), ())],
+)
 def test_box_rejects_bad_bounds(start, stop):
     with pytest.raises(InvalidInputError, match="Box"):
         Box(start, stop)
@@ -57,6 +61,7 @@ def test_box_union_needs_same_ndim():
 
 
 # --------------------------------------------------------------- relaxed_bbox
+
 
 def test_relaxed_bbox_interior():
     b = relaxed_bbox([(10, 20), (15, 12)], (50, 60), margin=3)
@@ -86,7 +91,7 @@ def test_relaxed_bbox_clips_on_every_border_and_corner(shape, margin):
             assert b.start[k] == max(p[k] - margin, 0)
             assert b.stop[k] == min(p[k] + 1 + margin, s)
         img = np.zeros(shape)
-        assert img[b.slices].shape == b.shape          # valid, non-negative slices
+        assert img[b.slices].shape == b.shape  # valid, non-negative slices
         assert b.contains([p])
 
 
@@ -96,16 +101,19 @@ def test_relaxed_bbox_two_opposite_corners_give_whole_image():
     assert b == Box((0, 0, 0), shape)
 
 
-@pytest.mark.parametrize("points, shape, match", [
-    ([(5, 40)], (30, 40), r"outside the image"),
-    ([(-1, 3)], (30, 40), r"outside the image"),
-    ([], (30, 40), "empty"),
-    (np.zeros((0, 2)), (30, 40), "empty"),
-    ([(1, 2, 3)], (30, 40), "2 coordinates"),
-    ([(1,)], (30,), "2 or 3 axes"),
-    ([(1, 1, 1, 1)], (5, 5, 5, 5), "2 or 3 axes"),
-    ([(np.nan, 1)], (30, 40), "NaN"),
-])
+@pytest.mark.parametrize(
+    "points, shape, match",
+    [
+        ([(5, 40)], (30, 40), r"outside the image"),
+        ([(-1, 3)], (30, 40), r"outside the image"),
+        ([], (30, 40), "empty"),
+        (np.zeros((0, 2)), (30, 40), "empty"),
+        ([(1, 2, 3)], (30, 40), "2 coordinates"),
+        ([(1,)], (30,), "2 or 3 axes"),
+        ([(1, 1, 1, 1)], (5, 5, 5, 5), "2 or 3 axes"),
+        ([(np.nan, 1)], (30, 40), "NaN"),
+    ],
+)
 def test_relaxed_bbox_errors(points, shape, match):
     with pytest.raises(InvalidInputError, match=match):
         relaxed_bbox(points, shape)
@@ -118,6 +126,7 @@ def test_relaxed_bbox_bad_margin(margin):
 
 
 # ------------------------------------------------------------- CropTransform
+
 
 def test_grid_constants():
     assert GRID_2D == (64, 64) and GRID_3D == (64, 96, 96)
@@ -144,11 +153,14 @@ def test_mask_round_trip_exact_when_grid_equals_box():
     assert not full.sum() - full[box.slices].sum()
 
 
-@pytest.mark.parametrize("shape, box, grid", [
-    ((40, 50), Box((5, 3), (35, 45)), (64, 64)),          # upsample
-    ((200, 180), Box((10, 20), (190, 170)), (64, 64)),    # downsample
-    ((30, 60, 70), Box((2, 4, 6), (28, 55, 66)), (16, 96, 40)),  # mixed
-])
+@pytest.mark.parametrize(
+    "shape, box, grid",
+    [
+        ((40, 50), Box((5, 3), (35, 45)), (64, 64)),  # upsample
+        ((200, 180), Box((10, 20), (190, 170)), (64, 64)),  # downsample
+        ((30, 60, 70), Box((2, 4, 6), (28, 55, 66)), (16, 96, 40)),  # mixed
+    ],
+)
 def test_linear_round_trip_is_exact_on_affine_images(shape, box, grid):
     # linear interpolation reproduces an affine function exactly, both ways
     img = _ramp(shape)
@@ -157,8 +169,13 @@ def test_linear_round_trip_is_exact_on_affine_images(shape, box, grid):
     assert g.shape == grid and g.dtype == np.float32
     # grid voxel g sits at box coordinate g * (Lb - 1) / (Lg - 1)
     coords = np.indices(grid, dtype=np.float64)
-    expect = sum((k + 1) * (s + c * (lb - 1) / (lg - 1))
-                 for k, (c, s, lb, lg) in enumerate(zip(coords, box.start, box.shape, grid))) + 3
+    expect = (
+        sum(
+            (k + 1) * (s + c * (lb - 1) / (lg - 1))
+            for k, (c, s, lb, lg) in enumerate(zip(coords, box.start, box.shape, grid))
+        )
+        + 3
+    )
     np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(t.from_grid(g), img[box.slices], rtol=1e-5, atol=1e-3)
 
@@ -185,17 +202,18 @@ def test_resize_matches_scipy_reference(order):
     grid = (64, 21)
     t = CropTransform(box, grid)
     scale = [(b - 1) / (g - 1) for b, g in zip(box.shape, grid)]
-    ref = ndi.affine_transform(img[box.slices], scale, output_shape=grid, order=order,
-                               mode="nearest")
+    ref = ndi.affine_transform(
+        img[box.slices], scale, output_shape=grid, order=order, mode="nearest"
+    )
     np.testing.assert_allclose(t.to_grid(img, order=order), ref, atol=1e-5)
 
 
 def test_length_one_axes():
     img = _ramp((5, 20))
-    t = CropTransform(Box((2, 0), (3, 20)), (4, 1))          # box length 1, grid length 1
+    t = CropTransform(Box((2, 0), (3, 20)), (4, 1))  # box length 1, grid length 1
     g = t.to_grid(img)
     assert g.shape == (4, 1)
-    np.testing.assert_allclose(g[:, 0], img[2, :].mean())   # box centre on axis 1 (x = 9.5)
+    np.testing.assert_allclose(g[:, 0], img[2, :].mean())  # box centre on axis 1 (x = 9.5)
     np.testing.assert_allclose(t.from_grid(g)[0], img[2, :].mean())
     np.testing.assert_array_equal(t.points_to_grid([(2, 0), (2, 19)]), [[2, 0], [2, 0]])
 
@@ -212,8 +230,7 @@ def test_channel_first_equals_per_channel(order):
     back = t.paste(g, img.shape[1:], fill=-1.0, order=order)
     assert back.shape == img.shape
     for c in range(2):
-        np.testing.assert_array_equal(back[c], t.paste(g[c], img.shape[1:], fill=-1.0,
-                                                       order=order))
+        np.testing.assert_array_equal(back[c], t.paste(g[c], img.shape[1:], fill=-1.0, order=order))
 
 
 def test_order0_keeps_dtype_and_labels():
@@ -227,7 +244,7 @@ def test_order0_keeps_dtype_and_labels():
 
 @pytest.mark.parametrize("grid", [(64, 64), (40, 31)])
 def test_points_to_grid_consistent_with_to_grid(grid):
-    box = Box((7, 11), (37, 42))                              # 30 x 31, grid >= box
+    box = Box((7, 11), (37, 42))  # 30 x 31, grid >= box
     t = CropTransform(box, grid)
     rng = np.random.default_rng(6)
     pts = np.column_stack([rng.integers(a, b, 50) for a, b in zip(box.start, box.stop)])
@@ -239,8 +256,8 @@ def test_points_to_grid_consistent_with_to_grid(grid):
         assert t.to_grid(one_hot, order=0)[tuple(q)] == 1
     # corners of the box land on corners of the grid
     np.testing.assert_array_equal(
-        t.points_to_grid([box.start, np.asarray(box.stop) - 1]),
-        [[0, 0], np.asarray(grid) - 1])
+        t.points_to_grid([box.start, np.asarray(box.stop) - 1]), [[0, 0], np.asarray(grid) - 1]
+    )
 
 
 def test_points_to_grid_value_on_smooth_image_when_downsampling():
@@ -267,7 +284,7 @@ def test_points_to_grid_rejects_points_outside_box():
 @pytest.mark.parametrize("fill", [0.0, -5.0, np.nan])
 def test_paste_places_values_in_box_and_fill_elsewhere(fill):
     shape = (20, 30, 40)
-    box = Box((0, 10, 30), (8, 25, 40))                       # touches two borders
+    box = Box((0, 10, 30), (8, 25, 40))  # touches two borders
     t = CropTransform(box, (16, 16, 16))
     grid = np.full(t.grid_shape, 7.0, np.float32)
     out = t.paste(grid, shape, fill=fill)
@@ -292,16 +309,19 @@ def test_paste_of_to_grid_reproduces_image_inside_box():
     assert np.abs(out[box.slices] - img[box.slices]).max() < 2e-3
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda t: t.to_grid(np.zeros((10, 10, 10, 10, 10))), "dimensions"),
-    (lambda t: t.to_grid(np.zeros((30, 30, 10))), "does not fit"),
-    (lambda t: t.to_grid(np.zeros((30, 30, 30)), order=7), "order"),
-    (lambda t: t.to_grid(np.zeros((30, 30, 30)), order=1.0), "order"),
-    (lambda t: t.from_grid(np.zeros((8, 8, 9))), r"spatial shape \(8, 8, 8\)"),
-    (lambda t: t.paste(np.zeros((8, 8, 8)), (12, 30, 30)), "does not fit"),
-    (lambda t: t.paste(np.zeros((8, 8, 8)), (30, 30)), "image_shape"),
-    (lambda t: t.to_grid(np.zeros((30, 30, 30), dtype=object)), "dtype"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda t: t.to_grid(np.zeros((10, 10, 10, 10, 10))), "dimensions"),
+        (lambda t: t.to_grid(np.zeros((30, 30, 10))), "does not fit"),
+        (lambda t: t.to_grid(np.zeros((30, 30, 30)), order=7), "order"),
+        (lambda t: t.to_grid(np.zeros((30, 30, 30)), order=1.0), "order"),
+        (lambda t: t.from_grid(np.zeros((8, 8, 9))), r"spatial shape \(8, 8, 8\)"),
+        (lambda t: t.paste(np.zeros((8, 8, 8)), (12, 30, 30)), "does not fit"),
+        (lambda t: t.paste(np.zeros((8, 8, 8)), (30, 30)), "image_shape"),
+        (lambda t: t.to_grid(np.zeros((30, 30, 30), dtype=object)), "dtype"),
+    ],
+)
 def test_crop_transform_errors(call, match):
     t = CropTransform(Box((5, 5, 5), (20, 20, 20)), (8, 8, 8))
     with pytest.raises(InvalidInputError, match=match):
@@ -323,6 +343,7 @@ def test_grid_spacing():
 
 
 # ---------------------------------------------------------------------- zscore
+
 
 def test_zscore_scalar():
     x = np.random.default_rng(7).normal(100, 15, (20, 30)).astype(np.float64)
@@ -360,7 +381,9 @@ def test_zscore_errors():
 
 
 def test_crop_does_not_import_torch():
-    code = ("import sys, numpy as np; import midseg.crop as c, midseg.data_sim as d; "
-            "t = c.CropTransform(c.Box((0, 0), (5, 5)), (8, 8)); t.to_grid(np.zeros((5, 5))); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, numpy as np; import midseg.crop as c, midseg.data_sim as d; "
+        "t = c.CropTransform(c.Box((0, 0), (5, 5)), (8, 8)); t.to_grid(np.zeros((5, 5))); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

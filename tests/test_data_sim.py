@@ -1,4 +1,5 @@
 """Tests of midseg.data_sim: interior margin points, the robot user, ellipsoid scribbles."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +7,20 @@ import pytest
 from scipy import ndimage as ndi
 
 from midseg import crop
-from midseg.data_sim import (DEFAULT_EXTREME_JITTER, DEFAULT_INWARD, Click, corrective_click,
-                             ellipsoid_scribble, interior_margin_points, simulate_scribbles)
+from midseg.data_sim import (
+    DEFAULT_EXTREME_JITTER,
+    DEFAULT_INWARD,
+    Click,
+    corrective_click,
+    ellipsoid_scribble,
+    interior_margin_points,
+    simulate_scribbles,
+)
 from midseg.errors import InvalidInputError
 
 
 # ------------------------------------------------------------- random shapes
+
 
 def _ellipsoid(shape, rng, centre_range=(0.0, 1.0), axes_range=(1.0, 0.45)):
     """A randomly rotated ellipse/ellipsoid; the centre may sit on the image border."""
@@ -50,7 +59,7 @@ def _tiny(shape, rng):
     m = np.zeros(shape, bool)
     p = tuple(rng.integers(0, s) for s in shape)
     m[p] = True
-    if rng.random() < 0.5:                         # sometimes a 2-voxel object
+    if rng.random() < 0.5:  # sometimes a 2-voxel object
         q = list(p)
         k = rng.integers(len(shape))
         q[k] = min(q[k] + 1, shape[k] - 1)
@@ -64,9 +73,9 @@ def random_shape(shape, rng) -> np.ndarray:
     if kind == 0:
         m = _ellipsoid(shape, rng, centre_range=(0.2, 0.8))
     elif kind == 1:
-        m = _ellipsoid(shape, rng)                  # may be cut by the border
+        m = _ellipsoid(shape, rng)  # may be cut by the border
     elif kind == 2:
-        m = _blob(shape, rng)                       # usually several components
+        m = _blob(shape, rng)  # usually several components
     elif kind == 3:
         m = _ellipsoid(shape, rng) | _ellipsoid(shape, rng) | _thin(shape, rng)
     elif kind == 4:
@@ -74,7 +83,7 @@ def random_shape(shape, rng) -> np.ndarray:
     elif kind == 5:
         m = _tiny(shape, rng)
     else:
-        m = _ellipsoid(shape, rng, axes_range=(0.5, 0.08))   # small, possibly on the edge
+        m = _ellipsoid(shape, rng, axes_range=(0.5, 0.08))  # small, possibly on the edge
     if not m.any():
         m = _tiny(shape, rng)
     return m
@@ -126,7 +135,7 @@ def test_margin_points_coverage_with_largest_shift(ndim):
 
 def test_margin_points_count_and_extremes_on_a_disc():
     yy, xx = np.indices((60, 60))
-    mask = (yy - 30) ** 2 + (xx - 29) ** 2 <= 15 ** 2
+    mask = (yy - 30) ** 2 + (xx - 29) ** 2 <= 15**2
     pts = interior_margin_points(mask, rng=0, inward=0, n_random=0, extreme_jitter=0)
     # on the boundary, one per extreme: top, bottom, left, right
     assert len(pts) == 4
@@ -135,13 +144,13 @@ def test_margin_points_count_and_extremes_on_a_disc():
 
 def test_margin_points_move_inward_on_a_disc():
     yy, xx = np.indices((80, 80))
-    mask = (yy - 40) ** 2 + (xx - 40) ** 2 <= 25 ** 2
+    mask = (yy - 40) ** 2 + (xx - 40) ** 2 <= 25**2
     depth = ndi.distance_transform_edt(mask)
     on_boundary = interior_margin_points(mask, rng=3, inward=0, n_random=5)
     assert np.all(depth[tuple(on_boundary.T)] < 1.5)
     moved = interior_margin_points(mask, rng=3, inward=3, n_random=5)
     d = depth[tuple(moved.T)]
-    assert np.all(d >= 3.0) and np.all(d <= 4.5)   # 3 voxels in from the boundary
+    assert np.all(d >= 3.0) and np.all(d <= 4.5)  # 3 voxels in from the boundary
 
 
 def test_margin_points_count_ranges_3d():
@@ -153,17 +162,17 @@ def test_margin_points_count_ranges_3d():
         pts = interior_margin_points(mask, rng=seed)
         seen.add(len(pts))
         assert 5 <= len(pts) <= 11
-    assert len(seen) > 3                           # n_random varies
+    assert len(seen) > 3  # n_random varies
 
 
 def test_margin_points_thin_and_border_objects_stay_inside():
     m = np.zeros((20, 30), bool)
-    m[0, :] = True                                  # one-voxel line along the border
+    m[0, :] = True  # one-voxel line along the border
     pts = interior_margin_points(m, rng=0)
     assert np.all(pts[:, 0] == 0)
     assert _covers(crop.relaxed_bbox(pts, m.shape), m)
     single = np.zeros((5, 6, 7), np.uint8)
-    single[4, 5, 6] = 3                             # a one-voxel object in a corner
+    single[4, 5, 6] = 3  # a one-voxel object in a corner
     np.testing.assert_array_equal(interior_margin_points(single, rng=1), [[4, 5, 6]])
 
 
@@ -201,6 +210,7 @@ def test_default_margin_is_consistent_with_inward_shift():
 
 
 # ------------------------------------------------------------------ robot user
+
 
 def _pad_edt(region, spacing=None):
     d = ndi.distance_transform_edt(np.pad(region, 1), sampling=spacing)
@@ -253,16 +263,16 @@ def test_click_lands_in_error_of_its_type(ndim, mode):
 
 def test_deepest_click_centre_of_missed_square():
     gt = np.zeros((40, 40), bool)
-    gt[10:31, 5:26] = True                         # 21 x 21 square, centre (20, 15)
+    gt[10:31, 5:26] = True  # 21 x 21 square, centre (20, 15)
     assert corrective_click(gt, np.zeros_like(gt)) == Click((20, 15), True)
     pred = gt.copy()
-    pred[2:9, 30:37] = True                        # a 7 x 7 false positive, centre (5, 33)
+    pred[2:9, 30:37] = True  # a 7 x 7 false positive, centre (5, 33)
     assert corrective_click(gt, pred) == Click((5, 33), False)
 
 
 def test_deepest_click_treats_image_border_as_boundary():
     gt = np.zeros((20, 40), bool)
-    gt[:, :10] = True                              # error touching three image borders
+    gt[:, :10] = True  # error touching three image borders
     click = corrective_click(gt, np.zeros_like(gt))
     assert click.foreground and click.point[1] not in (0, 9)
     assert 0 < click.point[0] < 19
@@ -270,9 +280,9 @@ def test_deepest_click_treats_image_border_as_boundary():
 
 def test_deepest_tie_goes_to_larger_error():
     gt = np.zeros((30, 30), bool)
-    gt[2:7, 2:7] = True                            # 5 x 5 FN
+    gt[2:7, 2:7] = True  # 5 x 5 FN
     pred = np.zeros_like(gt)
-    pred[20:25, 10:25] = True                      # 5 x 15 FP: same depth, larger
+    pred[20:25, 10:25] = True  # 5 x 15 FP: same depth, larger
     click = corrective_click(gt, pred)
     assert not click.foreground and click.point == (22, 17)
 
@@ -293,7 +303,7 @@ def test_probabilistic_click_prefers_deep_voxels_and_is_stable():
     clicks = [corrective_click(gt, pred, rng=rng, mode="probabilistic") for _ in range(300)]
     d = np.array([depth[c.point] for c in clicks])
     assert all(c.foreground and gt[c.point] for c in clicks)
-    assert d.mean() > 0.8 * depth.max()            # far deeper than the region's mean depth
+    assert d.mean() > 0.8 * depth.max()  # far deeper than the region's mean depth
     assert depth[gt].mean() < 0.5 * depth.max()
     # huge distances (spacing 100: exp(D) would overflow) still sample inside
     with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -321,6 +331,7 @@ def test_click_errors():
 
 # ------------------------------------------------------------------ scribbles
 
+
 def _bbox(mask):
     nz = np.nonzero(mask)
     return np.array([a.min() for a in nz]), np.array([a.max() for a in nz]) + 1
@@ -346,17 +357,18 @@ def test_unrestricted_scribble_follows_algorithm_1():
     # centre sampling of Algorithm 1 can be checked exactly
     gt = np.zeros((100, 80), bool)
     gt[40:60, 30:50] = True
-    lo, hi = _bbox(gt)                             # (40, 30) .. (60, 50)
-    big_lo, big_hi = lo - 10, hi + 10              # beta = 2 doubles the box about its centre
+    lo, hi = _bbox(gt)  # (40, 30) .. (60, 50)
+    big_lo, big_hi = lo - 10, hi + 10  # beta = 2 doubles the box about its centre
     for seed in range(40):
         fg = ellipsoid_scribble(gt, rng=seed, restrict=False, alpha=0.0, min_axis=0.5)
         assert fg.sum() == 1 and gt[fg].all()
-        bg = ellipsoid_scribble(gt, rng=seed, foreground=False, restrict=False, alpha=0.0,
-                                min_axis=0.5, beta=2.0)
+        bg = ellipsoid_scribble(
+            gt, rng=seed, foreground=False, restrict=False, alpha=0.0, min_axis=0.5, beta=2.0
+        )
         assert bg.sum() == 1
         c = np.argwhere(bg)[0]
-        assert np.all(c >= big_lo) and np.all(c < big_hi)          # inside the beta box
-        assert not (np.all(c >= lo) and np.all(c < hi))            # outside the object box
+        assert np.all(c >= big_lo) and np.all(c < big_hi)  # inside the beta box
+        assert not (np.all(c >= lo) and np.all(c < hi))  # outside the object box
 
 
 def test_scribble_axes_follow_image_size():
@@ -376,8 +388,8 @@ def test_scribble_axes_follow_image_size():
     c = tuple(np.argwhere(cross).mean(axis=0).astype(int))
     expect = np.zeros_like(gt)
     expect[c] = True
-    expect[c[0] - 1:c[0] + 2, c[1]] = True
-    expect[c[0], c[1] - 1:c[1] + 2] = True
+    expect[c[0] - 1 : c[0] + 2, c[1]] = True
+    expect[c[0], c[1] - 1 : c[1] + 2] = True
     np.testing.assert_array_equal(cross, expect)
 
 
@@ -385,8 +397,8 @@ def test_corrective_scribble_centres_in_error_region():
     gt = np.zeros((40, 40, 40), bool)
     gt[10:30, 10:30, 10:30] = True
     pred = np.zeros_like(gt)
-    pred[10:30, 10:30, 10:20] = True               # under-segmented half
-    pred[0:5, 0:5, 0:5] = True                     # a false positive
+    pred[10:30, 10:30, 10:20] = True  # under-segmented half
+    pred[0:5, 0:5, 0:5] = True  # a false positive
     for seed in range(10):
         fg = ellipsoid_scribble(gt, pred, rng=seed, alpha=0.0)
         assert fg.any() and np.all(gt[fg])
@@ -401,7 +413,7 @@ def test_corrective_scribble_centres_in_error_region():
 
 def test_scribble_background_fallback_and_errors():
     gt = np.ones((10, 12), bool)
-    gt[0, 0] = False                               # box = whole image, one background voxel
+    gt[0, 0] = False  # box = whole image, one background voxel
     bg = ellipsoid_scribble(gt, rng=0, foreground=False)
     assert bg[0, 0] and bg.sum() == 1
     with pytest.raises(InvalidInputError, match="no background"):

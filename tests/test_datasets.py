@@ -1,4 +1,5 @@
 """Tests for midseg.datasets: the registry's roles and splits, and reading the training pool."""
+
 import numpy as np
 import pytest
 
@@ -11,10 +12,12 @@ def test_pool_splits_are_disjoint_and_tests_are_never_trained():
     for ds in REGISTRY.values():
         parts = [set(v) for v in ds.splits.values()]
         for i, a in enumerate(parts):
-            for b in parts[i + 1:]:
+            for b in parts[i + 1 :]:
                 assert not a & b, ds.name
-    assert set(REGISTRY["brats2013"].splits["test"]) == {"brats_2013_pat0001_1",
-                                                         "brats_2013_pat0002_1"}
+    assert set(REGISTRY["brats2013"].splits["test"]) == {
+        "brats_2013_pat0001_1",
+        "brats_2013_pat0002_1",
+    }
     brats = REGISTRY["brats2013"]
     # the paper's unseen objects are report targets, never training targets
     assert brats.target("whole_tumour").role == brats.target("brain").role == "report"
@@ -22,17 +25,19 @@ def test_pool_splits_are_disjoint_and_tests_are_never_trained():
     assert {t.name for t in REGISTRY["dev_unseen"].targets} == {o.name for o in DEV_UNSEEN}
 
 
-@pytest.mark.parametrize("name, split, targets, message", [
-    ("dev_unseen", "train", None, "not in the training pool"),
-    ("hc18", "train", None, "not in the training pool"),
-    ("brats2013", "test", None, "split must be"),
-    ("brats2013", "train", ("whole_tumour",), "test object"),
-    ("brats2013", "train", ("brain",), "test object"),
-    ("sts", "train", ("liver",), "has no target"),
-    ("nosuchset", "train", None, "unknown data set"),
-])
-def test_training_items_refuses_what_is_not_for_training(tmp_path, name, split, targets,
-                                                         message):
+@pytest.mark.parametrize(
+    "name, split, targets, message",
+    [
+        ("dev_unseen", "train", None, "not in the training pool"),
+        ("hc18", "train", None, "not in the training pool"),
+        ("brats2013", "test", None, "split must be"),
+        ("brats2013", "train", ("whole_tumour",), "test object"),
+        ("brats2013", "train", ("brain",), "test object"),
+        ("sts", "train", ("liver",), "has no target"),
+        ("nosuchset", "train", None, "unknown data set"),
+    ],
+)
+def test_training_items_refuses_what_is_not_for_training(tmp_path, name, split, targets, message):
     with pytest.raises(InvalidInputError, match=message):
         training_items(name, split, dims=3, targets=targets, data_root=tmp_path)
 
@@ -43,8 +48,11 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_default_targets_skip_shells_and_multichannel():
-    fetal = [t.name for t in REGISTRY["fetal_brain_atlas"].targets
-             if t.role == "train" and not t.co_registered]
+    fetal = [
+        t.name
+        for t in REGISTRY["fetal_brain_atlas"].targets
+        if t.role == "train" and not t.co_registered
+    ]
     assert "cortical_grey_matter" not in fetal and "white_matter" not in fetal
     assert "ventricles" in fetal and len(fetal) == 5
     sts = [t.name for t in REGISTRY["sts"].targets if t.role == "train" and not t.co_registered]
@@ -54,33 +62,53 @@ def test_default_targets_skip_shells_and_multichannel():
 @pytest.mark.data
 def test_sts_items_3d_2d_and_petct(shared_data):
     items = training_items("sts", "validation", dims=3, data_root=shared_data)
-    assert [i.name for i in items][:3] == ["sts/STS_010/tumour_ct", "sts/STS_010/tumour_mr",
-                                           "sts/STS_010/tumour_pet"]
+    assert [i.name for i in items][:3] == [
+        "sts/STS_010/tumour_ct",
+        "sts/STS_010/tumour_mr",
+        "sts/STS_010/tumour_pet",
+    ]
     for it in items:
         assert it.image.dtype == np.float32 and it.mask.dtype == bool and it.mask.any()
         assert it.image.shape == it.mask.shape and len(it.spacing) == 3
     ct = items[0]
-    assert ct.image.min() < -500                       # CT stays in HU
-    pet = training_items("sts", "validation", dims=3, targets=("tumour_petct",),
-                         data_root=shared_data)
+    assert ct.image.min() < -500  # CT stays in HU
+    pet = training_items(
+        "sts", "validation", dims=3, targets=("tumour_petct",), data_root=shared_data
+    )
     assert len(pet) == 3 and pet[0].image.shape == (2,) + ct.mask.shape
     np.testing.assert_array_equal(pet[0].mask, ct.mask)
     # the PET channel is bright in the tumour (FDG uptake), resampled onto the CT grid
     assert pet[0].image[1][pet[0].mask].mean() > 2 * pet[0].image[1][~pet[0].mask].mean()
-    sl = training_items("sts", "validation", dims=2, targets=("tumour_ct",), min_area=30,
-                        data_root=shared_data)
-    every2 = training_items("sts", "validation", dims=2, targets=("tumour_ct",), min_area=30,
-                            slice_step=2, data_root=shared_data)
-    assert len(every2) == sum((len([i for i in sl if i.name.startswith(f"sts/{c}/")]) + 1) // 2
-                              for c in ("STS_010", "STS_011", "STS_012"))
+    sl = training_items(
+        "sts", "validation", dims=2, targets=("tumour_ct",), min_area=30, data_root=shared_data
+    )
+    every2 = training_items(
+        "sts",
+        "validation",
+        dims=2,
+        targets=("tumour_ct",),
+        min_area=30,
+        slice_step=2,
+        data_root=shared_data,
+    )
+    assert len(every2) == sum(
+        (len([i for i in sl if i.name.startswith(f"sts/{c}/")]) + 1) // 2
+        for c in ("STS_010", "STS_011", "STS_012")
+    )
     assert all(i.mask.sum() >= 30 and i.image.ndim == 2 and len(i.spacing) == 2 for i in sl)
 
 
 @pytest.mark.data
 def test_fetal_validation_items_are_its_structures(shared_data):
-    items = training_items("fetal_brain_atlas", "validation", dims=3,
-                           targets=("ventricles", "brainstem"), data_root=shared_data)
+    items = training_items(
+        "fetal_brain_atlas",
+        "validation",
+        dims=3,
+        targets=("ventricles", "brainstem"),
+        data_root=shared_data,
+    )
     assert [i.name.split("/")[1] for i in items] == [
-        c for c in datasets._FETAL_VALIDATION for _ in range(2)]
+        c for c in datasets._FETAL_VALIDATION for _ in range(2)
+    ]
     a, b = items[0].mask, items[1].mask
     assert a.any() and b.any() and not (a & b).any()

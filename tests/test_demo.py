@@ -1,4 +1,5 @@
 """`midseg demo`: runs on the bundled phantom, prints Dice per step, leaves three files."""
+
 from __future__ import annotations
 
 import re
@@ -35,10 +36,19 @@ def test_demo_default(tmp_path, capsys):
     assert mask.shape == image.shape and mask.same_geometry(image) == []
     assert midseg.dice(mask.array, truth) == pytest.approx(dices[-1], abs=1e-4)
     # the demo on the user's data path: the files it wrote are a valid input
-    status = cli.main(["demo", "--image", str(tmp_path / "phantom.image.nii.gz"),
-                       "--clicks", str(tmp_path / "phantom.clicks.json"),
-                       "--ground-truth", str(tmp_path / "phantom.mask.nii.gz"),
-                       "--out", str(tmp_path / "again")])
+    status = cli.main(
+        [
+            "demo",
+            "--image",
+            str(tmp_path / "phantom.image.nii.gz"),
+            "--clicks",
+            str(tmp_path / "phantom.clicks.json"),
+            "--ground-truth",
+            str(tmp_path / "phantom.mask.nii.gz"),
+            "--out",
+            str(tmp_path / "again"),
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0 and "Dice 1.0000" in out.splitlines()[-2]
 

@@ -1,4 +1,5 @@
 """DICOM-SEG through highdicom (midseg.dicomseg): references its source series, round-trips."""
+
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ def _series(folder, shape=(5, 16, 20)):
     """A small CT-like DICOM series written by SimpleITK (one file per slice)."""
     import locale
 
-    saved = locale.setlocale(locale.LC_ALL)   # GDCM's writer sets the C locale
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer sets the C locale
     try:
         return _write_series(folder, shape)
     finally:
@@ -34,18 +35,28 @@ def _write_series(folder, shape):
     writer.KeepOriginalImageUIDOn()
     stamp = time.strftime("%Y%m%d")
     series_uid = "1.2.826.0.1.3680043.2.1125." + str(int(time.time() * 1e3))
-    tags = [("0008|0060", "CT"), ("0020|000d", series_uid + ".1"), ("0020|000e", series_uid),
-            ("0008|0020", stamp), ("0020|0011", "3"), ("0010|0010", "Test^Patient"),
-            ("0010|0020", "T1"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
-            ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0052", series_uid + ".2"),
-            ("0018|0050", "2.5")]
+    tags = [
+        ("0008|0060", "CT"),
+        ("0020|000d", series_uid + ".1"),
+        ("0020|000e", series_uid),
+        ("0008|0020", stamp),
+        ("0020|0011", "3"),
+        ("0010|0010", "Test^Patient"),
+        ("0010|0020", "T1"),
+        ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
+        ("0020|0037", "1\\0\\0\\0\\1\\0"),
+        ("0020|0052", series_uid + ".2"),
+        ("0018|0050", "2.5"),
+    ]
     folder.mkdir()
     for z in range(shape[0]):
         s = img[:, :, z]
         for k, v in tags:
             s.SetMetaData(k, v)
         s.SetMetaData("0008|0018", f"{series_uid}.{z + 10}")
-        s.SetMetaData("0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, z)))))
+        s.SetMetaData(
+            "0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, z))))
+        )
         s.SetMetaData("0020|0013", str(z + 1))
         writer.SetFileName(str(folder / f"s{z:03d}.dcm"))
         writer.Execute(s)
@@ -67,7 +78,7 @@ def test_dicom_seg_references_its_series_and_round_trips(tmp_path):
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["spleen", "kidney"]
     back, segments = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
-    np.testing.assert_array_equal(back, labels)             # the label values come back
+    np.testing.assert_array_equal(back, labels)  # the label values come back
     assert [(s.value, s.name) for s in segments] == [(5, "spleen"), (7, "kidney")]
     assert segments[0].color[0] > 0.9 and segments[1].color[2] > 0.9
 
@@ -75,8 +86,12 @@ def test_dicom_seg_references_its_series_and_round_trips(tmp_path):
 def test_dicom_seg_refuses_a_label_map_of_another_shape(tmp_path):
     _series(tmp_path / "ct")
     with pytest.raises(InvalidInputError, match="series' shape"):
-        write_dicom_seg(tmp_path / "x.dcm", np.zeros((2, 3, 4), np.uint8),
-                        source_dir=tmp_path / "ct", segments=[Segment(1, "a")])
+        write_dicom_seg(
+            tmp_path / "x.dcm",
+            np.zeros((2, 3, 4), np.uint8),
+            source_dir=tmp_path / "ct",
+            segments=[Segment(1, "a")],
+        )
 
 
 def test_write_mask_to_dcm_is_a_dicom_seg_of_the_series(tmp_path):
@@ -98,7 +113,7 @@ def test_a_dicom_series_brings_its_display_window(tmp_path):
     from midseg import read_image
 
     _series(tmp_path / "ct")
-    for f in sorted((tmp_path / "ct").glob("*.dcm")):     # add Window Center/Width
+    for f in sorted((tmp_path / "ct").glob("*.dcm")):  # add Window Center/Width
         ds = pydicom.dcmread(f)
         ds.WindowCenter, ds.WindowWidth = "40", "400"
         ds.save_as(f)
@@ -112,10 +127,15 @@ def test_dicom_seg_is_never_written_into_its_series_folder_and_reads_only_as_seg
     labels = np.zeros(read_image(tmp_path / "ct").shape, np.uint8)
     labels[1:3, 2:5, 2:5] = 1
     with pytest.raises(InvalidInputError, match="inside the series folder"):
-        write_dicom_seg(tmp_path / "ct" / "seg.dcm", labels, source_dir=tmp_path / "ct",
-                        segments=[Segment(1, "a")])
-    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct",
-                    segments=[Segment(1, "Tümor")])
+        write_dicom_seg(
+            tmp_path / "ct" / "seg.dcm",
+            labels,
+            source_dir=tmp_path / "ct",
+            segments=[Segment(1, "a")],
+        )
+    write_dicom_seg(
+        tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct", segments=[Segment(1, "Tümor")]
+    )
     assert pydicom.dcmread(tmp_path / "seg.dcm").SegmentSequence[0].SegmentLabel == "Tümor"
     with pytest.raises(InvalidInputError, match="DICOM Segmentation"):
         read_image(tmp_path / "seg.dcm")
@@ -131,8 +151,9 @@ def test_dicom_seg_of_a_series_without_slice_thickness(tmp_path):
         ds.save_as(f)
     labels = np.zeros(read_image(tmp_path / "ct").shape, np.uint8)
     labels[1:3, 2:5, 2:5] = 1
-    write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct",
-                    segments=[Segment(1, "a")])
+    write_dicom_seg(
+        tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct", segments=[Segment(1, "a")]
+    )
     back, _ = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
     np.testing.assert_array_equal(back, labels)
 
@@ -142,8 +163,9 @@ def test_segment_refuses_an_output_inside_the_dicom_series_folder(tmp_path):
 
     _series(tmp_path / "ct")
     with pytest.raises(InvalidInputError, match="inside the DICOM series folder"):
-        segment_one(str(tmp_path / "ct"), str(tmp_path / "c.json"),
-                    str(tmp_path / "ct" / "s000.dcm"))
+        segment_one(
+            str(tmp_path / "ct"), str(tmp_path / "c.json"), str(tmp_path / "ct" / "s000.dcm")
+        )
 
 
 def test_dicom_seg_stores_only_the_frames_an_object_is_in(tmp_path):
@@ -159,7 +181,7 @@ def test_dicom_seg_stores_only_the_frames_an_object_is_in(tmp_path):
     segs = [Segment(1, "a"), Segment(2, "b"), Segment(3, "erased")]
     write_dicom_seg(tmp_path / "seg.dcm", labels, source_dir=tmp_path / "ct", segments=segs)
     ds = pydicom.dcmread(tmp_path / "seg.dcm")
-    assert int(ds.NumberOfFrames) == 3                       # 2 slices of a, 1 of b
+    assert int(ds.NumberOfFrames) == 3  # 2 slices of a, 1 of b
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["a", "b", "erased"]
     back, segments = read_dicom_seg(tmp_path / "seg.dcm", source_dir=tmp_path / "ct")
     np.testing.assert_array_equal(back, labels)

@@ -1,5 +1,6 @@
 """Tests of midseg.geodesic: a ramp, an edge, a wall; spacing, channels, roi, both step costs
 against an exact shortest path (Dijkstra), GeodisTK."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,8 +25,11 @@ def _noisy(shape, seed=0):
     rng = np.random.default_rng(seed)
     grids = np.indices(shape, dtype=np.float64)
     r2 = sum(((g - s / 2) / (0.3 * s)) ** 2 for g, s in zip(grids, shape))
-    img = 2.0 * (r2 < 1) + ndi.gaussian_filter(rng.normal(size=shape), 1.5) \
+    img = (
+        2.0 * (r2 < 1)
+        + ndi.gaussian_filter(rng.normal(size=shape), 1.5)
         + rng.normal(0, 0.1, shape)
+    )
     return img.astype(np.float32)
 
 
@@ -46,7 +50,7 @@ def _maze(shape, seed=0):
     ny, nx = shape[-2:]
     cy, cx = ny // 2, nx // 2
     y, x = np.indices((ny, nx))
-    ring = np.maximum(np.abs(y - cy), np.abs(x - cx))        # Chebyshev radius
+    ring = np.maximum(np.abs(y - cy), np.abs(x - cx))  # Chebyshev radius
     wall = np.zeros(shape, bool)
     for k, r in enumerate(range(2, min(cy, cx), 3)):
         gap = (x == cx + r * (-1) ** k) & (y == cy + (r - 1) * (-1) ** k)
@@ -56,8 +60,7 @@ def _maze(shape, seed=0):
     return img.astype(np.float32), tuple(s // 2 for s in shape)
 
 
-def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axis=None,
-           roi=None):
+def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axis=None, roi=None):
     """Exact minimal path costs (scipy's Dijkstra) on the 8- / 26-neighbourhood graph with the
     step costs of the module docstring, in float64; paths restricted to `roi`."""
     chans = np.asarray(image, np.float64)
@@ -68,7 +71,7 @@ def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axi
     index = np.arange(inside.size).reshape(shape)
     rows, cols, weights = [], [], []
     for off in itertools.product((-1, 0, 1), repeat=len(shape)):
-        if off <= (0,) * len(shape):                  # each undirected edge once
+        if off <= (0,) * len(shape):  # each undirected edge once
             continue
         p = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, shape))
         q = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, shape))
@@ -82,8 +85,10 @@ def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axi
         rows.append(index[p][keep])
         cols.append(index[q][keep])
         weights.append(c[keep])
-    graph = csr_array((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(inside.size, inside.size))
+    graph = csr_array(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(inside.size, inside.size),
+    )
     mask = np.zeros(shape, bool)
     mask[tuple(np.asarray(seeds).T)] = True
     d = dijkstra(graph, directed=False, indices=np.flatnonzero(mask & inside), min_only=True)
@@ -91,6 +96,7 @@ def _exact(image, seeds, *, spacing=None, lamb=1.0, cost="geodistk", channel_axi
 
 
 # ----------------------------------------------------------------------- basic properties
+
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_zero_at_seeds_positive_elsewhere(ndim):
@@ -123,10 +129,10 @@ def test_points_and_mask_seeds_agree_and_result_is_deterministic(ndim):
 def test_flat_ramp_distance_grows_linearly_along_the_ramp(ndim):
     shape = SHAPES[ndim]
     x = np.indices(shape)[-1].astype(np.float32)
-    img = 0.5 * x                                    # intensity step 0.5 per voxel along x
+    img = 0.5 * x  # intensity step 0.5 per voxel along x
     seed = tuple(s // 2 for s in shape[:-1]) + (0,)
     d = geodesic_distance(img, [seed])
-    ray = d[seed[:-1]]                               # the row through the seed, along x
+    ray = d[seed[:-1]]  # the row through the seed, along x
     assert np.all(np.diff(ray) > 0)
     # lamb=1: each x step costs L * (|dI| + EPS) = 1 * (0.5 + 1e-5)
     np.testing.assert_allclose(ray, np.arange(shape[-1]) * (0.5 + 1e-5), rtol=1e-5)
@@ -136,14 +142,14 @@ def test_flat_ramp_distance_grows_linearly_along_the_ramp(ndim):
 def test_crossing_an_edge_costs_more_than_a_flat_path_of_the_same_length(ndim):
     shape = SHAPES[ndim]
     img = np.zeros(shape, np.float32)
-    img[..., shape[-1] // 2:] = 10.0                 # a strong edge across x
+    img[..., shape[-1] // 2 :] = 10.0  # a strong edge across x
     seed = tuple(s // 2 for s in shape[:-1]) + (shape[-1] // 2 - 3,)
     across = list(seed)
-    across[-1] += 6                                  # 6 voxels along x, over the edge
+    across[-1] += 6  # 6 voxels along x, over the edge
     along = list(seed)
-    along[-2] -= 6                                   # 6 voxels along y, in the flat region
+    along[-2] -= 6  # 6 voxels along y, in the flat region
     d = geodesic_distance(img, [seed])
-    assert d[tuple(across)] >= 10.0                  # at least one step over the edge
+    assert d[tuple(across)] >= 10.0  # at least one step over the edge
     assert d[tuple(along)] < 1e-3
     assert d[tuple(across)] > 1000 * d[tuple(along)]
 
@@ -159,6 +165,7 @@ def test_more_iterations_never_lengthen_distances(ndim):
 
 # ----------------------------------------------------------------------- spacing, lamb
 
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_lamb0_is_exact_euclidean_along_axes_and_diagonals(ndim):
     shape = SHAPES[ndim]
@@ -167,14 +174,14 @@ def test_lamb0_is_exact_euclidean_along_axes_and_diagonals(ndim):
     c = np.asarray(_centre(shape))
     d = geodesic_distance(_noisy(shape), [tuple(c)], spacing=spacing, lamb=0.0)
     k = np.arange(1, 5)
-    for ax in range(ndim):                           # along each axis: k * spacing
+    for ax in range(ndim):  # along each axis: k * spacing
         idx = np.tile(c, (len(k), 1))
         idx[:, ax] += k
         np.testing.assert_allclose(d[tuple(idx.T)], k * sp[ax], rtol=1e-6)
-    idx = c + k[:, None]                             # index diagonal: k * |spacing|
+    idx = c + k[:, None]  # index diagonal: k * |spacing|
     np.testing.assert_allclose(d[tuple(idx.T)], k * np.linalg.norm(sp), rtol=1e-6)
     exact = np.sqrt(sum(((g - ci) * s) ** 2 for g, ci, s in zip(np.indices(shape), c, sp)))
-    assert np.all(d >= exact * (1 - 1e-6))           # a chamfer distance never undercuts
+    assert np.all(d >= exact * (1 - 1e-6))  # a chamfer distance never undercuts
 
 
 @pytest.mark.parametrize("ndim, bound", [(2, 1.0824), (3, 1.128)])
@@ -194,7 +201,7 @@ def test_spacing_scales_geodesic_distances(ndim):
     seeds = [_centre(shape)]
     d1 = geodesic_distance(img, seeds, lamb=1.0)
     d2 = geodesic_distance(img, seeds, lamb=1.0, spacing=(2.0,) * ndim)
-    np.testing.assert_allclose(d2, 2 * d1, rtol=1e-5)     # cost is L * |dI|: linear in L
+    np.testing.assert_allclose(d2, 2 * d1, rtol=1e-5)  # cost is L * |dI|: linear in L
     # doubling the first axis only lengthens paths that move along it
     aniso = geodesic_distance(img, seeds, lamb=1.0, spacing=(2.0,) + (1.0,) * (ndim - 1))
     assert np.all(aniso >= d1 * (1 - 1e-6)) and np.all(aniso <= 2 * d1 * (1 + 1e-6))
@@ -221,13 +228,14 @@ def test_lamb_moves_the_step_cost_between_length_and_intensity_change(ndim):
     for lam in lambs:
         g = 2.0 + 1e-5
         want = g / ((1 - lam) * g + lam)
-        assert geodesic_distance(steep.astype(np.float32), [seed], lamb=lam)[nb] == \
-            pytest.approx(want, rel=1e-6)
+        assert geodesic_distance(steep.astype(np.float32), [seed], lamb=lam)[nb] == pytest.approx(
+            want, rel=1e-6
+        )
 
 
 # ----------------------------------------------------------------------- exact minimal paths
 
-CONVERGED = 40      # raster-scan iterations that reach the exact distances on the test images
+CONVERGED = 40  # raster-scan iterations that reach the exact distances on the test images
 SPACINGS = {2: (1.0, 0.5), 3: (2.5, 1.0, 0.7)}
 
 
@@ -276,8 +284,8 @@ def test_additive_raster_scan_in_a_roi_converges_to_dijkstra_inside_it(ndim):
     c = _centre(shape)
     grids = np.indices(shape)
     cube = np.max([np.abs(g - ci) for g, ci in zip(grids, c)], axis=0) <= 4
-    wall = (grids[-1] == c[-1] + 1) & (grids[-2] > c[-2] - 4)   # open in the cube's first row
-    roi = (cube & ~wall) | (grids[-1] < 2)                      # + a slab no path reaches
+    wall = (grids[-1] == c[-1] + 1) & (grids[-2] > c[-2] - 4)  # open in the cube's first row
+    roi = (cube & ~wall) | (grids[-1] < 2)  # + a slab no path reaches
     seeds = [c]
     kw = dict(spacing=SPACINGS[ndim], cost="additive")
     got = geodesic_distance(img, seeds, roi=roi, iterations=CONVERGED, **kw)
@@ -287,6 +295,7 @@ def test_additive_raster_scan_in_a_roi_converges_to_dijkstra_inside_it(ndim):
 
 
 # ----------------------------------------------------------------------- the additive cost
+
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_additive_edge_costs_its_jump_whichever_axis_crosses_it(ndim):
@@ -306,7 +315,7 @@ def test_additive_edge_costs_its_jump_whichever_axis_crosses_it(ndim):
         img = np.where(edges[ax], 10.0, 0.0).astype(np.float32)
         d = geodesic_distance(img, [(0,) * ndim], spacing=spacing)
         far = (slice(None),) * ax + (-1,)
-        np.testing.assert_allclose(d[far], 10 * spacing[ax], rtol=1e-3)   # not the same
+        np.testing.assert_allclose(d[far], 10 * spacing[ax], rtol=1e-3)  # not the same
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -318,7 +327,8 @@ def test_additive_spacing_enters_only_the_spatial_term(ndim):
     # lamb = 1: spacing changes nothing
     np.testing.assert_array_equal(
         geodesic_distance(img, seeds, lamb=1.0, spacing=SPACINGS[ndim], **base),
-        geodesic_distance(img, seeds, lamb=1.0, **base))
+        geodesic_distance(img, seeds, lamb=1.0, **base),
+    )
     # 0 < lamb < 1: doubling the spacing doubles the spatial term only, so D grows, but by
     # less than a factor 2 (the intensity term of every path stays)
     d1 = geodesic_distance(img, seeds, lamb=0.5, **base)
@@ -334,11 +344,12 @@ def test_additive_cost_step_by_step(ndim):
     steep = sum(c * g for c, g in zip((2.0, 5.0, 11.0), np.indices(shape)[::-1]))
     spacing = SPACINGS[ndim]
     for lam in (0.0, 0.25, 1.0):
-        d = geodesic_distance(steep.astype(np.float32), [seed], lamb=lam, spacing=spacing,
-                              cost="additive")
-        nb = seed[:-1] + (seed[-1] + 1,)                     # one step along x: dI = 2
+        d = geodesic_distance(
+            steep.astype(np.float32), [seed], lamb=lam, spacing=spacing, cost="additive"
+        )
+        nb = seed[:-1] + (seed[-1] + 1,)  # one step along x: dI = 2
         assert d[nb] == pytest.approx((1 - lam) * spacing[-1] + lam * 2.0, rel=1e-6)
-        nb = tuple(c + 1 for c in seed)                      # one index diagonal
+        nb = tuple(c + 1 for c in seed)  # one index diagonal
         want = (1 - lam) * np.linalg.norm(spacing) + lam * (2.0 + 5.0 + 11.0 * (ndim == 3))
         assert d[nb] == pytest.approx(want, rel=1e-6)
 
@@ -348,8 +359,7 @@ def test_additive_multichannel_is_the_norm_over_channels():
     seeds = [(3, 4)]
     kw = dict(cost="additive", iterations=CONVERGED)
     twin = geodesic_distance(np.stack([img, img]), seeds, channel_axis=0, **kw)
-    np.testing.assert_allclose(twin, np.sqrt(2) * geodesic_distance(img, seeds, **kw),
-                               rtol=1e-5)
+    np.testing.assert_allclose(twin, np.sqrt(2) * geodesic_distance(img, seeds, **kw), rtol=1e-5)
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -357,17 +367,21 @@ def test_both_costs_are_the_chamfer_distance_at_lamb0(ndim):
     shape = SHAPES[ndim]
     img = _noisy(shape, seed=26)
     kw = dict(lamb=0.0, spacing=SPACINGS[ndim])
-    np.testing.assert_array_equal(geodesic_distance(img, [(1,) * ndim], cost="additive", **kw),
-                                  geodesic_distance(img, [(1,) * ndim], **kw))
+    np.testing.assert_array_equal(
+        geodesic_distance(img, [(1,) * ndim], cost="additive", **kw),
+        geodesic_distance(img, [(1,) * ndim], **kw),
+    )
 
 
 def test_default_cost_is_geodistk():
     img = _noisy((16, 18))
-    np.testing.assert_array_equal(geodesic_distance(img, [(3, 4)], cost="geodistk"),
-                                  geodesic_distance(img, [(3, 4)]))
+    np.testing.assert_array_equal(
+        geodesic_distance(img, [(3, 4)], cost="geodistk"), geodesic_distance(img, [(3, 4)])
+    )
 
 
 # ----------------------------------------------------------------------- channels
+
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_multichannel_is_the_norm_over_channels(ndim):
@@ -381,11 +395,11 @@ def test_multichannel_is_the_norm_over_channels(ndim):
     np.testing.assert_allclose(twin, np.sqrt(2) * scalar, rtol=1e-4, atol=1e-4)
     # a constant extra channel changes nothing; channel last works too
     flat = np.stack([img, np.full(shape, 7.0, np.float32)], axis=-1)
-    np.testing.assert_allclose(geodesic_distance(flat, seeds, channel_axis=-1), scalar,
-                               rtol=1e-6)
+    np.testing.assert_allclose(geodesic_distance(flat, seeds, channel_axis=-1), scalar, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------- roi
+
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_roi_equals_unrestricted_inside_a_box_roi(ndim):
@@ -402,8 +416,11 @@ def test_roi_equals_unrestricted_inside_a_box_roi(ndim):
     assert np.all(np.isinf(d_roi[~roi]))
     # lamb=1 on an image whose minimal paths stay inside the roi (outside is very bright)
     img2 = np.where(roi, img, 1e4).astype(np.float32)
-    np.testing.assert_allclose(geodesic_distance(img2, [seed], roi=roi)[roi],
-                               geodesic_distance(img2, [seed])[roi], rtol=1e-6)
+    np.testing.assert_allclose(
+        geodesic_distance(img2, [seed], roi=roi)[roi],
+        geodesic_distance(img2, [seed])[roi],
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
@@ -413,12 +430,12 @@ def test_roi_paths_stay_inside_the_roi(ndim):
     roi = np.ones(shape, bool)
     wall = shape[-1] // 2
     roi[..., wall] = False
-    roi[(0,) * (ndim - 1) + (wall,)] = True          # one gap, in a corner
+    roi[(0,) * (ndim - 1) + (wall,)] = True  # one gap, in a corner
     seed = tuple(s - 1 for s in shape[:-1]) + (0,)
     target = tuple(s - 1 for s in shape[:-1]) + (shape[-1] - 1,)
     free = geodesic_distance(img, [seed], lamb=0.0)
     walled = geodesic_distance(img, [seed], lamb=0.0, roi=roi, iterations=4)
-    assert walled[target] > free[target] * 1.5       # the detour through the gap
+    assert walled[target] > free[target] * 1.5  # the detour through the gap
     assert np.all(np.isinf(walled[~roi]))
     assert np.all(walled[roi] >= free[roi] * (1 - 1e-6))
 
@@ -434,6 +451,7 @@ def test_roi_ignores_seeds_outside_it():
 
 # ----------------------------------------------------------------------- backends
 
+
 def test_available_backends_lists_the_builtin_first():
     names = available_backends()
     assert names[0] == "numba"
@@ -443,8 +461,10 @@ def test_available_backends_lists_the_builtin_first():
 
 def test_auto_is_the_builtin_backend():
     img = _noisy((16, 18))
-    np.testing.assert_array_equal(geodesic_distance(img, [(3, 4)], backend="auto"),
-                                  geodesic_distance(img, [(3, 4)], backend="numba"))
+    np.testing.assert_array_equal(
+        geodesic_distance(img, [(3, 4)], backend="auto"),
+        geodesic_distance(img, [(3, 4)], backend="numba"),
+    )
 
 
 @pytest.mark.skipif(not HAS_GEODISTK, reason="GeodisTK is not installed")
@@ -498,13 +518,15 @@ def test_geodistk_backend_honours_roi_and_seed_masks():
 def test_fastgeodis_backend_computes_the_additive_cost(lamb):
     # FastGeodis' own cost equals ours for a scalar 2D image with unit spacing
     img = 3 * _noisy((20, 24), seed=12)
-    d = geodesic_distance(img, [(5, 6)], lamb=lamb, iterations=CONVERGED, backend="fastgeodis",
-                          cost="additive")
+    d = geodesic_distance(
+        img, [(5, 6)], lamb=lamb, iterations=CONVERGED, backend="fastgeodis", cost="additive"
+    )
     assert d.shape == (20, 24) and d[5, 6] == 0
     assert _rel_diff(d, _exact(img, [(5, 6)], lamb=lamb, cost="additive")) < 1e-4
 
 
 # ----------------------------------------------------------------------- bad input
+
 
 def test_bad_input_raises_with_a_useful_message():
     img = _noisy((10, 12))
@@ -565,6 +587,5 @@ def test_importing_geodesic_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, midseg.geodesic, midseg.cues; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = "import sys, midseg.geodesic, midseg.cues; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

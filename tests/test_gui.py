@@ -4,6 +4,7 @@ Stage 1 is a fast stand-in (monkeypatched `midseg.predict.predict_probability`)
 except in the tests marked for the shipped weights; refinement, undo/redo,
 clicks files and mask files are the real library code.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +34,9 @@ from midseg.gui.window import MainWindow  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 #: Refinement needs the geodesic module (engineer A); skip those tests cleanly without it.
-needs_refine = pytest.mark.skipif(importlib.util.find_spec("midseg.geodesic") is None,
-                                  reason="midseg.geodesic is not available")
+needs_refine = pytest.mark.skipif(
+    importlib.util.find_spec("midseg.geodesic") is None, reason="midseg.geodesic is not available"
+)
 
 # -- fixtures ------------------------------------------------------------------
 
@@ -46,8 +48,9 @@ class FakeModel:
         self.name, self.spatial_dims, self.image_channels = f"fake{dims}d", dims, channels
 
 
-def fake_predict(image, points, model, *, spacing=None, channel_axis=None, device=None,
-                 box_only=False):
+def fake_predict(
+    image, points, model, *, spacing=None, channel_axis=None, device=None, box_only=False
+):
     """Stage-1 stand-in: the (0..1) image intensity inside the relaxed box of the points."""
     arr = np.asarray(image, dtype=np.float32)
     if channel_axis == 0:
@@ -106,6 +109,7 @@ def make_window(qtbot, tmp_path):
         qtbot.waitExposed(w)
         w.activateWindow()
         return w
+
     return make
 
 
@@ -114,8 +118,9 @@ def wait_session(qtbot, w, timeout=10_000):
 
 
 def wait_idle(qtbot, w, timeout=10_000):
-    qtbot.waitUntil(lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg,
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg, timeout=timeout
+    )
 
 
 def click(qtbot, view, voxel, button=Qt.LeftButton):
@@ -164,6 +169,7 @@ def segment_2d(qtbot, w):
 
 # -- 2D workflow -----------------------------------------------------------------
 
+
 @needs_refine
 def test_2d_margin_points_segment_refine_undo_redo(window_2d, qtbot):
     w, path, truth = window_2d
@@ -171,34 +177,34 @@ def test_2d_margin_points_segment_refine_undo_redo(window_2d, qtbot):
     assert w.state.tool == "margin" and w.session.mask is None
     for p in MARGIN_2D:
         click(qtbot, view, p)
-    assert w.pending_margin == MARGIN_2D                # markers placed, nothing computed yet
+    assert w.pending_margin == MARGIN_2D  # markers placed, nothing computed yet
     assert {m for m, kind in w.state.markers if kind == "margin_pending"} == set(MARGIN_2D)
-    qtbot.keyClick(view, Qt.Key_Return)                 # Enter runs stage 1
+    qtbot.keyClick(view, Qt.Key_Return)  # Enter runs stage 1
     wait_idle(qtbot, w)
     s = w.session
     assert sorted(map(tuple, s.margin_points.tolist())) == sorted(MARGIN_2D)
     mask0 = s.mask.copy()
     assert mask0[20, 25] == 1 and mask0[2, 2] == 0
     assert w.state.tool == "refine" and w.pending_margin == []
-    assert np.array_equal(w.state.mask, mask0)          # the overlay shows the session's mask
+    assert np.array_equal(w.state.mask, mask0)  # the overlay shows the session's mask
     assert "stage 1" in w.time_label.text()
 
-    click(qtbot, view, (3, 3), Qt.LeftButton)           # foreground click in the background
+    click(qtbot, view, (3, 3), Qt.LeftButton)  # foreground click in the background
     wait_idle(qtbot, w)
     assert len(s.rounds) == 1 and s.rounds[0].foreground.tolist() == [[3, 3]]
     assert s.rounds[0].lam == w.lam_box.value() and s.rounds[0].sigma == w.sigma_box.value()
     mask1 = s.mask.copy()
-    assert mask1[3, 3] == 1                              # the clicked pixel keeps its label
+    assert mask1[3, 3] == 1  # the clicked pixel keeps its label
     w.lam_box.setValue(2.0)
     w.sigma_box.setValue(0.2)
-    click(qtbot, view, (20, 25), Qt.RightButton)        # background click inside the object
+    click(qtbot, view, (20, 25), Qt.RightButton)  # background click inside the object
     wait_idle(qtbot, w)
     assert len(s.rounds) == 2 and s.rounds[1].background.tolist() == [[20, 25]]
     assert (s.rounds[1].lam, s.rounds[1].sigma) == (2.0, 0.2)  # λ, σ go with each round
-    assert s.mask[20, 25] == 0 and s.mask[3, 3] == 1     # earlier clicks stay in force
+    assert s.mask[20, 25] == 0 and s.mask[3, 3] == 1  # earlier clicks stay in force
     assert "refine" in w.time_label.text()
 
-    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)              # Ctrl+Z
+    qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)  # Ctrl+Z
     assert len(s.rounds) == 1 and np.array_equal(w.state.mask, mask1)
     qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
     assert len(s.rounds) == 0 and np.array_equal(w.state.mask, mask0)
@@ -221,7 +227,7 @@ def test_scribble_is_one_round_of_many_points(window_2d, qtbot):
     s = w.session
     assert len(s.rounds) == 1
     fg = s.rounds[0].foreground
-    assert len(fg) >= 30 and set(fg[:, 0].tolist()) == {2}          # the whole stroke, row 2
+    assert len(fg) >= 30 and set(fg[:, 0].tolist()) == {2}  # the whole stroke, row 2
     assert set(range(5, 41)) <= set(fg[:, 1].tolist())
     assert s.mask[2, 5:41].all()
 
@@ -231,7 +237,7 @@ def test_refine_clicks_made_while_busy_are_queued_not_lost(window_2d, qtbot):
     w, path, truth = window_2d
     view = segment_2d(qtbot, w)
     click(qtbot, view, (3, 3), Qt.LeftButton)
-    click(qtbot, view, (36, 46), Qt.LeftButton)         # arrives while the first round may run
+    click(qtbot, view, (36, 46), Qt.LeftButton)  # arrives while the first round may run
     click(qtbot, view, (20, 25), Qt.RightButton)
     wait_idle(qtbot, w)
     s = w.session
@@ -265,9 +271,9 @@ def test_crossing_scribbles_in_one_round_the_later_stroke_wins(window_2d, qtbot)
     view = segment_2d(qtbot, w)
     w.set_tool("scribble")
     w.brush_box.setValue(0.0)
-    gate = hold_worker(w)                                # both strokes land in one round
-    stroke(qtbot, view, (20, 5), (20, 40), Qt.LeftButton)       # foreground, row 20
-    stroke(qtbot, view, (8, 25), (32, 25), Qt.RightButton)      # background, column 25, later
+    gate = hold_worker(w)  # both strokes land in one round
+    stroke(qtbot, view, (20, 5), (20, 40), Qt.LeftButton)  # foreground, row 20
+    stroke(qtbot, view, (8, 25), (32, 25), Qt.RightButton)  # background, column 25, later
     assert (20, 25) in w.pending_bg and (20, 25) not in w.pending_fg
     gate.set()
     wait_idle(qtbot, w)
@@ -296,12 +302,12 @@ def test_a_later_round_overrides_an_earlier_click_of_the_other_class(window_2d, 
     click(qtbot, view, (3, 3), Qt.LeftButton)
     wait_idle(qtbot, w)
     assert w.session.mask[3, 3] == 1
-    click(qtbot, view, (3, 3), Qt.RightButton)          # changed my mind: background after all
+    click(qtbot, view, (3, 3), Qt.RightButton)  # changed my mind: background after all
     wait_idle(qtbot, w)
     assert w.last_error is None and len(w.session.rounds) == 2
     assert w.session.mask[3, 3] == 0
     kinds = [kind for voxel, kind in w.state.markers if voxel == (3, 3)]
-    assert kinds == ["bg"]                               # the overridden marker is gone
+    assert kinds == ["bg"]  # the overridden marker is gone
     qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
     assert w.session.mask[3, 3] == 1
     assert [kind for voxel, kind in w.state.markers if voxel == (3, 3)] == ["fg"]
@@ -312,12 +318,12 @@ def test_window_level_drag_zoom_and_status(window_2d, qtbot):
     view = w.views[("2d", 0)]
     level, width = w.state.windows[0]
     centre = view.widget_pos((20, 25)).toPoint()
-    qtbot.mousePress(view, Qt.LeftButton, Qt.ShiftModifier, centre)       # Shift+drag = W/L
+    qtbot.mousePress(view, Qt.LeftButton, Qt.ShiftModifier, centre)  # Shift+drag = W/L
     move(view, centre + QPoint(40, 30), modifiers=Qt.ShiftModifier)
     qtbot.mouseRelease(view, Qt.LeftButton, Qt.ShiftModifier, centre + QPoint(40, 30))
     new_level, new_width = w.state.windows[0]
     assert new_width > width and new_level < level
-    assert w.pending_margin == []                        # a W/L drag is not a click
+    assert w.pending_margin == []  # a W/L drag is not a click
     w.apply_window_preset("CT soft tissue (40/400)")
     assert w.state.windows[0] == (40.0, 400.0)
     # hovering reports coordinates and the pixel value
@@ -326,8 +332,16 @@ def test_window_level_drag_zoom_and_status(window_2d, qtbot):
     assert "(20, 25)" in w.hover_label.text() and f"{arr[20, 25]:.4g}" in w.hover_label.text()
     # wheel zoom about the pointer keeps that voxel under it
     pos = view.widget_pos((12, 30))
-    ev = QWheelEvent(pos, view.mapToGlobal(pos.toPoint()), QPoint(), QPoint(0, 240),
-                     Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    ev = QWheelEvent(
+        pos,
+        view.mapToGlobal(pos.toPoint()),
+        QPoint(),
+        QPoint(0, 240),
+        Qt.NoButton,
+        Qt.NoModifier,
+        Qt.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(view, ev)
     assert w.links["2d"].zoom > 1.3
     assert view.voxel_at(pos.x(), pos.y()) == (12, 30)
@@ -369,6 +383,7 @@ def test_drop_a_file_opens_it(stage1, make_window, tmp_path, qtbot):
 
 # -- 3D: clicks in all three views --------------------------------------------------
 
+
 @needs_refine
 def test_3d_clicks_map_to_voxels_in_all_three_views(stage1, make_window, tmp_path, qtbot):
     """Hand-computed widget positions -> (z, y, x), anisotropic spacing (2, 1, 1)."""
@@ -388,7 +403,7 @@ def test_3d_clicks_map_to_voxels_in_all_three_views(stage1, make_window, tmp_pat
     # sagittal: 8 rows of 2 mm x 20 columns of y -> 15 px wide, 30 px tall, y 30..270
     clicks = [  # view, widget (x, y), expected (z, y, x); each click also moves the linked cursor
         ("axial", (5, 55), (4, 0, 0)),
-        ("coronal", (5, 80), (7, 0, 0)),          # top row of the coronal view is the last z
+        ("coronal", (5, 80), (7, 0, 0)),  # top row of the coronal view is the last z
         ("sagittal", (292, 255), (0, 19, 0)),
         ("axial", (295, 245), (0, 19, 29)),
         ("coronal", (155, 135), (4, 19, 15)),
@@ -398,15 +413,15 @@ def test_3d_clicks_map_to_voxels_in_all_three_views(stage1, make_window, tmp_pat
     for name, (x, y), expected in clicks:
         qtbot.mouseClick(views[name], Qt.LeftButton, Qt.NoModifier, QPoint(x, y))
         got.append(w.pending_margin[-1])
-        assert w.state.cursor == expected                       # linked cursor follows the click
-        assert views["axial"].slice_index == expected[0]        # and the other views' slices
+        assert w.state.cursor == expected  # linked cursor follows the click
+        assert views["axial"].slice_index == expected[0]  # and the other views' slices
         assert views["coronal"].slice_index == expected[1]
         assert views["sagittal"].slice_index == expected[2]
     assert got == [c[2] for c in clicks]
     # the session receives exactly these voxels
     qtbot.keyClick(views["axial"], Qt.Key_Return)
     wait_idle(qtbot, w)
-    assert w.last_error is None and w.last_warning is None     # points spread in 3D
+    assert w.last_error is None and w.last_warning is None  # points spread in 3D
     assert w.session.margin_points.tolist() == [list(c[2]) for c in clicks]
     # a click in the coronal view refines at the voxel it shows
     qtbot.mouseClick(views["coronal"], Qt.RightButton, Qt.NoModifier, QPoint(155, 135))
@@ -429,8 +444,8 @@ def test_3d_margin_points_all_on_one_slice_show_a_warning(stage1, make_window, t
         click(qtbot, axial, voxel)
     qtbot.keyClick(axial, Qt.Key_Return)
     wait_idle(qtbot, w)
-    assert w.last_error is None and w.session.mask is not None   # the mask is made, ...
-    assert "lie in the plane z = 8" in w.last_warning            # ... with the session's warning
+    assert w.last_error is None and w.session.mask is not None  # the mask is made, ...
+    assert "lie in the plane z = 8" in w.last_warning  # ... with the session's warning
     assert "slices above and below" in w.last_warning
     assert w._warning_box.isVisible() and w._warning_box.icon() == QMessageBox.Warning
     assert w._warning_box.text() == w.last_warning
@@ -462,27 +477,38 @@ def test_3d_slice_scrolling_and_two_modalities_linked(make_window, stage1, tmp_p
     assert np.array_equal(w.session.image.array[1], b)
     ax0, ax1 = w.views[("axial", 0)], w.views[("axial", 1)]
     z0 = w.state.cursor[0]
-    qtbot.keyClick(ax1, Qt.Key_Up)                       # slice scrolling in either view
+    qtbot.keyClick(ax1, Qt.Key_Up)  # slice scrolling in either view
     assert w.state.cursor[0] == z0 + 1 and ax0.slice_index == ax1.slice_index == z0 + 1
     # the wheel moves through slices (as in 3D Slicer and ITK-SNAP); Ctrl+wheel zooms
     pos = ax0.widget_pos((z0 + 1, 12, 14))
     for mods in (Qt.NoModifier, Qt.ControlModifier):
-        QApplication.sendEvent(ax0, QWheelEvent(pos, ax0.mapToGlobal(pos.toPoint()), QPoint(),
-                                                QPoint(0, 120), Qt.NoButton, mods,
-                                                Qt.NoScrollPhase, False))
+        QApplication.sendEvent(
+            ax0,
+            QWheelEvent(
+                pos,
+                ax0.mapToGlobal(pos.toPoint()),
+                QPoint(),
+                QPoint(0, 120),
+                Qt.NoButton,
+                mods,
+                Qt.NoScrollPhase,
+                False,
+            ),
+        )
     assert w.state.cursor[0] == z0 + 2 and w.links["axial"].zoom > 1.1
     qtbot.keyClick(ax1, Qt.Key_Down)
-    w.links["axial"].set(2.0, (12.0, 14.0))              # zoom/pan is shared per plane
+    w.links["axial"].set(2.0, (12.0, 14.0))  # zoom/pan is shared per plane
     for view in (ax0, ax1):
         assert (view.transform().zoom, view.transform().center) == (2.0, (12.0, 14.0))
     assert w.views[("coronal", 0)].transform().zoom == 1.0
-    click(qtbot, ax1, (z0 + 1, 9, 10))                   # a click in the second modality
+    click(qtbot, ax1, (z0 + 1, 9, 10))  # a click in the second modality
     assert w.pending_margin == [(z0 + 1, 9, 10)]
     assert w.state.cursor == (z0 + 1, 9, 10)
 
 
-def test_second_modality_on_another_grid_is_resampled_onto_the_first(make_window, stage1,
-                                                                    tmp_path, qtbot):
+def test_second_modality_on_another_grid_is_resampled_onto_the_first(
+    make_window, stage1, tmp_path, qtbot
+):
     """A PET on a coarser grid than its CT: read onto the CT grid in physical coordinates."""
     arr, truth = phantom(**DISC_2D)
     ct = write(tmp_path, "ct.nii.gz", arr, (1.0, 1.0))
@@ -495,8 +521,8 @@ def test_second_modality_on_another_grid_is_resampled_onto_the_first(make_window
     pet = w.session.image.array[1]
     assert pet.shape == arr.shape and w.session.image.spacing == (1.0, 1.0)
     inside = pet[2:-2, 2:-2] > 0.5
-    assert (inside == (arr[2:-2, 2:-2] > 0.5)).mean() > 0.95       # the disc stays in place
-    w.remove_second()                              # the 2-channel model refuses one channel
+    assert (inside == (arr[2:-2, 2:-2] > 0.5)).mean() > 0.95  # the disc stays in place
+    w.remove_second()  # the 2-channel model refuses one channel
     qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None)
     assert "expects 2" in w.last_error
     dismiss(qtbot, w)
@@ -505,8 +531,9 @@ def test_second_modality_on_another_grid_is_resampled_onto_the_first(make_window
     assert w.last_error is None and np.array_equal(w.session.image.array[1], pet)
 
 
-def test_two_channel_image_with_one_channel_model_shows_the_error(make_window, stage1, tmp_path,
-                                                                    qtbot):
+def test_two_channel_image_with_one_channel_model_shows_the_error(
+    make_window, stage1, tmp_path, qtbot
+):
     arr, truth = phantom(**DISC_2D)
     pa = write(tmp_path, "a.nii.gz", arr, (1.0, 1.0))
     pb = write(tmp_path, "b.nii.gz", arr * 2, (1.0, 1.0))
@@ -514,9 +541,9 @@ def test_two_channel_image_with_one_channel_model_shows_the_error(make_window, s
     w.open_image(pa, second=pb)
     qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None)
     assert w.session is None
-    assert "channel" in w.last_error and "expects 1" in w.last_error   # Session's own message
+    assert "channel" in w.last_error and "expects 1" in w.last_error  # Session's own message
     assert isinstance(w._error_box, QMessageBox) and w._error_box.isVisible()
-    assert len(w.views) == 2                             # both images are still shown
+    assert len(w.views) == 2  # both images are still shown
     assert not w.act_segment.isEnabled()
 
 
@@ -536,13 +563,14 @@ def test_bad_inputs_give_a_dialog_not_a_crash(make_window, stage1, tmp_path, qtb
     w.open_image(tmp_path / "a.nii.gz")
     wait_session(qtbot, w)
     view = w.views[("2d", 0)]
-    click(qtbot, view, (20, 25))                         # too few margin points
+    click(qtbot, view, (20, 25))  # too few margin points
     qtbot.keyClick(view, Qt.Key_Return)
     qtbot.waitUntil(lambda: not w.jobs.busy and w.last_error is not None)
     assert "at least 3" in w.last_error and w.session.mask is None
 
 
 # -- never freeze, never lose work ------------------------------------------------------
+
 
 def test_event_loop_runs_while_a_slow_stage1_works(window_2d, monkeypatch, qtbot):
     w, path, truth = window_2d
@@ -561,11 +589,12 @@ def test_event_loop_runs_while_a_slow_stage1_works(window_2d, monkeypatch, qtbot
     timer.start(20)
     t0 = time.perf_counter()
     assert w.run_segment()
-    assert time.perf_counter() - t0 < 0.3                # the call returns at once
+    assert time.perf_counter() - t0 < 0.3  # the call returns at once
     assert w.jobs.busy
-    assert not w.act_undo.isEnabled() and not w.act_segment.isEnabled() \
-        and not w.act_open.isEnabled()                   # conflicting actions are off
-    click(qtbot, view, (2, 2))                           # the UI still takes clicks meanwhile
+    assert (
+        not w.act_undo.isEnabled() and not w.act_segment.isEnabled() and not w.act_open.isEnabled()
+    )  # conflicting actions are off
+    click(qtbot, view, (2, 2))  # the UI still takes clicks meanwhile
     assert w.pending_margin == [(2, 2)]
     qtbot.waitUntil(lambda: w.session.mask is not None, timeout=5000)
     elapsed = time.perf_counter() - t0
@@ -615,7 +644,7 @@ def test_autosave_after_each_step_and_offered_back(window_2d, make_window, qtbot
     assert np.array_equal(w2.session.margin_points, w.session.margin_points)
     assert [r.foreground.tolist() for r in w2.session.rounds] == [[[3, 3]]]
     assert np.array_equal(w2.session.mask, mask) and w2.state.tool == "refine"
-    assert w2.dirty                                       # restored work is not saved work
+    assert w2.dirty  # restored work is not saved work
     # undo back to nothing removes the autosave
     w.undo()
     w.undo()
@@ -650,11 +679,11 @@ def test_closing_with_unsaved_work_asks(window_2d, qtbot):
     auto = autosave_path(path)
     assert w.dirty and auto.exists()
     w.ask.script = [QMessageBox.Cancel]
-    assert not w.close()                                  # cancelled: window and work stay
+    assert not w.close()  # cancelled: window and work stay
     assert w.isVisible() and w.ask.asked[-1] == "Quit midseg" and auto.exists()
     w.ask.script = [QMessageBox.Discard]
     assert w.close()
-    assert not auto.exists()                              # discarded on purpose
+    assert not auto.exists()  # discarded on purpose
 
 
 def test_reset_asks_and_forgets(window_2d, qtbot):
@@ -670,12 +699,15 @@ def test_reset_asks_and_forgets(window_2d, qtbot):
 
 # -- command line -------------------------------------------------------------------------
 
+
 def test_command_line_hooks_do_not_import_qt():
-    code = ("import sys, midseg.cli; p = midseg.cli.build_parser(); "
-            "a = p.parse_args(['gui', 'img.nii.gz', '--second', 'ct.nii.gz', '--lam', '3']); "
-            "assert a.image == 'img.nii.gz' and a.second == 'ct.nii.gz' and a.lam == 3.0; "
-            "assert a._run.__module__ == 'midseg.gui.app'; "
-            "assert 'PyQt5' not in sys.modules, 'Qt imported by the parser'")
+    code = (
+        "import sys, midseg.cli; p = midseg.cli.build_parser(); "
+        "a = p.parse_args(['gui', 'img.nii.gz', '--second', 'ct.nii.gz', '--lam', '3']); "
+        "assert a.image == 'img.nii.gz' and a.second == 'ct.nii.gz' and a.lam == 3.0; "
+        "assert a._run.__module__ == 'midseg.gui.app'; "
+        "assert 'PyQt5' not in sys.modules, 'Qt imported by the parser'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -691,6 +723,7 @@ def test_gui_script_help(capsys):
 
 # -- real stage 1 (torch) with a tiny untrained network --------------------------------------
 
+
 def write_tiny_model(folder, dims, channels=1):
     """A small untrained U-Net with its model card: the real stage-1 code path, in milliseconds."""
     torch = pytest.importorskip("torch")
@@ -701,18 +734,28 @@ def write_tiny_model(folder, dims, channels=1):
     net = UNet(dims, in_channels=channels + 1, base=4, depth=2)
     path = folder / f"tiny{dims}d_c{channels}.pt"
     torch.save(net.state_dict(), path)
-    card = {"format": models.CARD_FORMAT, "name": path.stem, "architecture": net.config,
-            "grid_shape": [32, 32] if dims == 2 else [16, 32, 32], "cue": "egd",
-            "image_channels": channels, "in_channels": channels + 1, "margin": None}
+    card = {
+        "format": models.CARD_FORMAT,
+        "name": path.stem,
+        "architecture": net.config,
+        "grid_shape": [32, 32] if dims == 2 else [16, 32, 32],
+        "cue": "egd",
+        "image_channels": channels,
+        "in_channels": channels + 1,
+        "margin": None,
+    }
     path.with_suffix(".json").write_text(json.dumps(card))
     return path
 
 
 @needs_refine
-@pytest.mark.skipif(importlib.util.find_spec("midseg.cues") is None,
-                    reason="midseg.cues (stage-1 cue maps) is not available")
-def test_real_stage1_runs_off_the_ui_thread_for_two_modalities(make_window, tmp_path, qtbot,
-                                                                monkeypatch):
+@pytest.mark.skipif(
+    importlib.util.find_spec("midseg.cues") is None,
+    reason="midseg.cues (stage-1 cue maps) is not available",
+)
+def test_real_stage1_runs_off_the_ui_thread_for_two_modalities(
+    make_window, tmp_path, qtbot, monkeypatch
+):
     """PET/CT style: two co-registered images, a 2-channel model, stage 1 in the worker thread."""
     import threading
 
@@ -736,18 +779,21 @@ def test_real_stage1_runs_off_the_ui_thread_for_two_modalities(make_window, tmp_
     segment_2d(qtbot, w)
     qtbot.waitUntil(lambda: not w.jobs.busy, timeout=30_000)
     assert w.last_error is None
-    assert threads and threads[0] != threading.get_ident()          # not the UI thread
+    assert threads and threads[0] != threading.get_ident()  # not the UI thread
     assert w.session.mask.shape == truth.shape
     assert sorted(map(tuple, w.session.margin_points.tolist())) == sorted(MARGIN_2D)
-    click(qtbot, w.views[("2d", 1)], (3, 3))                        # a click on the CT view
+    click(qtbot, w.views[("2d", 1)], (3, 3))  # a click on the CT view
     wait_idle(qtbot, w)
     assert w.session.rounds[-1].foreground.tolist() == [[3, 3]] and w.session.mask[3, 3] == 1
 
 
 # -- shipped weights ------------------------------------------------------------------------
 
+
 def _shipped(name):
-    return (REPO / "models" / f"{name}.pt").is_file() and (REPO / "models" / f"{name}.json").is_file()
+    return (REPO / "models" / f"{name}.pt").is_file() and (
+        REPO / "models" / f"{name}.json"
+    ).is_file()
 
 
 @pytest.mark.skipif(not _shipped("2d"), reason="shipped 2D weights (models/2d.pt) not present")

@@ -1,4 +1,5 @@
 """Image I/O: geometry round trips, pictures, DICOM series, bad input."""
+
 from __future__ import annotations
 
 import os
@@ -187,8 +188,10 @@ def test_empty_directory_is_not_a_series(tmp_path):
 
 
 def test_4d_image_rejected(tmp_path):
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4, 5), np.float32), isVector=False),
-                    str(tmp_path / "t.nii.gz"))
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((2, 3, 4, 5), np.float32), isVector=False),
+        str(tmp_path / "t.nii.gz"),
+    )
     with pytest.raises(ImageReadError, match="4D"):
         read_image(tmp_path / "t.nii.gz")
 
@@ -205,14 +208,17 @@ def test_nan_pixels_rejected(tmp_path):
         midseg.Image(arr)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(array=np.zeros((2, 3, 4, 5))), "2 or 3 spatial dimensions"),
-    (dict(array=np.zeros(5)), "2 or 3 spatial dimensions"),
-    (dict(array=np.zeros((3, 4)), spacing=(1.0,)), "2 or 3 spatial"),
-    (dict(array=np.zeros((3, 4)), spacing=(1.0, -2.0)), "positive"),
-    (dict(array=np.zeros((3, 4)), direction=[[1, 1], [0, 1]]), "orthonormal"),
-    (dict(array=np.array([["a"]])), "numeric"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(array=np.zeros((2, 3, 4, 5))), "2 or 3 spatial dimensions"),
+        (dict(array=np.zeros(5)), "2 or 3 spatial dimensions"),
+        (dict(array=np.zeros((3, 4)), spacing=(1.0,)), "2 or 3 spatial"),
+        (dict(array=np.zeros((3, 4)), spacing=(1.0, -2.0)), "positive"),
+        (dict(array=np.zeros((3, 4)), direction=[[1, 1], [0, 1]]), "orthonormal"),
+        (dict(array=np.array([["a"]])), "numeric"),
+    ],
+)
 def test_image_validation(kwargs, message):
     with pytest.raises(InvalidInputError, match=message):
         Image(**kwargs)
@@ -282,6 +288,7 @@ def test_json_written_atomically_gets_ordinary_permissions(tmp_path):
 # Bad image files and outputs: rows of ../shared/reports/bad-inputs.md
 # ---------------------------------------------------------------------------
 
+
 def _volume(dtype=np.float32, shape=(20, 30, 40)):
     """Noise that gzip cannot squeeze much (so a cut lands in the voxel data)."""
     arr = np.random.default_rng(3).normal(0, 100, size=shape)
@@ -323,43 +330,98 @@ def _with_bad_voxels(tmp, name, dtype=np.float32, compress=True, **bad):
 
 BAD_FILES = [
     # id, make(tmp) -> path, exception, message fragment
-    ("I04", lambda t: _truncate(_write(t / "a.nii.gz", _volume())), ImageReadError,
-     r"cut_a\.nii\.gz.*truncated"),
-    ("I04-int16", lambda t: _truncate(_write(t / "a.nii.gz", _volume(np.int16)), 0.9),
-     ImageReadError, "truncated"),
-    ("I04-nii", lambda t: _truncate(_write(t / "a.nii", _volume(), False)), ImageReadError,
-     r"truncated: it holds \d+ bytes of voxel data where its NIfTI header announces 96000"),
-    ("I04-nii-int16", lambda t: _truncate(_write(t / "a.nii", _volume(np.int16), False)),
-     ImageReadError, "NIfTI header announces 48000"),
-    ("I04-nrrd-gzip", lambda t: _truncate(_write(t / "a.nrrd", _volume())), ImageReadError,
-     "truncated"),
-    ("I04-mha-zlib", lambda t: _truncate(_write(t / "a.mha", _volume())), ImageReadError,
-     "truncated"),
-    ("I04-mha-raw", lambda t: _truncate(_write(t / "a.mha", _volume(), False)), ImageReadError,
-     "MetaImage header announces 96000"),
-    ("I05", lambda t: _flip(_write(t / "a.nii.gz", _volume())), ImageReadError,
-     r"flip_a\.nii\.gz.*corrupt"),
-    ("I05-nrrd-gzip", lambda t: _flip(_write(t / "a.nrrd", _volume())), ImageReadError,
-     "corrupt"),
-    ("I05-mha-zlib", lambda t: _flip(_write(t / "a.mha", _volume())), ImageReadError,
-     "corrupt"),
-    ("I10", lambda t: _with_bad_voxels(t, "nan.nii.gz", nan=(1, 2, 3)), InvalidInputError,
-     r"nan\.nii\.gz contains 1 NaN or infinite"),
-    ("I10-nii", lambda t: _with_bad_voxels(t, "nan.nii", compress=False, nan=(0, 0, 0)),
-     InvalidInputError, "1 NaN or infinite"),
-    ("I10-float64", lambda t: _with_bad_voxels(t, "nan.nii.gz", np.float64, nan=(19, 29, 39)),
-     InvalidInputError, "1 NaN or infinite"),
-    ("I10-pair", lambda t: _with_bad_voxels(t, "nan.hdr", nan=(5, 5, 5), inf=(6, 6, 6)),
-     InvalidInputError, "2 NaN or infinite"),
-    ("I11", lambda t: _with_bad_voxels(t, "inf.nii.gz", inf=(4, 5, 6)), InvalidInputError,
-     "1 NaN or infinite"),
-    ("I11-mha", lambda t: _with_bad_voxels(t, "inf.mha", inf=(4, 5, 6)), InvalidInputError,
-     "1 NaN or infinite"),
+    (
+        "I04",
+        lambda t: _truncate(_write(t / "a.nii.gz", _volume())),
+        ImageReadError,
+        r"cut_a\.nii\.gz.*truncated",
+    ),
+    (
+        "I04-int16",
+        lambda t: _truncate(_write(t / "a.nii.gz", _volume(np.int16)), 0.9),
+        ImageReadError,
+        "truncated",
+    ),
+    (
+        "I04-nii",
+        lambda t: _truncate(_write(t / "a.nii", _volume(), False)),
+        ImageReadError,
+        r"truncated: it holds \d+ bytes of voxel data where its NIfTI header announces 96000",
+    ),
+    (
+        "I04-nii-int16",
+        lambda t: _truncate(_write(t / "a.nii", _volume(np.int16), False)),
+        ImageReadError,
+        "NIfTI header announces 48000",
+    ),
+    (
+        "I04-nrrd-gzip",
+        lambda t: _truncate(_write(t / "a.nrrd", _volume())),
+        ImageReadError,
+        "truncated",
+    ),
+    (
+        "I04-mha-zlib",
+        lambda t: _truncate(_write(t / "a.mha", _volume())),
+        ImageReadError,
+        "truncated",
+    ),
+    (
+        "I04-mha-raw",
+        lambda t: _truncate(_write(t / "a.mha", _volume(), False)),
+        ImageReadError,
+        "MetaImage header announces 96000",
+    ),
+    (
+        "I05",
+        lambda t: _flip(_write(t / "a.nii.gz", _volume())),
+        ImageReadError,
+        r"flip_a\.nii\.gz.*corrupt",
+    ),
+    ("I05-nrrd-gzip", lambda t: _flip(_write(t / "a.nrrd", _volume())), ImageReadError, "corrupt"),
+    ("I05-mha-zlib", lambda t: _flip(_write(t / "a.mha", _volume())), ImageReadError, "corrupt"),
+    (
+        "I10",
+        lambda t: _with_bad_voxels(t, "nan.nii.gz", nan=(1, 2, 3)),
+        InvalidInputError,
+        r"nan\.nii\.gz contains 1 NaN or infinite",
+    ),
+    (
+        "I10-nii",
+        lambda t: _with_bad_voxels(t, "nan.nii", compress=False, nan=(0, 0, 0)),
+        InvalidInputError,
+        "1 NaN or infinite",
+    ),
+    (
+        "I10-float64",
+        lambda t: _with_bad_voxels(t, "nan.nii.gz", np.float64, nan=(19, 29, 39)),
+        InvalidInputError,
+        "1 NaN or infinite",
+    ),
+    (
+        "I10-pair",
+        lambda t: _with_bad_voxels(t, "nan.hdr", nan=(5, 5, 5), inf=(6, 6, 6)),
+        InvalidInputError,
+        "2 NaN or infinite",
+    ),
+    (
+        "I11",
+        lambda t: _with_bad_voxels(t, "inf.nii.gz", inf=(4, 5, 6)),
+        InvalidInputError,
+        "1 NaN or infinite",
+    ),
+    (
+        "I11-mha",
+        lambda t: _with_bad_voxels(t, "inf.mha", inf=(4, 5, 6)),
+        InvalidInputError,
+        "1 NaN or infinite",
+    ),
 ]
 
 
-@pytest.mark.parametrize("make, error, match", [r[1:] for r in BAD_FILES],
-                         ids=[r[0] for r in BAD_FILES])
+@pytest.mark.parametrize(
+    "make, error, match", [r[1:] for r in BAD_FILES], ids=[r[0] for r in BAD_FILES]
+)
 def test_bad_image_files_are_refused(tmp_path, make, error, match):
     """Truncated or damaged files and NaN/inf voxels (ITK zero-fills all three for NIfTI)."""
     path = make(tmp_path)
@@ -374,11 +436,20 @@ def test_bad_image_files_are_refused(tmp_path, make, error, match):
         read_image(good, path)
 
 
-@pytest.mark.parametrize("name, dtype, compress", [
-    ("a.nii.gz", np.float32, True), ("a.nii.gz", np.int16, True), ("a.nii", np.float64, False),
-    ("a.nii", np.uint8, False), ("a.hdr", np.float32, False), ("a.nrrd", np.float32, True),
-    ("a.mha", np.float32, True), ("a.mha", np.int16, False), ("a.img.gz", np.float32, True),
-])
+@pytest.mark.parametrize(
+    "name, dtype, compress",
+    [
+        ("a.nii.gz", np.float32, True),
+        ("a.nii.gz", np.int16, True),
+        ("a.nii", np.float64, False),
+        ("a.nii", np.uint8, False),
+        ("a.hdr", np.float32, False),
+        ("a.nrrd", np.float32, True),
+        ("a.mha", np.float32, True),
+        ("a.mha", np.int16, False),
+        ("a.img.gz", np.float32, True),
+    ],
+)
 def test_whole_files_still_read(tmp_path, name, dtype, compress):
     arr = _volume(dtype)
     back = read_image(_write(tmp_path / name, arr, compress))
@@ -387,7 +458,7 @@ def test_whole_files_still_read(tmp_path, name, dtype, compress):
 
 def test_gzip_check_reads_in_chunks(tmp_path, monkeypatch):
     """The integrity check never holds more than one chunk of decompressed data."""
-    import midseg.io.checks as io_checks   # the chunked readers look `_CHUNK` up there
+    import midseg.io.checks as io_checks  # the chunked readers look `_CHUNK` up there
 
     monkeypatch.setattr(io_checks, "_CHUNK", 4096)
     arr = _volume()
@@ -406,8 +477,12 @@ def _png(path, grey, alpha, depth, extra=b""):
     import zlib
 
     def chunk(kind, payload):
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     dt = ">u1" if depth == 8 else ">u2"
     rows = np.stack([grey, alpha], axis=-1).astype(dt).reshape(grey.shape[0], -1)  # big-endian
@@ -417,9 +492,14 @@ def _png(path, grey, alpha, depth, extra=b""):
     filtered[:, bpp:] = raw[:, bpp:] - raw[:, :-bpp]  # filter 1 (Sub), modulo 256
     data = b"".join(b"\x01" + r.tobytes() for r in filtered)
     ihdr = struct.pack(">IIBBBBB", grey.shape[1], grey.shape[0], depth, 4, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra
-                     + chunk(b"gAMA", struct.pack(">I", 45455))
-                     + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + extra
+        + chunk(b"gAMA", struct.pack(">I", 45455))
+        + chunk(b"IDAT", zlib.compress(data))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -442,8 +522,12 @@ def test_grey_alpha_png_keeps_spacing_and_pillow_files(tmp_path):
     import zlib
 
     s_cal = b"\x01" + b"0.5\x000.25"  # ITK's spacing chunk: x then y, in mm
-    extra = (struct.pack(">I", len(s_cal)) + b"sCAL" + s_cal
-             + struct.pack(">I", zlib.crc32(b"sCAL" + s_cal) & 0xFFFFFFFF))
+    extra = (
+        struct.pack(">I", len(s_cal))
+        + b"sCAL"
+        + s_cal
+        + struct.pack(">I", zlib.crc32(b"sCAL" + s_cal) & 0xFFFFFFFF)
+    )
     grey = np.arange(6 * 7).reshape(6, 7) * 5
     img = read_image(_png(tmp_path / "s.png", grey, np.full_like(grey, 255), 8, extra))
     assert img.spacing == (0.25, 0.5)
@@ -461,30 +545,63 @@ def _bad_mask_call(tmp_path, name, mask_value=1.0, shape=(4, 5, 6)):
 
 
 BAD_OUTPUTS = [
-    ("W02", lambda t: _bad_mask_call(t, "w.xyz"), InvalidInputError,
-     r"w\.xyz'.*extension '\.xyz' is not a format midseg writes; use one of \.nii\.gz"),
+    (
+        "W02",
+        lambda t: _bad_mask_call(t, "w.xyz"),
+        InvalidInputError,
+        r"w\.xyz'.*extension '\.xyz' is not a format midseg writes; use one of \.nii\.gz",
+    ),
     ("W02-none", lambda t: _bad_mask_call(t, "mask"), InvalidInputError, "no file extension"),
-    ("W03", lambda t: (t / "afile").write_text("x") and _bad_mask_call(t, "afile/w.nii.gz"),
-     ImageReadError, r"afile/w\.nii\.gz'.*'.*afile' is a file, not a folder"),
-    ("W03-deep", lambda t: (t / "afile").write_text("x")
-     and _bad_mask_call(t, "afile/sub/w.nii.gz"), ImageReadError, "is a file, not a folder"),
-    ("W03-folder", lambda t: (t / "d.nii.gz").mkdir() or _bad_mask_call(t, "d.nii.gz"),
-     ImageReadError, r"d\.nii\.gz': it is a folder"),
-    ("W05", lambda t: _bad_mask_call(t, "nan.nii.gz", np.nan), InvalidInputError,
-     "mask contains 120 NaN or infinite values"),
-    ("W05-inf", lambda t: _bad_mask_call(t, "inf.nii.gz", -np.inf), InvalidInputError,
-     "120 NaN or infinite"),
-    ("W07", lambda t: _bad_mask_call(t, "w3d.png"), InvalidInputError,
-     r"a \.png picture holds one 2D slice and this is a 3D volume; write \.nii\.gz"),
+    (
+        "W03",
+        lambda t: (t / "afile").write_text("x") and _bad_mask_call(t, "afile/w.nii.gz"),
+        ImageReadError,
+        r"afile/w\.nii\.gz'.*'.*afile' is a file, not a folder",
+    ),
+    (
+        "W03-deep",
+        lambda t: (t / "afile").write_text("x") and _bad_mask_call(t, "afile/sub/w.nii.gz"),
+        ImageReadError,
+        "is a file, not a folder",
+    ),
+    (
+        "W03-folder",
+        lambda t: (t / "d.nii.gz").mkdir() or _bad_mask_call(t, "d.nii.gz"),
+        ImageReadError,
+        r"d\.nii\.gz': it is a folder",
+    ),
+    (
+        "W05",
+        lambda t: _bad_mask_call(t, "nan.nii.gz", np.nan),
+        InvalidInputError,
+        "mask contains 120 NaN or infinite values",
+    ),
+    (
+        "W05-inf",
+        lambda t: _bad_mask_call(t, "inf.nii.gz", -np.inf),
+        InvalidInputError,
+        "120 NaN or infinite",
+    ),
+    (
+        "W07",
+        lambda t: _bad_mask_call(t, "w3d.png"),
+        InvalidInputError,
+        r"a \.png picture holds one 2D slice and this is a 3D volume; write \.nii\.gz",
+    ),
     ("W07-jpg", lambda t: _bad_mask_call(t, "w3d.jpg"), InvalidInputError, r"\.jpg picture"),
     ("W07-bmp", lambda t: _bad_mask_call(t, "w3d.BMP"), InvalidInputError, r"\.bmp picture"),
-    ("I19b", lambda t: _bad_mask_call(t, "long.nii.gz", shape=(1, 1, 40000)), ImageReadError,
-     r"cannot write '.*long\.nii\.gz': .*greater than maximum possible dimension"),
+    (
+        "I19b",
+        lambda t: _bad_mask_call(t, "long.nii.gz", shape=(1, 1, 40000)),
+        ImageReadError,
+        r"cannot write '.*long\.nii\.gz': .*greater than maximum possible dimension",
+    ),
 ]
 
 
-@pytest.mark.parametrize("make, error, match", [r[1:] for r in BAD_OUTPUTS],
-                         ids=[r[0] for r in BAD_OUTPUTS])
+@pytest.mark.parametrize(
+    "make, error, match", [r[1:] for r in BAD_OUTPUTS], ids=[r[0] for r in BAD_OUTPUTS]
+)
 def test_bad_outputs_are_refused(tmp_path, make, error, match):
     call = make(tmp_path)
     with pytest.raises(error, match=match) as info:
@@ -515,12 +632,15 @@ def test_check_output_path_refuses_early_and_creates_nothing(tmp_path):
 def test_unwritable_folder_message_names_the_output(tmp_path, monkeypatch):
     """W08: a folder this user cannot write to; the message names the output, not a temporary."""
     import midseg.io as io
-    import midseg.io.write as io_write   # where the output checks look `os` up
+    import midseg.io.write as io_write  # where the output checks look `os` up
 
     monkeypatch.setattr(io_write.os, "access", lambda *a, **k: False)
     img = Image(np.zeros((4, 5), np.float32))
-    with pytest.raises(ImageReadError, match=r"cannot write '.*m\.png': no permission to "
-                                             r"create files in '.*'") as info:
+    with pytest.raises(
+        ImageReadError,
+        match=r"cannot write '.*m\.png': no permission to "
+        r"create files in '.*'",
+    ) as info:
         write_mask(tmp_path / "m.png", np.ones((4, 5)), like=img)
     assert "~midseg" not in str(info.value)
     with pytest.raises(ImageReadError, match="no permission to create folders"):
@@ -545,8 +665,11 @@ def test_tiff_and_png_warn_about_the_geometry_they_lose(tmp_path):
 
     img = _image(3)
     mask = img.array > 0
-    with pytest.warns(GeometryLossWarning, match=r"\.tif format does not hold .*spacing "
-                                                 r".*origin .*direction"):
+    with pytest.warns(
+        GeometryLossWarning,
+        match=r"\.tif format does not hold .*spacing "
+        r".*origin .*direction",
+    ):
         write_mask(tmp_path / "m.tif", mask, like=img)
     np.testing.assert_array_equal(read_mask(tmp_path / "m.tif"), mask)  # all 7 slices
     flat = _image(2)
@@ -569,8 +692,9 @@ def test_jpeg_mask_warns_that_it_is_lossy(tmp_path):
         write_mask(tmp_path / "m.jpg", np.eye(16), like=img)
 
 
-@pytest.mark.parametrize("suffix, side_file", [(".mhd", ".zraw"), (".hdr", ".img"),
-                                               (".nhdr", ".raw.gz")])
+@pytest.mark.parametrize(
+    "suffix, side_file", [(".mhd", ".zraw"), (".hdr", ".img"), (".nhdr", ".raw.gz")]
+)
 def test_two_file_formats_are_written_whole(tmp_path, suffix, side_file):
     img = _image(3)
     write_mask(tmp_path / f"m{suffix}", img.array > 0, like=img)
@@ -596,13 +720,14 @@ def test_outputs_get_the_permissions_of_a_new_file(tmp_path, umask):
 
 def test_outputs_are_flushed_before_the_rename(tmp_path, monkeypatch):
     import midseg.io as io
-    import midseg.io.write as io_write   # where the atomic writes look `os` up
+    import midseg.io.write as io_write  # where the atomic writes look `os` up
 
     events = []
     real_fsync, real_replace = io_write.os.fsync, io_write.os.replace
     monkeypatch.setattr(io_write.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(io_write.os, "replace",
-                        lambda a, b: events.append("replace") or real_replace(a, b))
+    monkeypatch.setattr(
+        io_write.os, "replace", lambda a, b: events.append("replace") or real_replace(a, b)
+    )
     img = _image(2)
     write_mask(tmp_path / "m.nii.gz", img.array > 0, like=img)
     assert events[:2] == ["fsync", "replace"]
@@ -623,8 +748,11 @@ def test_stale_temporaries_are_swept(tmp_path):
     (stale_dir / "m.nii.gz").write_bytes(b"half")
     stale_file = tmp_path / ".c.json.~midseg-abcdefabcdef.tmp"
     fresh_file = tmp_path / ".d.json.~midseg-000000000000.tmp"
-    foreign = [tmp_path / ".m.nii.gz.4u4f97lx.nii.gz", tmp_path / "notes.~midseg-0123456789ab.tmp",
-               tmp_path / ".x.~midseg-0123.tmp"]
+    foreign = [
+        tmp_path / ".m.nii.gz.4u4f97lx.nii.gz",
+        tmp_path / "notes.~midseg-0123456789ab.tmp",
+        tmp_path / ".x.~midseg-0123.tmp",
+    ]
     for p in [stale_file, fresh_file, *foreign]:
         p.write_text("{")
     for p in [stale_dir / "m.nii.gz", stale_dir, stale_file, *foreign]:

@@ -1,4 +1,5 @@
 """Several objects in one session (midseg.LabelSession): own clicks and undo, one label map."""
+
 import numpy as np
 import pytest
 
@@ -8,10 +9,14 @@ from midseg import Image, LabelSession  # noqa: E402
 from midseg.errors import InvalidInputError, MidsegError  # noqa: E402
 
 YY, XX = np.mgrid[:80, :100]
-LEFT = (YY - 40) ** 2 + (XX - 30) ** 2 < 15 ** 2
-RIGHT = (YY - 40) ** 2 + (XX - 68) ** 2 < 16 ** 2
-IMG = Image((LEFT * 1.0 + RIGHT * 2.0 + np.random.default_rng(0).normal(0, 0.1, LEFT.shape))
-            .astype(np.float32), spacing=(0.5, 0.5))
+LEFT = (YY - 40) ** 2 + (XX - 30) ** 2 < 15**2
+RIGHT = (YY - 40) ** 2 + (XX - 68) ** 2 < 16**2
+IMG = Image(
+    (LEFT * 1.0 + RIGHT * 2.0 + np.random.default_rng(0).normal(0, 0.1, LEFT.shape)).astype(
+        np.float32
+    ),
+    spacing=(0.5, 0.5),
+)
 P_LEFT = [(27, 30), (53, 30), (40, 17), (40, 43)]
 P_RIGHT = [(26, 68), (54, 68), (40, 54), (40, 82)]
 
@@ -28,7 +33,7 @@ def test_two_objects_keep_their_own_clicks_and_undo():
     right_before = ls.object("right").mask.copy()
     ls.object("left").refine(background=[(40, 30)])
     assert ls.object("left").mask[40, 30] == 0
-    ls.object("left").undo()                      # undo one object: the other is untouched
+    ls.object("left").undo()  # undo one object: the other is untouched
     np.testing.assert_array_equal(ls.object("right").mask, right_before)
     assert len(ls.object("left").rounds) == 0 and ls.object("right").can_undo
     labels = ls.labelmap()
@@ -91,12 +96,12 @@ def test_objects_start_from_an_existing_label_map_and_refine():
 
     labels = np.zeros(LEFT.shape, np.uint8)
     labels[LEFT] = 4
-    labels[RIGHT & (XX < 70)] = 9                       # half of the right object missing
+    labels[RIGHT & (XX < 70)] = 9  # half of the right object missing
     ls = LabelSession.from_labelmap(IMG, labels, [Segment(4, "left"), Segment(9, "right")])
     np.testing.assert_array_equal(ls.labelmap(), labels)
     ls.object("right").refine(foreground=[(40, 76)])
     assert ls.labelmap()[40, 76] == 9
-    assert (ls.labelmap()[LEFT] == 4).all()             # the other object is untouched
+    assert (ls.labelmap()[LEFT] == 4).all()  # the other object is untouched
     from midseg.errors import MidsegWarning
 
     with pytest.warns(MidsegWarning, match="no voxel"):
@@ -114,7 +119,7 @@ def test_a_session_started_from_a_label_map_reloads_with_it(tmp_path):
     ls.save(tmp_path / "l.json")
     back = LabelSession.load(tmp_path / "l.json", IMG, initial_labelmap=labels)
     np.testing.assert_array_equal(back.labelmap(), ls.labelmap())
-    assert back.add("more").lam == 3.0                    # the session's parameters too
+    assert back.add("more").lam == 3.0  # the session's parameters too
 
 
 def test_reloading_an_object_started_from_a_label_map_without_it_names_the_object(tmp_path):
@@ -125,7 +130,9 @@ def test_reloading_an_object_started_from_a_label_map_without_it_names_the_objec
     ls = LabelSession.from_labelmap(IMG, labels, [Segment(4, "left kidney")])
     ls.object("left kidney").refine(background=[(40, 30)])
     ls.save(tmp_path / "l.json")
-    with pytest.raises(InvalidInputError, match=r"objects\[0\] \('left kidney'\).*initial_labelmap"):
+    with pytest.raises(
+        InvalidInputError, match=r"objects\[0\] \('left kidney'\).*initial_labelmap"
+    ):
         LabelSession.load(tmp_path / "l.json", IMG)
     wrong = np.where(labels == 4, 4, 0).astype(np.uint8)
     wrong[40, 30] = 0

@@ -1,4 +1,5 @@
 """Label maps with named, coloured segments (midseg.labelmap): .seg.nrrd and NIfTI + sidecar."""
+
 import json
 
 import numpy as np
@@ -17,8 +18,12 @@ def two_objects():
     lab = np.zeros((6, 20, 30), np.uint8)
     lab[1:4, 2:10, 3:12] = 1
     lab[2:5, 12:18, 15:28] = 2
-    like = Image(np.zeros(lab.shape, np.float32), spacing=(3.0, 0.8, 0.7),
-                 origin=(10.0, -20.0, 5.0), direction=np.diag([1.0, -1.0, 1.0]))
+    like = Image(
+        np.zeros(lab.shape, np.float32),
+        spacing=(3.0, 0.8, 0.7),
+        origin=(10.0, -20.0, 5.0),
+        direction=np.diag([1.0, -1.0, 1.0]),
+    )
     segs = [Segment(1, "spleen", (1.0, 0.0, 0.0)), Segment(2, "left kidney", (0.0, 0.5, 1.0))]
     return lab, like, segs
 
@@ -35,9 +40,14 @@ def test_seg_nrrd_round_trip_keeps_names_colours_values_and_geometry(tmp_path, t
     assert image.spacing == like.spacing and image.origin == like.origin
     np.testing.assert_allclose(image.direction, like.direction)
     header = path.read_bytes()[:2000].decode("latin1")
-    for line in ("Segment0_Name:=spleen", "Segment1_Name:=left kidney", "Segment1_LabelValue:=2",
-                 "Segment0_Color:=1.0 0.0 0.0", "space: left-posterior-superior",
-                 "Segment0_Extent:=0 29 0 19 0 5"):
+    for line in (
+        "Segment0_Name:=spleen",
+        "Segment1_Name:=left kidney",
+        "Segment1_LabelValue:=2",
+        "Segment0_Color:=1.0 0.0 0.0",
+        "space: left-posterior-superior",
+        "Segment0_Extent:=0 29 0 19 0 5",
+    ):
         assert line in header, line
     # any NRRD reader sees the same voxels in the same place
     ref = sitk.ReadImage(str(path))
@@ -62,7 +72,7 @@ def test_a_2d_label_map_goes_to_seg_nrrd_as_one_slice_and_back(tmp_path):
     like = Image(np.zeros(lab.shape, np.float32), spacing=(0.5, 0.25))
     write_labelmap(tmp_path / "a.seg.nrrd", lab, like=like, segments=[Segment(3, "lesion")])
     image, segs = read_labelmap(tmp_path / "a.seg.nrrd")
-    np.testing.assert_array_equal(image.array, lab)          # one slice comes back 2D
+    np.testing.assert_array_equal(image.array, lab)  # one slice comes back 2D
     assert image.spacing == (0.5, 0.25)
     assert segs[0].value == 3 and segs[0].name == "lesion"
 
@@ -75,30 +85,37 @@ def test_write_mask_to_seg_nrrd_writes_one_named_segment(tmp_path, two_objects):
     assert [s.name for s in segs] == ["Segment_1"]
 
 
-@pytest.mark.parametrize("labels, segments, match", [
-    ("unnamed", [Segment(1, "a")], "without a segment"),
-    ("ok", [Segment(1, "a"), Segment(1, "b")], "share a value"),
-    ("float", [Segment(1, "a"), Segment(2, "b")], "integers"),
-])
-def test_label_maps_that_do_not_fit_their_segments_are_refused(tmp_path, two_objects, labels,
-                                                               segments, match):
+@pytest.mark.parametrize(
+    "labels, segments, match",
+    [
+        ("unnamed", [Segment(1, "a")], "without a segment"),
+        ("ok", [Segment(1, "a"), Segment(1, "b")], "share a value"),
+        ("float", [Segment(1, "a"), Segment(2, "b")], "integers"),
+    ],
+)
+def test_label_maps_that_do_not_fit_their_segments_are_refused(
+    tmp_path, two_objects, labels, segments, match
+):
     lab, like, _ = two_objects
     arr = {"unnamed": lab, "ok": lab, "float": lab.astype(np.float32)}[labels]
     with pytest.raises(InvalidInputError, match=match):
         write_labelmap(tmp_path / "x.seg.nrrd", arr, like=like, segments=segments)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(value=0, name="a"), "1..65535"), (dict(value=1, name=" "), "name"),
-    (dict(value=1, name="a", color=(2, 0, 0)), "colour"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(value=0, name="a"), "1..65535"),
+        (dict(value=1, name=" "), "name"),
+        (dict(value=1, name="a", color=(2, 0, 0)), "colour"),
+    ],
+)
 def test_bad_segments_are_refused(kw, match):
     with pytest.raises(InvalidInputError, match=match):
         Segment(**kw)
 
 
-def test_names_outside_ascii_are_refused_in_seg_nrrd_and_kept_in_the_sidecar(tmp_path,
-                                                                              two_objects):
+def test_names_outside_ascii_are_refused_in_seg_nrrd_and_kept_in_the_sidecar(tmp_path, two_objects):
     lab, like, _ = two_objects
     segs = [Segment(1, "naïve"), Segment(2, "肝臓")]
     with pytest.raises(InvalidInputError, match="ASCII"):
@@ -107,18 +124,17 @@ def test_names_outside_ascii_are_refused_in_seg_nrrd_and_kept_in_the_sidecar(tmp
     assert [s.name for s in read_labelmap(tmp_path / "u.nii.gz")[1]] == ["naïve", "肝臓"]
 
 
-def test_a_float_label_file_reads_as_integers_and_a_new_mask_drops_old_names(tmp_path,
-                                                                             two_objects):
+def test_a_float_label_file_reads_as_integers_and_a_new_mask_drops_old_names(tmp_path, two_objects):
     lab, like, segs = two_objects
     midseg_write_image(tmp_path / "f.nii.gz", Image(lab.astype(np.float32), spacing=like.spacing))
     image, found = read_labelmap(tmp_path / "f.nii.gz")
     assert image.array.dtype == np.uint8 and [s.value for s in found] == [1, 2]
     write_labelmap(tmp_path / "s.nii.gz", lab, like=like, segments=segs)
-    write_mask(tmp_path / "s.nii.gz", lab == 1, like=like)         # the sidecar is stale now
+    write_mask(tmp_path / "s.nii.gz", lab == 1, like=like)  # the sidecar is stale now
     assert [s.name for s in read_labelmap(tmp_path / "s.nii.gz")[1]] == ["Segment 1"]
     write_labelmap(tmp_path / "t.nii.gz", lab, like=like, segments=segs)
     midseg_write_image(tmp_path / "t.nii.gz", Image(lab, spacing=like.spacing))
-    assert not (tmp_path / ("t.nii.gz" + SIDECAR_SUFFIX)).exists()   # write_image too
+    assert not (tmp_path / ("t.nii.gz" + SIDECAR_SUFFIX)).exists()  # write_image too
 
 
 def test_seg_nrrd_goes_into_a_new_folder(tmp_path, two_objects):
@@ -140,15 +156,15 @@ def test_a_sidecar_naming_one_value_twice_is_refused(tmp_path, two_objects):
         read_labelmap(path)
 
 
-def test_a_label_map_cropped_to_its_segments_goes_back_onto_the_image_grid(tmp_path,
-                                                                          two_objects):
+def test_a_label_map_cropped_to_its_segments_goes_back_onto_the_image_grid(tmp_path, two_objects):
     # 3D Slicer 4.11 saved .seg.nrrd cropped to the segments' extent
     from midseg.labelmap import on_image_grid
 
     lab, like, segs = two_objects
     crop = lab[1:5, 2:18, 3:28]
     origin = np.asarray(like.origin) + np.asarray(like.direction) @ (
-        np.asarray(like.spacing) * np.array([1, 2, 3]))
+        np.asarray(like.spacing) * np.array([1, 2, 3])
+    )
     small = Image(crop, spacing=like.spacing, origin=tuple(origin), direction=like.direction)
     write_labelmap(tmp_path / "crop.seg.nrrd", crop, like=small, segments=segs)
     back, _ = read_labelmap(tmp_path / "crop.seg.nrrd")

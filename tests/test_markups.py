@@ -1,4 +1,5 @@
 """3D Slicer point lists: read/write, conversion to and from clicks, `midseg markups`."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,15 @@ import pytest
 import midseg
 from midseg import cli
 from midseg.errors import InvalidInputError
-from midseg.markups import (PLANE_TOLERANCE_MM, SLICER_SCHEMA, Markups, clicks_from_markups,
-                            markups_from_clicks, read_markups, write_markups)
+from midseg.markups import (
+    PLANE_TOLERANCE_MM,
+    SLICER_SCHEMA,
+    Markups,
+    clicks_from_markups,
+    markups_from_clicks,
+    read_markups,
+    write_markups,
+)
 
 from test_session import write_tiny_model  # a tiny untrained model with its card
 
@@ -33,11 +41,15 @@ def phantom(dims):
         geometry = {"spacing": (0.9, 0.7), "origin": (4.0, -6.0)}
     else:
         angle = np.deg2rad(30)
-        rot_xyz = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
-                            [0, 0, 1]])
+        rot_xyz = np.array(
+            [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+        )
         shape, c, r = (12, 20, 22), (6, 10, 11), (4, 6, 7)
-        geometry = {"spacing": (2.5, 0.9, 0.8), "origin": (-30.0, 12.5, 40.0),
-                    "direction": rot_xyz[::-1, ::-1]}
+        geometry = {
+            "spacing": (2.5, 0.9, 0.8),
+            "origin": (-30.0, 12.5, 40.0),
+            "direction": rot_xyz[::-1, ::-1],
+        }
     g = np.indices(shape, dtype=float)
     truth = sum(((gi - ci) / ri) ** 2 for gi, ci, ri in zip(g, c, r)) <= 1
     arr = truth + rng.normal(scale=0.1, size=shape)
@@ -71,12 +83,19 @@ def jittered(image, index, rng):
 # Slicer files
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("system", ["LPS", "RAS"])
 def test_write_then_read_gives_the_same_lps_points(tmp_path, system):
     points = np.array([[12.25, -3.5, 40.125], [-7.0, 0.1, -2.75], [0.0, 1e-9, 3.0]])
     path = tmp_path / "sub" / "p.mrk.json"
-    write_markups(path, points, name="margin", labels=["a", "b", "c"],
-                  coordinate_system=system, color=(1.0, 0.5, 0.0))
+    write_markups(
+        path,
+        points,
+        name="margin",
+        labels=["a", "b", "c"],
+        coordinate_system=system,
+        color=(1.0, 0.5, 0.0),
+    )
     (m,) = read_markups(path)
     np.testing.assert_array_equal(m.points, points)
     assert m.name == "margin" and m.labels == ("a", "b", "c")
@@ -119,45 +138,91 @@ SLICER_RAS_FILE = """{
 """
 
 
-@pytest.mark.parametrize("system, flip", [('"coordinateSystem": "RAS",', (-1, -1, 1)),
-                                          ("", (1, 1, 1))], ids=["RAS", "missing-is-LPS"])
+@pytest.mark.parametrize(
+    "system, flip",
+    [('"coordinateSystem": "RAS",', (-1, -1, 1)), ("", (1, 1, 1))],
+    ids=["RAS", "missing-is-LPS"],
+)
 def test_reads_a_slicer_file_and_skips_undefined_points(tmp_path, system, flip):
     path = tmp_path / "F.mrk.json"
     path.write_text(SLICER_RAS_FILE % system)
     (m,) = read_markups(path)
-    assert m.name == "F"                         # no "name" entry: the file name, as in Slicer
-    assert m.labels == ("F-1", "F-4")            # undefined and preview points are skipped
-    np.testing.assert_array_equal(m.points, np.array([[10.5, -20.25, 3.0], [-1.0, 0.0, -7.5]]) * flip)
+    assert m.name == "F"  # no "name" entry: the file name, as in Slicer
+    assert m.labels == ("F-1", "F-4")  # undefined and preview points are skipped
+    np.testing.assert_array_equal(
+        m.points, np.array([[10.5, -20.25, 3.0], [-1.0, 0.0, -7.5]]) * flip
+    )
     assert not m.points.flags.writeable
 
 
 def _node(**changes):
-    node = {"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm",
-            "controlPoints": [{"id": "1", "label": "P-1", "position": [1.0, 2.0, 3.0],
-                               "positionStatus": "defined"}]}
+    node = {
+        "type": "Fiducial",
+        "coordinateSystem": "LPS",
+        "coordinateUnits": "mm",
+        "controlPoints": [
+            {"id": "1", "label": "P-1", "position": [1.0, 2.0, 3.0], "positionStatus": "defined"}
+        ],
+    }
     node.update(changes)
     return node
 
 
-@pytest.mark.parametrize("content, message", [
-    ("this is not JSON {", "is not valid JSON"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "points": []}), "no 'markups' list"),
-    (json.dumps({"markups": [_node()]}), "schema 1.x"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(type="Curve")]}),
-     r"markups node 1 .* has type 'Curve'; only point lists"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(), _node(type="ROI")]}),
-     r"markups node 2 .* 'ROI'"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(coordinateUnits="um")]}),
-     "only millimetres"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(coordinateSystem="IJK")]}),
-     "'LPS' or 'RAS'"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(controlPoints=[
-        {"label": "P-1", "position": [1.0, 2.0]}])]}),
-     r"control point 1 \('P-1'\) has position \[1.0, 2.0\]; expected 3 finite numbers"),
-    (json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(controlPoints=[
-        {"label": "P-1", "position": ["1", 2.0, 3.0]}])]}), "expected 3 finite numbers"),
-], ids=["not-json", "no-markups", "no-schema", "curve", "roi", "micrometres", "ijk",
-        "two-coordinates", "string-coordinate"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("this is not JSON {", "is not valid JSON"),
+        (json.dumps({"@schema": SLICER_SCHEMA, "points": []}), "no 'markups' list"),
+        (json.dumps({"markups": [_node()]}), "schema 1.x"),
+        (
+            json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(type="Curve")]}),
+            r"markups node 1 .* has type 'Curve'; only point lists",
+        ),
+        (
+            json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(), _node(type="ROI")]}),
+            r"markups node 2 .* 'ROI'",
+        ),
+        (
+            json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(coordinateUnits="um")]}),
+            "only millimetres",
+        ),
+        (
+            json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(coordinateSystem="IJK")]}),
+            "'LPS' or 'RAS'",
+        ),
+        (
+            json.dumps(
+                {
+                    "@schema": SLICER_SCHEMA,
+                    "markups": [_node(controlPoints=[{"label": "P-1", "position": [1.0, 2.0]}])],
+                }
+            ),
+            r"control point 1 \('P-1'\) has position \[1.0, 2.0\]; expected 3 finite numbers",
+        ),
+        (
+            json.dumps(
+                {
+                    "@schema": SLICER_SCHEMA,
+                    "markups": [
+                        _node(controlPoints=[{"label": "P-1", "position": ["1", 2.0, 3.0]}])
+                    ],
+                }
+            ),
+            "expected 3 finite numbers",
+        ),
+    ],
+    ids=[
+        "not-json",
+        "no-markups",
+        "no-schema",
+        "curve",
+        "roi",
+        "micrometres",
+        "ijk",
+        "two-coordinates",
+        "string-coordinate",
+    ],
+)
 def test_read_rejects_what_is_not_a_millimetre_point_list(tmp_path, content, message):
     path = tmp_path / "bad.mrk.json"
     path.write_text(content)
@@ -165,13 +230,16 @@ def test_read_rejects_what_is_not_a_millimetre_point_list(tmp_path, content, mes
         read_markups(path)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"points_xyz": [[1, 2]]}, r"\(N, 3\) array"),
-    ({"labels": ["only-one"]}, "1 labels for 2 points"),
-    ({"coordinate_system": "IJK"}, "'LPS' or 'RAS'"),
-    ({"color": (255, 0, 0)}, r"3 values in \[0, 1\]"),
-    ({"name": ""}, "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"points_xyz": [[1, 2]]}, r"\(N, 3\) array"),
+        ({"labels": ["only-one"]}, "1 labels for 2 points"),
+        ({"coordinate_system": "IJK"}, "'LPS' or 'RAS'"),
+        ({"color": (255, 0, 0)}, r"3 values in \[0, 1\]"),
+        ({"name": ""}, "non-empty string"),
+    ],
+)
 def test_write_rejects_bad_arguments(tmp_path, kwargs, message):
     args = {"points_xyz": [[1, 2, 3], [4, 5, 6]], "name": "p", **kwargs}
     with pytest.raises(InvalidInputError, match=message):
@@ -183,14 +251,18 @@ def test_write_rejects_bad_arguments(tmp_path, kwargs, message):
 # clicks
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dims", [2, 3], ids=["2d", "3d"])
 def test_clicks_from_markups_snaps_to_voxel_centres_and_replays(dims, tiny_models):
     image, margin, fg, bg = phantom(dims)
     rng = np.random.default_rng(0)
-    given = {k: jittered(image, idx, rng) for k, idx in
-             (("margin", margin), ("foreground", fg), ("background", bg))}
-    clicks, moved = clicks_from_markups(image, given["margin"], given["foreground"],
-                                        given["background"], model=tiny_models[dims])
+    given = {
+        k: jittered(image, idx, rng)
+        for k, idx in (("margin", margin), ("foreground", fg), ("background", bg))
+    }
+    clicks, moved = clicks_from_markups(
+        image, given["margin"], given["foreground"], given["background"], model=tiny_models[dims]
+    )
     centres = np.concatenate([lps(image, idx) for idx in (margin, fg, bg)])
     expected = np.max(np.linalg.norm(np.concatenate(list(given.values())) - centres, axis=1))
     assert moved == pytest.approx(expected, abs=1e-9) and moved > 0
@@ -200,7 +272,7 @@ def test_clicks_from_markups_snaps_to_voxel_centres_and_replays(dims, tiny_model
     (round_,) = session.rounds
     np.testing.assert_array_equal(round_.foreground, fg)
     np.testing.assert_array_equal(round_.background, bg)
-    assert session.clicks_dict() == clicks      # exactly what midseg itself would save
+    assert session.clicks_dict() == clicks  # exactly what midseg itself would save
 
 
 def test_clicks_from_markups_without_clicks_has_no_round():
@@ -208,7 +280,7 @@ def test_clicks_from_markups_without_clicks_has_no_round():
     clicks, moved = clicks_from_markups(image, lps(image, margin))
     assert clicks["rounds"] == [] and moved == pytest.approx(0, abs=1e-9)
     assert clicks["model"]["name"] == "2d" and len(clicks["model"]["sha256"]) == 64
-    assert np.array(clicks["margin_points"]).shape == (len(margin), 2)   # 2D: (x, y)
+    assert np.array(clicks["margin_points"]).shape == (len(margin), 2)  # 2D: (x, y)
 
 
 @pytest.mark.parametrize("dims", [2, 3], ids=["2d", "3d"])
@@ -216,11 +288,11 @@ def test_clicks_from_markups_names_a_point_outside_the_image(dims):
     image, margin, _, _ = phantom(dims)
     xyz = lps(image, margin)
     corner = np.array(image.shape) - 1
-    xyz[1] = lps(image, [corner + 0.6])[0]     # just past the last voxel
+    xyz[1] = lps(image, [corner + 0.6])[0]  # just past the last voxel
     labels = tuple(f"M-{k}" for k in range(1, len(xyz) + 1))
     with pytest.raises(InvalidInputError, match=r"margin point 2 \('M-2'\) at LPS .* lies outside"):
         clicks_from_markups(image, Markups("M", xyz, labels))
-    xyz[1] = lps(image, [corner + 0.45])[0]    # still inside the last voxel
+    xyz[1] = lps(image, [corner + 0.45])[0]  # still inside the last voxel
     clicks_from_markups(image, Markups("M", xyz, labels))
 
 
@@ -228,25 +300,32 @@ def test_clicks_from_markups_2d_needs_points_on_the_image_plane():
     image, margin, fg, _ = phantom(2)
     off = lps(image, fg)
     off[0, 2] = PLANE_TOLERANCE_MM + 0.1
-    with pytest.raises(InvalidInputError, match=r"foreground point 1 at LPS .* 0.6 mm off the plane"):
+    with pytest.raises(
+        InvalidInputError, match=r"foreground point 1 at LPS .* 0.6 mm off the plane"
+    ):
         clicks_from_markups(image, lps(image, margin), foreground=off)
 
 
 def test_clicks_from_markups_refuses_both_classes_in_one_voxel():
     image, margin, fg, _ = phantom(2)
     f = lps(image, fg)
-    b = f + np.array([0.2, -0.1, 0.0])            # a few tenths of a mm away: the same voxel
-    with pytest.raises(InvalidInputError, match="foreground point 1 and background point 1 "
-                                                "fall in the same voxel"):
+    b = f + np.array([0.2, -0.1, 0.0])  # a few tenths of a mm away: the same voxel
+    with pytest.raises(
+        InvalidInputError, match="foreground point 1 and background point 1 fall in the same voxel"
+    ):
         clicks_from_markups(image, lps(image, margin), foreground=f, background=b)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"margin": "first two"}, "at least 3 interior margin points, got 2"),
-    ({"model": "3d"}, "is a 3D model but the image is 2D"),
-    ({"method": "ifg"}, "method must be one of"),
-    ({"background": [[1.0, 2.0]]}, r"background points must be an \(N, 3\) array"),
-], ids=["two-margin-points", "3d-model", "unknown-method", "2d-background"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"margin": "first two"}, "at least 3 interior margin points, got 2"),
+        ({"model": "3d"}, "is a 3D model but the image is 2D"),
+        ({"method": "ifg"}, "method must be one of"),
+        ({"background": [[1.0, 2.0]]}, r"background points must be an \(N, 3\) array"),
+    ],
+    ids=["two-margin-points", "3d-model", "unknown-method", "2d-background"],
+)
 def test_clicks_from_markups_rejects(change, message):
     image, margin, _, _ = phantom(2)
     xyz = lps(image, margin)
@@ -263,8 +342,9 @@ def test_markups_from_clicks_merges_rounds_and_pads_2d(tiny_models):
     session.refine(foreground=margin[:1], background=bg)
     points = markups_from_clicks(session.clicks_dict())
     np.testing.assert_allclose(points["margin"], lps(image, margin), atol=1e-6)
-    np.testing.assert_allclose(points["foreground"], lps(image, np.concatenate([fg, margin[:1]])),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        points["foreground"], lps(image, np.concatenate([fg, margin[:1]])), atol=1e-6
+    )
     np.testing.assert_allclose(points["background"], lps(image, bg), atol=1e-6)
     assert np.all(points["margin"][:, 2] == 0)
 
@@ -278,8 +358,7 @@ def test_markups_export_only_the_clicks_in_force(tiny_models):
     session.refine(foreground=fg)
     session.refine(background=fg[:1])
     points = markups_from_clicks(session.clicks_dict())
-    np.testing.assert_allclose(points["foreground"], lps(image, fg[1:]).reshape(-1, 3),
-                               atol=1e-6)
+    np.testing.assert_allclose(points["foreground"], lps(image, fg[1:]).reshape(-1, 3), atol=1e-6)
     np.testing.assert_allclose(points["background"], lps(image, fg[:1]), atol=1e-6)
 
 
@@ -287,9 +366,11 @@ def test_markups_export_only_the_clicks_in_force(tiny_models):
 # `midseg markups`
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dims, system", [(2, "LPS"), (3, "RAS")], ids=["2d-LPS", "3d-RAS"])
-def test_cli_export_then_import_replays_the_same_session(dims, system, tiny_models, tmp_path,
-                                                         capsys):
+def test_cli_export_then_import_replays_the_same_session(
+    dims, system, tiny_models, tmp_path, capsys
+):
     model = tiny_models[dims]
     image, margin, fg, bg = phantom(dims)
     session = midseg.Session(image, model=model)
@@ -298,17 +379,46 @@ def test_cli_export_then_import_replays_the_same_session(dims, system, tiny_mode
     session.save_clicks(tmp_path / "a.clicks.json")
     midseg.write_image(tmp_path / "img.mha", image)
 
-    assert cli.main(["markups", "export", str(tmp_path / "a.clicks.json"), "--out-prefix",
-                     str(tmp_path / "case"), "--coordinate-system", system]) == 0
+    assert (
+        cli.main(
+            [
+                "markups",
+                "export",
+                str(tmp_path / "a.clicks.json"),
+                "--out-prefix",
+                str(tmp_path / "case"),
+                "--coordinate-system",
+                system,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     files = {k: tmp_path / f"case.{k}.mrk.json" for k in ("margin", "foreground", "background")}
     assert all(str(f) in out for f in files.values())
     assert json.loads(files["margin"].read_text())["markups"][0]["coordinateSystem"] == system
 
-    assert cli.main(["markups", "import", "--image", str(tmp_path / "img.mha"),
-                     "--margin", str(files["margin"]), "--foreground", str(files["foreground"]),
-                     "--background", str(files["background"]), "--model", str(model),
-                     "--out", str(tmp_path / "b.clicks.json")]) == 0
+    assert (
+        cli.main(
+            [
+                "markups",
+                "import",
+                "--image",
+                str(tmp_path / "img.mha"),
+                "--margin",
+                str(files["margin"]),
+                "--foreground",
+                str(files["foreground"]),
+                "--background",
+                str(files["background"]),
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "b.clicks.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{len(margin)} margin points, 1 foreground and 1 background clicks" in out
     assert "largest move to a voxel centre 0.00 mm" in out
@@ -325,8 +435,12 @@ def test_cli_export_skips_empty_classes(tmp_path, capsys):
     image, margin, _, _ = phantom(3)
     clicks, _ = clicks_from_markups(image, lps(image, margin))
     (tmp_path / "c.json").write_text(json.dumps(clicks))
-    assert cli.main(["markups", "export", str(tmp_path / "c.json"),
-                     "--out-prefix", str(tmp_path / "p")]) == 0
+    assert (
+        cli.main(
+            ["markups", "export", str(tmp_path / "c.json"), "--out-prefix", str(tmp_path / "p")]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.glob("*.mrk.json")) == ["p.margin.mrk.json"]
     assert "no foreground or background points" in capsys.readouterr().out
 
@@ -335,9 +449,20 @@ def test_cli_import_rejects_a_curve_with_one_line(tmp_path, capsys):
     image, _, _, _ = phantom(2)
     midseg.write_image(tmp_path / "img.mha", image)
     (tmp_path / "c.mrk.json").write_text(
-        json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(type="Curve")]}))
-    status = cli.main(["markups", "import", "--image", str(tmp_path / "img.mha"),
-                       "--margin", str(tmp_path / "c.mrk.json"), "--out", str(tmp_path / "o.json")])
+        json.dumps({"@schema": SLICER_SCHEMA, "markups": [_node(type="Curve")]})
+    )
+    status = cli.main(
+        [
+            "markups",
+            "import",
+            "--image",
+            str(tmp_path / "img.mha"),
+            "--margin",
+            str(tmp_path / "c.mrk.json"),
+            "--out",
+            str(tmp_path / "o.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1
     assert err.startswith("midseg markups: error:") and "'Curve'" in err

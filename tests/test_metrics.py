@@ -1,4 +1,5 @@
 """Metrics against exact values and an independent brute-force computation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from midseg.errors import InvalidInputError
-from midseg.metrics import (assd, auc, clicks_to_reach, consistent_improvement, dice,
-                            hd95, noc)
+from midseg.metrics import assd, auc, clicks_to_reach, consistent_improvement, dice, hd95, noc
 
 
 def _brute_surface_points(mask, spacing):
@@ -101,10 +101,10 @@ def test_noc_first_click_reaching_target_or_cap():
     d = [0.5, 0.8, 0.86, 0.88, 0.91, 0.95]
     assert noc(d, 0.85) == 2
     assert noc(d, 0.90) == 4
-    assert noc(d, 0.5) == 0                  # stage 1 already there
-    assert noc(d, 0.99) == 20                # never reached: the cap
+    assert noc(d, 0.5) == 0  # stage 1 already there
+    assert noc(d, 0.99) == 20  # never reached: the cap
     assert noc(d, 0.99, cap=7) == 7
-    assert noc((x for x in d), 0.9) == 4     # any iterable of floats
+    assert noc((x for x in d), 0.9) == 4  # any iterable of floats
     with pytest.raises(InvalidInputError, match="target Dice"):
         noc(d, 85)
 

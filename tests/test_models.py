@@ -1,4 +1,5 @@
 """Tests for midseg.models: finding, loading, caching and describing weights + cards."""
+
 import json
 import subprocess
 import sys
@@ -12,20 +13,54 @@ import midseg.models as models  # noqa: E402
 from midseg.errors import ModelError  # noqa: E402
 from midseg.nets import UNet  # noqa: E402
 
-CARD_FIELDS = ("format", "name", "architecture", "grid_shape", "cue", "image_channels",
-               "in_channels", "base", "normalisation", "data", "split", "command",
-               "training", "validation", "licence", "weights")
-TRAINING_FIELDS = ("seed", "epochs", "iterations", "wall_time_s", "hardware", "lr",
-                   "weight_decay", "schedule", "loss", "batch_size")
+CARD_FIELDS = (
+    "format",
+    "name",
+    "architecture",
+    "grid_shape",
+    "cue",
+    "image_channels",
+    "in_channels",
+    "base",
+    "normalisation",
+    "data",
+    "split",
+    "command",
+    "training",
+    "validation",
+    "licence",
+    "weights",
+)
+TRAINING_FIELDS = (
+    "seed",
+    "epochs",
+    "iterations",
+    "wall_time_s",
+    "hardware",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "loss",
+    "batch_size",
+)
 
 
 def _write_model(folder, name, dims=2, cue="egd"):
     net = UNet(dims, in_channels=2 if cue != "none" else 1, base=4, depth=2)
     torch.save(net.state_dict(), folder / f"{name}.pt")
-    card = {"format": models.CARD_FORMAT, "name": name, "architecture": net.config,
-            "grid_shape": [32] * dims, "cue": cue, "image_channels": 1,
-            "in_channels": net.in_channels, "margin": None, "training": {"seed": 0},
-            "validation": {"dice": 0.5, "summary": "mean Dice 0.500"}, "licence": "test"}
+    card = {
+        "format": models.CARD_FORMAT,
+        "name": name,
+        "architecture": net.config,
+        "grid_shape": [32] * dims,
+        "cue": cue,
+        "image_channels": 1,
+        "in_channels": net.in_channels,
+        "margin": None,
+        "training": {"seed": 0},
+        "validation": {"dice": 0.5, "summary": "mean Dice 0.500"},
+        "licence": "test",
+    }
     (folder / f"{name}.json").write_text(json.dumps(card))
     return net
 
@@ -95,13 +130,14 @@ def test_describe_names_grid_cue_and_licence(model_dir):
     card = json.loads((model_dir / "tiny.json").read_text())
     card["lineage"] = [{"round": 1, "minutes_run": 50.0}, {"round": 2, "minutes_run": 20.4}]
     (model_dir / "tiny.json").write_text(json.dumps(card))
-    assert "lineage: 2 training runs, each fine-tuning the one before, 70 min of training " \
+    assert (
+        "lineage: 2 training runs, each fine-tuning the one before, 70 min of training "
         "in all" in models.describe("tiny")
+    )
 
 
 def test_importing_models_does_not_import_torch():
-    code = ("import sys, midseg.models as m; m.list_models(); "
-            "print('torch' in sys.modules)")
+    code = "import sys, midseg.models as m; m.list_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -126,7 +162,7 @@ def test_shipped_card_has_every_field_and_weights_are_small(name):
     assert "CC BY-NC-SA 3.0" in card["licence"]
     assert not set(card["split"]["train"]) & {"brats_2013_pat0001_1", "brats_2013_pat0002_1"}
     size = (models.MODELS_DIR / f"{name}.pt").stat().st_size
-    assert size <= 20 * 2 ** 20
+    assert size <= 20 * 2**20
     assert card["weights"]["bytes"] == size
 
 
@@ -156,8 +192,8 @@ def test_a_two_channel_image_gets_the_petct_model_by_default():
     _need_shipped("2d_petct")
     rng = np.random.default_rng(0)
     image, mask = _phantom(2, rng)
-    pet = np.where(mask, 8.0, 1.0).astype(np.float32)        # SUV-like uptake in the object
-    ct = (image * 100 - 50).astype(np.float32)                # HU-like
+    pet = np.where(mask, 8.0, 1.0).astype(np.float32)  # SUV-like uptake in the object
+    ct = (image * 100 - 50).astype(np.float32)  # HU-like
     s = midseg.Session(midseg.Image(np.stack([ct, pet]), spacing=(1.0, 1.0)))
     assert s.model.name == "2d_petct"
     from midseg import data_sim

@@ -1,4 +1,5 @@
 """Tests for midseg.nets: the 2D/3D U-Net's shapes, normalisation and size."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -32,7 +33,7 @@ def test_size_not_a_multiple_of_16_is_padded_and_cropped_back():
 def test_grids_of_the_paper_reach_a_4x4_or_4x6x6_bottleneck():
     # 4 down-sampling steps fit both grids without padding: 64 -> 4, 96 -> 6.
     for dims, grid in ((2, (64, 64)), (3, (64, 96, 96))):
-        assert all(g % 2 ** 4 == 0 for g in grid)
+        assert all(g % 2**4 == 0 for g in grid)
         assert UNet(dims, 2).depth == 4
 
 
@@ -49,8 +50,8 @@ def test_instance_norm_with_affine_and_no_batch_norm(dims):
 
 def test_quarter_widths_and_parameter_counts():
     net2, net3 = UNet(2, 2), UNet(3, 2)
-    assert net2.widths == (16, 32, 64, 128, 256)   # classic U-Net 64..1024 / 4
-    assert net3.widths == (8, 16, 32, 64, 128)     # 3D U-Net 32..512 / 4
+    assert net2.widths == (16, 32, 64, 128, 256)  # classic U-Net 64..1024 / 4
+    assert net3.widths == (8, 16, 32, 64, 128)  # 3D U-Net 32..512 / 4
     assert _count(net2) == 1_943_922
     assert _count(net3) == 1_413_466
     # Well under the 20 MB budget for shipped weights in float32.
@@ -67,10 +68,15 @@ def test_config_rebuilds_an_identical_network():
         assert torch.equal(net(x), clone(x))
 
 
-@pytest.mark.parametrize("kwargs", [dict(spatial_dims=4, in_channels=2),
-                                    dict(spatial_dims=2, in_channels=0),
-                                    dict(spatial_dims=2, in_channels=2, out_channels=3),
-                                    dict(spatial_dims=2, in_channels=2, base=7)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(spatial_dims=4, in_channels=2),
+        dict(spatial_dims=2, in_channels=0),
+        dict(spatial_dims=2, in_channels=2, out_channels=3),
+        dict(spatial_dims=2, in_channels=2, base=7),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs):
     with pytest.raises(InvalidInputError):
         UNet(**kwargs)

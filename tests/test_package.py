@@ -1,4 +1,5 @@
 """Packaging promises: cheap import, console entry points, CLI error handling."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,9 +11,11 @@ from midseg import cli
 
 
 def test_import_does_not_load_torch_or_qt():
-    code = ("import sys, midseg; midseg.Image; midseg.read_image; midseg.dice; "
-            "heavy = [m for m in ('torch', 'PyQt5', 'SimpleITK') if m in sys.modules]; "
-            "print(','.join(heavy))")
+    code = (
+        "import sys, midseg; midseg.Image; midseg.read_image; midseg.dice; "
+        "heavy = [m for m in ('torch', 'PyQt5', 'SimpleITK') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = out.stdout.strip().split(",") if out.stdout.strip() else []
     assert "torch" not in loaded and "PyQt5" not in loaded
@@ -20,6 +23,7 @@ def test_import_does_not_load_torch_or_qt():
 
 def test_no_bare_top_level_gui_module():
     import importlib.util
+
     for name in ("gui", "data_sim", "models"):
         spec = importlib.util.find_spec(name)
         assert spec is None or "site-packages" not in (spec.origin or ""), name
@@ -45,6 +49,7 @@ def test_console_script_runs():
 def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch):
     def run(args):
         import midseg
+
         midseg.read_image(tmp_path / "missing.nii.gz")
 
     parser = cli.build_parser()

@@ -1,4 +1,5 @@
 """`Session.paint`: brush edits as undoable history steps, and what clicks files do with them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ class FakeModel:
 
 def ball(shape, center, radius):
     g = np.indices(shape, dtype=float)
-    return (sum((gi - c) ** 2 for gi, c in zip(g, center)) <= radius ** 2).astype(np.uint8)
+    return (sum((gi - c) ** 2 for gi, c in zip(g, center)) <= radius**2).astype(np.uint8)
 
 
 @pytest.fixture(params=[2, 3], ids=["2d", "3d"])
@@ -60,13 +61,13 @@ def test_erase_is_a_step_of_its_own(started):
     erased = s.mask.copy()
     assert all(erased[p] == 0 for p in line)
     assert int(erased.sum()) == int(before.sum()) - len(line)
-    s.paint(line, 1)                       # paint back: a second step
+    s.paint(line, 1)  # paint back: a second step
     assert np.array_equal(s.mask, before) and s.edits == 2
     s.undo()
     assert np.array_equal(s.mask, erased)
     s.undo()
     assert np.array_equal(s.mask, before)
-    s.undo()                               # the start itself
+    s.undo()  # the start itself
     assert s.mask is None and not s.can_undo
 
 
@@ -74,7 +75,7 @@ def test_painting_what_is_there_records_nothing(started):
     s, truth = started
     inside = tuple(int(n // 2) for n in truth.shape)
     s.paint([inside], 1)
-    assert s.edits == 0 and s.can_undo      # only the start is in the history
+    assert s.edits == 0 and s.can_undo  # only the start is in the history
     s.undo()
     assert s.mask is None
 
@@ -112,7 +113,7 @@ def test_save_clicks_refuses_brush_edits_until_undone(started, tmp_path):
         s.save_clicks(target)
     assert not target.exists()
     s.undo()
-    s.save_clicks(target)                    # without the edit, the clicks file is exact
+    s.save_clicks(target)  # without the edit, the clicks file is exact
     assert target.is_file()
 
 
@@ -123,13 +124,13 @@ def test_the_next_click_local_round_starts_from_the_painted_mask():
     image = (truth + np.random.default_rng(1).normal(scale=0.05, size=shape)).astype(np.float32)
     s = Session(midseg.Image(image), model=FakeModel(2))
     s.start_from_mask(truth)
-    s.paint([(2, 2), (2, 3), (3, 2)], 1)   # far from the next click: outside its zone
-    s.refine(foreground=[(20, 33)])         # the edge of the disc, on the other side
+    s.paint([(2, 2), (2, 3), (3, 2)], 1)  # far from the next click: outside its zone
+    s.refine(foreground=[(20, 33)])  # the edge of the disc, on the other side
     assert s.mask[2, 2] == s.mask[2, 3] == s.mask[3, 2] == 1
     assert s.edits == 1
     with pytest.raises(MidsegError, match="brush edit"):
         s.clicks_dict()
-    s.refine(background=[(20, 20)], method="gc")   # a global method recomputes everything
+    s.refine(background=[(20, 20)], method="gc")  # a global method recomputes everything
     assert s.edits == 0 and s.mask[2, 2] == 0
 
 
@@ -140,7 +141,7 @@ def test_per_voxel_values_write_a_slice_in_one_step(started):
     if truth.ndim == 3:
         rows = np.insert(rows, 0, truth.shape[0] // 2, axis=1)
     values = np.zeros(len(rows), np.int64)
-    values[: len(values) // 3] = 1                   # the top third of the plane painted
+    values[: len(values) // 3] = 1  # the top third of the plane painted
     s.paint(rows, values)
     assert s.edits == 1
     assert np.array_equal(s.mask[tuple(rows.T)], values)

@@ -1,4 +1,5 @@
 """Classical peers: each segments a bright disc/ball from its seeds and keeps the seed labels."""
+
 from __future__ import annotations
 
 import sys
@@ -19,7 +20,7 @@ NAMES = sorted(peers.PEERS)
 
 def _noisy(mask, seed=0, noise=0.15):
     rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 0.3, mask.shape[-1])          # a mild intensity gradient
+    ramp = np.linspace(0, 0.3, mask.shape[-1])  # a mild intensity gradient
     return (mask * 1.0 + ramp + rng.normal(0, noise, mask.shape)).astype(np.float32)
 
 
@@ -31,7 +32,7 @@ def test_peer_segments_disc_from_margin_points(name):
     mask = peers.PEERS[name](img, pts, [], spacing=(1.0, 1.0), box=relaxed_bbox(pts, gt.shape))
     assert mask.shape == gt.shape and mask.dtype == np.uint8
     assert dice(mask, gt) >= 0.9
-    assert mask[tuple(pts.T)].all()                      # foreground seeds stay foreground
+    assert mask[tuple(pts.T)].all()  # foreground seeds stay foreground
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,14 +40,14 @@ def test_peer_respects_background_seed_and_border(name):
     gt = disc((60, 60), radius=15)
     img = _noisy(gt, seed=1)
     pts = interior_margin_points(gt, rng=0)
-    bg = np.array([[30, 52]])                            # outside the disc, inside the box
+    bg = np.array([[30, 52]])  # outside the disc, inside the box
     box = relaxed_bbox(np.concatenate([pts, bg]), gt.shape)
     mask = peers.PEERS[name](img, pts, bg, spacing=None, box=box)
     assert mask[30, 52] == 0
     assert mask[tuple(pts.T)].all()
     outside = np.ones(gt.shape, bool)
     outside[box.slices] = False
-    assert not mask[outside].any()                       # nothing outside the crop
+    assert not mask[outside].any()  # nothing outside the crop
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -60,9 +61,10 @@ def test_peer_3d_ball(name):
 
 
 def test_seed_labels_skips_faces_on_image_border():
-    lab = peers.seed_labels((5, 6), np.array([[2, 2]]), np.zeros((0, 2), int),
-                            open_faces=[(False, True), (True, True)])
-    assert (lab[0, 1:-1] == 0).all()       # low y face lies on the image edge: not a seed
+    lab = peers.seed_labels(
+        (5, 6), np.array([[2, 2]]), np.zeros((0, 2), int), open_faces=[(False, True), (True, True)]
+    )
+    assert (lab[0, 1:-1] == 0).all()  # low y face lies on the image edge: not a seed
     assert (lab[-1] == 2).all() and (lab[:, 0] == 2).all()
     assert lab[2, 2] == 1
 
@@ -83,14 +85,17 @@ def test_normalise_crop_range():
 # ------------------------------------------------------------------ seed balls
 
 
-@pytest.mark.parametrize("spacing, size", [((1.0, 1.0), 13), ((1.0, 1.0, 1.0), 33),
-                                           ((3.0, 1.0, 1.0), 13), ((1.0, 1.5), 11)])
+@pytest.mark.parametrize(
+    "spacing, size",
+    [((1.0, 1.0), 13), ((1.0, 1.0, 1.0), 33), ((3.0, 1.0, 1.0), 13), ((1.0, 1.5), 11)],
+)
 def test_seed_ball_size_follows_spacing(spacing, size):
     nd = len(spacing)
-    lab = peers.seed_labels((15,) * nd, np.array([[7] * nd]), np.zeros((0, nd), int),
-                            radius=2.0, spacing=spacing)
+    lab = peers.seed_labels(
+        (15,) * nd, np.array([[7] * nd]), np.zeros((0, nd), int), radius=2.0, spacing=spacing
+    )
     assert int((lab == 1).sum()) == size
-    if spacing[0] == 3.0:               # 3 mm slices: a radius of 2 mm stays in its slice
+    if spacing[0] == 3.0:  # 3 mm slices: a radius of 2 mm stays in its slice
         assert int((lab[7] == 1).sum()) == size
 
 
@@ -101,9 +106,14 @@ def test_seed_ball_radius_zero_is_the_point_and_tiny_radius_keeps_it():
 
 
 def test_seed_ball_clipped_to_crop():
-    lab = peers.seed_labels((6, 6), np.array([[0, 0]]), np.zeros((0, 2), int),
-                            open_faces=[(False, True), (False, True)], radius=2.0)
-    assert (lab == 1).sum() == 6        # the quarter of the 13-pixel disc inside the crop
+    lab = peers.seed_labels(
+        (6, 6),
+        np.array([[0, 0]]),
+        np.zeros((0, 2), int),
+        open_faces=[(False, True), (False, True)],
+        radius=2.0,
+    )
+    assert (lab == 1).sum() == 6  # the quarter of the 13-pixel disc inside the crop
 
 
 def test_seed_ball_overlap_is_unlabelled_and_points_keep_their_label():
@@ -111,7 +121,7 @@ def test_seed_ball_overlap_is_unlabelled_and_points_keep_their_label():
     lab = peers.seed_labels((9, 12), np.array([[4, 4]]), np.array([[4, 7]]), radius=2.0)
     ball_f = peers.seed_labels((9, 12), np.array([[4, 4]]), none, radius=2.0) == 1
     ball_b = peers.seed_labels((9, 12), none, np.array([[4, 7]]), radius=2.0) == 2
-    ball_b[[0, -1]] = ball_b[:, [0, -1]] = False             # the shell, not the ball
+    ball_b[[0, -1]] = ball_b[:, [0, -1]] = False  # the shell, not the ball
     assert np.argwhere(ball_f & ball_b).tolist() == [[4, 5], [4, 6]]
     assert lab[4, 5] == 0 and lab[4, 6] == 0
     assert (lab[ball_f & ~ball_b] == 1).all() and (lab[ball_b & ~ball_f] == 2).all()
@@ -145,19 +155,19 @@ class _Spy:
 
 def test_random_walker_full_resolution_with_ball_seeds(monkeypatch):
     spy = _Spy(monkeypatch)
-    gt = disc((40, 60, 60), radius=14)       # crop ~44x44x44 = 85k voxels: was subsampled
+    gt = disc((40, 60, 60), radius=14)  # crop ~44x44x44 = 85k voxels: was subsampled
     img = _noisy(gt, seed=4, noise=0.1)
     pts = interior_margin_points(gt, rng=2)
     box = relaxed_bbox(pts, gt.shape)
     mask = peers.random_walker(img, pts, [], spacing=(1.0, 1.0, 1.0), box=box)
-    (data, labels, kw), = spy.calls
+    ((data, labels, kw),) = spy.calls
     assert data.shape == tuple(b - a for a, b in zip(box.start, box.stop))
     assert kw["beta"] == peers.RW_BETA[data.ndim] and kw["tol"] == peers.RW_TOL
     np.testing.assert_array_equal(kw["spacing"], [1.0, 1.0, 1.0])
     local = pts - np.asarray(box.start)
     grid = np.indices(data.shape).reshape(3, -1).T
     near = (((grid[:, None, :] - local[None]) ** 2).sum(axis=2) <= 4).any(axis=1)
-    np.testing.assert_array_equal(labels.ravel() == 1, near)   # balls of radius 2 voxels
+    np.testing.assert_array_equal(labels.ravel() == 1, near)  # balls of radius 2 voxels
     assert mask[tuple(pts.T)].all()
     assert dice(mask, gt) >= 0.9
 
@@ -169,8 +179,9 @@ def test_random_walker_one_voxel_gap_survives():
     img = np.zeros((16, 48, 48), np.float32)
     img[4:12, 6:42, 8:23] = 1.0
     img[4:12, 6:42, 24:40] = 1.0
-    mask = peers.random_walker(img, [(8, 24, 15)], [(8, 24, 32)], spacing=(1.0, 1.0, 1.0),
-                               box=Box((0, 0, 0), img.shape))
+    mask = peers.random_walker(
+        img, [(8, 24, 15)], [(8, 24, 32)], spacing=(1.0, 1.0, 1.0), box=Box((0, 0, 0), img.shape)
+    )
     assert mask[4:12, 6:42, 8:23].all()
     assert not mask[:, :, 23:].any()
 
@@ -184,7 +195,7 @@ def test_random_walker_mode_cg_mg_with_pyamg(monkeypatch):
 
 
 def test_random_walker_falls_back_to_cg_j_without_pyamg(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pyamg", None)      # import pyamg now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyamg", None)  # import pyamg now raises ImportError
     spy = _Spy(monkeypatch)
     gt = disc((30, 30), radius=8)
     pts = interior_margin_points(gt, rng=0)

@@ -1,4 +1,5 @@
 """Tests for midseg.predict: crop -> cue -> network -> probability pasted back into the image."""
+
 import numpy as np
 import pytest
 
@@ -18,14 +19,29 @@ def _constant_model(dims, fg_logit=10.0, cue="egd", channels=1):
         net.head.bias.copy_(torch.tensor([0.0, fg_logit]))
     net.eval()
     grid = (32, 32) if dims == 2 else (16, 24, 24)
-    return LoadedModel(name="const", path=None, net=net, card={}, spatial_dims=dims,
-                       grid_shape=grid, cue=cue, cue_params={}, image_channels=channels,
-                       in_channels=net.in_channels, out_channels=2, margin=None, device="cpu")
+    return LoadedModel(
+        name="const",
+        path=None,
+        net=net,
+        card={},
+        spatial_dims=dims,
+        grid_shape=grid,
+        cue=cue,
+        cue_params={},
+        image_channels=channels,
+        in_channels=net.in_channels,
+        out_channels=2,
+        margin=None,
+        device="cpu",
+    )
 
 
 def _points(dims):
-    return [(20, 30), (40, 30), (30, 18), (30, 45)] if dims == 2 else \
-        [(10, 20, 30), (20, 40, 30), (15, 30, 18), (15, 30, 45), (12, 30, 30)]
+    return (
+        [(20, 30), (40, 30), (30, 18), (30, 45)]
+        if dims == 2
+        else [(10, 20, 30), (20, 40, 30), (15, 30, 18), (15, 30, 45), (12, 30, 30)]
+    )
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -49,8 +65,9 @@ def test_probability_is_one_inside_the_box_and_zero_outside(dims):
 def test_points_on_the_image_border_give_a_clipped_box():
     shape = (40, 50)
     model = _constant_model(2)
-    prob, box = predict_probability(np.ones(shape, np.float32) + np.eye(40, 50),
-                                    [(0, 0), (39, 10), (20, 49)], model)
+    prob, box = predict_probability(
+        np.ones(shape, np.float32) + np.eye(40, 50), [(0, 0), (39, 10), (20, 49)], model
+    )
     assert box.start == (0, 0) and box.stop == (40, 50)
     assert prob.min() > 0.99
 
@@ -79,14 +96,14 @@ def test_model_and_image_dimensionality_must_match():
     with pytest.raises(InvalidInputError, match="3D"):
         predict_probability(np.zeros((64, 64), np.float32), _points(2), _constant_model(3))
     with pytest.raises(InvalidInputError, match="channel"):
-        predict_probability(np.zeros((2, 64, 64), np.float32), _points(2), _constant_model(2),
-                            channel_axis=0)
+        predict_probability(
+            np.zeros((2, 64, 64), np.float32), _points(2), _constant_model(2), channel_axis=0
+        )
 
 
 def test_points_outside_the_image_and_non_models_are_rejected():
     with pytest.raises(InvalidInputError, match="outside"):
-        predict_probability(np.zeros((64, 64), np.float32), [(70, 3), (3, 3)],
-                            _constant_model(2))
+        predict_probability(np.zeros((64, 64), np.float32), [(70, 3), (3, 3)], _constant_model(2))
     with pytest.raises(ModelError):
         predict_probability(np.zeros((64, 64), np.float32), _points(2), object())
 

@@ -1,4 +1,5 @@
 """The Session API of the README, line by line, in 2D and 3D."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,16 @@ def write_tiny_model(folder, dims, channels=1, seed=0):
     name = f"tiny{dims}d_c{channels}"
     path = folder / f"{name}.pt"
     torch.save(net.state_dict(), path)
-    card = {"format": models.CARD_FORMAT, "name": name, "architecture": net.config,
-            "grid_shape": [32, 32] if dims == 2 else [16, 32, 32], "cue": "egd",
-            "image_channels": channels, "in_channels": channels + 1, "margin": None}
+    card = {
+        "format": models.CARD_FORMAT,
+        "name": name,
+        "architecture": net.config,
+        "grid_shape": [32, 32] if dims == 2 else [16, 32, 32],
+        "cue": "egd",
+        "image_channels": channels,
+        "in_channels": channels + 1,
+        "margin": None,
+    }
     path.with_suffix(".json").write_text(json.dumps(card))
     return path
 
@@ -49,6 +57,7 @@ def phantom(dims):
 
 def margin_points(truth):
     from midseg.data_sim import interior_margin_points
+
     return interior_margin_points(truth, rng=1)
 
 
@@ -85,8 +94,10 @@ def test_segment_refine_undo_redo(case):
     cnn = session.cnn_probability.copy()
     # stage 1 of "ifgc": the CNN map fused with the margin points' geodesic evidence
     from midseg.refine import fuse_margin_points
-    np.testing.assert_array_equal(prob, fuse_margin_points(
-        image.array, cnn, session.margin_points, spacing=image.spacing))
+
+    np.testing.assert_array_equal(
+        prob, fuse_margin_points(image.array, cnn, session.margin_points, spacing=image.spacing)
+    )
     assert np.array_equal(mask0, (prob >= 0.5).astype(np.uint8))
 
     fg, bg = _fg_bg(truth)
@@ -96,7 +107,7 @@ def test_segment_refine_undo_redo(case):
     assert mask2[bg] == 0 and mask2[fg] == 1  # clicks accumulate: the fg click still holds
     assert len(session.rounds) == 2
 
-    assert np.array_equal(mask0, kept)        # a returned mask is the caller's copy
+    assert np.array_equal(mask0, kept)  # a returned mask is the caller's copy
     assert np.array_equal(session.undo(), mask1)
     assert np.array_equal(session.undo(), mask0)
     assert len(session.rounds) == 0
@@ -133,8 +144,9 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
     # points are stored in millimetres, (x, y[, z]) order
     first = np.asarray(session.margin_points[0], float)
-    np.testing.assert_allclose(data["margin_points"][0],
-                               image.index_to_physical(first)[::-1], atol=1e-6)
+    np.testing.assert_allclose(
+        data["margin_points"][0], image.index_to_physical(first)[::-1], atol=1e-6
+    )
 
     replay = midseg.Session.from_clicks(path, image, model=model)
     assert np.array_equal(replay.mask, session.mask)
@@ -164,8 +176,9 @@ def test_replay_on_other_geometry_says_what_differs(case, tmp_path):
     session = midseg.Session(image, model=model)
     session.segment(margin_points(truth))
     session.save_clicks(tmp_path / "c.json")
-    other = midseg.Image(image.array, spacing=tuple(s * 2 for s in image.spacing),
-                         origin=image.origin)
+    other = midseg.Image(
+        image.array, spacing=tuple(s * 2 for s in image.spacing), origin=image.origin
+    )
     with pytest.raises(GeometryMismatchError, match="spacing"):
         midseg.Session.from_clicks(tmp_path / "c.json", other, model=model)
     cropped = midseg.Image(image.array[..., :-1], spacing=image.spacing, origin=image.origin)
@@ -182,14 +195,14 @@ def test_replay_with_other_weights_warns(tmp_path):
     a = write_tiny_model(tmp_path, 2, seed=0)
     other_dir = tmp_path / "other"
     other_dir.mkdir()
-    b = write_tiny_model(other_dir, 2, seed=1)           # same name, other weights
+    b = write_tiny_model(other_dir, 2, seed=1)  # same name, other weights
     session = midseg.Session(image, model=a)
     session.segment(margin_points(truth))
     session.save_clicks(tmp_path / "c.json")
     with pytest.warns(ModelMismatchWarning, match="sha256"):
         midseg.Session.from_clicks(tmp_path / "c.json", image, model=b)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                   # the same weights: silent
+        warnings.simplefilter("error")  # the same weights: silent
         midseg.Session.from_clicks(tmp_path / "c.json", image, model=a)
 
 
@@ -281,13 +294,14 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
 
 # -- a later click of the other class wins ------------------------------------------------
 
+
 @pytest.mark.parametrize("first", ["foreground", "background"])
 def test_a_later_click_of_the_other_class_wins(case, first, tmp_path):
     image, truth, model = case
     session = midseg.Session(image, model=model)
     session.segment(margin_points(truth))
     fg, bg = _fg_bg(truth)
-    voxel = bg if first == "foreground" else fg       # a voxel the first click gets wrong
+    voxel = bg if first == "foreground" else fg  # a voxel the first click gets wrong
     second = "background" if first == "foreground" else "foreground"
     want = {"foreground": 1, "background": 0}
     mask1 = session.refine(**{first: [voxel]}).copy()
@@ -326,8 +340,9 @@ def test_a_later_click_of_the_other_class_wins(case, first, tmp_path):
     data = read_clicks(tmp_path / "c.json")
     assert [bool(r[first]) for r in data["rounds"]] == [True, False, True]
     steps = []
-    replay = midseg.Session.from_clicks(tmp_path / "c.json", image, model=model,
-                                        callback=lambda s: steps.append(s.mask.copy()))
+    replay = midseg.Session.from_clicks(
+        tmp_path / "c.json", image, model=model, callback=lambda s: steps.append(s.mask.copy())
+    )
     assert [np.array_equal(a, b) for a, b in zip(steps[1:], [mask1, mask2, mask3])] == [True] * 3
     assert np.array_equal(replay.probability, session.probability)
 
@@ -339,15 +354,16 @@ def test_one_round_with_a_voxel_in_both_lists_says_what_to_do(case):
     fg, bg = _fg_bg(truth)
     with pytest.raises(InvalidInputError, match=r"same round.*later round: the later click wins"):
         session.refine(foreground=[fg, bg], background=[fg])
-    assert session.rounds == ()                          # nothing was added
+    assert session.rounds == ()  # nothing was added
     assert session.refine(foreground=[fg], background=[bg])[fg] == 1
 
 
 # -- coplanar margin points warn ------------------------------------------------------------
 
+
 def ball(shape=(60, 64, 64), center=(30, 32, 32), radius=20):
     g = np.indices(shape, dtype=float)
-    truth = (sum((gi - c) ** 2 for gi, c in zip(g, center)) <= radius ** 2).astype(np.uint8)
+    truth = (sum((gi - c) ** 2 for gi, c in zip(g, center)) <= radius**2).astype(np.uint8)
     arr = truth + np.random.default_rng(0).normal(scale=0.1, size=shape)
     return midseg.Image(arr.astype(np.float32)), truth
 
@@ -363,7 +379,7 @@ def test_margin_points_all_in_one_slice_warn(model_dir):
         mask = session.segment(points)
     message = str(record[0].message)
     assert "extent across that plane" in message and "slices above and below" in message
-    assert mask.shape == image.shape                     # the mask is still made
+    assert mask.shape == image.shape  # the mask is still made
     assert issubclass(CoplanarPointsWarning, MidsegWarning)
     # the warning stays with this stage 1 and its rounds, until a new segment
     assert [type(w) for w in session.warnings] == [CoplanarPointsWarning]
@@ -371,17 +387,20 @@ def test_margin_points_all_in_one_slice_warn(model_dir):
     assert [str(w) for w in session.warnings] == [message]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        session.segment(points + [(11, 32, 32), (49, 32, 32)])   # top and bottom added
+        session.segment(points + [(11, 32, 32), (49, 32, 32)])  # top and bottom added
     assert session.warnings == ()
     session.undo()
     assert [str(w) for w in session.warnings] == [message]
 
 
-@pytest.mark.parametrize("points, warns", [
-    ([(10, 10, 5), (20, 20, 40), (30, 30, 10), (40, 40, 50)], True),    # plane z = y, oblique
-    ([(29, 13, 32), (29, 51, 32), (31, 32, 13), (31, 32, 51)], False),  # two slices, 5 mm apart
-    ([(30, 13, 32), (30, 51, 32), (30, 32, 13), (30, 32, 51), (45, 32, 32)], False),
-])
+@pytest.mark.parametrize(
+    "points, warns",
+    [
+        ([(10, 10, 5), (20, 20, 40), (30, 30, 10), (40, 40, 50)], True),  # plane z = y, oblique
+        ([(29, 13, 32), (29, 51, 32), (31, 32, 13), (31, 32, 51)], False),  # two slices, 5 mm apart
+        ([(30, 13, 32), (30, 51, 32), (30, 32, 13), (30, 32, 51), (45, 32, 32)], False),
+    ],
+)
 def test_coplanar_means_any_plane_within_half_a_voxel(model_dir, points, warns):
     from midseg.errors import CoplanarPointsWarning
 
@@ -402,7 +421,7 @@ def test_2d_margin_points_never_warn(model_dir):
     session = midseg.Session(image, model=model_dir[(2, 1)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        session.segment([(24, 10), (24, 40), (24, 20)])    # collinear, still no warning in 2D
+        session.segment([(24, 10), (24, 40), (24, 20)])  # collinear, still no warning in 2D
     assert session.warnings == ()
 
 
@@ -423,8 +442,18 @@ def test_replay_keeps_the_warnings_and_the_cli_prints_them(model_dir, tmp_path, 
     assert [str(w) for w in replay.warnings] == [str(w) for w in session.warnings]
 
     midseg.write_image(tmp_path / "ball.nii.gz", image)
-    status = main(["segment", str(tmp_path / "ball.nii.gz"), "--clicks", str(tmp_path / "c.json"),
-                   "-o", str(tmp_path / "mask.nii.gz"), "--model", str(model)])
+    status = main(
+        [
+            "segment",
+            str(tmp_path / "ball.nii.gz"),
+            "--clicks",
+            str(tmp_path / "c.json"),
+            "-o",
+            str(tmp_path / "mask.nii.gz"),
+            "--model",
+            str(model),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 0 and (tmp_path / "mask.nii.gz").is_file()
     assert "midseg segment: warning: all 4 margin points lie in the plane z = 20" in err
@@ -436,9 +465,9 @@ def test_a_stored_point_far_outside_the_image_is_named_as_outside():
 
     image = midseg.Image(np.zeros((20, 30), np.float32), spacing=(0.7, 0.9))
     with pytest.raises(InvalidInputError, match="lies outside the image"):
-        mm_to_index(image, [[5000.3, 10.1]])           # off the grid as well
+        mm_to_index(image, [[5000.3, 10.1]])  # off the grid as well
     with pytest.raises(midseg.errors.GeometryMismatchError, match="voxel centres"):
-        mm_to_index(image, [[1.35, 0.35]])             # inside, between voxel centres
+        mm_to_index(image, [[1.35, 0.35]])  # inside, between voxel centres
 
 
 def test_session_rounds_equal_the_public_refine_chain(case):
@@ -457,9 +486,18 @@ def test_session_rounds_equal_the_public_refine_chain(case):
         session.refine(foreground=f, background=b)
         all_fg += f
         all_bg += b
-        res = refine(image.array, cnn, margin_points=session.margin_points, foreground=all_fg,
-                     background=all_bg, spacing=image.spacing, box=session.box,
-                     previous=prev, new_foreground=f, new_background=b)
+        res = refine(
+            image.array,
+            cnn,
+            margin_points=session.margin_points,
+            foreground=all_fg,
+            background=all_bg,
+            spacing=image.spacing,
+            box=session.box,
+            previous=prev,
+            new_foreground=f,
+            new_background=b,
+        )
         np.testing.assert_array_equal(session.mask, res.mask)
         np.testing.assert_array_equal(session.probability, res.probability)
         prev = (res.probability, res.mask)
@@ -473,12 +511,22 @@ def test_history_keeps_the_refined_region_not_the_image():
     big[15:25, 180:220, 180:220] = 1.0
     big += np.random.default_rng(0).normal(0, 0.05, big.shape).astype(np.float32)
     s = Session(big)
-    s.segment([(20, 180, 200), (20, 219, 200), (20, 200, 180), (20, 200, 219),
-               (15, 200, 200), (24, 200, 200)])
+    s.segment(
+        [
+            (20, 180, 200),
+            (20, 219, 200),
+            (20, 200, 180),
+            (20, 200, 219),
+            (15, 200, 200),
+            (24, 200, 200),
+        ]
+    )
     s.refine(foreground=[(20, 200, 200)])
     change = s._history[-1].change
-    stored = sum(a.nbytes for a in (change.prob_before, change.mask_before,
-                                    change.prob_after, change.mask_after))
+    stored = sum(
+        a.nbytes
+        for a in (change.prob_before, change.mask_before, change.prob_after, change.mask_after)
+    )
     region = int(np.prod([sl.stop - sl.start for sl in change.slices]))
     assert stored == 2 * region * (4 + 1)
     assert stored < big.nbytes / 20
@@ -488,7 +536,7 @@ def test_start_from_a_mask_and_refine_it(case, tmp_path):
     """An existing mask stands in for stage 1; clicks refine it; the replay needs it."""
     image, truth, model = case
     start = truth.copy()
-    start[tuple(slice(0, n // 2) for n in truth.shape)] = 0       # a quarter missing
+    start[tuple(slice(0, n // 2) for n in truth.shape)] = 0  # a quarter missing
     session = midseg.Session(image, model=model)
     m0 = session.start_from_mask(start)
     np.testing.assert_array_equal(m0, (start != 0).astype(np.uint8))

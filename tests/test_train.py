@@ -1,4 +1,5 @@
 """Tests for midseg.train: the sample pipeline, the schedule, learning, determinism, resume."""
+
 import json
 
 import numpy as np
@@ -25,8 +26,19 @@ def _discs(n, seed, size=48):
 
 
 def _cfg(**kw):
-    base = dict(spatial_dims=2, grid_shape=(32, 32), base=4, depth=2, epochs=5, batch_size=4,
-                lr=3e-3, schedule="constant", val_every=1, threads=1, seed=3)
+    base = dict(
+        spatial_dims=2,
+        grid_shape=(32, 32),
+        base=4,
+        depth=2,
+        epochs=5,
+        batch_size=4,
+        lr=3e-3,
+        schedule="constant",
+        val_every=1,
+        threads=1,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -71,8 +83,11 @@ def test_samples_are_reproducible_and_augmentation_varies_them():
 def test_sample_3d_shapes():
     zz, yy, xx = np.mgrid[:24, :32, :32]
     mask = (zz - 12) ** 2 + (yy - 16) ** 2 + (xx - 15) ** 2 < 36
-    item = TrainItem(mask.astype(np.float32) + 0.1 * np.random.default_rng(0).normal(
-        size=mask.shape).astype(np.float32), mask)
+    item = TrainItem(
+        mask.astype(np.float32)
+        + 0.1 * np.random.default_rng(0).normal(size=mask.shape).astype(np.float32),
+        mask,
+    )
     cfg = _cfg(spatial_dims=3, grid_shape=(16, 24, 24))
     x, y = make_sample(item, cfg, np.random.default_rng(0))
     assert x.shape == (2, 16, 24, 24) and y.shape == (16, 24, 24) and y.sum() > 0
@@ -91,8 +106,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     full = train(items, cfg, tmp_path / "full", progress=False)
     part = train(items, cfg, tmp_path / "part", progress=False, max_iterations=4)
     assert part.history[-1]["iteration"] == 4
-    resumed = train(items, cfg, tmp_path / "part2", progress=False,
-                    resume=tmp_path / "part" / "checkpoint.pt")
+    resumed = train(
+        items, cfg, tmp_path / "part2", progress=False, resume=tmp_path / "part" / "checkpoint.pt"
+    )
     a, b = full.net.state_dict(), resumed.net.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -107,8 +123,13 @@ def test_resume_with_another_config_is_refused(tmp_path):
     items = _discs(4, 2)
     train(items, _cfg(epochs=1), tmp_path, progress=False)
     with pytest.raises(Exception, match="different configuration"):
-        train(items, _cfg(epochs=1, lr=1.0), tmp_path / "b", progress=False,
-              resume=tmp_path / "checkpoint.pt")
+        train(
+            items,
+            _cfg(epochs=1, lr=1.0),
+            tmp_path / "b",
+            progress=False,
+            resume=tmp_path / "checkpoint.pt",
+        )
 
 
 def test_written_model_loads_and_segments(tmp_path):
@@ -116,11 +137,26 @@ def test_written_model_loads_and_segments(tmp_path):
     from midseg.predict import predict_probability
 
     items = _discs(8, 3)
-    res = train(items, _cfg(epochs=15), tmp_path, val_items=_discs(3, 4), name="tiny",
-                progress=False, card_extra={"licence": "test data"})
+    res = train(
+        items,
+        _cfg(epochs=15),
+        tmp_path,
+        val_items=_discs(3, 4),
+        name="tiny",
+        progress=False,
+        card_extra={"licence": "test data"},
+    )
     card = json.loads((tmp_path / "tiny.json").read_text())
-    for key in ("architecture", "grid_shape", "cue", "in_channels", "training", "validation",
-                "licence", "weights"):
+    for key in (
+        "architecture",
+        "grid_shape",
+        "cue",
+        "in_channels",
+        "training",
+        "validation",
+        "licence",
+        "weights",
+    ):
         assert key in card
     assert card["training"]["iterations"] == 30 and card["training"]["seed"] == 3
     assert card["weights"]["bytes"] == (tmp_path / "tiny.pt").stat().st_size
@@ -128,8 +164,12 @@ def test_written_model_loads_and_segments(tmp_path):
     model = models.load_model(tmp_path / "tiny.pt", device="cpu")
     item = _discs(1, 9)[0]
     idx = np.argwhere(item.mask)
-    pts = [idx[idx[:, 0].argmin()], idx[idx[:, 0].argmax()], idx[idx[:, 1].argmin()],
-           idx[idx[:, 1].argmax()]]
+    pts = [
+        idx[idx[:, 0].argmin()],
+        idx[idx[:, 0].argmax()],
+        idx[idx[:, 1].argmin()],
+        idx[idx[:, 1].argmax()],
+    ]
     prob, _ = predict_probability(item.image, pts, model)
     inter = np.logical_and(prob >= 0.5, item.mask).sum()
     assert 2 * inter / ((prob >= 0.5).sum() + item.mask.sum()) > 0.7
@@ -144,8 +184,14 @@ def test_bad_items_are_rejected():
 
 
 def test_keep_best_ships_the_best_validation_weights(tmp_path):
-    res = train(_discs(6, 5), _cfg(epochs=6, keep_best=True, val_every=2), tmp_path,
-                val_items=_discs(2, 6), name="best", progress=False)
+    res = train(
+        _discs(6, 5),
+        _cfg(epochs=6, keep_best=True, val_every=2),
+        tmp_path,
+        val_items=_discs(2, 6),
+        name="best",
+        progress=False,
+    )
     vals = {h["iteration"]: h["val_dice"] for h in res.history}
     best_it = max(vals, key=lambda k: (vals[k], -k))
     assert res.card["training"]["weights_from_iteration"] == best_it
@@ -165,9 +211,9 @@ def test_synthetic_items_are_one_solid_object_and_reproducible(shape):
         np.testing.assert_array_equal(a.mask, b.mask)
         assert a.image.shape == a.mask.shape == shape and a.image.dtype == np.float32
         assert np.isfinite(a.image).all()
-        assert ndimage.label(a.mask)[1] == 1                     # one connected object
+        assert ndimage.label(a.mask)[1] == 1  # one connected object
         assert (ndimage.binary_fill_holes(a.mask) == a.mask).all()  # without holes
-        assert 0.005 < a.mask.mean() < 0.6                      # an object, not the scene
+        assert 0.005 < a.mask.mean() < 0.6  # an object, not the scene
     # different seeds, different scenes
     assert not np.array_equal(synthetic_item(shape, 0).mask, synthetic_item(shape, 1).mask)
 
@@ -212,10 +258,10 @@ def test_synthetic_large_items_are_twice_the_size_and_deterministic():
     mixed = synthetic_items(6, 2, seed=4, large=0.5)
     again = synthetic_items(6, 2, seed=4, large=0.5)
     sizes = [it.mask.shape for it in mixed]
-    assert set(sizes) == {(128, 128), (256, 256)}            # both kinds at p = 0.5
+    assert set(sizes) == {(128, 128), (256, 256)}  # both kinds at p = 0.5
     for a, b, c in zip(plain, mixed, again):
         np.testing.assert_array_equal(b.image, c.image)
-        if b.mask.shape == (128, 128):                       # a normal item is unchanged
+        if b.mask.shape == (128, 128):  # a normal item is unchanged
             np.testing.assert_array_equal(a.image, b.image)
     assert all(it.mask.shape == (96, 192, 192) for it in synthetic_items(1, 3, seed=0, large=1))
     with pytest.raises(InvalidInputError, match="large"):
@@ -224,15 +270,24 @@ def test_synthetic_large_items_are_twice_the_size_and_deterministic():
 
 def test_synthetic_mix_is_part_of_the_config(tmp_path):
     items = _discs(4, 8)
-    res = train(items, _cfg(epochs=1, synthetic=3, grid_shape=(32, 32)), tmp_path,
-                progress=False)
-    assert res.card["training"]["items"] == 7          # 4 real + 3 synthetic
+    res = train(items, _cfg(epochs=1, synthetic=3, grid_shape=(32, 32)), tmp_path, progress=False)
+    assert res.card["training"]["items"] == 7  # 4 real + 3 synthetic
     with pytest.raises(Exception, match="different configuration"):
-        train(items, _cfg(epochs=1, synthetic=0), None, progress=False,
-              resume=tmp_path / "checkpoint.pt")
+        train(
+            items,
+            _cfg(epochs=1, synthetic=0),
+            None,
+            progress=False,
+            resume=tmp_path / "checkpoint.pt",
+        )
     with pytest.raises(Exception, match="different configuration"):
-        train(items, _cfg(epochs=1, synthetic=3, synthetic_large=0.5), None, progress=False,
-              resume=tmp_path / "checkpoint.pt")
+        train(
+            items,
+            _cfg(epochs=1, synthetic=3, synthetic_large=0.5),
+            None,
+            progress=False,
+            resume=tmp_path / "checkpoint.pt",
+        )
     with pytest.raises(InvalidInputError, match="synthetic"):
         _cfg(synthetic=-1)
     for name in ("synthetic_inclusions", "synthetic_large"):
@@ -243,13 +298,17 @@ def test_synthetic_mix_is_part_of_the_config(tmp_path):
 def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
     """--init: fine-tuning starts from the model's weights; the card records which."""
     items, val = _discs(6, 11), _discs(2, 12)
-    first = train(items, _cfg(epochs=8), tmp_path / "a", val_items=val, name="a",
-                  progress=False)
+    first = train(items, _cfg(epochs=8), tmp_path / "a", val_items=val, name="a", progress=False)
     # lr ~ 0: the starting weights are kept (Adam with weight decay still moves
     # them by ~lr), and the iteration-0 validation is the starting model's.
-    res = train(items, _cfg(epochs=1, lr=1e-12, weight_decay=0.0, keep_best=True,
-                            init=str(first.weights_path)),
-                tmp_path / "b", val_items=val, name="b", progress=False)
+    res = train(
+        items,
+        _cfg(epochs=1, lr=1e-12, weight_decay=0.0, keep_best=True, init=str(first.weights_path)),
+        tmp_path / "b",
+        val_items=val,
+        name="b",
+        progress=False,
+    )
     a, b = first.net.state_dict(), res.net.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0), k
@@ -259,6 +318,7 @@ def test_init_starts_from_a_model_and_its_weights_can_stay(tmp_path):
     assert init["val_dice"] == pytest.approx(first.card["validation"]["dice"], abs=1e-4)
     assert res.history[0]["iteration"] == 0
     import midseg.models as models
+
     assert f"fine-tuned from: a (sha256 {init['sha256'][:12]}" in models.describe(res.weights_path)
     # Without --init nothing is recorded.
     assert first.card["training"]["initialised_from"] is None
@@ -274,10 +334,18 @@ def test_resumed_fine_tuning_keeps_its_starting_model(tmp_path):
     full = train(items, cfg, tmp_path / "full", val_items=val, progress=False)
     train(items, cfg, tmp_path / "part", val_items=val, progress=False, max_iterations=1)
     train(_discs(4, 19), _cfg(epochs=1, seed=9), tmp_path / "start", name="s", progress=False)
-    assert start.weights_path.is_file() and \
-        json.loads((tmp_path / "start" / "s.json").read_text())["weights"]["sha256"] != sha
-    resumed = train(items, cfg, tmp_path / "part2", val_items=val, progress=False,
-                    resume=tmp_path / "part" / "checkpoint.pt")
+    assert (
+        start.weights_path.is_file()
+        and json.loads((tmp_path / "start" / "s.json").read_text())["weights"]["sha256"] != sha
+    )
+    resumed = train(
+        items,
+        cfg,
+        tmp_path / "part2",
+        val_items=val,
+        progress=False,
+        resume=tmp_path / "part" / "checkpoint.pt",
+    )
     assert resumed.card["training"]["initialised_from"] == full.card["training"]["initialised_from"]
     assert resumed.card["training"]["initialised_from"]["sha256"] == sha
     for k, v in full.net.state_dict().items():
@@ -288,11 +356,9 @@ def test_init_with_another_architecture_or_cue_is_refused(tmp_path):
     items = _discs(4, 13)
     first = train(items, _cfg(epochs=1), tmp_path, name="a", progress=False)
     with pytest.raises(InvalidInputError, match="cue"):
-        train(items, _cfg(epochs=1, cue="none", init=str(first.weights_path)), None,
-              progress=False)
+        train(items, _cfg(epochs=1, cue="none", init=str(first.weights_path)), None, progress=False)
     with pytest.raises(InvalidInputError, match="architecture"):
-        train(items, _cfg(epochs=1, base=8, init=str(first.weights_path)), None,
-              progress=False)
+        train(items, _cfg(epochs=1, base=8, init=str(first.weights_path)), None, progress=False)
     with pytest.raises(InvalidInputError, match="does not exist"):
         train(items, _cfg(epochs=1, init=str(tmp_path / "nope.pt")), None, progress=False)
 
@@ -304,8 +370,9 @@ def test_one_channel_model_starts_a_two_channel_run(tmp_path):
     items = _discs(4, 13)
     first = train(items, _cfg(epochs=1), tmp_path, name="a", progress=False)
     two = [TrainItem(np.stack([i.image, i.image]), i.mask, i.spacing, i.name) for i in items]
-    run = train(two, _cfg(epochs=1, init=str(first.weights_path)), None, progress=False,
-                max_iterations=None)
+    run = train(
+        two, _cfg(epochs=1, init=str(first.weights_path)), None, progress=False, max_iterations=None
+    )
     info = run.card["training"]["initialised_from"]
     assert info["image_channels_expanded"].startswith("1 -> 2")
     # before any step, the expanded network maps (x, x) exactly as the original maps x
@@ -320,9 +387,11 @@ def test_one_channel_model_starts_a_two_channel_run(tmp_path):
         b = net2.eval()(torch.cat([x[:, :1], x[:, :1], x[:, 1:]], dim=1))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     three = [TrainItem(np.stack([i.image] * 3), i.mask, i.spacing, i.name) for i in items]
-    assert train(three, _cfg(epochs=1, init=str(first.weights_path)), None,
-                 progress=False).card["training"]["initialised_from"][
-        "image_channels_expanded"].startswith("1 -> 3")
+    assert (
+        train(three, _cfg(epochs=1, init=str(first.weights_path)), None, progress=False)
+        .card["training"]["initialised_from"]["image_channels_expanded"]
+        .startswith("1 -> 3")
+    )
 
 
 def test_several_validation_point_sets(tmp_path):
@@ -336,8 +405,9 @@ def test_several_validation_point_sets(tmp_path):
     np.testing.assert_array_equal(one[0].x, three[0].x)
     np.testing.assert_array_equal(one[1].x, three[3].x)
     assert not np.array_equal(three[0].x, three[1].x)
-    res = train(_discs(4, 15), _cfg(epochs=1, val_point_sets=3), None, val_items=val,
-                progress=False)
+    res = train(
+        _discs(4, 15), _cfg(epochs=1, val_point_sets=3), None, val_items=val, progress=False
+    )
     assert "mean over 3 fixed sets" in res.card["validation"]["metric"]
     with pytest.raises(InvalidInputError, match="val_point_sets"):
         _cfg(val_point_sets=0)
@@ -361,14 +431,17 @@ def test_val_seed_fixes_the_validation_points_across_training_seeds(monkeypatch)
 
     seen = []
     real = mt._make_val_cases
-    monkeypatch.setattr(mt, "_make_val_cases",
-                        lambda items, cfg, seed: seen.append(seed) or real(items, cfg, seed))
+    monkeypatch.setattr(
+        mt, "_make_val_cases", lambda items, cfg, seed: seen.append(seed) or real(items, cfg, seed)
+    )
     val = _discs(1, 14)
     r1 = train(_discs(4, 15), _cfg(epochs=1, seed=1), None, val_items=val, progress=False)
-    r2 = train(_discs(4, 15), _cfg(epochs=1, seed=1, val_seed=7), None, val_items=val,
-               progress=False)
-    r3 = train(_discs(4, 15), _cfg(epochs=1, seed=2, val_seed=7), None, val_items=val,
-               progress=False)
+    r2 = train(
+        _discs(4, 15), _cfg(epochs=1, seed=1, val_seed=7), None, val_items=val, progress=False
+    )
+    r3 = train(
+        _discs(4, 15), _cfg(epochs=1, seed=2, val_seed=7), None, val_items=val, progress=False
+    )
     assert seen == [1, 7, 7]
     assert "seeded by the training seed" in r1.card["validation"]["metric"]
     assert "seeded by val_seed 7" in r2.card["validation"]["metric"]
@@ -394,16 +467,39 @@ def test_cli_max_iterations_stops_where_a_timed_run_stopped(tmp_path, capsys):
 
     for k, case in enumerate(("a", "b")):
         _brats_like(tmp_path / "data", case, k)
-    args = ["--dims", "2", "--data", str(tmp_path / "data"), "--train-cases", "a",
-            "--val-cases", "b", "--labels", "1", "--grid", "32,32", "--base", "4",
-            "--epochs", "4", "--lr", "3e-3", "--threads", "1", "--val-every", "2",
-            "--keep-best", "--no-progress"]
+    args = [
+        "--dims",
+        "2",
+        "--data",
+        str(tmp_path / "data"),
+        "--train-cases",
+        "a",
+        "--val-cases",
+        "b",
+        "--labels",
+        "1",
+        "--grid",
+        "32,32",
+        "--base",
+        "4",
+        "--epochs",
+        "4",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+        "--val-every",
+        "2",
+        "--keep-best",
+        "--no-progress",
+    ]
     assert main(args + ["--out", str(tmp_path / "full")]) == 0
     assert main(args + ["--out", str(tmp_path / "cut"), "--max-iterations", "3"]) == 0
     full = json.loads((tmp_path / "full" / "2d.json").read_text())["training"]
     cut = json.loads((tmp_path / "cut" / "2d.json").read_text())["training"]
     assert full["iterations"] == full["iterations_planned"] == 4 and not full["stopped_early"]
     assert cut["iterations"] == 3 and cut["iterations_planned"] == 4 and cut["stopped_early"]
+
     # the same schedule and the same first iterations: validation at 2 agrees, 3 is validated
     def same(h):
         return {k: v for k, v in h.items() if k != "elapsed_s"}
@@ -419,11 +515,38 @@ def test_cli_synthetic_options_reach_the_card(tmp_path):
     from midseg.train import main
 
     _brats_like(tmp_path / "data", "a", 0)
-    assert main(["--dims", "2", "--data", str(tmp_path / "data"), "--train-cases", "a",
-                 "--labels", "1", "--grid", "32,32", "--base", "4", "--epochs", "1",
-                 "--threads", "1", "--no-progress", "--synthetic", "2",
-                 "--synthetic-inclusions", "0.5", "--synthetic-large", "1",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "--dims",
+                "2",
+                "--data",
+                str(tmp_path / "data"),
+                "--train-cases",
+                "a",
+                "--labels",
+                "1",
+                "--grid",
+                "32,32",
+                "--base",
+                "4",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--no-progress",
+                "--synthetic",
+                "2",
+                "--synthetic-inclusions",
+                "0.5",
+                "--synthetic-large",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "out" / "2d.json").read_text())
     assert card["data"]["synthetic_items"] == 2
     assert card["training"]["items"] == card["data"]["real_items"] + 2
@@ -443,7 +566,7 @@ def test_augmentation_is_seeded_and_keeps_image_and_mask_aligned(ndim, spacing, 
     shape = (24, 40, 40)[-ndim:]
     grid = np.indices(shape)
     centre = np.asarray(shape).reshape((-1,) + (1,) * ndim) / 2.0
-    mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10 ** 2
+    mask = (((grid - centre) * np.asarray(spacing).reshape(centre.shape)) ** 2).sum(0) < 10**2
     image = np.where(mask, 100.0, -50.0).astype(np.float32)
     a = augment(image, mask, spacing, np.random.default_rng(4), False)
     b = augment(image, mask, spacing, np.random.default_rng(4), False)
@@ -468,10 +591,36 @@ def test_cli_pool_trains_on_registry_sets_and_writes_their_licences(tmp_path, sh
     from midseg.train import main
 
     out = tmp_path / "out"
-    assert main(["--dims", "2", "--pool", "sts:2", "--pool-targets", "sts=tumour_petct",
-                 "--slice-step", "sts=8", "--data", str(shared_data), "--grid", "32,32",
-                 "--base", "4", "--epochs", "1", "--max-iterations", "2", "--threads", "1",
-                 "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--dims",
+                "2",
+                "--pool",
+                "sts:2",
+                "--pool-targets",
+                "sts=tumour_petct",
+                "--slice-step",
+                "sts=8",
+                "--data",
+                str(shared_data),
+                "--grid",
+                "32,32",
+                "--base",
+                "4",
+                "--epochs",
+                "1",
+                "--max-iterations",
+                "2",
+                "--threads",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     card = json.loads((out / "2d.json").read_text())
     assert card["image_channels"] == 2 and card["in_channels"] == 3
     (sts,) = card["data"]["sets"]
@@ -481,11 +630,33 @@ def test_cli_pool_trains_on_registry_sets_and_writes_their_licences(tmp_path, sh
     assert "sts/STS_010" in card["split"]["validation"]
     assert not set(card["split"]["train"]) & set(card["split"]["validation"])
     with pytest.raises(InvalidInputError, match="not in the training pool"):
-        main(["--dims", "2", "--pool", "dev_unseen", "--data", str(shared_data),
-              "--out", str(tmp_path / "bad")])
+        main(
+            [
+                "--dims",
+                "2",
+                "--pool",
+                "dev_unseen",
+                "--data",
+                str(shared_data),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
     with pytest.raises(InvalidInputError, match="not in --pool"):
-        main(["--dims", "2", "--pool", "sts", "--slice-step", "hc18=2",
-              "--data", str(shared_data), "--out", str(tmp_path / "bad")])
+        main(
+            [
+                "--dims",
+                "2",
+                "--pool",
+                "sts",
+                "--slice-step",
+                "hc18=2",
+                "--data",
+                str(shared_data),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
 
 
 def test_fine_tuned_weights_carry_their_starting_model_licence(tmp_path):
@@ -495,7 +666,7 @@ def test_fine_tuned_weights_carry_their_starting_model_licence(tmp_path):
     assert shipped.startswith("sts: CC BY 3.0 Initialised from the weights of model '2d'")
     assert "CC BY-NC-SA 3.0" in shipped
     first = train(_discs(4, 13), _cfg(epochs=1), tmp_path, name="a", progress=False)
-    assert _with_init_licence("x", str(first.weights_path)) == "x"   # no licence to inherit
+    assert _with_init_licence("x", str(first.weights_path)) == "x"  # no licence to inherit
 
 
 def test_training_refuses_items_of_different_channel_counts():
@@ -506,24 +677,69 @@ def test_training_refuses_items_of_different_channel_counts():
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("extra, message", [
-    (["--pool", "sts,sts"], "more than once"),
-    (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_ct"], "a target twice"),
-    (["--pool", "sts", "--pool-targets", "sts=tumour_ct", "--pool-targets", "sts=tumour_pet"],
-     "twice"),
-    (["--pool", "sts", "--pool-targets", "brats2013=tumour_core"], "--pool-targets names"),
-    (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_petct"], "channel counts"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--pool", "sts,sts"], "more than once"),
+        (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_ct"], "a target twice"),
+        (
+            [
+                "--pool",
+                "sts",
+                "--pool-targets",
+                "sts=tumour_ct",
+                "--pool-targets",
+                "sts=tumour_pet",
+            ],
+            "twice",
+        ),
+        (["--pool", "sts", "--pool-targets", "brats2013=tumour_core"], "--pool-targets names"),
+        (["--pool", "sts", "--pool-targets", "sts=tumour_ct+tumour_petct"], "channel counts"),
+    ],
+)
 def test_cli_pool_refuses_ambiguous_options(tmp_path, shared_data, extra, message):
     from midseg.train import main
 
     with pytest.raises(InvalidInputError, match=message):
-        main(["--dims", "2", "--data", str(shared_data), "--slice-step", "sts=16",
-              "--grid", "32,32", "--base", "4", "--epochs", "1", "--max-iterations", "1",
-              "--threads", "1", "--no-progress", "--out", str(tmp_path / "o")] + extra)
+        main(
+            [
+                "--dims",
+                "2",
+                "--data",
+                str(shared_data),
+                "--slice-step",
+                "sts=16",
+                "--grid",
+                "32,32",
+                "--base",
+                "4",
+                "--epochs",
+                "1",
+                "--max-iterations",
+                "1",
+                "--threads",
+                "1",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+            + extra
+        )
     with pytest.raises(InvalidInputError, match="2D"):
-        main(["--dims", "3", "--data", str(shared_data), "--pool", "sts", "--slice-step",
-              "sts=2", "--out", str(tmp_path / "o3")])
+        main(
+            [
+                "--dims",
+                "3",
+                "--data",
+                str(shared_data),
+                "--pool",
+                "sts",
+                "--slice-step",
+                "sts=2",
+                "--out",
+                str(tmp_path / "o3"),
+            ]
+        )
 
 
 def test_torch_augmentation_rotates_and_scales_in_physical_space(monkeypatch):
@@ -555,8 +771,9 @@ def test_sample_workers_give_the_same_weights(tmp_path):
     items = _discs(6, 2)
     cfg = _cfg(epochs=2, schedule="step", augment=True)
     seq = train(items, cfg, None, progress=False)
-    par = train(items, _cfg(epochs=2, schedule="step", augment=True, workers=2), None,
-                progress=False)
+    par = train(
+        items, _cfg(epochs=2, schedule="step", augment=True, workers=2), None, progress=False
+    )
     a, b = seq.net.state_dict(), par.net.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -580,11 +797,33 @@ def test_cli_refuses_validation_options_that_cannot_work(tmp_path):
     from midseg.train import main
 
     with pytest.raises(InvalidInputError, match="--no-validation"):
-        main(["--dims", "2", "--pool", "sts", "--no-validation", "--keep-best",
-              "--out", str(tmp_path / "o")])
+        main(
+            [
+                "--dims",
+                "2",
+                "--pool",
+                "sts",
+                "--no-validation",
+                "--keep-best",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
     with pytest.raises(InvalidInputError, match="--cache goes with --pool"):
-        main(["--dims", "2", "--data", str(tmp_path), "--train-cases", "a",
-              "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+        main(
+            [
+                "--dims",
+                "2",
+                "--data",
+                str(tmp_path),
+                "--train-cases",
+                "a",
+                "--cache",
+                str(tmp_path / "c"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
 @pytest.mark.data
@@ -593,7 +832,7 @@ def test_pool_cache_gives_the_same_samples_as_the_data(tmp_path, shared_data):
 
     kw = dict(dims=3, data_root=shared_data, min_area=30, slice_step=1, targets=None)
     direct = _pool_items(None, "sts", "validation", kw)
-    _pool_items(tmp_path, "sts", "validation", kw)          # writes the cache
+    _pool_items(tmp_path, "sts", "validation", kw)  # writes the cache
     (cached_file,) = tmp_path.glob("sts-validation-*.npz")
     cached = _pool_items(tmp_path, "sts", "validation", kw)  # reads it
     assert [i.name for i in cached] == [i.name for i in direct]
@@ -616,7 +855,9 @@ def test_the_old_module_reexports_the_training_package():
     for name in new.__all__:
         assert getattr(old, name) is getattr(new, name), name
     assert old.train is loop.train and old.TrainConfig is config.TrainConfig
-    assert old._pool_items is samples._pool_items and old.synthetic_items is synthetic.synthetic_items
+    assert (
+        old._pool_items is samples._pool_items and old.synthetic_items is synthetic.synthetic_items
+    )
     assert cli.DESCRIPTION == old.__doc__.split("\n\nThe code lives")[0] + "\n"
 
 
@@ -624,11 +865,17 @@ def test_train_state_round_trips_through_a_checkpoint_dict(tmp_path):
     from midseg.training import TrainState
 
     items = _discs(4, 16)
-    train(items, _cfg(epochs=2, keep_best=True), tmp_path, val_items=_discs(1, 3),
-          progress=False, max_iterations=1)
+    train(
+        items,
+        _cfg(epochs=2, keep_best=True),
+        tmp_path,
+        val_items=_discs(1, 3),
+        progress=False,
+        max_iterations=1,
+    )
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     state = TrainState.from_dict(ck["state"])
     assert state.iteration == 1 and state.best["iteration"] == 1 and state.init is None
     assert list(state.to_dict()) == ["iteration", "history", "elapsed", "best", "init"]
-    del ck["state"]["init"]                      # checkpoints from before fine-tuning
+    del ck["state"]["init"]  # checkpoints from before fine-tuning
     assert TrainState.from_dict(ck["state"]).init is None

@@ -21,6 +21,7 @@ subcommands); the code lives in its modules:
 Tests that patch a module global (e.g. ``run_case``, ``write_json_atomic``)
 patch it in the module that looks it up, not here.
 """
+
 from __future__ import annotations
 
 from .cli import batch_add_arguments as batch_add_arguments

@@ -4,6 +4,7 @@ Part of `midseg.batch`: a case name becomes file names inside the output folder
 (``cases/NAME.json``, ``masks/NAME.mask.SUFFIX``), so it is normalised and
 checked here, before any case runs.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -37,12 +38,14 @@ def _case_name(name: str) -> str:
     if text.startswith("/") or drive:
         raise InvalidInputError(
             f"case name {name!r} is an absolute path; a case name is a file name relative "
-            "to the output folder")
+            "to the output folder"
+        )
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise InvalidInputError(
             f"case name {name!r} has a '..' component; a case name must stay inside the "
-            "output folder")
+            "output folder"
+        )
     if not parts:
         raise InvalidInputError(f"case name {name!r} is empty as a file name")
     return "/".join(parts)
@@ -54,8 +57,9 @@ def _name_key(name: str) -> str:
     Case-insensitive (Windows, macOS), Unicode-normalised (macOS) and without
     the trailing dots and spaces Windows drops.
     """
-    return "/".join(unicodedata.normalize("NFC", part).casefold().rstrip(". ")
-                    for part in name.split("/"))
+    return "/".join(
+        unicodedata.normalize("NFC", part).casefold().rstrip(". ") for part in name.split("/")
+    )
 
 
 def _check_label(label) -> int:
@@ -130,8 +134,10 @@ def _manifest_text(p: Path) -> str:
         raise InvalidInputError(f"cannot read manifest {str(p)!r}: {exc.strerror or exc}") from None
     if b"\x00" in data:
         at = data.index(b"\x00")
-        raise InvalidInputError(f"manifest {str(p)!r} is not a text CSV file: NUL byte on line "
-                                f"{_line_of(data, at)} (byte offset {at})")
+        raise InvalidInputError(
+            f"manifest {str(p)!r} is not a text CSV file: NUL byte on line "
+            f"{_line_of(data, at)} (byte offset {at})"
+        )
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data[skip:].decode("utf-8")
@@ -140,7 +146,8 @@ def _manifest_text(p: Path) -> str:
         raise InvalidInputError(
             f"manifest {str(p)!r} is not UTF-8 text: byte 0x{data[at]:02x} on line "
             f"{_line_of(data, at)} (byte offset {at}); save it as UTF-8 ('CSV UTF-8' in a "
-            "spreadsheet)") from None
+            "spreadsheet)"
+        ) from None
 
 
 def _manifest_rows(p: Path, text: str):
@@ -159,7 +166,8 @@ def _manifest_rows(p: Path, text: str):
         missing = {"image", "clicks"} - set(named)
         if missing:
             raise InvalidInputError(
-                f"{where} lacks the column(s) {sorted(missing)}; it has {fields}")
+                f"{where} lacks the column(s) {sorted(missing)}; it has {fields}"
+            )
         for values in reader:
             start, line = line + 1, reader.line_num
             if not any(v.strip() for v in values):
@@ -169,8 +177,8 @@ def _manifest_rows(p: Path, text: str):
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
             raise InvalidInputError(
-                f"{where} line {line + 1}: a quoted field is never closed (unterminated "
-                "quote)") from None
+                f"{where} line {line + 1}: a quoted field is never closed (unterminated quote)"
+            ) from None
         raise InvalidInputError(f"{where} line {reader.line_num}: {exc}") from None
 
 
@@ -233,7 +241,8 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
                 label = int(row["label"])
             except ValueError:
                 raise InvalidInputError(
-                    f"{where}: label must be a nonzero integer, got {row['label']!r}") from None
+                    f"{where}: label must be a nonzero integer, got {row['label']!r}"
+                ) from None
             try:
                 label = _check_label(label)
             except InvalidInputError as exc:
@@ -241,11 +250,21 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
             if gt is None:
                 raise InvalidInputError(f"{where}: a label needs a ground_truth")
         # absolute, links not followed (a link loop is then the case's read error, not ours)
-        extra = tuple(os.path.abspath(base / q.strip())
-                      for q in (row.get("co_registered") or "").split(";") if q.strip())
-        cases.append(Case(name, os.path.abspath(base / row["image"]),
-                          os.path.abspath(base / row["clicks"]),
-                          os.path.abspath(base / gt) if gt else None, extra, label))
+        extra = tuple(
+            os.path.abspath(base / q.strip())
+            for q in (row.get("co_registered") or "").split(";")
+            if q.strip()
+        )
+        cases.append(
+            Case(
+                name,
+                os.path.abspath(base / row["image"]),
+                os.path.abspath(base / row["clicks"]),
+                os.path.abspath(base / gt) if gt else None,
+                extra,
+                label,
+            )
+        )
     if not cases:
         raise InvalidInputError(f"manifest {str(p)!r} lists no cases")
     _check_file_and_folder(p, cases, [n for n, _ in rows])
@@ -266,4 +285,5 @@ def _check_file_and_folder(p: Path, cases: list[Case], lines: list[int]) -> None
                 raise InvalidInputError(
                     f"manifest {str(p)!r} line {n}: case name {case.case!r} needs the file "
                     f"{rel.as_posix()!r}, which case {other[0]!r} on line {other[1]} needs as "
-                    "a folder")
+                    "a folder"
+                )

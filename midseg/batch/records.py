@@ -6,6 +6,7 @@ unchanged; `run_case` (what a worker runs) never raises: a failure is its record
 Tests that patch a global of this code (``write_json_atomic``, ``segment_one``)
 patch it here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,18 @@ from ..io import file_sha256, write_bytes_atomic, write_json_atomic
 from .manifest import Case, _mask_path, _record_path
 from .segment import segment_one
 
-SUMMARY_FIELDS = ["case", "status", "rounds", "seconds", "dice", "assd", "hd95", "mask", "error",
-                  "note"]
+SUMMARY_FIELDS = [
+    "case",
+    "status",
+    "rounds",
+    "seconds",
+    "dice",
+    "assd",
+    "hd95",
+    "mask",
+    "error",
+    "note",
+]
 
 
 # First characters that make a spreadsheet read a cell as a formula (OWASP: CSV injection).
@@ -63,8 +74,10 @@ def _model_sha256(pt: Path) -> str | None:
     """sha256 of a model's weights and its card (the card sets the grid, margin and cue);
     once per process for unchanged files (every case of a batch names the same model)."""
     try:
-        stamps = tuple((st.st_mtime_ns, st.st_size) for st in
-                       (os.stat(pt), os.stat(Path(pt).with_suffix(".json"))))
+        stamps = tuple(
+            (st.st_mtime_ns, st.st_size)
+            for st in (os.stat(pt), os.stat(Path(pt).with_suffix(".json")))
+        )
     except OSError:
         stamps = None
     return _model_sha256_of(os.path.abspath(pt), stamps)
@@ -91,13 +104,18 @@ def _clicks_model_sha256(clicks: str) -> str | None:
 
 def _inputs(case: Case, model_ref: dict) -> dict:
     """The content digests a case's result depends on (no paths: resuming from elsewhere works)."""
-    return {"image": _sha256(case.image),
-            "co_registered": [_sha256(q) for q in case.co_registered],
-            "clicks": _sha256(case.clicks),
-            "ground_truth": _sha256(case.ground_truth),
-            "label": case.label,
-            "model_sha256": (model_ref["sha256"] if model_ref.get("name") is not None
-                             else _clicks_model_sha256(case.clicks))}
+    return {
+        "image": _sha256(case.image),
+        "co_registered": [_sha256(q) for q in case.co_registered],
+        "clicks": _sha256(case.clicks),
+        "ground_truth": _sha256(case.ground_truth),
+        "label": case.label,
+        "model_sha256": (
+            model_ref["sha256"]
+            if model_ref.get("name") is not None
+            else _clicks_model_sha256(case.clicks)
+        ),
+    }
 
 
 def _read_record(path: Path) -> dict | None:
@@ -111,8 +129,12 @@ def _read_record(path: Path) -> dict | None:
 def _done(out: Path, case: Case, inputs: dict) -> bool:
     """A case is done when its record says ok for these inputs and its mask exists."""
     data = _read_record(_record_path(out, case))
-    return (data is not None and data.get("status") == "ok" and data.get("inputs") == inputs
-            and _mask_path(out, case).is_file())
+    return (
+        data is not None
+        and data.get("status") == "ok"
+        and data.get("inputs") == inputs
+        and _mask_path(out, case).is_file()
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -128,8 +150,10 @@ def _finish(out: Path, case: Case, record: dict) -> dict:
             write_json_atomic(path, record)
             return record
         except Exception as exc:  # the record is the proof of a finished case: no record, no mask
-            record.update(status="failed",
-                          error=f"cannot write the case record {str(path)!r}: {_first_line(exc)}")
+            record.update(
+                status="failed",
+                error=f"cannot write the case record {str(path)!r}: {_first_line(exc)}",
+            )
     try:
         _mask_path(out, case).unlink(missing_ok=True)
     except OSError:
@@ -154,9 +178,17 @@ def run_case(case: Case, out_dir: str, model=None, inputs: dict | None = None) -
     mask_path = _mask_path(out, case)
     try:
         record["inputs"] = inputs if inputs is not None else _inputs(case, _model_ref(model))
-        record.update(segment_one(case.image, case.clicks, str(mask_path), model=model,
-                                  ground_truth=case.ground_truth,
-                                  co_registered=case.co_registered, label=case.label))
+        record.update(
+            segment_one(
+                case.image,
+                case.clicks,
+                str(mask_path),
+                model=model,
+                ground_truth=case.ground_truth,
+                co_registered=case.co_registered,
+                label=case.label,
+            )
+        )
         record["mask"] = str(mask_path.absolute())
     except Exception as exc:  # one bad case must not stop the batch
         record.update(status="failed", error=_first_line(exc), traceback=traceback.format_exc())
@@ -165,8 +197,11 @@ def run_case(case: Case, out_dir: str, model=None, inputs: dict | None = None) -
 
 def _lost(out: Path, case: Case, inputs: dict, why: str) -> dict:
     """The record of a case whose worker ended without returning."""
-    return _finish(out, case, {"case": case.case, "status": "failed", "error": why, "note": None,
-                               "inputs": inputs})
+    return _finish(
+        out,
+        case,
+        {"case": case.case, "status": "failed", "error": why, "note": None, "inputs": inputs},
+    )
 
 
 def _csv_cell(value):
@@ -209,4 +244,5 @@ def _prepare_out(out: Path) -> None:
             os.unlink(probe)
         except OSError as exc:
             raise InvalidInputError(
-                f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+                f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}"
+            ) from None

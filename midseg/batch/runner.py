@@ -4,6 +4,7 @@ Part of `midseg.batch`: the cases run in this process, on local one-process
 pools (`_run_pool`) or on a Dask cluster (`_run_dask`). All three look
 `run_case` up here, so a test that replaces it patches this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,29 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .manifest import _check_label, read_manifest
-from .records import (_done, _first_line, _inputs, _lost, _model_ref, _prepare_out,
-                      _write_summary, run_case)
+from .records import (
+    _done,
+    _first_line,
+    _inputs,
+    _lost,
+    _model_ref,
+    _prepare_out,
+    _write_summary,
+    run_case,
+)
 from .workers import _close_broken, _init_worker, _worker_context
 
 
-def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int | None = None,
-              scheduler: str | None = None, model=None, progress: bool = True,
-              label: int | None = None) -> dict:
+def run_batch(
+    manifest: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    model=None,
+    progress: bool = True,
+    label: int | None = None,
+) -> dict:
     """Replay every case of a manifest; resumable, one failure does not stop the rest.
 
     Parameters
@@ -71,14 +87,16 @@ def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, worker
     """
     from tqdm import tqdm
 
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise InvalidInputError(f"workers must be an integer >= 1, got {workers!r}")
     cases = read_manifest(manifest)
     if label is not None:
         label = _check_label(label)
-        cases = [replace(c, label=label) if c.label is None and c.ground_truth else c
-                 for c in cases]
+        cases = [
+            replace(c, label=label) if c.label is None and c.ground_truth else c for c in cases
+        ]
     if isinstance(model, os.PathLike):
         model = str(model)
     if model is not None and not isinstance(model, str):
@@ -92,8 +110,14 @@ def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, worker
     todo = [c for c in cases if not _done(out, c, inputs[c.case])]
     skipped = len(cases) - len(todo)
     results = {}
-    bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress,
-               initial=0, postfix={"skipped": skipped})
+    bar = tqdm(
+        total=len(todo),
+        desc="cases",
+        unit="case",
+        disable=not progress,
+        initial=0,
+        postfix={"skipped": skipped},
+    )
 
     def collect(record):
         results[record["case"]] = record
@@ -114,8 +138,12 @@ def run_batch(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, worker
         bar.close()
         summary = _write_summary(out, cases, results, inputs)
     failed = sum(r["status"] != "ok" for r in results.values())
-    return {"done": len(results) - failed, "failed": failed, "skipped": skipped,
-            "summary": str(summary)}
+    return {
+        "done": len(results) - failed,
+        "failed": failed,
+        "skipped": skipped,
+        "summary": str(summary),
+    }
 
 
 def _run_pool(todo, out, model, n, inputs, collect):
@@ -128,8 +156,9 @@ def _run_pool(todo, out, model, n, inputs, collect):
     ctx = _worker_context(mp)
 
     def new_lane():
-        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(threads, os.getpid()))
+        return ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_init_worker, initargs=(threads, os.getpid())
+        )
 
     lanes = [new_lane() for _ in range(n)]
     waiting = list(reversed(todo))
@@ -152,8 +181,12 @@ def _run_pool(todo, out, model, n, inputs, collect):
                 except BrokenProcessPool:
                     why = _close_broken(lanes[i])
                     lanes[i] = new_lane()
-                    record = _lost(out, case, inputs[case.case],
-                                   f"the worker process running this case died: {why}")
+                    record = _lost(
+                        out,
+                        case,
+                        inputs[case.case],
+                        f"the worker process running this case died: {why}",
+                    )
                 except Exception as exc:  # e.g. the case could not be sent to the worker
                     record = _lost(out, case, inputs[case.case], _first_line(exc))
                 collect(record)
@@ -169,10 +202,12 @@ def _run_dask(todo, out, model, scheduler, inputs, collect):
         from distributed import Client, as_completed
     except ImportError:
         raise InvalidInputError(
-            "--scheduler needs Dask: pip install -e \".[dist]\" in the midseg checkout") from None
+            '--scheduler needs Dask: pip install -e ".[dist]" in the midseg checkout'
+        ) from None
     with Client(scheduler, timeout="30s") as client:
-        futures = {client.submit(run_case, c, str(out), model, inputs[c.case], pure=False): c
-                   for c in todo}
+        futures = {
+            client.submit(run_case, c, str(out), model, inputs[c.case], pure=False): c for c in todo
+        }
         for fut in as_completed(futures):
             case = futures[fut]
             try:

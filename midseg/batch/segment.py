@@ -3,6 +3,7 @@
 Part of `midseg.batch`: `segment_one` is `midseg segment`, and what each batch
 worker runs for its case; `read_ground_truth` reads the reference it is scored on.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,24 +46,29 @@ def read_ground_truth(path: str | os.PathLike, like, label: int | None = None):
 
     ref = read_image(path)
     if ref.multichannel:
-        raise InvalidInputError(f"ground truth {str(path)!r} has {ref.channels} channels; "
-                                "expected one")
+        raise InvalidInputError(
+            f"ground truth {str(path)!r} has {ref.channels} channels; expected one"
+        )
     diffs = like.same_geometry(ref)
     if diffs:
         raise GeometryMismatchError(
-            f"ground truth {str(path)!r} does not match the image geometry: " + "; ".join(diffs))
+            f"ground truth {str(path)!r} does not match the image geometry: " + "; ".join(diffs)
+        )
     arr = ref.array
     labels = np.unique(arr[arr != 0])
     if label is None:
         if labels.size > 1:
             raise InvalidInputError(
                 f"ground truth {str(path)!r} holds {labels.size} labels {_label_list(labels)}; "
-                "choose the object with --label N (manifest column label)")
+                "choose the object with --label N (manifest column label)"
+            )
         return (arr != 0).astype(np.uint8)
     label = _check_label(label)
     if labels.size and not (labels == label).any():
-        raise InvalidInputError(f"label {label} does not occur in ground truth {str(path)!r}; "
-                                f"it holds {_label_list(labels)}")
+        raise InvalidInputError(
+            f"label {label} does not occur in ground truth {str(path)!r}; "
+            f"it holds {_label_list(labels)}"
+        )
     return (arr == label).astype(np.uint8)
 
 
@@ -70,9 +76,16 @@ def _finite(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
 
 
-def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
-                ground_truth: str | None = None, co_registered=(),
-                label: int | None = None) -> dict:
+def segment_one(
+    image_path: str,
+    clicks_path: str,
+    out_path: str,
+    *,
+    model=None,
+    ground_truth: str | None = None,
+    co_registered=(),
+    label: int | None = None,
+) -> dict:
     """Replay one clicks file on one image and write the mask; returns a result dict.
 
     `co_registered` paths are read onto the image's grid as further channels
@@ -88,17 +101,21 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
     from ..session import Session
 
     t0 = time.perf_counter()
-    check_output_path(out_path, mask=True)   # a bad output path fails before any work
+    check_output_path(out_path, mask=True)  # a bad output path fails before any work
     inputs = [q for q in (image_path, clicks_path, ground_truth, *co_registered) if q]
     if os.path.abspath(out_path) in {os.path.abspath(q) for q in inputs}:
-        raise InvalidInputError(f"the output {str(out_path)!r} is one of the inputs; name "
-                                "another file")
+        raise InvalidInputError(
+            f"the output {str(out_path)!r} is one of the inputs; name another file"
+        )
     for q in (image_path, *co_registered):
         if os.path.isdir(q) and os.path.commonpath(
-                [os.path.abspath(q), os.path.abspath(out_path)]) == os.path.abspath(q):
-            raise InvalidInputError(f"the output {str(out_path)!r} lies inside the DICOM "
-                                    f"series folder {str(q)!r}, which would then hold another "
-                                    "series; write it elsewhere")
+            [os.path.abspath(q), os.path.abspath(out_path)]
+        ) == os.path.abspath(q):
+            raise InvalidInputError(
+                f"the output {str(out_path)!r} lies inside the DICOM "
+                f"series folder {str(q)!r}, which would then hold another "
+                "series; write it elsewhere"
+            )
     image = read_image(image_path, *co_registered)
     check_output_path(out_path, image.ndim, mask=True)
     if ground_truth is not None and not str(ground_truth):
@@ -108,8 +125,15 @@ def segment_one(image_path: str, clicks_path: str, out_path: str, *, model=None,
     mask = session.mask
     assert mask is not None  # from_clicks ran stage 1 (or started from a mask)
     write_mask(out_path, mask, like=image)
-    result = {"rounds": len(session.rounds), "seconds": round(time.perf_counter() - t0, 3),
-              "mask": str(out_path), "dice": None, "assd": None, "hd95": None, "note": None}
+    result = {
+        "rounds": len(session.rounds),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "mask": str(out_path),
+        "dice": None,
+        "assd": None,
+        "hd95": None,
+        "note": None,
+    }
     if gt is not None:
         result["dice"] = _finite(metrics.dice(mask, gt))
         if not gt.any():

@@ -4,6 +4,7 @@ Part of `midseg.batch`: workers fork from a fork server that has imported midseg
 and torch once (`midseg._preload`), each gets its share of the cores, and each
 ends with the batch process, even a killed one (a thread watches the parent).
 """
+
 from __future__ import annotations
 
 import os
@@ -60,6 +61,7 @@ def _init_worker(threads: int, parent: int | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import torch
+
         torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass

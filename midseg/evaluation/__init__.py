@@ -16,21 +16,52 @@ its command line):
 
 It must not implement segmentation itself: it drives `Session` and `midseg.peers`.
 """
+
 from __future__ import annotations
 
 from ..metrics import auc, consistent_improvement, noc
 from .cases import BRATS_TEST_CASES, DATASETS, Case, case_seed, default_data_root, load_cases
 from .cli import add_arguments, main, run
 from .methods import METHOD_NAMES, MIDSEG_VARIANTS, Method, PeerMethod, SessionMethod, make_methods
-from .protocol import (CSV_FIELDS, DEFAULT_CLICKS, NOC_CAP, evaluate_case, read_csv,
-                       run_protocol, write_csv)
+from .protocol import (
+    CSV_FIELDS,
+    DEFAULT_CLICKS,
+    NOC_CAP,
+    evaluate_case,
+    read_csv,
+    run_protocol,
+    write_csv,
+)
 from .report import write_report
 from .summary import paired_differences, summarise
 
 __all__ = [
-    "Case", "DATASETS", "load_cases", "case_seed", "run_protocol", "SessionMethod",
-    "PeerMethod", "make_methods", "METHOD_NAMES", "CSV_FIELDS", "write_csv", "read_csv",
-    "noc", "auc", "consistent_improvement", "summarise", "write_report", "paired_differences",
-    "add_arguments", "run", "main", "DEFAULT_CLICKS", "NOC_CAP",
-    "Method", "evaluate_case", "default_data_root", "BRATS_TEST_CASES", "MIDSEG_VARIANTS",
+    "Case",
+    "DATASETS",
+    "load_cases",
+    "case_seed",
+    "run_protocol",
+    "SessionMethod",
+    "PeerMethod",
+    "make_methods",
+    "METHOD_NAMES",
+    "CSV_FIELDS",
+    "write_csv",
+    "read_csv",
+    "noc",
+    "auc",
+    "consistent_improvement",
+    "summarise",
+    "write_report",
+    "paired_differences",
+    "add_arguments",
+    "run",
+    "main",
+    "DEFAULT_CLICKS",
+    "NOC_CAP",
+    "Method",
+    "evaluate_case",
+    "default_data_root",
+    "BRATS_TEST_CASES",
+    "MIDSEG_VARIANTS",
 ]

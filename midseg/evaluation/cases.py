@@ -3,6 +3,7 @@
 `load_cases` turns a dataset name into `Case` objects (image, ground truth,
 spacing); `case_seed` gives the seed sequence of a case's simulated margin points.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,20 +17,31 @@ import numpy as np
 from ..datasets import REGISTRY
 from ..errors import InvalidInputError
 
-__all__ = ["DATASETS", "BRATS_TEST_CASES", "default_data_root", "Case", "case_seed",
-           "load_cases"]
+__all__ = ["DATASETS", "BRATS_TEST_CASES", "default_data_root", "Case", "case_seed", "load_cases"]
 
 
 #: Datasets known by name: what they are and whether the models saw the object.
 DATASETS: dict[str, dict] = {
-    "brats-tc-t1c": {"object": "tumour core", "image": "T1c", "seen": True,
-                     "target": "tumour_core"},
-    "brats-wt-flair": {"object": "whole tumour", "image": "FLAIR", "seen": False,
-                       "target": "whole_tumour"},
+    "brats-tc-t1c": {
+        "object": "tumour core",
+        "image": "T1c",
+        "seen": True,
+        "target": "tumour_core",
+    },
+    "brats-wt-flair": {
+        "object": "whole tumour",
+        "image": "FLAIR",
+        "seen": False,
+        "target": "whole_tumour",
+    },
     "brats-brain": {"object": "brain", "image": "T1c", "seen": False, "target": "brain"},
     "hc18": {"object": "fetal head", "image": "ultrasound", "seen": False, "dims": (2,)},
-    "dev-unseen": {"object": "16 development objects (midseg.datasets.DEV_UNSEEN)",
-                   "image": "CT, MR, SPECT", "seen": False, "development": True},
+    "dev-unseen": {
+        "object": "16 development objects (midseg.datasets.DEV_UNSEEN)",
+        "image": "CT, MR, SPECT",
+        "seen": False,
+        "development": True,
+    },
 }
 #: The fixed BraTS testing split of ../shared/data/README.md (`midseg.datasets.REGISTRY`).
 BRATS_TEST_CASES = REGISTRY["brats2013"].splits["test"]
@@ -84,10 +96,19 @@ def _brats_target(name: str, case_dir: Path) -> np.ndarray:
     return np.isin(labels, target.values).astype(np.uint8)
 
 
-def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None = None,
-               seed: int = 0, hc18_count: int = 200, slices_per_case: int = 10,
-               min_pixels: int = 100, max_cases: int | None = None,
-               skip_cases: int = 0, objects: Sequence[str] | None = None) -> list[Case]:
+def load_cases(
+    name: str,
+    *,
+    dims: int = 2,
+    data_root: str | os.PathLike | None = None,
+    seed: int = 0,
+    hc18_count: int = 200,
+    slices_per_case: int = 10,
+    min_pixels: int = 100,
+    max_cases: int | None = None,
+    skip_cases: int = 0,
+    objects: Sequence[str] | None = None,
+) -> list[Case]:
     """Load the testing cases of a named dataset.
 
     Parameters
@@ -136,7 +157,7 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         folder = root / "hc18"
         if not folder.is_dir():
             raise InvalidInputError(f"hc18 data not found at '{folder}'")
-        target = REGISTRY["hc18"].target("fetal_head")     # image / mask folders
+        target = REGISTRY["hc18"].target("fetal_head")  # image / mask folders
         names = sorted(p.name for p in (folder / target.image).glob("*.png"))
         order = np.random.default_rng([seed, _seed_of("hc18")]).permutation(len(names))
         chosen = [names[i] for i in order[:hc18_count]][skip_cases:]
@@ -145,8 +166,9 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         for n in chosen:
             img = read_image(folder / target.image / n)
             gt = (read_mask(folder / target.label / n) > 0).astype(np.uint8)
-            cases.append(Case(name, Path(n).stem, img.array.astype(np.float32), gt,
-                              tuple(img.spacing)))
+            cases.append(
+                Case(name, Path(n).stem, img.array.astype(np.float32), gt, tuple(img.spacing))
+            )
         return cases
     folder = root / "brats2013"
     if not folder.is_dir():
@@ -165,10 +187,18 @@ def load_cases(name: str, *, dims: int = 2, data_root: str | os.PathLike | None 
         area = gt.reshape(gt.shape[0], -1).sum(axis=1)
         eligible = np.flatnonzero(area >= min_pixels)
         rng = np.random.default_rng(case_seed(seed, name, cid))
-        pick = np.sort(rng.choice(eligible, size=min(slices_per_case, eligible.size),
-                                  replace=False))
+        pick = np.sort(
+            rng.choice(eligible, size=min(slices_per_case, eligible.size), replace=False)
+        )
         for z in pick:
-            cases.append(Case(name, f"{cid}:z{int(z):03d}", np.ascontiguousarray(arr[z]),
-                              np.ascontiguousarray(gt[z]), tuple(img.spacing[1:])))
+            cases.append(
+                Case(
+                    name,
+                    f"{cid}:z{int(z):03d}",
+                    np.ascontiguousarray(arr[z]),
+                    np.ascontiguousarray(gt[z]),
+                    tuple(img.spacing[1:]),
+                )
+            )
     cases = cases[skip_cases:]
     return cases[:max_cases] if max_cases is not None else cases

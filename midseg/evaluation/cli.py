@@ -4,6 +4,7 @@
 entry point. A run loads the cases, evaluates the methods (`run_protocol`), writes the
 per-step CSV with a ``.json`` run record beside it and, with ``--report``, the report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,50 +33,107 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Robot-user evaluation: stage 1 from simulated interior margin points, then up to K "
         "corrective clicks placed on each method's own errors; midseg against classical "
         "peers on the same points. Writes a per-step CSV (+ a .json run record) and, with "
-        "--report, a Markdown report with tables and Dice-vs-clicks plots.")
-    parser.add_argument("datasets", nargs="*", metavar="DATASET",
-                        help=f"dataset names: {', '.join(DATASETS)}")
-    parser.add_argument("--dims", type=int, choices=(2, 3), default=2,
-                        help="2: images / axial slices, 3: volumes (default 2)")
-    parser.add_argument("--out", default="runs/eval/steps.csv",
-                        help="per-step CSV to write (default runs/eval/steps.csv)")
-    parser.add_argument("--methods", default=",".join(METHOD_NAMES),
-                        help="comma-separated methods (default: all of "
-                             f"{','.join(METHOD_NAMES)})")
-    parser.add_argument("--extra-model", action="append", default=[], metavar="NAME=PATH",
-                        help="add a stage-1 model (.pt with its card) as method NAME; repeatable")
-    parser.add_argument("--model", default=None,
-                        help="model of midseg / midseg-gc (default: shipped 2d/3d)")
-    parser.add_argument("--clicks", type=int, default=DEFAULT_CLICKS,
-                        help=f"corrective clicks per case, K (default {DEFAULT_CLICKS})")
+        "--report, a Markdown report with tables and Dice-vs-clicks plots."
+    )
+    parser.add_argument(
+        "datasets", nargs="*", metavar="DATASET", help=f"dataset names: {', '.join(DATASETS)}"
+    )
+    parser.add_argument(
+        "--dims",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: images / axial slices, 3: volumes (default 2)",
+    )
+    parser.add_argument(
+        "--out",
+        default="runs/eval/steps.csv",
+        help="per-step CSV to write (default runs/eval/steps.csv)",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHOD_NAMES),
+        help=f"comma-separated methods (default: all of {','.join(METHOD_NAMES)})",
+    )
+    parser.add_argument(
+        "--extra-model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add a stage-1 model (.pt with its card) as method NAME; repeatable",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model of midseg / midseg-gc (default: shipped 2d/3d)"
+    )
+    parser.add_argument(
+        "--clicks",
+        type=int,
+        default=DEFAULT_CLICKS,
+        help=f"corrective clicks per case, K (default {DEFAULT_CLICKS})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
-    parser.add_argument("--max-cases", "--limit", dest="max_cases", type=int, default=None,
-                        help="use only the first N cases of each dataset (quick runs)")
-    parser.add_argument("--skip-cases", type=int, default=0,
-                        help="drop the first N cases of each dataset's selection (to split "
-                             "a selection over runs; default 0)")
-    parser.add_argument("--objects", default=None,
-                        help="dev-unseen: comma-separated object names to evaluate (default "
-                             "all; see midseg.datasets.DEV_UNSEEN)")
-    parser.add_argument("--hc18-count", type=int, default=200,
-                        help="size of the seeded hc18 subset (default 200)")
-    parser.add_argument("--slices-per-case", type=int, default=10,
-                        help="2D BraTS: axial slices sampled per testing volume (default 10)")
-    parser.add_argument("--min-pixels", type=int, default=100,
-                        help="2D BraTS: least object pixels of an eligible slice (default 100)")
-    parser.add_argument("--data-root", default=None,
-                        help="data folder (default $MIDSEG_DATA or ../shared/data)")
+    parser.add_argument(
+        "--max-cases",
+        "--limit",
+        dest="max_cases",
+        type=int,
+        default=None,
+        help="use only the first N cases of each dataset (quick runs)",
+    )
+    parser.add_argument(
+        "--skip-cases",
+        type=int,
+        default=0,
+        help="drop the first N cases of each dataset's selection (to split "
+        "a selection over runs; default 0)",
+    )
+    parser.add_argument(
+        "--objects",
+        default=None,
+        help="dev-unseen: comma-separated object names to evaluate (default "
+        "all; see midseg.datasets.DEV_UNSEEN)",
+    )
+    parser.add_argument(
+        "--hc18-count", type=int, default=200, help="size of the seeded hc18 subset (default 200)"
+    )
+    parser.add_argument(
+        "--slices-per-case",
+        type=int,
+        default=10,
+        help="2D BraTS: axial slices sampled per testing volume (default 10)",
+    )
+    parser.add_argument(
+        "--min-pixels",
+        type=int,
+        default=100,
+        help="2D BraTS: least object pixels of an eligible slice (default 100)",
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="data folder (default $MIDSEG_DATA or ../shared/data)"
+    )
     parser.add_argument("--device", default=None, help="torch device for stage 1")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for stage 1 (default 1: timings comparable "
-                             "with the single-threaded peers)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for stage 1 (default 1: timings comparable "
+        "with the single-threaded peers)",
+    )
     parser.add_argument("--report", default=None, help="also write this Markdown report")
-    parser.add_argument("--figures", default=None,
-                        help="folder for the report's PNGs and summary.csv "
-                             "(default: beside the report, named after it)")
-    parser.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
-                        help="do not evaluate: build --report from these per-step CSVs")
+    parser.add_argument(
+        "--figures",
+        default=None,
+        help="folder for the report's PNGs and summary.csv "
+        "(default: beside the report, named after it)",
+    )
+    parser.add_argument(
+        "--from-csv",
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="do not evaluate: build --report from these per-step CSVs",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -86,7 +144,8 @@ def _parse_extra(items: Sequence[str]) -> dict[str, str]:
         if not sep or not name or not path:
             raise InvalidInputError(f"--extra-model takes NAME=PATH, got {it!r}")
         from ..models import model_path
-        model_path(path)   # fails early with a clear message
+
+        model_path(path)  # fails early with a clear message
         out[name] = path
     return out
 
@@ -99,8 +158,10 @@ def _model_record(name_or_path) -> tuple[str, str]:
     from ..models import model_path
 
     pt = model_path(name_or_path)
-    return (f"{name_or_path} (sha256 {hashlib.sha256(pt.read_bytes()).hexdigest()[:12]})",
-            str(pt.with_suffix(".json")))
+    return (
+        f"{name_or_path} (sha256 {hashlib.sha256(pt.read_bytes()).hexdigest()[:12]})",
+        str(pt.with_suffix(".json")),
+    )
 
 
 def _code_version() -> str:
@@ -111,14 +172,27 @@ def _code_version() -> str:
 
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                                capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return f"midseg {__version__}"
-    return (f"midseg {__version__}, commit {commit.stdout.strip()}"
-            + ("+dirty" if dirty.stdout.strip() else ""))
+    return f"midseg {__version__}, commit {commit.stdout.strip()}" + (
+        "+dirty" if dirty.stdout.strip() else ""
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,10 +207,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"name at least one dataset: {', '.join(DATASETS)}")
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
-    uses_torch = args.extra_model or any(m.strip().startswith("midseg")
-                                         for m in args.methods.split(","))
+    uses_torch = args.extra_model or any(
+        m.strip().startswith("midseg") for m in args.methods.split(",")
+    )
     if args.threads and uses_torch:
         import torch
+
         torch.set_num_threads(args.threads)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     extra = _parse_extra(args.extra_model)
@@ -145,31 +221,51 @@ def run(args: argparse.Namespace) -> int:
     cases: list[Case] = []
     selection = []
     for ds in args.datasets:
-        got = load_cases(ds, dims=args.dims, data_root=args.data_root, seed=args.seed,
-                         hc18_count=args.hc18_count, slices_per_case=args.slices_per_case,
-                         min_pixels=args.min_pixels, max_cases=args.max_cases,
-                         skip_cases=args.skip_cases,
-                         objects=args.objects.split(",") if args.objects else None)
+        got = load_cases(
+            ds,
+            dims=args.dims,
+            data_root=args.data_root,
+            seed=args.seed,
+            hc18_count=args.hc18_count,
+            slices_per_case=args.slices_per_case,
+            min_pixels=args.min_pixels,
+            max_cases=args.max_cases,
+            skip_cases=args.skip_cases,
+            objects=args.objects.split(",") if args.objects else None,
+        )
         cases.extend(got)
         selection.append(f"{ds} {args.dims}D: {len(got)}")
-    rows = run_protocol(cases, methods, clicks=args.clicks, seed=args.seed,
-                        progress=not args.no_progress, jobs=args.jobs)
+    rows = run_protocol(
+        cases,
+        methods,
+        clicks=args.clicks,
+        seed=args.seed,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+    )
     write_csv(rows, args.out)
     refs = {m.name: m.model or f"{args.dims}d" for m in methods if isinstance(m, SessionMethod)}
     records = {ref: _model_record(ref) for ref in set(refs.values())}  # each file hashed once
     models = {name: records[ref][0] for name, ref in refs.items()}
     cards = {name: records[ref][1] for name, ref in refs.items()}
     prog = "midseg" if Path(sys.argv[0]).name == "midseg" else "python -m midseg.evaluate"
-    meta = {"command": " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "n_cases": len(cases), "selection": "; ".join(selection),
-            "methods": [m.name for m in methods], "models": models, "model_cards": cards,
-            "clicks": args.clicks,
-            "seed": args.seed, "wall_s": time.perf_counter() - t0,
-            "host": f"{platform.machine()} {os.cpu_count()} CPUs",
-            "code": _code_version()}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n",
-                                                   encoding="utf-8")
+    meta = {
+        "command": " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "n_cases": len(cases),
+        "selection": "; ".join(selection),
+        "methods": [m.name for m in methods],
+        "models": models,
+        "model_cards": cards,
+        "clicks": args.clicks,
+        "seed": args.seed,
+        "wall_s": time.perf_counter() - t0,
+        "host": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "code": _code_version(),
+    }
+    Path(args.out).with_suffix(".json").write_text(
+        json.dumps(meta, indent=1) + "\n", encoding="utf-8"
+    )
     print(f"wrote {args.out} ({len(rows)} rows, {len(cases)} cases)")
     if args.report:
         write_report([args.out], args.report, figures=args.figures, clicks=args.clicks)
@@ -186,4 +282,3 @@ def main(argv: list[str] | None = None) -> int:
     from ..cli import run_entry
 
     return run_entry("midseg evaluate", run, args)
-

@@ -3,6 +3,7 @@
 Every method satisfies `Method`: ``start`` computes stage 1 from the margin points,
 ``update`` adds one corrective click. `make_methods` builds them from names.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,19 +17,34 @@ from ..errors import InvalidInputError
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["METHOD_NAMES", "MIDSEG_VARIANTS", "Method", "SessionMethod", "PeerMethod",
-           "make_methods"]
+__all__ = [
+    "METHOD_NAMES",
+    "MIDSEG_VARIANTS",
+    "Method",
+    "SessionMethod",
+    "PeerMethod",
+    "make_methods",
+]
 
 #: Built-in method names: midseg's refinements, then the classical peers.
-METHOD_NAMES = ("midseg", "midseg-global", "midseg-gc", "midseg-paper", "random-walker",
-                "graph-cut", "region-growing", "geodesic")
+METHOD_NAMES = (
+    "midseg",
+    "midseg-global",
+    "midseg-gc",
+    "midseg-paper",
+    "random-walker",
+    "graph-cut",
+    "region-growing",
+    "geodesic",
+)
 
 #: midseg's refinement variants: method name -> `Session` method and report label.
-MIDSEG_VARIANTS = {"midseg": ("ifgc", "IF-GC, click-local"),
-                   "midseg-global": ("ifgc-global", "IF-GC, all clicks fused with the CNN map"),
-                   "midseg-gc": ("gc", "GC"),
-                   "midseg-paper": ("ifgc-paper", "IF-GC, Eq. 7 as printed")}
-
+MIDSEG_VARIANTS = {
+    "midseg": ("ifgc", "IF-GC, click-local"),
+    "midseg-global": ("ifgc-global", "IF-GC, all clicks fused with the CNN map"),
+    "midseg-gc": ("gc", "GC"),
+    "midseg-paper": ("ifgc-paper", "IF-GC, Eq. 7 as printed"),
+}
 
 
 @runtime_checkable
@@ -88,6 +104,7 @@ class SessionMethod:
     def _model(self, ndim: int):
         if ndim not in self._loaded:
             from ..models import load_model
+
             self._loaded[ndim] = load_model(self.model or f"{ndim}d", device=self.device)
         return self._loaded[ndim]
 
@@ -104,18 +121,32 @@ class SessionMethod:
             from ..cues import cue_map
             from ..predict import crop_to_grid
 
-            g = crop_to_grid(image, points, model.grid_shape, spacing=spacing,
-                             margin=getattr(model, "margin", None))
-            cue_map(model.cue, g.image[0], g.points, spacing=g.spacing,
-                    **(getattr(model, "cue_params", None) or {}))
+            g = crop_to_grid(
+                image,
+                points,
+                model.grid_shape,
+                spacing=spacing,
+                margin=getattr(model, "margin", None),
+            )
+            cue_map(
+                model.cue,
+                g.image[0],
+                g.points,
+                spacing=g.spacing,
+                **(getattr(model, "cue_params", None) or {}),
+            )
         self._session = None
 
     def start(self, image: np.ndarray, points: np.ndarray, *, spacing) -> np.ndarray:
         from ..io import Image
         from ..session import Session
 
-        session = Session(Image(image, spacing=spacing), model=self._model(image.ndim),
-                          method=self.refine_method, device=self.device)
+        session = Session(
+            Image(image, spacing=spacing),
+            model=self._model(image.ndim),
+            method=self.refine_method,
+            device=self.device,
+        )
         self._session = session
         return session.segment(points)
 
@@ -124,22 +155,29 @@ class SessionMethod:
         assert self._session is not None, "start() comes before update()"
         return self._session.refine(foreground=fg, background=bg)
 
-    def guidance(self, image: np.ndarray, points: np.ndarray, gt: np.ndarray, *,
-                 spacing) -> tuple[float, float]:
+    def guidance(
+        self, image: np.ndarray, points: np.ndarray, gt: np.ndarray, *, spacing
+    ) -> tuple[float, float]:
         """Seconds to compute the model's cue map on its grid, and its overlap with gt."""
         from ..predict import CUE_NONE, crop_to_grid
 
         model = self._model(image.ndim)
-        g = crop_to_grid(image, points, model.grid_shape, spacing=spacing,
-                         margin=getattr(model, "margin", None))
+        g = crop_to_grid(
+            image, points, model.grid_shape, spacing=spacing, margin=getattr(model, "margin", None)
+        )
         gt_grid = g.transform.to_grid(gt.astype(np.uint8), order=0).astype(np.float64)
         if model.cue == CUE_NONE:
             return 0.0, float(gt_grid.mean())
         from ..cues import cue_map
 
         t0 = time.perf_counter()
-        cue = cue_map(model.cue, g.image[0], g.points, spacing=g.spacing,
-                      **(getattr(model, "cue_params", None) or {}))
+        cue = cue_map(
+            model.cue,
+            g.image[0],
+            g.points,
+            spacing=g.spacing,
+            **(getattr(model, "cue_params", None) or {}),
+        )
         sec = time.perf_counter() - t0
         cue = np.asarray(cue, dtype=np.float64)
         total = cue.sum()
@@ -177,8 +215,13 @@ class PeerMethod:
     def start(self, image: np.ndarray, points: np.ndarray, *, spacing) -> np.ndarray:
         from ..crop import relaxed_bbox
 
-        self._state = {"image": image, "spacing": spacing, "fg": [tuple(p) for p in points],
-                       "bg": [], "box": relaxed_bbox(points, image.shape)}
+        self._state = {
+            "image": image,
+            "spacing": spacing,
+            "fg": [tuple(p) for p in points],
+            "bg": [],
+            "box": relaxed_bbox(points, image.shape),
+        }
         return self._segment()
 
     def update(self, click) -> np.ndarray:
@@ -188,15 +231,23 @@ class PeerMethod:
     def _segment(self) -> np.ndarray:
         s = self._state
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)   # random walker's tolerance notes
-            return self._fn(s["image"], np.array(s["fg"]),
-                            np.array(s["bg"]).reshape(-1, s["image"].ndim),
-                            spacing=s["spacing"], box=s["box"])
+            warnings.simplefilter("ignore", UserWarning)  # random walker's tolerance notes
+            return self._fn(
+                s["image"],
+                np.array(s["fg"]),
+                np.array(s["bg"]).reshape(-1, s["image"].ndim),
+                spacing=s["spacing"],
+                box=s["box"],
+            )
 
 
-def make_methods(names: Sequence[str] = METHOD_NAMES, *, model=None,
-                 extra_models: dict[str, str] | None = None,
-                 device: str | None = None) -> list:
+def make_methods(
+    names: Sequence[str] = METHOD_NAMES,
+    *,
+    model=None,
+    extra_models: dict[str, str] | None = None,
+    device: str | None = None,
+) -> list:
     """Method objects for `run_protocol` from names (see `METHOD_NAMES`).
 
     ``midseg`` / ``midseg-gc`` / ``midseg-paper`` use `model` (default: shipped); each entry
@@ -222,5 +273,6 @@ def _peer_names() -> tuple[str, ...]:
 
 def _order(methods: Iterable[str]) -> list[str]:
     known = list(METHOD_NAMES)
-    return sorted(set(methods), key=lambda m: (known.index(m) if m in known
-                                               else len(MIDSEG_VARIANTS), m))
+    return sorted(
+        set(methods), key=lambda m: (known.index(m) if m in known else len(MIDSEG_VARIANTS), m)
+    )

@@ -28,6 +28,7 @@ For every case (a 2D image/slice or a 3D volume with its ground truth):
    ``sum(G * M) / sum(G)`` of the cue map G with the ground truth M on the grid
    (for the image-only "none" model the guidance is the box, G = 1).
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,16 +42,36 @@ import numpy as np
 from ..errors import InvalidInputError
 from .cases import Case, case_seed
 
-__all__ = ["DEFAULT_CLICKS", "NOC_CAP", "CSV_FIELDS", "evaluate_case", "run_protocol",
-           "write_csv", "read_csv"]
+__all__ = [
+    "DEFAULT_CLICKS",
+    "NOC_CAP",
+    "CSV_FIELDS",
+    "evaluate_case",
+    "run_protocol",
+    "write_csv",
+    "read_csv",
+]
 
 #: Corrective clicks per case after stage 1 (K).
 DEFAULT_CLICKS = 10
 #: NoC value for a target not reached within the clicks made.
 NOC_CAP = 20
 #: Columns of the per-step CSV, in order.
-CSV_FIELDS = ("dataset", "dims", "case", "method", "click", "click_type", "click_point",
-              "dice", "assd", "hd95", "seconds", "guidance_seconds", "guidance_overlap")
+CSV_FIELDS = (
+    "dataset",
+    "dims",
+    "case",
+    "method",
+    "click",
+    "click_type",
+    "click_point",
+    "dice",
+    "assd",
+    "hd95",
+    "seconds",
+    "guidance_seconds",
+    "guidance_overlap",
+)
 
 
 def _surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, float]:
@@ -67,24 +88,29 @@ def _surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, 
     # one voxel of padding keeps surfaces (and the nearest surface voxels) identical
     sl = tuple(slice(max(lo - 1, 0), hi + 2) for lo, hi in zip(nz.min(0), nz.max(0)))
     dab, dba = surface_distances(a[sl], b[sl], spacing)
-    return (float((dab.mean() + dba.mean()) / 2.0),
-            float(max(np.percentile(dab, 95), np.percentile(dba, 95))))
+    return (
+        float((dab.mean() + dba.mean()) / 2.0),
+        float(max(np.percentile(dab, 95), np.percentile(dba, 95))),
+    )
 
 
 def _fmt_point(p) -> str:
     return " ".join(str(int(v)) for v in p)
 
 
-def evaluate_case(case: Case, methods: Sequence, *, clicks: int = DEFAULT_CLICKS,
-                  seed: int = 0) -> list[dict]:
+def evaluate_case(
+    case: Case, methods: Sequence, *, clicks: int = DEFAULT_CLICKS, seed: int = 0
+) -> list[dict]:
     """Run the protocol on one case for every method; returns its CSV rows."""
     from ..data_sim import corrective_click, interior_margin_points
     from ..metrics import dice
 
     gt = (np.asarray(case.gt) != 0).astype(np.uint8)
-    points = interior_margin_points(gt, rng=np.random.default_rng(
-        case_seed(seed, case.dataset, case.case)),
-                                    spacing=case.spacing)
+    points = interior_margin_points(
+        gt,
+        rng=np.random.default_rng(case_seed(seed, case.dataset, case.case)),
+        spacing=case.spacing,
+    )
     rows = []
     for m in methods:
         if hasattr(m, "warm_up"):
@@ -99,18 +125,35 @@ def evaluate_case(case: Case, methods: Sequence, *, clicks: int = DEFAULT_CLICKS
 
         def row(k, ctype, cpoint, mask, sec, **extra):
             a, h = _surface_metrics(mask, gt, case.spacing)
-            return {"dataset": case.dataset, "dims": gt.ndim, "case": case.case,
-                    "method": m.name, "click": k, "click_type": ctype, "click_point": cpoint,
-                    "dice": f"{dice(mask, gt):.6f}", "assd": f"{a:.6f}", "hd95": f"{h:.6f}",
-                    "seconds": f"{sec:.4f}", "guidance_seconds": extra.get("gs", ""),
-                    "guidance_overlap": extra.get("go", "")}
+            return {
+                "dataset": case.dataset,
+                "dims": gt.ndim,
+                "case": case.case,
+                "method": m.name,
+                "click": k,
+                "click_type": ctype,
+                "click_point": cpoint,
+                "dice": f"{dice(mask, gt):.6f}",
+                "assd": f"{a:.6f}",
+                "hd95": f"{h:.6f}",
+                "seconds": f"{sec:.4f}",
+                "guidance_seconds": extra.get("gs", ""),
+                "guidance_overlap": extra.get("go", ""),
+            }
 
         rows.append(row(0, "stage1", "", mask, sec, gs=guid_s, go=guid_o))
         for k in range(1, clicks + 1):
             c = corrective_click(gt, mask, mode="deepest", spacing=case.spacing)
-            if c is None:            # perfect mask: nothing left to click
-                last = dict(rows[-1], click=k, click_type="none", click_point="",
-                            seconds="0.0000", guidance_seconds="", guidance_overlap="")
+            if c is None:  # perfect mask: nothing left to click
+                last = dict(
+                    rows[-1],
+                    click=k,
+                    click_type="none",
+                    click_point="",
+                    seconds="0.0000",
+                    guidance_seconds="",
+                    guidance_overlap="",
+                )
                 rows.append(last)
                 continue
             t0 = time.perf_counter()
@@ -128,6 +171,7 @@ def _worker_init(methods):
     _WORKER_METHODS = methods
     try:
         import torch
+
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
@@ -138,8 +182,15 @@ def _worker_run(args):
     return evaluate_case(case, _WORKER_METHODS, clicks=clicks, seed=seed)
 
 
-def run_protocol(cases: Iterable[Case], methods: Sequence, *, clicks: int = DEFAULT_CLICKS,
-                 seed: int = 0, progress: bool = True, jobs: int = 1) -> list[dict]:
+def run_protocol(
+    cases: Iterable[Case],
+    methods: Sequence,
+    *,
+    clicks: int = DEFAULT_CLICKS,
+    seed: int = 0,
+    progress: bool = True,
+    jobs: int = 1,
+) -> list[dict]:
     """Evaluate every method on every case with the robot user (see the module docstring).
 
     Parameters
@@ -182,8 +233,9 @@ def run_protocol(cases: Iterable[Case], methods: Sequence, *, clicks: int = DEFA
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                     initargs=(list(methods),)) as pool:
+            with ProcessPoolExecutor(
+                jobs, mp_context=ctx, initializer=_worker_init, initargs=(list(methods),)
+            ) as pool:
                 for part in pool.map(_worker_run, [(c, clicks, seed) for c in cases]):
                     rows.extend(part)
                     bar.update()

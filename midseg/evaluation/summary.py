@@ -2,6 +2,7 @@
 
 Rows are the dicts of `midseg.evaluation.read_csv` / `run_protocol` (keys `CSV_FIELDS`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -20,7 +21,8 @@ def _curves(rows: Sequence[dict]) -> dict:
     out: dict = {}
     for r in rows:
         out.setdefault((r["dataset"], int(r["dims"]), r["method"]), {}).setdefault(
-            r["case"], []).append(r)
+            r["case"], []
+        ).append(r)
     for group in out.values():
         for case in group:
             group[case].sort(key=lambda r: int(r["click"]))
@@ -44,8 +46,9 @@ def summarise(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS) -> list[dic
     1, 3, 5, K clicks, NoC@85/90, AUC, consistent improvement, harmful clicks (Dice down by
     more than 5 points, and by more than 2), times and guidance metrics (means, sds)."""
     out = []
-    for (ds, dims, method), cases in sorted(_curves(rows).items(),
-                                            key=lambda kv: (kv[0][1], kv[0][0])):
+    for (ds, dims, method), cases in sorted(
+        _curves(rows).items(), key=lambda kv: (kv[0][1], kv[0][0])
+    ):
         s: dict[str, Any] = {"dataset": ds, "dims": dims, "method": method, "n": len(cases)}
         for k in sorted({0, 1, 3, 5, clicks} | set(range(clicks + 1))):
             for key in ("dice", "assd", "hd95") if k in (0, 1, 3, 5, clicks) else ("dice",):
@@ -61,30 +64,47 @@ def summarise(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS) -> list[dic
         s["auc"] = float(np.mean([auc(d, clicks) for d in dl.values()]))
         up = made = 0
         for st in cases.values():
-            u, n = consistent_improvement([float(r["dice"]) for r in st],
-                                          [r["click_type"] in ("fg", "bg") for r in st[1:]])
+            u, n = consistent_improvement(
+                [float(r["dice"]) for r in st], [r["click_type"] in ("fg", "bg") for r in st[1:]]
+            )
             up, made = up + u, made + n
         s["consistent_improvement"] = up / made if made else float("nan")
         for key, fall in (("harmful_clicks", 0.05), ("harmful_clicks_2pt", 0.02)):
-            drops = sum(1 for st in cases.values() for a, b in zip(st, st[1:])
-                        if b["click_type"] in ("fg", "bg")
-                        and float(b["dice"]) < float(a["dice"]) - fall)
+            drops = sum(
+                1
+                for st in cases.values()
+                for a, b in zip(st, st[1:])
+                if b["click_type"] in ("fg", "bg") and float(b["dice"]) < float(a["dice"]) - fall
+            )
             s[key] = drops / made if made else float("nan")
         s["clicks_made"] = made
         s["sec_stage1"] = _mean_sd([float(st[0]["seconds"]) for st in cases.values()])[0]
-        s["sec_click"] = _mean_sd([float(r["seconds"]) for st in cases.values() for r in st[1:]
-                                   if r["click_type"] in ("fg", "bg")])[0]
-        s["guidance_seconds"] = _mean_sd([float(st[0]["guidance_seconds"] or "nan")
-                                          for st in cases.values()])[0]
-        s["guidance_overlap"] = _mean_sd([float(st[0]["guidance_overlap"] or "nan")
-                                          for st in cases.values()])[0]
+        s["sec_click"] = _mean_sd(
+            [
+                float(r["seconds"])
+                for st in cases.values()
+                for r in st[1:]
+                if r["click_type"] in ("fg", "bg")
+            ]
+        )[0]
+        s["guidance_seconds"] = _mean_sd(
+            [float(st[0]["guidance_seconds"] or "nan") for st in cases.values()]
+        )[0]
+        s["guidance_overlap"] = _mean_sd(
+            [float(st[0]["guidance_overlap"] or "nan") for st in cases.values()]
+        )[0]
         out.append(s)
     return out
 
 
-def paired_differences(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS,
-                       reference: str = "midseg", resamples: int = 2000,
-                       seed: int = 0) -> list[dict]:
+def paired_differences(
+    rows: Sequence[dict],
+    *,
+    clicks: int = DEFAULT_CLICKS,
+    reference: str = "midseg",
+    resamples: int = 2000,
+    seed: int = 0,
+) -> list[dict]:
     """Per-case Dice differences of `reference` against the other midseg variants and stage-1 models.
 
     Stage-1 models (extra models, ``midseg-*`` variants share midseg's stage 1 and are
@@ -99,23 +119,40 @@ def paired_differences(rows: Sequence[dict], *, clicks: int = DEFAULT_CLICKS,
     for (ds, dims, method), ref in sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if method != reference:
             continue
-        others = sorted(m for (d2, n2, m) in curves if (d2, n2) == (ds, dims)
-                        and m != reference and m not in _peer_names())
+        others = sorted(
+            m
+            for (d2, n2, m) in curves
+            if (d2, n2) == (ds, dims) and m != reference and m not in _peer_names()
+        )
         for other in others:
             theirs = curves[(ds, dims, other)]
             common = sorted(set(ref) & set(theirs))
             if not common:
                 continue
-            ks = (sorted({k for k in (1, 3, clicks) if k <= clicks})
-                  if other in MIDSEG_VARIANTS else [0])
+            ks = (
+                sorted({k for k in (1, 3, clicks) if k <= clicks})
+                if other in MIDSEG_VARIANTS
+                else [0]
+            )
             for k in ks:
-                diff = 100.0 * np.array([_at(ref[c], k, "dice") - _at(theirs[c], k, "dice")
-                                         for c in common])
+                diff = 100.0 * np.array(
+                    [_at(ref[c], k, "dice") - _at(theirs[c], k, "dice") for c in common]
+                )
                 rng = np.random.default_rng(seed)
                 boot = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(axis=1)
                 low, high = np.percentile(boot, [2.5, 97.5])
-                out.append({"dataset": ds, "dims": dims, "other": other, "click": k,
-                            "n": int(diff.size), "mean": float(diff.mean()),
-                            "low": float(low), "high": float(high),
-                            "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())})
+                out.append(
+                    {
+                        "dataset": ds,
+                        "dims": dims,
+                        "other": other,
+                        "click": k,
+                        "n": int(diff.size),
+                        "mean": float(diff.mean()),
+                        "low": float(low),
+                        "high": float(high),
+                        "better": int((diff > 0).sum()),
+                        "worse": int((diff < 0).sum()),
+                    }
+                )
     return out

@@ -19,6 +19,7 @@ co-registered channels of `read_image`.
 Tests that patch a module global (e.g. ``_CHUNK``) patch it in the module that
 uses it, not here.
 """
+
 from __future__ import annotations
 
 from .image import RGB_TO_GREY as RGB_TO_GREY
@@ -26,12 +27,33 @@ from .image import Image
 from .image import geometry_differences as geometry_differences
 from .read import MIN_OVERLAP, read_image, read_mask, resample_to
 from .write import STALE_TEMPORARY_AGE as STALE_TEMPORARY_AGE
-from .write import (MASK_SUFFIXES, SIDECAR_SUFFIX, WRITE_SUFFIXES, check_output_path,
-                    file_sha256, write_bytes_atomic, write_file_atomic, write_image,
-                    write_json_atomic, write_mask)
+from .write import (
+    MASK_SUFFIXES,
+    SIDECAR_SUFFIX,
+    WRITE_SUFFIXES,
+    check_output_path,
+    file_sha256,
+    write_bytes_atomic,
+    write_file_atomic,
+    write_image,
+    write_json_atomic,
+    write_mask,
+)
 
-__all__ = ["Image", "read_image", "read_mask", "write_image", "write_mask", "resample_to",
-           "check_output_path", "write_json_atomic", "write_bytes_atomic", "write_file_atomic",
-           "file_sha256", "SIDECAR_SUFFIX",
-           "MIN_OVERLAP",
-           "WRITE_SUFFIXES", "MASK_SUFFIXES"]
+__all__ = [
+    "Image",
+    "read_image",
+    "read_mask",
+    "write_image",
+    "write_mask",
+    "resample_to",
+    "check_output_path",
+    "write_json_atomic",
+    "write_bytes_atomic",
+    "write_file_atomic",
+    "file_sha256",
+    "SIDECAR_SUFFIX",
+    "MIN_OVERLAP",
+    "WRITE_SUFFIXES",
+    "MASK_SUFFIXES",
+]

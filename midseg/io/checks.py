@@ -4,6 +4,7 @@ Truncated or damaged compressed data (gzip, zlib), NIfTI/MetaImage data shorter 
 the header announces, NaN/inf NIfTI voxels and JPEG files without their end marker;
 `_verify_file` runs the checks that apply to a file (`read_image` calls it).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,18 @@ _GZIP_MAGIC = b"\x1f\x8b"
 #: NIfTI datatype code -> numpy dtype name, for the types that can hold NaN/inf
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}
 #: MetaImage element type -> bytes per component (the unambiguous ones)
-_MET_SIZES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4,
-              "MET_INT": 4, "MET_FLOAT": 4, "MET_DOUBLE": 8, "MET_LONG_LONG": 8,
-              "MET_ULONG_LONG": 8}
+_MET_SIZES = {
+    "MET_UCHAR": 1,
+    "MET_CHAR": 1,
+    "MET_USHORT": 2,
+    "MET_SHORT": 2,
+    "MET_UINT": 4,
+    "MET_INT": 4,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+}
 _REEXPORT = "copy or export it again"
 
 
@@ -60,11 +70,15 @@ def _gzip_chunks(fh, path: Path):
             try:
                 chunk = gz.read(_CHUNK)
             except EOFError:
-                raise _damaged(path, "the file is truncated (its compressed data ends before the "
-                                     "end-of-stream marker)") from None
+                raise _damaged(
+                    path,
+                    "the file is truncated (its compressed data ends before the "
+                    "end-of-stream marker)",
+                ) from None
             except (gzip.BadGzipFile, zlib.error) as exc:
-                raise _damaged(path, f"the file is corrupt (its compressed data fails the "
-                                     f"gzip check: {exc})") from None
+                raise _damaged(
+                    path, f"the file is corrupt (its compressed data fails the gzip check: {exc})"
+                ) from None
             if not chunk:
                 return
             yield chunk
@@ -84,8 +98,9 @@ def _zlib_chunks(fh, path: Path):
             try:
                 out = dec.decompress(data, _CHUNK)
             except zlib.error as exc:
-                raise _damaged(path, f"the file is corrupt (its compressed data fails the "
-                                     f"zlib check: {exc})") from None
+                raise _damaged(
+                    path, f"the file is corrupt (its compressed data fails the zlib check: {exc})"
+                ) from None
             if out:
                 yield out
             if dec.eof:
@@ -94,8 +109,9 @@ def _zlib_chunks(fh, path: Path):
             if not data and len(out) < _CHUNK:
                 break
     if not dec.eof:
-        raise _damaged(path, "the file is truncated (its compressed data ends before the "
-                             "end-of-stream marker)")
+        raise _damaged(
+            path, "the file is truncated (its compressed data ends before the end-of-stream marker)"
+        )
 
 
 def _nifti_layout(head: bytes):
@@ -124,11 +140,11 @@ def _nifti_layout(head: bytes):
     else:
         return None
     ndim = dim[0]
-    if not 1 <= ndim <= 7 or min(dim[1:ndim + 1]) < 1 or bitpix < 8 or bitpix % 8:
+    if not 1 <= ndim <= 7 or min(dim[1 : ndim + 1]) < 1 or bitpix < 8 or bitpix % 8:
         return None
     if not np.isfinite(offset) or offset < (size if single else 0):
         return None
-    nbytes = int(np.prod(np.asarray(dim[1:ndim + 1], dtype=np.int64))) * (bitpix // 8)
+    nbytes = int(np.prod(np.asarray(dim[1 : ndim + 1], dtype=np.int64))) * (bitpix // 8)
     floating = _NIFTI_FLOATS.get(datatype)
     if floating is not None and int(floating[1]) * 8 != bitpix:
         floating = None
@@ -156,12 +172,16 @@ def _scan(chunks, path: Path, start: int, nbytes: int, dtype, what: str) -> None
         carry = data[usable:]
     if pos < start + nbytes:
         have = max(pos - start, 0)
-        raise _damaged(path, f"the file is truncated: it holds {have} bytes of voxel data where "
-                             f"its {what} header announces {nbytes}")
+        raise _damaged(
+            path,
+            f"the file is truncated: it holds {have} bytes of voxel data where "
+            f"its {what} header announces {nbytes}",
+        )
     if bad:
         raise InvalidInputError(
             f"image {path} contains {bad} NaN or infinite pixel values; replace them "
-            f"(e.g. np.nan_to_num) before segmenting")
+            f"(e.g. np.nan_to_num) before segmenting"
+        )
 
 
 def _peek(chunks, size: int):
@@ -181,8 +201,10 @@ def _peek(chunks, size: int):
 def _nifti_pair(p: Path):
     """(header file, data file) of a NIfTI/Analyze pair given either of them, else None."""
     name = p.name.lower()
-    for hdr_suffix, data_suffixes in ((".hdr", (".img", ".img.gz")),
-                                      (".hdr.gz", (".img.gz", ".img"))):
+    for hdr_suffix, data_suffixes in (
+        (".hdr", (".img", ".img.gz")),
+        (".hdr.gz", (".img.gz", ".img")),
+    ):
         if name.endswith(hdr_suffix):
             stem = p.name[: -len(hdr_suffix)]
             for s in data_suffixes:
@@ -263,8 +285,11 @@ def _verify_mha(fh, path: Path) -> None:
     elif nbytes is not None:
         have = os.fstat(fh.fileno()).st_size - found[1]
         if have < nbytes:
-            raise _damaged(path, f"the file is truncated: it holds {have} bytes of voxel data "
-                                 f"where its MetaImage header announces {nbytes}")
+            raise _damaged(
+                path,
+                f"the file is truncated: it holds {have} bytes of voxel data "
+                f"where its MetaImage header announces {nbytes}",
+            )
         return
     else:
         return
@@ -279,8 +304,10 @@ def _verify_jpeg(p: Path) -> None:
         fh.seek(max(0, size - 4096))
         tail = fh.read().rstrip(b"\x00\r\n \t")
     if not tail.endswith(b"\xff\xd9"):
-        raise ImageReadError(f"cannot read {str(p)!r}: the JPEG file is truncated (it has no "
-                             "end-of-image marker); copy or export it again")
+        raise ImageReadError(
+            f"cannot read {str(p)!r}: the JPEG file is truncated (it has no "
+            "end-of-image marker); copy or export it again"
+        )
 
 
 def _verify_file(p: Path) -> None:
@@ -335,12 +362,14 @@ def _verify_file(p: Path) -> None:
             if dtype is None:  # no NaN possible: the length is enough
                 have = os.fstat(fh.fileno()).st_size - offset
                 if have < nbytes:
-                    raise _damaged(p, f"the file is truncated: it holds {max(have, 0)} bytes of "
-                                      f"voxel data where its NIfTI header announces {nbytes}")
+                    raise _damaged(
+                        p,
+                        f"the file is truncated: it holds {max(have, 0)} bytes of "
+                        f"voxel data where its NIfTI header announces {nbytes}",
+                    )
                 return
             _scan(_file_chunks(fh), p, offset, nbytes, dtype, "NIfTI")
         elif magic == b"NRRD":
             _verify_nrrd(fh, p)
         elif name.endswith(".mha"):
             _verify_mha(fh, p)
-

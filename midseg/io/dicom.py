@@ -1,5 +1,6 @@
 """DICOM specifics of reading: one series from a folder, its display window, and the
 guard that restores the process locale after GDCM (SimpleITK's DICOM library)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -46,12 +47,13 @@ def _read_dicom_series(p: Path):
     if len(series) > 1:
         raise ImageReadError(
             f"directory {str(p)!r} holds {len(series)} DICOM series ({', '.join(series)}); "
-            f"put each series in its own directory")
+            f"put each series in its own directory"
+        )
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), series[0]))
     reader.MetaDataDictionaryArrayUpdateOn()
-    with _keep_locale():         # GDCM may set the C locale for the whole process
+    with _keep_locale():  # GDCM may set the C locale for the whole process
         img = reader.Execute()
-    for tag in ("0028|1050", "0028|1051"):      # window centre / width of slice 0
+    for tag in ("0028|1050", "0028|1051"):  # window centre / width of slice 0
         if reader.HasMetaDataKey(0, tag):
             img.SetMetaData(tag, reader.GetMetaData(0, tag))
     return img

@@ -4,6 +4,7 @@ Arrays are in SimpleITK array order ((y, x) / (z, y, x), channel axis first for
 multi-channel images) and so are spacing, origin and direction: the (x, y, z)
 order of SimpleITK is converted here (`_from_sitk`, `_to_sitk`), once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ def _as_tuple(values, ndim: int, name: str, default: float) -> tuple[float, ...]
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.shape != (ndim,) or not np.all(np.isfinite(arr)):
         raise InvalidInputError(
-            f"{name} must be {ndim} finite values in array axis order, got {tuple(np.ravel(values))}")
+            f"{name} must be {ndim} finite values in array axis order, got {tuple(np.ravel(values))}"
+        )
     return tuple(float(v) for v in arr)
 
 
@@ -38,7 +40,8 @@ def _as_direction(direction, ndim: int) -> tuple[tuple[float, ...], ...]:
     mat = np.asarray(direction, dtype=np.float64)
     if mat.size != ndim * ndim:
         raise InvalidInputError(
-            f"direction must be a {ndim}x{ndim} matrix (array axis order), got {mat.size} values")
+            f"direction must be a {ndim}x{ndim} matrix (array axis order), got {mat.size} values"
+        )
     mat = mat.reshape(ndim, ndim)
     if not np.allclose(mat.T @ mat, np.eye(ndim), atol=1e-4):
         raise InvalidInputError(f"direction must be orthonormal, got {mat.tolist()}")
@@ -99,10 +102,17 @@ class Image:
     window: tuple[float, float] | None = field(default=None)
 
     if TYPE_CHECKING:  # the generated __init__, with the argument types it accepts
-        def __init__(self, array: npt.ArrayLike, spacing: SpacingLike | None = None,
-                     origin: npt.ArrayLike | None = None, direction: npt.ArrayLike | None = None,
-                     multichannel: bool | None = None, path: str | None = None,
-                     window: tuple[float, float] | None = None) -> None: ...
+
+        def __init__(
+            self,
+            array: npt.ArrayLike,
+            spacing: SpacingLike | None = None,
+            origin: npt.ArrayLike | None = None,
+            direction: npt.ArrayLike | None = None,
+            multichannel: bool | None = None,
+            path: str | None = None,
+            window: tuple[float, float] | None = None,
+        ) -> None: ...
 
     def __post_init__(self):
         arr = np.asarray(self.array)
@@ -118,8 +128,12 @@ class Image:
             what = "multi-channel " if multichannel else ""
             raise InvalidInputError(
                 f"{what}image must have 2 or 3 spatial dimensions, got array shape {arr.shape}"
-                + ("" if multichannel else
-                   " (pass multichannel=True if the first axis holds channels; 4D/time series are not supported)"))
+                + (
+                    ""
+                    if multichannel
+                    else " (pass multichannel=True if the first axis holds channels; 4D/time series are not supported)"
+                )
+            )
         if multichannel and arr.shape[0] < 1:
             raise InvalidInputError(f"multi-channel image has no channels: shape {arr.shape}")
         if min(arr.shape) < 1:
@@ -129,7 +143,8 @@ class Image:
             if bad:
                 raise InvalidInputError(
                     f"image{' ' + self.path if self.path else ''} contains {bad} NaN or infinite "
-                    f"pixel values; replace them (e.g. np.nan_to_num) before segmenting")
+                    f"pixel values; replace them (e.g. np.nan_to_num) before segmenting"
+                )
         spacing = tuple(float(s) for s in as_spacing(self.spacing, spatial))
         object.__setattr__(self, "array", arr)
         object.__setattr__(self, "multichannel", bool(multichannel))
@@ -181,7 +196,8 @@ class Image:
         idx = np.atleast_2d(idx)
         if idx.shape[1] != self.ndim:
             raise InvalidInputError(
-                f"indices must have {self.ndim} coordinates, got shape {idx.shape}")
+                f"indices must have {self.ndim} coordinates, got shape {idx.shape}"
+            )
         mat = np.asarray(self.direction) * np.asarray(self.spacing)[None, :]
         phys = idx @ mat.T + np.asarray(self.origin)
         return phys[0] if single else phys
@@ -193,7 +209,8 @@ class Image:
         pts = np.atleast_2d(pts)
         if pts.shape[1] != self.ndim:
             raise InvalidInputError(
-                f"points must have {self.ndim} coordinates, got shape {pts.shape}")
+                f"points must have {self.ndim} coordinates, got shape {pts.shape}"
+            )
         mat = np.asarray(self.direction) * np.asarray(self.spacing)[None, :]
         idx = np.linalg.solve(mat, (pts - np.asarray(self.origin)).T).T
         return idx[0] if single else idx
@@ -213,16 +230,19 @@ class Image:
 
     def with_array(self, array: np.ndarray, *, multichannel: bool | None = None) -> "Image":
         """A new Image with the same geometry and a different array."""
-        return Image(array, spacing=self.spacing, origin=self.origin,
-                     direction=self.direction,
-                     multichannel=self.multichannel if multichannel is None else multichannel)
+        return Image(
+            array,
+            spacing=self.spacing,
+            origin=self.origin,
+            direction=self.direction,
+            multichannel=self.multichannel if multichannel is None else multichannel,
+        )
 
     def __repr__(self) -> str:
         chans = f", channels={self.channels}" if self.multichannel else ""
         where = f", path={self.path!r}" if self.path else ""
         sp = ", ".join(f"{s:g}" for s in self.spacing)
-        return (f"Image(shape={self.shape}{chans}, spacing=({sp}), "
-                f"dtype={self.array.dtype}{where})")
+        return f"Image(shape={self.shape}{chans}, spacing=({sp}), dtype={self.array.dtype}{where})"
 
 
 def geometry_differences(a: dict, b: dict, *, atol: float = 1e-5) -> list[str]:
@@ -242,6 +262,7 @@ def geometry_differences(a: dict, b: dict, *, atol: float = 1e-5) -> list[str]:
 # SimpleITK conversion
 # ---------------------------------------------------------------------------
 
+
 def _from_sitk(img, path: str | None = None) -> Image:
     import SimpleITK as sitk
 
@@ -249,7 +270,8 @@ def _from_sitk(img, path: str | None = None) -> Image:
     if dim == 4:
         raise ImageReadError(
             f"{path or 'image'} is 4D (size {img.GetSize()}); midseg segments 2D images and 3D "
-            f"volumes: extract one 3D volume first")
+            f"volumes: extract one 3D volume first"
+        )
     if dim not in (2, 3):
         raise ImageReadError(f"{path or 'image'} has {dim} dimensions; expected 2 or 3")
     arr = sitk.GetArrayFromImage(img)
@@ -261,8 +283,15 @@ def _from_sitk(img, path: str | None = None) -> Image:
     spacing = tuple(img.GetSpacing())[::-1]
     origin = tuple(img.GetOrigin())[::-1]
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[::-1, ::-1]
-    return Image(arr, spacing=spacing, origin=origin, direction=direction,
-                 multichannel=multichannel, path=path, window=_dicom_window(img))
+    return Image(
+        arr,
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+        multichannel=multichannel,
+        path=path,
+        window=_dicom_window(img),
+    )
 
 
 def _to_sitk(array: np.ndarray, like: Image, *, multichannel: bool = False):
@@ -280,5 +309,6 @@ def _to_grey(image: Image) -> Image:
     """Convert a 2D RGB(A) picture to grey with `RGB_TO_GREY` weights (alpha dropped)."""
     rgb = image.array[:3].astype(np.float64)
     grey = np.tensordot(np.asarray(RGB_TO_GREY), rgb, axes=1).astype(np.float32)
-    return Image(grey, spacing=image.spacing, origin=image.origin,
-                 direction=image.direction, path=image.path)
+    return Image(
+        grey, spacing=image.spacing, origin=image.origin, direction=image.direction, path=image.path
+    )

@@ -2,6 +2,7 @@
 `read_mask` and `resample_to`. Everything goes through SimpleITK; nothing resamples but
 the co-registration of further channels onto the first image's grid.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ _PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 def _as_input_path(path) -> Path:
     """`path` as a Path, refusing what cannot name a file (a number, None, an empty name)."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise InvalidInputError(f"an image path must be a str or os.PathLike, got "
-                                f"{type(path).__name__} {path!r}"[:200])
+        raise InvalidInputError(
+            f"an image path must be a str or os.PathLike, got {type(path).__name__} {path!r}"[:200]
+        )
     if not os.fspath(path):
         raise InvalidInputError("the image path is empty")
     return Path(path)
@@ -44,8 +46,8 @@ def _png_chunks(data: bytes):
     chunks = []
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunks.append((kind, data[pos + 8:pos + 8 + length]))
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
         pos += 12 + length
         if kind == b"IEND":
             break
@@ -56,8 +58,12 @@ def _is_grey_alpha_png(p: Path) -> bool:
     """Whether `p` is a PNG of colour type 4 (grey + alpha), from its IHDR chunk."""
     with open(p, "rb") as fh:
         head = fh.read(33)
-    return (head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) >= 26
-            and head[25] == 4)
+    return (
+        head.startswith(_PNG_SIGNATURE)
+        and head[12:16] == b"IHDR"
+        and len(head) >= 26
+        and head[25] == 4
+    )
 
 
 def _read_grey_alpha_png(p: Path):
@@ -83,12 +89,17 @@ def _read_grey_alpha_png(p: Path):
     ihdr = struct.pack(">IIBBBBB", width, height, new_depth, new_type, comp, filt, interlace)
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     out = [_PNG_SIGNATURE, chunk(b"IHDR", ihdr)]
-    out += [chunk(kind, payload) for kind, payload in chunks[1:]
-            if kind in (b"pHYs", b"sCAL", b"IDAT")]
+    out += [
+        chunk(kind, payload) for kind, payload in chunks[1:] if kind in (b"pHYs", b"sCAL", b"IDAT")
+    ]
     out.append(chunk(b"IEND", b""))
     with tempfile.TemporaryDirectory(prefix="midseg-png-") as tmp:
         copy = Path(tmp) / "grey.png"
@@ -100,7 +111,7 @@ def _read_grey_alpha_png(p: Path):
             raise ImageReadError(f"cannot read {str(p)!r} as an image: {detail}") from None
     arr = sitk.GetArrayFromImage(relabelled)
     if depth == 8:
-        grey = (arr.astype(np.uint16) >> 8).astype(np.uint8)   # grey byte, then alpha byte
+        grey = (arr.astype(np.uint16) >> 8).astype(np.uint8)  # grey byte, then alpha byte
     else:
         grey = (arr[..., 0].astype(np.uint16) << 8) | arr[..., 1]  # grey hi, grey lo, alpha
     img = sitk.GetImageFromArray(np.ascontiguousarray(grey))
@@ -126,15 +137,21 @@ def _read_sitk(p: Path):
         if p.suffix.lower() == ".png" and _is_grey_alpha_png(p):
             return _read_grey_alpha_png(p)
         img = sitk.ReadImage(str(p))
-        if img.HasMetaDataKey("0008|0016") and \
-                img.GetMetaData("0008|0016").strip("\x00 ") == "1.2.840.10008.5.1.4.1.1.66.4":
-            raise InvalidInputError(f"{str(p)!r} is a DICOM Segmentation (SEG), not an image: "
-                                    "read it with midseg.dicomseg.read_dicom_seg(path, "
-                                    "source_dir=its series folder)")
+        if (
+            img.HasMetaDataKey("0008|0016")
+            and img.GetMetaData("0008|0016").strip("\x00 ") == "1.2.840.10008.5.1.4.1.1.66.4"
+        ):
+            raise InvalidInputError(
+                f"{str(p)!r} is a DICOM Segmentation (SEG), not an image: "
+                "read it with midseg.dicomseg.read_dicom_seg(path, "
+                "source_dir=its series folder)"
+            )
         return img
     except RuntimeError as exc:  # SimpleITK reports every read failure as RuntimeError
         first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "")
+        detail = next(
+            (ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else ""
+        )
         raise ImageReadError(f"cannot read {str(p)!r} as an image: {detail.strip()}") from None
 
 
@@ -154,19 +171,25 @@ def _resample_onto(moving, reference, path: str):
     if moving.GetDimension() != reference.GetDimension():
         raise GeometryMismatchError(
             f"{path} is {moving.GetDimension()}D, the first image "
-            f"{reference.GetDimension()}D: they cannot be co-registered channels")
+            f"{reference.GetDimension()}D: they cannot be co-registered channels"
+        )
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    cover = sitk.GetArrayFromImage(sitk.Resample(
-        ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    cover = sitk.GetArrayFromImage(
+        sitk.Resample(
+            ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+        )
+    )
     fraction = float(np.mean(cover))
     if fraction < MIN_OVERLAP:
         raise GeometryMismatchError(
             f"{path} covers {100 * fraction:.0f} % of the first image's voxels in physical "
             f"space (at least {100 * MIN_OVERLAP:.0f} % needed): the two images do not "
-            "overlap enough; are they of the same patient and session, in the same frame?")
-    return sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
-                         sitk.sitkFloat32)
+            "overlap enough; are they of the same patient and session, in the same frame?"
+        )
+    return sitk.Resample(
+        moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
 
 
 def resample_to(moving: Image, reference: Image) -> Image:
@@ -197,13 +220,22 @@ def resample_to(moving: Image, reference: Image) -> Image:
     import SimpleITK as sitk
 
     if moving.multichannel:
-        raise InvalidInputError(f"the co-registered image has {moving.channels} channels; "
-                                "expected one")
+        raise InvalidInputError(
+            f"the co-registered image has {moving.channels} channels; expected one"
+        )
     ref = _to_sitk(np.zeros(reference.shape, np.uint8), reference)
-    res = _resample_onto(_to_sitk(np.asarray(moving.array, np.float32), moving), ref,
-                         "the co-registered image" if moving.path is None else repr(moving.path))
-    return Image(sitk.GetArrayFromImage(res), spacing=reference.spacing,
-                 origin=reference.origin, direction=reference.direction, path=moving.path)
+    res = _resample_onto(
+        _to_sitk(np.asarray(moving.array, np.float32), moving),
+        ref,
+        "the co-registered image" if moving.path is None else repr(moving.path),
+    )
+    return Image(
+        sitk.GetArrayFromImage(res),
+        spacing=reference.spacing,
+        origin=reference.origin,
+        direction=reference.direction,
+        path=moving.path,
+    )
 
 
 def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Image:
@@ -261,19 +293,29 @@ def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Im
         image = _to_grey(image)
     if not co_registered:
         return image
-    channels = list(image.array.astype(np.float32)) if image.multichannel else \
-        [image.array.astype(np.float32)]
+    channels = (
+        list(image.array.astype(np.float32))
+        if image.multichannel
+        else [image.array.astype(np.float32)]
+    )
     for other in co_registered:
         q = _as_input_path(other)
         moving = _read_sitk(q)
         if moving.GetNumberOfComponentsPerPixel() > 1:
             raise InvalidInputError(
                 f"co-registered image {str(q)!r} has {moving.GetNumberOfComponentsPerPixel()} "
-                "components; expected one")
+                "components; expected one"
+            )
         res = _resample_onto(moving, img, repr(str(q)))
         channels.append(sitk.GetArrayFromImage(res).astype(np.float32))
-    return Image(np.stack(channels), spacing=image.spacing, origin=image.origin,
-                 direction=image.direction, multichannel=True, path=image.path)
+    return Image(
+        np.stack(channels),
+        spacing=image.spacing,
+        origin=image.origin,
+        direction=image.direction,
+        multichannel=True,
+        path=image.path,
+    )
 
 
 def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarray:
@@ -284,10 +326,13 @@ def read_mask(path: str | os.PathLike, *, like: Image | None = None) -> np.ndarr
     """
     mask_img = read_image(path)
     if mask_img.multichannel:
-        raise InvalidInputError(f"mask {str(path)!r} has {mask_img.channels} channels; expected one")
+        raise InvalidInputError(
+            f"mask {str(path)!r} has {mask_img.channels} channels; expected one"
+        )
     if like is not None:
         diffs = like.same_geometry(mask_img)
         if diffs:
             raise GeometryMismatchError(
-                f"mask {str(path)!r} does not match the image geometry: " + "; ".join(diffs))
+                f"mask {str(path)!r} does not match the image geometry: " + "; ".join(diffs)
+            )
     return (mask_img.array != 0).astype(np.uint8)

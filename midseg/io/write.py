@@ -2,6 +2,7 @@
 check, and atomic file writes (temporary beside the output, fsync, rename) that other
 modules use for their own files too.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,24 @@ from .image import Image, _to_sitk
 #: Sidecar of segment names and colours beside a label map (`midseg.labelmap`); writing
 #: another image or mask to that path removes it.
 SIDECAR_SUFFIX = ".segments.json"
-WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".png", ".tif",
-                  ".tiff", ".bmp", ".jpg", ".jpeg", ".vtk", ".gipl", ".gipl.gz")
+WRITE_SUFFIXES = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".hdr",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".jpg",
+    ".jpeg",
+    ".vtk",
+    ".gipl",
+    ".gipl.gz",
+)
 #: Endings only masks are written to: ``.dcm`` is a DICOM Segmentation (`midseg.dicomseg`)
 #: of the series the image was read from (images are not written as DICOM).
 MASK_SUFFIXES = (".dcm",)
@@ -54,13 +71,15 @@ def _folder_problem(p: Path) -> tuple[int, str] | None:
         return errno.ENOTDIR, f"cannot write {str(p)!r}: {str(ancestor)!r} is a file, not a folder"
     if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
         made = "create files" if ancestor == p.parent else "create folders"
-        return errno.EACCES, (f"cannot write {str(p)!r}: no permission to {made} in "
-                              f"{str(ancestor)!r}")
+        return errno.EACCES, (
+            f"cannot write {str(p)!r}: no permission to {made} in {str(ancestor)!r}"
+        )
     return None
 
 
-def check_output_path(path: str | os.PathLike, ndim: int | None = None, *,
-                      mask: bool = False) -> Path:
+def check_output_path(
+    path: str | os.PathLike, ndim: int | None = None, *, mask: bool = False
+) -> Path:
     """Check, before any work, that `write_image`/`write_mask` can write an image to `path`.
 
     Creates nothing. Meant for callers (command line, batch runs) that compute
@@ -101,18 +120,24 @@ def check_output_path(path: str | os.PathLike, ndim: int | None = None, *,
         return p
     if suffix is None:
         ext = "".join(p.suffixes[-2:]) if p.suffix.lower() == ".gz" else p.suffix
-        what = (f"file extension {ext!r} is not a format midseg writes" if ext
-                else "the name has no file extension")
+        what = (
+            f"file extension {ext!r} is not a format midseg writes"
+            if ext
+            else "the name has no file extension"
+        )
         raise InvalidInputError(
-            f"cannot write {str(p)!r}: {what}; use one of " + ", ".join(WRITE_SUFFIXES))
+            f"cannot write {str(p)!r}: {what}; use one of " + ", ".join(WRITE_SUFFIXES)
+        )
     if suffix in (".nii", ".nii.gz") and not p.name.endswith(suffix):
         raise InvalidInputError(
             f"cannot write {str(p)!r}: write the ending in lower case ({suffix}); ITK's NIfTI "
-            "writer does not recognise it otherwise")
+            "writer does not recognise it otherwise"
+        )
     if ndim == 3 and suffix in _FLAT_SUFFIXES:
         raise InvalidInputError(
             f"cannot write {str(p)!r}: a {suffix} picture holds one 2D slice and this is a 3D "
-            f"volume; write .nii.gz, .nrrd or .mha instead")
+            f"volume; write .nii.gz, .nrrd or .mha instead"
+        )
     problem = _folder_problem(p)
     if problem:
         raise ImageReadError(problem[1])
@@ -189,8 +214,11 @@ def _prepare_folder(path: Path, error) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise error(exc.errno, f"cannot write {str(path)!r}: cannot create its folder "
-                               f"{str(path.parent)!r} ({exc.strerror or exc})") from None
+        raise error(
+            exc.errno,
+            f"cannot write {str(path)!r}: cannot create its folder "
+            f"{str(path.parent)!r} ({exc.strerror or exc})",
+        ) from None
     _sweep_stale_temporaries(path.parent)
 
 
@@ -298,8 +326,11 @@ def _geometry_lost(written: Path, like: Image) -> list[str]:
         "direction": np.asarray(reader.GetDirection(), float).reshape(dim, dim)[::-1, ::-1],
     }
     want = {k: np.asarray(getattr(like, k), float) for k in got}
-    tolerance = {"spacing": (1e-4, 1e-6), "origin": (1e-6, 1e-3),  # (rtol, atol)
-                 "direction": (0.0, 1e-3)}
+    tolerance = {
+        "spacing": (1e-4, 1e-6),
+        "origin": (1e-6, 1e-3),  # (rtol, atol)
+        "direction": (0.0, 1e-3),
+    }
     lost = []
     for key, value in got.items():
         rtol, atol = tolerance[key]
@@ -346,8 +377,9 @@ def _atomic_write(sitk_img, path: Path, like: Image, compress: bool = True) -> N
         if isinstance(exc, ImageReadError):
             raise
         where = str(path.parent) if tmp is None or not tmp.exists() else str(path)
-        raise ImageReadError(f"cannot write {str(path)!r}: cannot create files in "
-                             f"{where!r} ({exc.strerror or exc})") from None
+        raise ImageReadError(
+            f"cannot write {str(path)!r}: cannot create files in {where!r} ({exc.strerror or exc})"
+        ) from None
     finally:
         if tmp is not None and os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -355,7 +387,9 @@ def _atomic_write(sitk_img, path: Path, like: Image, compress: bool = True) -> N
         warnings.warn(
             f"{str(path)!r}: the {_write_suffix(path)} format does not hold this image's "
             f"geometry: {'; '.join(lost)} (array order); write .nii.gz, .nrrd or .mha to keep it",
-            GeometryLossWarning, stacklevel=3)
+            GeometryLossWarning,
+            stacklevel=3,
+        )
 
 
 def write_image(path: str | os.PathLike, image: Image) -> None:
@@ -434,22 +468,24 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
         raise InvalidInputError(f"mask must be numeric or boolean, got dtype {m.dtype}")
     if m.shape != like.shape:
         raise InvalidInputError(
-            f"mask and image must have the same spatial shape, got {m.shape} and {like.shape}")
+            f"mask and image must have the same spatial shape, got {m.shape} and {like.shape}"
+        )
     if m.dtype.kind == "f":
         bad = m.size - int(np.count_nonzero(np.isfinite(m)))
         if bad:
             raise InvalidInputError(
                 f"mask contains {bad} NaN or infinite values; a mask is 0 (background) or "
-                f"nonzero (foreground): threshold or np.nan_to_num it first")
+                f"nonzero (foreground): threshold or np.nan_to_num it first"
+            )
     p = check_output_path(path, m.ndim, mask=True)
     suffix = _write_suffix(p) or p.suffix.lower()
     out = (m != 0).astype(np.uint8)
-    if p.name.lower().endswith(".seg.nrrd"):      # 3D Slicer's segmentation file
+    if p.name.lower().endswith(".seg.nrrd"):  # 3D Slicer's segmentation file
         from ..labelmap import Segment, write_labelmap
 
         write_labelmap(p, out, like=like, segments=[Segment(1, "Segment_1")])
         return
-    if suffix == ".dcm":                          # DICOM-SEG referencing the source series
+    if suffix == ".dcm":  # DICOM-SEG referencing the source series
         from ..dicomseg import write_dicom_seg
         from ..labelmap import Segment
 
@@ -457,14 +493,19 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, like: Image) -> Non
             raise InvalidInputError(
                 f"cannot write {str(p)!r}: a .dcm mask is a DICOM Segmentation of the DICOM "
                 "series it was made on, and this image was not read from a DICOM series "
-                "folder; write .nii.gz, .nrrd or .seg.nrrd")
-        write_dicom_seg(p, out, source_dir=like.path, segments=[Segment(1, "Segment_1")],
-                        spacing=like.spacing)
+                "folder; write .nii.gz, .nrrd or .seg.nrrd"
+            )
+        write_dicom_seg(
+            p, out, source_dir=like.path, segments=[Segment(1, "Segment_1")], spacing=like.spacing
+        )
         return
     if suffix in _FLAT_SUFFIXES:
         out = out * 255
     if suffix in (".jpg", ".jpeg"):
-        warnings.warn(f"{str(p)!r}: JPEG is lossy, so the mask's edges do not read back "
-                      f"exactly (stray foreground pixels); write .png instead",
-                      MidsegWarning, stacklevel=2)
+        warnings.warn(
+            f"{str(p)!r}: JPEG is lossy, so the mask's edges do not read back "
+            f"exactly (stray foreground pixels); write .png instead",
+            MidsegWarning,
+            stacklevel=2,
+        )
     _atomic_write(_to_sitk(out, like), p, like)

@@ -20,17 +20,41 @@ Modules, by responsibility:
 
 `midseg.train` re-exports all of it for older imports and ``python -m midseg.train``.
 """
+
 from __future__ import annotations
 
 from .card import LICENCE_BRATS
 from .cli import add_arguments, config_from_args, main, run
-from .config import (AUGMENT_BACKENDS, GRIDS, TrainConfig, TrainItem, TrainResult,
-                     default_batch_size, lr_at)
+from .config import (
+    AUGMENT_BACKENDS,
+    GRIDS,
+    TrainConfig,
+    TrainItem,
+    TrainResult,
+    default_batch_size,
+    lr_at,
+)
 from .loop import TrainState, train
 from .samples import load_brats_items, make_sample
 from .synthetic import synthetic_item, synthetic_items
 
-__all__ = ["TrainConfig", "TrainItem", "TrainResult", "TrainState", "train", "make_sample",
-           "load_brats_items", "synthetic_item", "synthetic_items", "lr_at", "add_arguments",
-           "run", "main", "config_from_args", "default_batch_size", "LICENCE_BRATS", "GRIDS",
-           "AUGMENT_BACKENDS"]
+__all__ = [
+    "TrainConfig",
+    "TrainItem",
+    "TrainResult",
+    "TrainState",
+    "train",
+    "make_sample",
+    "load_brats_items",
+    "synthetic_item",
+    "synthetic_items",
+    "lr_at",
+    "add_arguments",
+    "run",
+    "main",
+    "config_from_args",
+    "default_batch_size",
+    "LICENCE_BRATS",
+    "GRIDS",
+    "AUGMENT_BACKENDS",
+]

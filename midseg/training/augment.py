@@ -4,6 +4,7 @@ Two backends with the same transforms and ranges (not the same samples): TorchIO
 (`_augment_region`, the default) and PyTorch alone (`_augment_region_torch`) for
 machines without TorchIO and SimpleITK. Both are seeded from the sample's generator.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ AUG_SCALES = (0.85, 1.15)
 AUG_INTENSITY_P = 0.25
 
 
-def _augment_region(image: np.ndarray, mask: np.ndarray, spacing, rng: np.random.Generator,
-                    channel_first: bool) -> tuple[np.ndarray, np.ndarray]:
+def _augment_region(
+    image: np.ndarray, mask: np.ndarray, spacing, rng: np.random.Generator, channel_first: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Random affine, bias field and blur of a region with TorchIO, seeded from `rng`.
 
     `image` is (*S) or (C, *S) float32, `mask` (*S) bool, `spacing` in array order (mm)
@@ -34,25 +36,35 @@ def _augment_region(image: np.ndarray, mask: np.ndarray, spacing, rng: np.random
     ndim = mask.ndim
     img = image if channel_first else image[None]
     msk = mask[None]
-    if ndim == 2:      # TorchIO works on (C, W, H, D): a 2D image is one slice thick
+    if ndim == 2:  # TorchIO works on (C, W, H, D): a 2D image is one slice thick
         img, msk = img[..., None], msk[..., None]
     sp = tuple(float(s) for s in (spacing or (1.0,) * ndim)) + ((1.0,) if ndim == 2 else ())
     affine = np.diag(sp + (1.0,))
     scales = (AUG_SCALES * 2 + (1.0, 1.0)) if ndim == 2 else AUG_SCALES
     lo = float(img.min())
     subject = tio.Subject(
-        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(img - lo)),
-                              affine=affine),
-        mask=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(msk.astype(np.uint8))),
-                          affine=affine))
-    transform = tio.Compose([
-        tio.RandomAffine(scales=scales, degrees=AUG_DEGREES[ndim], isotropic=False,
-                         default_pad_value="minimum", image_interpolation="linear"),
-        tio.RandomBiasField(coefficients=0.3, order=3, p=AUG_INTENSITY_P),
-        tio.RandomBlur(std=(0.0, 1.0), p=AUG_INTENSITY_P),
-    ])
+        image=tio.ScalarImage(
+            tensor=torch.from_numpy(np.ascontiguousarray(img - lo)), affine=affine
+        ),
+        mask=tio.LabelMap(
+            tensor=torch.from_numpy(np.ascontiguousarray(msk.astype(np.uint8))), affine=affine
+        ),
+    )
+    transform = tio.Compose(
+        [
+            tio.RandomAffine(
+                scales=scales,
+                degrees=AUG_DEGREES[ndim],
+                isotropic=False,
+                default_pad_value="minimum",
+                image_interpolation="linear",
+            ),
+            tio.RandomBiasField(coefficients=0.3, order=3, p=AUG_INTENSITY_P),
+            tio.RandomBlur(std=(0.0, 1.0), p=AUG_INTENSITY_P),
+        ]
+    )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2 ** 31)))
+        torch.manual_seed(int(rng.integers(2**31)))
         out = transform(subject)
     # a Subject maps names to objects (to type checkers): these two are the images above
     img_a = cast(tio.Image, out["image"]).data.numpy() + lo
@@ -79,9 +91,9 @@ def _rotation(ndim: int, degrees: Sequence[float]) -> np.ndarray:
     return r
 
 
-def _augment_region_torch(image: np.ndarray, mask: np.ndarray, spacing,
-                          rng: np.random.Generator, channel_first: bool
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def _augment_region_torch(
+    image: np.ndarray, mask: np.ndarray, spacing, rng: np.random.Generator, channel_first: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """`_augment_region` on PyTorch alone (``augment_backend="torch"``), seeded from `rng`.
 
     The same transforms and ranges as the TorchIO backend: a random affine in
@@ -113,28 +125,32 @@ def _augment_region_torch(image: np.ndarray, mask: np.ndarray, spacing,
     o = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
     i = o @ torch.from_numpy(m.T) + torch.from_numpy(c)
     norm = 2 * i / torch.from_numpy(np.maximum(np.asarray(shape, dtype=np.float64) - 1, 1)) - 1
-    grid = norm.flip(-1)[None].float()          # grid_sample wants (x, y[, z]) = reversed axes
+    grid = norm.flip(-1)[None].float()  # grid_sample wants (x, y[, z]) = reversed axes
     lo = float(img.min())
     t = torch.from_numpy(img - lo)[None]
     out = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    msk = F.grid_sample(torch.from_numpy(mask.astype(np.float32))[None, None], grid,
-                        mode="nearest", padding_mode="zeros", align_corners=True)
+    msk = F.grid_sample(
+        torch.from_numpy(mask.astype(np.float32))[None, None],
+        grid,
+        mode="nearest",
+        padding_mode="zeros",
+        align_corners=True,
+    )
     img_a = out[0].numpy()
     msk_a = msk[0, 0].numpy() >= 0.5
-    if rng.random() < AUG_INTENSITY_P:          # bias field, order 3
+    if rng.random() < AUG_INTENSITY_P:  # bias field, order 3
         coords = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
         field = np.zeros(shape)
         for powers in itertools.product(range(4), repeat=ndim):
             if sum(powers) <= 3:
                 term: float | np.ndarray = rng.uniform(-0.3, 0.3)
                 for x, pw in zip(coords, powers):
-                    term = term * x ** pw
+                    term = term * x**pw
                 field += term
         img_a = img_a * np.exp(field).astype(np.float32)
-    if rng.random() < AUG_INTENSITY_P:          # blur, sigma in mm
+    if rng.random() < AUG_INTENSITY_P:  # blur, sigma in mm
         sigma = rng.uniform(0.0, 1.0, size=ndim) / sp
         img_a = np.stack([ndimage.gaussian_filter(ch, sigma) for ch in img_a])
     img_a = img_a + lo
     img_a = img_a if channel_first else img_a[0]
     return img_a.astype(np.float32, copy=False), msk_a
-

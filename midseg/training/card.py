@@ -4,6 +4,7 @@ Architecture, grid, cue and input normalisation (what inference needs), the
 training run (data, schedule, augmentation, history, hardware), the validation
 Dice and the licence of the weights.
 """
+
 from __future__ import annotations
 
 import platform
@@ -22,7 +23,8 @@ LICENCE_BRATS = (
     "Weights derived from BraTS 2013 training images (Menze et al., IEEE TMI 2015) as "
     "redistributed with DeepMedic, licensed CC BY-NC-SA 3.0 CH: the weights are a derived "
     "work; use them for non-commercial purposes, with attribution, and share derivatives "
-    "under the same licence.")
+    "under the same licence."
+)
 
 
 def _hardware(device: str, threads: int) -> str:
@@ -50,9 +52,24 @@ def _resolved_margin(margin):
     return list(margin) if isinstance(margin, (tuple, list)) else int(margin)
 
 
-def _make_card(name, cfg: TrainConfig, net, image_channels, in_channels, state: TrainState,
-               total, per_epoch, n, val_items, last_val, device, threads, stopped_early, extra,
-               init_info=None) -> dict:
+def _make_card(
+    name,
+    cfg: TrainConfig,
+    net,
+    image_channels,
+    in_channels,
+    state: TrainState,
+    total,
+    per_epoch,
+    n,
+    val_items,
+    last_val,
+    device,
+    threads,
+    stopped_early,
+    extra,
+    init_info=None,
+) -> dict:
     """The card of a run that stopped at ``state.iteration`` (`extra` merged in)."""
     assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
     card: dict[str, Any] = {
@@ -69,12 +86,18 @@ def _make_card(name, cfg: TrainConfig, net, image_channels, in_channels, state: 
         "in_channels": in_channels,
         "base": net.base,
         "margin": _resolved_margin(cfg.margin),
-        "normalisation": ("input: crop of the relaxed box resized (linear) to the grid, "
-                          "z-scored per channel; network: affine instance normalisation"),
-        "output": ("2 logits, foreground = softmax channel 1" if net.out_channels == 2
-                   else "1 logit, foreground = sigmoid"),
-        "training": _training_section(cfg, state, total, per_epoch, n, device, threads,
-                                      stopped_early, init_info),
+        "normalisation": (
+            "input: crop of the relaxed box resized (linear) to the grid, "
+            "z-scored per channel; network: affine instance normalisation"
+        ),
+        "output": (
+            "2 logits, foreground = softmax channel 1"
+            if net.out_channels == 2
+            else "1 logit, foreground = sigmoid"
+        ),
+        "training": _training_section(
+            cfg, state, total, per_epoch, n, device, threads, stopped_early, init_info
+        ),
         "validation": _validation_section(cfg, val_items, last_val),
     }
     if extra:
@@ -84,14 +107,26 @@ def _make_card(name, cfg: TrainConfig, net, image_channels, in_channels, state: 
             else:
                 card[k] = v
     v = card["validation"]
-    v["summary"] = ("no validation set" if v["dice"] is None else
-                    f"mean Dice {v['dice']:.3f} over {v['items']} item(s)"
-                    + (f" ({v['note']})" if v.get("note") else ""))
+    v["summary"] = (
+        "no validation set"
+        if v["dice"] is None
+        else f"mean Dice {v['dice']:.3f} over {v['items']} item(s)"
+        + (f" ({v['note']})" if v.get("note") else "")
+    )
     return card
 
 
-def _training_section(cfg: TrainConfig, state: TrainState, total, per_epoch, n, device,
-                      threads, stopped_early, init_info) -> dict:
+def _training_section(
+    cfg: TrainConfig,
+    state: TrainState,
+    total,
+    per_epoch,
+    n,
+    device,
+    threads,
+    stopped_early,
+    init_info,
+) -> dict:
     """The card's ``training``: length, optimiser, augmentation, history, hardware."""
     import torch
 
@@ -105,10 +140,12 @@ def _training_section(cfg: TrainConfig, state: TrainState, total, per_epoch, n, 
         "iterations": iterations,
         "iterations_planned": total,
         "stopped_early": stopped_early,
-        "weights_from_iteration": (state.best["iteration"]
-                                   if cfg.keep_best and state.best else iterations),
-        "model_choice": ("the iteration with the best validation Dice"
-                         if cfg.keep_best else "the last iteration"),
+        "weights_from_iteration": (
+            state.best["iteration"] if cfg.keep_best and state.best else iterations
+        ),
+        "model_choice": (
+            "the iteration with the best validation Dice" if cfg.keep_best else "the last iteration"
+        ),
         "batch_size": cfg.batch_size,
         "optimizer": "Adam",
         "lr": cfg.lr,
@@ -130,28 +167,37 @@ def _augmentation_text(cfg: TrainConfig) -> str:
     """The card's description of the augmentation of `cfg`."""
     if not cfg.augment:
         return "none (fresh simulated points only)"
-    return (("TorchIO RandomAffine" if cfg.augment_backend == "torchio" else
-             "affine (PyTorch grid_sample)")
-            + " in physical space: rotation ±15° in the last two axes "
-            "(±5° about the others in 3D), per-axis scaling 0.85-1.15; "
-            + ("TorchIO " if cfg.augment_backend == "torchio" else "")
-            + "bias field "
-            f"(coefficients 0.3) and blur (σ≤1 mm), each p={AUG_INTENSITY_P}; random flip of "
-            "every axis and swap of the last two, intensity sign flip "
-            f"(p={cfg.intensity_flip}), scale 0.9-1.1, shift ±0.1, Gaussian noise σ≤0.1; "
-            "fresh simulated interior margin points for every sample")
+    return (
+        (
+            "TorchIO RandomAffine"
+            if cfg.augment_backend == "torchio"
+            else "affine (PyTorch grid_sample)"
+        )
+        + " in physical space: rotation ±15° in the last two axes "
+        "(±5° about the others in 3D), per-axis scaling 0.85-1.15; "
+        + ("TorchIO " if cfg.augment_backend == "torchio" else "")
+        + "bias field "
+        f"(coefficients 0.3) and blur (σ≤1 mm), each p={AUG_INTENSITY_P}; random flip of "
+        "every axis and swap of the last two, intensity sign flip "
+        f"(p={cfg.intensity_flip}), scale 0.9-1.1, shift ±0.1, Gaussian noise σ≤0.1; "
+        "fresh simulated interior margin points for every sample"
+    )
 
 
 def _validation_section(cfg: TrainConfig, val_items, last_val) -> dict:
     """The card's ``validation``: item count, metric, Dice (the summary comes later)."""
     return {
         "items": len(val_items),
-        "metric": ("Dice at probability 0.5 in image space, "
-                   + ("one fixed set" if cfg.val_point_sets == 1 else
-                      f"mean over {cfg.val_point_sets} fixed sets")
-                   + " of simulated points per item, seeded by "
-                   + ("the training seed" if cfg.val_seed is None
-                      else f"val_seed {cfg.val_seed}")),
+        "metric": (
+            "Dice at probability 0.5 in image space, "
+            + (
+                "one fixed set"
+                if cfg.val_point_sets == 1
+                else f"mean over {cfg.val_point_sets} fixed sets"
+            )
+            + " of simulated points per item, seeded by "
+            + ("the training seed" if cfg.val_seed is None else f"val_seed {cfg.val_seed}")
+        ),
         "dice": None if not val_items else round(float(last_val), 4),
     }
 
@@ -168,9 +214,11 @@ def _with_init_licence(licence: str | None, init: str) -> str:
     inherited = card.get("licence")
     if not inherited:
         return licence or ""
-    return ((licence + " " if licence else "")
-            + f"Initialised from the weights of model {card.get('name', init)!r}, which carry: "
-            + inherited)
+    return (
+        (licence + " " if licence else "")
+        + f"Initialised from the weights of model {card.get('name', init)!r}, which carry: "
+        + inherited
+    )
 
 
 def _pool_licence(sets: list[dict]) -> str:
@@ -181,7 +229,8 @@ def _pool_licence(sets: list[dict]) -> str:
     if "brats2013" in nc:
         text += " " + LICENCE_BRATS
     elif nc:
-        text += (f" Non-commercial because of {', '.join(nc)}: use the weights for "
-                 "non-commercial purposes, with attribution.")
+        text += (
+            f" Non-commercial because of {', '.join(nc)}: use the weights for "
+            "non-commercial purposes, with attribution."
+        )
     return text
-

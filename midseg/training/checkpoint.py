@@ -1,4 +1,5 @@
 """Weights on disk: the starting model of a fine-tuning run, checkpoints to resume from."""
+
 from __future__ import annotations
 
 import os
@@ -32,24 +33,37 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
     except MidsegError as exc:
         raise InvalidInputError(f"init: {exc}") from exc
     pt, card = loaded.path, loaded.card
-    want: dict[str, Any] = {"architecture": dict(net.config),
-                            "grid_shape": list(cfg.grid_shape), "cue": cfg.cue,
-                            "in_channels": in_channels}
-    have: dict[str, Any] = {"architecture": dict(card.get("architecture", {})),
-                            "grid_shape": list(card.get("grid_shape", [])),
-                            "cue": card.get("cue"), "in_channels": card.get("in_channels")}
+    want: dict[str, Any] = {
+        "architecture": dict(net.config),
+        "grid_shape": list(cfg.grid_shape),
+        "cue": cfg.cue,
+        "in_channels": in_channels,
+    }
+    have: dict[str, Any] = {
+        "architecture": dict(card.get("architecture", {})),
+        "grid_shape": list(card.get("grid_shape", [])),
+        "cue": card.get("cue"),
+        "in_channels": card.get("in_channels"),
+    }
     cue_channels = 0 if cfg.cue == "none" else 1
     image_channels = in_channels - cue_channels
-    expand = (card.get("image_channels") == 1 and image_channels > 1
-              and have["in_channels"] == 1 + cue_channels)
+    expand = (
+        card.get("image_channels") == 1
+        and image_channels > 1
+        and have["in_channels"] == 1 + cue_channels
+    )
     if expand:
-        have = {**have, "in_channels": in_channels,
-                "architecture": {**have["architecture"], "in_channels": in_channels}}
+        have = {
+            **have,
+            "in_channels": in_channels,
+            "architecture": {**have["architecture"], "in_channels": in_channels},
+        }
     diff = [k for k in want if want[k] != have[k]]
     if diff:
         raise InvalidInputError(
             f"init: model '{pt}' does not match this run in "
-            + ", ".join(f"{k} ({have[k]} vs {want[k]})" for k in diff))
+            + ", ".join(f"{k} ({have[k]} vs {want[k]})" for k in diff)
+        )
     state = loaded.net.state_dict()
     if expand:
         import torch
@@ -60,13 +74,20 @@ def _init_from(net, cfg: TrainConfig, in_channels: int) -> dict:
         state = {**state, first: torch.cat(parts, dim=1)}
     net.load_state_dict(state)
     tr = card.get("training", {})
-    return {"model": cfg.init, "file": str(pt), "sha256": file_sha256(pt),
-            "name": card.get("name"), "iterations": tr.get("weights_from_iteration",
-                                                           tr.get("iterations")),
-            "command": card.get("command"),
-            "image_channels_expanded": (f"1 -> {image_channels}: first convolution's image "
-                                        f"weights divided by {image_channels} per channel"
-                                        if expand else None)}
+    return {
+        "model": cfg.init,
+        "file": str(pt),
+        "sha256": file_sha256(pt),
+        "name": card.get("name"),
+        "iterations": tr.get("weights_from_iteration", tr.get("iterations")),
+        "command": card.get("command"),
+        "image_channels_expanded": (
+            f"1 -> {image_channels}: first convolution's image "
+            f"weights divided by {image_channels} per channel"
+            if expand
+            else None
+        ),
+    }
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -94,8 +115,10 @@ def _load_checkpoint(path) -> dict:
     ck = load_weights_only(p, what="checkpoint")
     need = {"net": dict, "opt": dict, "state": dict, "config": dict}
     if not isinstance(ck, dict) or any(not isinstance(ck.get(k), t) for k, t in need.items()):
-        raise MidsegError(f"'{p}' is not a checkpoint written by midseg train "
-                          f"(expected a dict with {', '.join(need)})")
+        raise MidsegError(
+            f"'{p}' is not a checkpoint written by midseg train "
+            f"(expected a dict with {', '.join(need)})"
+        )
     if not isinstance(ck["state"].get("iteration"), int):
         raise MidsegError(f"checkpoint '{p}': state.iteration is missing or not an integer")
     return ck

@@ -4,6 +4,7 @@
 construction; its `_cfg_key` is what a checkpoint records, so that a run is only
 resumed with the configuration it was started with.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,13 +85,16 @@ class TrainConfig:
         self.grid_shape = tuple(int(g) for g in (self.grid_shape or GRIDS[self.spatial_dims]))
         if len(self.grid_shape) != self.spatial_dims:
             raise InvalidInputError(
-                f"grid_shape {self.grid_shape} does not have {self.spatial_dims} axes")
+                f"grid_shape {self.grid_shape} does not have {self.spatial_dims} axes"
+            )
         if self.schedule not in ("step", "poly", "constant"):
             raise InvalidInputError(
-                f"schedule must be 'step', 'poly' or 'constant', got {self.schedule!r}")
+                f"schedule must be 'step', 'poly' or 'constant', got {self.schedule!r}"
+            )
         if self.augment_backend not in AUGMENT_BACKENDS:
-            raise InvalidInputError(f"augment_backend must be one of {AUGMENT_BACKENDS}, "
-                                    f"got {self.augment_backend!r}")
+            raise InvalidInputError(
+                f"augment_backend must be one of {AUGMENT_BACKENDS}, got {self.augment_backend!r}"
+            )
         if int(self.workers) < 0:
             raise InvalidInputError(f"workers must be >= 0, got {self.workers!r}")
         if self.loss not in ("dice", "dice+ce"):
@@ -179,4 +183,3 @@ def _with_defaults(key: dict | None) -> dict | None:
         return key
     defaults = _cfg_key(TrainConfig(spatial_dims=int(key.get("spatial_dims", 2))))
     return {**{k: v for k, v in defaults.items() if k not in key}, **key}
-

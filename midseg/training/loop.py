@@ -6,6 +6,7 @@ backward, validation and history when due, a checkpoint every few minutes.
 The progress a checkpoint carries is a `TrainState`; the rest of a run (network,
 optimiser, schedule, data) is a `_Run`.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,23 +47,35 @@ class TrainState:
 
     def to_dict(self) -> dict:
         """The plain dict a checkpoint stores (tensors and plain data only)."""
-        return {"iteration": self.iteration, "history": self.history,
-                "elapsed": self.elapsed, "best": self.best, "init": self.init}
+        return {
+            "iteration": self.iteration,
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "init": self.init,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainState:
         """The state of a checkpoint's dict (``init`` missing in older ones)."""
-        return cls(iteration=d["iteration"], history=d["history"], elapsed=d["elapsed"],
-                   best=d.get("best"), init=d.get("init"))
+        return cls(
+            iteration=d["iteration"],
+            history=d["history"],
+            elapsed=d["elapsed"],
+            best=d.get("best"),
+            init=d.get("init"),
+        )
 
     def remember_best(self, net, dice: float, keep: bool) -> None:
         """With `keep`, copy the weights of `net` when `dice` beats the best so far."""
         if not keep or not np.isfinite(dice):
             return
         if self.best is None or dice > self.best["val_dice"]:
-            self.best = {"iteration": self.iteration, "val_dice": float(dice),
-                         "net": {k: v.detach().cpu().clone()
-                                 for k, v in net.state_dict().items()}}
+            self.best = {
+                "iteration": self.iteration,
+                "val_dice": float(dice),
+                "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            }
 
 
 @dataclass
@@ -93,9 +106,15 @@ class _Run:
         """Write ``OUT/checkpoint.pt`` (nothing without a run folder)."""
         if self.out is None:
             return
-        _atomic_save({"net": self.net.state_dict(), "opt": self.opt.state_dict(),
-                      "state": self.state.to_dict(), "config": _cfg_key(self.cfg)},
-                     self.out / "checkpoint.pt")
+        _atomic_save(
+            {
+                "net": self.net.state_dict(),
+                "opt": self.opt.state_dict(),
+                "state": self.state.to_dict(),
+                "config": _cfg_key(self.cfg),
+            },
+            self.out / "checkpoint.pt",
+        )
 
     def validate(self) -> float:
         """The validation Dice of the current weights (remembered if the best)."""
@@ -104,10 +123,18 @@ class _Run:
         return dice
 
 
-def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLike | None = None,
-          *, val_items: Sequence[TrainItem] = (), name: str = "model", resume: str | os.PathLike |
-          None = None, card_extra: dict | None = None, progress: bool = True,
-          max_iterations: int | None = None) -> TrainResult:
+def train(
+    items: Sequence[TrainItem],
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    val_items: Sequence[TrainItem] = (),
+    name: str = "model",
+    resume: str | os.PathLike | None = None,
+    card_extra: dict | None = None,
+    progress: bool = True,
+    max_iterations: int | None = None,
+) -> TrainResult:
     """Train a stage-1 U-Net and (if `out_dir`) write ``NAME.pt`` + ``NAME.json``.
 
     Parameters
@@ -144,15 +171,17 @@ def train(items: Sequence[TrainItem], cfg: TrainConfig, out_dir: str | os.PathLi
     items, image_channels = _checked_items(items, val_items, cfg)
     run = _start(items, cfg, out_dir, image_channels, resume, max_iterations, progress)
     if val_items:
-        run.val_cases = _make_val_cases(val_items, cfg, cfg.seed if cfg.val_seed is None
-                                        else cfg.val_seed)
+        run.val_cases = _make_val_cases(
+            val_items, cfg, cfg.seed if cfg.val_seed is None else cfg.val_seed
+        )
     _validate_start(run)
     _loop(run, name)
     return _finish(run, name, val_items, card_extra)
 
 
-def _checked_items(items: Sequence[TrainItem], val_items: Sequence[TrainItem],
-                   cfg: TrainConfig) -> tuple[Sequence[TrainItem], int]:
+def _checked_items(
+    items: Sequence[TrainItem], val_items: Sequence[TrainItem], cfg: TrainConfig
+) -> tuple[Sequence[TrainItem], int]:
     """The training items (synthetic ones appended) and their image channel count.
 
     Raises `InvalidInputError` for no items, masks of the wrong dimension or
@@ -162,14 +191,20 @@ def _checked_items(items: Sequence[TrainItem], val_items: Sequence[TrainItem],
         raise InvalidInputError("no training items given")
     if cfg.synthetic:
         # part of the config, so a checkpoint cannot be resumed with another mix
-        items = list(items) + synthetic_items(cfg.synthetic, cfg.spatial_dims, seed=cfg.seed,
-                                              inclusions=cfg.synthetic_inclusions,
-                                              large=cfg.synthetic_large, workers=cfg.workers)
+        items = list(items) + synthetic_items(
+            cfg.synthetic,
+            cfg.spatial_dims,
+            seed=cfg.seed,
+            inclusions=cfg.synthetic_inclusions,
+            large=cfg.synthetic_large,
+            workers=cfg.workers,
+        )
     for it in list(items) + list(val_items):
         m = np.asarray(it.mask)
         if m.ndim != cfg.spatial_dims:
             raise InvalidInputError(
-                f"item {it.name!r}: mask has {m.ndim} dimensions, the config is {cfg.spatial_dims}D")
+                f"item {it.name!r}: mask has {m.ndim} dimensions, the config is {cfg.spatial_dims}D"
+            )
         if not np.any(m):
             raise InvalidInputError(f"item {it.name!r}: mask is empty")
 
@@ -184,12 +219,20 @@ def _checked_items(items: Sequence[TrainItem], val_items: Sequence[TrainItem],
         raise InvalidInputError(
             "training items mix image channel counts: "
             + ", ".join(f"{c} (e.g. {n!r})" for c, n in sorted(counts.items()))
-            + "; train one model per channel count")
+            + "; train one model per channel count"
+        )
     return items, _channels(items[0])
 
 
-def _start(items: Sequence[TrainItem], cfg: TrainConfig, out_dir, image_channels: int,
-           resume, max_iterations: int | None, progress: bool) -> _Run:
+def _start(
+    items: Sequence[TrainItem],
+    cfg: TrainConfig,
+    out_dir,
+    image_channels: int,
+    resume,
+    max_iterations: int | None,
+    progress: bool,
+) -> _Run:
     """Network, optimiser and progress of a new run, or of the one `resume` continues."""
     import torch
 
@@ -215,13 +258,25 @@ def _start(items: Sequence[TrainItem], cfg: TrainConfig, out_dir, image_channels
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    state = (TrainState(init=init_info) if resume is None
-             else _resume(resume, cfg, net, opt))
+    state = TrainState(init=init_info) if resume is None else _resume(resume, cfg, net, opt)
     stop_at = total if max_iterations is None else min(total, int(max_iterations))
-    return _Run(cfg=cfg, items=items, net=net, opt=opt, device=device, threads=threads,
-                fmt=fmt, image_channels=image_channels, in_channels=in_channels,
-                per_epoch=per_epoch, total=total, stop_at=stop_at, out=out, state=state,
-                progress=progress)
+    return _Run(
+        cfg=cfg,
+        items=items,
+        net=net,
+        opt=opt,
+        device=device,
+        threads=threads,
+        fmt=fmt,
+        image_channels=image_channels,
+        in_channels=in_channels,
+        per_epoch=per_epoch,
+        total=total,
+        stop_at=stop_at,
+        out=out,
+        state=state,
+        progress=progress,
+    )
 
 
 def _resume(path, cfg: TrainConfig, net, opt) -> TrainState:
@@ -233,7 +288,8 @@ def _resume(path, cfg: TrainConfig, net, opt) -> TrainState:
     if _with_defaults(ck.get("config")) != _cfg_key(cfg):
         raise MidsegError(
             f"checkpoint '{path}' was written with a different configuration: "
-            f"{ck.get('config')} vs {_cfg_key(cfg)}")
+            f"{ck.get('config')} vs {_cfg_key(cfg)}"
+        )
     net.load_state_dict(ck["net"])
     opt.load_state_dict(ck["opt"])
     return TrainState.from_dict(ck["state"])
@@ -247,8 +303,9 @@ def _validate_start(run: _Run) -> None:
         # validation leaves them as they were (with --keep-best).
         d0 = run.validate()
         state.init["val_dice"] = round(d0, 5)
-        state.history.append({"iteration": 0, "epoch": 0, "val_dice": round(d0, 5),
-                              "elapsed_s": 0.0})
+        state.history.append(
+            {"iteration": 0, "epoch": 0, "val_dice": round(d0, 5), "elapsed_s": 0.0}
+        )
         print(json.dumps(state.history[-1]), flush=True)
 
 
@@ -260,8 +317,14 @@ def _loop(run: _Run, name: str) -> None:
     t_start = time.perf_counter()
     elapsed0 = state.elapsed
     last_ck = time.perf_counter()
-    bar = tqdm(total=run.total, initial=state.iteration, disable=not run.progress,
-               desc=f"train {name}", dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(
+        total=run.total,
+        initial=state.iteration,
+        disable=not run.progress,
+        desc=f"train {name}",
+        dynamic_ncols=True,
+        mininterval=2.0,
+    )
     loader = _worker_batches(run)
     run.last_val = state.history[-1]["val_dice"] if state.history else float("nan")
     while state.iteration < run.stop_at:
@@ -288,11 +351,20 @@ def _worker_batches(run: _Run):
         # The same samples as without workers (each is seeded by its place in the run),
         # made ahead in worker processes.
         # a map-style dataset (__len__, __getitem__) that is not a Dataset subclass
-        stream = cast("torch.utils.data.Dataset", _SampleStream(
-            run.items, run.cfg, run.per_epoch, run.state.iteration, run.stop_at))
-        return iter(torch.utils.data.DataLoader(
-            stream, batch_size=None, shuffle=False, num_workers=run.cfg.workers, prefetch_factor=4,
-            persistent_workers=False))
+        stream = cast(
+            "torch.utils.data.Dataset",
+            _SampleStream(run.items, run.cfg, run.per_epoch, run.state.iteration, run.stop_at),
+        )
+        return iter(
+            torch.utils.data.DataLoader(
+                stream,
+                batch_size=None,
+                shuffle=False,
+                num_workers=run.cfg.workers,
+                prefetch_factor=4,
+                persistent_workers=False,
+            )
+        )
     return None
 
 
@@ -333,18 +405,25 @@ def _record(run: _Run, bar, epoch: int, lr: float, lv: float) -> None:
         run.last_val = run.validate()
     assert run.ema is not None  # _step set it
     if due:
-        state.history.append({"iteration": state.iteration, "epoch": epoch + 1,
-                              "lr": lr, "train_loss": round(lv, 5),
-                              "train_loss_ema": round(run.ema, 5),
-                              "val_dice": round(run.last_val, 5),
-                              "elapsed_s": round(state.elapsed, 1)})
+        state.history.append(
+            {
+                "iteration": state.iteration,
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": round(lv, 5),
+                "train_loss_ema": round(run.ema, 5),
+                "val_dice": round(run.last_val, 5),
+                "elapsed_s": round(state.elapsed, 1),
+            }
+        )
         if run.progress:
             bar.write(json.dumps(state.history[-1]))
         else:
             print(json.dumps(state.history[-1]), flush=True)
     bar.update(1)
-    bar.set_postfix(loss=f"{run.ema:.4f}", val_dice=f"{run.last_val:.4f}", lr=f"{lr:.1e}",
-                    refresh=False)
+    bar.set_postfix(
+        loss=f"{run.ema:.4f}", val_dice=f"{run.last_val:.4f}", lr=f"{lr:.1e}", refresh=False
+    )
 
 
 def _out_of_time(run: _Run, epoch: int, lr: float) -> bool:
@@ -357,15 +436,22 @@ def _out_of_time(run: _Run, epoch: int, lr: float) -> bool:
     if run.val_cases:
         run.last_val = run.validate()
     assert run.ema is not None  # _step set it
-    state.history.append({"iteration": state.iteration, "epoch": epoch + 1,
-                          "lr": lr, "train_loss_ema": round(run.ema, 5),
-                          "val_dice": round(run.last_val, 5),
-                          "elapsed_s": round(state.elapsed, 1)})
+    state.history.append(
+        {
+            "iteration": state.iteration,
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss_ema": round(run.ema, 5),
+            "val_dice": round(run.last_val, 5),
+            "elapsed_s": round(state.elapsed, 1),
+        }
+    )
     return True
 
 
-def _finish(run: _Run, name: str, val_items: Sequence[TrainItem],
-            card_extra: dict | None) -> TrainResult:
+def _finish(
+    run: _Run, name: str, val_items: Sequence[TrainItem], card_extra: dict | None
+) -> TrainResult:
     """Last checkpoint, the shipped weights (last or best), the card, the files."""
     state, cfg, net = run.state, run.cfg, run.net
     run.stopped_early = run.stopped_early or state.iteration < run.total
@@ -376,14 +462,30 @@ def _finish(run: _Run, name: str, val_items: Sequence[TrainItem],
         run.last_val = state.best["val_dice"]
     net.eval()
 
-    card = _make_card(name, cfg, net, run.image_channels, run.in_channels, state, run.total,
-                      run.per_epoch, len(run.items), val_items, run.last_val, run.device,
-                      run.threads, run.stopped_early, card_extra, state.init)
+    card = _make_card(
+        name,
+        cfg,
+        net,
+        run.image_channels,
+        run.in_channels,
+        state,
+        run.total,
+        run.per_epoch,
+        len(run.items),
+        val_items,
+        run.last_val,
+        run.device,
+        run.threads,
+        run.stopped_early,
+        card_extra,
+        state.init,
+    )
     weights_path = card_path = None
     if run.out is not None:
         weights_path, card_path = _write_model(run.out, name, net, card)
-    return TrainResult(net=net, card=card, weights_path=weights_path, card_path=card_path,
-                       history=state.history)
+    return TrainResult(
+        net=net, card=card, weights_path=weights_path, card_path=card_path, history=state.history
+    )
 
 
 def _write_model(out: Path, name: str, net, card: dict) -> tuple[Path, Path]:
@@ -393,8 +495,11 @@ def _write_model(out: Path, name: str, net, card: dict) -> tuple[Path, Path]:
     card_path = out / f"{name}.json"
     sd = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
     _atomic_save(sd, weights_path)
-    card["weights"] = {"file": weights_path.name, "dtype": "float32",
-                       "bytes": weights_path.stat().st_size,
-                       "sha256": file_sha256(weights_path)}
+    card["weights"] = {
+        "file": weights_path.name,
+        "dtype": "float32",
+        "bytes": weights_path.stat().st_size,
+        "sha256": file_sha256(weights_path),
+    }
     write_json_atomic(card_path, card, indent=2)  # cards keep their indent of 2
     return weights_path, card_path

@@ -6,6 +6,7 @@ interior margin points -> crop to the grid -> cue map (`make_sample`). Items com
 from BraTS-style case folders (`load_brats_items`) or the dataset registry
 (`midseg.datasets`, through the ``--cache`` folder: `_pool_items`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,9 @@ def _object_region(mask: np.ndarray, pad_frac: float, pad_min: int) -> tuple[sli
     return tuple(sl)
 
 
-def make_sample(item: TrainItem, cfg: TrainConfig, rng: np.random.Generator,
-                *, augment: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_sample(
+    item: TrainItem, cfg: TrainConfig, rng: np.random.Generator, *, augment: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One training sample: network input and grid target.
 
     Steps: crop a region around the object; (augment) TorchIO random affine
@@ -72,8 +74,14 @@ def make_sample(item: TrainItem, cfg: TrainConfig, rng: np.random.Generator,
     spacing = None if item.spacing is None else tuple(item.spacing)
     points = data_sim.interior_margin_points(msk, rng=rng, spacing=spacing)
     assert cfg.grid_shape is not None  # TrainConfig.__post_init__ filled it in
-    g = crop_to_grid(img, points, cfg.grid_shape, spacing=spacing,
-                     channel_axis=0 if channel_first else None, margin=cfg.margin)
+    g = crop_to_grid(
+        img,
+        points,
+        cfg.grid_shape,
+        spacing=spacing,
+        channel_axis=0 if channel_first else None,
+        margin=cfg.margin,
+    )
     target = g.transform.to_grid(msk.astype(np.float32), order=1) >= 0.5
     grid = g.image
     if augment:
@@ -118,10 +126,14 @@ class _SampleStream:
         epoch, pos = divmod(it, per_epoch)
         first = pos * cfg.batch_size
         chosen = np.random.default_rng([cfg.seed, epoch]).permutation(len(items))[
-            first:first + cfg.batch_size]
-        xs, ys = zip(*(make_sample(items[int(k)], cfg,
-                                   np.random.default_rng([cfg.seed, epoch, first + j]))
-                       for j, k in enumerate(chosen)))
+            first : first + cfg.batch_size
+        ]
+        xs, ys = zip(
+            *(
+                make_sample(items[int(k)], cfg, np.random.default_rng([cfg.seed, epoch, first + j]))
+                for j, k in enumerate(chosen)
+            )
+        )
         return np.stack(xs), np.stack(ys)
 
     def __getitem__(self, k: int):
@@ -144,10 +156,16 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     return img.array, tuple(img.spacing)
 
 
-def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_dims: int,
-                     image_name: str = "T1c_subtrMeanDivStd.nii.gz",
-                     label_name: str = "OTMultiClass.nii.gz",
-                     labels: Sequence[int] = (1, 3, 4), min_area: int = 30) -> list[TrainItem]:
+def load_brats_items(
+    root: str | os.PathLike,
+    cases: Sequence[str],
+    *,
+    spatial_dims: int,
+    image_name: str = "T1c_subtrMeanDivStd.nii.gz",
+    label_name: str = "OTMultiClass.nii.gz",
+    labels: Sequence[int] = (1, 3, 4),
+    min_area: int = 30,
+) -> list[TrainItem]:
     """Training items from case folders ``root/CASE/{image_name,label_name}``.
 
     The target is the union of `labels` (default tumour core {1, 3, 4}). In 2D
@@ -162,7 +180,8 @@ def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_d
         lab, _ = _read(root / case / label_name)
         if img.shape != lab.shape:
             raise InvalidInputError(
-                f"case {case}: image {img.shape} and labels {lab.shape} differ in shape")
+                f"case {case}: image {img.shape} and labels {lab.shape} differ in shape"
+            )
         mask = np.isin(lab, list(labels))
         img = img.astype(np.float32)
         if spatial_dims == 3:
@@ -170,8 +189,14 @@ def load_brats_items(root: str | os.PathLike, cases: Sequence[str], *, spatial_d
                 items.append(TrainItem(img, mask, spacing, case))
             continue
         for z in np.nonzero(mask.sum(axis=(1, 2)) >= min_area)[0]:
-            items.append(TrainItem(np.ascontiguousarray(img[z]), np.ascontiguousarray(mask[z]),
-                                   spacing[1:], f"{case}:z{int(z)}"))
+            items.append(
+                TrainItem(
+                    np.ascontiguousarray(img[z]),
+                    np.ascontiguousarray(mask[z]),
+                    spacing[1:],
+                    f"{case}:z{int(z)}",
+                )
+            )
     return items
 
 
@@ -196,9 +221,14 @@ def _pool_items(cache: str | None, name: str, split: str, kw: dict) -> list[Trai
 
     if cache is None:
         return datasets.training_items(name, split, **kw)
-    key = {"set": name, "split": split, "dims": kw["dims"], "min_area": kw["min_area"],
-           "slice_step": kw["slice_step"],
-           "targets": None if kw.get("targets") is None else list(kw["targets"])}
+    key = {
+        "set": name,
+        "split": split,
+        "dims": kw["dims"],
+        "min_area": kw["min_area"],
+        "slice_step": kw["slice_step"],
+        "targets": None if kw.get("targets") is None else list(kw["targets"]),
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache) / f"{name}-{split}-{digest}.npz"
     if path.is_file():
@@ -220,9 +250,14 @@ def _read_cache(path: Path) -> list[TrainItem]:
             box = z["boxes"][k]
             region = tuple(slice(int(a), int(b)) for a, b in box)
             img = images[j]
-            out.append(TrainItem(img[(slice(None),) * (img.ndim - len(region)) + region],
-                                 z[f"mask{k}"], tuple(float(v) for v in z[f"spacing{k}"]),
-                                 n))
+            out.append(
+                TrainItem(
+                    img[(slice(None),) * (img.ndim - len(region)) + region],
+                    z[f"mask{k}"],
+                    tuple(float(v) for v in z[f"spacing{k}"]),
+                    n,
+                )
+            )
         return out
 
 
@@ -232,25 +267,36 @@ def _write_cache(path: Path, items: list[TrainItem], key: dict, kw: dict) -> Non
     # items' regions; each item keeps its region inside that crop and its cropped mask.
     groups: dict[str, list[int]] = {}
     for k, it in enumerate(items):
-        groups.setdefault(hashlib.sha256(np.ascontiguousarray(it.image).tobytes()).hexdigest(),
-                          []).append(k)
-    arrays = {"names": np.array([it.name for it in items]),
-              "key": np.array(json.dumps(key)), "root": np.array(str(kw["data_root"]))}
+        groups.setdefault(
+            hashlib.sha256(np.ascontiguousarray(it.image).tobytes()).hexdigest(), []
+        ).append(k)
+    arrays = {
+        "names": np.array([it.name for it in items]),
+        "key": np.array(json.dumps(key)),
+        "root": np.array(str(kw["data_root"])),
+    }
     which = np.zeros(len(items), dtype=np.int64)
     boxes = np.zeros((len(items), kw["dims"], 2), dtype=np.int64)
     for j, members in enumerate(groups.values()):
-        regions = {k: _object_region(np.asarray(items[k].mask) != 0, pad_frac=CACHE_PAD[0],
-                                     pad_min=CACHE_PAD[1])
-                   for k in members}
+        regions = {
+            k: _object_region(
+                np.asarray(items[k].mask) != 0, pad_frac=CACHE_PAD[0], pad_min=CACHE_PAD[1]
+            )
+            for k in members
+        }
         lo = [min(regions[k][ax].start for k in members) for ax in range(kw["dims"])]
         hi = [max(regions[k][ax].stop for k in members) for ax in range(kw["dims"])]
         union = tuple(slice(a, b) for a, b in zip(lo, hi))
         image = np.asarray(items[members[0]].image, dtype=np.float32)
         image = image[(slice(None),) * (image.ndim - kw["dims"]) + union]
         whole = np.round(image)
-        if (np.array_equal(whole, image) and whole.size
-                and -32768 <= whole.min() and whole.max() <= 32767):
-            image = whole.astype(np.int16)      # integer-valued (CT in HU, most MR): lossless
+        if (
+            np.array_equal(whole, image)
+            and whole.size
+            and -32768 <= whole.min()
+            and whole.max() <= 32767
+        ):
+            image = whole.astype(np.int16)  # integer-valued (CT in HU, most MR): lossless
         arrays[f"image{j}"] = image
         for k in members:
             which[k] = j

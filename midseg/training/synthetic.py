@@ -3,6 +3,7 @@
 Mixed into training when asked (``TrainConfig.synthetic``; the card says so).
 Every item is deterministic for its seed and index, whichever process makes it.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -17,8 +18,7 @@ def _smooth_noise(shape: tuple[int, ...], scale: float, rng: np.random.Generator
     """Zero-mean, unit-variance Gaussian-filtered noise with correlation length `scale` voxels."""
     from scipy import ndimage
 
-    n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), scale,
-                                mode="wrap")
+    n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), scale, mode="wrap")
     sd = float(n.std())
     return n / sd if sd > 0 else n
 
@@ -45,8 +45,12 @@ def _random_shape(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarra
     return ndimage.binary_fill_holes(mask)
 
 
-def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None = None,
-                   name: str = "synthetic", inclusions: float = 0.0) -> TrainItem:
+def synthetic_item(
+    shape: Sequence[int],
+    rng: np.random.Generator | int | None = None,
+    name: str = "synthetic",
+    inclusions: float = 0.0,
+) -> TrainItem:
     """A synthetic (image, mask) pair: a random blob in a random textured scene.
 
     The scene varies what a stage-1 network must not rely on for an unseen
@@ -90,9 +94,11 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     _check_probability("inclusions", inclusions)
     mask = _random_shape(shape, rng)
     contrast = rng.uniform(0.4, 3.0) * rng.choice([-1.0, 1.0])
-    image = (rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
-             + np.where(mask, contrast, 0.0).astype(np.float32)
-             + rng.uniform(0.0, 0.8) * mask * _smooth_noise(shape, rng.uniform(1.0, 4.0), rng))
+    image = (
+        rng.uniform(0.2, 1.0) * _smooth_noise(shape, rng.uniform(1.0, 6.0), rng)
+        + np.where(mask, contrast, 0.0).astype(np.float32)
+        + rng.uniform(0.0, 0.8) * mask * _smooth_noise(shape, rng.uniform(1.0, 4.0), rng)
+    )
     if inclusions > 0 and rng.random() < inclusions:
         core = ndimage.binary_erosion(mask, iterations=2)
         if rng.random() < 0.5:
@@ -108,8 +114,11 @@ def synthetic_item(shape: Sequence[int], rng: np.random.Generator | int | None =
     if rng.random() < 0.5:  # a rim (skull, capsule, wall) inside or outside the boundary
         width = int(rng.integers(1, 5))
         grown = ndimage.binary_dilation(mask, iterations=width)
-        rim = grown & ~mask if rng.random() < 0.6 else mask & ~ndimage.binary_erosion(
-            mask, iterations=width)
+        rim = (
+            grown & ~mask
+            if rng.random() < 0.6
+            else mask & ~ndimage.binary_erosion(mask, iterations=width)
+        )
         image = image + rng.uniform(1.0, 4.0) * rng.choice([-1.0, 1.0]) * rim
     image = ndimage.gaussian_filter(image.astype(np.float32), rng.uniform(0.0, 1.5))
     if rng.random() < 0.5:
@@ -125,13 +134,22 @@ def _synthetic_k(args) -> TrainItem:
     k, seed, spatial_dims, inclusions, large = args
     shape = (128, 128) if spatial_dims == 2 else (48, 96, 96)
     big = large > 0 and np.random.default_rng([seed, 104729, k, 1]).random() < large
-    return synthetic_item(tuple(2 * s for s in shape) if big else shape,
-                          np.random.default_rng([seed, 104729, k]), f"synthetic:{k}",
-                          inclusions=inclusions)
+    return synthetic_item(
+        tuple(2 * s for s in shape) if big else shape,
+        np.random.default_rng([seed, 104729, k]),
+        f"synthetic:{k}",
+        inclusions=inclusions,
+    )
 
 
-def synthetic_items(n: int, spatial_dims: int, seed: int = 0, inclusions: float = 0.0,
-                    large: float = 0.0, workers: int = 0) -> list[TrainItem]:
+def synthetic_items(
+    n: int,
+    spatial_dims: int,
+    seed: int = 0,
+    inclusions: float = 0.0,
+    large: float = 0.0,
+    workers: int = 0,
+) -> list[TrainItem]:
     """`n` deterministic synthetic items (128x128 in 2D, 48x96x96 in 3D) for seed `seed`.
 
     `inclusions` as in `synthetic_item`. With probability `large` an item is twice
@@ -147,8 +165,8 @@ def synthetic_items(n: int, spatial_dims: int, seed: int = 0, inclusions: float 
         from concurrent.futures import ProcessPoolExecutor
 
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-        with ProcessPoolExecutor(min(int(workers), len(jobs)),
-                                 mp_context=multiprocessing.get_context(method)) as ex:
+        with ProcessPoolExecutor(
+            min(int(workers), len(jobs)), mp_context=multiprocessing.get_context(method)
+        ) as ex:
             return list(ex.map(_synthetic_k, jobs))
     return [_synthetic_k(j) for j in jobs]
-

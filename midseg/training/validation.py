@@ -1,4 +1,5 @@
 """The training loss and the validation Dice (fixed simulated points, image space)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,9 +59,16 @@ def _make_val_cases(items: Sequence[TrainItem], cfg: TrainConfig, seed: int) -> 
         for j in range(int(cfg.val_point_sets)):
             rng = np.random.default_rng([seed, 7919, k] if j == 0 else [seed, 7919, k, j])
             pts = data_sim.interior_margin_points(mask, rng=rng, spacing=item.spacing)
-            x, g = prepare_input(item.image, pts, cfg.grid_shape, cfg.cue, spacing=item.spacing,
-                                 channel_axis=0 if channel_first else None, margin=cfg.margin,
-                                 cue_params=cfg.cue_params)
+            x, g = prepare_input(
+                item.image,
+                pts,
+                cfg.grid_shape,
+                cfg.cue,
+                spacing=item.spacing,
+                channel_axis=0 if channel_first else None,
+                margin=cfg.margin,
+                cue_params=cfg.cue_params,
+            )
             out.append(_ValCase(x=x, transform=g.transform, mask=mask, name=item.name))
     return out
 
@@ -75,7 +83,7 @@ def _validate(net, cases: list[_ValCase], device, batch: int) -> float:
     scores = []
     with torch.inference_mode():
         for i in range(0, len(cases), batch):
-            chunk = cases[i:i + batch]
+            chunk = cases[i : i + batch]
             x = torch.from_numpy(np.stack([c.x for c in chunk])).to(device)
             prob = net.foreground_probability(net(x)).float().cpu().numpy()
             for c, p in zip(chunk, prob):
@@ -83,4 +91,3 @@ def _validate(net, cases: list[_ValCase], device, batch: int) -> float:
                 scores.append(_dice_np(np.asarray(full) >= 0.5, c.mask))
     net.train(was_training)
     return float(np.mean(scores))
-

@@ -4,6 +4,7 @@ Real mouse input on real views drives a real `midseg.LabelSession`; stage 1 is a
 stand-in (monkeypatched `midseg.predict.predict_probability`), everything else
 (refinement, `Session.paint`, undo, label map files) is the library's own code.
 """
+
 from __future__ import annotations
 
 
@@ -72,8 +73,9 @@ def two_discs(monkeypatch, qtbot, tmp_path):
 
 
 def wait_idle(qtbot, w):
-    qtbot.waitUntil(lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg, timeout=10_000
+    )
 
 
 def click(qtbot, view, voxel, button=Qt.LeftButton):
@@ -86,8 +88,13 @@ def stroke(qtbot, view, start, end, button=Qt.LeftButton):
     a, b = view.widget_pos(start), view.widget_pos(end)
     qtbot.mousePress(view, button, Qt.NoModifier, a.toPoint())
     for t in np.linspace(0, 1, 10)[1:]:
-        ev = QMouseEvent(QEvent.MouseMove, QPointF((a + (b - a) * t).toPoint()), Qt.NoButton,
-                         button, Qt.NoModifier)
+        ev = QMouseEvent(
+            QEvent.MouseMove,
+            QPointF((a + (b - a) * t).toPoint()),
+            Qt.NoButton,
+            button,
+            Qt.NoModifier,
+        )
         QApplication.sendEvent(view, ev)
     qtbot.mouseRelease(view, button, Qt.NoModifier, b.toPoint())
 
@@ -114,12 +121,13 @@ def overlay_rgb(view, voxel):
 
 # -- two objects ---------------------------------------------------------------------
 
+
 @needs_refine
 def test_two_objects_each_with_its_own_clicks_and_undo(two_discs, qtbot):
     w, path, a, b = two_discs
     assert w.labels.names == ("Segment_1",) and w.current == "Segment_1"
     view = segment(qtbot, w, MARGIN_A)
-    click(qtbot, view, (14, 16), Qt.LeftButton)           # a refine click on A
+    click(qtbot, view, (14, 16), Qt.LeftButton)  # a refine click on A
     wait_idle(qtbot, w)
     first = w.session
     mask_a = first.mask.copy()
@@ -128,7 +136,7 @@ def test_two_objects_each_with_its_own_clicks_and_undo(two_discs, qtbot):
     name = w.add_object("kidney")
     assert name == "kidney" and w.current == "kidney" and w.session is not first
     assert w.labels.names == ("Segment_1", "kidney")
-    assert w.state.tool == "margin"                       # a new object starts with points
+    assert w.state.tool == "margin"  # a new object starts with points
     segment(qtbot, w, MARGIN_B)
     click(qtbot, view, (32, 44), Qt.LeftButton)
     wait_idle(qtbot, w)
@@ -166,10 +174,10 @@ def test_where_objects_overlap_the_overlay_shows_the_label_maps_owner(two_discs,
     view = w.views[("2d", 0)]
     assert w.paint_stroke(np.argwhere(a), 1)
     w.add_object("later")
-    assert w.paint_stroke(np.argwhere(a | b), 1)          # covers the first object too
+    assert w.paint_stroke(np.argwhere(a | b), 1)  # covers the first object too
     first = tuple(int(round(255 * c)) for c in w.labels.segment_of("Segment_1").color)
     later = tuple(int(round(255 * c)) for c in w.labels.segment_of("later").color)
-    assert w.labels.labelmap()[A_CENTRE] == 1             # "keep": the earlier object
+    assert w.labels.labelmap()[A_CENTRE] == 1  # "keep": the earlier object
     assert overlay_rgb(view, A_CENTRE)[:3] == first
     assert overlay_rgb(view, B_CENTRE)[:3] == later
     # the stroke shows nothing over the first object: the user is told why
@@ -183,7 +191,7 @@ def test_painting_where_no_earlier_object_is_gives_no_warning(two_discs, qtbot):
     w.add_object("later")
     assert w.paint_stroke(np.argwhere(b), 1)
     assert w.set_current_object("Segment_1")
-    assert w.paint_stroke(np.argwhere(b), 1)              # the later object yields
+    assert w.paint_stroke(np.argwhere(b), 1)  # the later object yields
     assert w.last_warning is None
 
 
@@ -218,7 +226,7 @@ def test_label_list_rename_recolour_hide_delete(two_discs, qtbot):
     item.setText("spleen")
     qtbot.waitUntil(lambda: w.current == "spleen")
     assert w.labels.names == ("spleen", "liver")
-    assert not w.rename_object("spleen", "liver")            # in use: an error, nothing changes
+    assert not w.rename_object("spleen", "liver")  # in use: an error, nothing changes
     assert "exists already" in w.last_error and w.labels.names == ("spleen", "liver")
     w._error_box.close()
 
@@ -241,11 +249,12 @@ def test_label_list_rename_recolour_hide_delete(two_discs, qtbot):
     w.ask.script = [QMessageBox.Yes]
     assert w.delete_object("spleen")
     assert w.labels.names == ("liver",) and w.current == "liver"
-    assert w.delete_object("liver")                          # the last: a fresh empty one
+    assert w.delete_object("liver")  # the last: a fresh empty one
     assert w.labels.names == ("Segment_1",) and w.session.mask is None
 
 
 # -- brushes -------------------------------------------------------------------------
+
 
 def test_paint_stroke_then_undo_restores_the_mask_exactly(two_discs, qtbot):
     w, path, a, b = two_discs
@@ -254,12 +263,12 @@ def test_paint_stroke_then_undo_restores_the_mask_exactly(two_discs, qtbot):
     before, prob_before = s.mask.copy(), s.probability.copy()
     w.set_tool("paint")
     w.brush_box.setValue(1.0)
-    stroke(qtbot, view, (40, 5), (40, 20))                   # far from both discs
+    stroke(qtbot, view, (40, 5), (40, 20))  # far from both discs
     painted = s.mask.copy()
     assert s.edits == 1 and painted[40, 5:21].all() and painted[39, 10] == 1
-    assert painted[43, 10] == 0                              # radius 1: rows 39..41 only
+    assert painted[43, 10] == 0  # radius 1: rows 39..41 only
     assert np.array_equal(painted[:30], before[:30])
-    assert np.array_equal(w.state.mask, painted)             # the overlay shows it
+    assert np.array_equal(w.state.mask, painted)  # the overlay shows it
     qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(s.mask, before) and np.array_equal(s.probability, prob_before)
     assert s.edits == 0
@@ -279,7 +288,7 @@ def test_erase_tool_and_right_drag_of_paint_erase(two_discs, qtbot):
     assert not s.mask[14, 10:23].any() and s.mask[12, 16] == 1
     erased = s.mask.copy()
     w.set_tool("paint")
-    stroke(qtbot, view, (12, 10), (12, 22), Qt.RightButton)   # right-drag of paint erases
+    stroke(qtbot, view, (12, 10), (12, 22), Qt.RightButton)  # right-drag of paint erases
     assert not s.mask[12, 10:23].any() and s.edits == 2
     qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(s.mask, erased)
@@ -314,6 +323,7 @@ def test_save_clicks_after_painting_is_refused_with_a_reason(two_discs, qtbot, t
 
 # -- label maps ----------------------------------------------------------------------
 
+
 def test_load_a_label_map_and_save_it_back_with_names_and_colours(two_discs, qtbot, tmp_path):
     w, path, a, b = two_discs
     image = midseg.read_image(path)
@@ -322,9 +332,8 @@ def test_load_a_label_map_and_save_it_back_with_names_and_colours(two_discs, qtb
     src = tmp_path / "organs.seg.nrrd"
     write_labelmap(src, labels, like=image, segments=segs)
     assert w.load_labelmap(src)
-    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
-                    timeout=10_000)
-    assert w.labels.names == ("left kidney", "spleen")      # the empty start object is gone
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()), timeout=10_000)
+    assert w.labels.names == ("left kidney", "spleen")  # the empty start object is gone
     assert w.current == "left kidney" and w.state.tool == "refine"
     assert np.array_equal(w.labels.object("spleen").mask, b)
     view = w.views[("2d", 0)]
@@ -355,23 +364,25 @@ def test_objects_beyond_the_palette_still_get_colours_of_their_own(two_discs):
     for k in range(40):
         assert w.add_object(f"o{k}") is not None, w.last_error
     colors = [w.labels.segment_of(n).color for n in w.labels.names]
-    assert len(set(colors)) == len(colors)                 # was: every object from the 9th on
+    assert len(set(colors)) == len(colors)  # was: every object from the 9th on
     assert all(0.0 <= c <= 1.0 for rgb in colors for c in rgb)
 
 
-def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, qtbot,
-                                                                      tmp_path):
+def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, qtbot, tmp_path):
     # values 1 and 2, as most label maps have them: the empty start object (value 1) must
     # not push them to 2 and 3, or a re-saved map would no longer mean what it meant
     w, path, a, b = two_discs
     image = midseg.read_image(path)
     labels = (a * 1 + b * 2).astype(np.uint8)
     src = tmp_path / "organs12.seg.nrrd"
-    write_labelmap(src, labels, like=image,
-                   segments=[Segment(1, "liver", (0.9, 0.2, 0.2)), Segment(2, "spleen")])
+    write_labelmap(
+        src,
+        labels,
+        like=image,
+        segments=[Segment(1, "liver", (0.9, 0.2, 0.2)), Segment(2, "spleen")],
+    )
     assert w.load_labelmap(src)
-    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()), timeout=10_000)
     assert w.labels.names == ("liver", "spleen")
     assert [w.labels.segment_of(n).value for n in w.labels.names] == [1, 2]
     assert np.array_equal(w.labels.labelmap(), labels)
@@ -380,8 +391,7 @@ def test_a_label_map_loaded_into_a_new_image_keeps_its_label_values(two_discs, q
     assert np.array_equal(np.asarray(read_labelmap(out)[0].array), labels)
 
 
-def test_a_label_map_cropped_to_its_objects_is_placed_on_the_image(two_discs, qtbot,
-                                                                    tmp_path):
+def test_a_label_map_cropped_to_its_objects_is_placed_on_the_image(two_discs, qtbot, tmp_path):
     # as 3D Slicer 4.11 saved .seg.nrrd: the image's grid, cropped to the segments
     w, path, a, b = two_discs
     image = midseg.read_image(path)
@@ -392,8 +402,7 @@ def test_a_label_map_cropped_to_its_objects_is_placed_on_the_image(two_discs, qt
     src = tmp_path / "cropped.seg.nrrd"
     write_labelmap(src, crop, like=small, segments=[Segment(1, "liver"), Segment(2, "spleen")])
     assert w.load_labelmap(src)
-    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: not w.jobs.busy and "spleen" in (w.labels.names or ()), timeout=10_000)
     assert w.last_error is None
     assert np.array_equal(w.labels.labelmap(), labels)
 
@@ -411,8 +420,9 @@ def test_a_label_map_with_nothing_to_load_keeps_the_start_object(two_discs, qtbo
     assert w.labels.segment_of(start[0]).value == 1
 
 
-def test_load_mask_as_object_and_a_label_map_of_another_shape_is_refused(two_discs, qtbot,
-                                                                         tmp_path):
+def test_load_mask_as_object_and_a_label_map_of_another_shape_is_refused(
+    two_discs, qtbot, tmp_path
+):
     w, path, a, b = two_discs
     image = midseg.read_image(path)
     mpath = tmp_path / "tumour_mask.nii.gz"
@@ -468,13 +478,15 @@ def test_label_session_rename_and_colour_keep_order_and_check_input(two_discs):
 
 # -- per-slice 2D mode ---------------------------------------------------------------
 
+
 @pytest.fixture
 def ball_volume(monkeypatch, qtbot, tmp_path):
     monkeypatch.setattr(midseg.predict, "predict_probability", fake_predict)
     shape = (12, 40, 44)
     g = np.indices(shape, dtype=float)
-    truth = (((g[0] - 6) / 4) ** 2 + ((g[1] - 20) / 9) ** 2 + ((g[2] - 22) / 10) ** 2
-             <= 1).astype(np.uint8)
+    truth = (((g[0] - 6) / 4) ** 2 + ((g[1] - 20) / 9) ** 2 + ((g[2] - 22) / 10) ** 2 <= 1).astype(
+        np.uint8
+    )
     arr = (truth + np.random.default_rng(2).normal(scale=0.04, size=shape)).astype(np.float32)
     path = tmp_path / "ball.nii.gz"
     midseg.write_image(path, midseg.Image(arr, spacing=(2.0, 1.0, 1.0)))
@@ -504,7 +516,7 @@ def test_slice_mode_writes_the_2d_result_into_one_slice(ball_volume, qtbot):
     s = w.session
     assert s.mask is not None, w.last_error
     assert s.mask[6, 20, 22] == 1 and s.mask[6].sum() > 100
-    assert s.mask.sum() == s.mask[6].sum()            # only that slice is written
+    assert s.mask.sum() == s.mask[6].sum()  # only that slice is written
     slice6 = s.mask[6].copy()
     assert w._slice_model is not None and w._slice_model.spatial_dims == 2
 
@@ -512,7 +524,7 @@ def test_slice_mode_writes_the_2d_result_into_one_slice(ball_volume, qtbot):
     click(qtbot, view, (6, 3, 3), Qt.LeftButton)
     wait_idle(qtbot, w)
     assert s.mask[6, 3, 3] == 1 and s.mask.sum() == s.mask[6].sum()
-    assert s.edits == 1 and len(s.rounds) == 0          # a brush-like edit of the 3D object
+    assert s.edits == 1 and len(s.rounds) == 0  # a brush-like edit of the 3D object
     qtbot.keyClick(view, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(s.mask[6], slice6)
     # after the undo the 2D session no longer matches the slice: clicks are refused
@@ -531,13 +543,15 @@ def test_slice_mode_writes_the_2d_result_into_one_slice(ball_volume, qtbot):
 
 # -- DICOM-SEG -----------------------------------------------------------------------
 
+
 def _dicom_series(folder):
     """The small CT series of tests/test_dicomseg.py (one helper, not a copy)."""
     import importlib.util as iu
     from pathlib import Path
 
     spec = iu.spec_from_file_location(
-        "_dicomseg_helpers", Path(__file__).resolve().parents[1] / "test_dicomseg.py")
+        "_dicomseg_helpers", Path(__file__).resolve().parents[1] / "test_dicomseg.py"
+    )
     module = iu.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module._series(folder)
@@ -577,8 +591,9 @@ def test_dicom_series_objects_saved_as_dicom_seg_and_loaded_back(monkeypatch, qt
     assert np.array_equal(w2.labels.object("spleen").mask, expect_a)
     assert np.array_equal(w2.labels.object("kidney").mask, expect_b)
     for name in ("spleen", "kidney"):
-        assert np.allclose(w2.labels.segment_of(name).color, w.labels.segment_of(name).color,
-                           atol=0.02)
+        assert np.allclose(
+            w2.labels.segment_of(name).color, w.labels.segment_of(name).color, atol=0.02
+        )
 
 
 def test_dicom_seg_needs_an_image_from_a_dicom_series(two_discs, qtbot, tmp_path):
@@ -589,6 +604,7 @@ def test_dicom_seg_needs_an_image_from_a_dicom_series(two_discs, qtbot, tmp_path
 
 
 # -- the scripted session on the real chest CT -----------------------------------------
+
 
 @pytest.mark.data
 @needs_refine
@@ -601,10 +617,22 @@ def test_scripted_gui_session_on_the_chest_ct(shared_data, tmp_path):
 
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    run = subprocess.run([sys.executable, str(repo / "scripts" / "gui_session.py"),
-                          "--data", str(shared_data), "--out", str(tmp_path / "out"),
-                          "--shots", str(tmp_path / "shots")],
-                         capture_output=True, text=True, timeout=900, env=env)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "scripts" / "gui_session.py"),
+            "--data",
+            str(shared_data),
+            "--out",
+            str(tmp_path / "out"),
+            "--shots",
+            str(tmp_path / "shots"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "undo: back to the painted mask; the tumour untouched" in run.stdout
     back, segs = read_labelmap(tmp_path / "out" / "lung1_structures.seg.nrrd")

@@ -1,4 +1,5 @@
 """Pure view geometry of the GUI (midseg.gui.planes, midseg.gui.sidecar): no display needed."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,15 @@ import itertools
 import numpy as np
 import pytest
 
-from midseg.gui.planes import (ViewTransform, auto_window, boundary, plane_for, planes_for,
-                               stroke_pixels, window_to_uint8)
+from midseg.gui.planes import (
+    ViewTransform,
+    auto_window,
+    boundary,
+    plane_for,
+    planes_for,
+    stroke_pixels,
+    window_to_uint8,
+)
 from midseg.gui import sidecar
 from midseg.gui.sidecar import AUTOSAVE_SUFFIX, autosave_path
 
@@ -72,12 +80,12 @@ def test_pixel_size_follows_spacing():
 def test_view_transform_fits_and_keeps_the_physical_aspect():
     # 8 rows of 2 mm, 30 columns of 1 mm in a 300x300 widget: width limits, 10 px/mm
     tf = ViewTransform((8, 30), (2.0, 1.0), (300, 300))
-    assert tf.scale == (10.0, 20.0)            # a row is drawn twice as tall as a column is wide
+    assert tf.scale == (10.0, 20.0)  # a row is drawn twice as tall as a column is wide
     assert tf.image_to_widget(0, 0) == (0.0, 70.0)
     assert tf.image_to_widget(8, 30) == (300.0, 230.0)
     assert tf.pixel_at(5, 80) == (0, 0)
     assert tf.pixel_at(295, 215) == (7, 29)
-    assert tf.pixel_at(150, 60) is None         # above the image
+    assert tf.pixel_at(150, 60) is None  # above the image
     r, c = tf.widget_to_image(*tf.image_to_widget(3.25, 17.5))
     assert (r, c) == pytest.approx((3.25, 17.5))
 
@@ -92,7 +100,7 @@ def test_zoom_keeps_the_point_under_the_pointer_and_pan_moves_it():
     panned = zoomed.panned(10, -4)
     x, y = zoomed.image_to_widget(*before)
     assert panned.image_to_widget(*before) == pytest.approx((x + 10, y - 4))
-    assert tf.zoomed(1e6).zoom == 64.0          # clamped
+    assert tf.zoomed(1e6).zoom == 64.0  # clamped
 
 
 def test_window_to_uint8_is_linear_and_clipped():
@@ -110,7 +118,7 @@ def test_auto_window_spans_percentiles_and_survives_constant_images():
 
 def test_stroke_pixels_cover_the_path_and_stay_inside():
     pix = stroke_pixels([(2.5, 0.5), (2.5, 9.5)], 0, (5, 10))
-    assert pix.tolist() == [[2, c] for c in range(10)]   # a horizontal line, no gaps
+    assert pix.tolist() == [[2, c] for c in range(10)]  # a horizontal line, no gaps
     thick = stroke_pixels([(2.5, 0.5), (2.5, 9.5)], 1, (5, 10))
     assert {tuple(p) for p in thick} == {(r, c) for r in (1, 2, 3) for c in range(10)}
     edge = stroke_pixels([(0.2, 0.2)], 2, (5, 10))
@@ -156,14 +164,18 @@ def test_axial_is_normal_to_head_foot_for_a_sagittal_acquisition():
     from midseg.gui.planes import plane_for
 
     # rows of d: physical S, P, L (array order of physical coordinates); column j: axis j
-    d = np.array([[0.0, 0.0, 1.0],     # array axis 2 runs along S
-                  [0.0, 1.0, 0.0],     # array axis 1 runs along P
-                  [1.0, 0.0, 0.0]])    # array axis 0 runs along L
+    d = np.array(
+        [
+            [0.0, 0.0, 1.0],  # array axis 2 runs along S
+            [0.0, 1.0, 0.0],  # array axis 1 runs along P
+            [1.0, 0.0, 0.0],
+        ]
+    )  # array axis 0 runs along L
     axial = plane_for("axial", d)
     assert axial.normal_axis == 2 and axial.row_axis == 1 and axial.col_axis == 0
     sagittal = plane_for("sagittal", d)
     assert sagittal.normal_axis == 0
-    assert plane_for("axial").normal_axis == 0      # the usual acquisition is unchanged
+    assert plane_for("axial").normal_axis == 0  # the usual acquisition is unchanged
 
 
 def test_orientation_letters_name_the_patient_directions_at_the_edges():
