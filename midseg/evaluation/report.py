@@ -357,7 +357,7 @@ def _paired_section(rows: Sequence[dict], clicks: int) -> list[str]:
     L: list[str] = []
     L.append("## Paired differences (same cases)\n")
     L.append(
-        "midseg minus the other method on the same cases, in Dice points: mean, 95 % "
+        "midseg minus the other method on the same cases, in Dice points: mean, 95 % percentile "
         "bootstrap interval (2000 resamples of the cases, seed 0) and how many cases "
         "each side wins. An interval that contains 0 means these cases cannot tell "
         f"the two apart; with fewer than {MIN_CASES_INTERVAL} cases no interval is "

@@ -5,9 +5,12 @@ Rows are the dicts of `midseg.evaluation.read_csv` / `run_protocol` (keys `CSV_F
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import stats
 
 from ..metrics import auc, consistent_improvement, noc
 from .methods import MIDSEG_VARIANTS, _peer_names
@@ -110,8 +113,8 @@ def paired_differences(
     Stage-1 models (extra models, ``midseg-*`` variants share midseg's stage 1 and are
     skipped there) are compared after 0 clicks; ``midseg-gc`` / ``midseg-paper`` after
     1, 3 and `clicks` clicks. Only cases both methods ran count. Returns dicts with
-    dataset, dims, other, click, n, mean, low, high (Dice points; percentile
-    bootstrap over cases) and the number of cases where the reference is better /
+    dataset, dims, other, click, n, mean, low, high (Dice points; 95 % percentile
+    bootstrap interval of the mean over cases, `_bootstrap_interval`) and the number of cases where the reference is better /
     worse (ties count for neither).
     """
     curves = _curves(rows)
@@ -138,9 +141,7 @@ def paired_differences(
                 diff = 100.0 * np.array(
                     [_at(ref[c], k, "dice") - _at(theirs[c], k, "dice") for c in common]
                 )
-                rng = np.random.default_rng(seed)
-                boot = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(axis=1)
-                low, high = np.percentile(boot, [2.5, 97.5])
+                low, high = _bootstrap_interval(diff, resamples, seed)
                 out.append(
                     {
                         "dataset": ds,
@@ -156,3 +157,26 @@ def paired_differences(
                     }
                 )
     return out
+
+
+def _bootstrap_interval(diff: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean of paired differences `diff` (1-D).
+
+    ``scipy.stats.bootstrap`` on the one sample of per-case differences (the same as
+    ``paired=True`` on the two methods' values for the mean of differences), `resamples`
+    resamples drawn by ``numpy.random.default_rng(seed)``, ``method="percentile"``. With
+    fewer than 2 cases (which scipy refuses) every resample is the one case: (d, d).
+    """
+    if diff.size < 2:
+        return float(diff.mean()), float(diff.mean())
+    # scipy >= 1.15 names the generator `rng`; older versions took it as `random_state`
+    kw = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    res = stats.bootstrap(
+        (diff,),
+        np.mean,
+        n_resamples=resamples,
+        method="percentile",
+        confidence_level=0.95,
+        **{kw: np.random.default_rng(seed)},
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
