@@ -26,7 +26,11 @@ setup(
         "midseg.data_sim": "data_sim",
         "midseg.models": "models",
     },
-    package_data={"midseg": ["data/*.json", "py.typed"], "midseg.models": ["*.pt", "*.json", "*.md"]},
+    package_data={
+        "midseg": ["data/*.json", "py.typed"],
+        "midseg.evaluation": ["report_template.md"],
+        "midseg.models": ["*.pt", "*.json", "*.md"],
+    },
     install_requires=[
         # torch: install the CPU build first (pip install torch==2.13.0); any
         # 2.x satisfies this, so pip does not replace it with a CUDA build.

@@ -45,8 +45,6 @@ from .evaluation.protocol import (
     write_csv,
 )
 from .evaluation.report import (
-    _CAVEATS_MD,
-    _PROTOCOL_MD,
     EXTRA_MODEL_COLOURS,
     MIN_CASES_INTERVAL,
     _extra_model_origin,

@@ -389,7 +389,7 @@ def test_evaluate_module_is_the_evaluation_package():
 
 
 def test_development_targets_follow_issue_17():
-    from midseg.evaluation.report import _development_targets
+    from midseg.evaluation.targets import _development_targets
 
     mid = {
         "n": 4,

@@ -19,6 +19,20 @@ from .protocol import DEFAULT_CLICKS
 __all__ = ["summarise", "paired_differences"]
 
 
+def _pct(m, sd=None) -> str:
+    """A fraction as percent with two decimals (and ± sd); "–" for None or non-finite."""
+    if m is None or not np.isfinite(m):
+        return "–"
+    return f"{100 * m:.2f}" + (f" ± {100 * sd:.2f}" if sd is not None and np.isfinite(sd) else "")
+
+
+def _num(m, sd=None, digits=2) -> str:
+    """A number with `digits` decimals (and ± sd); "–" for None or non-finite."""
+    if m is None or not np.isfinite(m):
+        return "–"
+    return f"{m:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None and np.isfinite(sd) else "")
+
+
 def _curves(rows: Sequence[dict]) -> dict:
     """(dataset, dims, method) -> case -> sorted list of rows."""
     out: dict = {}
