@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from midseg.errors import MidsegError
+from midseg._package import exit_if_shadowed
+
+exit_if_shadowed("midseg-gui")  # a one-line error, not a broken import below
+from midseg.errors import MidsegError  # noqa: E402
 
 __all__ = ["add_arguments", "run", "main"]
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import importlib
 
+from ._package import use_checkout_folders as _use_checkout_folders
+
 __version__ = "0.1.0"
+
+# in a source checkout, midseg.gui/.data_sim/.models are this checkout's folders, even
+# when an editable install of another checkout is on the path (see midseg._package)
+_use_checkout_folders(__file__)
 
 # public name -> module that defines it
 _LAZY = {

@@ -14,7 +14,10 @@ import sys
 import textwrap
 import warnings
 
-from . import __version__
+from ._package import exit_if_shadowed
+
+exit_if_shadowed("midseg")  # before the first name taken from the package itself
+from . import __version__  # noqa: E402
 from .errors import MidsegError, MidsegWarning
 
 # name -> (module implementing add_arguments(parser) and run(args), one-line help)

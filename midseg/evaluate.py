@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from .evaluation.cases import (
+from ._package import exit_if_shadowed
+
+exit_if_shadowed("midseg evaluate")  # a one-line error, not a broken import below
+from .evaluation.cases import (  # noqa: E402
     BRATS_TEST_CASES,
     DATASETS,
     Case,

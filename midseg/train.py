@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from .training.augment import (
+from ._package import exit_if_shadowed
+
+exit_if_shadowed("midseg train")  # a one-line error, not a broken import below
+from .training.augment import (  # noqa: E402
     AUG_DEGREES,
     AUG_INTENSITY_P,
     AUG_SCALES,
