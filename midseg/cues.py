@@ -32,6 +32,7 @@ __all__ = [
     "disk_map",
     "bbox_map",
     "adaptive_gaussian_map",
+    "DEFAULT_GAUSSIAN_SIGMA",
     "DEFAULT_SIGMA",
     "DEFAULT_RADIUS",
     "DEFAULT_THETA",
@@ -50,9 +51,12 @@ CUE_KINDS: tuple[str, ...] = (
     "adaptive_gaussian",
 )
 
-#: Gaussian standard deviation (voxels of the finest axis). Marinov et al. 2023 found radii
-#: <= 5 best; 5 is their best value for the distance-based signals.
-DEFAULT_SIGMA: float = 5.0
+#: Width of the Gaussian cue, `gaussian_map`'s `sigma` (voxels of the finest axis). Marinov et
+#: al. 2023 found radii <= 5 best; 5 is their best value for the distance-based signals. Not
+#: the graph cut's `sigma` (`midseg.Session`; docs/decisions.md, "Names").
+DEFAULT_GAUSSIAN_SIGMA: float = 5.0
+#: The former name of `DEFAULT_GAUSSIAN_SIGMA`, kept for existing imports.
+DEFAULT_SIGMA: float = DEFAULT_GAUSSIAN_SIGMA
 #: Disk radius (voxels of the finest axis), same source.
 DEFAULT_RADIUS: float = 5.0
 #: Truncation of the distance maps when `tau` is not given: the largest `theta` fraction of the
@@ -228,7 +232,7 @@ def gaussian_map(
     *,
     spacing: SpacingLike | None = None,
     channel_axis: int | None = None,
-    sigma: float = DEFAULT_SIGMA,
+    sigma: float = DEFAULT_GAUSSIAN_SIGMA,
 ) -> np.ndarray:
     """Gaussian heatmap, the maximum over points of ``exp(-d^2 / (2 sigma^2))``.
 
