@@ -225,7 +225,8 @@ def prepare_input(
 
 def _check_model(model) -> None:
     for attr in ("net", "grid_shape", "cue", "spatial_dims", "in_channels"):
-        if not hasattr(model, attr):
+        # the class first: LoadedModel.net is a property that may read the weights
+        if not (hasattr(type(model), attr) or hasattr(model, attr)):
             raise ModelError(
                 f"model must be a loaded model (midseg.models.load_model), lacks {attr!r}"
             )
@@ -277,8 +278,6 @@ def predict_probability(
     ModelError
         `model` is not a loaded model.
     """
-    import torch
-
     _check_model(model)
     arr, shape = _split_channels(image, channel_axis)
     if len(shape) != model.spatial_dims:
@@ -302,9 +301,10 @@ def predict_probability(
         margin=getattr(model, "margin", None),
         cue_params=getattr(model, "cue_params", None),
     )
-    net = model.net
-    dev = next(net.parameters()).device
     if device is not None:
+        import torch
+
+        dev = next(model.net.parameters()).device
         want = torch.device(device)
         if want.type != dev.type or (want.index is not None and want.index != dev.index):
             # Moving the cached network here would silently change it for every caller.
@@ -317,7 +317,7 @@ def predict_probability(
     else:
         from .models import net_forward
 
-        prob = net_forward(net, x)
+        prob = net_forward(model.net, x)
     prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
     inner = np.asarray(g.transform.from_grid(prob, order=1), dtype=np.float32)
     np.clip(inner, 0.0, 1.0, out=inner)

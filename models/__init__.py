@@ -2,13 +2,16 @@
 
 Each model is a ``NAME.pt`` state dict with a ``NAME.json`` card beside it
 (data, split, command, grid, cue, validation Dice, licence). Importing this
-package must not import torch; loading does, once per model and device.
+package must not import torch; loading does, once per model and device, except where
+ONNX Runtime runs a network whose export is cached: then torch is imported only when
+something asks for the PyTorch network (`LoadedModel.net`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -48,6 +51,7 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 #: ONNX opset of the exported networks.
 ONNX_OPSET = 17
 _LOCK = threading.Lock()
+_NET_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +65,8 @@ class LoadedModel:
     path : pathlib.Path
         The ``.pt`` weights file.
     net : midseg.nets.UNet
-        In eval mode, on `device`.
+        In eval mode, on `device`. Built (and torch imported) on first access where ONNX
+        Runtime loaded the model from its cached export without it.
     card : dict
         The parsed model card (JSON).
     spatial_dims : int
@@ -87,7 +92,7 @@ class LoadedModel:
 
     name: str
     path: Path
-    net: Any = field(repr=False)
+    _net: Any = field(repr=False)  # the network, or None until `net` builds it
     card: dict = field(repr=False)
     spatial_dims: int
     grid_shape: tuple[int, ...]
@@ -101,6 +106,16 @@ class LoadedModel:
     runtime: str = "torch"
     ort: Any = field(default=None, repr=False)
 
+    @property
+    def net(self):
+        """The PyTorch network (`midseg.nets.UNet`), read from `path` on first use."""
+        if self._net is None:
+            with _NET_LOCK:
+                if self._net is None:
+                    net, _ = _read_network(self.path, self.device)
+                    object.__setattr__(self, "_net", net)
+        return self._net
+
     def forward(self, x):
         """Foreground probability on the grid for one network input.
 
@@ -113,14 +128,11 @@ class LoadedModel:
         (*grid_shape) ndarray of float32, in [0, 1]
         """
         import numpy as np
-        import torch
 
         if self.ort is None:
             return net_forward(self.net, x)
-        logits = torch.from_numpy(
-            self.ort.run(None, {"x": np.ascontiguousarray(x[None], dtype=np.float32)})[0]
-        )
-        return self.net.foreground_probability(logits)[0].float().numpy()
+        logits = self.ort.run(None, {"x": np.ascontiguousarray(x[None], dtype=np.float32)})[0]
+        return foreground_probability(logits[0], self.out_channels)
 
     def __repr__(self) -> str:
         return (
@@ -128,6 +140,23 @@ class LoadedModel:
             f"grid_shape={self.grid_shape}, cue={self.cue!r}, "
             f"in_channels={self.in_channels}, device={self.device!r}, path='{self.path}')"
         )
+
+
+def foreground_probability(logits, out_channels: int):
+    """Foreground probability from one input's logits, in NumPy (no torch needed).
+
+    `logits`: (out_channels, *grid) float32. Two channels: softmax, channel 1, computed
+    as ``exp(l1 - m) / (exp(l0 - m) + exp(l1 - m))`` with ``m`` the larger logit (as
+    `midseg.nets.UNet.foreground_probability`); one channel: the sigmoid. Agrees with the
+    PyTorch functions to about 1e-7 (their exp is another implementation).
+    """
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float32)
+    if out_channels == 2:
+        e = np.exp(logits - logits.max(axis=0))
+        return (e[1] / (e[0] + e[1])).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-logits[0]))).astype(np.float32)
 
 
 def net_forward(net, x):
@@ -207,7 +236,35 @@ def read_card(name_or_path: str | os.PathLike) -> dict:
     return card
 
 
+#: Files of a GPU driver (NVIDIA, ROCm, WSL): where none exists, torch cannot see a GPU.
+_GPU_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def _no_gpu() -> bool:
+    """True where no GPU driver is installed (Linux): the default device is then the CPU,
+    known without importing torch (1-1.5 s) to ask it."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(f) for f in _GPU_FILES)
+
+
+def _import_runtime() -> None:
+    """Import what runs the networks by default here (ONNX Runtime or torch), and nothing
+    else: for a process that forks workers (`midseg._preload`). Torch is imported, not
+    used (no thread pool starts), where a GPU may run the networks."""
+    runtime = "torch"
+    if _no_gpu():
+        try:
+            runtime = _runtime("cpu")
+        except ModelError:  # a bad MIDSEG_RUNTIME: load_model will say so
+            pass
+    if runtime == "onnxruntime":
+        import onnxruntime  # noqa: F401
+    else:
+        import torch  # noqa: F401
+
+
 def _resolve_device(device) -> str:
+    if device is None and "torch" not in sys.modules and _no_gpu():
+        return "cpu"
     import torch
 
     if device is None:
@@ -258,11 +315,15 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) ->
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        loaded = _load_uncached(pt, dev)
+        loaded = None
         if runtime == "onnxruntime":
-            ort = _ort_session(loaded)
-            if ort is not None:
-                loaded = replace(loaded, runtime="onnxruntime", ort=ort)
+            loaded = _load_cached_export(pt, dev)
+        if loaded is None:
+            loaded = _load_uncached(pt, dev)
+            if runtime == "onnxruntime":
+                ort = _ort_session(loaded)
+                if ort is not None:
+                    loaded = replace(loaded, runtime="onnxruntime", ort=ort)
         _CACHE[key] = loaded
         return loaded
 
@@ -291,25 +352,92 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "midseg" / "onnx"
 
 
-def _ort_session(model: "LoadedModel"):
-    """An ONNX Runtime session of `model`'s network, or None where export fails.
+def _export_path(pt: Path, card: dict) -> Path | None:
+    """Where `_ort_session` keeps the export of the weights `pt` (None: torch not installed).
 
-    The export (``torch.onnx.export``, opset `ONNX_OPSET`, 1-2 s) is kept in
-    `onnx_cache_dir`, named by the weights' sha256 and the torch version, and read from
-    there next time; where that folder is not writable it stays in memory. Threads: ONNX
-    Runtime uses ``torch.get_num_threads()`` at load time.
+    Named by the weights' sha256, the card's architecture and grid (an export exists only
+    for a pair that loaded together), and the torch version, read from the installed
+    package's metadata so that torch need not be imported to find it.
     """
-    import io
-
-    import onnxruntime as ort
-    import torch
+    import hashlib
+    from importlib import metadata
 
     from midseg.io import file_sha256
 
-    digest = file_sha256(model.path)[:20]
-    cached = onnx_cache_dir() / f"{digest}-torch{torch.__version__}-opset{ONNX_OPSET}.onnx"
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+    digest = file_sha256(pt)[:20]
+    shape = {"architecture": card.get("architecture"), "grid_shape": card.get("grid_shape")}
+    net = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
+    return onnx_cache_dir() / f"{digest}-{net}-torch{version}-opset{ONNX_OPSET}.onnx"
+
+
+def _load_cached_export(pt: Path, dev: str) -> LoadedModel | None:
+    """The model run by ONNX Runtime from its cached export, without importing torch.
+
+    None where there is no cached export (the weights were never exported: `load_model`
+    then reads them with torch, which also checks them) or ONNX Runtime refuses it. The
+    PyTorch network is read when something asks for `LoadedModel.net`.
+    """
+    card = read_card(pt)
+    cached = _export_path(pt, card)
+    if cached is None or not cached.is_file():
+        return None
+    try:
+        data = cached.read_bytes()
+    except OSError:
+        return None
+    ort = _ort_from_bytes(data)
+    if ort is None:
+        return None
+    return replace(_model_from_card(pt, dev, None, card), runtime="onnxruntime", ort=ort)
+
+
+def _ort_threads() -> int:
+    """Intra-op threads of a new ONNX Runtime session.
+
+    ``torch.get_num_threads()`` where torch is loaded (the caller's setting, e.g. 1 per
+    batch worker), else ``OMP_NUM_THREADS`` where set, else 0: ONNX Runtime's default, one
+    per physical core, like torch's.
+    """
+    if "torch" in sys.modules:
+        return max(1, sys.modules["torch"].get_num_threads())
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return 0
+
+
+def _ort_from_bytes(data: bytes):
+    """An ONNX Runtime CPU session of a serialised network, or None where it fails."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = _ort_threads()
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except Exception:
+        return None
+
+
+def _ort_session(model: "LoadedModel"):
+    """An ONNX Runtime session of `model`'s network, or None where export fails.
+
+    The export (``torch.onnx.export``, opset `ONNX_OPSET`, 1-2 s) is kept at
+    `_export_path` in `onnx_cache_dir`, and read from there next time (by
+    `_load_cached_export`, without torch); where that folder is not writable it stays in
+    memory. Threads: `_ort_threads`.
+    """
+    import io
+
+    import torch
+
+    cached = _export_path(model.path, model.card)
     data = None
-    if cached.is_file():
+    if cached is not None and cached.is_file():
         data = cached.read_bytes()
     else:
         net = model.net
@@ -340,17 +468,12 @@ def _ort_session(model: "LoadedModel"):
         try:
             from midseg.io import write_bytes_atomic
 
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(cached, data)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(cached, data)
         except (OSError, ImportError):
             pass
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, torch.get_num_threads())
-    opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    except Exception:
-        return None
+    return _ort_from_bytes(data)
 
 
 def load_weights_only(path: str | os.PathLike, *, what: str = "weights"):
@@ -387,6 +510,12 @@ def load_weights_only(path: str | os.PathLike, *, what: str = "weights"):
 
 
 def _load_uncached(pt: Path, dev: str) -> LoadedModel:
+    net, card = _read_network(pt, dev)
+    return _model_from_card(pt, dev, net, card)
+
+
+def _read_network(pt: Path, dev: str):
+    """(network in eval mode on `dev`, card) of the weights `pt`; imports torch."""
     import torch
 
     from midseg.nets import UNet
@@ -410,13 +539,21 @@ def _load_uncached(pt: Path, dev: str) -> LoadedModel:
         net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # stub lacks it
     for p in net.parameters():
         p.requires_grad_(False)
+    return net, card
+
+
+def _model_from_card(pt: Path, dev: str, net, card: dict | None = None) -> LoadedModel:
+    """A `LoadedModel` of the weights `pt` with network `net` (None: built when asked for)."""
+    if card is None:
+        card = read_card(pt)
+    arch = dict(card["architecture"])
     margin = card.get("margin")
     if isinstance(margin, list):
         margin = tuple(int(m) for m in margin)
     return LoadedModel(
         name=str(card.get("name", pt.stem)),
         path=pt,
-        net=net,
+        _net=net,
         card=card,
         spatial_dims=int(arch["spatial_dims"]),
         grid_shape=tuple(int(s) for s in card["grid_shape"]),

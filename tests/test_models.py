@@ -1,6 +1,7 @@
 """Tests for midseg.models: finding, loading, caching and describing weights + cards."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,6 +141,53 @@ def test_importing_models_does_not_import_torch():
     code = "import sys, midseg.models as m; m.list_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_foreground_probability_in_numpy_matches_torch():
+    logits = np.random.default_rng(0).normal(0, 8, (2, 40, 50)).astype(np.float32)
+    two = torch.softmax(torch.from_numpy(logits[None]), dim=1)[0, 1].numpy()
+    np.testing.assert_allclose(models.foreground_probability(logits, 2), two, atol=3e-7)
+    one = torch.sigmoid(torch.from_numpy(logits[:1]))[0].numpy()
+    np.testing.assert_allclose(models.foreground_probability(logits[:1], 1), one, atol=3e-7)
+    assert models.foreground_probability(logits, 2).dtype == np.float32
+
+
+def test_onnx_runtime_threads_follow_torch_or_omp_num_threads(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    assert models._ort_threads() == torch.get_num_threads()
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert models._ort_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert models._ort_threads() == 0  # ONNX Runtime's default: one per physical core
+
+
+def test_a_cached_onnx_export_loads_without_torch(tmp_path):
+    """ONNX Runtime runs a network exported before without importing torch (1-1.5 s of a
+    process start); the PyTorch network is read when asked for, and agrees."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    _need_shipped("2d")
+    if not models._no_gpu():
+        pytest.skip("a GPU driver is visible: torch is asked for the default device")
+    code = (
+        "import sys, numpy as np, midseg.models as m\n"
+        "model = m.load_model('2d')\n"
+        "x = np.random.default_rng(0).normal(size=(model.in_channels,) + model.grid_shape)\n"
+        "p = model.forward(x.astype(np.float32))\n"
+        "print(model.runtime, 'torch' in sys.modules)\n"
+        "q = m.net_forward(model.net, x.astype(np.float32))\n"
+        "print('torch' in sys.modules, float(np.abs(p - q).max()) < 1e-4)\n"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), MIDSEG_RUNTIME="auto")
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs[0] == ["onnxruntime", "True", "True", "True"]  # exported: torch needed
+    assert runs[1] == ["onnxruntime", "False", "True", "True"]  # from the cached export
 
 
 # -- the shipped weights ----------------------------------------------------------------

@@ -22,7 +22,7 @@ def _constant_model(dims, fg_logit=10.0, cue="egd", channels=1):
     return LoadedModel(
         name="const",
         path=None,
-        net=net,
+        _net=net,
         card={},
         spatial_dims=dims,
         grid_shape=grid,
