@@ -990,3 +990,40 @@ def test_a_model_card_edit_changes_the_model_digest(tmp_path):
     card["margin"] = 30
     pt.with_suffix(".json").write_text(json.dumps(card))
     assert _model_sha256(pt) != before
+
+
+def test_a_worker_gets_its_share_of_the_cores(monkeypatch):
+    """1 thread per worker on 2 cores with 2 workers: torch when loaded, and ONNX Runtime
+    through OMP_NUM_THREADS (read by midseg.models without torch)."""
+    import torch
+
+    from midseg.batch.workers import _init_worker
+    from midseg.models import _ort_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # restored afterwards
+    before = torch.get_num_threads()
+    try:
+        _init_worker(1)
+        assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1
+        monkeypatch.delitem(sys.modules, "torch")
+        assert _ort_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_fork_server_preload_leaves_torch_to_the_torch_runtime():
+    """With ONNX Runtime running the networks, the fork server does not import torch (about
+    1 s of every batch with workers); with MIDSEG_RUNTIME=torch it does."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from midseg.models import _no_gpu
+
+    if not _no_gpu():
+        pytest.skip("a GPU driver is visible: the preload imports torch")
+    code = "import sys, midseg._preload; print('torch' in sys.modules)"
+    for runtime, torch_loaded in (("auto", "False"), ("torch", "True")):
+        env = dict(os.environ, MIDSEG_RUNTIME=runtime)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        assert out.stdout.strip() == torch_loaded, runtime

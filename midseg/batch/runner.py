@@ -23,7 +23,7 @@ from .records import (
     _write_summary,
     run_case,
 )
-from .workers import _close_broken, _init_worker, _worker_context
+from .workers import _boot_fork_server, _close_broken, _init_worker, _worker_context
 
 
 def run_batch(
@@ -91,6 +91,8 @@ def run_batch(
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise InvalidInputError(f"workers must be an integer >= 1, got {workers!r}")
+    if not scheduler and (workers or os.cpu_count() or 1) > 1:
+        _boot_fork_server()  # in parallel with what follows
     cases = read_manifest(manifest)
     if label is not None:
         label = _check_label(label)

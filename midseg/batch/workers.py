@@ -1,8 +1,8 @@
 """Local worker processes of `midseg batch`: where they come from and how they end.
 
 Part of `midseg.batch`: workers fork from a fork server that has imported midseg
-and torch once (`midseg._preload`), each gets its share of the cores, and each
-ends with the batch process, even a killed one (a thread watches the parent).
+and its stage-1 runtime once (`midseg._preload`), each gets its share of the cores,
+and each ends with the batch process, even a killed one (a thread watches the parent).
 """
 
 from __future__ import annotations
@@ -55,16 +55,19 @@ def _end_with_parent(parent: int) -> None:
 
 
 def _init_worker(threads: int, parent: int | None = None) -> None:
-    # Each worker process gets its share of the cores for torch, and ends with the batch.
+    """Each worker process gets its share of the cores, and ends with the batch.
+
+    The share goes to torch when the fork server imported it, and to ONNX Runtime through
+    ``OMP_NUM_THREADS``, which `midseg.models` reads when torch is not loaded (and torch
+    when a worker imports it later); torch is not imported here for that (about 1 s).
+    """
+    import sys
+
     if parent is not None:
         _end_with_parent(parent)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _close_broken(executor) -> str:
@@ -91,13 +94,25 @@ def _close_broken(executor) -> str:
 
 
 def _worker_context(mp):
-    """Where worker processes come from: a fork server that has imported midseg, torch
-    and the compiled geodesic kernels once (`midseg._preload`), so that each worker starts
-    in milliseconds; "spawn" where there is no fork server (Windows). The fork server
-    forks before torch starts a thread, which plain "fork" from this process cannot
-    promise."""
+    """Where worker processes come from: a fork server that has imported midseg, the
+    stage-1 runtime and the compiled geodesic kernels once (`midseg._preload`), so that
+    each worker starts in milliseconds; "spawn" where there is no fork server (Windows).
+    The fork server forks before torch or ONNX Runtime starts a thread, which plain
+    "fork" from this process cannot promise."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["midseg._preload"])
         return ctx
     return mp.get_context("spawn")
+
+
+def _boot_fork_server() -> None:
+    """Start the fork server now, so that it imports `midseg._preload` (1-2 s) while this
+    process reads the manifest and digests the inputs; the pool started later uses it.
+    Nothing happens where there is no fork server."""
+    import multiprocessing as mp
+
+    if _worker_context(mp).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()

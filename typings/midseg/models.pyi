@@ -5,3 +5,4 @@
 from models import *
 from models import net_forward as net_forward
 from models import _load_uncached as _load_uncached
+from models import _import_runtime as _import_runtime
