@@ -72,6 +72,7 @@ __all__ = [
     "fuse_probabilities",
     "fuse_margin_points",
     "fuse_margin_points_box",
+    "cut_margin_points_box",
     "graph_cut",
     "refine",
     "refine_region",
@@ -106,6 +107,15 @@ REFINE_METHODS = ("ifgc", "ifgc-global", "ifgc-paper", "gc")
 #: the surface cost of claiming it (a 3D blob of radius r pays about 3 lam / r per voxel).
 #: Chosen on ``dev_unseen`` (``docs/decisions.md``); stage 1 and the other methods use lam.
 LOCAL_PAIRWISE = 0.5
+
+
+#: Stage 1 (method "ifgc"): the fused map of the margin points is cut by the graph cut with
+#: the pairwise term at MARGIN_PAIRWISE[ndim] * lam (0: no cut, the mask is fused >= 0.5),
+#: and the cut is kept only if it keeps at least MARGIN_CUT_KEEP of the fused mask's voxels.
+#: Chosen on ``dev_unseen`` (``docs/decisions.md``): in 3D the cut aligns the geodesic
+#: evidence's soft boundary to image edges; in 2D it gained nothing.
+MARGIN_PAIRWISE = {2: 0.0, 3: 0.1}
+MARGIN_CUT_KEEP = 0.5
 
 
 @dataclass(frozen=True)
@@ -503,6 +513,83 @@ def refine_region(
     return RefineResult(
         mask=mask_outer[inner], probability=np.asarray(fused, np.float32), box=region
     )
+
+
+def cut_margin_points_box(
+    chans: np.ndarray,
+    fused_box: np.ndarray,
+    pts: np.ndarray,
+    box: Box,
+    sp: np.ndarray,
+    *,
+    lam: float = DEFAULT_LAM,
+    sigma: float = DEFAULT_SIGMA,
+) -> np.ndarray:
+    """Stage-1 mask inside the margin points' box: the graph cut of their fused map.
+
+    Minimises the CRF of `graph_cut` (MIDeepSeg Eq. 8-11) over the box, unary from
+    `fused_box` (the output of `fuse_margin_points_box`), pairwise weight
+    ``MARGIN_PAIRWISE[ndim] * lam`` on the crop mapped to [0, 1] by the object window of the
+    margin points (the click rounds' intensities, `refine`, Notes), every margin point a
+    foreground constraint, solved by max-flow (`midseg.graphcut`). Only voxels whose unary cost difference ``|log(r / (1 - r))|`` is below the sum
+    of their pairwise weights' bound (2 x the sum over the neighbourhood's offsets of
+    ``weight / dist``) enter the graph: every other voxel takes its label ``r >= 0.5`` in a
+    minimum (flipping it costs more unary than any pairwise term it touches can give back),
+    so the result is the full solve's while the graph holds the uncertain voxels only.
+    When more than `BAND_MIN_VOXELS` are uncertain (an organ-sized box), the graph is
+    first built in a narrow band around the cut of ``fused_box >= 0.5`` and widened while
+    the cut reaches its edge (`midseg.graphcut`, ``_solve_in_band``): the full solve's
+    result wherever the cut stays inside the band.
+    Returns ``fused_box >= 0.5`` instead when MARGIN_PAIRWISE is 0 for this
+    dimensionality, or when the cut would keep fewer than `MARGIN_CUT_KEEP` of its voxels
+    (where the fused map is lukewarm, about 0.5, over the whole object, a pairwise term
+    large enough to matter can remove it all).
+
+    Parameters
+    ----------
+    chans : (C, *S) ndarray
+        The whole image, channel-first (read, never copied).
+    fused_box : ndarray of float, shape of ``box``
+        The fused foreground probability inside the box, in [0, 1].
+    pts : (N, ndim) int ndarray
+        Margin points in image coordinates, all inside `box`.
+    box : midseg.crop.Box
+        ``relaxed_bbox(pts, S)``.
+    sp : (ndim,) float ndarray
+        Spacing in array order.
+    lam, sigma : float
+        The session's λ and σ (Eq. 11).
+
+    Returns
+    -------
+    ndarray of uint8, shape of ``box``
+        1 = foreground.
+    """
+    ndim = fused_box.ndim
+    sure = (fused_box >= 0.5).astype(np.uint8)
+    weight = MARGIN_PAIRWISE.get(ndim, 0.0) * lam
+    if weight <= 0 or not sure.any():
+        return sure
+    crop = chans[(slice(None),) + box.slices]
+    local = np.asarray(pts, dtype=np.int64) - np.asarray(box.start)
+    norm = _window_normalise(crop, _object_window(crop, local))
+    unit = np.asarray(sp, np.float64) / np.min(sp)
+    bound = 2.0 * sum(
+        weight / float(np.sqrt(np.sum((np.asarray(o) * unit) ** 2))) for o in _offsets(ndim, None)
+    )
+    r = np.clip(fused_box, PROB_EPS, 1.0 - PROB_EPS)
+    free = np.abs(np.log(r) - np.log1p(-r)) < bound  # the uncertain voxels
+    labels = sure.copy()
+    labels[tuple(local.T)] = 1
+    free[tuple(local.T)] = False
+    spacing = np.asarray(sp, np.float64)
+    solver = _solve_in_band if np.count_nonzero(free) > BAND_MIN_VOXELS else _solve_sparse
+    cut = solver(  # large objects: a narrow band first
+        fused_box, norm, free, labels, lam=weight, sigma=sigma, spacing=spacing, connectivity=None
+    )
+    if np.count_nonzero(cut) < MARGIN_CUT_KEEP * np.count_nonzero(sure):
+        return sure
+    return cut
 
 
 def _check_previous(previous, p, fg, bg, new_foreground, new_background, shape):

@@ -166,11 +166,13 @@ class Session(_History):
         Returns
         -------
         (Y, X) or (Z, Y, X) ndarray of uint8
-            The mask (probability >= 0.5). With ``method="ifgc"`` (the
-            default) the probability is the CNN map fused with the margin
-            points' geodesic evidence against the border of their box
-            (`midseg.refine.fuse_margin_points`); with the other methods it is
-            the CNN map itself (`cnn_probability` is always the CNN map).
+            The mask. With ``method="ifgc"`` (the default) the probability is
+            the CNN map fused with the margin points' geodesic evidence against
+            the border of their box (`midseg.refine.fuse_margin_points`), and in
+            3D the mask is its graph cut with the margin points as foreground
+            constraints (`midseg.refine.cut_margin_points_box`; in 2D the
+            probability >= 0.5); with the other methods it is the CNN map
+            >= 0.5 (`cnn_probability` is always the CNN map).
 
         Warns
         -----
@@ -219,20 +221,23 @@ class Session(_History):
         cnn = np.asarray(result.probability, dtype=np.float32)
         cnn.setflags(write=False)
         region = result.box
-        if self.method == "ifgc":  # stage-1 information fusion (fuse_margin_points)
-            from .refine import fuse_margin_points_box
+        if self.method == "ifgc":  # stage-1 information fusion (fuse_margin_points) and cut
+            from .refine import cut_margin_points_box, fuse_margin_points_box
 
             fbox = relaxed_bbox(pw, work.shape)
             region = result.box.union(fbox)
             prob_r = _within(region, result.box, cnn)
             chans = work.channels_first()
             inner = fbox.slices_in(region)
-            prob_r[inner] = fuse_margin_points_box(
-                chans, prob_r[inner], pw, fbox, np.asarray(work.spacing, np.float64)
+            sp = np.asarray(work.spacing, np.float64)
+            prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox, sp)
+            mask_r = (prob_r >= 0.5).astype(np.uint8)
+            mask_r[inner] = cut_margin_points_box(
+                chans, prob_r[inner], pw, fbox, sp, lam=self.lam, sigma=self.sigma
             )
         else:
             prob_r = cnn.copy()
-        mask_r = (prob_r >= 0.5).astype(np.uint8)
+            mask_r = (prob_r >= 0.5).astype(np.uint8)
         seconds = time.perf_counter() - t0
         notes: tuple[MidsegWarning, ...] = ()
         constant = _constant_warning(work, result.box)

@@ -955,3 +955,93 @@ def test_click_depth_equals_the_distance_transform():
         else:
             want = float(np.sqrt(np.sum((np.asarray(shape) * unit) ** 2)))
         assert _click_depth(m, pts, cls, unit) == pytest.approx(want, abs=1e-9)
+
+
+def _cube_scene(seed=0):
+    """A 30^3 image with a bright 12^3 cube in noise, its 6 margin points, and a fused
+    map whose 0.5-level is the cube grown by 1 voxel: confident (0.9) in the cube, lukewarm
+    (0.55) in the 1-voxel shell around it, as the geodesic evidence is where Df ~ Db."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0.0, 0.05, (30, 30, 30)).astype(np.float32)
+    cube = np.zeros(img.shape, bool)
+    cube[9:21, 9:21, 9:21] = True
+    img[cube] += 1.0
+    pts = np.array(
+        [(10, 15, 15), (19, 15, 15), (15, 10, 15), (15, 19, 15), (15, 15, 10), (15, 15, 19)]
+    )
+    grown = np.zeros(img.shape, bool)
+    grown[8:22, 8:22, 8:22] = True
+    fused = np.where(cube, 0.9, np.where(grown, 0.55, 0.1)).astype(np.float32)
+    return img, cube, pts, fused
+
+
+def test_stage1_cut_snaps_the_fused_boundary_to_the_image_edge():
+    from midseg.crop import relaxed_bbox
+    from midseg.metrics import dice
+    from midseg.refine import cut_margin_points_box
+
+    img, cube, pts, fused = _cube_scene()
+    box = relaxed_bbox(pts, img.shape)
+    cut = cut_margin_points_box(img[None], fused[box.slices], pts, box, np.ones(3))
+    full = np.zeros(img.shape, np.uint8)
+    full[box.slices] = cut
+    assert dice(fused >= 0.5, cube) < 0.8  # the fused mask is 1 voxel too large
+    assert dice(full, cube) > 0.95
+    assert np.all(full[tuple(pts.T)] == 1)  # margin points are foreground constraints
+
+
+def test_stage1_cut_is_the_threshold_in_2d_and_never_deletes_a_lukewarm_object():
+    from midseg.crop import relaxed_bbox
+    from midseg.refine import MARGIN_CUT_KEEP, cut_margin_points_box
+
+    img, cube, pts, fused = _cube_scene()
+    sl = img[15]
+    pts2 = np.unique(pts[:, 1:], axis=0)
+    box2 = relaxed_bbox(pts2, sl.shape)
+    f2 = fused[15][box2.slices]
+    np.testing.assert_array_equal(
+        cut_margin_points_box(sl[None], f2, pts2, box2, np.ones(2)), (f2 >= 0.5).astype(np.uint8)
+    )
+    # 3D, fused map barely above 0.5 on a flat image: a pairwise weight of 100 would keep
+    # only the margin points; the stage-1 mask falls back to the fused mask instead
+    box = relaxed_bbox(pts, img.shape)
+    flat = np.zeros_like(img)
+    lukewarm = np.where(cube, 0.51, 0.2).astype(np.float32)[box.slices]
+    out = cut_margin_points_box(flat[None], lukewarm, pts, box, np.ones(3), lam=1000.0)
+    assert MARGIN_CUT_KEEP > 0
+    np.testing.assert_array_equal(out, (lukewarm >= 0.5).astype(np.uint8))
+
+
+def test_stage1_cut_equals_the_full_grid_solve():
+    # only uncertain voxels enter the graph; the others are fixed by persistency (their
+    # unary difference exceeds every pairwise weight they touch): the minimum is the same
+    from midseg.crop import relaxed_bbox
+    from midseg.fusion import _object_window
+    from midseg.graphcut import _solve_sparse, _window_normalise
+    from midseg.refine import cut_margin_points_box
+
+    img, cube, pts, fused = _cube_scene()
+    noisy = np.random.default_rng(1).normal(0, 0.2, fused.shape)
+    fused = np.clip(fused + noisy, 0, 1).astype(np.float32)
+    box = relaxed_bbox(pts, img.shape)
+    sp = np.array([2.0, 1.0, 1.0])
+    crop = img[None][(slice(None),) + box.slices]
+    loc = pts - np.asarray(box.start)
+    norm = _window_normalise(crop, _object_window(crop, loc))
+    for lam in (2.0, 5.0, 10.0):
+        got = cut_margin_points_box(img[None], fused[box.slices], pts, box, sp, lam=lam)
+        free = np.ones(got.shape, bool)
+        free[tuple(loc.T)] = False
+        labels = (fused[box.slices] >= 0.5).astype(np.uint8)
+        labels[tuple(loc.T)] = 1
+        full = _solve_sparse(
+            fused[box.slices],
+            norm,
+            free,
+            labels,
+            lam=lam * 0.1,
+            sigma=0.1,
+            spacing=sp,
+            connectivity=None,
+        )
+        np.testing.assert_array_equal(got, full)
