@@ -86,6 +86,15 @@ class ActionsMixin:
         return act
 
     def _build_actions(self, lam: float, sigma: float) -> None:
+        self._build_file_actions()
+        self._build_edit_actions()
+        self._build_tool_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_parameter_bar(lam, sigma)
+
+    def _build_file_actions(self) -> None:
+        """The File menu's actions: images, masks, clicks and label maps."""
         a = self._action
         self.act_open = a(
             "&Open image...",
@@ -148,6 +157,10 @@ class ActionsMixin:
             "Add a new object (structure) and make it current",
         )
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
+
+    def _build_edit_actions(self) -> None:
+        """Segment, undo/redo, reset and the view actions."""
+        a = self._action
         self.act_segment = a(
             "Segment",
             lambda: self.run_segment(),
@@ -180,6 +193,9 @@ class ActionsMixin:
             checkable=True,
         )
 
+    def _build_tool_actions(self) -> None:
+        """One checkable action per tool, in one exclusive group; Navigate is checked."""
+        a = self._action
         self.tool_group = QActionGroup(self)
         self.tool_actions = {}
         for tool, label, key in (
@@ -195,10 +211,6 @@ class ActionsMixin:
             self.tool_group.addAction(act)
             self.tool_actions[tool] = act
         self.tool_actions["navigate"].setChecked(True)
-
-        self._build_menus()
-        self._build_toolbar()
-        self._build_parameter_bar(lam, sigma)
 
     def _build_menus(self) -> None:
         menu = self.menuBar()

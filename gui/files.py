@@ -126,42 +126,10 @@ class FilesMixin:
 
     def _add_objects(self, arr, segments, geometry, path) -> bool:
         """Objects from ``arr == segment.value`` for each segment (names kept unique)."""
-        shape = tuple(self.state.shape)
         where_from = Path(str(path)).name
-        if (
-            tuple(arr.shape) != shape
-            and geometry is not None
-            and where_from.lower().endswith(".seg.nrrd")
-        ):
-            from midseg.labelmap import on_image_grid
-
-            # 3D Slicer 4.11 cropped a segmentation to its segments when saving it
-            placed = on_image_grid(geometry, self.modalities[0])
-            if placed is not None:
-                arr, geometry = placed, None
-        if tuple(arr.shape) != shape:
-            self.show_error(
-                f"Cannot load {where_from}",
-                f"{where_from} has shape {tuple(arr.shape)} (array order) but the "
-                f"image has {shape}: it was not drawn on this image (resample it "
-                "onto the image's grid first)",
-            )
+        arr = self._labels_on_image(arr, geometry, where_from)
+        if arr is None:
             return False
-        if geometry is not None and _has_physical_size(geometry):
-            diffs = self.modalities[0].same_geometry(geometry)
-            if (
-                diffs
-                and self.ask(
-                    "Geometry differs",
-                    f"{where_from} has the image's shape, but its geometry differs:\n  "
-                    + "\n  ".join(diffs)
-                    + "\n\nLoad it anyway (voxel for voxel)?",
-                    QMessageBox.Yes | QMessageBox.No,
-                    QMessageBox.No,
-                )
-                != QMessageBox.Yes
-            ):
-                return False
         labels = self.labels
         only = labels.names[0] if len(labels.names) == 1 else None
         placeholder = (
@@ -176,26 +144,7 @@ class FilesMixin:
             # label value 1 (the file's values are kept wherever they are free)
             held = labels.segment_of(only)
             labels.remove(only)
-        added, empty, failed = [], [], False
-        for seg in segments:
-            where = arr == seg.value
-            if not where.any():
-                empty.append(seg.name)
-                continue
-            name, k = seg.name, 2
-            while name in labels.names:
-                name, k = f"{seg.name} {k}", k + 1
-            used = {labels.segment_of(n).value for n in labels.names}
-            try:
-                session = labels.add(
-                    name, color=seg.color, value=None if seg.value in used else seg.value
-                )
-                session.start_from_mask(where)
-            except MidsegError as exc:
-                self.show_error(f"Cannot load {where_from}", exc)
-                failed = True
-                break
-            added.append(name)
+        added, empty, failed = self._add_segments(arr, segments, where_from)
         if not added:
             if held is not None:  # nothing loaded: the empty start object comes back
                 labels.add(held.name, color=held.color, value=held.value)
@@ -216,6 +165,78 @@ class FilesMixin:
         note = f"; empty, not added: {', '.join(empty)}" if empty else ""
         self.statusBar().showMessage(f"loaded {len(added)} object(s) from {where_from}{note}", 8000)
         return True
+
+    def _labels_on_image(self, arr, geometry, where_from: str):
+        """`arr` on the image's grid, or None (refused, with the reason shown or asked).
+
+        A ``.seg.nrrd`` cropped to its segments is placed back on the grid; another shape
+        is refused; another geometry of the same shape is asked about.
+        """
+        shape = tuple(self.state.shape)
+        if (
+            tuple(arr.shape) != shape
+            and geometry is not None
+            and where_from.lower().endswith(".seg.nrrd")
+        ):
+            from midseg.labelmap import on_image_grid
+
+            # 3D Slicer 4.11 cropped a segmentation to its segments when saving it
+            placed = on_image_grid(geometry, self.modalities[0])
+            if placed is not None:
+                arr, geometry = placed, None
+        if tuple(arr.shape) != shape:
+            self.show_error(
+                f"Cannot load {where_from}",
+                f"{where_from} has shape {tuple(arr.shape)} (array order) but the "
+                f"image has {shape}: it was not drawn on this image (resample it "
+                "onto the image's grid first)",
+            )
+            return None
+        if geometry is not None and _has_physical_size(geometry):
+            diffs = self.modalities[0].same_geometry(geometry)
+            if (
+                diffs
+                and self.ask(
+                    "Geometry differs",
+                    f"{where_from} has the image's shape, but its geometry differs:\n  "
+                    + "\n  ".join(diffs)
+                    + "\n\nLoad it anyway (voxel for voxel)?",
+                    QMessageBox.Yes | QMessageBox.No,
+                    QMessageBox.No,
+                )
+                != QMessageBox.Yes
+            ):
+                return None
+        return arr
+
+    def _add_segments(self, arr, segments, where_from: str) -> tuple[list, list, bool]:
+        """Add an object per segment with voxels in `arr`: (added names, empty, failed).
+
+        A name already taken gets a number (``"liver 2"``); a label value already taken
+        gets a free one. The first error is shown and ends the loop (``failed``).
+        """
+        labels = self.labels
+        added, empty, failed = [], [], False
+        for seg in segments:
+            where = arr == seg.value
+            if not where.any():
+                empty.append(seg.name)
+                continue
+            name, k = seg.name, 2
+            while name in labels.names:
+                name, k = f"{seg.name} {k}", k + 1
+            used = {labels.segment_of(n).value for n in labels.names}
+            try:
+                session = labels.add(
+                    name, color=seg.color, value=None if seg.value in used else seg.value
+                )
+                session.start_from_mask(where)
+            except MidsegError as exc:
+                self.show_error(f"Cannot load {where_from}", exc)
+                failed = True
+                break
+            added.append(name)
+        return added, empty, failed
 
     def save_labelmap(self, path: str | os.PathLike | None = None) -> bool:
         """Write every object with a mask as one label map with names and colours.
