@@ -35,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "peers on the same points. Writes a per-step CSV (+ a .json run record) and, with "
         "--report, a Markdown report with tables and Dice-vs-clicks plots."
     )
+    _add_method_arguments(parser)
+    _add_case_arguments(parser)
+    _add_run_arguments(parser)
+    _add_report_arguments(parser)
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is evaluated: datasets, dimension, output, methods and models, clicks, seed."""
     parser.add_argument(
         "datasets", nargs="*", metavar="DATASET", help=f"dataset names: {', '.join(DATASETS)}"
     )
@@ -72,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"corrective clicks per case, K (default {DEFAULT_CLICKS})",
     )
     parser.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+
+
+def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which cases of each dataset, and where the data is."""
     parser.add_argument(
         "--max-cases",
         "--limit",
@@ -111,6 +123,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-root", default=None, help="data folder (default $MIDSEG_DATA or ../shared/data)"
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Device, worker processes and threads."""
     parser.add_argument("--device", default=None, help="torch device for stage 1")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
@@ -120,6 +136,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads for stage 1 (default 1: timings comparable "
         "with the single-threaded peers)",
     )
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report, its figures, a report from earlier runs' CSVs, progress bars."""
     parser.add_argument("--report", default=None, help="also write this Markdown report")
     parser.add_argument(
         "--figures",

@@ -45,6 +45,13 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="2: axial slices, 64x64 grid; 3: volumes, 64x96x96 grid",
     )
+    _add_pool_arguments(p)
+    _add_case_folder_arguments(p)
+    _add_synthetic_arguments(p)
+
+
+def _add_pool_arguments(p: argparse.ArgumentParser) -> None:
+    """Registry sets (``--pool``): which sets, their targets and slices."""
     p.add_argument(
         "--pool",
         default=None,
@@ -72,6 +79,10 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         help="with --pool in 2D: keep every N-th qualifying slice of SET, in its "
         "training and validation cases (repeatable)",
     )
+
+
+def _add_case_folder_arguments(p: argparse.ArgumentParser) -> None:
+    """Case folders (``--data``): which cases, their files, labels and slices."""
     p.add_argument(
         "--data",
         default=None,
@@ -110,6 +121,10 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         default=30,
         help="2D: skip slices whose target has fewer pixels (default: %(default)s)",
     )
+
+
+def _add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
+    """Synthetic shapes mixed into the training items."""
     p.add_argument(
         "--synthetic",
         type=int,
