@@ -25,82 +25,100 @@ def _targets(by: dict, groups, clicks: int) -> list[dict]:
             continue
         peers = {m: by[g + (m,)] for m in _peer_names() if (*g, m) in by}
         if g[0] == "hc18":
-            best = max(peers.items(), key=lambda kv: kv[1]["dice@3"], default=None)
-            res = f"midseg Dice@3 = {_pct(mid['dice@3'])}"
-            if best:
-                res += f"; best peer {best[0]} {_pct(best[1]['dice@3'])}"
-            out.append(
-                {
-                    "target": "unseen: Dice after ≤3 clicks ≥ 90 % and above every peer",
-                    "dataset": name,
-                    "result": res,
-                    "reached": bool(
-                        mid["dice@3"] >= 0.90
-                        and all(mid["dice@3"] > p["dice@3"] for p in peers.values())
-                    ),
-                }
-            )
-        for p in ("random-walker", "graph-cut"):
-            if p in peers:
-                out.append(
-                    {
-                        "target": f"NoC@90 ≤ ½ of {p}",
-                        "dataset": name,
-                        "result": f"{mid['noc90']:.2f} vs {peers[p]['noc90']:.2f}",
-                        "reached": bool(mid["noc90"] <= 0.5 * peers[p]["noc90"]),
-                    }
-                )
+            out.append(_unseen_target(name, mid, peers))
+        out.extend(_noc_targets(name, mid, peers))
         gc = by.get((*g, "midseg-gc"))
         if gc is not None:
-            for label, s in (
-                ("IF-GC", mid),
-                ("IF-GC, Eq. 7 as printed", by.get((*g, "midseg-paper"))),
-            ):
-                if s is None:
-                    continue
-                for k in (1, 3, clicks):
-                    d = s[f"dice@{k}"] - gc[f"dice@{k}"]
-                    out.append(
-                        {
-                            "target": f"{label} ≥ GC + 1 Dice point after {k} clicks",
-                            "dataset": name,
-                            "result": f"{100 * d:+.2f} points",
-                            "reached": bool(d >= 0.01),
-                        }
-                    )
+            out.extend(_fusion_targets(name, gc, mid, by.get((*g, "midseg-paper")), clicks))
         if DATASETS.get(g[0], {}).get("development"):
             out.extend(_development_targets(name, g[1], mid, peers, clicks))
         if not DATASETS.get(g[0], {}).get("seen", True):
-            # extra stage-1 models: "*none*" = image only; "egd*" = EGD trained like the
-            # other encodings (the like-for-like control); anything else = another encoding
             extras = {m[2]: s for m, s in by.items() if m[:2] == g and m[2] not in METHOD_NAMES}
-            image_only = {k: s for k, s in extras.items() if "none" in k.lower()}
-            controls = {k: s for k, s in extras.items() if k.lower().startswith("egd")}
-            others = {k: s for k, s in extras.items() if k not in image_only and k not in controls}
-            for k, s in sorted(image_only.items()):
-                d = mid["dice@0"] - s["dice@0"]
-                out.append(
-                    {
-                        "target": f"EGD beats bounding-box-only ({k}) at stage 1",
-                        "dataset": name,
-                        "result": f"{_pct(mid['dice@0'])} vs {_pct(s['dice@0'])} ({100 * d:+.2f})",
-                        "reached": bool(d > 0),
-                    }
-                )
-            if len(others) >= 2:
-                for label, ref in [("midseg", mid)] + sorted(controls.items()):
-                    beaten = [k for k, o in sorted(others.items()) if ref["dice@0"] > o["dice@0"]]
-                    out.append(
-                        {
-                            "target": f"EGD ({label}) beats ≥ 2 other encodings at stage 1",
-                            "dataset": name,
-                            "result": f"{_pct(ref['dice@0'])} vs "
-                            + ", ".join(
-                                f"{k} {_pct(o['dice@0'])}" for k, o in sorted(others.items())
-                            ),
-                            "reached": len(beaten) >= 2,
-                        }
-                    )
+            out.extend(_encoding_targets(name, mid, extras))
+    return out
+
+
+def _unseen_target(name: str, mid: dict, peers: dict) -> dict:
+    """HC18 (never trained on): Dice after 3 clicks at least 90 % and above every peer."""
+    best = max(peers.items(), key=lambda kv: kv[1]["dice@3"], default=None)
+    res = f"midseg Dice@3 = {_pct(mid['dice@3'])}"
+    if best:
+        res += f"; best peer {best[0]} {_pct(best[1]['dice@3'])}"
+    return {
+        "target": "unseen: Dice after ≤3 clicks ≥ 90 % and above every peer",
+        "dataset": name,
+        "result": res,
+        "reached": bool(
+            mid["dice@3"] >= 0.90 and all(mid["dice@3"] > p["dice@3"] for p in peers.values())
+        ),
+    }
+
+
+def _noc_targets(name: str, mid: dict, peers: dict) -> list[dict]:
+    """NoC@90 at most half the random walker's and the graph cut's."""
+    return [
+        {
+            "target": f"NoC@90 ≤ ½ of {p}",
+            "dataset": name,
+            "result": f"{mid['noc90']:.2f} vs {peers[p]['noc90']:.2f}",
+            "reached": bool(mid["noc90"] <= 0.5 * peers[p]["noc90"]),
+        }
+        for p in ("random-walker", "graph-cut")
+        if p in peers
+    ]
+
+
+def _fusion_targets(name: str, gc: dict, mid: dict, paper: dict | None, clicks: int) -> list[dict]:
+    """IF-GC (and Eq. 7 as printed) at least 1 Dice point above plain GC after 1, 3, K clicks."""
+    out = []
+    for label, s in (("IF-GC", mid), ("IF-GC, Eq. 7 as printed", paper)):
+        if s is None:
+            continue
+        for k in (1, 3, clicks):
+            d = s[f"dice@{k}"] - gc[f"dice@{k}"]
+            out.append(
+                {
+                    "target": f"{label} ≥ GC + 1 Dice point after {k} clicks",
+                    "dataset": name,
+                    "result": f"{100 * d:+.2f} points",
+                    "reached": bool(d >= 0.01),
+                }
+            )
+    return out
+
+
+def _encoding_targets(name: str, mid: dict, extras: dict) -> list[dict]:
+    """Stage 1 of EGD against the extra stage-1 models (`extras`: method name -> summary).
+
+    ``"*none*"`` = image only; ``"egd*"`` = EGD trained like the other encodings (the
+    like-for-like control); anything else = another encoding.
+    """
+    out = []
+    image_only = {k: s for k, s in extras.items() if "none" in k.lower()}
+    controls = {k: s for k, s in extras.items() if k.lower().startswith("egd")}
+    others = {k: s for k, s in extras.items() if k not in image_only and k not in controls}
+    for k, s in sorted(image_only.items()):
+        d = mid["dice@0"] - s["dice@0"]
+        out.append(
+            {
+                "target": f"EGD beats bounding-box-only ({k}) at stage 1",
+                "dataset": name,
+                "result": f"{_pct(mid['dice@0'])} vs {_pct(s['dice@0'])} ({100 * d:+.2f})",
+                "reached": bool(d > 0),
+            }
+        )
+    if len(others) >= 2:
+        for label, ref in [("midseg", mid)] + sorted(controls.items()):
+            beaten = [k for k, o in sorted(others.items()) if ref["dice@0"] > o["dice@0"]]
+            out.append(
+                {
+                    "target": f"EGD ({label}) beats ≥ 2 other encodings at stage 1",
+                    "dataset": name,
+                    "result": f"{_pct(ref['dice@0'])} vs "
+                    + ", ".join(f"{k} {_pct(o['dice@0'])}" for k, o in sorted(others.items())),
+                    "reached": len(beaten) >= 2,
+                }
+            )
     return out
 
 
