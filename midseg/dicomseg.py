@@ -91,70 +91,15 @@ def write_dicom_seg(
         No single DICOM series in `source_dir`; the file cannot be written.
     """
     hd, pydicom = _libraries()
-    from pydicom.sr.codedict import codes
-
     from . import __version__
 
     p = Path(path)
-    if p.suffix.lower() != ".dcm":
-        raise InvalidInputError(f"a DICOM-SEG file ends in .dcm, got {str(p)!r}")
-    if os.path.commonpath([os.path.abspath(source_dir), os.path.abspath(p)]) == os.path.abspath(
-        source_dir
-    ):
-        raise InvalidInputError(
-            f"{str(p)!r} lies inside the series folder {str(source_dir)!r}, "
-            "which would then hold two series; write it elsewhere"
-        )
-    for s in segments:
-        if len(s.name) > 64:
-            raise InvalidInputError(
-                f"a DICOM segment label holds at most 64 characters: {s.name!r}"
-            )
-    files = _source_files(source_dir)
-    sources = [pydicom.dcmread(f) for f in files]
-    arr = np.asarray(labels)
-    want = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
-    if arr.shape != want:
-        raise InvalidInputError(
-            f"the label map must have the series' shape {want}, got {arr.shape}"
-        )
+    _check_seg_path(p, source_dir, segments)
+    sources = [pydicom.dcmread(f) for f in _source_files(source_dir)]
     segments = list(segments)
-    values = [s.value for s in segments]
-    unnamed = sorted(set(np.unique(arr).tolist()) - {0} - set(values))
-    if unnamed or not segments:
-        raise InvalidInputError(f"every nonzero value needs a segment; missing: {unnamed}")
-    numbered = np.zeros(arr.shape, dtype=np.uint16)
-    for k, v in enumerate(values, start=1):
-        numbered[arr == v] = k
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="midseg", version=__version__, family=codes.cid7162.ArtificialIntelligence
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=k,
-            segment_label=s.name,
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=algorithm,
-            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in s.color)),
-            tracking_id=f"midseg label value {s.value}",
-            tracking_uid=hd.UID(),
-        )
-        for k, s in enumerate(segments, start=1)
-    ]
-    if spacing is None:
-        from .io import read_image
-
-        spacing = read_image(source_dir).spacing  # for the SEG's frames
-    spacing = [float(v) for v in spacing]
-    for ds in sources:  # in memory only: highdicom reads it from every source
-        if not getattr(ds, "SliceThickness", None):
-            ds.SliceThickness = spacing[0]
-    measures = hd.PixelMeasuresSequence(
-        pixel_spacing=spacing[1:],
-        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or spacing[0]),
-    )
+    numbered = _numbered_labels(labels, sources, segments)
+    descriptions = _segment_descriptions(hd, segments, __version__)
+    measures = _pixel_measures(hd, sources, source_dir, spacing)
     series_number = int(getattr(sources[0], "SeriesNumber", 0) or 0) + 1000
     try:
         seg = hd.seg.Segmentation(
@@ -187,6 +132,97 @@ def write_dicom_seg(
         write_file_atomic(p, seg.save_as)
     except OSError as exc:
         raise ImageReadError(str(exc)) from None
+
+
+def _check_seg_path(p: Path, source_dir: str | os.PathLike, segments: Sequence[Segment]) -> None:
+    """A ``.dcm`` path outside the series folder, segment labels of at most 64 characters.
+
+    Raises `InvalidInputError` otherwise.
+    """
+    if p.suffix.lower() != ".dcm":
+        raise InvalidInputError(f"a DICOM-SEG file ends in .dcm, got {str(p)!r}")
+    if os.path.commonpath([os.path.abspath(source_dir), os.path.abspath(p)]) == os.path.abspath(
+        source_dir
+    ):
+        raise InvalidInputError(
+            f"{str(p)!r} lies inside the series folder {str(source_dir)!r}, "
+            "which would then hold two series; write it elsewhere"
+        )
+    for s in segments:
+        if len(s.name) > 64:
+            raise InvalidInputError(
+                f"a DICOM segment label holds at most 64 characters: {s.name!r}"
+            )
+
+
+def _numbered_labels(labels, sources: list, segments: list[Segment]) -> np.ndarray:
+    """`labels` renumbered 1..N in the order of `segments`: (Z, Y, X) uint16.
+
+    Raises `InvalidInputError` for a shape that is not the series' (`sources`, one
+    dataset per slice) or a nonzero value without a segment.
+    """
+    arr = np.asarray(labels)
+    want = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+    if arr.shape != want:
+        raise InvalidInputError(
+            f"the label map must have the series' shape {want}, got {arr.shape}"
+        )
+    values = [s.value for s in segments]
+    unnamed = sorted(set(np.unique(arr).tolist()) - {0} - set(values))
+    if unnamed or not segments:
+        raise InvalidInputError(f"every nonzero value needs a segment; missing: {unnamed}")
+    numbered = np.zeros(arr.shape, dtype=np.uint16)
+    for k, v in enumerate(values, start=1):
+        numbered[arr == v] = k
+    return numbered
+
+
+def _segment_descriptions(hd, segments: list[Segment], version: str) -> list:
+    """One highdicom ``SegmentDescription`` per segment, numbered from 1.
+
+    Category and type "Tissue" (SNOMED CT), semi-automatic by midseg `version`, the
+    segment's colour (CIELab), its label value as tracking id.
+    """
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="midseg", version=version, family=codes.cid7162.ArtificialIntelligence
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=s.name,
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in s.color)),
+            tracking_id=f"midseg label value {s.value}",
+            tracking_uid=hd.UID(),
+        )
+        for k, s in enumerate(segments, start=1)
+    ]
+
+
+def _pixel_measures(hd, sources: list, source_dir, spacing: Sequence[float] | None):
+    """The SEG's ``PixelMeasuresSequence``: pixel spacing and slice thickness (mm).
+
+    `spacing` (array order) is read from the series when None. A source dataset without
+    SliceThickness gets the slice spacing, in memory only: highdicom reads it from every
+    source.
+    """
+    if spacing is None:
+        from .io import read_image
+
+        spacing = read_image(source_dir).spacing  # for the SEG's frames
+    spacing = [float(v) for v in spacing]
+    for ds in sources:
+        if not getattr(ds, "SliceThickness", None):
+            ds.SliceThickness = spacing[0]
+    return hd.PixelMeasuresSequence(
+        pixel_spacing=spacing[1:],
+        slice_thickness=float(getattr(sources[0], "SliceThickness", 0) or spacing[0]),
+    )
 
 
 def read_dicom_seg(
