@@ -319,66 +319,13 @@ class LabelSession:
             Not a labels or clicks document, or a bad object entry (the message names it);
             what `Session.from_clicks` raises for each object's clicks.
         """
-        from .clicks import CLICKS_FORMAT, read_clicks
         from .session import Session
 
         p = Path(path)
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise InvalidInputError(f"cannot read {str(p)!r}: {exc}") from None
-        if isinstance(doc, dict) and doc.get("format") == CLICKS_FORMAT:
-            doc = {
-                "format": LABELS_FORMAT,
-                "version": LABELS_VERSION,
-                "objects": [
-                    {
-                        "name": "Segment_1",
-                        "value": 1,
-                        "color": DEFAULT_COLORS[0],
-                        "clicks": read_clicks(p),
-                    }
-                ],
-            }
-        if (
-            not isinstance(doc, dict)
-            or doc.get("format") != LABELS_FORMAT
-            or doc.get("version") != LABELS_VERSION
-            or not isinstance(doc.get("objects"), list)
-        ):
-            raise InvalidInputError(
-                f"{str(p)!r} is not a midseg labels file (format "
-                f"{LABELS_FORMAT!r}, version {LABELS_VERSION}) or a "
-                "clicks file"
-            )
+        doc = _read_labels_document(p)
         ls = None
         for k, entry in enumerate(doc["objects"]):
-            if not isinstance(entry, dict) or not {"name", "value", "color", "clicks"} <= set(
-                entry
-            ):
-                raise InvalidInputError(
-                    f"{str(p)!r}: objects[{k}] needs name, value, color and clicks"
-                )
-            start = None
-            if (
-                isinstance(entry["clicks"], dict)
-                and entry["clicks"].get("initial_mask")
-                and initial_labelmap is None
-            ):
-                raise InvalidInputError(
-                    f"{str(p)!r}: objects[{k}] ({entry['name']!r}) started from a mask or "
-                    "label map (start_from_mask, from_labelmap), which a labels file does not "
-                    "hold: load that label map with it (initial_labelmap=...)"
-                )
-            if (
-                isinstance(entry["clicks"], dict)
-                and entry["clicks"].get("initial_mask")
-                and initial_labelmap is not None
-            ):
-                try:
-                    start = np.asarray(initial_labelmap) == int(entry["value"])
-                except (TypeError, ValueError, OverflowError):
-                    raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") from None
+            start = _object_start(p, k, entry, initial_labelmap)
             try:
                 replayed = Session.from_clicks(
                     entry["clicks"], image, model=model, device=device, initial_mask=start
@@ -388,24 +335,107 @@ class LabelSession:
                     f"{str(p)!r}: objects[{k}] ({entry['name']!r}): {exc}"
                 ) from None
             if ls is None:
-                ls = cls.__new__(cls)
-                ls.image, ls.model = replayed.image, replayed.model
-                ls._kw = {
-                    "device": device,
-                    "lam": replayed.lam,
-                    "sigma": replayed.sigma,
-                    "method": replayed.method,
-                }
-                ls._spare, ls._objects = None, {}
-            try:
-                seg = Segment(entry["value"], entry["name"], tuple(entry["color"]))
-            except (TypeError, OverflowError):
-                raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad colour") from None
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"{str(p)!r}: objects[{k}]: {exc}") from None
+                ls = cls._with_settings_of(replayed, device)
+            seg = _object_segment(p, k, entry)
             if seg.name in ls._objects or seg.value in {s.value for s, _ in ls._objects.values()}:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")
             ls._objects[seg.name] = (seg, replayed)
         if ls is None:
             raise InvalidInputError(f"{str(p)!r} holds no object")
         return ls
+
+    @classmethod
+    def _with_settings_of(cls, session: "Session", device: str | None) -> "LabelSession":
+        """An empty LabelSession with the image, model, lam, sigma and method of `session`."""
+        ls = cls.__new__(cls)
+        ls.image, ls.model = session.image, session.model
+        ls._kw = {
+            "device": device,
+            "lam": session.lam,
+            "sigma": session.sigma,
+            "method": session.method,
+        }
+        ls._spare, ls._objects = None, {}
+        return ls
+
+
+def _read_labels_document(p: Path) -> dict:
+    """The labels document in `p`; a clicks file becomes a document of one object.
+
+    Raises
+    ------
+    InvalidInputError
+        `p` cannot be read, is not JSON, or is neither a labels nor a clicks file.
+    """
+    from .clicks import CLICKS_FORMAT, read_clicks
+
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidInputError(f"cannot read {str(p)!r}: {exc}") from None
+    if isinstance(doc, dict) and doc.get("format") == CLICKS_FORMAT:
+        doc = {
+            "format": LABELS_FORMAT,
+            "version": LABELS_VERSION,
+            "objects": [
+                {
+                    "name": "Segment_1",
+                    "value": 1,
+                    "color": DEFAULT_COLORS[0],
+                    "clicks": read_clicks(p),
+                }
+            ],
+        }
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != LABELS_FORMAT
+        or doc.get("version") != LABELS_VERSION
+        or not isinstance(doc.get("objects"), list)
+    ):
+        raise InvalidInputError(
+            f"{str(p)!r} is not a midseg labels file (format "
+            f"{LABELS_FORMAT!r}, version {LABELS_VERSION}) or a "
+            "clicks file"
+        )
+    return doc
+
+
+def _object_start(p: Path, k: int, entry, initial_labelmap) -> np.ndarray | None:
+    """The initial mask that object `entry` (``objects[k]`` of `p`) replays from, or None.
+
+    None for an object started from margin points; ``initial_labelmap == value`` for one
+    started from a mask or label map.
+
+    Raises
+    ------
+    InvalidInputError
+        An entry that is not a dict with name, value, color and clicks; an object started
+        from a mask without `initial_labelmap`; a value that is not an integer.
+    """
+    if not isinstance(entry, dict) or not {"name", "value", "color", "clicks"} <= set(entry):
+        raise InvalidInputError(f"{str(p)!r}: objects[{k}] needs name, value, color and clicks")
+    if not (isinstance(entry["clicks"], dict) and entry["clicks"].get("initial_mask")):
+        return None
+    if initial_labelmap is None:
+        raise InvalidInputError(
+            f"{str(p)!r}: objects[{k}] ({entry['name']!r}) started from a mask or "
+            "label map (start_from_mask, from_labelmap), which a labels file does not "
+            "hold: load that label map with it (initial_labelmap=...)"
+        )
+    try:
+        return np.asarray(initial_labelmap) == int(entry["value"])
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad value") from None
+
+
+def _object_segment(p: Path, k: int, entry: dict) -> Segment:
+    """The `Segment` (value, name, colour) of object `entry` (``objects[k]`` of `p`).
+
+    Raises `InvalidInputError` naming the object for a bad colour, name or value.
+    """
+    try:
+        return Segment(entry["value"], entry["name"], tuple(entry["color"]))
+    except (TypeError, OverflowError):
+        raise InvalidInputError(f"{str(p)!r}: objects[{k}] has a bad colour") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{str(p)!r}: objects[{k}]: {exc}") from None
