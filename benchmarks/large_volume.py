@@ -195,6 +195,9 @@ def scenario(name, quick):
 
 
 def _median(fn, repeats):
+    from midseg.geodesic import load_kernels
+
+    load_kernels()  # compiled here, not in a background process while the loop runs
     fn()
     ts = []
     for _ in range(repeats):

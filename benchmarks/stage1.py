@@ -157,6 +157,7 @@ def evaluate(
     from midseg.evaluate import case_seed
     from midseg.metrics import dice
     from midseg.predict import predict_probability
+    from midseg.geodesic import load_kernels
 
     results: dict = {}
     for task in tasks:
@@ -178,6 +179,7 @@ def evaluate(
             continue
         for name, model in todo.items():
             # One untimed call warms up numba/torch so the median is the steady state.
+            load_kernels()  # compiled here, not in a background process while timing
             ca = None if channels == 1 else 0
             predict_probability(items[0][1], points[0], model, spacing=items[0][3], channel_axis=ca)
             scores, times = [], []

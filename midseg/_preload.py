@@ -14,7 +14,6 @@ that would not be safe).
 from __future__ import annotations
 
 import maxflow  # noqa: F401
-import numpy as np
 import SimpleITK  # noqa: F401  (reads and writes every image)
 
 import midseg.batch.records  # noqa: F401  (what a batch worker runs)
@@ -25,9 +24,8 @@ import midseg.predict  # noqa: F401
 import midseg.refine  # noqa: F401
 import midseg.session  # noqa: F401
 from midseg.clicks import _clicks_validator
-from midseg.geodesic import geodesic_distance
+from midseg.geodesic import load_kernels
 
 midseg.models._import_runtime()
 _clicks_validator()
-for _cost in ("geodistk", "additive"):
-    geodesic_distance(np.zeros((4, 4), np.float32), [(1, 1)], cost=_cost)
+load_kernels()  # here, not in a background process: every worker gets them compiled

@@ -1,7 +1,7 @@
 """Geodesic distance transforms of 2D/3D, scalar or multi-channel images from a seed set.
 
-Lives here: `geodesic_distance` (backends: built-in numba raster scan, GeodisTK, FastGeodis) and
-`available_backends`. Must not need an optional backend to work, nor import torch.
+Lives here: `geodesic_distance` (backends: built-in numba raster scan, GeodisTK, FastGeodis),
+`available_backends` and `load_kernels`. Must not need an optional backend to work, nor import torch.
 
 Step costs
 ----------
@@ -61,6 +61,8 @@ converge to the same minimal-path distances: with enough iterations they agree t
 from __future__ import annotations
 
 import importlib.util
+import threading
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -69,7 +71,7 @@ from ._checks import SpacingLike, as_points, as_spacing, channels_first
 from ._geodesic_optional import _run_fastgeodis, _run_geodistk
 from .errors import InvalidInputError
 
-__all__ = ["geodesic_distance", "available_backends", "BACKENDS", "COSTS", "EPS"]
+__all__ = ["geodesic_distance", "available_backends", "load_kernels", "BACKENDS", "COSTS", "EPS"]
 
 
 def _jit(fn):
@@ -79,10 +81,16 @@ def _jit(fn):
     overrides both); where neither is writable (a read-only install, no home folder) the
     kernel is compiled in every process instead of failing.
     """
+    global _CACHING
     try:
         return njit(cache=True, nogil=True, error_model="numpy")(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
+        _CACHING = False
         return njit(cache=False, nogil=True, error_model="numpy")(fn)
+
+
+#: Whether numba caches the kernels on disk (False: no writable cache folder).
+_CACHING = True
 
 
 #: Names accepted by ``geodesic_distance(backend=...)``; "auto" is the built-in numba backend.
@@ -313,7 +321,10 @@ def geodesic_distance(
     "exact": below 1e-6. The "geodistk" cost converges a little more slowly. Each iteration
     takes about 0.17 ms of one CPU core on the 2D and 3.7 ms on the 3D image.
 
-    The numba kernel compiles on the first call of a process (cached on disk afterwards).
+    The numba kernel compiles once per installation into numba's disk cache (2-3 s of
+    CPU). Where a process's first call finds that cache cold and its job small, another
+    process compiles it while this one scans in NumPy, bit for bit the kernel's result
+    (`_kernels_ready`); `load_kernels` compiles or loads it here and now instead.
 
     References
     ----------
@@ -595,11 +606,45 @@ def _run_numba(
 ) -> np.ndarray:
     """Built-in backend: pad by one voxel (an inf border, never updated) and scan.
 
-    2D runs as a single plane (no padding along z).
+    2D runs as a single plane (no padding along z). The numba kernel scans; while it
+    compiles in another process (`_kernels_ready`), small jobs (`_NUMPY_MAX_WORK`) are
+    scanned by its NumPy twin (`_scan_numpy`: the same distances, bit for bit), which hands
+    the remaining iterations over to the kernel once it is ready.
     """
-    ndim = seeds.ndim
+    scan, shape, inner = _padded(chans, seeds, domain, spacing, lamb, cost)
+    voxels = int(np.count_nonzero(scan.dom)) if scan.masked else seeds.size
+    small = voxels <= _NUMPY_MAX_VOXELS and voxels * iterations <= _NUMPY_MAX_WORK
+    if not _kernels_ready(scan, small):
+        iterations -= _scan_numpy(scan, iterations, stop=_compiled)
+    if iterations > 0:
+        _raster_scan(*scan[:12], iterations, *scan[12:])
+    out = scan.dist.reshape(shape)[inner]
+    return np.ascontiguousarray(out[0] if seeds.ndim == 2 else out)
+
+
+class _Scan(NamedTuple):
+    """`_raster_scan`'s arguments but `iterations` (which goes between `lamb` and `eps`)."""
+
+    img: np.ndarray
+    dist: np.ndarray
+    dom: np.ndarray
+    masked: bool
+    n_z: int
+    n_y: int
+    n_x: int
+    start: int
+    sz: int
+    sy: int
+    steps: np.ndarray
+    lamb: np.float32
+    eps: np.float32
+    additive: bool
+
+
+def _padded(chans, seeds, domain, spacing, lamb, cost):
+    """(`_Scan` of the padded flat arrays, padded shape, slices of the image in it)."""
     n_ch = chans.shape[0]
-    if ndim == 2:
+    if seeds.ndim == 2:
         sp3 = np.array([1.0, spacing[0], spacing[1]])
         chans, seeds = chans[:, None], seeds[None]
         domain = None if domain is None else domain[None]
@@ -626,8 +671,7 @@ def _run_numba(
     additive = cost == "additive"
     if additive:  # the spatial term of the additive cost
         steps = (1.0 - lamb) * steps
-    start = int(np.dot([a for a, _ in pad], strides))
-    _raster_scan(
+    scan = _Scan(
         img.reshape(n_ch, -1),
         dist.reshape(-1),
         dom.reshape(-1),
@@ -635,17 +679,203 @@ def _run_numba(
         n_z,
         n_y,
         n_x,
-        start,
+        int(np.dot([a for a, _ in pad], strides)),
         strides[0],
         strides[1],
         steps.astype(np.float32),
         np.float32(lamb),
-        iterations,
         np.float32(0.0 if additive else EPS),
         additive,
     )
-    out = dist[inner]
-    return np.ascontiguousarray(out[0] if ndim == 2 else out)
+    return scan, padded, inner
+
+
+# ------------------------------------------------ the kernel's NumPy twin, while it compiles
+
+#: Largest job scanned in NumPy while the kernel compiles elsewhere: voxels (in the roi),
+#: and voxels x iterations. NumPy is 15-20x slower than the kernel (3D stage-1 cue,
+#: 64x96x96, 2 iterations: 0.23 s against 0.012 s; 69x75x52, 10 iterations: 0.40 s
+#: against 0.026 s) and keeps 26 step costs per voxel (104 bytes): larger jobs wait for
+#: the compiled kernel.
+_NUMPY_MAX_VOXELS = 1_000_000
+_NUMPY_MAX_WORK = 6_000_000
+
+
+def _step_costs(ia, ib, step, lamb, eps, additive) -> np.ndarray:
+    """Costs of the steps between the voxels of `ia` and `ib` ((C, N) intensities) as
+    `_edge_costs` and `_relax3` compute them: the same float32 operations in the same
+    order."""
+    if lamb == 0.0:
+        return np.full(ia.shape[1], step, np.float32)
+    diff = ia[0] - ib[0]
+    if ia.shape[0] == 1:
+        g = np.abs(diff) + eps
+    else:
+        acc = diff * diff
+        for ch in range(1, ia.shape[0]):
+            diff = ia[ch] - ib[ch]
+            acc += diff * diff
+        g = np.sqrt(acc) + eps
+    if additive:
+        return step + lamb * g
+    if lamb == 1.0:
+        return step * g
+    return step * g / ((np.float32(1.0) - lamb) * g + lamb)
+
+
+def _scan_numpy(scan: _Scan, iterations: int, stop=None) -> int:
+    """`_raster_scan` in NumPy, bit for bit, in place; returns the iterations it stands for.
+
+    In a forward pass a voxel takes the minimum of its distance and, over its 13 (3D) or
+    4 (2D) neighbours passed before it, their distance plus the step's cost, final by
+    then. The raster scan visits the voxels one by one; here all voxels with the same
+    ``x + 2y + 4z`` go at once, since each of those neighbours has a smaller one (the
+    backward pass mirrors it). Every candidate is the kernel's float32 sum and minima are
+    exact: the distances are the kernel's. Stops, like the kernel, at the fixed point
+    (returning `iterations`), or when `stop()` says so after a forward + backward pair
+    (the kernel then does the rest).
+    """
+    img, dist, dom, steps = scan.img, scan.dist, scan.dom, scan.steps
+    n_z, n_y, n_x, sz, sy = scan.n_z, scan.n_y, scan.n_x, scan.sz, scan.sy
+    zz, yy, xx = np.meshgrid(np.arange(n_z), np.arange(n_y), np.arange(n_x), indexing="ij")
+    flat = (scan.start + zz * sz + yy * sy + xx).reshape(-1)
+    rank = (xx + 2 * yy + 4 * zz).reshape(-1)
+    if scan.masked:
+        keep = dom[flat] != 0
+        flat, rank = flat[keep], rank[keep]
+    order = np.argsort(rank, kind="stable")
+    idx, rank = flat[order], rank[order]
+    cuts = np.concatenate(([0], np.flatnonzero(np.diff(rank)) + 1, [rank.size]))
+    groups = list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
+    # the neighbours passed before a voxel in a forward pass, and their step lengths
+    nbrs = [
+        (-sz + dy * sy + dx, steps[1, abs(dy), abs(dx)]) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+    ]
+    nbrs = (nbrs if n_z > 1 else []) + [(-sy + dx, steps[0, 1, abs(dx)]) for dx in (-1, 0, 1)]
+    nbrs.append((-1, steps[0, 0, 1]))
+    # step costs on the image's flat span (slices), then in the passes' voxel order
+    lo_, hi_ = int(flat.min()), int(flat.max()) + 1
+    passes = []
+    for sign in (1, -1):  # forward, backward
+        offs = np.array([sign * o for o, _ in nbrs], dtype=np.int64)
+        costs = np.empty((offs.size, idx.size), np.float32)
+        for k, (o, (_, ln)) in enumerate(zip(offs.tolist(), nbrs)):
+            span = _step_costs(
+                img[:, lo_:hi_], img[:, lo_ + o : hi_ + o], ln, scan.lamb, scan.eps, scan.additive
+            )
+            costs[k] = span[idx - lo_]
+        passes.append((offs[:, None], costs, groups if sign == 1 else groups[::-1]))
+    for done in range(1, iterations + 1):
+        before = dist.copy()
+        for offs, costs, order_ in passes:
+            for lo, hi in order_:
+                ids = idx[lo:hi]
+                best = (dist[offs + ids] + costs[:, lo:hi]).min(axis=0)
+                dist[ids] = np.minimum(dist[ids], best)
+        if np.array_equal(dist, before):
+            return iterations  # the fixed point: more passes change nothing
+        if stop is not None and stop():
+            return done
+    return iterations
+
+
+# --------------------------------------------------------- compiling in another process
+
+
+class _Kernels:
+    """Whether `_raster_scan` is ready in this process, or the process compiling it."""
+
+    ready = False
+    process: Any = None
+    lock = threading.Lock()
+
+
+def _compiled() -> bool:
+    """True when the process compiling the kernel has ended (and cached it, if it could)."""
+    return _Kernels.process is None or _Kernels.process.poll() is not None
+
+
+def _kernels_ready(scan: _Scan, small: bool) -> bool:
+    """Whether to run `_raster_scan` now (False: scan this `small` job in NumPy).
+
+    True where it has run here, where numba's cache holds it (it loads in a fraction of a
+    second), where caching is off (`_jit`: a read-only install; it compiles here), and for
+    a large first job (it compiles here, 2-3 s). For a small first job with a cold cache,
+    a new Python process compiles it into the cache (`_start_compile_process`, on another
+    core) and this is False for small jobs until that process has ended; a large job
+    waits for it (then loads the kernel, or compiles it where it was not cached).
+    """
+    if _Kernels.ready:
+        return True
+    with _Kernels.lock:
+        if _Kernels.process is None:
+            if not small or not _CACHING or _in_cache(scan):
+                _Kernels.ready = True
+                return True
+            _Kernels.process = _start_compile_process()
+            if _Kernels.process is None:
+                _Kernels.ready = True
+                return True
+            return False
+        if not small:
+            _Kernels.process.wait()
+        if _Kernels.process.poll() is None:
+            return False
+        _Kernels.ready = True
+        return True
+
+
+def _in_cache(scan: _Scan) -> bool:
+    """Whether numba's cache holds `_raster_scan` for these argument types, loading
+    nothing; True where numba's internals do not say (then it compiles here, as before)."""
+    try:
+        from numba import typeof
+
+        types = [typeof(a) for a in scan]
+        sig = tuple(types[:12] + [typeof(2)] + types[12:])
+        if _raster_scan.overloads.get(sig) is not None:
+            return True
+        cache = _raster_scan._cache
+        return cache.load_overload(sig, _raster_scan.targetctx) is not None
+    except Exception:  # a private API: behave as before
+        return True
+
+
+def _start_compile_process():
+    """A new Python process compiling the kernel into numba's cache (None: cannot start).
+
+    It imports this very file, whose path names the cache entry, and outlives this
+    process if need be, so the next one finds the kernel cached.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from midseg.geodesic import load_kernels; load_kernels()"
+    )
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+
+
+def load_kernels() -> None:
+    """Load the numba kernel from numba's cache, or compile it, in this process, now.
+
+    For a process about to fork workers or a thread warming up a GUI session: the
+    geodesic distances after it run compiled at once, never in NumPy meanwhile.
+    """
+    with _Kernels.lock:
+        _Kernels.ready = True
+    geodesic_distance(np.zeros((4, 4), np.float32), [(1, 1)])
 
 
 _RUNNERS = {"numba": _run_numba, "geodistk": _run_geodistk, "fastgeodis": _run_fastgeodis}

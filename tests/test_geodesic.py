@@ -589,3 +589,157 @@ def test_importing_geodesic_does_not_import_torch():
 
     code = "import sys, midseg.geodesic, midseg.cues; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# -- the NumPy twin of the kernel, while the kernel compiles in another process -----------
+
+
+def _scan_pair(shape, channels, cost, lamb, roi, seed=0):
+    import midseg.geodesic as g
+
+    rng = np.random.default_rng(seed)
+    img = np.stack([_noisy(shape, seed + c) for c in range(channels)])
+    seeds = np.zeros(shape, bool)
+    seeds[_centre(shape)] = True
+    seeds[tuple(rng.integers(0, s) for s in shape)] = True
+    domain = ((rng.random(shape) > 0.25) | seeds) if roi else None
+    spacing = rng.uniform(0.5, 2.0, len(shape))
+    return [g._padded(img, seeds, domain, spacing, lamb, cost)[0] for _ in range(2)]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("cost", ["geodistk", "additive"])
+@pytest.mark.parametrize("lamb", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("roi", [False, True])
+def test_numpy_twin_gives_the_kernels_distances_bit_for_bit(ndim, channels, cost, lamb, roi):
+    """Same float32 sums, exact minima: equal, not close (masks must not depend on which
+    of the two ran)."""
+    import midseg.geodesic as g
+
+    for iterations in (1, 2, 30):
+        a, b = _scan_pair(SHAPES[ndim], channels, cost, lamb, roi)
+        g._raster_scan(*a[:12], iterations, *a[12:])
+        assert g._scan_numpy(b, iterations) == iterations
+        assert np.array_equal(a.dist, b.dist), iterations
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_numpy_twin_hands_the_remaining_iterations_to_the_kernel(ndim):
+    import midseg.geodesic as g
+
+    a, b = _scan_pair(SHAPES[ndim], 1, "additive", 1.0, False, seed=3)
+    g._raster_scan(*a[:12], 10, *a[12:])
+    done = g._scan_numpy(b, 10, stop=lambda: True)
+    assert done == 1
+    g._raster_scan(*b[:12], 10 - done, *b[12:])
+    assert np.array_equal(a.dist, b.dist)
+
+
+class _FakeProcess:
+    def __init__(self):
+        self.running = True
+        self.waited = False
+
+    def poll(self):
+        return None if self.running else 0
+
+    def wait(self):
+        self.waited = True
+        self.running = False
+        return 0
+
+
+@pytest.fixture
+def cold_kernels(monkeypatch):
+    """A process whose kernel is not compiled and not in numba's cache."""
+    import midseg.geodesic as g
+
+    started = []
+
+    def start():
+        started.append(_FakeProcess())
+        return started[-1]
+
+    monkeypatch.setattr(g._Kernels, "ready", False)
+    monkeypatch.setattr(g._Kernels, "process", None)
+    monkeypatch.setattr(g, "_CACHING", True)
+    monkeypatch.setattr(g, "_in_cache", lambda scan: False)
+    monkeypatch.setattr(g, "_start_compile_process", start)
+    return g, started
+
+
+def test_a_cold_cache_compiles_elsewhere_while_numpy_scans_small_images(cold_kernels, monkeypatch):
+    g, started = cold_kernels
+    img, seed = _noisy(SHAPES[2]), [_centre(SHAPES[2])]
+    g._Kernels.ready = True
+    want = geodesic_distance(img, seed, iterations=5, cost="additive")  # the kernel's
+    g._Kernels.ready = False
+    calls = []
+    real = g._scan_numpy
+    monkeypatch.setattr(g, "_scan_numpy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for _ in range(2):  # one compile process; NumPy while it runs
+        assert np.array_equal(geodesic_distance(img, seed, iterations=5, cost="additive"), want)
+    assert len(started) == 1 and len(calls) == 2 and not g._Kernels.ready
+    started[0].running = False  # compiled (into numba's cache)
+    assert np.array_equal(geodesic_distance(img, seed, iterations=5, cost="additive"), want)
+    assert len(calls) == 2 and g._Kernels.ready
+
+
+def test_a_large_job_waits_for_the_compile_process(cold_kernels, monkeypatch):
+    g, started = cold_kernels
+    img = _noisy(SHAPES[3])
+    geodesic_distance(img, [_centre(img.shape)])  # small: starts the process
+    monkeypatch.setattr(g, "_NUMPY_MAX_VOXELS", 10)
+    geodesic_distance(img, [_centre(img.shape)])
+    assert len(started) == 1 and started[0].waited and g._Kernels.ready
+
+
+def test_a_large_first_job_or_no_disk_cache_compiles_here(cold_kernels, monkeypatch):
+    g, started = cold_kernels
+    img = _noisy(SHAPES[2])
+    monkeypatch.setattr(g, "_CACHING", False)  # numba found no writable cache folder
+    geodesic_distance(img, [_centre(img.shape)])
+    assert not started and g._Kernels.ready
+    monkeypatch.setattr(g._Kernels, "ready", False)
+    monkeypatch.setattr(g, "_CACHING", True)
+    monkeypatch.setattr(g, "_NUMPY_MAX_WORK", 10)
+    geodesic_distance(img, [_centre(img.shape)])
+    assert not started and g._Kernels.ready
+
+
+def test_a_new_process_with_an_empty_cache_gets_its_first_distances_in_numpy(tmp_path):
+    """For real: no compile in the process; another process fills numba's cache."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import numpy as np, midseg.geodesic as g\n"
+        "img = np.random.default_rng(0).random((40, 50)).astype(np.float32)\n"
+        "d = g.geodesic_distance(img, [(20, 25)], cost='additive', iterations=4)\n"
+        "print(g._Kernels.process is not None, g._Kernels.ready)\n"
+        "np.save(r'%s', d)\n"
+    )
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run(
+        [sys.executable, "-c", code % (tmp_path / "cold.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.split() == ["True", "False"]  # NumPy, a compile process started
+    for _ in range(600):  # that process fills the cache (seconds); the index comes last
+        if list((tmp_path / "numba").rglob("*_raster_scan*.nbi")):
+            break
+        time.sleep(0.2)
+    out = subprocess.run(
+        [sys.executable, "-c", code % (tmp_path / "warm.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.split() == ["False", "True"]  # loaded from the cache at once
+    assert np.array_equal(np.load(tmp_path / "cold.npy"), np.load(tmp_path / "warm.npy"))

@@ -113,6 +113,9 @@ class SessionMethod:
         if image.ndim in self._warm:
             return
         self._warm.add(image.ndim)
+        from ..geodesic import load_kernels
+
+        load_kernels()  # here: a cold cache must not leave timed calls to NumPy meanwhile
         self.start(image, points, spacing=spacing)
         assert self._session is not None  # start made it
         self._session.refine(foreground=[tuple(points[0])])
@@ -154,6 +157,17 @@ class SessionMethod:
         fg, bg = ([click.point], []) if click.foreground else ([], [click.point])
         assert self._session is not None, "start() comes before update()"
         return self._session.refine(foreground=fg, background=bg)
+
+    def suggest(self, k: int = 1) -> list:
+        """The session's suggested next clicks (`midseg.Session.suggest`)."""
+        assert self._session is not None, "start() comes before suggest()"
+        return self._session.suggest(k)
+
+    @property
+    def box(self):
+        """The stage-1 crop box of the current session (`midseg.crop.Box`)."""
+        assert self._session is not None, "start() comes before box"
+        return self._session.box
 
     def guidance(
         self, image: np.ndarray, points: np.ndarray, gt: np.ndarray, *, spacing
@@ -210,6 +224,9 @@ class PeerMethod:
         warm = self.__dict__.setdefault("_warm", set())
         if image.ndim not in warm:
             warm.add(image.ndim)
+            from ..geodesic import load_kernels
+
+            load_kernels()  # here: a cold cache must not leave timed calls to NumPy
             self.start(image, points, spacing=spacing)
 
     def start(self, image: np.ndarray, points: np.ndarray, *, spacing) -> np.ndarray:
@@ -223,6 +240,11 @@ class PeerMethod:
             "box": relaxed_bbox(points, image.shape),
         }
         return self._segment()
+
+    @property
+    def box(self):
+        """The relaxed box of the margin points (`midseg.crop.Box`)."""
+        return self._state["box"]
 
     def update(self, click) -> np.ndarray:
         self._state["fg" if click.foreground else "bg"].append(tuple(click.point))
