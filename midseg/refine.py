@@ -438,81 +438,114 @@ def refine_region(
     )
     inner = region.slices_in(outer)
     hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
-    chans_outer = chans[(slice(None),) + outer.slices]
-    if local:
-        window = _object_window(chans[(slice(None),) + sl], hard_fg)
-        norm_outer = _window_normalise(chans_outer, window)
-    else:
-        norm_outer = _normalise01(chans_outer, like=chans[(slice(None),) + sl])
+    norm_outer = _region_intensities(chans, region, outer, hard_fg, local)
     norm = norm_outer[(slice(None),) + inner]
-    fg_c, bg_c = fg - origin, bg - origin
     unit = sp / sp.min()
+    zone = None
+    # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
         fused, zone = _local_fusion(
             prev_mask[sl], norm, new_fg - origin, new_bg - origin, unit, backend
         )
+        outside = prev_mask[outer.slices] != 0
     else:
         if p is None:
             raise InvalidInputError(f"method {method!r} needs the CNN probability map")
-        if method in ("ifgc-global", "ifgc-paper"):
-            d_fg, d_bg = _click_distances(
-                norm, np.concatenate([margin - origin, fg_c]), bg_c, unit, backend
-            )
-            fused = _fuse(p[sl], d_fg, d_bg, certainty=method == "ifgc-global")
-        else:
-            fused = p[sl].astype(np.float32)
-    # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
-    if local:
-        assert prev_mask is not None
-        outside = prev_mask[outer.slices] != 0
-    else:
-        assert p is not None
+        fused = _global_fused_map(
+            p[sl], norm, margin - origin, fg - origin, bg - origin, unit, method, backend
+        )
         outside = p[outer.slices] >= 0.5
     shift = origin - np.asarray(outer.start, dtype=np.int64)
-    fixed = np.ones(outside.shape, dtype=bool)  # ring (and, for "ifgc", outside the zone)
-    fixed[inner] = ~zone if local else False
-    hard_fg_o, hard_bg_o = hard_fg + shift, bg_c + shift
-    fixed[tuple(hard_fg_o.T)] = False  # clicks and margin points are constraints
-    fixed[tuple(hard_bg_o.T)] = False  # of their own class, wherever they are
-    prob_outer = outside.astype(np.float32)  # values at fixed voxels are never read
-    prob_outer[inner] = fused
+    prob_outer, labels, free = _region_graph(
+        outside, inner, fused, zone, hard_fg + shift, bg - origin + shift
+    )
     # The graph holds the free voxels only (for "ifgc" the zone a click reaches, usually a
     # small part of the region): a fixed neighbour adds its edge to a free voxel's terminal
     # capacity, so the minimum is that of the whole region with those voxels fixed.
-    labels = outside.astype(np.uint8)
-    labels[tuple(hard_fg_o.T)] = 1  # clicks and margin points: their own class
-    labels[tuple(hard_bg_o.T)] = 0
-    free = ~fixed
-    free[tuple(hard_fg_o.T)] = False
-    free[tuple(hard_bg_o.T)] = False
     pairwise = lam * LOCAL_PAIRWISE if local else lam
-    if local and np.count_nonzero(free) > BAND_MIN_VOXELS:
-        mask_outer = _solve_in_band(
-            prob_outer,
-            norm_outer,
-            free,
-            labels,
-            lam=pairwise,
-            sigma=sigma,
-            spacing=sp,
-            connectivity=connectivity,
-        )
-    else:
-        mask_outer = _solve_sparse(
-            prob_outer,
-            norm_outer,
-            free,
-            labels,
-            lam=pairwise,
-            sigma=sigma,
-            spacing=sp,
-            connectivity=connectivity,
-        )
-
+    band = local and np.count_nonzero(free) > BAND_MIN_VOXELS
+    solve = _solve_in_band if band else _solve_sparse
+    mask_outer = solve(
+        prob_outer,
+        norm_outer,
+        free,
+        labels,
+        lam=pairwise,
+        sigma=sigma,
+        spacing=sp,
+        connectivity=connectivity,
+    )
     return RefineResult(
         mask=mask_outer[inner], probability=np.asarray(fused, np.float32), box=region
     )
+
+
+def _region_intensities(
+    chans: np.ndarray, region: Box, outer: Box, hard_fg: np.ndarray, local: bool
+) -> np.ndarray:
+    """The image on `outer` (the region and its ring) mapped to [0, 1], (C, *outer) float.
+
+    Click-local rounds (`local`): by the object window of the hard foreground points
+    `hard_fg` (region coordinates); the global methods: by the region's range.
+    """
+    chans_outer = chans[(slice(None),) + outer.slices]
+    chans_region = chans[(slice(None),) + region.slices]
+    if local:
+        return _window_normalise(chans_outer, _object_window(chans_region, hard_fg))
+    return _normalise01(chans_outer, like=chans_region)
+
+
+def _global_fused_map(
+    p_region: np.ndarray,
+    norm: np.ndarray,
+    margin: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    unit: np.ndarray,
+    method: str,
+    backend: str,
+) -> np.ndarray:
+    """The region's foreground probability of a global method, float32 (region shape).
+
+    "ifgc-global" / "ifgc-paper": the CNN map `p_region` fused with the geodesic distances
+    to the clicks and margin points (region coordinates; `_fuse`, certainty-weighted or
+    Eq. 7 as printed); "gc": `p_region` itself.
+    """
+    if method in ("ifgc-global", "ifgc-paper"):
+        d_fg, d_bg = _click_distances(norm, np.concatenate([margin, fg]), bg, unit, backend)
+        return _fuse(p_region, d_fg, d_bg, certainty=method == "ifgc-global")
+    return p_region.astype(np.float32)
+
+
+def _region_graph(
+    outside: np.ndarray,
+    inner: tuple[slice, ...],
+    fused: np.ndarray,
+    zone: np.ndarray | None,
+    hard_fg: np.ndarray,
+    hard_bg: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The graph cut's unary map, labels and free voxels on the region and its ring.
+
+    `outside` (the outer box's outside labels) fixes the ring and, for a click-local
+    round, the region's voxels outside `zone`; `fused` is the region's (`inner`)
+    probability; the hard points `hard_fg`, `hard_bg` (outer-box coordinates) are labelled
+    by their class and kept out of the graph. Returns ``(prob_outer, labels, free)``.
+    """
+    fixed = np.ones(outside.shape, dtype=bool)  # ring (and, for "ifgc", outside the zone)
+    fixed[inner] = ~zone if zone is not None else False
+    fixed[tuple(hard_fg.T)] = False  # clicks and margin points are constraints
+    fixed[tuple(hard_bg.T)] = False  # of their own class, wherever they are
+    prob_outer = outside.astype(np.float32)  # values at fixed voxels are never read
+    prob_outer[inner] = fused
+    labels = outside.astype(np.uint8)
+    labels[tuple(hard_fg.T)] = 1  # clicks and margin points: their own class
+    labels[tuple(hard_bg.T)] = 0
+    free = ~fixed
+    free[tuple(hard_fg.T)] = False
+    free[tuple(hard_bg.T)] = False
+    return prob_outer, labels, free
 
 
 def cut_margin_points_box(
