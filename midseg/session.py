@@ -461,6 +461,28 @@ class Session(_History):
         )
         return self._push(new)
 
+    def suggest(self, k: int = 1) -> list:
+        """Up to `k` suggested next clicks for the current mask, best first.
+
+        Each is a `midseg.suggest.Suggestion`: ``point`` (array order, image index space),
+        ``foreground`` (the class the mask does not give it) and ``score``; computed from
+        the image, the mask and the clicks in force (none within 3 voxels of one), no ground truth
+        (`midseg.suggest.suggest_clicks`, reasoning and evidence there). Empty before
+        `segment` or when nothing is left to suggest. Raises InvalidInputError for k < 1.
+        """
+        from .suggest import suggest_clicks
+
+        if self._state is None:
+            return []
+        done = self._w(np.concatenate(self.clicks_in_force))  # not the margin points: near
+        # them errors are common (stage 1's box is tight there), see docs/decisions.md
+        w = self._work
+        found = suggest_clicks(w.array, self._sq(self._maps()[1]), spacing=w.spacing,
+                               clicks=done, k=k, channel_axis=w.channel_axis)  # fmt: skip
+        if self._flat is None:
+            return found
+        return [replace(s, point=tuple(np.insert(s.point, self._flat, 0).tolist())) for s in found]
+
     def paint(self, voxels, value=1) -> np.ndarray:
         """Brush edit: set the mask to `value` at `voxels`, as one undoable step.
 

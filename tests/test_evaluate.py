@@ -72,7 +72,9 @@ def test_protocol_rows_and_columns(tmp_path):
     ev.write_csv(rows, path)
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
-    assert tuple(header) == ev.CSV_FIELDS
+    from midseg.evaluation.protocol import USER_FIELDS
+
+    assert tuple(header) == ev.CSV_FIELDS + USER_FIELDS
     back = ev.read_csv(path)
     assert len(back) == len(rows)
     # the fake paints discs at deepest-error clicks, so Dice rises click after click

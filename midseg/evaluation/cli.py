@@ -23,6 +23,7 @@ from .cases import DATASETS, Case, load_cases
 from .methods import METHOD_NAMES, SessionMethod, make_methods
 from .protocol import DEFAULT_CLICKS, run_protocol, write_csv
 from .report import write_report
+from .users import USERS
 
 __all__ = ["add_arguments", "run", "main"]
 
@@ -80,6 +81,14 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"corrective clicks per case, K (default {DEFAULT_CLICKS})",
     )
     parser.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    parser.add_argument(
+        "--user",
+        choices=USERS,
+        default="robot",
+        help="simulated user: robot (deepest error, knows the ground truth), suggest "
+        "(clicks Session.suggest's top suggestion, labelled from the ground truth), random "
+        "(a random voxel of the stage-1 box); default robot",
+    )
 
 
 def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
@@ -262,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         jobs=args.jobs,
+        user=args.user,
     )
     write_csv(rows, args.out)
     refs = {m.name: m.model or f"{args.dims}d" for m in methods if isinstance(m, SessionMethod)}
@@ -278,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         "models": models,
         "model_cards": cards,
         "clicks": args.clicks,
+        "user": args.user,
         "seed": args.seed,
         "wall_s": time.perf_counter() - t0,
         "host": f"{platform.machine()} {os.cpu_count()} CPUs",

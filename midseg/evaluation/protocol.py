@@ -14,6 +14,8 @@ For every case (a 2D image/slice or a 3D volume with its ground truth):
 2. *Clicks.* Up to K = 10 corrective clicks from the robot user,
    ``corrective_click(gt, current_mask, mode="deepest", spacing=spacing)``:
    deterministic, deep inside the largest error of *that* method's current mask.
+   ``user="suggest"`` / ``"random"`` replace the robot user by the
+   suggestion-following or the random-voxel user (`midseg.evaluation.users`).
    midseg adds each click as one `Session.refine` round (clicks accumulate);
    peers re-segment with all seeds so far. When a mask equals the ground truth
    no click is made and the step repeats the previous metrics.
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_CLICKS",
     "NOC_CAP",
     "CSV_FIELDS",
+    "USER_FIELDS",
     "evaluate_case",
     "run_protocol",
     "write_csv",
@@ -72,6 +75,10 @@ CSV_FIELDS = (
     "guidance_seconds",
     "guidance_overlap",
 )
+#: Columns written after `CSV_FIELDS` (optional when read): the simulated user, whether
+#: its click was in an error region (1/0, empty without a click) and the seconds its
+#: suggestion took (`midseg.evaluation.users.next_click`).
+USER_FIELDS = ("user", "in_error", "suggest_seconds")
 
 
 def _surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, float]:
@@ -99,10 +106,19 @@ def _fmt_point(p) -> str:
 
 
 def evaluate_case(
-    case: Case, methods: Sequence, *, clicks: int = DEFAULT_CLICKS, seed: int = 0
+    case: Case,
+    methods: Sequence,
+    *,
+    clicks: int = DEFAULT_CLICKS,
+    seed: int = 0,
+    user: str = "robot",
 ) -> list[dict]:
-    """Run the protocol on one case for every method; returns its CSV rows."""
-    from ..data_sim import corrective_click, interior_margin_points
+    """Run the protocol on one case for every method; returns its CSV rows.
+
+    `user` is one of `midseg.evaluation.users.USERS` (the robot user by default).
+    """
+    from ..data_sim import interior_margin_points
+    from .users import next_click
     from ..metrics import dice
 
     gt = (np.asarray(case.gt) != 0).astype(np.uint8)
@@ -139,12 +155,16 @@ def evaluate_case(
                 "seconds": f"{sec:.4f}",
                 "guidance_seconds": extra.get("gs", ""),
                 "guidance_overlap": extra.get("go", ""),
+                "user": user,
+                "in_error": extra.get("in_error", ""),
+                "suggest_seconds": extra.get("ss", ""),
             }
 
         rows.append(row(0, "stage1", "", mask, sec, gs=guid_s, go=guid_o))
+        rng = np.random.default_rng(case_seed(seed, case.dataset, case.case) + [1])
         for k in range(1, clicks + 1):
-            c = corrective_click(gt, mask, mode="deepest", spacing=case.spacing)
-            if c is None:  # perfect mask: nothing left to click
+            c, hit, ss = next_click(user, gt, mask, m, spacing=case.spacing, rng=rng)
+            if c is None:  # perfect mask, or nothing suggested: no click
                 last = dict(
                     rows[-1],
                     click=k,
@@ -153,13 +173,18 @@ def evaluate_case(
                     seconds="0.0000",
                     guidance_seconds="",
                     guidance_overlap="",
+                    in_error="",
+                    suggest_seconds=f"{ss:.4f}" if user == "suggest" else "",
                 )
                 rows.append(last)
                 continue
             t0 = time.perf_counter()
             mask = np.asarray(m.update(c))
             sec = time.perf_counter() - t0
-            rows.append(row(k, "fg" if c.foreground else "bg", _fmt_point(c.point), mask, sec))
+            extra = {"in_error": int(bool(hit)), "ss": f"{ss:.4f}" if user == "suggest" else ""}
+            rows.append(
+                row(k, "fg" if c.foreground else "bg", _fmt_point(c.point), mask, sec, **extra)
+            )
     return rows
 
 
@@ -178,8 +203,8 @@ def _worker_init(methods):
 
 
 def _worker_run(args):
-    case, clicks, seed = args
-    return evaluate_case(case, _WORKER_METHODS, clicks=clicks, seed=seed)
+    case, clicks, seed, user = args
+    return evaluate_case(case, _WORKER_METHODS, clicks=clicks, seed=seed, user=user)
 
 
 def run_protocol(
@@ -190,6 +215,7 @@ def run_protocol(
     seed: int = 0,
     progress: bool = True,
     jobs: int = 1,
+    user: str = "robot",
 ) -> list[dict]:
     """Evaluate every method on every case with the robot user (see the module docstring).
 
@@ -208,6 +234,8 @@ def run_protocol(
         Show a tqdm progress bar over cases.
     jobs : int
         Worker processes (spawned; each loads the models once).
+    user : {"robot", "suggest", "random"}
+        The simulated user (`midseg.evaluation.users`).
 
     Returns
     -------
@@ -226,7 +254,7 @@ def run_protocol(
         if jobs <= 1:
             for case in cases:
                 bar.set_postfix_str(f"{case.dataset} {case.case}")
-                rows.extend(evaluate_case(case, methods, clicks=clicks, seed=seed))
+                rows.extend(evaluate_case(case, methods, clicks=clicks, seed=seed, user=user))
                 bar.update()
         else:
             import multiprocessing as mp
@@ -236,7 +264,7 @@ def run_protocol(
             with ProcessPoolExecutor(
                 jobs, mp_context=ctx, initializer=_worker_init, initargs=(list(methods),)
             ) as pool:
-                for part in pool.map(_worker_run, [(c, clicks, seed) for c in cases]):
+                for part in pool.map(_worker_run, [(c, clicks, seed, user) for c in cases]):
                     rows.extend(part)
                     bar.update()
     finally:
@@ -245,14 +273,15 @@ def run_protocol(
 
 
 def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write protocol rows (keys `CSV_FIELDS`) to a CSV file."""
+    """Write protocol rows (keys `CSV_FIELDS`, then `USER_FIELDS`) to a CSV file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    fields = CSV_FIELDS + USER_FIELDS
     with open(p, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, lineterminator="\n")
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+            w.writerow({k: r.get(k, "") for k in fields})
 
 
 def read_csv(path: str | os.PathLike) -> list[dict]:
@@ -271,5 +300,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
             r["dims"], r["click"] = int(r["dims"]), int(r["click"])
             for k in ("dice", "assd", "hd95", "seconds", "guidance_seconds", "guidance_overlap"):
                 r[k] = float(r[k]) if r[k] not in ("", None) else float("nan")
+            r["user"] = r.get("user") or "robot"  # written before USER_FIELDS existed
+            for k in ("in_error", "suggest_seconds"):
+                r[k] = float(r[k]) if r.get(k) not in ("", None) else float("nan")
             out.append(r)
     return out

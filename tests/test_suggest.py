@@ -1,0 +1,147 @@
+"""Suggested clicks (issue 23): `midseg.suggest.suggest_clicks`, `Session.suggest`, the users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from midseg.errors import InvalidInputError
+from midseg.suggest import Suggestion, suggest_clicks
+
+
+def scene(dims=2, seed=0):
+    """A bright disc / ball on a dark noisy background; spacing anisotropic in 3D."""
+    rng = np.random.default_rng(seed)
+    shape = (60, 64) if dims == 2 else (24, 48, 48)
+    spacing = (1.0, 1.0) if dims == 2 else (2.0, 1.0, 1.0)
+    c = np.array(shape) / 2
+    r = np.array([18, 18]) if dims == 2 else np.array([8, 16, 16])
+    g = np.indices(shape, dtype=float)
+    truth = sum(((gi - ci) / ri) ** 2 for gi, ci, ri in zip(g, c, r)) <= 1
+    image = (100 + 60 * truth + rng.normal(0, 6, shape)).astype(np.float32)
+    return image, truth, spacing
+
+
+def test_a_missed_part_is_suggested_as_foreground():
+    image, truth, sp = scene()
+    mask = truth.copy()
+    mask[:, 40:] = False  # the right side of the disc missed
+    found = suggest_clicks(image, mask, spacing=sp)
+    assert len(found) == 1 and isinstance(found[0], Suggestion)
+    p = found[0].point
+    assert truth[p] and not mask[p] and found[0].foreground
+    assert found[0].score > 0
+
+
+def test_a_leak_is_suggested_as_background_in_3d():
+    image, truth, sp = scene(3)
+    mask = truth.copy()
+    mask[8:16, 2:14, 18:30] = True  # a leak into the background above the ball
+    found = suggest_clicks(image, mask, spacing=sp)
+    p = found[0].point
+    assert mask[p] and not truth[p] and not found[0].foreground
+
+
+def test_deterministic_separated_and_away_from_clicks():
+    image, truth, sp = scene()
+    mask = truth.copy()
+    mask[:, 40:] = False
+    a = suggest_clicks(image, mask, spacing=sp, k=3)
+    b = suggest_clicks(image, mask, spacing=sp, k=3)
+    assert a == b and len(a) == 3
+    pts = np.array([s.point for s in a], float)
+    for i in range(3):
+        for j in range(i):
+            assert np.linalg.norm(pts[i] - pts[j]) >= 8.0
+    assert [s.score for s in a] == sorted((s.score for s in a), reverse=True)
+    moved = suggest_clicks(image, mask, spacing=sp, clicks=[a[0].point])[0]
+    assert np.linalg.norm(np.array(moved.point) - pts[0]) > 3.0
+
+
+def test_large_crops_are_subsampled_but_points_are_full_grid_voxels(monkeypatch):
+    import midseg.suggest as sug
+
+    image, truth, sp = scene(3)
+    mask = truth.copy()
+    mask[:, :, 34:] = False
+    monkeypatch.setattr(sug, "SUGGEST_MAX_VOXELS", 4000)
+    found = suggest_clicks(image, mask, spacing=sp, k=2)
+    assert found and all(s.foreground == (not mask[s.point]) for s in found)
+
+
+def test_nothing_to_suggest():
+    image, truth, sp = scene()
+    assert suggest_clicks(image, np.zeros_like(truth), spacing=sp) == []
+    assert suggest_clicks(image, np.ones_like(truth), spacing=sp) == []
+
+
+def test_multichannel_image():
+    image, truth, sp = scene()
+    two = np.stack([image, image[::-1]])
+    mask = truth.copy()
+    mask[:, 40:] = False
+    found = suggest_clicks(two, mask, spacing=sp, channel_axis=0)
+    assert found and not mask[found[0].point]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 0}, "k must be an integer >= 1"),
+        ({"k": 1.5}, "k must be an integer >= 1"),
+        ({"mask": np.zeros((3, 3), bool)}, "mask must have the image's spatial shape"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    image, truth, sp = scene()
+    args = {"mask": truth, **kwargs}
+    with pytest.raises(InvalidInputError, match=message):
+        suggest_clicks(image, args.pop("mask"), spacing=sp, **args)
+
+
+def test_session_suggest_and_the_users():
+    pytest.importorskip("torch")
+    import midseg
+    from midseg.evaluation.methods import SessionMethod
+    from midseg.evaluation.users import next_click
+
+    image, truth, sp = scene()
+    session = midseg.Session(midseg.Image(image, spacing=sp), model="2d")
+    assert session.suggest() == []  # before stage 1
+    start = truth.copy()
+    start[:, 40:] = False
+    session.start_from_mask(start)
+    s = session.suggest(2)
+    assert len(s) == 2 and truth[s[0].point] and s[0].foreground
+    session.refine(foreground=[s[0].point])
+    assert session.mask.sum() > start.sum()
+
+    method = SessionMethod("midseg", model="2d")
+    points = np.array([[12, 32], [48, 32], [30, 14], [30, 50]])
+    mask = method.start(image, points, spacing=sp)
+    rng = np.random.default_rng(0)
+    gt = truth.astype(np.uint8)
+    for user in ("robot", "suggest", "random"):
+        click, hit, seconds = next_click(user, gt, mask, method, spacing=sp, rng=rng)
+        if click is not None:
+            assert click.foreground == bool(gt[click.point])
+            assert hit == bool(gt[click.point] != mask[click.point])
+    with pytest.raises(InvalidInputError, match="user must be one of"):
+        next_click("oracle", gt, mask, method, spacing=sp, rng=rng)
+
+
+def test_protocol_with_the_suggestion_user_writes_user_columns(tmp_path):
+    pytest.importorskip("torch")
+    from midseg.evaluation import Case, read_csv, run_protocol, write_csv
+    from midseg.evaluation.methods import SessionMethod
+
+    image, truth, sp = scene()
+    case = Case("synthetic", "disc", image, truth.astype(np.uint8), sp)
+    rows = run_protocol(
+        [case], [SessionMethod("midseg", model="2d")], clicks=2, user="suggest", progress=False
+    )
+    assert [r["click"] for r in rows] == [0, 1, 2] and all(r["user"] == "suggest" for r in rows)
+    write_csv(rows, tmp_path / "steps.csv")
+    back = read_csv(tmp_path / "steps.csv")
+    assert back[0]["user"] == "suggest" and np.isnan(back[0]["in_error"])
+    assert all(r["in_error"] in (0.0, 1.0) or np.isnan(r["in_error"]) for r in back[1:])
