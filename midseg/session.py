@@ -375,9 +375,6 @@ class Session(_History):
             No click, a click outside the image, a voxel in both lists, bad
             parameters.
         """
-        from .refine import refine as _refine
-        from .refine import refine_region, refine_region_box
-
         state = self._state
         if state is None:
             raise MidsegError("refine needs an initial segmentation: call segment(points) first")
@@ -394,58 +391,10 @@ class Session(_History):
         rounds = state.rounds + (ClickRound(fg, bg, lam, sigma, method),)
         all_fg, all_bg = _clicks_in_force(rounds)
         t0 = time.perf_counter()
-        work, w, sq = self._work, self._w, self._sq
         if method == "ifgc":
-            # the region's work only: no full-size copy, scan or threshold (issue 19)
-            chans = work.channels_first()
-            margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
-            region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape, state.box)
-            res = refine_region(
-                chans,
-                None,
-                region,
-                margin,
-                f_w,
-                b_w,
-                np.asarray(work.spacing, np.float64),
-                lam=lam,
-                sigma=sigma,
-                method=method,
-                connectivity=None,
-                backend="auto",
-                prev_mask=sq(self._maps()[1]),
-                new_fg=w(fg),
-                new_bg=w(bg),
-            )
-            sl = self._file_box(res.box).slices
-            prob_r = res.probability.reshape(self._maps()[1][sl].shape)
-            mask_r = res.mask.astype(np.uint8, copy=False).reshape(prob_r.shape)
-            change = self._change(sl, prob_r, mask_r, first=False)
-            extent = self._file_box(res.box).union(state.extent)
-        else:  # the baselines start from the CNN map over the whole image
-            cnn = self.cnn_probability
-            assert cnn is not None  # a state exists: stage 1 ran
-            result = _refine(
-                work.array,
-                sq(cnn),
-                margin_points=w(state.margin_points),
-                foreground=w(all_fg),
-                background=w(all_bg),
-                spacing=work.spacing,
-                lam=lam,
-                sigma=sigma,
-                method=method,
-                channel_axis=work.channel_axis,
-                box=state.box,
-            )
-            whole = tuple(slice(0, n) for n in self.image.shape)
-            change = self._change(
-                whole,
-                self._ex(np.asarray(result.probability, np.float32)),
-                self._ex(np.asarray(result.mask, np.uint8)),
-                first=False,
-            )
-            extent = Box(tuple(0 for _ in self.image.shape), tuple(self.image.shape))
+            change, extent = self._refine_local(state, fg, bg, all_fg, all_bg, lam, sigma)
+        else:
+            change, extent = self._refine_global(state, all_fg, all_bg, lam, sigma, method)
         new = _State(
             margin_points=state.margin_points,
             rounds=rounds,
@@ -460,6 +409,74 @@ class Session(_History):
             edits=state.edits if method == "ifgc" else 0,
         )
         return self._push(new)
+
+    def _refine_local(self, state, fg, bg, all_fg, all_bg, lam, sigma) -> tuple[Any, Box]:
+        """A click-local round ("ifgc"): the region's work only (issue 19).
+
+        `fg`, `bg`: this round's clicks; `all_fg`, `all_bg`: the clicks in force (image
+        index space). No full-size copy, scan or threshold. Returns the history change of
+        the region and the new extent of the maps' nonzero voxels.
+        """
+        from .refine import refine_region, refine_region_box
+
+        work, w, sq = self._work, self._w, self._sq
+        chans = work.channels_first()
+        margin, f_w, b_w = w(state.margin_points), w(all_fg), w(all_bg)
+        region = refine_region_box(np.concatenate([margin, f_w, b_w]), work.shape, state.box)
+        res = refine_region(
+            chans,
+            None,
+            region,
+            margin,
+            f_w,
+            b_w,
+            np.asarray(work.spacing, np.float64),
+            lam=lam,
+            sigma=sigma,
+            method="ifgc",
+            connectivity=None,
+            backend="auto",
+            prev_mask=sq(self._maps()[1]),
+            new_fg=w(fg),
+            new_bg=w(bg),
+        )
+        sl = self._file_box(res.box).slices
+        prob_r = res.probability.reshape(self._maps()[1][sl].shape)
+        mask_r = res.mask.astype(np.uint8, copy=False).reshape(prob_r.shape)
+        change = self._change(sl, prob_r, mask_r, first=False)
+        return change, self._file_box(res.box).union(state.extent)
+
+    def _refine_global(self, state, all_fg, all_bg, lam, sigma, method) -> tuple[Any, Box]:
+        """A round of a global method: the whole mask again from the CNN map and the clicks.
+
+        Returns the history change of the whole image and its box as the extent.
+        """
+        from .refine import refine as _refine
+
+        work, w, sq = self._work, self._w, self._sq
+        cnn = self.cnn_probability
+        assert cnn is not None  # a state exists: stage 1 ran
+        result = _refine(
+            work.array,
+            sq(cnn),
+            margin_points=w(state.margin_points),
+            foreground=w(all_fg),
+            background=w(all_bg),
+            spacing=work.spacing,
+            lam=lam,
+            sigma=sigma,
+            method=method,
+            channel_axis=work.channel_axis,
+            box=state.box,
+        )
+        whole = tuple(slice(0, n) for n in self.image.shape)
+        change = self._change(
+            whole,
+            self._ex(np.asarray(result.probability, np.float32)),
+            self._ex(np.asarray(result.mask, np.uint8)),
+            first=False,
+        )
+        return change, Box(tuple(0 for _ in self.image.shape), tuple(self.image.shape))
 
     def suggest(self, k: int = 1) -> list:
         """Up to `k` suggested next clicks for the current mask, best first.
@@ -674,12 +691,7 @@ class Session(_History):
             For a file saved after `start_from_mask`: the same mask (its sha256 must
             match the file's); refused for other files.
         """
-        if isinstance(clicks, dict):
-            data = clicks_from_dict(clicks)
-        elif isinstance(clicks, (str, os.PathLike)):
-            data = read_clicks(clicks)
-        else:
-            raise InvalidInputError(f"clicks must be a path or a dict, got {type(clicks).__name__}")
+        data = _clicks_data(clicks)
         image = _as_image(image)
         check_clicks_geometry(data, image)
         params = data["parameters"]
@@ -694,46 +706,14 @@ class Session(_History):
             method=params["method"],
             device=device,
         )
-        stored_sha = model_ref.get("sha256")
-        current = _model_ref(session.model)  # hashes the weights file: once
-        current_sha = current.get("sha256")
-        mismatch = None
-        if stored_sha and current_sha and stored_sha != current_sha:
-            mismatch = ModelMismatchWarning(
-                f"the clicks were made with model {model_ref.get('name')!r} "
-                f"(weights sha256 {stored_sha[:12]}), the replay uses "
-                f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
-                "stage 1 and every refined mask may differ from the original session"
-            )
+        mismatch = _model_mismatch(model_ref, session.model)
+        if mismatch is not None:
             _warnings.warn(mismatch, stacklevel=2)
         margin = mm_to_index(image, data["margin_points"], "margin_points")
-        rounds = []
-        for k, r in enumerate(data["rounds"]):  # every round checked before stage 1 runs
-            fg = mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
-            bg = mm_to_index(image, r["background"], f"rounds[{k}].background")
-            if not len(fg) + len(bg):
-                raise InvalidInputError(f"clicks file: rounds[{k}] holds no click")
-            try:
-                _check_round(fg, bg)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"clicks file: rounds[{k}]: {exc}") from None
-            rounds.append((fg, bg, r))
+        rounds = _replay_rounds(data, image)  # every round checked before stage 1 runs
         start = data.get("initial_mask")
         if start is not None or initial_mask is not None:
-            if start is None:
-                raise InvalidInputError(
-                    "initial_mask given, but the clicks file did not start from a mask"
-                )
-            if initial_mask is None:
-                raise InvalidInputError(
-                    "the clicks file started from a mask (start_from_mask): pass it as initial_mask"
-                )
-            m = (np.asarray(initial_mask) != 0).astype(np.uint8)
-            if not isinstance(start, dict) or start.get("sha256") != mask_sha256(m):
-                raise InvalidInputError(
-                    "initial_mask is not the mask the clicks file started from (sha256 differs)"
-                )
-            session.start_from_mask(m)
+            session.start_from_mask(_replay_initial_mask(start, initial_mask))
         else:
             session.segment(margin)
         if mismatch is not None:  # kept with the replayed states, for clients such as the GUI
@@ -755,3 +735,71 @@ class Session(_History):
             else f"{len(state.margin_points)} margin points, {len(state.rounds)} click rounds"
         )
         return f"Session({self.image!r}, model={_model_ref(self.model).get('name')!r}, {what})"
+
+
+def _clicks_data(clicks) -> dict:
+    """The checked clicks document of `clicks` (a path or a dict; `midseg.clicks`)."""
+    if isinstance(clicks, dict):
+        return clicks_from_dict(clicks)
+    if isinstance(clicks, (str, os.PathLike)):
+        return read_clicks(clicks)
+    raise InvalidInputError(f"clicks must be a path or a dict, got {type(clicks).__name__}")
+
+
+def _model_mismatch(model_ref: dict, model) -> ModelMismatchWarning | None:
+    """The warning for a replay whose weights are not those the clicks were made with.
+
+    `model_ref`: the clicks file's model entry (name, sha256); `model`: the replay's. None
+    when the weights match or either hash is unknown. Hashes the weights file once.
+    """
+    stored_sha = model_ref.get("sha256")
+    current = _model_ref(model)
+    current_sha = current.get("sha256")
+    if not (stored_sha and current_sha and stored_sha != current_sha):
+        return None
+    return ModelMismatchWarning(
+        f"the clicks were made with model {model_ref.get('name')!r} "
+        f"(weights sha256 {stored_sha[:12]}), the replay uses "
+        f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
+        "stage 1 and every refined mask may differ from the original session"
+    )
+
+
+def _replay_rounds(data: dict, image) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """Each round of clicks document `data` as ``(fg, bg, round)``, in `image` index space.
+
+    Raises `InvalidInputError` naming the round for one without a click or with a voxel
+    in both lists.
+    """
+    rounds = []
+    for k, r in enumerate(data["rounds"]):
+        fg = mm_to_index(image, r["foreground"], f"rounds[{k}].foreground")
+        bg = mm_to_index(image, r["background"], f"rounds[{k}].background")
+        if not len(fg) + len(bg):
+            raise InvalidInputError(f"clicks file: rounds[{k}] holds no click")
+        try:
+            _check_round(fg, bg)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"clicks file: rounds[{k}]: {exc}") from None
+        rounds.append((fg, bg, r))
+    return rounds
+
+
+def _replay_initial_mask(start, initial_mask) -> np.ndarray:
+    """The mask a replay starts from: `initial_mask` as uint8 0/1, checked against `start`.
+
+    `start`: the clicks file's ``initial_mask`` entry (its sha256), or None. Raises
+    `InvalidInputError` when only one of the two is given or the sha256 differs.
+    """
+    if start is None:
+        raise InvalidInputError("initial_mask given, but the clicks file did not start from a mask")
+    if initial_mask is None:
+        raise InvalidInputError(
+            "the clicks file started from a mask (start_from_mask): pass it as initial_mask"
+        )
+    m = (np.asarray(initial_mask) != 0).astype(np.uint8)
+    if not isinstance(start, dict) or start.get("sha256") != mask_sha256(m):
+        raise InvalidInputError(
+            "initial_mask is not the mask the clicks file started from (sha256 differs)"
+        )
+    return m
