@@ -853,7 +853,8 @@ def _start_compile_process():
 
     root = str(Path(__file__).resolve().parents[1])
     code = (
-        f"import sys; sys.path.insert(0, {root!r}); "
+        f"import os, sys; sys.path.insert(0, {root!r}); "
+        "hasattr(os, 'nice') and os.nice(10); "  # in the background: after the user's work
         "from midseg.geodesic import load_kernels; load_kernels()"
     )
     try:
