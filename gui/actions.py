@@ -89,6 +89,7 @@ class ActionsMixin:
         self._build_file_actions()
         self._build_edit_actions()
         self._build_tool_actions()
+        self._build_suggest_actions()
         self._build_menus()
         self._build_toolbar()
         self._build_parameter_bar(lam, sigma)
@@ -178,9 +179,9 @@ class ActionsMixin:
         )
         self.act_clear_points = a(
             "Clear margin points",
-            lambda: self.clear_pending(),
+            lambda: self._escape(),
             "Escape",
-            "Remove the margin points not yet segmented (Esc)",
+            "Remove the margin points not yet segmented and hide the suggestion (Esc)",
         )
         self.act_fit = a("&Fit views", self._fit_views, "F", "Reset zoom and pan")
         self.act_slice_mode = a(
@@ -249,6 +250,9 @@ class ActionsMixin:
             m.addAction(act)
         m.addSeparator()
         m.addAction(self.act_slice_mode)
+        m.addSeparator()
+        for act in self.suggest_actions:
+            m.addAction(act)
         m = menu.addMenu("&View")
         m.addAction(self.act_fit)
 
@@ -270,6 +274,8 @@ class ActionsMixin:
             self.act_undo,
             self.act_redo,
             self.act_reset,
+            None,
+            self.act_suggest,
         ):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)
@@ -360,6 +366,7 @@ class ActionsMixin:
         self.progress.setMaximumHeight(14)
         self.progress.hide()
         sb.addWidget(self.hover_label, 1)
+        sb.addPermanentWidget(self._build_suggest_label())
         sb.addPermanentWidget(self.info_label)
         sb.addPermanentWidget(self.time_label)
         sb.addPermanentWidget(self.progress)

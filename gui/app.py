@@ -24,7 +24,10 @@ Workflow: with the Margin points tool (M), left-click 3-6 points just inside the
 object's boundary on its extremes and press Enter (stage 1, CNN). Then with the
 Refine tool (R) left-click where the object was missed and right-click where the
 mask leaks; every click refines at once (no CNN pass). Scribble (B) paints
-many clicks at a time. Ctrl+Z / Ctrl+Shift+Z undo and redo.
+many clicks at a time. Ctrl+Z / Ctrl+Shift+Z undo and redo. Tools > Suggest next
+click (off by default) marks, after each round, where the mask is most likely wrong: a
+hint, right about a third to half of the time; A accepts it as the suggested class
+(Shift+A foreground, Alt+A background), G goes to its slices, Esc hides it.
 
 Several structures: the Objects panel adds (Ctrl+N), renames, recolours, hides and
 deletes objects; the selected one is what the tools, undo and redo act on. Paint (P)

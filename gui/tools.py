@@ -118,7 +118,8 @@ class ToolsMixin:
             self._show_session_warnings("Stage 1: check the mask")
 
         self.statusBar().showMessage(f"stage 1 on {len(points)} margin points...")
-        started = self._submit(lambda: session.segment(points), done, "stage 1")
+        work = self._then_suggest(session, lambda: session.segment(points))
+        started = self._submit(work, done, "stage 1")
         self._refresh()
         return started
 
@@ -257,9 +258,10 @@ class ToolsMixin:
             self._changed()
 
         self.statusBar().showMessage(f"refining ({len(fg)} fg, {len(bg)} bg clicks)...")
-        self._submit(
-            lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method), done, "refine"
+        work = self._then_suggest(
+            session, lambda: session.refine(fg, bg, lam=lam, sigma=sigma, method=method)
         )
+        self._submit(work, done, "refine")
 
     # =====================================================================
     # per-slice 2D mode (volumes)

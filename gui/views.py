@@ -37,9 +37,25 @@ MARKER_COLORS = {
     "bg": QColor(240, 40, 40),  # background clicks
     "fg_pending": QColor(40, 220, 60),
     "bg_pending": QColor(240, 40, 40),
+    "suggest": QColor(255, 0, 220),  # the suggested next click (a hint): dashed ring, cross
 }
 MASK_COLOR = (0, 190, 255)
 CURSOR_COLOR = QColor(255, 140, 0, 170)
+
+
+def _draw_suggestion(p: QPainter, centre: QPointF, color: QColor) -> None:
+    """The suggested click: a dashed ring (radius 9 px) around a small cross, outlined dark."""
+    x, y = centre.x(), centre.y()
+    p.setBrush(Qt.NoBrush)
+    for ring, cross in (
+        (QPen(QColor(0, 0, 0, 200), 3.5), QPen(QColor(0, 0, 0, 200), 3.5)),
+        (QPen(color, 2.0, Qt.DashLine), QPen(color, 1.5)),
+    ):
+        p.setPen(ring)
+        p.drawEllipse(centre, 9.0, 9.0)
+        p.setPen(cross)
+        p.drawLine(QPointF(x - 4, y - 4), QPointF(x + 4, y + 4))
+        p.drawLine(QPointF(x - 4, y + 4), QPointF(x + 4, y - 4))
 
 
 class ViewerState(QObject):
@@ -319,11 +335,14 @@ class SliceView(QWidget):
         for voxel, kind in self.state.markers:
             r, c, s = self.plane.from_voxel(voxel, self.state.shape)
             dist = 0.0 if s is None else abs(s - idx)
-            if dist > 3:
-                continue
+            if dist > 3 or (kind == "suggest" and dist >= 0.5):
+                continue  # the suggestion only on the slices that contain it
             x, y = tf.image_to_widget(r + 0.5, c + 0.5)
             color = MARKER_COLORS[kind]
             centre = QPointF(x, y)
+            if kind == "suggest":
+                _draw_suggestion(p, centre, color)
+                continue
             if dist >= 0.5:  # nearby slice: small hollow ring, so the user sees it is close
                 p.setPen(QPen(color, 1.0))
                 p.setBrush(Qt.NoBrush)

@@ -11,7 +11,8 @@ Nothing here computes a segmentation.
 `MainWindow` composes its parts, each a mixin in its own module: `actions` (menus,
 toolbars, status bar, views), `images` (opening images, starting the session),
 `tools` (margin points, clicks, scribbles, brushes, slice mode, undo/redo),
-`objects` (the label list) and `files` (masks, label maps, clicks, autosave).
+`suggest` (the suggested next click), `objects` (the label list) and `files` (masks,
+label maps, clicks, autosave).
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ from .images import IMAGE_FILTER, ImagesMixin, _has_physical_size
 from .jobs import JobRunner
 from .labels import LabelPanel, rgb255
 from .objects import ObjectsMixin
+from .suggest import SuggestMixin
 from .tools import ToolsMixin
 from .views import SliceView, ViewerState, ViewLink
 
 __all__ = ["MainWindow", "IMAGE_FILTER"]
 
 
-class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin, QMainWindow):
+class MainWindow(
+    ActionsMixin, ImagesMixin, ToolsMixin, SuggestMixin, ObjectsMixin, FilesMixin, QMainWindow
+):
     """The midseg application window.
 
     Parameters
@@ -226,6 +230,7 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         """After every session step: bump the revision, autosave, redraw."""
         self._revision += 1
         self._autosave()
+        self._update_suggestion()
         self._refresh()
 
     def _refresh(self) -> None:
@@ -251,6 +256,7 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         markers += [(p, "margin_pending") for p in self._segmenting + self.pending_margin]
         markers += [(p, "fg_pending") for p in self.pending_fg + self._inflight[0]]
         markers += [(p, "bg_pending") for p in self.pending_bg + self._inflight[1]]
+        markers += self._suggestion_markers()
         st.markers = markers
         if s is None:
             info = "no session" if self.image is not None else ""
@@ -302,6 +308,7 @@ class MainWindow(ActionsMixin, ImagesMixin, ToolsMixin, ObjectsMixin, FilesMixin
         self.act_slice_mode.setEnabled(self.state.ndim == 3 and not busy)
         self.act_load_clicks.setEnabled(have_img and not busy)
         self.act_clear_points.setEnabled(bool(self.pending_margin))
+        self._update_suggest_actions()
 
     def _busy_changed(self, busy: bool) -> None:
         self.progress.setVisible(busy)
