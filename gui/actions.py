@@ -274,8 +274,6 @@ class ActionsMixin:
             self.act_undo,
             self.act_redo,
             self.act_reset,
-            None,
-            self.act_suggest,
         ):
             tb.addSeparator() if act is None else tb.addAction(act)
         self.addToolBar(Qt.TopToolBarArea, tb)

@@ -54,7 +54,6 @@ class SuggestMixin:
             SUGGEST_HELP,
             checkable=True,
         )
-        self.act_suggest.setIconText("Suggest")
         self.act_accept_suggestion = a(
             "Accept suggestion",
             lambda: self.accept_suggestion(),
@@ -94,6 +93,7 @@ class SuggestMixin:
     def _build_suggest_label(self) -> QLabel:
         self.suggest_label = QLabel("")
         self.suggest_label.setObjectName("suggest_label")
+        self.suggest_label.setContentsMargins(0, 0, 12, 0)  # apart from the next label
         self.suggest_label.hide()
         return self.suggest_label
 
@@ -193,14 +193,15 @@ class SuggestMixin:
             self.suggest_label.hide()
             self.suggest_label.setText("")
             return
-        axes = "z, y, x" if len(sg.point) == 3 else "y, x"
         where = ", ".join(str(v) for v in sg.point)
         kind = "foreground" if sg.foreground else "background"
-        self.suggest_label.setText(
-            f"suggested: {kind} at ({axes}) = ({where}), score {sg.score:.2f} "
-            "[A accept, G go to, Esc hide]"
+        axes = "z, y, x" if len(sg.point) == 3 else "y, x"
+        self.suggest_label.setText(f"suggest {kind} ({where}) score {sg.score:.2f}")
+        self.suggest_label.setToolTip(
+            f"Suggested next click: {kind} at ({axes}) = ({where}); score {sg.score:.3g} (how "
+            "strongly the image contradicts the mask there, in the object's intensity SDs). "
+            + SUGGEST_HELP
         )
-        self.suggest_label.setToolTip(SUGGEST_HELP)
         self.suggest_label.show()
 
     def _suggestion_markers(self) -> list:
