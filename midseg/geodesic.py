@@ -489,6 +489,33 @@ def _relax3(img, dist, a, b, n, s0, s1, s2, lamb, eps, additive, buf):  # pragma
             da[w] = v if v < da[w] else da[w]
 
 
+# numba inlines it into `_raster_scan` before typing: it has no compile (nor cache) of its own,
+# which would add about 0.4 s to the kernel's 3 s
+@njit(inline="always", nogil=True, error_model="numpy")
+def _relax_plane(
+    img, dist, dom, masked, a, b, n_y, n_x, sy, span, steps, lamb, eps, additive, buf
+):  # pragma: no cover
+    """Relax the plane starting at flat voxel `a` from its 9 neighbours in the plane at `b`.
+
+    One `_relax3` per row offset dy in {-1, 0, 1} over the plane's whole interior `span`
+    at once (those neighbours are final when the plane starts, see `_raster_scan`); the
+    padding voxels inside the span (outside `dom` where `masked`) are set back to inf.
+    """
+    inf = np.float32(np.inf)
+    for dy in range(-1, 2):
+        s = steps[1, abs(dy)]
+        _relax3(img, dist, a, b + dy * sy, span, s[1], s[0], s[1], lamb, eps, additive, buf)
+    # the padding columns inside the span took values: make them inf again
+    if masked:
+        for w in range(span):
+            if dom[a + w] == 0:
+                dist[a + w] = inf
+    else:
+        for y in range(n_y - 1):
+            dist[a + y * sy + n_x] = inf
+            dist[a + y * sy + n_x + 1] = inf
+
+
 @_jit
 def _raster_scan(
     img, dist, dom, masked, n_z, n_y, n_x, start, sz, sy, steps, lamb, iterations, eps, additive
@@ -522,31 +549,9 @@ def _raster_scan(
                 z = zi if sweep == 0 else n_z - 1 - zi
                 a = start + z * sz
                 if n_z > 1:
-                    for dy in range(-1, 2):
-                        s = steps[1, abs(dy)]
-                        _relax3(
-                            img,
-                            dist,
-                            a,
-                            a - sign * sz + dy * sy,
-                            span,
-                            s[1],
-                            s[0],
-                            s[1],
-                            lamb,
-                            eps,
-                            additive,
-                            buf,
-                        )
-                    # the padding columns inside the span took values: make them inf again
-                    if masked:
-                        for w in range(span):
-                            if dom[a + w] == 0:
-                                dist[a + w] = inf
-                    else:
-                        for y in range(n_y - 1):
-                            dist[a + y * sy + n_x] = inf
-                            dist[a + y * sy + n_x + 1] = inf
+                    b = a - sign * sz  # the plane before, in the sweep's direction
+                    _relax_plane(img, dist, dom, masked, a, b, n_y, n_x, sy, span, steps,
+                                 lamb, eps, additive, buf)  # fmt: skip
                 s = steps[0, 1]
                 for yi in range(n_y):
                     y = yi if sweep == 0 else n_y - 1 - yi
