@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("PyQt5")
 pytest.importorskip("pytestqt")
 
-from PyQt5.QtCore import QPoint, Qt  # noqa: E402
+from PyQt5.QtCore import Qt  # noqa: E402
 from PyQt5.QtWidgets import QMessageBox  # noqa: E402
 
 import midseg  # noqa: E402
@@ -24,7 +24,14 @@ import midseg.predict  # noqa: E402
 from midseg.gui.views import MARKER_COLORS  # noqa: E402
 from midseg.gui.window import MainWindow  # noqa: E402
 
-from test_gui import FakeModel, fake_predict, needs_refine, phantom  # noqa: E402
+from test_gui import (  # noqa: E402  (tests/ is on sys.path)
+    FakeModel,
+    fake_predict,
+    needs_refine,
+    phantom,
+    click,
+    wait_idle,
+)
 
 MARGIN_2D = [(11, 25), (29, 25), (20, 14), (20, 36)]
 MARGIN_3D = [(6, 12, 22), (6, 28, 22), (6, 20, 13), (6, 20, 31), (3, 20, 22), (9, 20, 22)]
@@ -62,17 +69,6 @@ def open_window(monkeypatch, qtbot, tmp_path):
         return w
 
     return make
-
-
-def wait_idle(qtbot, w):
-    qtbot.waitUntil(
-        lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg, timeout=10_000
-    )
-
-
-def click(qtbot, view, voxel, button=Qt.LeftButton):
-    p = view.widget_pos(voxel)
-    qtbot.mouseClick(view, button, Qt.NoModifier, QPoint(int(p.x()), int(p.y())))
 
 
 def marker_drawn(view, voxel) -> bool:

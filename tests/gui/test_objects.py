@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("PyQt5")
 pytest.importorskip("pytestqt")
 
-from PyQt5.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
+from PyQt5.QtCore import QEvent, QPointF, Qt  # noqa: E402
 from PyQt5.QtGui import QMouseEvent  # noqa: E402
 from PyQt5.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
@@ -23,7 +23,13 @@ import midseg.predict  # noqa: E402
 from midseg.gui.window import MainWindow  # noqa: E402
 from midseg.labelmap import Segment, read_labelmap, write_labelmap  # noqa: E402
 
-from test_gui import FakeModel, fake_predict, needs_refine  # noqa: E402  (tests/ is on sys.path)
+from test_gui import (  # noqa: E402  (tests/ is on sys.path)
+    FakeModel,
+    fake_predict,
+    needs_refine,
+    click,
+    wait_idle,
+)
 
 
 class Answers:
@@ -70,17 +76,6 @@ def two_discs(monkeypatch, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not w.jobs.busy and w.session is not None, timeout=10_000)
     assert w.last_error is None
     return w, path, a, b
-
-
-def wait_idle(qtbot, w):
-    qtbot.waitUntil(
-        lambda: not w.jobs.busy and not w.pending_fg and not w.pending_bg, timeout=10_000
-    )
-
-
-def click(qtbot, view, voxel, button=Qt.LeftButton):
-    p = view.widget_pos(voxel)
-    qtbot.mouseClick(view, button, Qt.NoModifier, QPoint(int(p.x()), int(p.y())))
 
 
 def stroke(qtbot, view, start, end, button=Qt.LeftButton):
