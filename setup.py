@@ -66,8 +66,8 @@ setup(
             "dask[distributed]>=2023.1",
             "highdicom>=0.22",
             "pydicom>=2.4",
-            "mypy>=1.10",
-            "ruff>=0.5",
+            "mypy~=2.4.1",
+            "ruff~=0.17.6",
         ],
     },
     entry_points={

@@ -8,11 +8,13 @@ console script. This module imports Qt only inside `run`, so building the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from midseg._package import exit_if_shadowed
 
 exit_if_shadowed("midseg-gui")  # a one-line error, not a broken import below
+from midseg._checks import DEFAULT_LAM, DEFAULT_SIGMA  # noqa: E402
 from midseg.errors import MidsegError  # noqa: E402
 
 __all__ = ["add_arguments", "run", "main"]
@@ -62,14 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lam",
         type=float,
-        default=5.0,
-        help="initial λ, weight of the graph cut's smoothness term (default 5)",
+        default=DEFAULT_LAM,
+        help=f"initial λ, weight of the graph cut's smoothness term (default {DEFAULT_LAM:g})",
     )
     parser.add_argument(
         "--sigma",
         type=float,
-        default=0.1,
-        help="initial σ, intensity scale of the smoothness term (default 0.1)",
+        default=DEFAULT_SIGMA,
+        help=f"initial σ, intensity scale of the smoothness term (default {DEFAULT_SIGMA:g})",
     )
     parser.add_argument(
         "--device", help="torch device for stage 1 (default: cuda if available, else cpu)"
@@ -79,6 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = DESCRIPTION
+
+
+def _check_display() -> None:
+    """A one-line error instead of Qt's abort when Linux has no display to open."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise MidsegError(
+            "the GUI needs a display: neither DISPLAY nor WAYLAND_DISPLAY is set (on a server, "
+            "run it under Xvfb, e.g. xvfb-run midseg gui, or use the Python API / CLI)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if args.second and not args.image:
         raise MidsegError("--second needs an IMAGE to go with")
+    _check_display()
     from .window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

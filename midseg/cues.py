@@ -33,7 +33,6 @@ __all__ = [
     "bbox_map",
     "adaptive_gaussian_map",
     "DEFAULT_GAUSSIAN_SIGMA",
-    "DEFAULT_SIGMA",
     "DEFAULT_RADIUS",
     "DEFAULT_THETA",
     "ADAPTIVE_A",
@@ -55,8 +54,6 @@ CUE_KINDS: tuple[str, ...] = (
 #: al. 2023 found radii <= 5 best; 5 is their best value for the distance-based signals. Not
 #: the graph cut's `sigma` (`midseg.Session`; docs/decisions.md, "Names").
 DEFAULT_GAUSSIAN_SIGMA: float = 5.0
-#: The former name of `DEFAULT_GAUSSIAN_SIGMA`, kept for existing imports.
-DEFAULT_SIGMA: float = DEFAULT_GAUSSIAN_SIGMA
 #: Disk radius (voxels of the finest axis), same source.
 DEFAULT_RADIUS: float = 5.0
 #: Truncation of the distance maps when `tau` is not given: the largest `theta` fraction of the

@@ -851,3 +851,18 @@ def test_a_picture_reports_its_area_in_pixels(stage1, make_window, tmp_path, qtb
     wait_session(qtbot, w)
     segment_2d(qtbot, w)
     assert "pixels" in w.info_label.text() and "mm" not in w.info_label.text()
+
+
+def test_gui_without_a_display_is_a_one_line_error(monkeypatch):
+    import sys
+
+    from midseg.errors import MidsegError
+    from midseg.gui.app import _check_display
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(MidsegError, match="needs a display"):
+        _check_display()
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # an explicit platform: Qt decides
+    _check_display()
