@@ -1267,6 +1267,13 @@ ROWS = [
         match="--threads must be >= 1",
     ),
     Row(
+        "E04",
+        "evaluate --max-cases 0 (would write an empty table)",
+        _cli(["evaluate", "hc18", "--max-cases", "0"]),
+        cli=True,
+        match="--max-cases must be >= 1",
+    ),
+    Row(
         "E02",
         "numba cannot write its cache",
         _jit_without_cache,

@@ -182,9 +182,10 @@ def test_unreadable_file_message(tmp_path):
         read_image(bad)
 
 
-def test_empty_directory_is_not_a_series(tmp_path):
+def test_empty_directory_is_not_a_series(tmp_path, capfd):
     with pytest.raises(ImageReadError, match="no DICOM series"):
         read_image(tmp_path)
+    assert "No Series" not in capfd.readouterr().err  # ITK's own warning is not printed
 
 
 def test_4d_image_rejected(tmp_path):

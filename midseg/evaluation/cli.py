@@ -236,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"name at least one dataset: {', '.join(DATASETS)}")
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_cases is not None and args.max_cases < 1:
+        raise InvalidInputError(f"--max-cases must be >= 1, got {args.max_cases}")
     uses_torch = args.extra_model or any(
         m.strip().startswith("midseg") for m in args.methods.split(",")
     )

@@ -41,7 +41,12 @@ def _read_dicom_series(p: Path):
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(p))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's "No Series were found" on
+    try:  # stderr would come before the one-line error below
+        series = reader.GetGDCMSeriesIDs(str(p))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
         raise ImageReadError(f"directory {str(p)!r} holds no DICOM series")
     if len(series) > 1:
