@@ -203,7 +203,12 @@ def run_demo(
     write_mask(mask_path, final, like=image)
     session.save_clicks(clicks_out)
     _overlay_png(overlay, image, steps, session, truth)
-    echo(f"wrote {mask_path}, {clicks_out}, {overlay}")
+    written = ([out / "phantom.image.nii.gz"] if image_path is None else []) + [
+        mask_path,
+        clicks_out,
+        overlay,
+    ]
+    echo("wrote " + ", ".join(str(p) for p in written))
     return {
         "dice": dices,
         "mask": str(mask_path),
