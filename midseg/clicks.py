@@ -257,7 +257,7 @@ def mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
         ) from None
     if pts.ndim != 2 or pts.shape[1] != image.ndim:
         raise InvalidInputError(
-            f"stored points must have {image.ndim} coordinates (mm), got "
+            f"clicks file: {field}: stored points must have {image.ndim} coordinates (mm), got "
             f"an array of shape {pts.shape}"
         )
     idx = image.physical_to_index(np.atleast_2d(pts[:, ::-1]))
@@ -265,17 +265,18 @@ def mm_to_index(image: Image, points_xyz, field: str = "points") -> np.ndarray:
     if np.any(far):
         bad = pts[np.argmax(far)]
         raise InvalidInputError(
-            f"stored points: point ({', '.join(f'{v:g}' for v in bad)}) mm lies outside the "
-            f"image of shape {tuple(image.shape)}"
+            f"clicks file: {field}: point ({', '.join(f'{v:g}' for v in bad)}) mm lies outside "
+            f"the image of shape {tuple(image.shape)}"
         )
     rounded = np.rint(idx)
-    as_points(rounded.astype(np.int64), image.shape, name="stored points")  # outside: say so
+    name = f"clicks file: {field}"
+    as_points(rounded.astype(np.int64), image.shape, name=name)  # outside: say so
     if np.max(np.abs(idx - rounded)) > 1e-3:
         raise GeometryMismatchError(
-            "stored points do not fall on voxel centres of this image; it is not the image "
-            "the clicks were made on"
+            f"clicks file: {field}: stored points do not fall on voxel centres of this image; "
+            "it is not the image the clicks were made on"
         )
-    return as_points(rounded.astype(np.int64), image.shape, name="stored points")
+    return as_points(rounded.astype(np.int64), image.shape, name=name)
 
 
 # ---------------------------------------------------------------------------

@@ -33,7 +33,13 @@ from ._session_checks import (
     _load_model,
     _work_image,
 )
-from .errors import InvalidInputError, MidsegError, MidsegWarning, ModelMismatchWarning
+from .errors import (
+    GeometryMismatchError,
+    InvalidInputError,
+    MidsegError,
+    MidsegWarning,
+    ModelMismatchWarning,
+)
 from .crop import Box, relaxed_bbox
 from .clicks import (
     CLICKS_FORMAT,
@@ -709,8 +715,13 @@ class Session(_History):
         mismatch = _model_mismatch(model_ref, session.model)
         if mismatch is not None:
             _warnings.warn(mismatch, stacklevel=2)
-        margin = mm_to_index(image, data["margin_points"], "margin_points")
-        rounds = _replay_rounds(data, image)  # every round checked before stage 1 runs
+        try:
+            margin = mm_to_index(image, data["margin_points"], "margin_points")
+            rounds = _replay_rounds(data, image)  # every round checked before stage 1 runs
+        except (InvalidInputError, GeometryMismatchError) as exc:
+            if not isinstance(clicks, (str, os.PathLike)):
+                raise
+            raise type(exc)(f"{os.fspath(clicks)}: {exc}") from None
         start = data.get("initial_mask")
         if start is not None or initial_mask is not None:
             session.start_from_mask(_replay_initial_mask(start, initial_mask))

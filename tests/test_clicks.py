@@ -247,3 +247,19 @@ def test_read_clicks_names_the_file_and_the_field(tmp_path):
     assert str(info.value) == (
         f"clicks file {str(bad)!r}: parameters.sigma: 'x' is not of type 'number'"
     )
+
+
+def test_replay_errors_name_the_file_and_the_field(tmp_path):
+    from midseg.errors import InvalidInputError
+
+    rng = np.random.default_rng(0)
+    img = midseg.Image(rng.normal(size=(20, 30, 30)).astype(np.float32), spacing=(2.0, 1.0, 1.0))
+    s = midseg.Session(img)
+    s.segment([(5, 10, 10), (15, 20, 20), (10, 10, 20), (10, 20, 10), (10, 15, 15), (8, 12, 18)])
+    path = tmp_path / "c.clicks.json"
+    s.save_clicks(path)
+    doc = json.loads(path.read_text())
+    doc["margin_points"] = [pt[:2] for pt in doc["margin_points"]]  # 2D points, 3D image
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InvalidInputError, match=r"c\.clicks\.json: clicks file: margin_points: "):
+        midseg.Session.from_clicks(path, img)
