@@ -42,3 +42,11 @@ def test_masked_kind_keeps_only_the_object():
     assert (out[~mask] == 0).all()
     assert out[mask].mean() == pytest.approx(0.0, abs=1e-6)
     assert out[mask].std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_refine_benchmark_runs_with_every_installed_geodesic_backend(capsys):
+    # GeodisTK has no additive step cost: the click-local rows must use numba only
+    bench = _script("refine")
+    bench.main(["--repeats-2d", "1", "--repeats-3d", "1"])
+    out = capsys.readouterr().out
+    assert "ifgc (click-local, default)" in out and "ifgc-global" in out
