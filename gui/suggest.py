@@ -156,8 +156,12 @@ class SuggestMixin:
                 found = exc
         if isinstance(found, Exception):
             self.statusBar().showMessage(f"no suggestion: {found}", 6000)
-        elif found:
+        elif found and found[0].score > 0:
             self._suggested = (s, found[0])
+        elif found:  # the best candidate's image agrees with the mask: nothing to point at
+            self.statusBar().showMessage(
+                "no suggestion: along the mask's boundary the image agrees with it", 6000
+            )
         self._show_suggestion()
 
     def _suggest_toggled(self, on: bool) -> None:

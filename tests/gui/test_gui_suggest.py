@@ -9,6 +9,7 @@ the calls and record their thread).
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -39,13 +40,18 @@ MARGIN_3D = [(6, 12, 22), (6, 28, 22), (6, 20, 13), (6, 20, 31), (3, 20, 22), (9
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Every `Session.suggest` call, as the name of the thread it ran on."""
+    """Every `Session.suggest` call, as the name of the thread it ran on.
+
+    The suggestions are the real ones with their score made positive: the GUI shows only
+    a suggestion where the image contradicts the mask (score > 0), and these small
+    synthetic scenes do not always have one (`test_no_marker_where_the_image_agrees`).
+    """
     seen: list[str] = []
     real = midseg.Session.suggest
 
     def counting(self, k=1):
         seen.append(threading.current_thread().name)
-        return real(self, k)
+        return [replace(sg, score=abs(sg.score) + 1.0) for sg in real(self, k)]
 
     monkeypatch.setattr(midseg.Session, "suggest", counting)
     return seen
@@ -218,3 +224,18 @@ def test_3d_go_to_moves_the_slices_and_the_marker_is_on_the_slices_holding_it(
     wait_idle(qtbot, w)
     rnd = w.session.rounds[-1]
     assert (rnd.foreground if sg.foreground else rnd.background).tolist() == [list(sg.point)]
+
+
+def test_no_marker_where_the_image_agrees(disc, monkeypatch, qtbot):
+    """A best candidate with score <= 0 (the image agrees with the mask) is not shown."""
+    real = midseg.Session.suggest
+    monkeypatch.setattr(
+        midseg.Session,
+        "suggest",
+        lambda self, k=1: [replace(sg, score=-abs(sg.score)) for sg in real(self, k)],
+    )
+    w = disc
+    w.act_suggest.trigger()
+    segment_2d(qtbot, w)
+    assert w.suggestion is None and suggest_markers(w) == []
+    assert not w.suggest_label.isVisible() and not w.act_accept_suggestion.isEnabled()
