@@ -564,19 +564,23 @@ def cut_margin_points_box(
     `fused_box` (the output of `fuse_margin_points_box`), pairwise weight
     ``MARGIN_PAIRWISE[ndim] * lam`` on the crop mapped to [0, 1] by the object window of the
     margin points (the click rounds' intensities, `refine`, Notes), every margin point a
-    foreground constraint, solved by max-flow (`midseg.graphcut`). Only voxels whose unary cost difference ``|log(r / (1 - r))|`` is below the sum
-    of their pairwise weights' bound (2 x the sum over the neighbourhood's offsets of
+    foreground constraint, solved by max-flow (`midseg.graphcut`).
+
+    Only voxels whose unary cost difference ``|log(r / (1 - r))|`` is below the bound of
+    their pairwise weights (2 x the sum over the neighbourhood's offsets of
     ``weight / dist``) enter the graph: every other voxel takes its label ``r >= 0.5`` in a
-    minimum (flipping it costs more unary than any pairwise term it touches can give back),
-    so the result is the full solve's while the graph holds the uncertain voxels only.
-    When more than `BAND_MIN_VOXELS` are uncertain (an organ-sized box), the graph is
+    minimum (flipping it costs more unary than the pairwise terms it touches can give
+    back), so the result is the full solve's while the graph holds the uncertain voxels
+    only. When more than `BAND_MIN_VOXELS` are uncertain (an organ-sized box), the graph is
     first built in a narrow band around the cut of ``fused_box >= 0.5`` and widened while
-    the cut reaches its edge (`midseg.graphcut`, ``_solve_in_band``): the full solve's
-    result wherever the cut stays inside the band.
+    the cut reaches its edge (``_solve_in_band``): the full solve's result wherever the cut
+    stays inside the band.
+
     Returns ``fused_box >= 0.5`` instead when MARGIN_PAIRWISE is 0 for this
     dimensionality, or when the cut would keep fewer than `MARGIN_CUT_KEEP` of its voxels
     (where the fused map is lukewarm, about 0.5, over the whole object, a pairwise term
-    large enough to matter can remove it all).
+    large enough to matter can remove it all). The weights were chosen on ``dev_unseen``
+    (``docs/decisions.md``, 3D stage 1).
 
     Parameters
     ----------
