@@ -5,7 +5,8 @@ the untouched CNN probability plus all clicks so far (the other methods), into a
 mask; `refine_region` is its work on one region, for `midseg.Session`. The fusion lives in
 `midseg.fusion` (`fuse_probabilities`, the click-local fusion, `fuse_margin_points`, the
 stage-1 fusion of "ifgc") and the CRF in `midseg.graphcut` (`graph_cut`); both are
-re-exported here. This module must not call the CNN.
+re-exported here. `cut_margin_points_box` is the stage-1 graph cut of "ifgc" in 3D. This
+module must not call the CNN.
 """
 
 from __future__ import annotations
