@@ -51,13 +51,17 @@ __all__ = [
 
 #: The ``"format"`` entry of every clicks document.
 CLICKS_FORMAT = "midseg-clicks"
-#: Version 3: method "ifgc" is click-local information fusion (`midseg.refine.refine`).
+#: Version 4: ``parameters.stage1_cut`` says whether 3D stage 1 of "ifgc" ends with the graph
+#: cut (`midseg.Session`, default True when absent); version-3 files were written before that
+#: cut existed and are read with ``stage1_cut: false``, so they replay the masks they were
+#: made with. Version 3: method "ifgc" is click-local information fusion
+#: (`midseg.refine.refine`).
 #: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
 #: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
 #: files are read with those names in its place, so they replay the masks they were made with.
-CLICKS_VERSION = 3
+CLICKS_VERSION = 4
 #: The versions `read_clicks` and `clicks_from_dict` accept (older ones are migrated).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: What "ifgc" meant in each older clicks-file version.
 _OLD_IFGC = {1: "ifgc-paper", 2: "ifgc-global"}
 
@@ -297,7 +301,8 @@ def clicks_from_dict(data: dict) -> dict:
     dict
         ``data`` itself when it is of the current version; for an older version a
         new dict of the current version (its ``"ifgc"`` methods renamed to what they
-        meant then, ``"upgraded_from_version"`` added).
+        meant then, ``parameters.stage1_cut`` false, ``"upgraded_from_version"``
+        added).
 
     Raises
     ------
@@ -323,7 +328,7 @@ def clicks_from_dict(data: dict) -> dict:
     error = _schema_error(data)
     if error is not None:
         raise InvalidInputError(f"clicks file: {error}")
-    if version in _OLD_IFGC:
+    if version != CLICKS_VERSION:
         data = _upgrade(data, version)
     return data
 
@@ -348,10 +353,11 @@ def _schema_error(data: dict) -> str | None:
 
 
 def _upgrade(data: dict, version: int) -> dict:
-    """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`."""
+    """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`
+    (versions 1-2), and stage 1 keeps the 0.5 threshold (``stage1_cut: false``)."""
 
     def method(entry):
-        if not isinstance(entry, dict) or entry.get("method") != "ifgc":
+        if not isinstance(entry, dict) or entry.get("method") != "ifgc" or version >= 3:
             return entry
         return {**entry, "method": _OLD_IFGC[version]}
 
@@ -360,7 +366,7 @@ def _upgrade(data: dict, version: int) -> dict:
         **data,
         "version": CLICKS_VERSION,
         "upgraded_from_version": version,
-        "parameters": method(data["parameters"]),
+        "parameters": {**method(data["parameters"]), "stage1_cut": False},
         "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds,
     }
 

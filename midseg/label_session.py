@@ -346,7 +346,8 @@ class LabelSession:
 
     @classmethod
     def _with_settings_of(cls, session: "Session", device: str | None) -> "LabelSession":
-        """An empty LabelSession with the image, model, lam, sigma and method of `session`."""
+        """An empty LabelSession with the image, model and settings (lam, sigma, method,
+        stage1_cut) of `session`."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {
@@ -354,6 +355,7 @@ class LabelSession:
             "lam": session.lam,
             "sigma": session.sigma,
             "method": session.method,
+            "stage1_cut": session.stage1_cut,
         }
         ls._spare, ls._objects = None, {}
         return ls

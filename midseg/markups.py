@@ -377,7 +377,7 @@ def clicks_from_markups(
     clicks = clicks_document(
         image,
         _model_ref_for(model, image),
-        params,
+        {**params, "stage1_cut": True},  # a Session's default, as its clicks_dict writes it
         snapped["margin"],
         [(fg, bg, params)] if len(fg) + len(bg) else [],
     )

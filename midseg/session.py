@@ -91,6 +91,11 @@ class Session(_History):
         CNN probability; ``"ifgc-paper"``: Eq. 7 as printed (see
         `midseg.refine.fuse_probabilities`); ``"gc"``: the naive graph cut
         baseline.
+    stage1_cut : bool, default True
+        With ``method="ifgc"`` in 3D: the stage-1 mask is the graph cut of the
+        fused map (`midseg.refine.cut_margin_points_box`); False keeps its 0.5
+        threshold, as midseg did before clicks-file version 4 (replays of
+        older files use it). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -110,12 +115,16 @@ class Session(_History):
         lam: float = DEFAULT_LAM,
         sigma: float = DEFAULT_SIGMA,
         method: str = "ifgc",
+        stage1_cut: bool = True,
         device: str | None = None,
     ):
         self.image = _as_image(image)
         self._flat = _flat_axis(self.image)
         self._work = _work_image(self.image, self._flat)
         self.lam, self.sigma, self.method = self._check_params(lam, sigma, method)
+        if not isinstance(stage1_cut, (bool, np.bool_)):
+            raise InvalidInputError(f"stage1_cut must be True or False, got {stage1_cut!r}")
+        self.stage1_cut = bool(stage1_cut)
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
@@ -238,9 +247,10 @@ class Session(_History):
             sp = np.asarray(work.spacing, np.float64)
             prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox, sp)
             mask_r = (prob_r >= 0.5).astype(np.uint8)
-            mask_r[inner] = cut_margin_points_box(
-                chans, prob_r[inner], pw, fbox, sp, lam=self.lam, sigma=self.sigma
-            )
+            if self.stage1_cut:
+                mask_r[inner] = cut_margin_points_box(
+                    chans, prob_r[inner], pw, fbox, sp, lam=self.lam, sigma=self.sigma
+                )
         else:
             prob_r = cnn.copy()
             mask_r = (prob_r >= 0.5).astype(np.uint8)
@@ -633,7 +643,12 @@ class Session(_History):
         doc = clicks_document(
             self.image,
             _model_ref(self.model),
-            {"lam": self.lam, "sigma": self.sigma, "method": self.method},
+            {
+                "lam": self.lam,
+                "sigma": self.sigma,
+                "method": self.method,
+                "stage1_cut": self.stage1_cut,
+            },
             state.margin_points,
             [
                 (r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
@@ -710,6 +725,7 @@ class Session(_History):
             lam=params["lam"],
             sigma=params["sigma"],
             method=params["method"],
+            stage1_cut=params.get("stage1_cut", True),
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)

@@ -151,7 +151,8 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 3
+    assert data["format"] == "midseg-clicks" and data["version"] == 4
+    assert data["parameters"]["stage1_cut"] is True
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
     # points are stored in millimetres, (x, y[, z]) order
@@ -287,7 +288,7 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     certainty-weighted fusion of all clicks ("ifgc-global")."""
     image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 3 and read["upgraded_from_version"] == version
+    assert read["version"] == 4 and read["upgraded_from_version"] == version
     assert read["parameters"]["method"] == method
     assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -298,10 +299,38 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", method]
-    old["version"] = 4
+    old["version"] = 5
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 4"):
+    with pytest.raises(InvalidInputError, match="version 5"):
         midseg.Session.from_clicks(path, image, model=model)
+
+
+def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
+    """Version-3 files were made before 3D stage 1 ended with the graph cut: they replay
+    with the 0.5 threshold of the fused map, the mask they were made with."""
+    image, truth = phantom(3)
+    model = write_tiny_model(tmp_path, 3)
+    before = midseg.Session(image, model=model, stage1_cut=False)
+    before.segment(margin_points(truth))
+    fg, _ = _fg_bg(truth)
+    before.refine(foreground=[fg])
+    old = json.loads(json.dumps(before.clicks_dict()))
+    old["version"] = 3
+    del old["parameters"]["stage1_cut"]
+    path = tmp_path / "v3.clicks.json"
+    path.write_text(json.dumps(old))
+    read = read_clicks(path)
+    assert read["parameters"]["stage1_cut"] is False and read["upgraded_from_version"] == 3
+    replay = midseg.Session.from_clicks(path, image, model=model)
+    assert replay.stage1_cut is False and np.array_equal(replay.mask, before.mask)
+    # a version-4 file keeps the setting both ways
+    before.save_clicks(tmp_path / "v4.clicks.json")
+    assert read_clicks(tmp_path / "v4.clicks.json")["parameters"]["stage1_cut"] is False
+    again = midseg.Session.from_clicks(tmp_path / "v4.clicks.json", image, model=model)
+    assert again.stage1_cut is False and np.array_equal(again.mask, before.mask)
+    assert midseg.Session(image, model=model).stage1_cut is True  # the default
+    with pytest.raises(InvalidInputError, match="stage1_cut"):
+        midseg.Session(image, model=model, stage1_cut="yes")
 
 
 # -- a later click of the other class wins ------------------------------------------------
