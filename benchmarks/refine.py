@@ -23,14 +23,9 @@ from scipy.special import expit
 from midseg.crop import Box
 from midseg.geodesic import available_backends, load_kernels
 from midseg.metrics import dice
-from midseg.refine import (
-    DEFAULT_CONNECTIVITY,
-    _click_distances,
-    _normalise01,
-    _solve,
-    fuse_probabilities,
-    refine,
-)
+from midseg.fusion import _click_distances
+from midseg.graphcut import _normalise01, _solve
+from midseg.refine import DEFAULT_CONNECTIVITY, fuse_probabilities, refine
 
 TARGETS_MS = {2: 25.0, 3: 300.0}
 

@@ -242,17 +242,7 @@ def _resize(arr: np.ndarray, out_shape: tuple[int, ...], order: int) -> np.ndarr
         c = _axis_coords(n_in, n_out)
         scale.append(0.0 if n_out == 1 else (n_in - 1) / (n_out - 1))
         offset.append(float(c[0]))
-    if lead == 0:
-        return ndi.affine_transform(
-            out,
-            scale,
-            offset=offset,
-            output_shape=out_shape,
-            order=order,
-            mode="nearest",
-            output=np.float32,
-        )
-    flat = out.reshape((-1,) + tuple(in_shape))
+    flat = out.reshape((-1,) + tuple(in_shape))  # one spline per channel (lead 0: one)
     res = np.stack(
         [
             ndi.affine_transform(

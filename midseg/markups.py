@@ -348,7 +348,7 @@ def clicks_from_markups(
     in the plane z = 0 (as Slicer shows it), so z is dropped after the check.
     """
     from .clicks import clicks_document, clicks_from_dict
-    from .refine import _same_voxel
+    from .graphcut import _same_voxel
     from .session import MIN_POINTS, Session, _as_image
 
     image = _as_image(image)

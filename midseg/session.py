@@ -237,7 +237,8 @@ class Session(_History):
         cnn.setflags(write=False)
         region = result.box
         if self.method == "ifgc":  # stage-1 information fusion (fuse_margin_points) and cut
-            from .refine import cut_margin_points_box, fuse_margin_points_box
+            from .fusion import fuse_margin_points_box
+            from .refine import cut_margin_points_box
 
             fbox = relaxed_bbox(pw, work.shape)
             region = result.box.union(fbox)

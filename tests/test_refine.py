@@ -11,15 +11,12 @@ from scipy.special import expit
 
 from midseg.errors import InvalidInputError
 from midseg.metrics import dice as _dice
+from midseg.fusion import _click_distance, _distance_image, _euclidean_to_points
+from midseg.graphcut import _normalise01, _pairwise_weights
 from midseg.refine import (
     DISTANCE_SCALE,
     PROB_EPS,
     RefineResult,
-    _click_distance,
-    _distance_image,
-    _euclidean_to_points,
-    _normalise01,
-    _pairwise_weights,
     fuse_probabilities,
     graph_cut,
     refine,
@@ -874,7 +871,7 @@ def test_sparse_graph_cut_equals_the_grid_graph_with_fixed_voxels(shape, connect
     """The free-voxel graph has the same minimum as the grid graph with hard constraints."""
     from scipy import ndimage as ndi
 
-    from midseg.refine import _solve, _solve_sparse
+    from midseg.graphcut import _solve, _solve_sparse
 
     rng = np.random.default_rng(len(shape) + connectivity)
     prob = ndi.gaussian_filter(rng.random(shape), 2)
@@ -938,7 +935,7 @@ def test_click_depth_equals_the_distance_transform():
     """The windowed search gives the exact Euclidean distance a full EDT gives."""
     from scipy import ndimage as ndi
 
-    from midseg.refine import _click_depth
+    from midseg.fusion import _click_depth
 
     rng = np.random.default_rng(0)
     for _ in range(100):

@@ -24,26 +24,13 @@ from midseg.gui.window import MainWindow  # noqa: E402
 from midseg.labelmap import Segment, read_labelmap, write_labelmap  # noqa: E402
 
 from test_gui import (  # noqa: E402  (tests/ is on sys.path)
+    Answers,
     FakeModel,
     fake_predict,
     needs_refine,
     click,
     wait_idle,
 )
-
-
-class Answers:
-    def __init__(self):
-        self.asked, self.script = [], []
-
-    def __call__(self, title, text, buttons, default):
-        self.asked.append(title)
-        if self.script:
-            return self.script.pop(0)
-        for b in (QMessageBox.Discard, QMessageBox.No):
-            if buttons & b:
-                return b
-        return default
 
 
 SHAPE = (48, 64)
