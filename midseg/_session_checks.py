@@ -1,7 +1,7 @@
 """The checks and warnings of `midseg.session`: parameters, the model, the image, the points.
 
 `Session` refuses bad parameters and a model that does not fit the image
-(`_check_params`, `_load_model`), computes a volume one voxel thick as its 2D slice
+(`_check_params`, `_check_ifgc_settings`, `_load_model`), computes a volume one voxel thick as its 2D slice
 (`_flat_axis`, `_work_image`), and warns when stage 1 has nothing to go on
 (`_constant_warning`, `_coplanar_warning`).
 """
@@ -15,7 +15,8 @@ import numpy as np
 from ._checks import check_lam_sigma
 from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
 from .io import Image
-from .refine import REFINE_METHODS
+from .fusion import check_margin_floor
+from .refine import CLICK_CLAIM_KEEP, REFINE_METHODS, check_claim_keep
 
 
 def _check_params(lam, sigma, method):
@@ -23,6 +24,13 @@ def _check_params(lam, sigma, method):
     if not isinstance(method, str) or method not in REFINE_METHODS:
         raise InvalidInputError(f"method must be one of {REFINE_METHODS}, got {method!r}")
     return lam, sigma, method
+
+
+def _check_ifgc_settings(margin_floor, claim_keep, ndim: int) -> tuple[float, float]:
+    """The session's stage-1 margin floor and click-claim guard, defaults filled in."""
+    return check_margin_floor(margin_floor, ndim), check_claim_keep(
+        CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
+    )
 
 
 def _load_model(model, image: Image, work: Image, flat_axis: int | None, device: str | None):

@@ -51,7 +51,10 @@ __all__ = [
 
 #: The ``"format"`` entry of every clicks document.
 CLICKS_FORMAT = "midseg-clicks"
-#: Version 4: ``parameters.stage1_cut`` says whether 3D stage 1 of "ifgc" ends with the graph
+#: Version 5: ``parameters.margin_floor`` (3D stage 1 of "ifgc" now fuses the margin points
+#: with a floor of 0.9, was 0.8) and ``parameters.claim_keep`` (the guard of a foreground
+#: click's claim, new); files of versions 1-4 are read with the values of their time (0.8
+#: in 3D, 0 in 2D; claim_keep 0). Version 4: ``parameters.stage1_cut`` says whether 3D stage 1 of "ifgc" ends with the graph
 #: cut (`midseg.Session`, default True when absent); version-3 files were written before that
 #: cut existed and are read with ``stage1_cut: false``, so they replay the masks they were
 #: made with. Version 3: method "ifgc" is click-local information fusion
@@ -59,9 +62,9 @@ CLICKS_FORMAT = "midseg-clicks"
 #: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
 #: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
 #: files are read with those names in its place, so they replay the masks they were made with.
-CLICKS_VERSION = 4
+CLICKS_VERSION = 5
 #: The versions `read_clicks` and `clicks_from_dict` accept (older ones are migrated).
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: What "ifgc" meant in each older clicks-file version.
 _OLD_IFGC = {1: "ifgc-paper", 2: "ifgc-global"}
 
@@ -352,21 +355,37 @@ def _schema_error(data: dict) -> str | None:
     return f"{path.lstrip('.') or 'top level'}: {error.message}"
 
 
+#: ``margin_floor`` of clicks files before version 5, by the dimensionality the session
+#: computes in (a volume one voxel thick is 2D).
+_OLD_MARGIN_FLOOR = {2: 0.0, 3: 0.8}
+
+
 def _upgrade(data: dict, version: int) -> dict:
     """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`
-    (versions 1-2), and stage 1 keeps the 0.5 threshold (``stage1_cut: false``)."""
+    (versions 1-2), stage 1 keeps the 0.5 threshold before version 4 (``stage1_cut:
+    false``), and the stage-1 floor and claim guard are those of versions 1-4."""
 
     def method(entry):
         if not isinstance(entry, dict) or entry.get("method") != "ifgc" or version >= 3:
             return entry
         return {**entry, "method": _OLD_IFGC[version]}
 
+    params = method(data["parameters"])
+    if isinstance(params, dict):
+        shape = (data.get("image") or {}).get("shape") or []
+        ndim = 3 if len(shape) == 3 and sum(1 for n in shape if n == 1) != 1 else 2
+        params = {
+            **params,
+            "margin_floor": _OLD_MARGIN_FLOOR[ndim],
+            "claim_keep": 0.0,
+            **({"stage1_cut": False} if version < 4 else {}),
+        }
     rounds = data["rounds"]
     return {
         **data,
         "version": CLICKS_VERSION,
         "upgraded_from_version": version,
-        "parameters": {**method(data["parameters"]), "stage1_cut": False},
+        "parameters": params,
         "rounds": [method(r) for r in rounds] if isinstance(rounds, list) else rounds,
     }
 

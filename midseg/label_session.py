@@ -347,7 +347,7 @@ class LabelSession:
     @classmethod
     def _with_settings_of(cls, session: "Session", device: str | None) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
-        stage1_cut) of `session`."""
+        stage1_cut, margin_floor, claim_keep) of `session`."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {
@@ -356,6 +356,8 @@ class LabelSession:
             "sigma": session.sigma,
             "method": session.method,
             "stage1_cut": session.stage1_cut,
+            "margin_floor": session.margin_floor,
+            "claim_keep": session.claim_keep,
         }
         ls._spare, ls._objects = None, {}
         return ls

@@ -349,6 +349,7 @@ def clicks_from_markups(
     """
     from .clicks import clicks_document, clicks_from_dict
     from .graphcut import _same_voxel
+    from ._session_checks import _check_ifgc_settings, _flat_axis
     from .session import MIN_POINTS, Session, _as_image
 
     image = _as_image(image)
@@ -374,10 +375,13 @@ def clicks_from_markups(
         )
 
     params = {"lam": lam, "sigma": sigma, "method": method}
+    work_ndim = image.ndim if _flat_axis(image) is None else 2
+    margin_floor, claim_keep = _check_ifgc_settings(None, None, work_ndim)
+    defaults = {"stage1_cut": True, "margin_floor": margin_floor, "claim_keep": claim_keep}
     clicks = clicks_document(
         image,
         _model_ref_for(model, image),
-        {**params, "stage1_cut": True},  # a Session's default, as its clicks_dict writes it
+        {**params, **defaults},  # a Session's defaults, as its clicks_dict writes them
         snapped["margin"],
         [(fg, bg, params)] if len(fg) + len(bg) else [],
     )

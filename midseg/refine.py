@@ -62,6 +62,7 @@ __all__ = [
     "fuse_margin_points",
     "fuse_margin_points_box",
     "cut_margin_points_box",
+    "CLICK_CLAIM_KEEP",
     "graph_cut",
     "refine",
     "refine_region",
@@ -105,6 +106,14 @@ LOCAL_PAIRWISE = 0.5
 #: evidence's soft boundary to image edges; in 2D it gained nothing.
 MARGIN_PAIRWISE = {2: 0.0, 3: 0.1}
 MARGIN_CUT_KEEP = 0.5
+
+
+#: Click-local rounds with new foreground clicks: when the graph cut changes fewer than
+#: CLICK_CLAIM_KEEP times the voxels the fused map's 0.5 threshold changes in the zone, the
+#: round takes the threshold there instead (`refine`, Notes, "A foreground click's claim").
+#: 0 turns this off (clicks files before version 5). Chosen on ``dev_unseen``
+#: (``docs/decisions.md``).
+CLICK_CLAIM_KEEP = 0.5
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,7 @@ def refine(
     previous=None,
     new_foreground=None,
     new_background=None,
+    claim_keep: float = CLICK_CLAIM_KEEP,
 ) -> RefineResult:
     """One refinement round of MIDeepSeg stage 2: information fusion + graph cut.
 
@@ -215,6 +225,8 @@ def refine(
         `foreground` / `background`). Required with `previous`; without it,
         all clicks are new.
 
+    claim_keep : float in [0, 1], default `CLICK_CLAIM_KEEP`
+        ``"ifgc"`` only: see Notes, "A foreground click's claim"; 0 turns it off.
     Returns
     -------
     RefineResult
@@ -262,6 +274,17 @@ def refine(
     MR, PET and ultrasound. Chosen on ``dev_unseen`` only
     (``docs/decisions.md``). The other methods keep the min-max crop
     normalisation below, so clicks files of version 2 replay exactly.
+
+    *A foreground click's claim* (``"ifgc"``). Where a new foreground click
+    reaches into a missed homogeneous region, the fused map there is lukewarm
+    (``alpha`` falls off with distance) and the pairwise term can undo nearly
+    all of it: the cut then adds the click's voxel and little else. When the
+    round has new foreground clicks and the cut changes fewer than
+    ``claim_keep`` times the voxels that ``fused >= 0.5`` changes inside the
+    zone, the round's labels are that threshold inside the zone (the previous
+    mask outside it, every click and margin point at its class). Background
+    clicks are not guarded: a cut that removes less than their threshold
+    keeps the object. Chosen on ``dev_unseen`` (``docs/decisions.md``).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of
@@ -357,6 +380,7 @@ def refine(
         prev_mask=prev_mask if local else None,
         new_fg=new_fg if local else None,
         new_bg=new_bg if local else None,
+        claim_keep=check_claim_keep(claim_keep),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -403,6 +427,7 @@ def refine_region(
     prev_mask: np.ndarray | None,
     new_fg: np.ndarray | None,
     new_bg: np.ndarray | None,
+    claim_keep: float = CLICK_CLAIM_KEEP,
 ) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
 
@@ -465,9 +490,45 @@ def refine_region(
         spacing=sp,
         connectivity=connectivity,
     )
-    return RefineResult(
-        mask=mask_outer[inner], probability=np.asarray(fused, np.float32), box=region
-    )
+    mask = mask_outer[inner]
+    if local and claim_keep > 0 and len(new_fg):
+        assert zone is not None and prev_mask is not None
+        mask = _keep_claim(mask, fused, zone, prev_mask[sl], claim_keep, hard_fg, bg - origin)
+    return RefineResult(mask=mask, probability=np.asarray(fused, np.float32), box=region)
+
+
+def check_claim_keep(claim_keep) -> float:
+    """`claim_keep` as a float in [0, 1]; InvalidInputError otherwise."""
+    if isinstance(claim_keep, bool) or not isinstance(
+        claim_keep, (int, float, np.integer, np.floating)
+    ):
+        raise InvalidInputError(f"claim_keep must be a number in [0, 1], got {claim_keep!r}")
+    if not 0.0 <= float(claim_keep) <= 1.0:
+        raise InvalidInputError(f"claim_keep must be in [0, 1], got {claim_keep!r}")
+    return float(claim_keep)
+
+
+def _keep_claim(
+    cut: np.ndarray,
+    fused: np.ndarray,
+    zone: np.ndarray,
+    prev: np.ndarray,
+    keep: float,
+    hard_fg: np.ndarray,
+    hard_bg: np.ndarray,
+) -> np.ndarray:
+    """The round's region mask: `cut`, or ``fused >= 0.5`` in `zone` when the cut changes
+    fewer than `keep` times the voxels that threshold changes (`refine`, Notes, "A
+    foreground click's claim"). `hard_fg`, `hard_bg`: region indices of the constraints."""
+    before = prev != 0
+    thr = np.where(zone, fused >= 0.5, before)
+    n_thr = np.count_nonzero(thr != before)
+    if n_thr == 0 or np.count_nonzero((cut != 0) != before) >= keep * n_thr:
+        return cut
+    out = thr.astype(np.uint8)
+    out[tuple(np.asarray(hard_fg, np.int64).reshape(-1, out.ndim).T)] = 1
+    out[tuple(np.asarray(hard_bg, np.int64).reshape(-1, out.ndim).T)] = 0
+    return out
 
 
 def _region_intensities(

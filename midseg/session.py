@@ -26,6 +26,7 @@ from ._history import ClickRound as ClickRound
 from ._history import _check_round, _clicks_in_force, _History, _State, _within
 from ._session_checks import (
     _as_image,
+    _check_ifgc_settings,
     _check_params,
     _constant_warning,
     _coplanar_warning,
@@ -96,6 +97,16 @@ class Session(_History):
         fused map (`midseg.refine.cut_margin_points_box`); False keeps its 0.5
         threshold, as midseg did before clicks-file version 4 (replays of
         older files use it). Stored in clicks files.
+    margin_floor : float in [0, 1], optional
+        With ``method="ifgc"``: the smallest weight of the margin points' geodesic
+        evidence against the CNN map at stage 1 (`midseg.refine.fuse_margin_points`);
+        default ``MARGIN_FUSION_FLOOR[ndim]`` (0 in 2D, 0.9 in 3D; clicks files before
+        version 5 replay with 0.8 in 3D). Stored in clicks files.
+    claim_keep : float in [0, 1], optional
+        With ``method="ifgc"``: the guard that keeps a new foreground click's claim
+        against the graph cut (`midseg.refine.refine`, Notes); default
+        `midseg.refine.CLICK_CLAIM_KEEP` (0.5), 0 turns it off (clicks files before
+        version 5 replay with 0). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -116,6 +127,8 @@ class Session(_History):
         sigma: float = DEFAULT_SIGMA,
         method: str = "ifgc",
         stage1_cut: bool = True,
+        margin_floor: float | None = None,
+        claim_keep: float | None = None,
         device: str | None = None,
     ):
         self.image = _as_image(image)
@@ -125,6 +138,9 @@ class Session(_History):
         if not isinstance(stage1_cut, (bool, np.bool_)):
             raise InvalidInputError(f"stage1_cut must be True or False, got {stage1_cut!r}")
         self.stage1_cut = bool(stage1_cut)
+        self.margin_floor, self.claim_keep = _check_ifgc_settings(
+            margin_floor, claim_keep, self._work.ndim
+        )
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
@@ -246,7 +262,9 @@ class Session(_History):
             chans = work.channels_first()
             inner = fbox.slices_in(region)
             sp = np.asarray(work.spacing, np.float64)
-            prob_r[inner] = fuse_margin_points_box(chans, prob_r[inner], pw, fbox, sp)
+            prob_r[inner] = fuse_margin_points_box(
+                chans, prob_r[inner], pw, fbox, sp, floor=self.margin_floor
+            )
             mask_r = (prob_r >= 0.5).astype(np.uint8)
             if self.stage1_cut:
                 mask_r[inner] = cut_margin_points_box(
@@ -456,6 +474,7 @@ class Session(_History):
             prev_mask=sq(self._maps()[1]),
             new_fg=w(fg),
             new_bg=w(bg),
+            claim_keep=self.claim_keep,
         )
         sl = self._file_box(res.box).slices
         prob_r = res.probability.reshape(self._maps()[1][sl].shape)
@@ -649,6 +668,8 @@ class Session(_History):
                 "sigma": self.sigma,
                 "method": self.method,
                 "stage1_cut": self.stage1_cut,
+                "margin_floor": self.margin_floor,
+                "claim_keep": self.claim_keep,
             },
             state.margin_points,
             [
@@ -727,6 +748,8 @@ class Session(_History):
             sigma=params["sigma"],
             method=params["method"],
             stage1_cut=params.get("stage1_cut", True),
+            margin_floor=params.get("margin_floor"),
+            claim_keep=params.get("claim_keep"),
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)

@@ -151,8 +151,10 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 4
+    assert data["format"] == "midseg-clicks" and data["version"] == 5
     assert data["parameters"]["stage1_cut"] is True
+    assert data["parameters"]["claim_keep"] == 0.5
+    assert data["parameters"]["margin_floor"] == (0.9 if image.ndim == 3 else 0.0)
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
     # points are stored in millimetres, (x, y[, z]) order
@@ -288,7 +290,7 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     certainty-weighted fusion of all clicks ("ifgc-global")."""
     image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 4 and read["upgraded_from_version"] == version
+    assert read["version"] == 5 and read["upgraded_from_version"] == version
     assert read["parameters"]["method"] == method
     assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -299,38 +301,65 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", method]
-    old["version"] = 5
+    old["version"] = 6
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 5"):
+    with pytest.raises(InvalidInputError, match="version 6"):
         midseg.Session.from_clicks(path, image, model=model)
+
+
+def _older_ifgc_file(tmp_path, version, **settings):
+    """A 3D "ifgc" session made with `settings` and its clicks file relabelled `version`
+    (without the parameters that version did not have)."""
+    image, truth = phantom(3)
+    model = write_tiny_model(tmp_path, 3)
+    before = midseg.Session(image, model=model, **settings)
+    before.segment(margin_points(truth))
+    fg, _ = _fg_bg(truth)
+    before.refine(foreground=[fg])
+    old = json.loads(json.dumps(before.clicks_dict()))
+    old["version"] = version
+    for key in ("margin_floor", "claim_keep") + (("stage1_cut",) if version < 4 else ()):
+        del old["parameters"][key]
+    path = tmp_path / f"v{version}.clicks.json"
+    path.write_text(json.dumps(old))
+    return image, model, before, path
 
 
 def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
     """Version-3 files were made before 3D stage 1 ended with the graph cut: they replay
     with the 0.5 threshold of the fused map, the mask they were made with."""
-    image, truth = phantom(3)
-    model = write_tiny_model(tmp_path, 3)
-    before = midseg.Session(image, model=model, stage1_cut=False)
-    before.segment(margin_points(truth))
-    fg, _ = _fg_bg(truth)
-    before.refine(foreground=[fg])
-    old = json.loads(json.dumps(before.clicks_dict()))
-    old["version"] = 3
-    del old["parameters"]["stage1_cut"]
-    path = tmp_path / "v3.clicks.json"
-    path.write_text(json.dumps(old))
+    image, model, before, path = _older_ifgc_file(
+        tmp_path, 3, stage1_cut=False, margin_floor=0.8, claim_keep=0.0
+    )
     read = read_clicks(path)
     assert read["parameters"]["stage1_cut"] is False and read["upgraded_from_version"] == 3
     replay = midseg.Session.from_clicks(path, image, model=model)
     assert replay.stage1_cut is False and np.array_equal(replay.mask, before.mask)
-    # a version-4 file keeps the setting both ways
-    before.save_clicks(tmp_path / "v4.clicks.json")
-    assert read_clicks(tmp_path / "v4.clicks.json")["parameters"]["stage1_cut"] is False
-    again = midseg.Session.from_clicks(tmp_path / "v4.clicks.json", image, model=model)
+    # a current file keeps the setting both ways
+    before.save_clicks(tmp_path / "v5.clicks.json")
+    assert read_clicks(tmp_path / "v5.clicks.json")["parameters"]["stage1_cut"] is False
+    again = midseg.Session.from_clicks(tmp_path / "v5.clicks.json", image, model=model)
     assert again.stage1_cut is False and np.array_equal(again.mask, before.mask)
     assert midseg.Session(image, model=model).stage1_cut is True  # the default
     with pytest.raises(InvalidInputError, match="stage1_cut"):
         midseg.Session(image, model=model, stage1_cut="yes")
+
+
+def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
+    """Version-4 files were made with the 3D stage-1 floor 0.8 and without the guard of a
+    foreground click's claim: they replay with those, the masks they were made with."""
+    image, model, before, path = _older_ifgc_file(tmp_path, 4, margin_floor=0.8, claim_keep=0)
+    read = read_clicks(path)
+    assert read["upgraded_from_version"] == 4 and read["parameters"]["stage1_cut"] is True
+    assert read["parameters"]["margin_floor"] == 0.8 and read["parameters"]["claim_keep"] == 0
+    replay = midseg.Session.from_clicks(path, image, model=model)
+    assert (replay.margin_floor, replay.claim_keep) == (0.8, 0.0)
+    assert np.array_equal(replay.mask, before.mask)
+    now = midseg.Session(image, model=model)
+    assert (now.margin_floor, now.claim_keep) == (0.9, 0.5)  # the defaults in 3D
+    for bad in ({"margin_floor": 1.5}, {"claim_keep": -0.1}, {"claim_keep": True}):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            midseg.Session(image, model=model, **bad)
 
 
 # -- a later click of the other class wins ------------------------------------------------
