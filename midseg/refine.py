@@ -113,7 +113,7 @@ MARGIN_CUT_KEEP = 0.5
 #: round takes the threshold there instead (`refine`, Notes, "A foreground click's claim").
 #: 0 turns this off (clicks files before version 5). Chosen on ``dev_unseen``
 #: (``docs/decisions.md``).
-CLICK_CLAIM_KEEP = 0.5
+CLICK_CLAIM_KEEP = 0.1
 
 
 @dataclass(frozen=True)

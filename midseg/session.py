@@ -105,7 +105,7 @@ class Session(_History):
     claim_keep : float in [0, 1], optional
         With ``method="ifgc"``: the guard that keeps a new foreground click's claim
         against the graph cut (`midseg.refine.refine`, Notes); default
-        `midseg.refine.CLICK_CLAIM_KEEP` (0.5), 0 turns it off (clicks files before
+        `midseg.refine.CLICK_CLAIM_KEEP` (0.1), 0 turns it off (clicks files before
         version 5 replay with 0). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).

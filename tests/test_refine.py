@@ -14,6 +14,7 @@ from midseg.metrics import dice as _dice
 from midseg.fusion import _click_distance, _distance_image, _euclidean_to_points
 from midseg.graphcut import _normalise01, _pairwise_weights
 from midseg.refine import (
+    CLICK_CLAIM_KEEP,
     DISTANCE_SCALE,
     PROB_EPS,
     RefineResult,
@@ -1042,3 +1043,45 @@ def test_stage1_cut_equals_the_full_grid_solve():
             connectivity=None,
         )
         np.testing.assert_array_equal(got, full)
+
+
+def _missed_blob_round(claim_keep, **clicks):
+    """One click-local round on one homogeneous noisy tissue (no edge anywhere): the
+    previous mask is a ball at x = 10, the click 8 voxels from it; λ = 20 makes the
+    pairwise term strong enough to undo the click's fused claim."""
+    n = 40
+    z, y, x = np.mgrid[:n, :n, :n]
+    image = np.random.default_rng(0).normal(0.0, 1.0, (n, n, n))
+    kept = ((z - 20) ** 2 + (y - 20) ** 2 + (x - 10) ** 2) <= 36
+    prob = kept.astype(np.float32)
+    margin = [(20, 20, 5), (15, 20, 10), (25, 20, 10), (20, 15, 10)]
+    fg, bg = clicks.get("foreground", []), clicks.get("background", [])
+    res = refine(
+        image, prob, margin_points=margin, foreground=fg, background=bg, lam=20.0,
+        previous=(prob, kept.astype(np.uint8)), new_foreground=fg, new_background=bg,
+        claim_keep=claim_keep,
+    )  # fmt: skip
+    return res, kept
+
+
+def test_a_foreground_click_keeps_its_claim_when_the_cut_would_undo_it():
+    """Issue 17: a foreground click deep in a missed homogeneous region claims it, also
+    where the pairwise term alone would keep little more than the click's voxel."""
+    click = (20, 20, 24)
+    off, kept = _missed_blob_round(0.0, foreground=[click])
+    on, _ = _missed_blob_round(CLICK_CLAIM_KEEP, foreground=[click])
+    claimed = (on.probability >= 0.5) & ~kept
+    assert np.count_nonzero(off.mask.astype(bool) & ~kept) < 0.05 * claimed.sum()
+    gained = on.mask.astype(bool) & ~kept
+    assert claimed.sum() > 5000 and on.mask[click] == 1
+    assert np.array_equal(gained, claimed)  # the fused map's threshold, nothing else
+    assert on.mask[kept].all()  # the previous mask stays
+    with pytest.raises(InvalidInputError, match="claim_keep"):
+        _missed_blob_round(1.5, foreground=[click])
+
+
+def test_the_claim_guard_leaves_background_rounds_alone():
+    bg_click = (20, 20, 12)
+    off, _ = _missed_blob_round(0.0, background=[bg_click])
+    on, _ = _missed_blob_round(1.0, background=[bg_click])
+    assert np.array_equal(off.mask, on.mask)

@@ -153,7 +153,7 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     data = json.loads(path.read_text())
     assert data["format"] == "midseg-clicks" and data["version"] == 5
     assert data["parameters"]["stage1_cut"] is True
-    assert data["parameters"]["claim_keep"] == 0.5
+    assert data["parameters"]["claim_keep"] == 0.1
     assert data["parameters"]["margin_floor"] == (0.9 if image.ndim == 3 else 0.0)
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
@@ -356,7 +356,7 @@ def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     assert (replay.margin_floor, replay.claim_keep) == (0.8, 0.0)
     assert np.array_equal(replay.mask, before.mask)
     now = midseg.Session(image, model=model)
-    assert (now.margin_floor, now.claim_keep) == (0.9, 0.5)  # the defaults in 3D
+    assert (now.margin_floor, now.claim_keep) == (0.9, 0.1)  # the defaults in 3D
     for bad in ({"margin_floor": 1.5}, {"claim_keep": -0.1}, {"claim_keep": True}):
         with pytest.raises(InvalidInputError, match=next(iter(bad))):
             midseg.Session(image, model=model, **bad)
