@@ -303,9 +303,10 @@ def clicks_from_dict(data: dict) -> dict:
     -------
     dict
         ``data`` itself when it is of the current version; for an older version a
-        new dict of the current version (its ``"ifgc"`` methods renamed to what they
-        meant then, ``parameters.stage1_cut`` false, ``"upgraded_from_version"``
-        added).
+        new dict of the current version with the settings of its time: ``"ifgc"``
+        methods renamed to what they meant then (versions 1-2), ``parameters.stage1_cut``
+        false (versions 1-3), ``margin_floor`` 0.8 in 3D / 0 in 2D and ``claim_keep`` 0
+        (versions 1-4), and ``"upgraded_from_version"`` added.
 
     Raises
     ------
@@ -439,9 +440,11 @@ def read_clicks(path: str | os.PathLike) -> dict:
         return clicks_from_dict(data)
     except InvalidInputError as exc:
         msg = str(exc)
-        if msg.startswith("clicks file: "):
-            msg = f"clicks file {str(p)!r}: " + msg[len("clicks file: ") :]
-        raise InvalidInputError(msg) from None
+        for lead in ("clicks file: ", "clicks file "):
+            if msg.startswith(lead):
+                msg = msg[len(lead) :]
+                break
+        raise InvalidInputError(f"clicks file {str(p)!r}: {msg}") from None
 
 
 def write_clicks(path: str | os.PathLike, doc: dict) -> None:

@@ -34,6 +34,11 @@ class ModelMismatchWarning(MidsegWarning):
     """Stored clicks are replayed with other weights than they were made with."""
 
 
+class OlderClicksWarning(MidsegWarning):
+    """A clicks file of an older version is replayed with the settings of its time; the
+    session's further rounds use them too (a new `Session` uses today's defaults)."""
+
+
 class CoplanarPointsWarning(MidsegWarning):
     """All margin points of a 3D image lie in one plane: the object's extent across it is unknown."""
 

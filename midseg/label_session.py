@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InvalidInputError, MidsegError
-from .labelmap import DEFAULT_COLORS, Segment
+from .io import Image
+from .labelmap import DEFAULT_COLORS, Segment, on_image_grid
 
 if TYPE_CHECKING:
     from .session import Session
@@ -119,14 +120,27 @@ class LabelSession:
 
         Each `midseg.labelmap.Segment` becomes an object started from ``labels ==
         segment.value`` (`midseg.Session.start_from_mask`); e.g. from
-        ``midseg.labelmap.read_labelmap(path)``.
+        ``midseg.labelmap.read_labelmap(path)``, whose `midseg.Image` is accepted as
+        `labels`: placed on the image's grid by physical position
+        (`midseg.labelmap.on_image_grid`, so a ``.seg.nrrd`` cropped to its segments
+        works too). A bare array must have the image's shape.
 
         Raises
         ------
         InvalidInputError
-            A label map of another shape, or a segment with no voxel.
+            A label map of another shape, an `Image` whose grid does not line up with the
+            image's, or a segment with no voxel.
         """
         ls = cls(image, model=model, **session_kw)
+        if isinstance(labels, Image):
+            placed = on_image_grid(labels, ls.image)
+            if placed is None:
+                raise InvalidInputError(
+                    "the label map's grid does not line up with the image's (another "
+                    "spacing, direction or dimensionality, an origin off its voxel centres, "
+                    "or labels outside it)"
+                )
+            labels = placed
         arr = np.asarray(labels)
         if arr.shape != tuple(ls.image.shape):
             raise InvalidInputError(
@@ -335,7 +349,8 @@ class LabelSession:
                     f"{str(p)!r}: objects[{k}] ({entry['name']!r}): {exc}"
                 ) from None
             if ls is None:
-                ls = cls._with_settings_of(replayed, device)
+                older = _older_version(entry["clicks"])
+                ls = cls._with_settings_of(replayed, device, older=older)
             seg = _object_segment(p, k, entry)
             if seg.name in ls._objects or seg.value in {s.value for s, _ in ls._objects.values()}:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")
@@ -345,22 +360,33 @@ class LabelSession:
         return ls
 
     @classmethod
-    def _with_settings_of(cls, session: "Session", device: str | None) -> "LabelSession":
+    def _with_settings_of(
+        cls, session: "Session", device: str | None, *, older: bool = False
+    ) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
-        stage1_cut, margin_floor, claim_keep) of `session`."""
+        stage1_cut, margin_floor, claim_keep) of `session`; with `older` (its clicks came
+        from an older file version) the last three are today's defaults for new objects."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
-        ls._kw = {
-            "device": device,
-            "lam": session.lam,
-            "sigma": session.sigma,
-            "method": session.method,
-            "stage1_cut": session.stage1_cut,
-            "margin_floor": session.margin_floor,
-            "claim_keep": session.claim_keep,
-        }
+        ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}
+        ls._kw["method"] = session.method
+        if not older:
+            ls._kw["stage1_cut"] = session.stage1_cut
+            ls._kw["margin_floor"] = session.margin_floor
+            ls._kw["claim_keep"] = session.claim_keep
         ls._spare, ls._objects = None, {}
         return ls
+
+
+def _older_version(clicks) -> bool:
+    """Whether `clicks` (a clicks dict, or a path as a labels document may hold) is of an
+    older clicks-file version than this midseg writes."""
+    from .clicks import CLICKS_VERSION
+
+    if isinstance(clicks, dict):
+        upgraded = "upgraded_from_version" in clicks
+        return upgraded or clicks.get("version", CLICKS_VERSION) != CLICKS_VERSION
+    return False
 
 
 def _read_labels_document(p: Path) -> dict:

@@ -40,6 +40,7 @@ from .errors import (
     MidsegError,
     MidsegWarning,
     ModelMismatchWarning,
+    OlderClicksWarning,
 )
 from .crop import Box, relaxed_bbox
 from .clicks import (
@@ -755,6 +756,19 @@ class Session(_History):
         mismatch = _model_mismatch(model_ref, session.model)
         if mismatch is not None:
             _warnings.warn(mismatch, stacklevel=2)
+        older = data.get("upgraded_from_version")
+        if older is not None:
+            where = f"{os.fspath(clicks)}: " if isinstance(clicks, (str, os.PathLike)) else ""
+            _warnings.warn(
+                OlderClicksWarning(
+                    f"{where}clicks file version {older} replays with the settings of its "
+                    f"time (method {session.method!r}, stage1_cut {session.stage1_cut}, "
+                    f"margin_floor {session.margin_floor}, claim_keep {session.claim_keep}); "
+                    "further rounds of this session use them too, a new Session uses "
+                    "today's defaults"
+                ),
+                stacklevel=2,
+            )
         try:
             margin = mm_to_index(image, data["margin_points"], "margin_points")
             rounds = _replay_rounds(data, image)  # every round checked before stage 1 runs

@@ -263,3 +263,14 @@ def test_replay_errors_name_the_file_and_the_field(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(InvalidInputError, match=r"c\.clicks\.json: clicks file: margin_points: "):
         midseg.Session.from_clicks(path, img)
+
+
+def test_read_clicks_names_the_file_for_every_refusal(tmp_path):
+    doc = json.loads(json.dumps(document(image_2d())))
+    path = tmp_path / "future.clicks.json"
+    path.write_text(json.dumps({**doc, "version": 9}))
+    with pytest.raises(InvalidInputError, match=r"future\.clicks\.json'?: version 9 is not"):
+        read_clicks(path)
+    path.write_text(json.dumps({k: v for k, v in doc.items() if k != "rounds"}))
+    with pytest.raises(InvalidInputError, match=r"future\.clicks\.json'?: lacks the 'rounds'"):
+        read_clicks(path)

@@ -138,3 +138,37 @@ def test_reloading_an_object_started_from_a_label_map_without_it_names_the_objec
     wrong[40, 30] = 0
     with pytest.raises(InvalidInputError, match=r"objects\[0\] \('left kidney'\): initial_mask"):
         LabelSession.load(tmp_path / "l.json", IMG, initial_labelmap=wrong)
+
+
+def test_from_labelmap_takes_what_read_labelmap_returns(tmp_path):
+    from midseg.labelmap import Segment, read_labelmap, write_labelmap
+
+    labels = np.zeros(LEFT.shape, np.uint8)
+    labels[LEFT] = 3
+    write_labelmap(tmp_path / "lab.nii.gz", labels, like=IMG, segments=[Segment(3, "left")])
+    image_labels, segments = read_labelmap(tmp_path / "lab.nii.gz")
+    ls = LabelSession.from_labelmap(IMG, image_labels, segments)
+    np.testing.assert_array_equal(ls.labelmap(), labels)
+    shifted = Image(np.asarray(image_labels.array), spacing=(0.25, 0.25))
+    with pytest.raises(InvalidInputError, match="does not line up"):
+        LabelSession.from_labelmap(IMG, shifted, segments)
+
+
+def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path):
+    import json
+
+    from midseg.errors import OlderClicksWarning
+
+    ls = LabelSession(IMG)
+    ls.add("left").segment(P_LEFT)
+    doc = ls.object("left").clicks_dict()
+    doc["version"] = 4
+    for key in ("margin_floor", "claim_keep"):
+        del doc["parameters"][key]
+    (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
+    with pytest.warns(OlderClicksWarning, match="version 4"):
+        back = LabelSession.load(tmp_path / "v4.clicks.json", IMG)
+    old = back.object("Segment_1")
+    assert (old.margin_floor, old.claim_keep) == (0.0, 0.0)  # replayed as made
+    new = back.add("right")
+    assert (new.margin_floor, new.claim_keep) == (0.0, 0.1)  # today's defaults in 2D
