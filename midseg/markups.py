@@ -590,7 +590,7 @@ def markups_add_arguments(parser) -> None:
         "(default: the shipped one of the image's dimensionality)",
     )
     imp.add_argument(
-        "--method", default="ifgc", help="refinement: ifgc (default), ifgc-paper or gc"
+        "--method", default="ifgc", help="refinement: ifgc (default), ifgc-global, ifgc-paper or gc"
     )
     imp.add_argument("--out", required=True, metavar="CLICKS.json", help="clicks JSON to write")
     imp.set_defaults(markups_action=_import_run)
