@@ -491,7 +491,7 @@ def refine_region(
         connectivity=connectivity,
     )
     mask = mask_outer[inner]
-    if local and claim_keep > 0 and len(new_fg):
+    if local and claim_keep > 0 and new_fg is not None and len(new_fg):
         assert zone is not None and prev_mask is not None
         mask = _keep_claim(mask, fused, zone, prev_mask[sl], claim_keep, hard_fg, bg - origin)
     return RefineResult(mask=mask, probability=np.asarray(fused, np.float32), box=region)
