@@ -102,10 +102,10 @@ def as_spacing(spacing: SpacingLike | None, ndim: int) -> np.ndarray:
         ) from None
     if sp.shape != (ndim,):
         raise InvalidInputError(
-            f"spacing must have {ndim} values (one per array axis), got {tuple(sp)}"
+            f"spacing must have {ndim} values (one per array axis), got {tuple(sp.tolist())}"
         )
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise InvalidInputError(f"spacing must be finite and positive, got {tuple(sp)}")
+        raise InvalidInputError(f"spacing must be finite and positive, got {tuple(sp.tolist())}")
     return sp
 
 

@@ -29,7 +29,7 @@ def _as_tuple(values, ndim: int, name: str, default: float) -> tuple[float, ...]
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.shape != (ndim,) or not np.all(np.isfinite(arr)):
         raise InvalidInputError(
-            f"{name} must be {ndim} finite values in array axis order, got {tuple(np.ravel(values))}"
+            f"{name} must be {ndim} finite values in array axis order, got {tuple(np.ravel(values).tolist())}"
         )
     return tuple(float(v) for v in arr)
 
