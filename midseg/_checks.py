@@ -76,6 +76,18 @@ def _number(value, name: str) -> float:
         raise InvalidInputError(f"{name} must be a finite number, got {value!r}"[:200]) from None
 
 
+def check_fraction(value, name: str) -> float:
+    """`value` as a float in [0, 1] (a number, not a bool or a string); InvalidInputError
+    naming `name` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}"[:200])
+    if not 0.0 <= float(value) <= 1.0:  # NaN fails too
+        raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_lam_sigma(lam, sigma) -> tuple[float, float]:
     """`lam` and `sigma` of the graph cut as floats, checked against their ranges.
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from ._checks import as_points, as_spacing, channels_first
+from ._checks import as_points, as_spacing, channels_first, check_fraction
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 from .graphcut import _check_prob, _same_voxel, _window_normalise
@@ -543,11 +543,7 @@ def check_margin_floor(floor, ndim: int) -> float:
     """
     if floor is None:
         return MARGIN_FUSION_FLOOR[ndim]
-    if isinstance(floor, bool) or not isinstance(floor, (int, float, np.integer, np.floating)):
-        raise InvalidInputError(f"margin_floor must be a number in [0, 1], got {floor!r}")
-    if not 0.0 <= float(floor) <= 1.0:
-        raise InvalidInputError(f"margin_floor must be in [0, 1], got {floor!r}")
-    return float(floor)
+    return check_fraction(floor, "margin_floor")
 
 
 def fuse_margin_points_box(

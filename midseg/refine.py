@@ -16,7 +16,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, as_points, as_spacing, check_lam_sigma
+from ._checks import (
+    DEFAULT_LAM,
+    DEFAULT_SIGMA,
+    as_points,
+    as_spacing,
+    check_fraction,
+    check_lam_sigma,
+)
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 from .fusion import (
@@ -499,13 +506,7 @@ def refine_region(
 
 def check_claim_keep(claim_keep) -> float:
     """`claim_keep` as a float in [0, 1]; InvalidInputError otherwise."""
-    if isinstance(claim_keep, bool) or not isinstance(
-        claim_keep, (int, float, np.integer, np.floating)
-    ):
-        raise InvalidInputError(f"claim_keep must be a number in [0, 1], got {claim_keep!r}")
-    if not 0.0 <= float(claim_keep) <= 1.0:
-        raise InvalidInputError(f"claim_keep must be in [0, 1], got {claim_keep!r}")
-    return float(claim_keep)
+    return check_fraction(claim_keep, "claim_keep")
 
 
 def _keep_claim(
