@@ -1,9 +1,9 @@
 """The checks and warnings of `midseg.session`: parameters, the model, the image, the points.
 
 `Session` refuses bad parameters and a model that does not fit the image
-(`_check_params`, `_check_ifgc_settings`, `_load_model`), computes a volume one voxel thick as its 2D slice
-(`_flat_axis`, `_work_image`), and warns when stage 1 has nothing to go on
-(`_constant_warning`, `_coplanar_warning`).
+(`_check_params`, `_check_ifgc_settings`, `_load_model`), computes a volume one voxel
+thick as its 2D slice (`_flat_axis`, `_work_image`), and warns when stage 1 has nothing
+to go on (`_constant_warning`, `_coplanar_warning`).
 """
 
 from __future__ import annotations

@@ -231,9 +231,9 @@ def refine(
         ``"ifgc"`` only: the clicks made in this round (each also among
         `foreground` / `background`). Required with `previous`; without it,
         all clicks are new.
-
     claim_keep : float in [0, 1], default `CLICK_CLAIM_KEEP`
         ``"ifgc"`` only: see Notes, "A foreground click's claim"; 0 turns it off.
+
     Returns
     -------
     RefineResult
