@@ -54,10 +54,10 @@ CLICKS_FORMAT = "midseg-clicks"
 #: Version 5: ``parameters.margin_floor`` (3D stage 1 of "ifgc" now fuses the margin points
 #: with a floor of 0.9, was 0.8) and ``parameters.claim_keep`` (the guard of a foreground
 #: click's claim, new); files of versions 1-4 are read with the values of their time (0.8
-#: in 3D, 0 in 2D; claim_keep 0). Version 4: ``parameters.stage1_cut`` says whether 3D stage 1 of "ifgc" ends with the graph
-#: cut (`midseg.Session`, default True when absent); version-3 files were written before that
-#: cut existed and are read with ``stage1_cut: false``, so they replay the masks they were
-#: made with. Version 3: method "ifgc" is click-local information fusion
+#: in 3D, 0 in 2D; claim_keep 0). Version 4: ``parameters.stage1_cut`` says whether 3D
+#: stage 1 of "ifgc" ends with the graph cut (`midseg.Session`, default True when absent);
+#: version-3 files were written before that cut existed and are read with ``stage1_cut:
+#: false``, so they replay the masks they were made with. Version 3: method "ifgc" is click-local information fusion
 #: (`midseg.refine.refine`).
 #: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
 #: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older

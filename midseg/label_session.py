@@ -379,8 +379,8 @@ class LabelSession:
 
 
 def _older_version(clicks) -> bool:
-    """Whether `clicks` (a clicks dict, or a path as a labels document may hold) is of an
-    older clicks-file version than this midseg writes."""
+    """Whether `clicks` (an object's clicks entry) is a clicks dict of an older file version
+    than this midseg writes (anything else: False)."""
     from .clicks import CLICKS_VERSION
 
     if isinstance(clicks, dict):
