@@ -79,13 +79,23 @@ def _number(value, name: str) -> float:
 def check_fraction(value, name: str) -> float:
     """`value` as a float in [0, 1] (a number, not a bool or a string); InvalidInputError
     naming `name` otherwise."""
+    shown = repr(value.item() if isinstance(value, np.generic) else value)[:200]
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
-        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}"[:200])
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {shown}")
     if not 0.0 <= float(value) <= 1.0:  # NaN fails too
-        raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
+        raise InvalidInputError(f"{name} must be in [0, 1], got {shown}")
     return float(value)
+
+
+def flat_axis_of_shape(shape: Sequence[int]) -> int | None:
+    """The axis of a 3D spatial `shape` that is one voxel thick (the others longer), or
+    None: such a volume is a 2D image stored as one slice, and midseg computes it in 2D."""
+    if len(shape) != 3:
+        return None
+    ones = [a for a, n in enumerate(shape) if n == 1]
+    return ones[0] if len(ones) == 1 else None
 
 
 def check_lam_sigma(lam, sigma) -> tuple[float, float]:

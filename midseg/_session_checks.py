@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ._checks import check_lam_sigma
+from ._checks import check_lam_sigma, flat_axis_of_shape
 from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
 from .io import Image
 from .fusion import check_margin_floor
@@ -28,7 +28,7 @@ def _check_params(lam, sigma, method):
 
 def _check_ifgc_settings(margin_floor, claim_keep, ndim: int) -> tuple[float, float]:
     """The session's stage-1 margin floor and click-claim guard, defaults filled in."""
-    return check_margin_floor(margin_floor, ndim), check_claim_keep(
+    return check_margin_floor(margin_floor, ndim, "margin_floor"), check_claim_keep(
         CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
     )
 
@@ -130,10 +130,7 @@ def _as_image(image) -> Image:
 
 def _flat_axis(image: Image) -> int | None:
     """The spatial axis of a 3D image that is one voxel thick (the others longer), or None."""
-    if image.ndim != 3:
-        return None
-    ones = [a for a, n in enumerate(image.shape) if n == 1]
-    return ones[0] if len(ones) == 1 else None
+    return flat_axis_of_shape(image.shape)
 
 
 def _work_image(image: Image, axis: int | None) -> Image:

@@ -536,14 +536,14 @@ def fuse_margin_points(
     return out
 
 
-def check_margin_floor(floor, ndim: int) -> float:
+def check_margin_floor(floor, ndim: int, name: str = "floor") -> float:
     """`floor` as a float in [0, 1], or ``MARGIN_FUSION_FLOOR[ndim]`` for None.
 
-    Raises InvalidInputError for anything else.
+    Raises InvalidInputError naming `name` for anything else.
     """
     if floor is None:
         return MARGIN_FUSION_FLOOR[ndim]
-    return check_fraction(floor, "margin_floor")
+    return check_fraction(floor, name)
 
 
 def fuse_margin_points_box(

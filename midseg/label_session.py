@@ -324,8 +324,12 @@ class LabelSession:
         """Replay a `save`d file (or a plain clicks file, as one object) on `image`.
 
         `initial_labelmap`: for objects started from a label map (`from_labelmap`), that
-        label map; each such object replays from ``initial_labelmap == its value``. The
-        session's lam, sigma and method are those of the first object.
+        label map; each such object replays from ``initial_labelmap == its value``. Objects
+        added later get the settings of the first object's file: lam, sigma, method and
+        the other parameters it stores. Where that file is of an older clicks-file version,
+        only what its user chose carries over (lam, sigma, method as named in the file,
+        ``stage1_cut`` from version 4 on), the rest takes today's defaults; one
+        `OlderClicksWarning` names the file and its older objects.
 
         Raises
         ------
@@ -333,47 +337,67 @@ class LabelSession:
             Not a labels or clicks document, or a bad object entry (the message names it);
             what `Session.from_clicks` raises for each object's clicks.
         """
+        import warnings
+
+        from .errors import OlderClicksWarning
         from .session import Session
 
         p = Path(path)
         doc = _read_labels_document(p)
         ls = None
+        older = []
         for k, entry in enumerate(doc["objects"]):
             start = _object_start(p, k, entry, initial_labelmap)
             try:
-                replayed = Session.from_clicks(
-                    entry["clicks"], image, model=model, device=device, initial_mask=start
-                )
+                with warnings.catch_warnings():  # one warning for the file, below
+                    warnings.simplefilter("ignore", OlderClicksWarning)
+                    replayed = Session.from_clicks(
+                        entry["clicks"], image, model=model, device=device, initial_mask=start
+                    )
             except InvalidInputError as exc:
                 raise InvalidInputError(
                     f"{str(p)!r}: objects[{k}] ({entry['name']!r}): {exc}"
                 ) from None
+            if _older_version(entry["clicks"]):
+                older.append(entry["name"])
             if ls is None:
-                older = _older_version(entry["clicks"])
-                ls = cls._with_settings_of(replayed, device, older=older)
+                ls = cls._with_settings_of(replayed, device, older=_chosen(entry["clicks"]))
             seg = _object_segment(p, k, entry)
             if seg.name in ls._objects or seg.value in {s.value for s, _ in ls._objects.values()}:
                 raise InvalidInputError(f"{str(p)!r}: objects[{k}] repeats a name or value")
             ls._objects[seg.name] = (seg, replayed)
         if ls is None:
             raise InvalidInputError(f"{str(p)!r} holds no object")
+        if older:
+            warnings.warn(
+                OlderClicksWarning(
+                    f"{str(p)!r}: the clicks of {', '.join(repr(n) for n in older)} are of an "
+                    "older clicks-file version and replay with the settings of their time; "
+                    "further rounds of those objects use them too, new objects today's "
+                    "defaults"
+                ),
+                stacklevel=2,
+            )
         return ls
 
     @classmethod
     def _with_settings_of(
-        cls, session: "Session", device: str | None, *, older: bool = False
+        cls, session: "Session", device: str | None, *, older: dict | None = None
     ) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
-        stage1_cut, margin_floor, claim_keep) of `session`; with `older` (its clicks came
-        from an older file version) the last three are today's defaults for new objects."""
+        stage1_cut, margin_floor, claim_keep) of `session`. `older`: for a session replayed
+        from an older clicks-file version, the settings its user chose (`_chosen`), which
+        replace those; the others are left to today's defaults."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}
-        ls._kw["method"] = session.method
-        if not older:
+        if older is None:
+            ls._kw["method"] = session.method
             ls._kw["stage1_cut"] = session.stage1_cut
             ls._kw["margin_floor"] = session.margin_floor
             ls._kw["claim_keep"] = session.claim_keep
+        else:
+            ls._kw.update(older)
         ls._spare, ls._objects = None, {}
         return ls
 
@@ -387,6 +411,22 @@ def _older_version(clicks) -> bool:
         upgraded = "upgraded_from_version" in clicks
         return upgraded or clicks.get("version", CLICKS_VERSION) != CLICKS_VERSION
     return False
+
+
+def _chosen(clicks) -> dict | None:
+    """For an older clicks dict, the settings its user chose, as Session keywords: the
+    method as the file names it, and ``stage1_cut`` from version 4 on (None for a current
+    file)."""
+    if not _older_version(clicks):
+        return None
+    params = clicks.get("parameters") or {}
+    version = clicks.get("upgraded_from_version", clicks.get("version"))
+    out = {}
+    if isinstance(params.get("method"), str):
+        out["method"] = params["method"]
+    if isinstance(version, int) and version >= 4 and isinstance(params.get("stage1_cut"), bool):
+        out["stage1_cut"] = params["stage1_cut"]
+    return out
 
 
 def _read_labels_document(p: Path) -> dict:

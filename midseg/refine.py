@@ -115,9 +115,9 @@ MARGIN_PAIRWISE = {2: 0.0, 3: 0.1}
 MARGIN_CUT_KEEP = 0.5
 
 
-#: Click-local rounds with new foreground clicks: when the graph cut changes fewer than
-#: CLICK_CLAIM_KEEP times the voxels the fused map's 0.5 threshold changes in the zone, the
-#: round takes the threshold there instead (`refine`, Notes, "A foreground click's claim").
+#: Click-local rounds with new foreground clicks: when the graph cut adds fewer than
+#: CLICK_CLAIM_KEEP times the voxels the fused map's 0.5 threshold adds in the zone, the
+#: round takes those voxels too (`refine`, Notes, "A foreground click's claim").
 #: 0 turns this off (clicks files before version 5). Chosen on ``dev_unseen``
 #: (``docs/decisions.md``).
 CLICK_CLAIM_KEEP = 0.1
@@ -286,12 +286,13 @@ def refine(
     reaches into a missed homogeneous region, the fused map there is lukewarm
     (``alpha`` falls off with distance) and the pairwise term can undo nearly
     all of it: the cut then adds the click's voxel and little else. When the
-    round has new foreground clicks and the cut changes fewer than
-    ``claim_keep`` times the voxels that ``fused >= 0.5`` changes inside the
-    zone, the round's labels are that threshold inside the zone (the previous
-    mask outside it, every click and margin point at its class). Background
-    clicks are not guarded: a cut that removes less than their threshold
-    keeps the object. Chosen on ``dev_unseen`` (``docs/decisions.md``).
+    round has new foreground clicks and the cut adds fewer than ``claim_keep``
+    times the voxels that ``fused >= 0.5`` adds inside the zone, the round
+    also takes those voxels (every click and margin point stays at its
+    class). Only additions are counted and taken: what the cut removes for a
+    background click of the same round stays removed, and background clicks
+    themselves are not guarded (a cut that removes less than their threshold
+    keeps the object). Chosen on ``dev_unseen`` (``docs/decisions.md``).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of
@@ -518,15 +519,18 @@ def _keep_claim(
     hard_fg: np.ndarray,
     hard_bg: np.ndarray,
 ) -> np.ndarray:
-    """The round's region mask: `cut`, or ``fused >= 0.5`` in `zone` when the cut changes
-    fewer than `keep` times the voxels that threshold changes (`refine`, Notes, "A
-    foreground click's claim"). `hard_fg`, `hard_bg`: region indices of the constraints."""
+    """The round's region mask: `cut`, plus the voxels ``fused >= 0.5`` adds in `zone`
+    when the cut adds fewer than `keep` times as many (`refine`, Notes, "A foreground
+    click's claim"). Only additions are counted and taken, so the cut's removals (a
+    background click of the same round) stay as they are. `hard_fg`, `hard_bg`: region
+    indices of the constraints."""
     before = prev != 0
-    thr = np.where(zone, fused >= 0.5, before)
-    n_thr = np.count_nonzero(thr != before)
-    if n_thr == 0 or np.count_nonzero((cut != 0) != before) >= keep * n_thr:
+    claim = zone & (fused >= 0.5) & ~before
+    n_claim = np.count_nonzero(claim)
+    if n_claim == 0 or np.count_nonzero((cut != 0) & ~before) >= keep * n_claim:
         return cut
-    out = thr.astype(np.uint8)
+    out = cut.astype(np.uint8, copy=True)
+    out[claim] = 1
     out[tuple(np.asarray(hard_fg, np.int64).reshape(-1, out.ndim).T)] = 1
     out[tuple(np.asarray(hard_bg, np.int64).reshape(-1, out.ndim).T)] = 0
     return out

@@ -97,7 +97,7 @@ class Session(_History):
         With ``method="ifgc"`` in 3D: the stage-1 mask is the graph cut of the
         fused map (`midseg.refine.cut_margin_points_box`); False keeps its 0.5
         threshold, as midseg did before clicks-file version 4 (replays of
-        older files use it). Stored in clicks files.
+        version 1-3 files use it). Stored in clicks files.
     margin_floor : float in [0, 1], optional
         With ``method="ifgc"``: the smallest weight of the margin points' geodesic
         evidence against the CNN map at stage 1 (`midseg.refine.fuse_margin_points`);

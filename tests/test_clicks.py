@@ -274,3 +274,14 @@ def test_read_clicks_names_the_file_for_every_refusal(tmp_path):
     path.write_text(json.dumps({k: v for k, v in doc.items() if k != "rounds"}))
     with pytest.raises(InvalidInputError, match=r"future\.clicks\.json'?: lacks the 'rounds'"):
         read_clicks(path)
+
+
+@pytest.mark.parametrize(
+    "shape, floor", [([40, 30], 0.0), ([40, 30, 1], 0.0), ([1, 40, 30], 0.0), ([40, 30, 20], 0.8)]
+)
+def test_older_files_get_the_floor_of_the_dimensionality_they_were_computed_in(shape, floor):
+    """A volume one voxel thick was segmented in 2D (floor 0), a real volume in 3D (0.8)."""
+    doc = json.loads(json.dumps(document(image_2d())))
+    doc["image"]["shape"] = shape
+    new = clicks_from_dict({**doc, "version": 4})
+    assert new["parameters"]["margin_floor"] == floor and new["parameters"]["claim_keep"] == 0

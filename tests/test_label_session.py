@@ -166,9 +166,16 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     for key in ("margin_floor", "claim_keep"):
         del doc["parameters"][key]
     (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
-    with pytest.warns(OlderClicksWarning, match="version 4"):
+    with pytest.warns(OlderClicksWarning, match=r"v4\.clicks\.json.*'Segment_1'"):
         back = LabelSession.load(tmp_path / "v4.clicks.json", IMG)
     old = back.object("Segment_1")
     assert (old.margin_floor, old.claim_keep) == (0.0, 0.0)  # replayed as made
     new = back.add("right")
     assert (new.margin_floor, new.claim_keep) == (0.0, 0.1)  # today's defaults in 2D
+    # what the old file's user chose carries over: its method, and stage1_cut (version 4)
+    doc["parameters"].update(method="gc", stage1_cut=False)
+    (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
+    with pytest.warns(OlderClicksWarning):
+        back = LabelSession.load(tmp_path / "v4.clicks.json", IMG)
+    chosen = back.add("right")
+    assert (chosen.method, chosen.stage1_cut, chosen.claim_keep) == ("gc", False, 0.1)

@@ -627,3 +627,20 @@ def test_start_from_a_mask_and_refine_it(case, tmp_path):
         session.start_from_mask(np.zeros_like(truth))
     session.undo()
     np.testing.assert_array_equal(session.mask, m0)
+
+
+def test_a_session_round_keeps_a_foreground_claim_the_cut_would_undo(tmp_path):
+    """The claim guard through `Session.refine` (its region-only path): one noisy tissue,
+    the previous mask a ball, a foreground click 8 voxels away, λ = 20."""
+    n = 40
+    z, y, x = np.mgrid[:n, :n, :n]
+    image = np.random.default_rng(0).normal(0.0, 1.0, (n, n, n)).astype(np.float32)
+    kept = ((z - 20) ** 2 + (y - 20) ** 2 + (x - 10) ** 2) <= 36
+    model = write_tiny_model(tmp_path, 3)
+    gained = {}
+    for keep in (0.0, None):
+        s = midseg.Session(image, model=model, lam=20.0, claim_keep=keep)
+        s.start_from_mask(kept)
+        mask = s.refine(foreground=[(20, 20, 24)])
+        gained[keep] = int(np.count_nonzero(mask.astype(bool) & ~kept))
+    assert gained[0.0] < 500 and gained[None] > 5000
