@@ -12,11 +12,11 @@ import os
 
 import numpy as np
 
-from ._checks import check_lam_sigma, flat_axis_of_shape
+from ._checks import check_fraction, check_lam_sigma, flat_axis_of_shape
 from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
 from .io import Image
 from .fusion import check_margin_floor
-from .refine import CLICK_CLAIM_KEEP, REFINE_METHODS, check_claim_keep
+from .refine import CLICK_CLAIM_KEEP, REFINE_METHODS
 
 
 def _check_params(lam, sigma, method):
@@ -28,8 +28,9 @@ def _check_params(lam, sigma, method):
 
 def _check_ifgc_settings(margin_floor, claim_keep, ndim: int) -> tuple[float, float]:
     """The session's stage-1 margin floor and click-claim guard, defaults filled in."""
-    return check_margin_floor(margin_floor, ndim, "margin_floor"), check_claim_keep(
-        CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
+    keep = CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
+    return check_margin_floor(margin_floor, ndim, "margin_floor"), check_fraction(
+        keep, "claim_keep"
     )
 
 

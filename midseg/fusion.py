@@ -583,6 +583,5 @@ def fuse_margin_points_box(
     border[tuple(local.T)] = False
     d_fg = _geodesic(sd_crop, local, unit, backend, iterations=LOCAL_ITERATIONS, cost="additive")
     d_bg = _geodesic(sd_crop, border, unit, backend, iterations=LOCAL_ITERATIONS, cost="additive")
-    if floor is None:
-        floor = MARGIN_FUSION_FLOOR[len(shape)]
+    floor = check_margin_floor(floor, len(shape))
     return _fuse(prob_box, d_fg, d_bg, certainty=False, floor=floor)

@@ -391,13 +391,16 @@ class LabelSession:
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}
-        if older is None:
-            ls._kw["method"] = session.method
-            ls._kw["stage1_cut"] = session.stage1_cut
-            ls._kw["margin_floor"] = session.margin_floor
-            ls._kw["claim_keep"] = session.claim_keep
-        else:
-            ls._kw.update(older)
+        ls._kw.update(
+            older
+            if older is not None
+            else {
+                "method": session.method,
+                "stage1_cut": session.stage1_cut,
+                "margin_floor": session.margin_floor,
+                "claim_keep": session.claim_keep,
+            }
+        )
         ls._spare, ls._objects = None, {}
         return ls
 

@@ -388,7 +388,7 @@ def refine(
         prev_mask=prev_mask if local else None,
         new_fg=new_fg if local else None,
         new_bg=new_bg if local else None,
-        claim_keep=check_claim_keep(claim_keep),
+        claim_keep=check_fraction(claim_keep, "claim_keep"),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -503,11 +503,6 @@ def refine_region(
         assert zone is not None and prev_mask is not None
         mask = _keep_claim(mask, fused, zone, prev_mask[sl], claim_keep, hard_fg, bg - origin)
     return RefineResult(mask=mask, probability=np.asarray(fused, np.float32), box=region)
-
-
-def check_claim_keep(claim_keep) -> float:
-    """`claim_keep` as a float in [0, 1]; InvalidInputError otherwise."""
-    return check_fraction(claim_keep, "claim_keep")
 
 
 def _keep_claim(

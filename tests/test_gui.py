@@ -724,30 +724,6 @@ def test_gui_script_help(capsys):
 # -- real stage 1 (torch) with a tiny untrained network --------------------------------------
 
 
-def write_tiny_model(folder, dims, channels=1):
-    """A small untrained U-Net with its model card: the real stage-1 code path, in milliseconds."""
-    torch = pytest.importorskip("torch")
-    from midseg import models
-    from midseg.nets import UNet
-
-    torch.manual_seed(0)
-    net = UNet(dims, in_channels=channels + 1, base=4, depth=2)
-    path = folder / f"tiny{dims}d_c{channels}.pt"
-    torch.save(net.state_dict(), path)
-    card = {
-        "format": models.CARD_FORMAT,
-        "name": path.stem,
-        "architecture": net.config,
-        "grid_shape": [32, 32] if dims == 2 else [16, 32, 32],
-        "cue": "egd",
-        "image_channels": channels,
-        "in_channels": channels + 1,
-        "margin": None,
-    }
-    path.with_suffix(".json").write_text(json.dumps(card))
-    return path
-
-
 @needs_refine
 @pytest.mark.skipif(
     importlib.util.find_spec("midseg.cues") is None,
@@ -758,6 +734,9 @@ def test_real_stage1_runs_off_the_ui_thread_for_two_modalities(
 ):
     """PET/CT style: two co-registered images, a 2-channel model, stage 1 in the worker thread."""
     import threading
+
+    pytest.importorskip("torch")
+    from test_session import write_tiny_model  # a tiny untrained model with its card
 
     model = write_tiny_model(tmp_path, 2, channels=2)
     arr, truth = phantom(**DISC_2D)

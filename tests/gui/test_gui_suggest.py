@@ -33,8 +33,8 @@ from test_gui import (  # noqa: E402  (tests/ is on sys.path)
     click,
     wait_idle,
 )
+from test_gui import segment_2d as _segment_2d  # noqa: E402
 
-MARGIN_2D = [(11, 25), (29, 25), (20, 14), (20, 36)]
 MARGIN_3D = [(6, 12, 22), (6, 28, 22), (6, 20, 13), (6, 20, 31), (3, 20, 22), (9, 20, 22)]
 
 
@@ -107,11 +107,7 @@ def disc(open_window, qtbot):
 
 
 def segment_2d(qtbot, w):
-    view = w.views[("2d", 0)]
-    for p in MARGIN_2D:
-        click(qtbot, view, p)
-    qtbot.keyClick(view, Qt.Key_Return)
-    wait_idle(qtbot, w)
+    view = _segment_2d(qtbot, w)
     assert w.session.mask is not None and w.last_error is None
     return view
 
