@@ -31,6 +31,7 @@ __all__ = [
     "DISTANCE_SMOOTHING",
     "REFINE_ITERATIONS",
     "CLICK_REACH",
+    "CLICK_DEPTH_MIN",
     "LOCAL_ZONE_ALPHA",
     "LOCAL_ITERATIONS",
     "LOCAL_SMOOTHING",
@@ -39,6 +40,7 @@ __all__ = [
     "WINDOW_MIN_FRACTION",
     "MARGIN_FUSION_FLOOR",
     "check_margin_floor",
+    "check_click_depth_min",
 ]
 
 
@@ -74,6 +76,15 @@ REFINE_ITERATIONS = 2
 #: previous mask already gives the click's class; see `refine`, Notes. Chosen on
 #: ``dev_unseen`` together with `LOCAL_PAIRWISE` (``docs/decisions.md``).
 CLICK_REACH = 2.5
+
+
+#: Click-local fusion: the smallest depth r a click's reach is computed from, per
+#: dimensionality (units of the smallest spacing): ``reach = CLICK_REACH * max(r,
+#: CLICK_DEPTH_MIN[ndim])``. A click in a one- or two-voxel layer of error along the
+#: boundary (a mask that overshoots an object all round) otherwise fixes little more than
+#: its own voxel. 1 in 2D (no floor: more harmful clicks there), 2 in 3D; chosen on
+#: ``dev_unseen`` (``docs/decisions.md``). Clicks files before version 6 replay with 1.
+CLICK_DEPTH_MIN = {2: 1.0, 3: 2.0}
 
 
 #: Click-local fusion: voxels where every new click's weight alpha is below this keep the
@@ -429,9 +440,11 @@ def _local_fusion(
     new_bg: np.ndarray,
     unit_spacing: np.ndarray,
     backend: str,
+    min_depth: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
+    `min_depth`: the smallest depth a reach is computed from (`CLICK_DEPTH_MIN`).
     Returns the fused probability (float32) and the zone the new clicks reach (bool).
     """
     fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
@@ -440,7 +453,7 @@ def _local_fusion(
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue
-        reach = CLICK_REACH * _click_depth(prev_mask, pts, cls, unit_spacing)
+        reach = CLICK_REACH * max(min_depth, _click_depth(prev_mask, pts, cls, unit_spacing))
         geo = _geodesic(
             sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
         )
@@ -544,6 +557,25 @@ def check_margin_floor(floor, ndim: int, name: str = "floor") -> float:
     if floor is None:
         return MARGIN_FUSION_FLOOR[ndim]
     return check_fraction(floor, name)
+
+
+def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> float:
+    """`value` as a float >= 1 (units of the smallest spacing), or ``CLICK_DEPTH_MIN[ndim]``
+    for None.
+
+    Raises InvalidInputError naming `name` for a bool, a string, NaN, infinity or a value
+    below 1.
+    """
+    if value is None:
+        return CLICK_DEPTH_MIN[ndim]
+    shown = repr(value.item() if isinstance(value, np.generic) else value)[:200]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise InvalidInputError(f"{name} must be a number >= 1, got {shown}")
+    if not 1.0 <= float(value) < np.inf:  # NaN fails too
+        raise InvalidInputError(f"{name} must be a finite number >= 1, got {shown}")
+    return float(value)
 
 
 def fuse_margin_points_box(

@@ -328,7 +328,8 @@ class LabelSession:
         added later get the settings of the first object's file: lam, sigma, method and
         the other parameters it stores. Where that file is of an older clicks-file version,
         only what its user chose carries over (lam, sigma, method as named in the file,
-        ``stage1_cut`` from version 4 on), the rest takes today's defaults; one
+        ``stage1_cut`` from version 4 on, ``margin_floor`` and ``claim_keep`` from version
+        5 on), the rest takes today's defaults; one
         `OlderClicksWarning` names the file and its older objects.
 
         Raises
@@ -385,9 +386,9 @@ class LabelSession:
         cls, session: "Session", device: str | None, *, older: dict | None = None
     ) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
-        stage1_cut, margin_floor, claim_keep) of `session`. `older`: for a session replayed
-        from an older clicks-file version, the settings its user chose (`_chosen`), which
-        replace those; the others are left to today's defaults."""
+        stage1_cut, margin_floor, claim_keep, min_click_depth) of `session`. `older`: for a
+        session replayed from an older clicks-file version, the settings its user chose
+        (`_chosen`), which replace those; the others are left to today's defaults."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}
@@ -399,6 +400,7 @@ class LabelSession:
                 "stage1_cut": session.stage1_cut,
                 "margin_floor": session.margin_floor,
                 "claim_keep": session.claim_keep,
+                "min_click_depth": session.min_click_depth,
             }
         )
         ls._spare, ls._objects = None, {}
@@ -418,8 +420,8 @@ def _older_version(clicks) -> bool:
 
 def _chosen(clicks) -> dict | None:
     """For an older clicks dict, the settings its user chose, as Session keywords: the
-    method as the file names it, and ``stage1_cut`` from version 4 on (None for a current
-    file)."""
+    method as the file names it, ``stage1_cut`` from version 4 on and ``margin_floor`` and
+    ``claim_keep`` from version 5 on (None for a current file)."""
     if not _older_version(clicks):
         return None
     params = clicks.get("parameters") or {}
@@ -429,6 +431,10 @@ def _chosen(clicks) -> dict | None:
         out["method"] = params["method"]
     if isinstance(version, int) and version >= 4 and isinstance(params.get("stage1_cut"), bool):
         out["stage1_cut"] = params["stage1_cut"]
+    if isinstance(version, int) and version >= 5:
+        for key in ("margin_floor", "claim_keep"):
+            if isinstance(params.get(key), (int, float)) and not isinstance(params[key], bool):
+                out[key] = params[key]
     return out
 
 

@@ -376,8 +376,13 @@ def clicks_from_markups(
 
     params = {"lam": lam, "sigma": sigma, "method": method}
     work_ndim = image.ndim if _flat_axis(image) is None else 2
-    margin_floor, claim_keep = _check_ifgc_settings(None, None, work_ndim)
-    defaults = {"stage1_cut": True, "margin_floor": margin_floor, "claim_keep": claim_keep}
+    margin_floor, claim_keep, min_depth = _check_ifgc_settings(None, None, None, work_ndim)
+    defaults = {
+        "stage1_cut": True,
+        "margin_floor": margin_floor,
+        "claim_keep": claim_keep,
+        "min_click_depth": min_depth,
+    }
     clicks = clicks_document(
         image,
         _model_ref_for(model, image),

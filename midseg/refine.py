@@ -45,6 +45,7 @@ from .fusion import (
     _local_fusion,
     _margin_not_clicked_bg,
     _object_window,
+    check_click_depth_min,
     fuse_margin_points,
     fuse_margin_points_box,
     fuse_probabilities,
@@ -175,6 +176,7 @@ def refine(
     new_foreground=None,
     new_background=None,
     claim_keep: float = CLICK_CLAIM_KEEP,
+    min_click_depth: float | None = None,
 ) -> RefineResult:
     """One refinement round of MIDeepSeg stage 2: information fusion + graph cut.
 
@@ -233,6 +235,11 @@ def refine(
         all clicks are new.
     claim_keep : float in [0, 1], default `CLICK_CLAIM_KEEP`
         ``"ifgc"`` only: see Notes, "A foreground click's claim"; 0 turns it off.
+    min_click_depth : float >= 1, optional
+        ``"ifgc"`` only: the smallest depth ``r`` (units of the smallest spacing) a
+        click's reach is computed from (Notes, "Click-local fusion"); default
+        `midseg.fusion.CLICK_DEPTH_MIN` of the image's dimensionality (1 in 2D, 2 in
+        3D); 1 is the rule of clicks files before version 6.
 
     Returns
     -------
@@ -256,7 +263,7 @@ def refine(
     depth in the error it corrects, the distance (units of the smallest
     spacing) to the nearest voxel the previous mask already gives that class
     (0 when the click agrees with the mask there; the largest over the
-    round's clicks of that class, at least 1). Its weight is
+    round's clicks of that class, at least `min_click_depth`). Its weight is
 
         alpha = exp(-(D_geo + (D_euc / (CLICK_REACH * r))^2))
 
@@ -389,6 +396,7 @@ def refine(
         new_fg=new_fg if local else None,
         new_bg=new_bg if local else None,
         claim_keep=check_fraction(claim_keep, "claim_keep"),
+        min_click_depth=check_click_depth_min(min_click_depth, len(shape)),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -436,6 +444,7 @@ def refine_region(
     new_fg: np.ndarray | None,
     new_bg: np.ndarray | None,
     claim_keep: float = CLICK_CLAIM_KEEP,
+    min_click_depth: float = 1.0,
 ) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
 
@@ -468,7 +477,7 @@ def refine_region(
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
         fused, zone = _local_fusion(
-            prev_mask[sl], norm, new_fg - origin, new_bg - origin, unit, backend
+            prev_mask[sl], norm, new_fg - origin, new_bg - origin, unit, backend, min_click_depth
         )
         outside = prev_mask[outer.slices] != 0
     else:

@@ -108,6 +108,11 @@ class Session(_History):
         against the graph cut (`midseg.refine.refine`, Notes); default
         `midseg.refine.CLICK_CLAIM_KEEP` (0.1), 0 turns it off (clicks files before
         version 5 replay with 0). Stored in clicks files.
+    min_click_depth : float >= 1, optional
+        With ``method="ifgc"``: the smallest depth, in units of the smallest spacing,
+        from which a click's reach is computed (`midseg.refine.refine`, Notes); default
+        ``CLICK_DEPTH_MIN[ndim]`` of `midseg.fusion` (1 in 2D, 2 in 3D; clicks files
+        before version 6 replay with 1). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -130,6 +135,7 @@ class Session(_History):
         stage1_cut: bool = True,
         margin_floor: float | None = None,
         claim_keep: float | None = None,
+        min_click_depth: float | None = None,
         device: str | None = None,
     ):
         self.image = _as_image(image)
@@ -139,8 +145,8 @@ class Session(_History):
         if not isinstance(stage1_cut, (bool, np.bool_)):
             raise InvalidInputError(f"stage1_cut must be True or False, got {stage1_cut!r}")
         self.stage1_cut = bool(stage1_cut)
-        self.margin_floor, self.claim_keep = _check_ifgc_settings(
-            margin_floor, claim_keep, self._work.ndim
+        self.margin_floor, self.claim_keep, self.min_click_depth = _check_ifgc_settings(
+            margin_floor, claim_keep, min_click_depth, self._work.ndim
         )
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
@@ -476,6 +482,7 @@ class Session(_History):
             new_fg=w(fg),
             new_bg=w(bg),
             claim_keep=self.claim_keep,
+            min_click_depth=self.min_click_depth,
         )
         sl = self._file_box(res.box).slices
         prob_r = res.probability.reshape(self._maps()[1][sl].shape)
@@ -671,6 +678,7 @@ class Session(_History):
                 "stage1_cut": self.stage1_cut,
                 "margin_floor": self.margin_floor,
                 "claim_keep": self.claim_keep,
+                "min_click_depth": self.min_click_depth,
             },
             state.margin_points,
             [
@@ -751,6 +759,7 @@ class Session(_History):
             stage1_cut=params.get("stage1_cut", True),
             margin_floor=params.get("margin_floor"),
             claim_keep=params.get("claim_keep"),
+            min_click_depth=params.get("min_click_depth"),
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)
@@ -763,7 +772,8 @@ class Session(_History):
                 OlderClicksWarning(
                     f"{where}clicks file version {older} replays with the settings of its "
                     f"time (method {session.method!r}, stage1_cut {session.stage1_cut}, "
-                    f"margin_floor {session.margin_floor}, claim_keep {session.claim_keep}); "
+                    f"margin_floor {session.margin_floor}, claim_keep {session.claim_keep}, "
+                    f"min_click_depth {session.min_click_depth}); "
                     "further rounds of this session use them too, a new Session uses "
                     "today's defaults"
                 ),

@@ -163,7 +163,7 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     ls.add("left").segment(P_LEFT)
     doc = ls.object("left").clicks_dict()
     doc["version"] = 4
-    for key in ("margin_floor", "claim_keep"):
+    for key in ("margin_floor", "claim_keep", "min_click_depth"):
         del doc["parameters"][key]
     (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
     with pytest.warns(OlderClicksWarning, match=r"v4\.clicks\.json.*'Segment_1'"):
@@ -179,3 +179,14 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
         back = LabelSession.load(tmp_path / "v4.clicks.json", IMG)
     chosen = back.add("right")
     assert (chosen.method, chosen.stage1_cut, chosen.claim_keep) == ("gc", False, 0.1)
+    # a version-5 file also stored margin_floor and claim_keep, which carry over; its
+    # min_click_depth was 1 for its own rounds, and a new object takes today's default
+    doc.update(version=5)
+    doc["parameters"].update(margin_floor=0.3, claim_keep=0.0)
+    (tmp_path / "v5.clicks.json").write_text(json.dumps(doc))
+    with pytest.warns(OlderClicksWarning):
+        back = LabelSession.load(tmp_path / "v5.clicks.json", IMG)
+    assert back.object("Segment_1").min_click_depth == 1.0
+    chosen = back.add("right")
+    assert (chosen.margin_floor, chosen.claim_keep, chosen.method) == (0.3, 0.0, "gc")
+    assert chosen.min_click_depth == 1.0  # 2D default (3D: 2)

@@ -1100,3 +1100,41 @@ def test_the_claim_guard_in_a_round_with_both_classes_takes_only_the_claim():
     assert np.array_equal(on.mask[kept], off.mask[kept])  # the background fix is kept
     gained_on = np.count_nonzero(on.mask.astype(bool) & ~kept)
     assert gained_on > 20 * np.count_nonzero(off.mask.astype(bool) & ~kept)
+
+
+def _shell_round(min_click_depth):
+    """A 3D mask that overshoots a bright cube by a 2-voxel shell of background tissue
+    all round; one background click in the shell."""
+    n = 40
+    rng = np.random.default_rng(1)
+    image = rng.normal(0.0, 0.05, (n, n, n))
+    obj = np.zeros((n, n, n), bool)
+    obj[12:28, 12:28, 12:28] = True
+    image[obj] += 1.0
+    prev = np.zeros_like(obj)
+    prev[10:30, 10:30, 10:30] = True  # the object dilated by 2 voxels
+    margin = [(20, 20, 13), (20, 20, 26), (13, 20, 20), (26, 20, 20), (20, 13, 20)]
+    click = (20, 20, 10)  # in the shell, on its outer face
+    res = refine(
+        image, prev.astype(np.float32), margin_points=margin, background=[click],
+        previous=(prev.astype(np.float32), prev.astype(np.uint8)), new_foreground=[],
+        new_background=[click], min_click_depth=min_click_depth,
+    )  # fmt: skip
+    return res.mask.astype(bool), prev, obj
+
+
+def test_a_click_in_a_thin_layer_of_error_reaches_at_least_min_click_depth():
+    """Issue 17: a background click in a one- or two-voxel layer of error (depth 1) fixes
+    a patch of the layer, not only its own voxel, with the 3D default depth floor; the
+    object stays whole."""
+    one, prev, obj = _shell_round(1.0)
+    two, _, _ = _shell_round(2.0)
+    removed_one = np.count_nonzero(prev & ~one)
+    removed_two = np.count_nonzero(prev & ~two)
+    assert removed_two > 2 * removed_one > 0
+    assert np.all(two[obj]) and np.all(one[obj])  # only the shell goes
+    default, _, _ = _shell_round(None)  # None: CLICK_DEPTH_MIN[3] = 2
+    assert np.array_equal(default, two)
+    for bad in (0.5, float("nan"), True, "2"):
+        with pytest.raises(InvalidInputError, match="min_click_depth"):
+            _shell_round(bad)

@@ -15,7 +15,12 @@ torch = pytest.importorskip("torch")
 
 import midseg  # noqa: E402
 from midseg import models  # noqa: E402
-from midseg.errors import GeometryMismatchError, InvalidInputError, MidsegError  # noqa: E402
+from midseg.errors import (  # noqa: E402
+    GeometryMismatchError,
+    InvalidInputError,
+    MidsegError,
+    OlderClicksWarning,
+)
 from midseg.nets import UNet  # noqa: E402
 from midseg.session import read_clicks  # noqa: E402
 
@@ -151,9 +156,10 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 5
+    assert data["format"] == "midseg-clicks" and data["version"] == 6
     assert data["parameters"]["stage1_cut"] is True
     assert data["parameters"]["claim_keep"] == 0.1
+    assert data["parameters"]["min_click_depth"] == (2.0 if image.ndim == 3 else 1.0)
     assert data["parameters"]["margin_floor"] == (0.9 if image.ndim == 3 else 0.0)
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
@@ -290,7 +296,7 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     certainty-weighted fusion of all clicks ("ifgc-global")."""
     image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 5 and read["upgraded_from_version"] == version
+    assert read["version"] == 6 and read["upgraded_from_version"] == version
     assert read["parameters"]["method"] == method
     assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -301,9 +307,9 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", method]
-    old["version"] = 6
+    old["version"] = 7
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 6"):
+    with pytest.raises(InvalidInputError, match="version 7"):
         midseg.Session.from_clicks(path, image, model=model)
 
 
@@ -318,7 +324,8 @@ def _older_ifgc_file(tmp_path, version, **settings):
     before.refine(foreground=[fg])
     old = json.loads(json.dumps(before.clicks_dict()))
     old["version"] = version
-    for key in ("margin_floor", "claim_keep") + (("stage1_cut",) if version < 4 else ()):
+    gone = ("min_click_depth",) + (("margin_floor", "claim_keep") if version < 5 else ())
+    for key in gone + (("stage1_cut",) if version < 4 else ()):
         del old["parameters"][key]
     path = tmp_path / f"v{version}.clicks.json"
     path.write_text(json.dumps(old))
@@ -329,16 +336,16 @@ def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
     """Version-3 files were made before 3D stage 1 ended with the graph cut: they replay
     with the 0.5 threshold of the fused map, the mask they were made with."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 3, stage1_cut=False, margin_floor=0.8, claim_keep=0.0
+        tmp_path, 3, stage1_cut=False, margin_floor=0.8, claim_keep=0.0, min_click_depth=1.0
     )
     read = read_clicks(path)
     assert read["parameters"]["stage1_cut"] is False and read["upgraded_from_version"] == 3
     replay = midseg.Session.from_clicks(path, image, model=model)
     assert replay.stage1_cut is False and np.array_equal(replay.mask, before.mask)
     # a current file keeps the setting both ways
-    before.save_clicks(tmp_path / "v5.clicks.json")
-    assert read_clicks(tmp_path / "v5.clicks.json")["parameters"]["stage1_cut"] is False
-    again = midseg.Session.from_clicks(tmp_path / "v5.clicks.json", image, model=model)
+    before.save_clicks(tmp_path / "v6.clicks.json")
+    assert read_clicks(tmp_path / "v6.clicks.json")["parameters"]["stage1_cut"] is False
+    again = midseg.Session.from_clicks(tmp_path / "v6.clicks.json", image, model=model)
     assert again.stage1_cut is False and np.array_equal(again.mask, before.mask)
     assert midseg.Session(image, model=model).stage1_cut is True  # the default
     with pytest.raises(InvalidInputError, match="stage1_cut"):
@@ -348,7 +355,9 @@ def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
 def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     """Version-4 files were made with the 3D stage-1 floor 0.8 and without the guard of a
     foreground click's claim: they replay with those, the masks they were made with."""
-    image, model, before, path = _older_ifgc_file(tmp_path, 4, margin_floor=0.8, claim_keep=0)
+    image, model, before, path = _older_ifgc_file(
+        tmp_path, 4, margin_floor=0.8, claim_keep=0, min_click_depth=1
+    )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 4 and read["parameters"]["stage1_cut"] is True
     assert read["parameters"]["margin_floor"] == 0.8 and read["parameters"]["claim_keep"] == 0
@@ -360,6 +369,27 @@ def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     for bad in ({"margin_floor": 1.5}, {"claim_keep": -0.1}, {"claim_keep": True}):
         with pytest.raises(InvalidInputError, match=next(iter(bad))):
             midseg.Session(image, model=model, **bad)
+
+
+def test_version_5_clicks_replay_with_min_click_depth_1(tmp_path):
+    """Version-5 files were made when a click's reach came from its depth, at least 1:
+    they replay with that (and keep their stored floor and guard); a new Session takes the
+    3D default 2."""
+    image, model, before, path = _older_ifgc_file(
+        tmp_path, 5, margin_floor=0.7, claim_keep=0.2, min_click_depth=1.0
+    )
+    read = read_clicks(path)
+    assert read["upgraded_from_version"] == 5 and read["parameters"]["min_click_depth"] == 1
+    assert (read["parameters"]["margin_floor"], read["parameters"]["claim_keep"]) == (0.7, 0.2)
+    with pytest.warns(OlderClicksWarning, match="min_click_depth 1.0"):
+        replay = midseg.Session.from_clicks(path, image, model=model)
+    assert (replay.margin_floor, replay.claim_keep, replay.min_click_depth) == (0.7, 0.2, 1.0)
+    assert np.array_equal(replay.mask, before.mask)
+    assert midseg.Session(image, model=model).min_click_depth == 2.0  # the 3D default
+    assert midseg.Session(image, model=model, min_click_depth=3).min_click_depth == 3.0
+    for bad in (0.5, float("inf"), True, "2"):
+        with pytest.raises(InvalidInputError, match="min_click_depth"):
+            midseg.Session(image, model=model, min_click_depth=bad)
 
 
 # -- a later click of the other class wins ------------------------------------------------
