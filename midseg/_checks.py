@@ -84,9 +84,13 @@ def check_fraction(value, name: str) -> float:
         value, (int, float, np.integer, np.floating)
     ):
         raise InvalidInputError(f"{name} must be a number in [0, 1], got {shown}")
-    if not 0.0 <= float(value) <= 1.0:  # NaN fails too
+    try:
+        out = float(value)
+    except OverflowError:  # an int beyond float range
+        out = np.inf
+    if not 0.0 <= out <= 1.0:  # NaN fails too
         raise InvalidInputError(f"{name} must be in [0, 1], got {shown}")
-    return float(value)
+    return out
 
 
 def flat_axis_of_shape(shape: Sequence[int]) -> int | None:

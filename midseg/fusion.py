@@ -573,9 +573,13 @@ def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> fl
         value, (int, float, np.integer, np.floating)
     ):
         raise InvalidInputError(f"{name} must be a number >= 1, got {shown}")
-    if not 1.0 <= float(value) < np.inf:  # NaN fails too
+    try:
+        out = float(value)
+    except OverflowError:  # an int beyond float range
+        out = np.inf
+    if not 1.0 <= out < np.inf:  # NaN fails too
         raise InvalidInputError(f"{name} must be a finite number >= 1, got {shown}")
-    return float(value)
+    return out
 
 
 def fuse_margin_points_box(

@@ -374,8 +374,8 @@ class LabelSession:
                 OlderClicksWarning(
                     f"{str(p)!r}: the clicks of {', '.join(repr(n) for n in older)} are of an "
                     "older clicks-file version and replay with the settings of their time; "
-                    "further rounds of those objects use them too, new objects today's "
-                    "defaults"
+                    "further rounds of those objects use them too; new objects take the "
+                    "settings that file's user chose and today's defaults for the rest"
                 ),
                 stacklevel=2,
             )

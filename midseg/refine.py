@@ -23,6 +23,7 @@ from ._checks import (
     as_spacing,
     check_fraction,
     check_lam_sigma,
+    flat_axis_of_shape,
 )
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
@@ -239,7 +240,8 @@ def refine(
         ``"ifgc"`` only: the smallest depth ``r`` (units of the smallest spacing) a
         click's reach is computed from (Notes, "Click-local fusion"); default
         `midseg.fusion.CLICK_DEPTH_MIN` of the image's dimensionality (1 in 2D, 2 in
-        3D); 1 is the rule of clicks files before version 6.
+        3D; a volume one voxel thick counts as 2D, as in `midseg.Session`); 1 is the
+        rule of clicks files before version 6.
 
     Returns
     -------
@@ -396,7 +398,9 @@ def refine(
         new_fg=new_fg if local else None,
         new_bg=new_bg if local else None,
         claim_keep=check_fraction(claim_keep, "claim_keep"),
-        min_click_depth=check_click_depth_min(min_click_depth, len(shape)),
+        min_click_depth=check_click_depth_min(
+            min_click_depth, 2 if flat_axis_of_shape(shape) is not None else len(shape)
+        ),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask

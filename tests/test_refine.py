@@ -1138,3 +1138,25 @@ def test_a_click_in_a_thin_layer_of_error_reaches_at_least_min_click_depth():
     for bad in (0.5, float("nan"), True, "2"):
         with pytest.raises(InvalidInputError, match="min_click_depth"):
             _shell_round(bad)
+
+
+def test_min_click_depth_defaults_to_2d_for_a_volume_one_voxel_thick():
+    """A (1, Y, X) volume is a 2D image (as `midseg.Session` computes it): depth floor 1."""
+    n = 40
+    image = np.random.default_rng(2).normal(0.0, 0.05, (1, n, n))
+    obj = np.zeros((1, n, n), bool)
+    obj[0, 12:28, 12:28] = True
+    image[obj] += 1.0
+    prev = np.zeros_like(obj)
+    prev[0, 10:30, 10:30] = True
+    margin = [(0, 20, 13), (0, 20, 26), (0, 13, 20)]
+    kw = dict(
+        margin_points=margin, background=[(0, 20, 10)], new_foreground=[],
+        new_background=[(0, 20, 10)], previous=(prev.astype(np.float32), prev.astype(np.uint8)),
+    )  # fmt: skip
+    default = refine(image, prev.astype(np.float32), **kw).mask
+    one = refine(image, prev.astype(np.float32), min_click_depth=1, **kw).mask
+    two = refine(image, prev.astype(np.float32), min_click_depth=2, **kw).mask
+    assert np.array_equal(default, one) and not np.array_equal(one, two)
+    with pytest.raises(InvalidInputError, match="min_click_depth"):
+        refine(image, prev.astype(np.float32), min_click_depth=10**400, **kw)

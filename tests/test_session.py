@@ -366,7 +366,12 @@ def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     assert np.array_equal(replay.mask, before.mask)
     now = midseg.Session(image, model=model)
     assert (now.margin_floor, now.claim_keep) == (0.9, 0.1)  # the defaults in 3D
-    for bad in ({"margin_floor": 1.5}, {"claim_keep": -0.1}, {"claim_keep": True}):
+    for bad in (
+        {"margin_floor": 1.5},
+        {"claim_keep": -0.1},
+        {"claim_keep": True},
+        {"claim_keep": 10**400},
+    ):
         with pytest.raises(InvalidInputError, match=next(iter(bad))):
             midseg.Session(image, model=model, **bad)
 
@@ -387,7 +392,7 @@ def test_version_5_clicks_replay_with_min_click_depth_1(tmp_path):
     assert np.array_equal(replay.mask, before.mask)
     assert midseg.Session(image, model=model).min_click_depth == 2.0  # the 3D default
     assert midseg.Session(image, model=model, min_click_depth=3).min_click_depth == 3.0
-    for bad in (0.5, float("inf"), True, "2"):
+    for bad in (0.5, float("inf"), True, "2", 10**400):
         with pytest.raises(InvalidInputError, match="min_click_depth"):
             midseg.Session(image, model=model, min_click_depth=bad)
 
