@@ -369,21 +369,24 @@ def _click_distances(norm_crop, fg_seeds, bg_seeds, unit_spacing, backend):
     )
 
 
-def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+def _object_window(
+    region: np.ndarray, seeds: np.ndarray, spread: np.ndarray | None = None
+) -> np.ndarray:
     """Per-channel intensity window (C, 2) of the click-local fusion, in image units.
 
     From the intensities in the 3x3(x3) neighbourhoods of `seeds` ((N, ndim) indices into
     `region`, a (C, ...) crop): their `WINDOW_QUANTILES` range [q_lo, q_hi], widened on
     each side by ``max(WINDOW_PAD * (q_hi - q_lo), WINDOW_MIN_FRACTION * spread)`` with
     ``spread`` the region's 0.5th-99.5th percentile range. Without seeds: that range.
+    `spread`: those percentiles (C, 2) when the caller has them (`region_spread`).
     """
     chans = region.shape[0]
     spatial = region.shape[1:]
-    flat = region.reshape(chans, -1).astype(np.float64)
+    if spread is None:
+        spread = region_spread(region)
     out = np.empty((chans, 2))
     if not len(seeds):  # every margin point overridden, no foreground click
-        for c in range(chans):
-            out[c] = np.percentile(flat[c], (0.5, 99.5))
+        out[:] = spread
         return out
     vals = [
         region[
@@ -394,10 +397,16 @@ def _object_window(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     v = np.concatenate(vals, axis=1).astype(np.float64)
     for c in range(chans):
         q_lo, q_hi = np.percentile(v[c], WINDOW_QUANTILES)
-        r_lo, r_hi = np.percentile(flat[c], (0.5, 99.5))
+        r_lo, r_hi = spread[c]
         pad = max(WINDOW_PAD * (q_hi - q_lo), WINDOW_MIN_FRACTION * (r_hi - r_lo))
         out[c] = q_lo - pad, q_hi + pad
     return out
+
+
+def region_spread(region: np.ndarray) -> np.ndarray:
+    """The 0.5th and 99.5th percentiles (C, 2, float64) of each channel of a (C, ...) crop."""
+    flat = region.reshape(region.shape[0], -1).astype(np.float64)
+    return np.array([np.percentile(f, (0.5, 99.5)) for f in flat])
 
 
 def _click_depth(
@@ -441,15 +450,19 @@ def _local_fusion(
     unit_spacing: np.ndarray,
     backend: str,
     min_depth: float = 1.0,
+    sd_crop: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
     `min_depth`: the smallest depth a reach is computed from (`CLICK_DEPTH_MIN`).
-    Returns the fused probability (float32) and the zone the new clicks reach (bool).
+    `sd_crop`: ``_distance_image(norm, unit_spacing, LOCAL_SMOOTHING)`` when the caller
+    has it. Returns the fused probability (float32) and the zone the new clicks reach
+    (bool).
     """
     fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
-    sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
+    if sd_crop is None:
+        sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue

@@ -27,6 +27,7 @@ from ._checks import (
 )
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
+from . import fusion as _fusion
 from .fusion import (
     CLICK_REACH,
     DISTANCE_SCALE,
@@ -45,8 +46,10 @@ from .fusion import (
     _image_and_prob,
     _local_fusion,
     _margin_not_clicked_bg,
+    _distance_image,
     _object_window,
     check_click_depth_min,
+    region_spread,
     fuse_margin_points,
     fuse_margin_points_box,
     fuse_probabilities,
@@ -449,11 +452,15 @@ def refine_region(
     new_bg: np.ndarray | None,
     claim_keep: float = CLICK_CLAIM_KEEP,
     min_click_depth: float = 1.0,
+    cache: dict | None = None,
 ) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
 
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
-    what the region costs, whatever the image's size.
+    what the region costs, whatever the image's size. `cache`: a dict the caller keeps
+    between rounds on the same `chans` ("ifgc"): the region's windowed intensities and
+    their smoothed copy are reused while the region and the object window stay the same
+    (background-only rounds), with identical results.
 
     `chans` (C, *S) and `p` are the whole image and CNN map (read only, never copied or
     scanned; "ifgc" does not read `p`, which may be None); `prev_mask` the previous mask
@@ -473,15 +480,25 @@ def refine_region(
     )
     inner = region.slices_in(outer)
     hard_fg = np.concatenate([_margin_not_clicked_bg(margin, bg), fg]) - origin
-    norm_outer = _region_intensities(chans, region, outer, hard_fg, local)
-    norm = norm_outer[(slice(None),) + inner]
     unit = sp / sp.min()
+    if local:
+        norm_outer, sd_crop = _local_intensities(chans, region, outer, hard_fg, unit, cache)
+    else:
+        norm_outer = _region_intensities(chans, region, outer, hard_fg, local)
+    norm = norm_outer[(slice(None),) + inner]
     zone = None
     # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
         fused, zone = _local_fusion(
-            prev_mask[sl], norm, new_fg - origin, new_bg - origin, unit, backend, min_click_depth
+            prev_mask[sl],
+            norm,
+            new_fg - origin,
+            new_bg - origin,
+            unit,
+            backend,
+            min_click_depth,
+            sd_crop,
         )
         outside = prev_mask[outer.slices] != 0
     else:
@@ -557,6 +574,38 @@ def _region_intensities(
     if local:
         return _window_normalise(chans_outer, _object_window(chans_region, hard_fg))
     return _normalise01(chans_outer, like=chans_region)
+
+
+def _local_intensities(
+    chans: np.ndarray,
+    region: Box,
+    outer: Box,
+    hard_fg: np.ndarray,
+    unit: np.ndarray,
+    cache: dict | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A click-local round's intensities: `outer` by the object window (`_region_intensities`)
+    and the region's smoothed copy the distances walk (`_distance_image`), read-only.
+
+    With a `cache` dict they are kept there and reused while the boxes, the window (the
+    hard foreground points' intensities), the spacing and `LOCAL_SMOOTHING` are the same.
+    """
+    chans_region = chans[(slice(None),) + region.slices]
+    cache = {} if cache is None else cache
+    smoothing = _fusion.LOCAL_SMOOTHING  # read at call time, as `_local_fusion` does
+    boxes = (region.start, region.stop, outer.start, outer.stop, tuple(unit), smoothing)
+    if cache.get("boxes") != boxes:
+        cache.clear()
+        cache.update(boxes=boxes, spread=region_spread(chans_region))
+    window = _object_window(chans_region, hard_fg, cache["spread"])
+    if "window" not in cache or not np.array_equal(cache["window"], window):
+        norm_outer = _window_normalise(chans[(slice(None),) + outer.slices], window)
+        inner = region.slices_in(outer)
+        sd_crop = _distance_image(norm_outer[(slice(None),) + inner], unit, smoothing)
+        for a in (norm_outer, sd_crop):
+            a.setflags(write=False)
+        cache.update(window=window, norm=norm_outer, sd=sd_crop)
+    return cache["norm"], cache["sd"]
 
 
 def _global_fused_map(

@@ -152,6 +152,9 @@ class Session(_History):
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
         self._pos = -1
+        # click-local rounds' windowed region intensities, reused while they hold
+        # (midseg.refine.refine_region); the image is not expected to change in place
+        self._intensities: dict = {}
         self._prob: np.ndarray | None = None  # the current state's maps (image shape)
         self._mask: np.ndarray | None = None
         # (state.cnn, cnn_probability) of the last use
@@ -483,6 +486,7 @@ class Session(_History):
             new_bg=w(bg),
             claim_keep=self.claim_keep,
             min_click_depth=self.min_click_depth,
+            cache=self._intensities,
         )
         sl = self._file_box(res.box).slices
         prob_r = res.probability.reshape(self._maps()[1][sl].shape)

@@ -576,19 +576,33 @@ def test_a_stored_point_far_outside_the_image_is_named_as_outside():
 
 
 def test_session_rounds_equal_the_public_refine_chain(case):
-    """The region-only path of Session gives refine()'s masks and probabilities exactly."""
-    from midseg.refine import refine
+    """The region-only path of Session gives refine()'s masks and probabilities exactly,
+    also in background rounds that reuse the session's cached region intensities."""
+    from midseg.refine import refine, refine_region_box
 
     image, truth, model = case
     session = midseg.Session(image, model=model)
     session.segment(margin_points(truth))
     fg, bg = _fg_bg(truth)
+    # a second background click near the first whose round keeps the region
+    pts = np.concatenate([np.asarray(session.margin_points), [fg], [bg]])
+    region = refine_region_box(pts, image.shape, session.box)
+    outside = np.argwhere(truth == 0)
+    order = np.argsort(np.abs(outside - np.asarray(bg)).sum(axis=1))
+    bg2 = next(
+        tuple(p)
+        for p in outside[order[1:]]
+        if refine_region_box(np.concatenate([pts, [p]]), image.shape, session.box) == region
+    )
     prev = (session.probability.copy(), session.mask.copy())
     cnn = session.cnn_probability
-    rounds = [([fg], []), ([], [bg])]
+    rounds = [([fg], []), ([], [bg]), ([], [bg2])]
     all_fg, all_bg = [], []
+    reused = []
     for f, b in rounds:
+        before = session._intensities.get("sd")
         session.refine(foreground=f, background=b)
+        reused.append(session._intensities.get("sd") is before)
         all_fg += f
         all_bg += b
         res = refine(
@@ -606,6 +620,7 @@ def test_session_rounds_equal_the_public_refine_chain(case):
         np.testing.assert_array_equal(session.mask, res.mask)
         np.testing.assert_array_equal(session.probability, res.probability)
         prev = (res.probability, res.mask)
+    assert reused == [False, False, True]  # the last round: same region and window
 
 
 def test_history_keeps_the_refined_region_not_the_image():
