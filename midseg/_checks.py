@@ -76,10 +76,19 @@ def _number(value, name: str) -> float:
         raise InvalidInputError(f"{name} must be a finite number, got {value!r}"[:200]) from None
 
 
+def shown_value(value) -> str:
+    """`value` as an error message shows it: its repr, at most 200 characters (an int too
+    long for repr is shown by its size)."""
+    try:
+        return repr(value.item() if isinstance(value, np.generic) else value)[:200]
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        return f"<an int of {value.bit_length()} bits>"
+
+
 def check_fraction(value, name: str) -> float:
     """`value` as a float in [0, 1] (a number, not a bool or a string); InvalidInputError
     naming `name` otherwise."""
-    shown = repr(value.item() if isinstance(value, np.generic) else value)[:200]
+    shown = shown_value(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):

@@ -61,7 +61,10 @@ def _run_fastgeodis(
     import FastGeodis
     import torch
 
-    img = torch.from_numpy(np.ascontiguousarray(chans, dtype=np.float32))[None]
+    img = np.ascontiguousarray(chans, dtype=np.float32)
+    if not img.flags.writeable:  # torch.from_numpy warns on read-only arrays
+        img = img.copy()
+    img = torch.from_numpy(img)[None]
     soft = torch.from_numpy((~seeds).astype(np.float32))[None, None]
     big = 1e10
     if seeds.ndim == 2 and np.all(spacing == 1.0):

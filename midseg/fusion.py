@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from ._checks import as_points, as_spacing, channels_first, check_fraction
+from ._checks import as_points, as_spacing, channels_first, check_fraction, shown_value
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 from .graphcut import _check_prob, _same_voxel, _window_normalise
@@ -378,12 +378,12 @@ def _object_window(
     `region`, a (C, ...) crop): their `WINDOW_QUANTILES` range [q_lo, q_hi], widened on
     each side by ``max(WINDOW_PAD * (q_hi - q_lo), WINDOW_MIN_FRACTION * spread)`` with
     ``spread`` the region's 0.5th-99.5th percentile range. Without seeds: that range.
-    `spread`: those percentiles (C, 2) when the caller has them (`region_spread`).
+    `spread`: those percentiles (C, 2) when the caller has them (`_region_spread`).
     """
     chans = region.shape[0]
     spatial = region.shape[1:]
     if spread is None:
-        spread = region_spread(region)
+        spread = _region_spread(region)
     out = np.empty((chans, 2))
     if not len(seeds):  # every margin point overridden, no foreground click
         out[:] = spread
@@ -403,7 +403,7 @@ def _object_window(
     return out
 
 
-def region_spread(region: np.ndarray) -> np.ndarray:
+def _region_spread(region: np.ndarray) -> np.ndarray:
     """The 0.5th and 99.5th percentiles (C, 2, float64) of each channel of a (C, ...) crop."""
     flat = region.reshape(region.shape[0], -1).astype(np.float64)
     return np.array([np.percentile(f, (0.5, 99.5)) for f in flat])
@@ -576,12 +576,12 @@ def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> fl
     """`value` as a float >= 1 (units of the smallest spacing), or ``CLICK_DEPTH_MIN[ndim]``
     for None.
 
-    Raises InvalidInputError naming `name` for a bool, a string, NaN, infinity or a value
-    below 1.
+    Raises InvalidInputError naming `name` for anything but a real number (a bool or a
+    string too), NaN, infinity or a value below 1.
     """
     if value is None:
         return CLICK_DEPTH_MIN[ndim]
-    shown = repr(value.item() if isinstance(value, np.generic) else value)[:200]
+    shown = shown_value(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):

@@ -48,8 +48,8 @@ from .fusion import (
     _margin_not_clicked_bg,
     _distance_image,
     _object_window,
+    _region_spread,
     check_click_depth_min,
-    region_spread,
     fuse_margin_points,
     fuse_margin_points_box,
     fuse_probabilities,
@@ -457,7 +457,9 @@ def refine_region(
     """The work of `refine` on checked input, touching only `region` and a ring around it.
 
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
-    what the region costs, whatever the image's size. `cache`: a dict the caller keeps
+    what the region costs, whatever the image's size. `min_click_depth`: as `refine`'s,
+    already checked (callers pass it; the default 1 is the rule before clicks-file
+    version 6). `cache`: a dict the caller keeps
     between rounds on the same `chans` ("ifgc"): the region's windowed intensities and
     their smoothed copy are reused while the region and the object window stay the same
     (background-only rounds), with identical results.
@@ -484,7 +486,7 @@ def refine_region(
     if local:
         norm_outer, sd_crop = _local_intensities(chans, region, outer, hard_fg, unit, cache)
     else:
-        norm_outer = _region_intensities(chans, region, outer, hard_fg, local)
+        norm_outer = _region_intensities(chans, region, outer)
     norm = norm_outer[(slice(None),) + inner]
     zone = None
     # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
@@ -561,18 +563,11 @@ def _keep_claim(
     return out
 
 
-def _region_intensities(
-    chans: np.ndarray, region: Box, outer: Box, hard_fg: np.ndarray, local: bool
-) -> np.ndarray:
-    """The image on `outer` (the region and its ring) mapped to [0, 1], (C, *outer) float.
-
-    Click-local rounds (`local`): by the object window of the hard foreground points
-    `hard_fg` (region coordinates); the global methods: by the region's range.
-    """
+def _region_intensities(chans: np.ndarray, region: Box, outer: Box) -> np.ndarray:
+    """The global methods' image on `outer` (the region and its ring) mapped to [0, 1] by
+    the region's range, (C, *outer) float (click-local rounds: `_local_intensities`)."""
     chans_outer = chans[(slice(None),) + outer.slices]
     chans_region = chans[(slice(None),) + region.slices]
-    if local:
-        return _window_normalise(chans_outer, _object_window(chans_region, hard_fg))
     return _normalise01(chans_outer, like=chans_region)
 
 
@@ -584,8 +579,10 @@ def _local_intensities(
     unit: np.ndarray,
     cache: dict | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A click-local round's intensities: `outer` by the object window (`_region_intensities`)
-    and the region's smoothed copy the distances walk (`_distance_image`), read-only.
+    """A click-local round's intensities, read-only: the image on `outer` (the region and its
+    ring) mapped to [0, 1] by the object window of the hard foreground points `hard_fg`
+    (region coordinates; `_object_window`), and the region's smoothed copy the distances
+    walk (`_distance_image`).
 
     With a `cache` dict they are kept there and reused while the boxes, the window (the
     hard foreground points' intensities), the spacing and `LOCAL_SMOOTHING` are the same.
@@ -596,9 +593,11 @@ def _local_intensities(
     boxes = (region.start, region.stop, outer.start, outer.stop, tuple(unit), smoothing)
     if cache.get("boxes") != boxes:
         cache.clear()
-        cache.update(boxes=boxes, spread=region_spread(chans_region))
+        cache.update(boxes=boxes, spread=_region_spread(chans_region))
     window = _object_window(chans_region, hard_fg, cache["spread"])
     if "window" not in cache or not np.array_equal(cache["window"], window):
+        for key in ("window", "norm", "sd"):  # not held twice while the new ones are built
+            cache.pop(key, None)
         norm_outer = _window_normalise(chans[(slice(None),) + outer.slices], window)
         inner = region.slices_in(outer)
         sd_crop = _distance_image(norm_outer[(slice(None),) + inner], unit, smoothing)

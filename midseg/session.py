@@ -111,10 +111,18 @@ class Session(_History):
     min_click_depth : float >= 1, optional
         With ``method="ifgc"``: the smallest depth, in units of the smallest spacing,
         from which a click's reach is computed (`midseg.refine.refine`, Notes); default
-        ``CLICK_DEPTH_MIN[ndim]`` of `midseg.fusion` (1 in 2D, 2 in 3D; clicks files
-        before version 6 replay with 1). Stored in clicks files.
+        ``CLICK_DEPTH_MIN[ndim]`` of `midseg.fusion` (1 in 2D, 2 in 3D; a volume one
+        voxel thick counts as 2D; clicks files before version 6 replay with 1). Stored
+        in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
+
+    Notes
+    -----
+    The session reads the image's array without copying it and keeps what it computed
+    from it (the stage-1 maps, and the last click-local round's windowed intensities of
+    the refined region, reused while the region and the object window stay the same):
+    do not change the array in place while the session is in use.
 
     Examples
     --------
@@ -153,7 +161,7 @@ class Session(_History):
         self._history: list[_State] = []
         self._pos = -1
         # click-local rounds' windowed region intensities, reused while they hold
-        # (midseg.refine.refine_region); the image is not expected to change in place
+        # (midseg.refine.refine_region; see Notes: the image must not change in place)
         self._intensities: dict = {}
         self._prob: np.ndarray | None = None  # the current state's maps (image shape)
         self._mask: np.ndarray | None = None

@@ -594,9 +594,11 @@ def test_session_rounds_equal_the_public_refine_chain(case):
         for p in outside[order[1:]]
         if refine_region_box(np.concatenate([pts, [p]]), image.shape, session.box) == region
     )
+    inside = np.argwhere(truth)
+    fg2 = tuple(inside[np.argsort(np.abs(inside - np.asarray(fg)).sum(axis=1))[1]])
     prev = (session.probability.copy(), session.mask.copy())
     cnn = session.cnn_probability
-    rounds = [([fg], []), ([], [bg]), ([], [bg2])]
+    rounds = [([fg], []), ([], [bg]), ([], [bg2]), ([fg2], [])]
     all_fg, all_bg = [], []
     reused = []
     for f, b in rounds:
@@ -620,7 +622,14 @@ def test_session_rounds_equal_the_public_refine_chain(case):
         np.testing.assert_array_equal(session.mask, res.mask)
         np.testing.assert_array_equal(session.probability, res.probability)
         prev = (res.probability, res.mask)
-    assert reused == [False, False, True]  # the last round: same region and window
+    # round 3: same region and window; round 4: a foreground click changes the window
+    assert reused == [False, False, True, False]
+    after = session.mask.copy()
+    session.undo()
+    session.undo()
+    session.redo()
+    session.refine(foreground=[fg2])  # replaces the undone round: the same mask again
+    np.testing.assert_array_equal(session.mask, after)
 
 
 def test_history_keeps_the_refined_region_not_the_image():
