@@ -61,10 +61,10 @@ def _run_fastgeodis(
     import FastGeodis
     import torch
 
-    img = np.ascontiguousarray(chans, dtype=np.float32)
-    if not img.flags.writeable:  # torch.from_numpy warns on read-only arrays
-        img = img.copy()
-    img = torch.from_numpy(img)[None]
+    arr = np.ascontiguousarray(chans, dtype=np.float32)
+    if not arr.flags.writeable:  # torch.from_numpy warns on read-only arrays
+        arr = arr.copy()
+    img = torch.from_numpy(arr)[None]
     soft = torch.from_numpy((~seeds).astype(np.float32))[None, None]
     big = 1e10
     if seeds.ndim == 2 and np.all(spacing == 1.0):
