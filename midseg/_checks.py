@@ -85,18 +85,25 @@ def shown_value(value) -> str:
         return f"<an int of {value.bit_length()} bits>"
 
 
-def check_fraction(value, name: str) -> float:
-    """`value` as a float in [0, 1] (a number, not a bool or a string); InvalidInputError
-    naming `name` otherwise."""
+def real_number(value, name: str, wanted: str) -> tuple[float, str]:
+    """`value` (a real number: not a bool, a string or anything else) as a float, inf for
+    an int beyond float range, and as the error messages show it; InvalidInputError
+    "`name` must be `wanted`, got ..." otherwise."""
     shown = shown_value(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
-        raise InvalidInputError(f"{name} must be a number in [0, 1], got {shown}")
+        raise InvalidInputError(f"{name} must be {wanted}, got {shown}")
     try:
-        out = float(value)
+        return float(value), shown
     except OverflowError:  # an int beyond float range
-        out = np.inf
+        return np.inf, shown
+
+
+def check_fraction(value, name: str) -> float:
+    """`value` as a float in [0, 1] (a number, not a bool or a string); InvalidInputError
+    naming `name` otherwise."""
+    out, shown = real_number(value, name, "a number in [0, 1]")
     if not 0.0 <= out <= 1.0:  # NaN fails too
         raise InvalidInputError(f"{name} must be in [0, 1], got {shown}")
     return out

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from ._checks import as_points, as_spacing, channels_first, check_fraction, shown_value
+from ._checks import as_points, as_spacing, channels_first, check_fraction, real_number
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
 from .graphcut import _check_prob, _same_voxel, _window_normalise
@@ -581,15 +581,7 @@ def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> fl
     """
     if value is None:
         return CLICK_DEPTH_MIN[ndim]
-    shown = shown_value(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise InvalidInputError(f"{name} must be a number >= 1, got {shown}")
-    try:
-        out = float(value)
-    except OverflowError:  # an int beyond float range
-        out = np.inf
+    out, shown = real_number(value, name, "a number >= 1")
     if not 1.0 <= out < np.inf:  # NaN fails too
         raise InvalidInputError(f"{name} must be a finite number >= 1, got {shown}")
     return out
