@@ -459,10 +459,10 @@ def refine_region(
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
     what the region costs, whatever the image's size. `min_click_depth`: as `refine`'s,
     already checked (callers pass it; the default 1 is the rule before clicks-file
-    version 6). `cache`: a dict the caller keeps
-    between rounds on the same `chans` ("ifgc"): the region's windowed intensities and
-    their smoothed copy are reused while the region and the object window stay the same
-    (background-only rounds), with identical results.
+    version 6). `cache`: a dict the caller keeps between rounds on the same `chans`
+    ("ifgc"): the region's windowed intensities and their smoothed copy are reused while
+    the region and the object window stay the same (background-only rounds), with
+    identical results.
 
     `chans` (C, *S) and `p` are the whole image and CNN map (read only, never copied or
     scanned; "ifgc" does not read `p`, which may be None); `prev_mask` the previous mask
