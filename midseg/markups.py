@@ -325,8 +325,9 @@ def clicks_from_markups(
     Returns
     -------
     clicks : dict
-        Version-2 clicks dict; `midseg.Session.from_clicks` replays it on
-        ``image`` and `json.dump` stores it as a clicks file.
+        A clicks dict of the current version (`midseg.clicks.CLICKS_VERSION`);
+        `midseg.Session.from_clicks` replays it on ``image`` and `json.dump` stores it
+        as a clicks file.
     max_snap_mm : float
         The largest distance (mm) a point moved to reach its voxel centre
         (0.0 for no points). In 2D it includes the point's distance from the
