@@ -118,6 +118,12 @@ def flat_axis_of_shape(shape: Sequence[int]) -> int | None:
     return ones[0] if len(ones) == 1 else None
 
 
+def computing_ndim(shape: Sequence[int]) -> int:
+    """The dimensionality midseg computes a spatial `shape` in: 2 for a volume one voxel
+    thick (`flat_axis_of_shape`), else its length. Per-dimensionality defaults use it."""
+    return 2 if flat_axis_of_shape(shape) is not None else len(shape)
+
+
 def check_lam_sigma(lam, sigma) -> tuple[float, float]:
     """`lam` and `sigma` of the graph cut as floats, checked against their ranges.
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import as_points, check_json_numbers, flat_axis_of_shape
+from ._checks import as_points, check_json_numbers, computing_ndim
 from .errors import GeometryMismatchError, InvalidInputError
 from .io import Image, file_sha256, geometry_differences, write_json_atomic
 
@@ -53,16 +53,16 @@ __all__ = [
 CLICKS_FORMAT = "midseg-clicks"
 #: Version 6: ``parameters.min_click_depth`` (the smallest depth a click's reach in "ifgc"
 #: is computed from, now 2 in 3D); files of versions 1-5 are read with 1, the rule of their
-#: time. Version 5: ``parameters.margin_floor`` (3D stage 1 of "ifgc" now fuses the margin points
-#: with a floor of 0.9, was 0.8) and ``parameters.claim_keep`` (the guard of a foreground
-#: click's claim, new); files of versions 1-4 are read with the values of their time (0.8
-#: in 3D, 0 in 2D; claim_keep 0; version-3 files written before the 3D margin fusion
-#: existed, with older `3d` weights, replay with it, and `ModelMismatchWarning` says that
-#: their weights differ). Version 4: ``parameters.stage1_cut`` says whether 3D
-#: stage 1 of "ifgc" ends with the graph cut (`midseg.Session`, default True when absent);
-#: version-3 files were written before that cut existed and are read with ``stage1_cut:
-#: false``, so they replay the masks they were made with. Version 3: method "ifgc" is click-local information fusion
-#: (`midseg.refine.refine`).
+#: time. Version 5: ``parameters.margin_floor`` (3D stage 1 of "ifgc" now fuses the margin
+#: points with a floor of 0.9, was 0.8) and ``parameters.claim_keep`` (the guard of a
+#: foreground click's claim, new); files of versions 1-4 are read with the values of their
+#: time (0.8 in 3D, 0 in 2D; claim_keep 0; version-3 files written before the 3D margin
+#: fusion existed, with older `3d` weights, replay with it, and `ModelMismatchWarning` says
+#: that their weights differ). Version 4: ``parameters.stage1_cut`` says whether 3D stage 1
+#: of "ifgc" ends with the graph cut (`midseg.Session`, default True when absent); version-3
+#: files were written before that cut existed and are read with ``stage1_cut: false``, so
+#: they replay the masks they were made with. Version 3: method "ifgc" is click-local
+#: information fusion (`midseg.refine.refine`).
 #: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
 #: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
 #: files are read with those names in its place, so they replay the masks they were made with.
@@ -379,8 +379,7 @@ def _upgrade(data: dict, version: int) -> dict:
 
     params = method(data["parameters"])
     if isinstance(params, dict):
-        shape = (data.get("image") or {}).get("shape") or []
-        ndim = 3 if len(shape) == 3 and flat_axis_of_shape(shape) is None else 2
+        ndim = computing_ndim(data["image"]["shape"])  # 2 or 3 entries: the schema holds
         params = {
             **params,
             **({"margin_floor": _OLD_MARGIN_FLOOR[ndim], "claim_keep": 0.0} if version < 5 else {}),

@@ -444,25 +444,22 @@ def _click_depth(
 
 def _local_fusion(
     prev_mask: np.ndarray,
-    norm: np.ndarray,
+    sd_crop: np.ndarray,
     new_fg: np.ndarray,
     new_bg: np.ndarray,
     unit_spacing: np.ndarray,
     backend: str,
-    min_depth: float = 1.0,
-    sd_crop: np.ndarray | None = None,
+    min_depth: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
-    `min_depth`: the smallest depth a reach is computed from (`CLICK_DEPTH_MIN`).
-    `sd_crop`: ``_distance_image(norm, unit_spacing, LOCAL_SMOOTHING)`` when the caller
-    has it. Returns the fused probability (float32) and the zone the new clicks reach
-    (bool).
+    `sd_crop`: the windowed crop as the distances walk it, ``_distance_image(norm,
+    unit_spacing, LOCAL_SMOOTHING)``; `min_depth`: the smallest depth a reach is computed
+    from (`CLICK_DEPTH_MIN`). Returns the fused probability (float32) and the zone the new
+    clicks reach (bool).
     """
     fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
-    if sd_crop is None:
-        sd_crop = _distance_image(norm, unit_spacing, LOCAL_SMOOTHING)
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue

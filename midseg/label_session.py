@@ -392,17 +392,7 @@ class LabelSession:
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}
-        ls._kw.update(
-            older
-            if older is not None
-            else {
-                "method": session.method,
-                "stage1_cut": session.stage1_cut,
-                "margin_floor": session.margin_floor,
-                "claim_keep": session.claim_keep,
-                "min_click_depth": session.min_click_depth,
-            }
-        )
+        ls._kw.update(older if older is not None else session._settings())
         ls._spare, ls._objects = None, {}
         return ls
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, check_json_numbers
+from ._checks import DEFAULT_LAM, DEFAULT_SIGMA, check_json_numbers, computing_ndim
 from .errors import InvalidInputError
 from .io import write_json_atomic
 
@@ -350,7 +350,7 @@ def clicks_from_markups(
     """
     from .clicks import clicks_document, clicks_from_dict
     from .graphcut import _same_voxel
-    from ._session_checks import _check_ifgc_settings, _flat_axis
+    from ._session_checks import _check_ifgc_settings
     from .session import MIN_POINTS, Session, _as_image
 
     image = _as_image(image)
@@ -376,7 +376,7 @@ def clicks_from_markups(
         )
 
     params = {"lam": lam, "sigma": sigma, "method": method}
-    work_ndim = image.ndim if _flat_axis(image) is None else 2
+    work_ndim = computing_ndim(image.shape)
     margin_floor, claim_keep, min_depth = _check_ifgc_settings(None, None, None, work_ndim)
     defaults = {
         "stage1_cut": True,

@@ -23,7 +23,7 @@ from ._checks import (
     as_spacing,
     check_fraction,
     check_lam_sigma,
-    flat_axis_of_shape,
+    computing_ndim,
 )
 from .crop import Box, relaxed_bbox
 from .errors import InvalidInputError
@@ -401,9 +401,7 @@ def refine(
         new_fg=new_fg if local else None,
         new_bg=new_bg if local else None,
         claim_keep=check_fraction(claim_keep, "claim_keep"),
-        min_click_depth=check_click_depth_min(
-            min_click_depth, 2 if flat_axis_of_shape(shape) is not None else len(shape)
-        ),
+        min_click_depth=check_click_depth_min(min_click_depth, computing_ndim(shape)),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -493,14 +491,7 @@ def refine_region(
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
         fused, zone = _local_fusion(
-            prev_mask[sl],
-            norm,
-            new_fg - origin,
-            new_bg - origin,
-            unit,
-            backend,
-            min_click_depth,
-            sd_crop,
+            prev_mask[sl], sd_crop, new_fg - origin, new_bg - origin, unit, backend, min_click_depth
         )
         outside = prev_mask[outer.slices] != 0
     else:
@@ -589,7 +580,7 @@ def _local_intensities(
     """
     chans_region = chans[(slice(None),) + region.slices]
     cache = {} if cache is None else cache
-    smoothing = _fusion.LOCAL_SMOOTHING  # read at call time, as `_local_fusion` does
+    smoothing = _fusion.LOCAL_SMOOTHING  # read at call time (experiments set it)
     boxes = (region.start, region.stop, outer.start, outer.stop, tuple(unit), smoothing)
     if cache.get("boxes") != boxes:
         cache.clear()

@@ -188,6 +188,17 @@ class Session(_History):
             self._cnn_full = (s.cnn, full)
         return self._cnn_full[1]
 
+    def _settings(self) -> dict:
+        """The refinement settings a clicks file stores besides lam and sigma (method,
+        stage1_cut, margin_floor, claim_keep, min_click_depth), as Session keywords."""
+        return {
+            "method": self.method,
+            "stage1_cut": self.stage1_cut,
+            "margin_floor": self.margin_floor,
+            "claim_keep": self.claim_keep,
+            "min_click_depth": self.min_click_depth,
+        }
+
     def _w(self, points: np.ndarray) -> np.ndarray:
         """Points of the image's index space in the index space of the computation."""
         return points if self._flat is None else np.delete(points, self._flat, axis=1)
@@ -683,15 +694,7 @@ class Session(_History):
         doc = clicks_document(
             self.image,
             _model_ref(self.model),
-            {
-                "lam": self.lam,
-                "sigma": self.sigma,
-                "method": self.method,
-                "stage1_cut": self.stage1_cut,
-                "margin_floor": self.margin_floor,
-                "claim_keep": self.claim_keep,
-                "min_click_depth": self.min_click_depth,
-            },
+            {"lam": self.lam, "sigma": self.sigma, **self._settings()},
             state.margin_points,
             [
                 (r.foreground, r.background, {"lam": r.lam, "sigma": r.sigma, "method": r.method})
@@ -783,9 +786,7 @@ class Session(_History):
             _warnings.warn(
                 OlderClicksWarning(
                     f"{where}clicks file version {older} replays with the settings of its "
-                    f"time (method {session.method!r}, stage1_cut {session.stage1_cut}, "
-                    f"margin_floor {session.margin_floor}, claim_keep {session.claim_keep}, "
-                    f"min_click_depth {session.min_click_depth}); "
+                    f"time ({', '.join(f'{k} {v!r}' for k, v in session._settings().items())}); "
                     "further rounds of this session use them too, a new Session uses "
                     "today's defaults"
                 ),
