@@ -452,7 +452,8 @@ def _model_ref_for(model, image) -> dict:
     if isinstance(model, (str, os.PathLike)):
         pt = models.model_path(model)
         card = models.read_card(pt)
-        dims, channels = card["architecture"].get("spatial_dims"), card["image_channels"]
+        dims = card.get("spatial_dims") or card.get("architecture", {}).get("spatial_dims")
+        channels = card["image_channels"]
         ref = {"name": str(card.get("name", pt.stem)), "sha256": file_sha256(pt)}
     else:
         dims, channels = (

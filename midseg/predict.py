@@ -253,8 +253,10 @@ def predict_probability(
     image : (Y, X) or (Z, Y, X) ndarray, or (C, Y, X) / (C, Z, Y, X) with ``channel_axis=0``
     points : (N, ndim) int array or sequence of index tuples
         Interior margin points in array order.
-    model : midseg.models.LoadedModel
-        A loaded model (this function reads no files).
+    model : midseg.models.LoadedModel or midseg.models.EnsembleModel
+        A loaded model (this function reads no files). An ensemble runs each member on
+        the same box (each with its own cue) and returns the mean of their
+        probabilities (and of their grid maps).
     spacing : sequence of float, optional
         Voxel size in array order (default 1).
     channel_axis : None or 0
@@ -279,6 +281,29 @@ def predict_probability(
         `model` is not a loaded model.
     """
     _check_model(model)
+    members = getattr(model, "members", None)
+    if members:  # an ensemble (midseg.models.EnsembleModel): the mean of its members' maps
+        found = [
+            predict_probability(
+                image,
+                points,
+                m,
+                spacing=spacing,
+                channel_axis=channel_axis,
+                device=device,
+                box_only=box_only,
+            )
+            for m in members
+        ]
+        if any(r.box != found[0].box for r in found):
+            raise ModelError(f"the members of ensemble {model.name!r} crop different boxes")
+        return Stage1Result(
+            probability=np.mean([r.probability for r in found], axis=0).astype(np.float32),
+            box=found[0].box,
+            grid_probability=np.mean([r.grid_probability for r in found], axis=0).astype(
+                np.float32
+            ),
+        )
     arr, shape = _split_channels(image, channel_axis)
     if len(shape) != model.spatial_dims:
         raise InvalidInputError(

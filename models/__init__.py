@@ -1,7 +1,9 @@
 """Shipped stage-1 weights and their model cards: find, load and describe them.
 
 Each model is a ``NAME.pt`` state dict with a ``NAME.json`` card beside it
-(data, split, command, grid, cue, validation Dice, licence). Importing this
+(data, split, command, grid, cue, validation Dice, licence), or an *ensemble*: a
+``NAME.json`` card alone that names member models of this folder (their files and sha256)
+whose foreground probabilities stage 1 averages (`EnsembleModel`). Importing this
 package must not import torch; loading does, once per model and device, except where
 ONNX Runtime runs a network whose export is cached: then torch is imported only when
 something asks for the PyTorch network (`LoadedModel.net`).
@@ -22,6 +24,7 @@ from midseg.errors import ModelError
 
 __all__ = [
     "LoadedModel",
+    "EnsembleModel",
     "load_model",
     "load_weights_only",
     "list_models",
@@ -41,8 +44,12 @@ CARD_FORMAT = "midseg-model-card"
 
 # Fields load_model needs to rebuild the network and its input pipeline.
 _REQUIRED = ("architecture", "grid_shape", "cue", "image_channels")
+#: Card field of an ensemble: ``{"members": [{"file", "sha256"}, ...], "combine": "mean"}``.
+ENSEMBLE_FIELD = "ensemble"
+# Fields of an ensemble's card.
+_REQUIRED_ENSEMBLE = (ENSEMBLE_FIELD, "spatial_dims", "grid_shape", "cue", "image_channels")
 
-_CACHE: dict[tuple[str, str, str], "LoadedModel"] = {}
+_CACHE: dict[tuple[str, str, str], "LoadedModel | EnsembleModel"] = {}
 #: Runtimes of the stage-1 forward pass. "auto" (default, or environment variable
 #: MIDSEG_RUNTIME): ONNX Runtime on CPU when the optional packages onnxruntime and onnx are
 #: installed (``pip install midseg[fast]``), else PyTorch. The two agree to about 1e-4 in
@@ -142,6 +149,66 @@ class LoadedModel:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class EnsembleModel:
+    """Stage-1 networks for one task whose foreground probabilities are averaged.
+
+    Loaded by `load_model` from an ensemble card (a ``NAME.json`` whose ``"ensemble"``
+    entry lists member weight files of the same folder with their sha256).
+    `midseg.predict.predict_probability` runs every member on the same relaxed box, each
+    with its own cue map, and returns the mean of their probabilities (an unweighted
+    average of independently trained networks, Lakshminarayanan et al., NeurIPS 2017).
+    The members share the grid, the box margin, the image channels and the dimensions.
+
+    Attributes
+    ----------
+    name : str
+        The card's name.
+    path : pathlib.Path
+        The ensemble's card (its sha256 covers the members' sha256: what a clicks file
+        records of the model).
+    card : dict
+        The parsed card.
+    members : tuple of LoadedModel
+        The member networks, in the card's order.
+    spatial_dims, grid_shape, image_channels, margin, device, runtime
+        The members' (equal for all of them; `runtime` of the first).
+    cue : str
+        ``"ensemble"``; each member has its own (`members`).
+    cue_params : dict
+        Empty.
+    in_channels, out_channels : int
+        The first member's.
+    """
+
+    name: str
+    path: Path
+    card: dict = field(repr=False)
+    members: tuple
+    spatial_dims: int
+    grid_shape: tuple[int, ...]
+    cue: str
+    cue_params: dict
+    image_channels: int
+    in_channels: int
+    out_channels: int
+    margin: Any
+    device: str
+    runtime: str
+
+    @property
+    def net(self):
+        """An ensemble has no single network: raises `ModelError` (see `members`)."""
+        names = ", ".join(repr(m.name) for m in self.members)
+        raise ModelError(f"model {self.name!r} is an ensemble of {names}: it has no single network")
+
+    def __repr__(self) -> str:
+        return (
+            f"EnsembleModel(name={self.name!r}, members={[m.name for m in self.members]}, "
+            f"spatial_dims={self.spatial_dims}, device={self.device!r}, path='{self.path}')"
+        )
+
+
 def foreground_probability(logits, out_channels: int):
     """Foreground probability from one input's logits, in NumPy (no torch needed).
 
@@ -178,12 +245,24 @@ def net_forward(net, x):
 
 
 def list_models() -> list[str]:
-    """Names of the shipped models (a ``NAME.pt`` with a ``NAME.json`` beside it), sorted."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.pt") if p.with_suffix(".json").is_file())
+    """Names of the shipped models (a ``NAME.pt`` with a ``NAME.json`` beside it, or an
+    ensemble card ``NAME.json``), sorted."""
+    names = {p.stem for p in MODELS_DIR.glob("*.pt") if p.with_suffix(".json").is_file()}
+    names |= {p.stem for p in MODELS_DIR.glob("*.json") if _is_ensemble_card(p)}
+    return sorted(names)
+
+
+def _is_ensemble_card(path: Path) -> bool:
+    """Whether `path` is a model card with an ``"ensemble"`` entry (False if unreadable)."""
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == CARD_FORMAT and (ENSEMBLE_FIELD in card)
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:
-    """Resolve a shipped model name or a path to its ``.pt`` file.
+    """Resolve a shipped model name or a path to its ``.pt`` file (an ensemble: its card).
 
     Raises
     ------
@@ -196,20 +275,32 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
         )
     text = os.fspath(name_or_path)
     looks_like_path = (
-        text.endswith(".pt")
+        text.endswith((".pt", ".json"))
         or os.sep in text
         or "/" in text
         or isinstance(name_or_path, os.PathLike)
     )
     if not looks_like_path:
         pt = MODELS_DIR / f"{text}.pt"
-        if not (pt.is_file() and pt.with_suffix(".json").is_file()):
-            avail = ", ".join(repr(n) for n in list_models()) or "none"
-            raise ModelError(f"no shipped model named {text!r}; available: {avail}")
-        return pt
+        if pt.is_file() and pt.with_suffix(".json").is_file():
+            return pt
+        if _is_ensemble_card(pt.with_suffix(".json")):
+            return pt.with_suffix(".json")
+        avail = ", ".join(repr(n) for n in list_models()) or "none"
+        raise ModelError(f"no shipped model named {text!r}; available: {avail}")
     pt = Path(text).expanduser()
+    if pt.suffix == ".json":
+        if not pt.is_file():
+            raise ModelError(f"model card '{pt}' does not exist")
+        if not _is_ensemble_card(pt):
+            raise ModelError(
+                f"'{pt}' is not an ensemble card: a single model is named by its .pt file"
+            )
+        return pt
     if pt.suffix != ".pt":
-        raise ModelError(f"model weights must be a .pt file, got '{pt}'")
+        raise ModelError(
+            f"model weights must be a .pt file (an ensemble: its .json card), got '{pt}'"
+        )
     if not pt.is_file():
         raise ModelError(f"model weights file '{pt}' does not exist")
     if not pt.with_suffix(".json").is_file():
@@ -230,7 +321,9 @@ def read_card(name_or_path: str | os.PathLike) -> dict:
         raise ModelError(f"cannot read model card '{card_file}': {exc}") from exc
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ModelError(f"'{card_file}' is not a midseg model card (format != {CARD_FORMAT!r})")
-    missing = [k for k in _REQUIRED if k not in card]
+    missing = [
+        k for k in (_REQUIRED_ENSEMBLE if ENSEMBLE_FIELD in card else _REQUIRED) if k not in card
+    ]
     if missing:
         raise ModelError(f"model card '{card_file}' lacks the field(s) {', '.join(missing)}")
     return card
@@ -281,8 +374,11 @@ def _resolve_device(device) -> str:
     return dev
 
 
-def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) -> LoadedModel:
-    """Load a shipped model (``"2d"``, ``"3d"``) or a ``.pt`` file with its card.
+def load_model(
+    name_or_path: str | os.PathLike, *, device: str | None = None
+) -> LoadedModel | EnsembleModel:
+    """Load a shipped model (``"2d"``, ``"3d"``), a ``.pt`` file with its card, or an
+    ensemble card (``.json``).
 
     Loaded models are cached per process (keyed by file and device), so a
     session or a GUI loads each model once, never per click.
@@ -298,19 +394,30 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) ->
 
     Returns
     -------
-    LoadedModel
-        The network in eval mode plus what the input pipeline needs.
+    LoadedModel or EnsembleModel
+        The network in eval mode plus what the input pipeline needs; for an ensemble
+        card, its members loaded so.
 
     Raises
     ------
     ModelError
-        Unknown name, missing file or card, or weights that do not match the
-        card's architecture.
+        Unknown name, missing file or card, weights that do not match the
+        card's architecture, or an ensemble member missing, of another sha256 than its
+        card records, or of another grid, margin, dimensionality or image channels than
+        the others.
     """
     pt = model_path(name_or_path)
     dev = _resolve_device(device)
     runtime = _runtime(dev)
     key = (str(pt.resolve()), dev, runtime)
+    if pt.suffix == ".json":
+        with _LOCK:
+            found = _CACHE.get(key)
+        if found is None:
+            ensemble = _load_ensemble(pt, device)  # loads its members: not under the lock
+            with _LOCK:
+                found = _CACHE.setdefault(key, ensemble)
+        return found
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -326,6 +433,66 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | None = None) ->
                     loaded = replace(loaded, runtime="onnxruntime", ort=ort)
         _CACHE[key] = loaded
         return loaded
+
+
+def _load_ensemble(card_path: Path, device: str | None) -> EnsembleModel:
+    """The `EnsembleModel` of an ensemble card: its members loaded with `load_model`."""
+    from midseg.io import file_sha256
+
+    card = read_card(card_path)
+    spec = card[ENSEMBLE_FIELD]
+    entries = spec.get("members") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ModelError(
+            f"ensemble card '{card_path}': 'ensemble.members' must be a non-empty list"
+        )
+    if spec.get("combine", "mean") != "mean":
+        raise ModelError(
+            f"ensemble card '{card_path}': combine {spec.get('combine')!r} is not 'mean'"
+        )
+    members = []
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise ModelError(f"ensemble card '{card_path}': members[{k}] lacks its 'file'")
+        pt = card_path.parent / entry["file"]
+        if pt.suffix != ".pt" or not pt.is_file():
+            raise ModelError(f"ensemble card '{card_path}': member weights '{pt}' are missing")
+        if entry.get("sha256") != file_sha256(pt):
+            raise ModelError(
+                f"ensemble card '{card_path}': member '{pt.name}' is not the file the card "
+                "records (sha256 differs): the ensemble's results would not be its card's"
+            )
+        members.append(load_model(pt, device=device))
+    first = members[0]
+    for m in members[1:]:
+        for attr in ("spatial_dims", "grid_shape", "image_channels", "margin"):
+            if getattr(m, attr) != getattr(first, attr):
+                raise ModelError(
+                    f"ensemble card '{card_path}': member {m.name!r} has {attr} "
+                    f"{getattr(m, attr)!r}, member {first.name!r} {getattr(first, attr)!r}"
+                )
+    if int(card["spatial_dims"]) != first.spatial_dims or int(card["image_channels"]) != (
+        first.image_channels
+    ):
+        raise ModelError(
+            f"ensemble card '{card_path}': spatial_dims / image_channels differ from its members'"
+        )
+    return EnsembleModel(
+        name=str(card.get("name", card_path.stem)),
+        path=card_path,
+        card=card,
+        members=tuple(members),
+        spatial_dims=first.spatial_dims,
+        grid_shape=first.grid_shape,
+        cue=str(card["cue"]),
+        cue_params={},
+        image_channels=first.image_channels,
+        in_channels=first.in_channels,
+        out_channels=first.out_channels,
+        margin=first.margin,
+        device=first.device,
+        runtime=first.runtime,
+    )
 
 
 def _runtime(dev: str) -> str:
@@ -521,6 +688,11 @@ def _read_network(pt: Path, dev: str):
     from midseg.nets import UNet
 
     card = read_card(pt)
+    if ENSEMBLE_FIELD in card:
+        raise ModelError(
+            f"'{pt}' is an ensemble card: it has no single network; name one of its members "
+            f"({', '.join(str(m.get('file')) for m in card[ENSEMBLE_FIELD].get('members', []))})"
+        )
     arch = dict(card["architecture"])
     try:
         net = UNet(**arch)
@@ -570,6 +742,8 @@ def _model_from_card(pt: Path, dev: str, net, card: dict | None = None) -> Loade
 def describe(name_or_path: str | os.PathLike) -> str:
     """A few lines a user needs about a model: task, data, input, cue, validation, licence."""
     card = read_card(name_or_path)
+    if ENSEMBLE_FIELD in card:
+        return _describe_ensemble(card, model_path(name_or_path))
     arch = card["architecture"]
     tr = card.get("training", {})
     val = card.get("validation", {})
@@ -604,6 +778,31 @@ def describe(name_or_path: str | os.PathLike) -> str:
             f"before{total} (card: lineage)"
         )
     lines += [
+        f"  validation: {val.get('summary', val)}",
+        f"  licence: {card.get('licence', '?')}",
+    ]
+    return "\n".join(lines)
+
+
+def _describe_ensemble(card: dict, path: Path) -> str:
+    val = card.get("validation", {})
+    lines = [f"{card.get('name', path.stem)}: {card.get('task', 'stage-1 networks')}"]
+    lines.append(
+        f"  ensemble: the mean foreground probability of {len(card[ENSEMBLE_FIELD]['members'])} "
+        f"networks, input grid {tuple(card['grid_shape'])}"
+    )
+    for entry in card[ENSEMBLE_FIELD]["members"]:
+        member = path.parent / str(entry.get("file"))
+        try:
+            sub = read_card(member)
+            what = (
+                f"cue {sub.get('cue')}, {sub.get('training', {}).get('iterations', '?')} iterations"
+            )
+        except ModelError as exc:
+            what = f"unreadable: {exc}"
+        lines.append(f"    {member.stem} ({what}; sha256 {str(entry.get('sha256'))[:12]})")
+    lines += [
+        f"  data: {card.get('data', {}).get('description', '?')}",
         f"  validation: {val.get('summary', val)}",
         f"  licence: {card.get('licence', '?')}",
     ]

@@ -981,7 +981,7 @@ def test_a_model_card_edit_changes_the_model_digest(tmp_path):
     from midseg.batch import _model_sha256
     from midseg.models import model_path
 
-    src = model_path("2d")
+    src = model_path("2d_egd")
     pt = tmp_path / "my.pt"
     shutil.copy(src, pt)
     shutil.copy(src.with_suffix(".json"), pt.with_suffix(".json"))

@@ -770,12 +770,12 @@ def test_real_stage1_runs_off_the_ui_thread_for_two_modalities(
 
 
 def _shipped(name):
-    return (REPO / "models" / f"{name}.pt").is_file() and (
-        REPO / "models" / f"{name}.json"
-    ).is_file()
+    from midseg.models import list_models
+
+    return name in list_models()
 
 
-@pytest.mark.skipif(not _shipped("2d"), reason="shipped 2D weights (models/2d.pt) not present")
+@pytest.mark.skipif(not _shipped("2d"), reason="shipped 2D model (models/2d.json) not present")
 def test_shipped_2d_model_segments_a_disc_from_gui_clicks(make_window, tmp_path, qtbot):
     from midseg.metrics import dice
 

@@ -91,7 +91,7 @@ class Ctx:
     def model_copy(self, name: str, weights: bytes | None = None, card: bool = True) -> Path:
         from midseg.models import model_path
 
-        src = model_path("2d")
+        src = model_path("2d_egd")  # one network (the shipped "2d" is an ensemble card)
         pt = self.tmp / f"{name}.pt"
         pt.write_bytes(src.read_bytes() if weights is None else weights)
         if card:

@@ -167,12 +167,12 @@ def test_a_cached_onnx_export_loads_without_torch(tmp_path):
     process start); the PyTorch network is read when asked for, and agrees."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    _need_shipped("2d")
+    _need_shipped("2d_egd")
     if not models._no_gpu():
         pytest.skip("a GPU driver is visible: torch is asked for the default device")
     code = (
         "import sys, numpy as np, midseg.models as m\n"
-        "model = m.load_model('2d')\n"
+        "model = m.load_model('2d_egd')\n"
         "x = np.random.default_rng(0).normal(size=(model.in_channels,) + model.grid_shape)\n"
         "p = model.forward(x.astype(np.float32))\n"
         "print(model.runtime, 'torch' in sys.modules)\n"
@@ -188,15 +188,43 @@ def test_a_cached_onnx_export_loads_without_torch(tmp_path):
     ]
     assert runs[0] == ["onnxruntime", "True", "True", "True"]  # exported: torch needed
     assert runs[1] == ["onnxruntime", "False", "True", "True"]  # from the cached export
+    # the shipped 2d ensemble: its members from their cached exports, stage 1 without torch
+    _need_shipped("2d")
+    code = (
+        "import sys, numpy as np, midseg.models as m\n"
+        "from midseg.predict import predict_probability\n"
+        "model = m.load_model('2d')\n"
+        "img = np.random.default_rng(0).normal(size=(40, 40)).astype(np.float32)\n"
+        "p = predict_probability(img, [(10, 20), (30, 20), (20, 10), (20, 30)], model)\n"
+        "print([x.runtime for x in model.members] == ['onnxruntime'] * 3, 'torch' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs[1] == ["True", "False"], runs
 
 
 # -- the shipped weights ----------------------------------------------------------------
 def _need_shipped(name):
-    if not (models.MODELS_DIR / f"{name}.pt").is_file():
-        pytest.skip(f"no shipped weights models/{name}.pt in this checkout")
+    if name not in models.list_models():
+        pytest.skip(f"no shipped model {name!r} in this checkout")
 
 
-@pytest.mark.parametrize("name", ["2d", "3d", "2d_petct", "3d_petct"])
+#: The shipped single networks and their cues ("2d" is an ensemble of the first three).
+NETWORKS = {
+    "2d_egd": "egd",
+    "2d_euclidean": "euclidean",
+    "2d_gaussian": "gaussian",
+    "3d": "egd",
+    "2d_petct": "egd",
+    "3d_petct": "egd",
+}
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
 def test_shipped_card_has_every_field_and_weights_are_small(name):
     _need_shipped(name)
     card = models.read_card(name)
@@ -206,7 +234,7 @@ def test_shipped_card_has_every_field_and_weights_are_small(name):
         assert f in card["training"], f
     assert card["spatial_dims"] == int(name[0])
     assert tuple(card["grid_shape"]) == ((64, 64) if name[0] == "2" else (64, 96, 96))
-    assert card["cue"] == "egd"
+    assert card["cue"] == NETWORKS[name]
     assert "CC BY-NC-SA 3.0" in card["licence"]
     assert not set(card["split"]["train"]) & {"brats_2013_pat0001_1", "brats_2013_pat0002_1"}
     size = (models.MODELS_DIR / f"{name}.pt").stat().st_size
@@ -214,7 +242,7 @@ def test_shipped_card_has_every_field_and_weights_are_small(name):
     assert card["weights"]["bytes"] == size
 
 
-@pytest.mark.parametrize("name", ["2d", "3d", "2d_petct", "3d_petct"])
+@pytest.mark.parametrize("name", list(NETWORKS))
 def test_shipped_weights_never_saw_a_test_or_development_object(name):
     """Roles of ../shared/data/README.md: no test case, no dev_unseen, no development-only set."""
     from midseg.datasets import REGISTRY
@@ -309,10 +337,142 @@ def test_shipped_2d_model_on_tumour_core_slices_of_a_testing_case():
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "OTMultiClass.nii.gz")))
     core = np.isin(labels, (1, 3, 4))
     areas = core.sum(axis=(1, 2))
-    model = models.load_model("2d", device="cpu")
-    scores = []
+    import midseg
+
+    # the ensemble's member trained longest on BraTS, alone (measured 0.94), and the shipped
+    # "2d" as a session gives it (stage 1 with the margin points' fusion; measured 0.91:
+    # its two other members, trained on fewer iterations, are weaker on large tumour
+    # cores, docs/decisions.md)
+    model = models.load_model("2d_egd", device="cpu")
+    scores, session_scores = [], []
     for z in np.argsort(areas)[-5:]:  # the five largest cross-sections
         points = data_sim.interior_margin_points(core[z], rng=int(z))
         prob, _ = predict_probability(image[z].astype(np.float32), points, model)
         scores.append(dice(prob >= 0.5, core[z]))
-    assert np.mean(scores) >= 0.85, scores
+        session = midseg.Session(midseg.Image(image[z].astype(np.float32)), model="2d")
+        session_scores.append(dice(session.segment(points), core[z]))
+    assert np.mean(scores) >= 0.9, scores
+    assert np.mean(session_scores) >= 0.87, session_scores
+
+
+# -- ensembles ----------------------------------------------------------------------------
+def test_the_shipped_2d_model_is_the_ensemble_of_three_shipped_networks():
+    _need_shipped("2d")
+    from midseg.io import file_sha256
+
+    card = models.read_card("2d")
+    members = card["ensemble"]["members"]
+    assert [m["file"] for m in members] == ["2d_egd.pt", "2d_euclidean.pt", "2d_gaussian.pt"]
+    for m in members:
+        assert file_sha256(models.MODELS_DIR / m["file"]) == m["sha256"]
+    total = sum((models.MODELS_DIR / m["file"]).stat().st_size for m in members)
+    assert total <= 20 * 2**20  # each member under 20 MB, and together too
+    loaded = models.load_model("2d", device="cpu")
+    assert isinstance(loaded, models.EnsembleModel)
+    assert [m.cue for m in loaded.members] == ["egd", "euclidean", "gaussian"]
+    assert models.model_path("2d") == models.MODELS_DIR / "2d.json"
+    assert "2d" in models.list_models() and "2d_egd" in models.list_models()
+    text = models.describe("2d")
+    assert "2d_euclidean" in text and "mean foreground probability of 3 networks" in text
+
+
+def _ensemble(tmp_path, *members, edit=None):
+    """An ensemble card in `tmp_path` over copies of shipped single networks."""
+    import json
+    import shutil
+
+    from midseg.io import file_sha256
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for k, name in enumerate(members):
+        src = models.model_path(name)
+        dst = tmp_path / f"m{k}.pt"
+        shutil.copy(src, dst)
+        shutil.copy(src.with_suffix(".json"), dst.with_suffix(".json"))
+        entries.append({"file": dst.name, "sha256": file_sha256(dst)})
+    first = models.read_card(members[0])
+    card = {
+        "format": models.CARD_FORMAT,
+        "name": "ens",
+        "ensemble": {"combine": "mean", "members": entries},
+        "spatial_dims": first["spatial_dims"],
+        "grid_shape": first["grid_shape"],
+        "cue": "ensemble",
+        "image_channels": first["image_channels"],
+    }
+    if edit:
+        edit(card)
+    path = tmp_path / "ens.json"
+    path.write_text(json.dumps(card))
+    return path
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members():
+    _need_shipped("2d_euclidean")
+    from midseg import data_sim
+    from midseg.predict import predict_probability
+
+    rng = np.random.default_rng(3)
+    image, mask = _phantom(2, rng)
+    points = data_sim.interior_margin_points(mask, rng=rng)
+    ens = models.load_model("2d", device="cpu")
+    got = predict_probability(image, points, ens)
+    each = [predict_probability(image, points, m) for m in ens.members]
+    assert all(r.box == got.box for r in each)
+    np.testing.assert_allclose(
+        got.probability, np.mean([r.probability for r in each], 0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        got.grid_probability, np.mean([r.grid_probability for r in each], 0), atol=1e-6
+    )
+    # the members differ, so the mean is not any one of them
+    assert max(np.abs(r.probability - got.probability).max() for r in each) > 0.01
+
+
+def test_an_ensemble_card_is_checked_against_its_members(tmp_path):
+    _need_shipped("2d_euclidean")
+    from midseg.errors import ModelError
+
+    good = _ensemble(tmp_path / "a", "2d_egd", "2d_euclidean")
+    assert [m.name for m in models.load_model(good, device="cpu").members] == [
+        "2d_egd",
+        "2d_euclidean",
+    ]
+    stale = _ensemble(tmp_path / "b", "2d_egd", "2d_euclidean")
+    (tmp_path / "b" / "m1.pt").write_bytes((tmp_path / "b" / "m1.pt").read_bytes()[:-1] + b"x")
+    with pytest.raises(ModelError, match="sha256 differs"):
+        models.load_model(stale, device="cpu")
+    mixed = _ensemble(tmp_path / "c", "2d_egd", "3d")
+    with pytest.raises(ModelError, match="member 'm1'.* has spatial_dims|has spatial_dims"):
+        models.load_model(mixed, device="cpu")
+    empty = _ensemble(tmp_path / "d", "2d_egd", edit=lambda c: c["ensemble"].update(members=[]))
+    with pytest.raises(ModelError, match="non-empty list"):
+        models.load_model(empty, device="cpu")
+    with pytest.raises(ModelError, match="no single network"):
+        models.load_model(good, device="cpu").net
+    # a .pt whose card is an ensemble card has no network either
+    (tmp_path / "e").mkdir()
+    fake = tmp_path / "e" / "x.pt"
+    fake.write_bytes(models.model_path("2d_egd").read_bytes())
+    fake.with_suffix(".json").write_text(good.read_text())
+    with pytest.raises(ModelError, match="ensemble card"):
+        models.load_model(fake, device="cpu")
+    # a .json that is a single network's card is not a model path
+    with pytest.raises(ModelError, match="not an ensemble card"):
+        models.model_path(models.model_path("2d_egd").with_suffix(".json"))
+
+
+def test_an_ensemble_cannot_initialise_training(tmp_path):
+    _need_shipped("2d")
+    from midseg.errors import InvalidInputError, ModelError
+    from midseg.nets import UNet
+    from midseg.training.checkpoint import _init_from
+    from midseg.training.config import TrainConfig
+
+    # the network loader refuses an ensemble card, and so does `midseg train --init`
+    with pytest.raises(ModelError, match="no single network"):
+        models._load_uncached(models.model_path("2d"), "cpu")
+    net = UNet(spatial_dims=2, in_channels=2, out_channels=2, base=16)
+    with pytest.raises(InvalidInputError, match="init: .*ensemble card.*2d_egd.pt"):
+        _init_from(net, TrainConfig(spatial_dims=2, init="2d"), 2)

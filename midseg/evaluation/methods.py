@@ -119,8 +119,9 @@ class SessionMethod:
         self.start(image, points, spacing=spacing)
         assert self._session is not None  # start made it
         self._session.refine(foreground=[tuple(points[0])])
-        model = self._model(image.ndim)
-        if model.cue != "none":
+        for model in getattr(self._model(image.ndim), "members", None) or [self._model(image.ndim)]:
+            if model.cue == "none":
+                continue
             from ..cues import cue_map
             from ..predict import crop_to_grid
 
@@ -172,10 +173,22 @@ class SessionMethod:
     def guidance(
         self, image: np.ndarray, points: np.ndarray, gt: np.ndarray, *, spacing
     ) -> tuple[float, float]:
-        """Seconds to compute the model's cue map on its grid, and its overlap with gt."""
+        """Seconds to compute the model's cue map on its grid, and its overlap with gt.
+
+        An ensemble: the seconds of all its members' cue maps, and the mean of their
+        overlaps.
+        """
+        model = self._model(image.ndim)
+        members = getattr(model, "members", None)
+        if members:
+            found = [self._guidance(m, image, points, gt, spacing) for m in members]
+            return sum(f[0] for f in found), float(np.mean([f[1] for f in found]))
+        return self._guidance(model, image, points, gt, spacing)
+
+    @staticmethod
+    def _guidance(model, image, points, gt, spacing) -> tuple[float, float]:
         from ..predict import CUE_NONE, crop_to_grid
 
-        model = self._model(image.ndim)
         g = crop_to_grid(
             image, points, model.grid_shape, spacing=spacing, margin=getattr(model, "margin", None)
         )
