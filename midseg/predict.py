@@ -254,9 +254,9 @@ def predict_probability(
     points : (N, ndim) int array or sequence of index tuples
         Interior margin points in array order.
     model : midseg.models.LoadedModel or midseg.models.EnsembleModel
-        A loaded model (this function reads no files). An ensemble runs each member on
-        the same box (each with its own cue) and returns the mean of their
-        probabilities (and of their grid maps).
+        A loaded model (this function reads no files). An ensemble crops the box once,
+        runs each member on it with the member's own cue map and returns the mean of
+        their grid probabilities, resized back once.
     spacing : sequence of float, optional
         Voxel size in array order (default 1).
     channel_axis : None or 0
@@ -281,29 +281,6 @@ def predict_probability(
         `model` is not a loaded model.
     """
     _check_model(model)
-    members = getattr(model, "members", None)
-    if members:  # an ensemble (midseg.models.EnsembleModel): the mean of its members' maps
-        found = [
-            predict_probability(
-                image,
-                points,
-                m,
-                spacing=spacing,
-                channel_axis=channel_axis,
-                device=device,
-                box_only=box_only,
-            )
-            for m in members
-        ]
-        if any(r.box != found[0].box for r in found):
-            raise ModelError(f"the members of ensemble {model.name!r} crop different boxes")
-        return Stage1Result(
-            probability=np.mean([r.probability for r in found], axis=0).astype(np.float32),
-            box=found[0].box,
-            grid_probability=np.mean([r.grid_probability for r in found], axis=0).astype(
-                np.float32
-            ),
-        )
     arr, shape = _split_channels(image, channel_axis)
     if len(shape) != model.spatial_dims:
         raise InvalidInputError(
@@ -316,34 +293,49 @@ def predict_probability(
         raise InvalidInputError(
             f"model {getattr(model, 'name', '?')!r} expects {want} image channel(s), got {channels}"
         )
-    x, g = prepare_input(
+    # an ensemble (midseg.models.EnsembleModel): its members share the grid and the margin,
+    # so the crop is made once, each member adds its own cue, and the mean of their grid
+    # maps is resized back once (linear interpolation commutes with the mean)
+    nets = getattr(model, "members", None) or (model,)
+    g = crop_to_grid(
         arr,
         points,
         model.grid_shape,
-        model.cue,
         spacing=spacing,
         channel_axis=channel_axis,
         margin=getattr(model, "margin", None),
-        cue_params=getattr(model, "cue_params", None),
     )
     if device is not None:
         import torch
 
-        dev = next(model.net.parameters()).device
-        want = torch.device(device)
-        if want.type != dev.type or (want.index is not None and want.index != dev.index):
-            # Moving the cached network here would silently change it for every caller.
-            raise InvalidInputError(
-                f"model {getattr(model, 'name', '?')!r} lives on {dev}, not on {want}; load it "
-                f"with midseg.models.load_model(..., device={str(want)!r})"
-            )
-    if callable(getattr(model, "forward", None)):  # a LoadedModel: its runtime decides
-        prob = model.forward(x)
-    else:
-        from .models import net_forward
+        want_dev = torch.device(device)
+        for net in nets:
+            dev = next(net.net.parameters()).device
+            if want_dev.type != dev.type or (
+                want_dev.index is not None and want_dev.index != dev.index
+            ):
+                # Moving the cached network here would silently change it for every caller.
+                raise InvalidInputError(
+                    f"model {getattr(net, 'name', '?')!r} lives on {dev}, not on {want_dev}; "
+                    f"load it with midseg.models.load_model(..., device={str(want_dev)!r})"
+                )
+    probs = []
+    for net in nets:
+        x = add_cue(
+            g.image,
+            g.points,
+            net.cue,
+            spacing=g.cue_spacing,
+            cue_params=getattr(net, "cue_params", None),
+        )
+        if callable(getattr(net, "forward", None)):  # a LoadedModel: its runtime decides
+            p = net.forward(x)
+        else:
+            from .models import net_forward
 
-        prob = net_forward(model.net, x)
-    prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
+            p = net_forward(net.net, x)
+        probs.append(np.clip(p, 0.0, 1.0))
+    prob = (probs[0] if len(probs) == 1 else np.mean(probs, axis=0)).astype(np.float32)
     inner = np.asarray(g.transform.from_grid(prob, order=1), dtype=np.float32)
     np.clip(inner, 0.0, 1.0, out=inner)
     if box_only:
