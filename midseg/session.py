@@ -838,18 +838,27 @@ def _model_mismatch(model_ref: dict, model) -> ModelMismatchWarning | None:
     """The warning for a replay whose weights are not those the clicks were made with.
 
     `model_ref`: the clicks file's model entry (name, sha256); `model`: the replay's. None
-    when the weights match or either hash is unknown. Hashes the weights file once.
+    when the weights match or either hash is unknown. Hashes the weights file once; on a
+    mismatch also the shipped models', to name the one that has the recorded weights (a
+    shipped model renamed since, such as the former ``2d``, now ``2d_egd``).
     """
     stored_sha = model_ref.get("sha256")
     current = _model_ref(model)
     current_sha = current.get("sha256")
     if not (stored_sha and current_sha and stored_sha != current_sha):
         return None
+    from . import models as _models
+    from .io import file_sha256
+
+    shipped = [
+        n for n in _models.list_models() if file_sha256(_models.model_path(n)) == stored_sha
+    ]
+    hint = f"; the shipped model {shipped[0]!r} has those weights" if shipped else ""
     return ModelMismatchWarning(
         f"the clicks were made with model {model_ref.get('name')!r} "
         f"(weights sha256 {stored_sha[:12]}), the replay uses "
         f"{current.get('name')!r} (sha256 {current_sha[:12]}): "
-        "stage 1 and every refined mask may differ from the original session"
+        "stage 1 and every refined mask may differ from the original session" + hint
     )
 
 

@@ -227,6 +227,30 @@ def test_replay_with_other_weights_warns(tmp_path):
         midseg.Session.from_clicks(tmp_path / "c.json", image, model=a)
 
 
+def test_replay_of_a_file_made_with_a_renamed_shipped_model_names_it(tmp_path):
+    """Clicks made with the former shipped "2d" (now the ensemble's member "2d_egd")."""
+    import json
+    import warnings
+
+    from midseg import models
+    from midseg.errors import ModelMismatchWarning
+
+    if not {"2d", "2d_egd"} <= set(models.list_models()):
+        pytest.skip("shipped 2D models absent")
+    image, truth = phantom(2)
+    session = midseg.Session(image, model="2d_egd")
+    session.segment(margin_points(truth))
+    doc = session.clicks_dict()
+    doc["model"]["name"] = "2d"  # as the file was written before the rename
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    with pytest.warns(ModelMismatchWarning, match="the shipped model '2d_egd' has those weights"):
+        midseg.Session.from_clicks(tmp_path / "old.json", image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        replay = midseg.Session.from_clicks(tmp_path / "old.json", image, model="2d_egd")
+    np.testing.assert_array_equal(replay.mask, session.mask)
+
+
 def test_bad_input_errors(case, model_dir):
     image, truth, model = case
     session = midseg.Session(image, model=model)
