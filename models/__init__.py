@@ -62,7 +62,26 @@ _NET_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
-class LoadedModel:
+class _ModelInfo:
+    """What the input pipeline reads of a stage-1 model (`LoadedModel`, `EnsembleModel`)."""
+
+    name: str
+    path: Path
+    card: dict = field(repr=False)
+    spatial_dims: int
+    grid_shape: tuple[int, ...]
+    cue: str
+    cue_params: dict
+    image_channels: int
+    in_channels: int
+    out_channels: int
+    margin: Any
+    device: str
+    runtime: str = "torch"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel(_ModelInfo):
     """A stage-1 network ready for inference, with the card it came with.
 
     Attributes
@@ -97,20 +116,7 @@ class LoadedModel:
         What runs the forward pass of `forward` (`RUNTIMES`, ``MIDSEG_RUNTIME``).
     """
 
-    name: str
-    path: Path
-    _net: Any = field(repr=False)  # the network, or None until `net` builds it
-    card: dict = field(repr=False)
-    spatial_dims: int
-    grid_shape: tuple[int, ...]
-    cue: str
-    cue_params: dict
-    image_channels: int
-    in_channels: int
-    out_channels: int
-    margin: Any
-    device: str
-    runtime: str = "torch"
+    _net: Any = field(default=None, repr=False)  # the network, or None until `net` builds it
     ort: Any = field(default=None, repr=False)
 
     @property
@@ -150,7 +156,7 @@ class LoadedModel:
 
 
 @dataclass(frozen=True, eq=False)
-class EnsembleModel:
+class EnsembleModel(_ModelInfo):
     """Stage-1 networks for one task whose foreground probabilities are averaged.
 
     Loaded by `load_model` from an ensemble card (a ``NAME.json`` whose ``"ensemble"``
@@ -181,20 +187,7 @@ class EnsembleModel:
         The first member's.
     """
 
-    name: str
-    path: Path
-    card: dict = field(repr=False)
-    members: tuple
-    spatial_dims: int
-    grid_shape: tuple[int, ...]
-    cue: str
-    cue_params: dict
-    image_channels: int
-    in_channels: int
-    out_channels: int
-    margin: Any
-    device: str
-    runtime: str
+    members: tuple = ()
 
     @property
     def net(self):
