@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="NAME_OR_PT",
-        help='stage-1 model: "2d", "3d" or a .pt file with its model card '
+        help='stage-1 model: "2d", "3d", a .pt file with its model card or an ensemble '
+        "card (.json) "
         "(default: the shipped model matching the image)",
     )
     parser.add_argument(

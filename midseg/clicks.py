@@ -170,13 +170,18 @@ def model_ref(model) -> dict:
     Returns
     -------
     dict
-        ``{"name": model.name}``, plus ``"sha256"`` of the weights file when the
-        model has a ``path`` to an existing file.
+        ``{"name": model.name}``, plus ``"sha256"`` when the model has a ``path`` to an
+        existing file: of the weights, or for an ensemble `midseg.models.model_sha256`
+        (its members' weights).
     """
     ref = {"name": getattr(model, "name", None)}
     path = getattr(model, "path", None)
     if path is not None and Path(path).is_file():
-        ref["sha256"] = file_sha256(path)
+        from . import models
+
+        ref["sha256"] = (
+            models.model_sha256(path) if Path(path).suffix == ".json" else (file_sha256(path))
+        )
     return ref
 
 

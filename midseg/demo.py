@@ -236,7 +236,9 @@ def demo_add_arguments(parser) -> None:
         help="the object's value in a multi-label --ground-truth",
     )
     parser.add_argument(
-        "--model", default=None, help="model name or weights path (default: the clicks file's)"
+        "--model",
+        default=None,
+        help="model name, weights path or ensemble card (.json) (default: the clicks file's)",
     )
     parser.add_argument(
         "--out", default="midseg-demo", help="output directory (default: ./midseg-demo)"

@@ -445,7 +445,6 @@ def _model_ref_for(model, image) -> dict:
     """``{"name", "sha256"}`` of a model as `Session.clicks_dict` records it, without loading it."""
     from . import models
     from .clicks import model_ref
-    from .io import file_sha256
 
     if model is None:
         model = f"{image.ndim}d"
@@ -454,7 +453,7 @@ def _model_ref_for(model, image) -> dict:
         card = models.read_card(pt)
         dims = card.get("spatial_dims") or card.get("architecture", {}).get("spatial_dims")
         channels = card["image_channels"]
-        ref = {"name": str(card.get("name", pt.stem)), "sha256": file_sha256(pt)}
+        ref = {"name": str(card.get("name", pt.stem)), "sha256": models.model_sha256(pt)}
     else:
         dims, channels = (
             getattr(model, "spatial_dims", None),
@@ -593,7 +592,7 @@ def markups_add_arguments(parser) -> None:
     imp.add_argument(
         "--model",
         metavar="MODEL",
-        help="model recorded for the replay: 2d, 3d or a .pt path "
+        help="model recorded for the replay: 2d, 3d, a .pt path or an ensemble card (.json) "
         "(default: the shipped one of the image's dimensionality)",
     )
     imp.add_argument(

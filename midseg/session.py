@@ -848,9 +848,12 @@ def _model_mismatch(model_ref: dict, model) -> ModelMismatchWarning | None:
     if not (stored_sha and current_sha and stored_sha != current_sha):
         return None
     from . import models as _models
-    from .io import file_sha256
 
-    shipped = [n for n in _models.list_models() if file_sha256(_models.model_path(n)) == stored_sha]
+    shipped = [
+        n
+        for n in _models.list_models()
+        if n != current.get("name") and _models.model_sha256(n) == stored_sha
+    ]
     hint = f"; the shipped model {shipped[0]!r} has those weights" if shipped else ""
     return ModelMismatchWarning(
         f"the clicks were made with model {model_ref.get('name')!r} "

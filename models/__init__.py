@@ -31,6 +31,7 @@ __all__ = [
     "describe",
     "read_card",
     "model_path",
+    "model_sha256",
     "clear_cache",
     "MODELS_DIR",
     "CARD_FORMAT",
@@ -59,6 +60,7 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 ONNX_OPSET = 17
 _LOCK = threading.Lock()
 _NET_LOCK = threading.Lock()
+_SINGLE_THREAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,7 +225,8 @@ def net_forward(net, x):
     """The PyTorch forward pass of a stage-1 network on one input.
 
     `x`: (in_channels, *grid_shape) float32 array; returns the foreground probability on
-    the grid, float32. 3D inputs go channels-last (as the loader puts 3D networks).
+    the grid, float32. 3D inputs go channels-last (as the loader puts 3D networks); a 2D
+    network on the CPU runs with one torch thread (the process's setting is restored).
     """
     import numpy as np
     import torch
@@ -233,7 +236,20 @@ def net_forward(net, x):
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(dev)
         if xt.ndim == 5:
             xt = xt.contiguous(memory_format=torch.channels_last_3d)
-        logits = net(xt)
+            logits = net(xt)
+        elif dev.type == "cpu" and torch.get_num_threads() > 1:
+            # a 2D network on the CPU runs on one thread: 10 ms instead of 7 on an idle
+            # machine, but on a busy one two threads stalled for up to 1 s at a time
+            # (docs/decisions.md); torch's setting is process-wide, so it is restored after
+            with _SINGLE_THREAD_LOCK:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    logits = net(xt)
+                finally:
+                    torch.set_num_threads(threads)
+        else:
+            logits = net(xt)
         return net.foreground_probability(logits)[0].float().cpu().numpy()
 
 
@@ -285,6 +301,10 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     if pt.suffix == ".json":
         if not pt.is_file():
             raise ModelError(f"model card '{pt}' does not exist")
+        try:
+            json.loads(pt.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read model card '{pt}': {exc}") from exc
         if not _is_ensemble_card(pt):
             raise ModelError(
                 f"'{pt}' is not an ensemble card: a single model is named by its .pt file"
@@ -320,6 +340,24 @@ def read_card(name_or_path: str | os.PathLike) -> dict:
     if missing:
         raise ModelError(f"model card '{card_file}' lacks the field(s) {', '.join(missing)}")
     return card
+
+
+def model_sha256(name_or_path: str | os.PathLike) -> str:
+    """The sha256 that identifies a model's results: of its weights file, or for an ensemble
+    card of the text ``"mean:"`` followed by its members' weight sha256 (as the card records
+    them, comma-separated, in order), so that editing an ensemble card's description does
+    not change it while changing a member does. What clicks files record (``model.sha256``).
+    """
+    import hashlib
+
+    from midseg.io import file_sha256
+
+    pt = model_path(name_or_path)
+    if pt.suffix != ".json":
+        return file_sha256(pt)
+    members = read_card(pt)[ENSEMBLE_FIELD].get("members") or []
+    text = "mean:" + ",".join(str(m.get("sha256")) for m in members if isinstance(m, dict))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 #: Files of a GPU driver (NVIDIA, ROCm, WSL): where none exists, torch cannot see a GPU.
@@ -447,9 +485,17 @@ def _load_ensemble(card_path: Path, device: str | None) -> EnsembleModel:
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise ModelError(f"ensemble card '{card_path}': members[{k}] lacks its 'file'")
-        pt = card_path.parent / entry["file"]
-        if pt.suffix != ".pt" or not pt.is_file():
+        name = entry["file"]
+        if Path(name).name != name or not name.endswith(".pt"):
+            raise ModelError(
+                f"ensemble card '{card_path}': members[{k}] file {name!r} must be the name of "
+                "a .pt file in the card's folder"
+            )
+        pt = card_path.parent / name
+        if not pt.is_file():
             raise ModelError(f"ensemble card '{card_path}': member weights '{pt}' are missing")
+        if not isinstance(entry.get("sha256"), str):
+            raise ModelError(f"ensemble card '{card_path}': members[{k}] records no sha256")
         if entry.get("sha256") != file_sha256(pt):
             raise ModelError(
                 f"ensemble card '{card_path}': member '{pt.name}' is not the file the card "
@@ -686,9 +732,10 @@ def _read_network(pt: Path, dev: str):
 
     card = read_card(pt)
     if ENSEMBLE_FIELD in card:
+        names = [Path(str(m.get("file"))).stem for m in card[ENSEMBLE_FIELD].get("members", [])]
         raise ModelError(
             f"'{pt}' is an ensemble card: it has no single network; name one of its members "
-            f"({', '.join(str(m.get('file')) for m in card[ENSEMBLE_FIELD].get('members', []))})"
+            f"({', '.join(names)})"
         )
     arch = dict(card["architecture"])
     try:

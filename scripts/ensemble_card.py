@@ -1,12 +1,15 @@
 """Write the card of a stage-1 ensemble: member models averaged by `predict_probability`.
 
     python scripts/ensemble_card.py NAME MEMBER.pt [MEMBER.pt ...] --out DIR
-        [--fp16] [--validation TEXT]
+        [--fp16 CUE[,CUE...]] [--validation TEXT]
 
 Each member (a ``.pt`` with its card beside it) is copied into DIR as ``NAME_CUE.pt`` (and
-its card, renamed); with ``--fp16`` the copy's tensors are stored as float16 (half the
-file; `midseg.models` casts them back to float32 when it loads them). A member already in
-DIR under that name is used as it is. The card ``DIR/NAME.json`` records the members'
+its card, renamed); the members whose cue ``--fp16`` names are stored as float16 (half the
+file; `midseg.models` casts them back to float32 when it loads them), the others as they
+are. A member already in DIR under that name is used as it is. The shipped ``2d``:
+``python scripts/ensemble_card.py 2d runs/pool2d/2d.pt runs/cues2d/euclidean/2d_euclidean.pt
+runs/cues2d/gaussian/2d_gaussian.pt --out DIR --fp16 euclidean,gaussian``
+(`scripts/train_pool_models.sh ensemble2d`). The card ``DIR/NAME.json`` records the members'
 files and sha256 (`midseg.models.load_model` refuses a member whose sha256 differs), their
 cues, the union of their training data and licences, and each member's training command
 (from its card). ``--validation`` is the text of the card's validation summary (what the
@@ -62,11 +65,12 @@ def main(argv=None) -> int:
     ap.add_argument("name")
     ap.add_argument("members", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--fp16", default="", help="comma-separated cues of members stored as float16")
     ap.add_argument("--validation", default="")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    files = [_copy_member(pt, a.out, a.name, a.fp16) for pt in a.members]
+    half = {c for c in (a.fp16 or "").split(",") if c}
+    files = [_copy_member(pt, a.out, a.name, read_card(pt)["cue"] in half) for pt in a.members]
     cards = [read_card(f) for f in files]
     if len({c["cue"] for c in cards}) != len(cards):
         raise SystemExit("members must have different cues (their files are named by cue)")
@@ -110,7 +114,7 @@ def main(argv=None) -> int:
             ],
             "card_command": "python scripts/ensemble_card.py "
             + " ".join([a.name] + [str(p) for p in a.members] + ["--out", str(a.out)])
-            + (" --fp16" if a.fp16 else ""),
+            + (f" --fp16 {a.fp16}" if a.fp16 else ""),
         },
         "validation": {
             "summary": a.validation or "see the members' cards",

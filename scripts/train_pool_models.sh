@@ -22,11 +22,11 @@ case "${1:-all}" in
       --out runs/pool2d --name 2d --no-progress ;;&
   ensemble2d|all)
     # the shipped 2d: the mean of 2d_egd (above) and the Euclidean and Gaussian cue models of
-    # scripts/encoding_comparison.sh (seed 5, 2730 iterations each), stored as float16
+    # scripts/encoding_comparison.sh (seed 5, 2730 iterations each), those two stored as float16
     # (docs/decisions.md, "2D stage 1: an ensemble of three cues")
     bash scripts/encoding_comparison.sh runs/cues2d
     python scripts/ensemble_card.py 2d runs/pool2d/2d.pt runs/cues2d/euclidean/2d_euclidean.pt \
-      runs/cues2d/gaussian/2d_gaussian.pt --out runs/ensemble2d --fp16 ;;&
+      runs/cues2d/gaussian/2d_gaussian.pt --out runs/ensemble2d --fp16 euclidean,gaussian ;;&
   3d|all)
     # shipped as 3d on 2026-11-30 (docs/decisions.md): fine-tuned from the previous 3d (its
     # sha256 in the card) on sts and the BraTS training cases, no fetal atlas, 64 synthetic

@@ -318,7 +318,7 @@ def test_shipped_model_segments_a_phantom(name):
 PHANTOM_DICE = {"2d": 0.85, "3d": 0.8}
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402  ($MIDSEG_DATA or ../shared/data)
 
 
 @pytest.mark.data
@@ -461,6 +461,30 @@ def test_an_ensemble_card_is_checked_against_its_members(tmp_path):
     # a .json that is a single network's card is not a model path
     with pytest.raises(ModelError, match="not an ensemble card"):
         models.model_path(models.model_path("2d_egd").with_suffix(".json"))
+    # the identity: the members' weights, not the card's wording
+    import json
+
+    digest = models.model_sha256(good)
+    card = json.loads(good.read_text())
+    good.write_text(json.dumps(dict(card, validation={"summary": "reworded"})))
+    one = _ensemble(tmp_path / "i", "2d_egd")
+    assert models.model_sha256(good) == digest != models.model_sha256(one)
+    # members are plain .pt names in the card's folder, each with its sha256
+    bad = _ensemble(
+        tmp_path / "f",
+        "2d_egd",
+        edit=lambda c: c["ensemble"]["members"][0].update(file="../a/m0.pt"),
+    )
+    with pytest.raises(ModelError, match="must be the name of a .pt file"):
+        models.load_model(bad, device="cpu")
+    bad = _ensemble(
+        tmp_path / "g", "2d_egd", edit=lambda c: c["ensemble"]["members"][0].pop("sha256")
+    )
+    with pytest.raises(ModelError, match="records no sha256"):
+        models.load_model(bad, device="cpu")
+    (tmp_path / "h.json").write_text('{"format": "midseg-model-card", "ensem')
+    with pytest.raises(ModelError, match="cannot read model card"):
+        models.load_model(tmp_path / "h.json", device="cpu")
 
 
 def test_an_ensemble_cannot_initialise_training(tmp_path):
@@ -474,5 +498,25 @@ def test_an_ensemble_cannot_initialise_training(tmp_path):
     with pytest.raises(ModelError, match="no single network"):
         models._load_uncached(models.model_path("2d"), "cpu")
     net = UNet(spatial_dims=2, in_channels=2, out_channels=2, base=16)
-    with pytest.raises(InvalidInputError, match="init: .*ensemble card.*2d_egd.pt"):
+    with pytest.raises(InvalidInputError, match=r"init: .*ensemble card.*\(2d_egd, 2d_euclidean"):
         _init_from(net, TrainConfig(spatial_dims=2, init="2d"), 2)
+
+
+def test_a_2d_forward_runs_on_one_thread_and_restores_the_setting():
+    _need_shipped("2d_egd")
+    import torch
+
+    net = models.load_model("2d_egd", device="cpu").net
+    x = np.random.default_rng(0).normal(size=(2, 64, 64)).astype(np.float32)
+    before = torch.get_num_threads()
+    seen = []
+    hook = net.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        torch.set_num_threads(2)
+        p = models.net_forward(net, x)
+        assert seen == [1] and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        np.testing.assert_allclose(models.net_forward(net, x), p, atol=1e-5)
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)

@@ -22,7 +22,8 @@ def segment_add_arguments(parser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="shipped model name or weights path (default: the one in the clicks file)",
+        help="shipped model name, weights path or ensemble card (.json) (default: the one "
+        "in the clicks file)",
     )
     parser.add_argument(
         "--ground-truth", default=None, help="reference mask: also print Dice/ASSD/HD95"

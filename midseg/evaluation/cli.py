@@ -69,7 +69,8 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=PATH",
-        help="add a stage-1 model (.pt with its card) as method NAME; repeatable",
+        help="add a stage-1 model (.pt with its card, or an ensemble card .json) as method "
+        "NAME; repeatable",
     )
     parser.add_argument(
         "--model", default=None, help="model of midseg / midseg-gc (default: shipped 2d/3d)"
@@ -182,13 +183,11 @@ def _parse_extra(items: Sequence[str]) -> dict[str, str]:
 def _model_record(name_or_path) -> tuple[str, str]:
     """``name-or-path (sha256 prefix)`` of a model's weights and its card's path, for the run
     record."""
-    import hashlib
-
-    from ..models import model_path
+    from ..models import model_path, model_sha256
 
     pt = model_path(name_or_path)
     return (
-        f"{name_or_path} (sha256 {hashlib.sha256(pt.read_bytes()).hexdigest()[:12]})",
+        f"{name_or_path} (sha256 {model_sha256(pt)[:12]})",
         str(pt.with_suffix(".json")),
     )
 

@@ -228,7 +228,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="MODEL",
         help="start from the weights of this model (shipped name or .pt with its "
-        "card; same architecture, grid and cue) instead of random ones: "
+        "card, not an ensemble such as 2d: one of its members, e.g. 2d_egd; same "
+        "architecture, grid and cue) instead of random ones: "
         "fine-tuning; the card records it",
     )
     p.add_argument(
