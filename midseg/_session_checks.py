@@ -54,7 +54,7 @@ def _load_model(model, image: Image, work: Image, flat_axis: int | None, device:
     if not isinstance(getattr(loaded, "spatial_dims", None), int):
         raise InvalidInputError(
             "model must be a shipped model's name (e.g. '2d'), the path of a .pt file "
-            f"with its card, or a loaded model (midseg.models.load_model), got "
+            f"with its card or of an ensemble card (.json), or a loaded model (midseg.models.load_model), got "
             f"{type(model).__name__} {model!r}"
         )
     dims = getattr(loaded, "spatial_dims", None)

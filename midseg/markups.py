@@ -314,9 +314,9 @@ def clicks_from_markups(
         Corrective clicks, LPS mm. When either is given they form one click
         round; when both are empty the dict has no rounds.
     model : str, path or loaded model, optional
-        Recorded for the replay, with the sha256 of its weights: ``"2d"``,
-        ``"3d"`` or a ``.pt`` path with its card (default: the shipped model of
-        the image's dimensionality). Its card is read and its weights hashed;
+        Recorded for the replay, with its sha256 (`midseg.models.model_sha256`):
+        ``"2d"``, ``"3d"``, a ``.pt`` path with its card or an ensemble card
+        (default: the shipped model of the image's dimensionality). Its card is read and its weights hashed;
         the network is not loaded.
     lam, sigma, method
         Refinement parameters recorded for the session and the round (see

@@ -75,9 +75,9 @@ class Session(_History):
         is segmented as the 2D image it is, with a 2D model; points, masks
         and clicks files stay in the volume's shape and geometry.
     model : str, path or loaded model, optional
-        ``"2d"``/``"3d"`` (shipped weights), a path to a ``.pt`` file with its
-        model card beside it, or an object returned by
-        `midseg.models.load_model`. Default: the shipped model matching the
+        ``"2d"``/``"3d"`` (shipped; ``"2d"`` is an ensemble of three networks), a
+        path to a ``.pt`` file with its model card beside it or to an ensemble card
+        (``.json``), or an object returned by `midseg.models.load_model`. Default: the shipped model matching the
         image's dimensionality; for a two-channel image the shipped PET/CT
         model ``"2d_petct"``/``"3d_petct"`` (channel 0 CT in HU, channel 1
         PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them).

@@ -240,7 +240,7 @@ def net_forward(net, x):
         elif dev.type == "cpu" and torch.get_num_threads() > 1:
             # a 2D network on the CPU runs on one thread: 10 ms instead of 7 on an idle
             # machine, but on a busy one two threads stalled for up to 1 s at a time
-            # (docs/decisions.md); torch's setting is process-wide, so it is restored after
+            # (docs/decisions.md); the caller's setting is restored after
             with _SINGLE_THREAD_LOCK:
                 threads = torch.get_num_threads()
                 torch.set_num_threads(1)
@@ -339,7 +339,27 @@ def read_card(name_or_path: str | os.PathLike) -> dict:
     ]
     if missing:
         raise ModelError(f"model card '{card_file}' lacks the field(s) {', '.join(missing)}")
+    if ENSEMBLE_FIELD in card:
+        _check_ensemble_card(card, card_file)
     return card
+
+
+def _check_ensemble_card(card: dict, card_file: Path) -> None:
+    """Raise ModelError unless an ensemble card's fields have the types its readers use."""
+    spec = card[ENSEMBLE_FIELD]
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if (
+        not isinstance(members, list)
+        or not members
+        or not all(isinstance(m, dict) for m in members)
+    ):
+        raise ModelError(
+            f"ensemble card '{card_file}': 'ensemble' must be an object whose 'members' is a "
+            "non-empty list of objects"
+        )
+    for key in ("spatial_dims", "image_channels"):
+        if isinstance(card[key], bool) or not isinstance(card[key], int):
+            raise ModelError(f"ensemble card '{card_file}': {key!r} must be an integer")
 
 
 def model_sha256(name_or_path: str | os.PathLike) -> str:
@@ -624,7 +644,7 @@ def _ort_from_bytes(data: bytes):
     opts.intra_op_num_threads = _ort_threads()
     opts.inter_op_num_threads = 1
     # no busy-waiting between runs: the three members of the 2d ensemble run one after
-    # the other, and the spinning threads of one slowed the next (2D stage 1 0.074 s against
+    # the other, and the spinning threads of one slowed the next (2D stage 1 0.072 s against
     # 0.033 s without spinning; the single network 0.026 s either way)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:

@@ -5,7 +5,9 @@
 #   bash scripts/train_petct.sh 2|3 [INIT_MODEL] [RUNS_DIR]
 set -euo pipefail
 DIMS=$1
-INIT=${2:-${DIMS}d}
+# default: the shipped single network of that dimensionality (2d is an ensemble: its EGD member)
+if [ "$DIMS" = 2 ]; then DEFAULT_INIT=2d_egd; else DEFAULT_INIT=3d; fi
+INIT=${2:-$DEFAULT_INIT}
 RUNS=${3:-runs/petct${DIMS}d}
 if [ "$DIMS" = 2 ]; then EPOCHS=40; VAL=500; else EPOCHS=30; VAL=100; fi
 for target in tumour_petct tumour_ct; do

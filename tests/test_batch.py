@@ -992,6 +992,25 @@ def test_a_model_card_edit_changes_the_model_digest(tmp_path):
     assert _model_sha256(pt) != before
 
 
+def test_an_ensemble_member_card_edit_changes_the_model_digest(tmp_path):
+    """An ensemble's results depend on its members' cards too (cue parameters, margin)."""
+    import shutil
+
+    from midseg.batch import _model_sha256
+    from midseg.models import model_path
+
+    card = model_path("2d")
+    for f in card.parent.glob("2d*"):
+        if f.suffix in (".pt", ".json") and not f.stem.endswith("petct"):
+            shutil.copy(f, tmp_path / f.name)
+    before = _model_sha256(tmp_path / "2d.json")
+    member = tmp_path / "2d_gaussian.json"
+    data = json.loads(member.read_text())
+    data["cue_params"] = {"sigma": 99}
+    member.write_text(json.dumps(data))
+    assert _model_sha256(tmp_path / "2d.json") != before
+
+
 def test_a_worker_gets_its_share_of_the_cores(monkeypatch):
     """1 thread per worker on 2 cores with 2 workers: torch when loaded, and ONNX Runtime
     through OMP_NUM_THREADS (read by midseg.models without torch)."""

@@ -482,6 +482,15 @@ def test_an_ensemble_card_is_checked_against_its_members(tmp_path):
     )
     with pytest.raises(ModelError, match="records no sha256"):
         models.load_model(bad, device="cpu")
+    for edit in (
+        lambda c: c.update(ensemble=[1, 2]),
+        lambda c: c.update(spatial_dims="two"),
+        lambda c: c["ensemble"].pop("members"),
+    ):
+        bad = _ensemble(tmp_path / "j", "2d_egd", edit=edit)
+        for call in (models.load_model, models.model_sha256, models.describe):
+            with pytest.raises(ModelError, match="must be"):
+                call(bad)
     (tmp_path / "h.json").write_text('{"format": "midseg-model-card", "ensem')
     with pytest.raises(ModelError, match="cannot read model card"):
         models.load_model(tmp_path / "h.json", device="cpu")

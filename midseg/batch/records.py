@@ -66,26 +66,43 @@ def _model_ref(model: str | None) -> dict:
     from ..models import model_path
 
     pt = model_path(model)
-    shipped = not (model.endswith(".pt") or "/" in model or os.sep in model)
+    shipped = not (model.endswith((".pt", ".json")) or "/" in model or os.sep in model)
     return {"name": model if shipped else os.path.abspath(pt), "sha256": _model_sha256(pt)}
 
 
-def _model_sha256(pt: Path) -> str | None:
-    """sha256 of a model's weights and its card (the card sets the grid, margin and cue);
-    once per process for unchanged files (every case of a batch names the same model)."""
+def _model_files(pt: Path) -> tuple[str, ...]:
+    """The files a model's results depend on: its weights and card, or for an ensemble card
+    the card and every member's weights and card."""
+    pt = Path(pt)
+    if pt.suffix != ".json":
+        return (os.path.abspath(pt), os.path.abspath(pt.with_suffix(".json")))
     try:
-        stamps = tuple(
-            (st.st_mtime_ns, st.st_size)
-            for st in (os.stat(pt), os.stat(Path(pt).with_suffix(".json")))
-        )
+        members = json.loads(pt.read_text(encoding="utf-8"))["ensemble"]["members"]
+        names = [str(m["file"]) for m in members]
+    except Exception:  # unreadable: the card alone (loading the model will say why)
+        names = []
+    out = [os.path.abspath(pt)]
+    for name in names:
+        member = pt.parent / Path(name).name
+        out += [os.path.abspath(member), os.path.abspath(member.with_suffix(".json"))]
+    return tuple(out)
+
+
+def _model_sha256(pt: Path) -> str | None:
+    """sha256 of a model's weights and its card (the card sets the grid, margin and cue; an
+    ensemble: its card and its members' weights and cards); once per process for unchanged
+    files (every case of a batch names the same model)."""
+    files = _model_files(pt)
+    try:
+        stamps = tuple((st.st_mtime_ns, st.st_size) for st in map(os.stat, files))
     except OSError:
         stamps = None
-    return _model_sha256_of(os.path.abspath(pt), stamps)
+    return _model_sha256_of(files, stamps)
 
 
 @functools.lru_cache(maxsize=16)
-def _model_sha256_of(pt: str, stamps) -> str | None:
-    parts = [_sha256(pt), _sha256(Path(pt).with_suffix(".json"))]
+def _model_sha256_of(files: tuple[str, ...], stamps) -> str | None:
+    parts = [_sha256(f) for f in files]
     if parts[0] is None:
         return None
     return hashlib.sha256("\n".join(str(x) for x in parts).encode()).hexdigest()

@@ -374,6 +374,14 @@ def _extra_model_origin(name: str, metas: Sequence[dict]) -> str:
             out += f"trained in {len(lineage)} runs, each fine-tuning the one before: " + "; ".join(
                 f"({i}) `{e['command']}`" for i, e in enumerate(lineage, 1)
             )
+        elif isinstance(card.get("ensemble"), dict):
+            # an ensemble card: its members' commands, and how the card was written
+            members = [m for m in training.get("members") or [] if isinstance(m, dict)]
+            out += "the mean of " + "; ".join(
+                f"`{m.get('name', '?')}` (trained by `{m.get('command', '?')}`)" for m in members
+            )
+            if training.get("card_command"):
+                out += f"; card written by `{training['card_command']}`"
         else:
             out += f"trained by `{card.get('command', '?')}`"
             if isinstance(init, dict):
