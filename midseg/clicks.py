@@ -179,9 +179,8 @@ def model_ref(model) -> dict:
     if path is not None and Path(path).is_file():
         from . import models
 
-        ref["sha256"] = (
-            models.model_sha256(path) if Path(path).suffix == ".json" else (file_sha256(path))
-        )
+        json_card = Path(path).suffix == ".json"
+        ref["sha256"] = models.model_sha256(path) if json_card else file_sha256(path)
     return ref
 
 

@@ -77,8 +77,8 @@ class Session(_History):
     model : str, path or loaded model, optional
         ``"2d"``/``"3d"`` (shipped; ``"2d"`` is an ensemble of three networks), a
         path to a ``.pt`` file with its model card beside it or to an ensemble card
-        (``.json``), or an object returned by `midseg.models.load_model`. Default: the shipped model matching the
-        image's dimensionality; for a two-channel image the shipped PET/CT
+        (``.json``), or an object returned by `midseg.models.load_model`. Default:
+        the shipped model matching the image's dimensionality; for a two-channel image the shipped PET/CT
         model ``"2d_petct"``/``"3d_petct"`` (channel 0 CT in HU, channel 1
         PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them).
         Loaded once, here.
@@ -849,11 +849,13 @@ def _model_mismatch(model_ref: dict, model) -> ModelMismatchWarning | None:
         return None
     from . import models as _models
 
-    shipped = [
-        n
-        for n in _models.list_models()
-        if n != current.get("name") and _models.model_sha256(n) == stored_sha
-    ]
+    def _has_them(name: str) -> bool:
+        try:
+            return _models.model_sha256(name) == stored_sha
+        except MidsegError:  # an unreadable card in models/ must not break the warning
+            return False
+
+    shipped = [n for n in _models.list_models() if n != current.get("name") and _has_them(n)]
     hint = f"; the shipped model {shipped[0]!r} has those weights" if shipped else ""
     return ModelMismatchWarning(
         f"the clicks were made with model {model_ref.get('name')!r} "
