@@ -35,6 +35,7 @@ __all__ = [
     "clear_cache",
     "MODELS_DIR",
     "CARD_FORMAT",
+    "ENSEMBLE_FIELD",
 ]
 
 #: Folder holding the shipped ``*.pt`` + ``*.json`` pairs (this package).
@@ -261,12 +262,14 @@ def list_models() -> list[str]:
     return sorted(names)
 
 
-def _is_ensemble_card(path: Path) -> bool:
-    """Whether `path` is a model card with an ``"ensemble"`` entry (False if unreadable)."""
-    try:
-        card = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+def _is_ensemble_card(path: Path, card: Any = None) -> bool:
+    """Whether `path` (or its parsed JSON `card`) is a model card with an ``"ensemble"``
+    entry (False if unreadable)."""
+    if card is None:
+        try:
+            card = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
     return isinstance(card, dict) and card.get("format") == CARD_FORMAT and (ENSEMBLE_FIELD in card)
 
 
@@ -302,10 +305,10 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
         if not pt.is_file():
             raise ModelError(f"model card '{pt}' does not exist")
         try:
-            json.loads(pt.read_text(encoding="utf-8"))
+            parsed = json.loads(pt.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read model card '{pt}': {exc}") from exc
-        if not _is_ensemble_card(pt):
+        if not _is_ensemble_card(pt, parsed):
             raise ModelError(
                 f"'{pt}' is not an ensemble card: a single model is named by its .pt file"
             )
@@ -375,8 +378,8 @@ def model_sha256(name_or_path: str | os.PathLike) -> str:
     pt = model_path(name_or_path)
     if pt.suffix != ".json":
         return file_sha256(pt)
-    members = read_card(pt)[ENSEMBLE_FIELD].get("members") or []
-    text = "mean:" + ",".join(str(m.get("sha256")) for m in members if isinstance(m, dict))
+    members = read_card(pt)[ENSEMBLE_FIELD]["members"]  # a checked list of objects
+    text = "mean:" + ",".join(str(m.get("sha256")) for m in members)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -490,20 +493,16 @@ def _load_ensemble(card_path: Path, device: str | None) -> EnsembleModel:
     """The `EnsembleModel` of an ensemble card: its members loaded with `load_model`."""
     from midseg.io import file_sha256
 
-    card = read_card(card_path)
+    card = read_card(card_path)  # checks the members' list and the integer fields
     spec = card[ENSEMBLE_FIELD]
-    entries = spec.get("members") if isinstance(spec, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ModelError(
-            f"ensemble card '{card_path}': 'ensemble.members' must be a non-empty list"
-        )
+    entries = spec["members"]
     if spec.get("combine", "mean") != "mean":
         raise ModelError(
             f"ensemble card '{card_path}': combine {spec.get('combine')!r} is not 'mean'"
         )
     members = []
     for k, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        if not isinstance(entry.get("file"), str):
             raise ModelError(f"ensemble card '{card_path}': members[{k}] lacks its 'file'")
         name = entry["file"]
         if Path(name).name != name or not name.endswith(".pt"):
@@ -530,9 +529,7 @@ def _load_ensemble(card_path: Path, device: str | None) -> EnsembleModel:
                     f"ensemble card '{card_path}': member {m.name!r} has {attr} "
                     f"{getattr(m, attr)!r}, member {first.name!r} {getattr(first, attr)!r}"
                 )
-    if int(card["spatial_dims"]) != first.spatial_dims or int(card["image_channels"]) != (
-        first.image_channels
-    ):
+    if card["spatial_dims"] != first.spatial_dims or card["image_channels"] != first.image_channels:
         raise ModelError(
             f"ensemble card '{card_path}': spatial_dims / image_channels differ from its members'"
         )

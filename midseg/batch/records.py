@@ -76,10 +76,12 @@ def _model_files(pt: Path) -> tuple[str, ...]:
     pt = Path(pt)
     if pt.suffix != ".json":
         return (os.path.abspath(pt), os.path.abspath(pt.with_suffix(".json")))
+    from ..errors import MidsegError
+    from ..models import ENSEMBLE_FIELD, read_card
+
     try:
-        members = json.loads(pt.read_text(encoding="utf-8"))["ensemble"]["members"]
-        names = [str(m["file"]) for m in members]
-    except Exception:  # unreadable: the card alone (loading the model will say why)
+        names = [str(m.get("file")) for m in read_card(pt)[ENSEMBLE_FIELD]["members"]]
+    except MidsegError:  # unreadable: the card alone (loading the model will say why)
         names = []
     out = [os.path.abspath(pt)]
     for name in names:
