@@ -32,6 +32,8 @@ __all__ = [
     "REFINE_ITERATIONS",
     "CLICK_REACH",
     "CLICK_DEPTH_MIN",
+    "CLICK_BAND_REACH",
+    "CLICK_BAND_GEODESIC",
     "LOCAL_ZONE_ALPHA",
     "LOCAL_ITERATIONS",
     "LOCAL_SMOOTHING",
@@ -41,6 +43,7 @@ __all__ = [
     "MARGIN_FUSION_FLOOR",
     "check_margin_floor",
     "check_click_depth_min",
+    "check_band_reach",
 ]
 
 
@@ -85,6 +88,21 @@ CLICK_REACH = 2.5
 #: its own voxel. 1 in 2D (no floor: more harmful clicks there), 2 in 3D; chosen on
 #: ``dev_unseen`` (``docs/decisions.md``). Clicks files before version 6 replay with 1.
 CLICK_DEPTH_MIN = {2: 1.0, 3: 2.0}
+
+
+#: Click-local fusion, the boundary band: a click at depth r also relabels the voxels of
+#: the label it corrects that lie within r + 1/2 of the boundary (the layer its own error
+#: is), up to CLICK_BAND_REACH[ndim] times its reach away and weighted by the image
+#: (`refine`, Notes, "The boundary band"). A mask that overshoots or misses an object by a
+#: thin layer all along its boundary is then corrected along the layer, not only around
+#: the click. 6 in 2D; 0 (off) in 3D, where it removed correct parts of two objects
+#: (``docs/decisions.md``). Clicks files before version 7 replay with 0.
+CLICK_BAND_REACH = {2: 6.0, 3: 0.0}
+
+#: The boundary band's weight of the geodesic distance: a band voxel's weight is
+#: ``exp(-(CLICK_BAND_GEODESIC * D_geo + (D_euc / (band_reach * reach))^2))``, so only
+#: voxels that look like the click (within about a third of an SD along the way) follow it.
+CLICK_BAND_GEODESIC = 3.0
 
 
 #: Click-local fusion: voxels where every new click's weight alpha is below this keep the
@@ -450,28 +468,78 @@ def _local_fusion(
     unit_spacing: np.ndarray,
     backend: str,
     min_depth: float,
+    band_reach: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
     `sd_crop`: the windowed crop as the distances walk it, ``_distance_image(norm,
     unit_spacing, LOCAL_SMOOTHING)``; `min_depth`: the smallest depth a reach is computed
-    from (`CLICK_DEPTH_MIN`). Returns the fused probability (float32) and the zone the new
-    clicks reach (bool).
+    from (`CLICK_DEPTH_MIN`); `band_reach`: how many reaches away the boundary band is
+    relabelled (`CLICK_BAND_REACH`, 0: off). Returns the fused probability (float32) and
+    the zone the new clicks reach (bool).
     """
     fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
     for cls, pts in ((1, new_fg), (0, new_bg)):
         if not len(pts):
             continue
-        reach = CLICK_REACH * max(min_depth, _click_depth(prev_mask, pts, cls, unit_spacing))
+        depth = max(min_depth, _click_depth(prev_mask, pts, cls, unit_spacing))
+        reach = CLICK_REACH * depth
         geo = _geodesic(
             sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
         )
-        euc = _euclidean_to_points(fused.shape, pts, unit_spacing) / np.float32(reach)
+        dist = _euclidean_to_points(fused.shape, pts, unit_spacing)
+        euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
+        if band_reach > 0:
+            np.maximum(
+                alpha,
+                _band_alpha(
+                    prev_mask, cls, depth, geo, dist / np.float32(band_reach * reach), unit_spacing
+                ),
+                out=alpha,
+            )
         fused += alpha * (np.float32(cls) - fused)  # (1 - alpha) R + alpha E, E = class
         zone |= alpha > LOCAL_ZONE_ALPHA
     return np.clip(fused, 0.0, 1.0, out=fused), zone
+
+
+def _band_alpha(
+    prev_mask: np.ndarray,
+    cls: int,
+    depth: float,
+    geo: np.ndarray,
+    euc: np.ndarray,
+    unit_spacing: np.ndarray,
+) -> np.ndarray:
+    """The boundary band's weight of one class's clicks (`refine`, Notes, "The boundary
+    band"): ``exp(-(CLICK_BAND_GEODESIC * geo + euc^2))`` on the voxels the previous mask
+    does not give class `cls` that lie within `depth` + 1/2 (units of the smallest
+    spacing) of one it does; 0 elsewhere. `geo` is the clicks' geodesic distance, `euc`
+    their Euclidean distance already divided by the band's reach. Float32, `prev_mask`'s
+    shape."""
+    out = np.zeros(prev_mask.shape, dtype=np.float32)
+    # only where a weight can pass LOCAL_ZONE_ALPHA, padded so that the nearest voxel of
+    # class `cls` of every band voxel there lies inside the window
+    near = euc * euc < -np.log(LOCAL_ZONE_ALPHA)
+    if not near.any():
+        return out
+    unit = np.asarray(unit_spacing, dtype=np.float64)
+    width = depth + 0.5
+    pad = np.ceil(width / unit).astype(int) + 1
+    idx = np.nonzero(near)
+    win = tuple(
+        slice(max(0, int(i.min()) - int(p)), min(n, int(i.max()) + 1 + int(p)))
+        for i, p, n in zip(idx, pad, prev_mask.shape)
+    )
+    other = (prev_mask[win] > 0) != bool(cls)
+    if other.all() or not other.any():  # no boundary in the window
+        return out
+    band = other & near[win]
+    band &= ndimage.distance_transform_edt(other, sampling=unit) <= width
+    w = out[win]
+    w[band] = np.exp(-(CLICK_BAND_GEODESIC * geo[win][band] + euc[win][band] ** 2))
+    return out
 
 
 def _margin_not_clicked_bg(margin: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -581,6 +649,21 @@ def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> fl
     out, shown = real_number(value, name, "a number >= 1")
     if not 1.0 <= out < np.inf:  # NaN fails too
         raise InvalidInputError(f"{name} must be a finite number >= 1, got {shown}")
+    return out
+
+
+def check_band_reach(value, ndim: int, name: str = "band_reach") -> float:
+    """`value` as a float >= 0 (multiples of a click's reach; 0 turns the boundary band
+    off), or ``CLICK_BAND_REACH[ndim]`` for None.
+
+    Raises InvalidInputError naming `name` for anything but a real number (a bool or a
+    string too), NaN, infinity or a negative value.
+    """
+    if value is None:
+        return CLICK_BAND_REACH[ndim]
+    out, shown = real_number(value, name, "a number >= 0")
+    if not 0.0 <= out < np.inf:  # NaN fails too
+        raise InvalidInputError(f"{name} must be a finite number >= 0, got {shown}")
     return out
 
 

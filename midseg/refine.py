@@ -49,6 +49,7 @@ from .fusion import (
     _distance_image,
     _object_window,
     _region_spread,
+    check_band_reach,
     check_click_depth_min,
     fuse_margin_points,
     fuse_margin_points_box,
@@ -181,6 +182,7 @@ def refine(
     new_background=None,
     claim_keep: float = CLICK_CLAIM_KEEP,
     min_click_depth: float | None = None,
+    band_reach: float | None = None,
 ) -> RefineResult:
     """One refinement round of MIDeepSeg stage 2: information fusion + graph cut.
 
@@ -245,6 +247,11 @@ def refine(
         `midseg.fusion.CLICK_DEPTH_MIN` of the image's dimensionality (1 in 2D, 2 in
         3D; a volume one voxel thick counts as 2D, as in `midseg.Session`); 1 is the
         rule of clicks files before version 6.
+    band_reach : float >= 0, optional
+        ``"ifgc"`` only: how many times its reach away a click relabels the boundary
+        band it lies in (Notes, "The boundary band"); default
+        `midseg.fusion.CLICK_BAND_REACH` of the image's dimensionality (6 in 2D, 0 in
+        3D); 0 turns it off, the rule of clicks files before version 7.
 
     Returns
     -------
@@ -283,7 +290,8 @@ def refine(
     pairwise term weighted ``LOCAL_PAIRWISE * λ``) then labels
     the voxels with ``alpha > LOCAL_ZONE_ALPHA``; all others keep the
     previous label, and every click in force and every margin point (unless
-    a background click is on it) is a hard constraint. The intensities the
+    a background click is on it) is a hard constraint (the boundary band
+    below adds to the zone). The intensities the
     pairwise term and the distances see are mapped to [0, 1] by a window
     referenced to the object, not the crop's range (`WINDOW_QUANTILES`:
     the 5th-95th percentile at the foreground seeds' 3x3(x3)
@@ -305,6 +313,23 @@ def refine(
     background click of the same round stays removed, and background clicks
     themselves are not guarded (a cut that removes less than their threshold
     keeps the object). Chosen on ``dev_unseen`` (``docs/decisions.md``).
+
+    *The boundary band* (``"ifgc"``, `band_reach` > 0). Where stage 1 misses
+    or overshoots an object by a thin layer all along its boundary (a
+    partial-volume rim, a neighbour of the same intensity), a click lies in
+    that layer at a small depth ``r`` and its reach covers a few voxels of a
+    layer that may run the whole perimeter. Each class's new clicks
+    therefore also weigh the voxels of the label they correct that lie
+    within ``r + 1/2`` of the boundary (the layer's own thickness) by
+
+        alpha_band = exp(-(CLICK_BAND_GEODESIC * D_geo + (D_euc / R_band)^2)),
+        R_band = band_reach * CLICK_REACH * r,
+
+    and a voxel's weight is the larger of ``alpha`` and ``alpha_band``: the
+    correction follows the layer as far as the image along it looks like the
+    click (a third of an SD of geodesic distance weighs as much as a whole
+    SD does for ``alpha``), and never goes deeper than the click's own depth.
+    On in 2D only (``CLICK_BAND_REACH``; ``docs/decisions.md``).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of
@@ -402,6 +427,7 @@ def refine(
         new_bg=new_bg if local else None,
         claim_keep=check_fraction(claim_keep, "claim_keep"),
         min_click_depth=check_click_depth_min(min_click_depth, computing_ndim(shape)),
+        band_reach=check_band_reach(band_reach, computing_ndim(shape)),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -450,6 +476,7 @@ def refine_region(
     new_bg: np.ndarray | None,
     claim_keep: float = CLICK_CLAIM_KEEP,
     min_click_depth: float = 1.0,
+    band_reach: float = 0.0,
     cache: dict | None = None,
 ) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
@@ -457,10 +484,10 @@ def refine_region(
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
     what the region costs, whatever the image's size. `min_click_depth`: as `refine`'s,
     already checked (callers pass it; the default 1 is the rule before clicks-file
-    version 6). `cache`: a dict the caller keeps between rounds on the same `chans`
-    ("ifgc"): the region's windowed intensities and their smoothed copy are reused while
-    the region and the object window stay the same (background-only rounds), with
-    identical results.
+    version 6); `band_reach` likewise (the default 0 is the rule before version 7).
+    `cache`: a dict the caller keeps between rounds on the same `chans` ("ifgc"): the
+    region's windowed intensities and their smoothed copy are reused while the region and
+    the object window stay the same (background-only rounds), with identical results.
 
     `chans` (C, *S) and `p` are the whole image and CNN map (read only, never copied or
     scanned; "ifgc" does not read `p`, which may be None); `prev_mask` the previous mask
@@ -490,8 +517,9 @@ def refine_region(
     # outside labels: the previous mask ("ifgc"), else the stage-1 rule p >= 0.5
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
+        fg_bg = (new_fg - origin, new_bg - origin)
         fused, zone = _local_fusion(
-            prev_mask[sl], sd_crop, new_fg - origin, new_bg - origin, unit, backend, min_click_depth
+            prev_mask[sl], sd_crop, *fg_bg, unit, backend, min_click_depth, band_reach
         )
         outside = prev_mask[outer.slices] != 0
     else:

@@ -114,6 +114,12 @@ class Session(_History):
         ``CLICK_DEPTH_MIN[ndim]`` of `midseg.fusion` (1 in 2D, 2 in 3D; a volume one
         voxel thick counts as 2D; clicks files before version 6 replay with 1). Stored
         in clicks files.
+    band_reach : float >= 0, optional
+        With ``method="ifgc"``: how many times its reach away a click also relabels the
+        thin layer of error along the boundary it lies in (`midseg.refine.refine`,
+        Notes, "The boundary band"); default ``CLICK_BAND_REACH[ndim]`` of
+        `midseg.fusion` (6 in 2D, 0 = off in 3D; clicks files before version 7 replay
+        with 0). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -144,6 +150,7 @@ class Session(_History):
         margin_floor: float | None = None,
         claim_keep: float | None = None,
         min_click_depth: float | None = None,
+        band_reach: float | None = None,
         device: str | None = None,
     ):
         self.image = _as_image(image)
@@ -153,8 +160,13 @@ class Session(_History):
         if not isinstance(stage1_cut, (bool, np.bool_)):
             raise InvalidInputError(f"stage1_cut must be True or False, got {stage1_cut!r}")
         self.stage1_cut = bool(stage1_cut)
-        self.margin_floor, self.claim_keep, self.min_click_depth = _check_ifgc_settings(
-            margin_floor, claim_keep, min_click_depth, self._work.ndim
+        (
+            self.margin_floor,
+            self.claim_keep,
+            self.min_click_depth,
+            self.band_reach,
+        ) = _check_ifgc_settings(
+            margin_floor, claim_keep, min_click_depth, band_reach, self._work.ndim
         )
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
@@ -190,13 +202,15 @@ class Session(_History):
 
     def _settings(self) -> dict:
         """The refinement settings a clicks file stores besides lam and sigma (method,
-        stage1_cut, margin_floor, claim_keep, min_click_depth), as Session keywords."""
+        stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach), as Session
+        keywords."""
         return {
             "method": self.method,
             "stage1_cut": self.stage1_cut,
             "margin_floor": self.margin_floor,
             "claim_keep": self.claim_keep,
             "min_click_depth": self.min_click_depth,
+            "band_reach": self.band_reach,
         }
 
     def _w(self, points: np.ndarray) -> np.ndarray:
@@ -505,6 +519,7 @@ class Session(_History):
             new_bg=w(bg),
             claim_keep=self.claim_keep,
             min_click_depth=self.min_click_depth,
+            band_reach=self.band_reach,
             cache=self._intensities,
         )
         sl = self._file_box(res.box).slices
@@ -775,6 +790,7 @@ class Session(_History):
             margin_floor=params.get("margin_floor"),
             claim_keep=params.get("claim_keep"),
             min_click_depth=params.get("min_click_depth"),
+            band_reach=params.get("band_reach"),
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)

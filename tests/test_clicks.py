@@ -62,8 +62,8 @@ def document(image, rounds=None):
 
 
 def test_constants_name_the_format_and_its_versions():
-    assert CLICKS_FORMAT == "midseg-clicks" and CLICKS_VERSION == 6
-    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6) and CLICKS_VERSION == max(READABLE_VERSIONS)
+    assert CLICKS_FORMAT == "midseg-clicks" and CLICKS_VERSION == 7
+    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6, 7) and CLICKS_VERSION == max(READABLE_VERSIONS)
     assert CLICKS_SCHEMA.is_file() and json.loads(CLICKS_SCHEMA.read_text())
 
 
@@ -179,7 +179,7 @@ def test_mask_sha256_hashes_the_mask_as_uint8():
         (
             lambda d: {**d, "version": 9},
             r"version 9 is not supported \(this midseg reads versions "
-            r"1, 2, 3, 4, 5, 6\)",
+            r"1, 2, 3, 4, 5, 6, 7\)",
         ),
         (lambda d: {k: v for k, v in d.items() if k != "rounds"}, "lacks the 'rounds' entry"),
         (
@@ -286,3 +286,14 @@ def test_older_files_get_the_floor_of_the_dimensionality_they_were_computed_in(s
     new = clicks_from_dict({**doc, "version": 4})
     assert new["parameters"]["margin_floor"] == floor and new["parameters"]["claim_keep"] == 0
     assert new["parameters"]["min_click_depth"] == 1.0
+
+
+def test_version_6_files_keep_their_depth_and_replay_without_the_boundary_band():
+    doc = json.loads(json.dumps(document(image_2d())))
+    doc["parameters"] = {**doc["parameters"], "min_click_depth": 2.0}
+    new = clicks_from_dict({**doc, "version": 6})
+    assert new["upgraded_from_version"] == 6 and new["version"] == 7
+    assert new["parameters"]["band_reach"] == 0.0
+    assert new["parameters"]["min_click_depth"] == 2.0
+    for old in (3, 5):
+        assert clicks_from_dict({**doc, "version": old})["parameters"]["band_reach"] == 0.0

@@ -1160,3 +1160,49 @@ def test_min_click_depth_defaults_to_2d_for_a_volume_one_voxel_thick():
     assert np.array_equal(default, one) and not np.array_equal(one, two)
     with pytest.raises(InvalidInputError, match="min_click_depth"):
         refine(image, prev.astype(np.float32), min_click_depth=10**400, **kw)
+
+
+def _rim_round(band_reach, cls):
+    """A 2D mask that overshoots (cls 0) or misses (cls 1) a bright square by a rim one
+    voxel wide all round; one click of class `cls` in the rim on the square's left side."""
+    n = 60
+    image = np.random.default_rng(3).normal(0.0, 0.05, (n, n))
+    obj = np.zeros((n, n), bool)
+    obj[20:40, 20:40] = True
+    image[obj] += 1.0
+    prev = np.zeros_like(obj)
+    if cls == 0:
+        prev[19:41, 19:41] = True
+        click = (30, 19)
+    else:
+        prev[21:39, 21:39] = True
+        click = (30, 20)
+    margin = [(30, 22), (30, 37), (22, 30), (37, 30)]
+    fg, bg = ([click], []) if cls else ([], [click])
+    res = refine(
+        image, prev.astype(np.float32), margin_points=margin, foreground=fg, background=bg,
+        previous=(prev.astype(np.float32), prev.astype(np.uint8)), new_foreground=fg,
+        new_background=bg, band_reach=band_reach,
+    )  # fmt: skip
+    return res.mask.astype(bool), prev, obj
+
+
+@pytest.mark.parametrize("cls", [0, 1])
+def test_a_click_in_a_thin_rim_of_error_relabels_the_rim_along_the_boundary(cls):
+    """Issue 17: with the boundary band (the 2D default) a click in a rim of error one
+    voxel wide relabels the rim along the square's side, far beyond its own reach, and
+    never crosses the true boundary; without it (band_reach 0) only a patch around the
+    click changes."""
+    off, prev, obj = _rim_round(0.0, cls)
+    on, _, _ = _rim_round(None, cls)  # None: CLICK_BAND_REACH[2] = 6
+    rim = prev & ~obj if cls == 0 else obj & ~prev
+    fixed_off = np.count_nonzero(rim & (off == obj))
+    fixed_on = np.count_nonzero(rim & (on == obj))
+    assert fixed_on > 3 * fixed_off > 0
+    assert fixed_on >= 20  # most of the left side (20 voxels) and more
+    assert np.array_equal(on[~rim], prev[~rim])  # nothing beyond the rim changes
+    explicit, _, _ = _rim_round(6.0, cls)
+    assert np.array_equal(explicit, on)
+    for bad in (-0.5, float("nan"), True, "2"):
+        with pytest.raises(InvalidInputError, match="band_reach"):
+            _rim_round(bad, cls)

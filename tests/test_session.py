@@ -156,10 +156,11 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 6
+    assert data["format"] == "midseg-clicks" and data["version"] == 7
     assert data["parameters"]["stage1_cut"] is True
     assert data["parameters"]["claim_keep"] == 0.1
     assert data["parameters"]["min_click_depth"] == (2.0 if image.ndim == 3 else 1.0)
+    assert data["parameters"]["band_reach"] == (0.0 if image.ndim == 3 else 6.0)
     assert data["parameters"]["margin_floor"] == (0.9 if image.ndim == 3 else 0.0)
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
@@ -320,7 +321,7 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     certainty-weighted fusion of all clicks ("ifgc-global")."""
     image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 6 and read["upgraded_from_version"] == version
+    assert read["version"] == 7 and read["upgraded_from_version"] == version
     assert read["parameters"]["method"] == method
     assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -331,24 +332,25 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", method]
-    old["version"] = 7
+    old["version"] = 8
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 7"):
+    with pytest.raises(InvalidInputError, match="version 8"):
         midseg.Session.from_clicks(path, image, model=model)
 
 
-def _older_ifgc_file(tmp_path, version, **settings):
-    """A 3D "ifgc" session made with `settings` and its clicks file relabelled `version`
-    (without the parameters that version did not have)."""
-    image, truth = phantom(3)
-    model = write_tiny_model(tmp_path, 3)
+def _older_ifgc_file(tmp_path, version, ndim=3, **settings):
+    """An "ifgc" session (3D unless `ndim` is 2) made with `settings` and its clicks file
+    relabelled `version` (without the parameters that version did not have)."""
+    image, truth = phantom(ndim)
+    model = write_tiny_model(tmp_path, ndim)
     before = midseg.Session(image, model=model, **settings)
     before.segment(margin_points(truth))
     fg, _ = _fg_bg(truth)
     before.refine(foreground=[fg])
     old = json.loads(json.dumps(before.clicks_dict()))
     old["version"] = version
-    gone = ("min_click_depth",) + (("margin_floor", "claim_keep") if version < 5 else ())
+    gone = ("band_reach",) + (("min_click_depth",) if version < 6 else ())
+    gone += ("margin_floor", "claim_keep") if version < 5 else ()
     for key in gone + (("stage1_cut",) if version < 4 else ()):
         del old["parameters"][key]
     path = tmp_path / f"v{version}.clicks.json"
@@ -360,7 +362,13 @@ def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
     """Version-3 files were made before 3D stage 1 ended with the graph cut: they replay
     with the 0.5 threshold of the fused map, the mask they were made with."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 3, stage1_cut=False, margin_floor=0.8, claim_keep=0.0, min_click_depth=1.0
+        tmp_path,
+        3,
+        stage1_cut=False,
+        margin_floor=0.8,
+        claim_keep=0.0,
+        min_click_depth=1.0,
+        band_reach=0,
     )
     read = read_clicks(path)
     assert read["parameters"]["stage1_cut"] is False and read["upgraded_from_version"] == 3
@@ -380,7 +388,7 @@ def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     """Version-4 files were made with the 3D stage-1 floor 0.8 and without the guard of a
     foreground click's claim: they replay with those, the masks they were made with."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 4, margin_floor=0.8, claim_keep=0, min_click_depth=1
+        tmp_path, 4, margin_floor=0.8, claim_keep=0, min_click_depth=1, band_reach=0
     )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 4 and read["parameters"]["stage1_cut"] is True
@@ -405,7 +413,7 @@ def test_version_5_clicks_replay_with_min_click_depth_1(tmp_path):
     they replay with that (and keep their stored floor and guard); a new Session takes the
     3D default 2."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 5, margin_floor=0.7, claim_keep=0.2, min_click_depth=1.0
+        tmp_path, 5, margin_floor=0.7, claim_keep=0.2, min_click_depth=1.0, band_reach=0
     )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 5 and read["parameters"]["min_click_depth"] == 1
@@ -419,6 +427,29 @@ def test_version_5_clicks_replay_with_min_click_depth_1(tmp_path):
     for bad in (0.5, float("inf"), True, "2", 10**400):
         with pytest.raises(InvalidInputError, match="min_click_depth"):
             midseg.Session(image, model=model, min_click_depth=bad)
+
+
+def test_version_6_clicks_replay_without_the_boundary_band(tmp_path):
+    """Version-6 files were made before a click relabelled the boundary band: a 2D file
+    replays with band_reach 0 (and keeps its stored depth floor); a new 2D Session takes
+    the default 6, a 3D one 0."""
+    image, model, before, path = _older_ifgc_file(
+        tmp_path, 6, ndim=2, min_click_depth=1.5, band_reach=0
+    )
+    read = read_clicks(path)
+    assert read["upgraded_from_version"] == 6 and read["parameters"]["band_reach"] == 0
+    assert read["parameters"]["min_click_depth"] == 1.5
+    with pytest.warns(OlderClicksWarning, match="band_reach 0.0"):
+        replay = midseg.Session.from_clicks(path, image, model=model)
+    assert (replay.min_click_depth, replay.band_reach) == (1.5, 0.0)
+    assert np.array_equal(replay.mask, before.mask)
+    assert midseg.Session(image, model=model).band_reach == 6.0  # the 2D default
+    assert midseg.Session(image, model=model, band_reach=2).band_reach == 2.0
+    image3, _ = phantom(3)
+    assert midseg.Session(image3, model=write_tiny_model(tmp_path, 3)).band_reach == 0.0
+    for bad in (-1, float("nan"), float("inf"), True, "2", 10**400):
+        with pytest.raises(InvalidInputError, match="band_reach"):
+            midseg.Session(image, model=model, band_reach=bad)
 
 
 # -- a later click of the other class wins ------------------------------------------------
