@@ -491,14 +491,11 @@ def _local_fusion(
         dist = _euclidean_to_points(fused.shape, pts, unit_spacing)
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
-        if band_reach > 0:
-            np.maximum(
-                alpha,
-                _band_alpha(
-                    prev_mask, cls, depth, geo, dist / np.float32(band_reach * reach), unit_spacing
-                ),
-                out=alpha,
-            )
+        band = band_reach * reach  # R_band; below 1e-3 it reaches no voxel but the click's
+        if band >= 1e-3:
+            euc_band = dist * np.float32(1.0 / band)
+            band_alpha = _band_alpha(prev_mask, cls, depth, geo, euc_band, unit_spacing)
+            np.maximum(alpha, band_alpha, out=alpha)
         fused += alpha * (np.float32(cls) - fused)  # (1 - alpha) R + alpha E, E = class
         zone |= alpha > LOCAL_ZONE_ALPHA
     return np.clip(fused, 0.0, 1.0, out=fused), zone

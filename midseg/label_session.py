@@ -5,7 +5,7 @@ rounds, undo and redo) over a shared image and model, and composes their masks i
 label map (0 = background, one value per object) with an explicit overlap policy: by
 default an object never takes voxels another object already holds (``"keep"``); with
 ``"overwrite"`` later objects win. `save` writes every object's clicks into one JSON
-document (format ``midseg-labels``, each object's clicks the version-3 clicks document of
+document (format ``midseg-labels``, each object's clicks the clicks document of
 `Session.save_clicks`); `LabelSession.load` replays it, and also accepts a plain clicks
 file as a session of one object. `write_labelmap` writes the label map with names and
 colours (`midseg.labelmap`: ``.seg.nrrd``, NIfTI + sidecar; ``.dcm`` DICOM-SEG for an

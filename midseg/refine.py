@@ -328,7 +328,10 @@ def refine(
     and a voxel's weight is the larger of ``alpha`` and ``alpha_band``: the
     correction follows the layer as far as the image along it looks like the
     click (a third of an SD of geodesic distance weighs as much as a whole
-    SD does for ``alpha``), and never goes deeper than the click's own depth.
+    SD does for ``alpha``), and never deeper than ``r``. As for the reach,
+    ``r`` is the largest depth among the round's clicks of that class. The
+    band is part of the zone the graph cut labels, and of the claim of the
+    next paragraph.
     On in 2D only (``CLICK_BAND_REACH``; ``docs/decisions.md``).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:

@@ -163,7 +163,7 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     ls.add("left").segment(P_LEFT)
     doc = ls.object("left").clicks_dict()
     doc["version"] = 4
-    for key in ("margin_floor", "claim_keep", "min_click_depth"):
+    for key in ("margin_floor", "claim_keep", "min_click_depth", "band_reach"):
         del doc["parameters"][key]
     (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
     with pytest.warns(OlderClicksWarning, match=r"v4\.clicks\.json.*'Segment_1'"):
@@ -190,3 +190,14 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     chosen = back.add("right")
     assert (chosen.margin_floor, chosen.claim_keep, chosen.method) == (0.3, 0.0, "gc")
     assert chosen.min_click_depth == 1.0  # 2D default (3D: 2)
+    # a version-6 file also stored min_click_depth, which carries over; its band_reach was
+    # 0 for its own rounds, and a new object takes today's default
+    doc.update(version=6)
+    doc["parameters"].update(min_click_depth=1.5)
+    (tmp_path / "v6.clicks.json").write_text(json.dumps(doc))
+    with pytest.warns(OlderClicksWarning):
+        back = LabelSession.load(tmp_path / "v6.clicks.json", IMG)
+    old = back.object("Segment_1")
+    assert (old.min_click_depth, old.band_reach) == (1.5, 0.0)
+    chosen = back.add("right")
+    assert (chosen.min_click_depth, chosen.band_reach, chosen.margin_floor) == (1.5, 6.0, 0.3)

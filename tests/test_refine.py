@@ -1206,3 +1206,53 @@ def test_a_click_in_a_thin_rim_of_error_relabels_the_rim_along_the_boundary(cls)
     for bad in (-0.5, float("nan"), True, "2"):
         with pytest.raises(InvalidInputError, match="band_reach"):
             _rim_round(bad, cls)
+
+
+def _band_round(image, prev, click, cls):
+    """One 2D round with the default boundary band from `prev`; margin points inside the
+    square of `_rim_round`."""
+    margin = [(30, 22), (30, 37), (22, 30), (37, 30)]
+    fg, bg = ([click], []) if cls else ([], [click])
+    res = refine(
+        image, prev.astype(np.float32), margin_points=margin, foreground=fg, background=bg,
+        previous=(prev.astype(np.float32), prev.astype(np.uint8)), new_foreground=fg,
+        new_background=bg,
+    )  # fmt: skip
+    return res.mask.astype(bool)
+
+
+def test_the_boundary_band_goes_no_deeper_than_the_click():
+    """A foreground click in a missed rim one voxel wide, beside a strip that looks like the
+    object just outside it: the band takes the rim along the side, and of the strip only
+    what the click's own reach takes next to it (a band 2 voxels deeper took 13)."""
+    image = np.random.default_rng(4).normal(0.0, 0.05, (60, 60))
+    obj = np.zeros((60, 60), bool)
+    obj[20:40, 20:40] = True
+    image[obj] += 1.0
+    image[20:40, 16:20] += 1.0  # like the object, outside it
+    prev = np.zeros_like(obj)
+    prev[21:39, 21:39] = True
+    click = (30, 20)
+    mask = _band_round(image, prev, click, 1)
+    strip = np.zeros_like(obj)
+    strip[20:40, 16:20] = True
+    taken = np.argwhere(mask & strip)
+    assert len(taken) <= 3 and np.all(np.hypot(*(taken - click).T) <= 1.5)
+    assert np.count_nonzero(mask[20:40, 20]) >= 10  # of the rim along the side, 20 voxels
+
+
+def test_the_boundary_band_stops_where_the_layer_stops_looking_like_the_click():
+    """A background click in an overshooting rim whose lower half on the left is brighter:
+    the band removes the rim's dark upper half and keeps most of the brighter half (without
+    the geodesic term it removed all of it, with a third of its weight 8 of 10)."""
+    image = np.random.default_rng(5).normal(0.0, 0.05, (60, 60))
+    obj = np.zeros((60, 60), bool)
+    obj[20:40, 20:40] = True
+    image[obj] += 1.0
+    image[31:41, 19] += 0.8
+    prev = np.zeros_like(obj)
+    prev[19:41, 19:41] = True
+    mask = _band_round(image, prev, (22, 19), 0)
+    assert not mask[19:31, 19].any()  # the dark upper half, up to 9 voxels from the click
+    assert np.count_nonzero(~mask[31:41, 19]) <= 5
+    assert mask[obj].all()
