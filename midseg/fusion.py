@@ -91,8 +91,8 @@ CLICK_DEPTH_MIN = {2: 1.0, 3: 2.0}
 
 
 #: Click-local fusion, the boundary band: a click at depth r also relabels the voxels of
-#: the label it corrects that lie within r + 1/2 of the boundary (the layer its own error
-#: is), up to CLICK_BAND_REACH[ndim] times its reach away and weighted by the image
+#: the label it corrects that lie within r + 1/2 of the nearest voxel of its own class (a
+#: layer as thick as its own error), up to CLICK_BAND_REACH[ndim] times its reach away and weighted by the image
 #: (`refine`, Notes, "The boundary band"). A mask that overshoots or misses an object by a
 #: thin layer all along its boundary is then corrected along the layer, not only around
 #: the click. 6 in 2D; 0 (off) in 3D, where it removed correct parts of two objects
@@ -492,7 +492,10 @@ def _local_fusion(
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
         band = band_reach * reach  # R_band; below 1e-3 it reaches no voxel but the click's
-        if band >= 1e-3:
+        # only a click in an error has a layer to follow: one that agrees with the mask at
+        # its own voxel changes no more than its own reach does
+        corrects = np.any((prev_mask[tuple(np.asarray(pts).T)] > 0) != bool(cls))
+        if band >= 1e-3 and corrects:
             euc_band = dist * np.float32(1.0 / band)
             band_alpha = _band_alpha(prev_mask, cls, depth, geo, euc_band, unit_spacing)
             np.maximum(alpha, band_alpha, out=alpha)
@@ -661,7 +664,7 @@ def check_band_reach(value, ndim: int, name: str = "band_reach") -> float:
     out, shown = real_number(value, name, "a number >= 0")
     if not 0.0 <= out < np.inf:  # NaN fails too
         raise InvalidInputError(f"{name} must be a finite number >= 0, got {shown}")
-    return out
+    return out + 0.0  # -0.0 as 0.0
 
 
 def fuse_margin_points_box(

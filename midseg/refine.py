@@ -320,7 +320,8 @@ def refine(
     that layer at a small depth ``r`` and its reach covers a few voxels of a
     layer that may run the whole perimeter. Each class's new clicks
     therefore also weigh the voxels of the label they correct that lie
-    within ``r + 1/2`` of the boundary (the layer's own thickness) by
+    within ``r + 1/2`` of the nearest voxel of their own class (a layer as
+    thick as the click is deep) by
 
         alpha_band = exp(-(CLICK_BAND_GEODESIC * D_geo + (D_euc / R_band)^2)),
         R_band = band_reach * CLICK_REACH * r,
@@ -331,7 +332,8 @@ def refine(
     SD does for ``alpha``), and never deeper than ``r``. As for the reach,
     ``r`` is the largest depth among the round's clicks of that class. The
     band is part of the zone the graph cut labels, and of the claim of the
-    next paragraph.
+    next paragraph. A round whose clicks of a class all agree with the
+    previous mask at their own voxels (no error there) has no band.
     On in 2D only (``CLICK_BAND_REACH``; ``docs/decisions.md``).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:

@@ -1256,3 +1256,20 @@ def test_the_boundary_band_stops_where_the_layer_stops_looking_like_the_click():
     assert not mask[19:31, 19].any()  # the dark upper half, up to 9 voxels from the click
     assert np.count_nonzero(~mask[31:41, 19]) <= 5
     assert mask[obj].all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_no_op_background_click_in_2d_has_no_boundary_band(seed):
+    """The 2D slice of the CT-like scene with a weak edge (the object 10 HU above its
+    surround): a background click where the mask is already background, near the object,
+    removes no object voxel farther than 3 voxels from it (with the band it took up to 6)."""
+    img, cnn, gt, margin = _ct_like_scene(np.random.default_rng(seed))
+    img2, cnn2, gt2 = img[20].copy(), cnn[20], gt[20]
+    img2[gt2] -= 40.0
+    margin2 = np.array([p[1:] for p in margin if p[0] == 20])
+    before = cnn2 >= 0.5
+    for click in [(12, 24), (30, 32), (24, 37)]:
+        assert not before[click] and not gt2[click]
+        res = refine(img2, cnn2, margin_points=margin2, background=[click])  # band_reach 6
+        lost = np.argwhere(before & (res.mask == 0))
+        assert not np.any(np.hypot(*(lost - np.array(click)).T) > 3), (click, lost)
