@@ -15,7 +15,12 @@ import numpy as np
 from ._checks import check_fraction, check_lam_sigma, flat_axis_of_shape
 from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
 from .io import Image
-from .fusion import check_band_reach, check_click_depth_min, check_margin_floor
+from .fusion import (
+    check_band_reach,
+    check_click_depth_min,
+    check_margin_floor,
+    check_thick_slice_ratio,
+)
 from .refine import CLICK_CLAIM_KEEP, REFINE_METHODS
 
 
@@ -27,16 +32,17 @@ def _check_params(lam, sigma, method):
 
 
 def _check_ifgc_settings(
-    margin_floor, claim_keep, min_click_depth, band_reach, ndim: int
-) -> tuple[float, float, float, float]:
-    """The session's stage-1 margin floor, click-claim guard, smallest click depth and
-    boundary-band reach, defaults filled in."""
+    margin_floor, claim_keep, min_click_depth, band_reach, thick_slice_ratio, ndim: int
+) -> tuple[float, float, float, float, float]:
+    """The session's stage-1 margin floor, click-claim guard, smallest click depth,
+    boundary-band reach and thick-slice ratio, defaults filled in."""
     keep = CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
     return (
         check_margin_floor(margin_floor, ndim, "margin_floor"),
         check_fraction(keep, "claim_keep"),
         check_click_depth_min(min_click_depth, ndim),
         check_band_reach(band_reach, ndim),
+        check_thick_slice_ratio(thick_slice_ratio, ndim),
     )
 
 

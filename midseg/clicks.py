@@ -51,6 +51,9 @@ __all__ = [
 
 #: The ``"format"`` entry of every clicks document.
 CLICKS_FORMAT = "midseg-clicks"
+#: Version 8: ``parameters.thick_slice_ratio`` (along an axis whose spacing is at least
+#: that many times the smallest, a click in "ifgc" reaches only its own slice; now 5 in
+#: 3D); files of versions 1-7 are read with 0 (off), the rule of their time.
 #: Version 7: ``parameters.band_reach`` (how far a click in "ifgc" also relabels the thin
 #: layer of error along the boundary it lies in, now 6 reaches in 2D); files of versions
 #: 1-6 are read with 0 (off), the rule of their time.
@@ -69,9 +72,9 @@ CLICKS_FORMAT = "midseg-clicks"
 #: Version-2 files were written when "ifgc" meant the certainty-weighted fusion of all clicks,
 #: now "ifgc-global"; version-1 files when it meant Eq. 7 as printed, now "ifgc-paper". Older
 #: files are read with those names in its place, so they replay the masks they were made with.
-CLICKS_VERSION = 7
+CLICKS_VERSION = 8
 #: The versions `read_clicks` and `clicks_from_dict` accept (older ones are migrated).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 #: What "ifgc" meant in each older clicks-file version.
 _OLD_IFGC = {1: "ifgc-paper", 2: "ifgc-global"}
 
@@ -318,7 +321,8 @@ def clicks_from_dict(data: dict) -> dict:
         methods renamed to what they meant then (versions 1-2), ``parameters.stage1_cut``
         false (versions 1-3), ``margin_floor`` 0.8 in 3D / 0 in 2D and ``claim_keep`` 0
         (versions 1-4), ``min_click_depth`` 1 (versions 1-5), ``band_reach`` 0
-        (versions 1-6), and ``"upgraded_from_version"`` added.
+        (versions 1-6), ``thick_slice_ratio`` 0 (versions 1-7), and
+        ``"upgraded_from_version"`` added.
 
     Raises
     ------
@@ -377,7 +381,8 @@ def _upgrade(data: dict, version: int) -> dict:
     """An older clicks dict as the current version: its "ifgc" becomes `_OLD_IFGC[version]`
     (versions 1-2), stage 1 keeps the 0.5 threshold before version 4 (``stage1_cut:
     false``), the stage-1 floor and claim guard are those of versions 1-4, the smallest
-    click depth that of versions 1-5, and the boundary band is off (versions 1-6)."""
+    click depth that of versions 1-5, the boundary band is off (versions 1-6), and so is
+    the thick-slice rule (versions 1-7)."""
 
     def method(entry):
         if not isinstance(entry, dict) or entry.get("method") != "ifgc" or version >= 3:
@@ -391,7 +396,8 @@ def _upgrade(data: dict, version: int) -> dict:
             **params,
             **({"margin_floor": _OLD_MARGIN_FLOOR[ndim], "claim_keep": 0.0} if version < 5 else {}),
             **({"min_click_depth": 1.0} if version < 6 else {}),
-            "band_reach": 0.0,
+            **({"band_reach": 0.0} if version < 7 else {}),
+            "thick_slice_ratio": 0.0,
             **({"stage1_cut": False} if version < 4 else {}),
         }
     rounds = data["rounds"]

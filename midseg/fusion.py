@@ -34,6 +34,7 @@ __all__ = [
     "CLICK_DEPTH_MIN",
     "CLICK_BAND_REACH",
     "CLICK_BAND_GEODESIC",
+    "THICK_SLICE_RATIO",
     "LOCAL_ZONE_ALPHA",
     "LOCAL_ITERATIONS",
     "LOCAL_SMOOTHING",
@@ -44,6 +45,7 @@ __all__ = [
     "check_margin_floor",
     "check_click_depth_min",
     "check_band_reach",
+    "check_thick_slice_ratio",
 ]
 
 
@@ -103,6 +105,16 @@ CLICK_BAND_REACH = {2: 6.0, 3: 0.0}
 #: ``exp(-(CLICK_BAND_GEODESIC * D_geo + (D_euc / (band_reach * reach))^2))``, so only
 #: voxels that look like the click (within about a third of an SD along the way) follow it.
 CLICK_BAND_GEODESIC = 3.0
+
+
+#: Click-local fusion, thick slices: along an axis whose spacing is at least this many
+#: times the smallest one, a click reaches only its own slice (`refine`, Notes, "Thick
+#: slices"). Neighbouring slices that far apart share little but partial volume, and a
+#: click's depth, measured in-plane, says nothing about the next slice: on MR tumours of
+#: 6.5 mm slices (0.78 mm pixels) a background click in a slice stage 1 overshot took the
+#: object out of the next one. 5 in 3D (0 = off; in 2D there are no slices); chosen on
+#: ``dev_unseen`` (``docs/decisions.md``). Clicks files before version 8 replay with 0.
+THICK_SLICE_RATIO = {2: 0.0, 3: 5.0}
 
 
 #: Click-local fusion: voxels where every new click's weight alpha is below this keep the
@@ -469,14 +481,16 @@ def _local_fusion(
     backend: str,
     min_depth: float,
     band_reach: float = 0.0,
+    thick_slice_ratio: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Click-local information fusion of one round (crop coordinates; `refine`, Notes).
 
     `sd_crop`: the windowed crop as the distances walk it, ``_distance_image(norm,
     unit_spacing, LOCAL_SMOOTHING)``; `min_depth`: the smallest depth a reach is computed
     from (`CLICK_DEPTH_MIN`); `band_reach`: how many reaches away the boundary band is
-    relabelled (`CLICK_BAND_REACH`, 0: off). Returns the fused probability (float32) and
-    the zone the new clicks reach (bool).
+    relabelled (`CLICK_BAND_REACH`, 0: off); `thick_slice_ratio`: the spacing ratio from
+    which an axis's slices are kept apart (`THICK_SLICE_RATIO`, 0: off). Returns the fused
+    probability (float32) and the zone the new clicks reach (bool).
     """
     fused = (prev_mask > 0).astype(np.float32)  # the prior is the previous mask
     zone = np.zeros(fused.shape, dtype=bool)
@@ -489,6 +503,8 @@ def _local_fusion(
             sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
         )
         dist = _euclidean_to_points(fused.shape, pts, unit_spacing)
+        if thick_slice_ratio > 0:
+            _keep_own_slices(dist, pts, unit_spacing, thick_slice_ratio)
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
         band = band_reach * reach  # R_band; below 1e-3 it reaches no voxel but the click's
@@ -502,6 +518,21 @@ def _local_fusion(
         fused += alpha * (np.float32(cls) - fused)  # (1 - alpha) R + alpha E, E = class
         zone |= alpha > LOCAL_ZONE_ALPHA
     return np.clip(fused, 0.0, 1.0, out=fused), zone
+
+
+def _keep_own_slices(
+    dist: np.ndarray, pts: np.ndarray, unit_spacing: np.ndarray, ratio: float
+) -> None:
+    """Set `dist` (the Euclidean distance to the clicks `pts`, float32) to inf, in place,
+    in every slice across an axis whose spacing is at least `ratio` times the smallest
+    that holds none of the clicks (`refine`, Notes, "Thick slices")."""
+    unit = np.asarray(unit_spacing, dtype=np.float64)
+    for ax in np.flatnonzero(unit >= ratio * unit.min()):
+        other = np.ones(dist.shape[ax], dtype=bool)
+        other[np.asarray(pts, dtype=np.int64).reshape(-1, dist.ndim)[:, ax]] = False
+        index: list[slice | np.ndarray] = [slice(None)] * dist.ndim
+        index[ax] = other
+        dist[tuple(index)] = np.inf
 
 
 def _band_alpha(
@@ -650,6 +681,22 @@ def check_click_depth_min(value, ndim: int, name: str = "min_click_depth") -> fl
     if not 1.0 <= out < np.inf:  # NaN fails too
         raise InvalidInputError(f"{name} must be a finite number >= 1, got {shown}")
     return out
+
+
+def check_thick_slice_ratio(value, ndim: int, name: str = "thick_slice_ratio") -> float:
+    """`value` as a float: 0 (off) or a number > 1 (an axis whose spacing is at least that
+    many times the smallest is a thick-slice axis), or ``THICK_SLICE_RATIO[ndim]`` for
+    None.
+
+    Raises InvalidInputError naming `name` for anything but a real number (a bool or a
+    string too), NaN, infinity, a negative number or one in (0, 1].
+    """
+    if value is None:
+        return THICK_SLICE_RATIO[ndim]
+    out, shown = real_number(value, name, "0 or a number > 1")
+    if not (out == 0.0 or 1.0 < out < np.inf):  # NaN fails too
+        raise InvalidInputError(f"{name} must be 0 (off) or a finite number > 1, got {shown}")
+    return out + 0.0  # -0.0 as 0.0
 
 
 def check_band_reach(value, ndim: int, name: str = "band_reach") -> float:

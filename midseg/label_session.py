@@ -329,7 +329,8 @@ class LabelSession:
         the other parameters it stores. Where that file is of an older clicks-file version,
         only what its user chose carries over (lam, sigma, method as named in the file,
         ``stage1_cut`` from version 4 on, ``margin_floor`` and ``claim_keep`` from version
-        5 on, ``min_click_depth`` from version 6 on), the rest takes today's defaults; one
+        5 on, ``min_click_depth`` from version 6 on, ``band_reach`` from version 7 on), the
+        rest takes today's defaults; one
         `OlderClicksWarning` names the file and its older objects.
 
         Raises
@@ -386,7 +387,8 @@ class LabelSession:
         cls, session: "Session", device: str | None, *, older: dict | None = None
     ) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
-        stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach) of `session`.
+        stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach,
+        thick_slice_ratio) of `session`.
         `older`: for a
         session replayed from an older clicks-file version, the settings its user chose
         (`_chosen`), which replace those; the others are left to today's defaults."""
@@ -412,8 +414,8 @@ def _older_version(clicks) -> bool:
 def _chosen(clicks) -> dict | None:
     """For an older clicks dict, the settings its user chose, as Session keywords: the
     method as the file names it, ``stage1_cut`` from version 4 on, ``margin_floor`` and
-    ``claim_keep`` from version 5 on and ``min_click_depth`` from version 6 on (None for a
-    current file)."""
+    ``claim_keep`` from version 5 on, ``min_click_depth`` from version 6 on and
+    ``band_reach`` from version 7 on (None for a current file)."""
     if not _older_version(clicks):
         return None
     params = clicks.get("parameters") or {}
@@ -423,7 +425,7 @@ def _chosen(clicks) -> dict | None:
         out["method"] = params["method"]
     if isinstance(version, int) and version >= 4 and isinstance(params.get("stage1_cut"), bool):
         out["stage1_cut"] = params["stage1_cut"]
-    keys = {5: ("margin_floor", "claim_keep"), 6: ("min_click_depth",)}
+    keys = {5: ("margin_floor", "claim_keep"), 6: ("min_click_depth",), 7: ("band_reach",)}
     for since, names in keys.items():
         if not (isinstance(version, int) and version >= since):
             continue

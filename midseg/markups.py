@@ -377,8 +377,8 @@ def clicks_from_markups(
 
     params = {"lam": lam, "sigma": sigma, "method": method}
     work_ndim = computing_ndim(image.shape)
-    margin_floor, claim_keep, min_depth, band_reach = _check_ifgc_settings(
-        None, None, None, None, work_ndim
+    margin_floor, claim_keep, min_depth, band_reach, thick = _check_ifgc_settings(
+        None, None, None, None, None, work_ndim
     )
     defaults = {
         "stage1_cut": True,
@@ -386,6 +386,7 @@ def clicks_from_markups(
         "claim_keep": claim_keep,
         "min_click_depth": min_depth,
         "band_reach": band_reach,
+        "thick_slice_ratio": thick,
     }
     clicks = clicks_document(
         image,

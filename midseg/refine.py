@@ -51,6 +51,7 @@ from .fusion import (
     _region_spread,
     check_band_reach,
     check_click_depth_min,
+    check_thick_slice_ratio,
     fuse_margin_points,
     fuse_margin_points_box,
     fuse_probabilities,
@@ -183,6 +184,7 @@ def refine(
     claim_keep: float = CLICK_CLAIM_KEEP,
     min_click_depth: float | None = None,
     band_reach: float | None = None,
+    thick_slice_ratio: float | None = None,
 ) -> RefineResult:
     """One refinement round of MIDeepSeg stage 2: information fusion + graph cut.
 
@@ -252,6 +254,11 @@ def refine(
         band it lies in (Notes, "The boundary band"); default
         `midseg.fusion.CLICK_BAND_REACH` of the image's dimensionality (6 in 2D, 0 in
         3D); 0 turns it off, the rule of clicks files before version 7.
+    thick_slice_ratio : float, 0 or > 1, optional
+        ``"ifgc"`` only: along an axis whose spacing is at least this many times the
+        smallest, a click reaches only its own slice (Notes, "Thick slices"); default
+        `midseg.fusion.THICK_SLICE_RATIO` of the image's dimensionality (5 in 3D, 0 in
+        2D); 0 turns it off, the rule of clicks files before version 8.
 
     Returns
     -------
@@ -335,6 +342,13 @@ def refine(
     next paragraph. A round whose clicks of a class all agree with the
     previous mask at their own voxels (no error there) has no band.
     On in 2D only (``CLICK_BAND_REACH``; ``docs/decisions.md``).
+
+    *Thick slices* (``"ifgc"``, `thick_slice_ratio` > 0). Along an axis
+    whose spacing is at least `thick_slice_ratio` times the smallest (5 by
+    default in 3D: 5 mm slices of 1 mm pixels), ``D_euc`` is infinite in
+    every slice that holds none of the round's clicks, so a click relabels
+    its own slice only: a depth measured in-plane says nothing about the next
+    slice, which shares little with this one but partial volume.
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of
@@ -433,6 +447,7 @@ def refine(
         claim_keep=check_fraction(claim_keep, "claim_keep"),
         min_click_depth=check_click_depth_min(min_click_depth, computing_ndim(shape)),
         band_reach=check_band_reach(band_reach, computing_ndim(shape)),
+        thick_slice_ratio=check_thick_slice_ratio(thick_slice_ratio, computing_ndim(shape)),
     )
     mask = prev_mask.copy() if local else (p >= 0.5).astype(np.uint8)
     mask[region.slices] = res.mask
@@ -482,6 +497,7 @@ def refine_region(
     claim_keep: float = CLICK_CLAIM_KEEP,
     min_click_depth: float = 1.0,
     band_reach: float = 0.0,
+    thick_slice_ratio: float = 0.0,
     cache: dict | None = None,
 ) -> RefineResult:
     """The work of `refine` on checked input, touching only `region` and a ring around it.
@@ -489,7 +505,8 @@ def refine_region(
     For callers that hold the maps already checked (`midseg.Session`): per round it costs
     what the region costs, whatever the image's size. `min_click_depth`: as `refine`'s,
     already checked (callers pass it; the default 1 is the rule before clicks-file
-    version 6); `band_reach` likewise (the default 0 is the rule before version 7).
+    version 6); `band_reach` and `thick_slice_ratio` likewise (the default 0 is the rule
+    before versions 7 and 8).
     `cache`: a dict the caller keeps between rounds on the same `chans` ("ifgc"): the
     region's windowed intensities and their smoothed copy are reused while the region and
     the object window stay the same (background-only rounds), with identical results.
@@ -523,9 +540,8 @@ def refine_region(
     if local:
         assert prev_mask is not None and new_fg is not None and new_bg is not None
         fg_bg = (new_fg - origin, new_bg - origin)
-        fused, zone = _local_fusion(
-            prev_mask[sl], sd_crop, *fg_bg, unit, backend, min_click_depth, band_reach
-        )
+        settings = (min_click_depth, band_reach, thick_slice_ratio)
+        fused, zone = _local_fusion(prev_mask[sl], sd_crop, *fg_bg, unit, backend, *settings)
         outside = prev_mask[outer.slices] != 0
     else:
         if p is None:

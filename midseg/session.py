@@ -120,6 +120,12 @@ class Session(_History):
         Notes, "The boundary band"); default ``CLICK_BAND_REACH[ndim]`` of
         `midseg.fusion` (6 in 2D, 0 = off in 3D; clicks files before version 7 replay
         with 0). Stored in clicks files.
+    thick_slice_ratio : float, 0 or > 1, optional
+        With ``method="ifgc"``: along an axis whose spacing is at least this many times
+        the smallest, a click relabels only its own slice (`midseg.refine.refine`,
+        Notes, "Thick slices"); default ``THICK_SLICE_RATIO[ndim]`` of `midseg.fusion`
+        (5 in 3D; 0 = off; clicks files before version 8 replay with 0). Stored in
+        clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -151,6 +157,7 @@ class Session(_History):
         claim_keep: float | None = None,
         min_click_depth: float | None = None,
         band_reach: float | None = None,
+        thick_slice_ratio: float | None = None,
         device: str | None = None,
     ):
         self.image = _as_image(image)
@@ -165,8 +172,14 @@ class Session(_History):
             self.claim_keep,
             self.min_click_depth,
             self.band_reach,
+            self.thick_slice_ratio,
         ) = _check_ifgc_settings(
-            margin_floor, claim_keep, min_click_depth, band_reach, self._work.ndim
+            margin_floor,
+            claim_keep,
+            min_click_depth,
+            band_reach,
+            thick_slice_ratio,
+            self._work.ndim,
         )
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
@@ -202,8 +215,8 @@ class Session(_History):
 
     def _settings(self) -> dict:
         """The refinement settings a clicks file stores besides lam and sigma (method,
-        stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach), as Session
-        keywords."""
+        stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach,
+        thick_slice_ratio), as Session keywords."""
         return {
             "method": self.method,
             "stage1_cut": self.stage1_cut,
@@ -211,6 +224,7 @@ class Session(_History):
             "claim_keep": self.claim_keep,
             "min_click_depth": self.min_click_depth,
             "band_reach": self.band_reach,
+            "thick_slice_ratio": self.thick_slice_ratio,
         }
 
     def _w(self, points: np.ndarray) -> np.ndarray:
@@ -520,6 +534,7 @@ class Session(_History):
             claim_keep=self.claim_keep,
             min_click_depth=self.min_click_depth,
             band_reach=self.band_reach,
+            thick_slice_ratio=self.thick_slice_ratio,
             cache=self._intensities,
         )
         sl = self._file_box(res.box).slices
@@ -791,6 +806,7 @@ class Session(_History):
             claim_keep=params.get("claim_keep"),
             min_click_depth=params.get("min_click_depth"),
             band_reach=params.get("band_reach"),
+            thick_slice_ratio=params.get("thick_slice_ratio"),
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)

@@ -62,8 +62,10 @@ def document(image, rounds=None):
 
 
 def test_constants_name_the_format_and_its_versions():
-    assert CLICKS_FORMAT == "midseg-clicks" and CLICKS_VERSION == 7
-    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6, 7) and CLICKS_VERSION == max(READABLE_VERSIONS)
+    assert CLICKS_FORMAT == "midseg-clicks" and CLICKS_VERSION == 8
+    assert READABLE_VERSIONS == (1, 2, 3, 4, 5, 6, 7, 8) and CLICKS_VERSION == max(
+        READABLE_VERSIONS
+    )
     assert CLICKS_SCHEMA.is_file() and json.loads(CLICKS_SCHEMA.read_text())
 
 
@@ -179,7 +181,7 @@ def test_mask_sha256_hashes_the_mask_as_uint8():
         (
             lambda d: {**d, "version": 9},
             r"version 9 is not supported \(this midseg reads versions "
-            r"1, 2, 3, 4, 5, 6, 7\)",
+            r"1, 2, 3, 4, 5, 6, 7, 8\)",
         ),
         (lambda d: {k: v for k, v in d.items() if k != "rounds"}, "lacks the 'rounds' entry"),
         (
@@ -292,8 +294,20 @@ def test_version_6_files_keep_their_depth_and_replay_without_the_boundary_band()
     doc = json.loads(json.dumps(document(image_2d())))
     doc["parameters"] = {**doc["parameters"], "min_click_depth": 2.0}
     new = clicks_from_dict({**doc, "version": 6})
-    assert new["upgraded_from_version"] == 6 and new["version"] == 7
+    assert new["upgraded_from_version"] == 6 and new["version"] == 8
     assert new["parameters"]["band_reach"] == 0.0
     assert new["parameters"]["min_click_depth"] == 2.0
     for old in (3, 5):
         assert clicks_from_dict({**doc, "version": old})["parameters"]["band_reach"] == 0.0
+
+
+def test_version_7_files_keep_their_band_and_replay_without_the_thick_slice_rule():
+    doc = json.loads(json.dumps(document(image_2d())))
+    doc["parameters"] = {**doc["parameters"], "min_click_depth": 2.0, "band_reach": 3.0}
+    new = clicks_from_dict({**doc, "version": 7})
+    assert new["upgraded_from_version"] == 7 and new["version"] == 8
+    assert new["parameters"]["thick_slice_ratio"] == 0.0
+    assert (new["parameters"]["band_reach"], new["parameters"]["min_click_depth"]) == (3.0, 2.0)
+    for old in (1, 4, 6):
+        params = clicks_from_dict({**doc, "version": old})["parameters"]
+        assert params["thick_slice_ratio"] == 0.0 and params["band_reach"] == 0.0

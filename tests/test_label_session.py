@@ -163,7 +163,7 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     ls.add("left").segment(P_LEFT)
     doc = ls.object("left").clicks_dict()
     doc["version"] = 4
-    for key in ("margin_floor", "claim_keep", "min_click_depth", "band_reach"):
+    for key in ("margin_floor", "claim_keep", "min_click_depth", "band_reach", "thick_slice_ratio"):
         del doc["parameters"][key]
     (tmp_path / "v4.clicks.json").write_text(json.dumps(doc))
     with pytest.warns(OlderClicksWarning, match=r"v4\.clicks\.json.*'Segment_1'"):
@@ -201,3 +201,11 @@ def test_objects_added_after_loading_an_older_file_use_todays_settings(tmp_path)
     assert (old.min_click_depth, old.band_reach) == (1.5, 0.0)
     chosen = back.add("right")
     assert (chosen.min_click_depth, chosen.band_reach, chosen.margin_floor) == (1.5, 6.0, 0.3)
+    # a version-7 file also stored band_reach, which carries over
+    doc.update(version=7)
+    doc["parameters"].update(band_reach=2.0)
+    (tmp_path / "v7.clicks.json").write_text(json.dumps(doc))
+    with pytest.warns(OlderClicksWarning):
+        back = LabelSession.load(tmp_path / "v7.clicks.json", IMG)
+    assert back.object("Segment_1").band_reach == 2.0
+    assert back.add("right").band_reach == 2.0

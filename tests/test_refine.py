@@ -1273,3 +1273,42 @@ def test_a_no_op_background_click_in_2d_has_no_boundary_band(seed):
         res = refine(img2, cnn2, margin_points=margin2, background=[click])  # band_reach 6
         lost = np.argwhere(before & (res.mask == 0))
         assert not np.any(np.hypot(*(lost - np.array(click)).T) > 3), (click, lost)
+
+
+def _thick_slice_round(ratio):
+    """An MR-like volume of 6.5 mm slices (0.78 mm pixels): a bright object in slices 3-6
+    and a mask that also covers slice 7 (stage 1 overshot a whole slice, where partial
+    volume makes it look like the object); one background click in slice 7."""
+    shape = (12, 40, 40)
+    image = np.random.default_rng(6).normal(0.0, 0.05, shape)
+    obj = np.zeros(shape, bool)
+    obj[3:7, 12:28, 12:28] = True
+    image[obj] += 1.0
+    image[7, 12:28, 12:28] += 1.0  # like the object, outside it
+    prev = obj.copy()
+    prev[7, 12:28, 12:28] = True
+    click = (7, 20, 20)
+    margin = [(4, 20, 14), (4, 20, 26), (5, 14, 20), (5, 26, 20), (3, 20, 20), (6, 20, 20)]
+    res = refine(
+        image, prev.astype(np.float32), margin_points=margin, background=[click],
+        spacing=(6.5, 0.78, 0.78), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
+        new_foreground=[], new_background=[click], thick_slice_ratio=ratio,
+    )  # fmt: skip
+    return res.mask.astype(bool), prev, obj
+
+
+def test_a_click_in_a_thick_slice_relabels_only_its_own_slice():
+    """Issue 17: with the 3D default (slices at least 5 times the pixel) the background
+    click takes the overshot slice's patch and leaves the object's slices as they were;
+    without the rule (ratio 0) it also takes the object out of the slice next to it."""
+    on, prev, obj = _thick_slice_round(None)  # None: THICK_SLICE_RATIO[3] = 5
+    off, _, _ = _thick_slice_round(0.0)
+    assert np.array_equal(on[:7], prev[:7]) and np.array_equal(on[8:], prev[8:])
+    assert np.count_nonzero(prev[7] & ~on[7]) > 50  # the click's patch of slice 7
+    assert np.count_nonzero(obj & ~off) > 50  # ... which the rule keeps from slice 6
+    explicit, _, _ = _thick_slice_round(5.0)
+    assert np.array_equal(explicit, on)
+    assert np.array_equal(_thick_slice_round(9.0)[0], off)  # 6.5 / 0.78 = 8.3 < 9
+    for bad in (-1.0, 0.5, 1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
+            _thick_slice_round(bad)

@@ -156,11 +156,12 @@ def test_save_and_replay_is_bit_identical(case, tmp_path):
     session.save_clicks(path)
 
     data = json.loads(path.read_text())
-    assert data["format"] == "midseg-clicks" and data["version"] == 7
+    assert data["format"] == "midseg-clicks" and data["version"] == 8
     assert data["parameters"]["stage1_cut"] is True
     assert data["parameters"]["claim_keep"] == 0.1
     assert data["parameters"]["min_click_depth"] == (2.0 if image.ndim == 3 else 1.0)
     assert data["parameters"]["band_reach"] == (0.0 if image.ndim == 3 else 6.0)
+    assert data["parameters"]["thick_slice_ratio"] == (5.0 if image.ndim == 3 else 0.0)
     assert data["parameters"]["margin_floor"] == (0.9 if image.ndim == 3 else 0.0)
     assert data["image"]["spacing"] == list(image.spacing[::-1])
     assert len(data["rounds"]) == 2 and data["rounds"][1]["lam"] == 8.0
@@ -321,7 +322,7 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     certainty-weighted fusion of all clicks ("ifgc-global")."""
     image, model, session, old, path = _old_clicks_file(tmp_path, version, method)
     read = read_clicks(path)
-    assert read["version"] == 7 and read["upgraded_from_version"] == version
+    assert read["version"] == 8 and read["upgraded_from_version"] == version
     assert read["parameters"]["method"] == method
     assert [r["method"] for r in read["rounds"]] == [method, method]
     replay = midseg.Session.from_clicks(path, image, model=model)
@@ -332,9 +333,9 @@ def test_older_clicks_replay_with_the_fusion_they_were_made_with(tmp_path, versi
     path.write_text(json.dumps(old))
     read = read_clicks(path)
     assert [r["method"] for r in read["rounds"]] == ["gc", method]
-    old["version"] = 8
+    old["version"] = 9
     path.write_text(json.dumps(old))
-    with pytest.raises(InvalidInputError, match="version 8"):
+    with pytest.raises(InvalidInputError, match="version 9"):
         midseg.Session.from_clicks(path, image, model=model)
 
 
@@ -349,7 +350,8 @@ def _older_ifgc_file(tmp_path, version, ndim=3, **settings):
     before.refine(foreground=[fg])
     old = json.loads(json.dumps(before.clicks_dict()))
     old["version"] = version
-    gone = ("band_reach",) + (("min_click_depth",) if version < 6 else ())
+    gone = ("thick_slice_ratio",) + (("band_reach",) if version < 7 else ())
+    gone += ("min_click_depth",) if version < 6 else ()
     gone += ("margin_floor", "claim_keep") if version < 5 else ()
     for key in gone + (("stage1_cut",) if version < 4 else ()):
         del old["parameters"][key]
@@ -369,6 +371,7 @@ def test_version_3_clicks_replay_stage_1_without_the_cut(tmp_path):
         claim_keep=0.0,
         min_click_depth=1.0,
         band_reach=0,
+        thick_slice_ratio=0,
     )
     read = read_clicks(path)
     assert read["parameters"]["stage1_cut"] is False and read["upgraded_from_version"] == 3
@@ -388,7 +391,13 @@ def test_version_4_clicks_replay_with_the_floor_and_no_claim_guard(tmp_path):
     """Version-4 files were made with the 3D stage-1 floor 0.8 and without the guard of a
     foreground click's claim: they replay with those, the masks they were made with."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 4, margin_floor=0.8, claim_keep=0, min_click_depth=1, band_reach=0
+        tmp_path,
+        4,
+        margin_floor=0.8,
+        claim_keep=0,
+        min_click_depth=1,
+        band_reach=0,
+        thick_slice_ratio=0,
     )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 4 and read["parameters"]["stage1_cut"] is True
@@ -413,7 +422,13 @@ def test_version_5_clicks_replay_with_min_click_depth_1(tmp_path):
     they replay with that (and keep their stored floor and guard); a new Session takes the
     3D default 2."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 5, margin_floor=0.7, claim_keep=0.2, min_click_depth=1.0, band_reach=0
+        tmp_path,
+        5,
+        margin_floor=0.7,
+        claim_keep=0.2,
+        min_click_depth=1.0,
+        band_reach=0,
+        thick_slice_ratio=0,
     )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 5 and read["parameters"]["min_click_depth"] == 1
@@ -434,7 +449,7 @@ def test_version_6_clicks_replay_without_the_boundary_band(tmp_path):
     replays with band_reach 0 (and keeps its stored depth floor); a new 2D Session takes
     the default 6, a 3D one 0."""
     image, model, before, path = _older_ifgc_file(
-        tmp_path, 6, ndim=2, min_click_depth=1.5, band_reach=0
+        tmp_path, 6, ndim=2, min_click_depth=1.5, band_reach=0, thick_slice_ratio=0
     )
     read = read_clicks(path)
     assert read["upgraded_from_version"] == 6 and read["parameters"]["band_reach"] == 0
@@ -758,3 +773,24 @@ def test_a_session_round_keeps_a_foreground_claim_the_cut_would_undo(tmp_path):
         mask = s.refine(foreground=[(20, 20, 24)])
         gained[keep] = int(np.count_nonzero(mask.astype(bool) & ~kept))
     assert gained[0.0] < 500 and gained[None] > 5000
+
+
+def test_version_7_clicks_replay_without_the_thick_slice_rule(tmp_path):
+    """Version-7 files were made before a click stayed in its own thick slice: a 3D file
+    replays with thick_slice_ratio 0 and keeps its stored band_reach; a new 3D Session
+    takes the default 5, a 2D one 0."""
+    image, model, before, path = _older_ifgc_file(
+        tmp_path, 7, band_reach=2.0, min_click_depth=1.0, thick_slice_ratio=0
+    )
+    read = read_clicks(path)
+    assert read["upgraded_from_version"] == 7 and read["parameters"]["thick_slice_ratio"] == 0
+    with pytest.warns(OlderClicksWarning, match="thick_slice_ratio 0.0"):
+        replay = midseg.Session.from_clicks(path, image, model=model)
+    assert (replay.band_reach, replay.thick_slice_ratio) == (2.0, 0.0)
+    assert np.array_equal(replay.mask, before.mask)
+    assert midseg.Session(image, model=model).thick_slice_ratio == 5.0  # the 3D default
+    image2, _ = phantom(2)
+    assert midseg.Session(image2, model=write_tiny_model(tmp_path, 2)).thick_slice_ratio == 0
+    for bad in (-1, 0.5, 1, float("nan"), float("inf"), True, "2", 10**400):
+        with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
+            midseg.Session(image, model=model, thick_slice_ratio=bad)
