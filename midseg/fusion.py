@@ -110,7 +110,8 @@ CLICK_BAND_GEODESIC = 3.0
 #: Click-local fusion, thick slices: along an axis whose spacing is at least this many
 #: times the smallest one, a click reaches only its own slice (`refine`, Notes, "Thick
 #: slices"). Neighbouring slices that far apart share little but partial volume, and a
-#: click's depth, measured in-plane, says nothing about the next slice: on MR tumours of
+#: click's depth, mostly in-plane when it is smaller than a slice, says nothing about the
+#: next slice: on MR tumours of
 #: 6.5 mm slices (0.78 mm pixels) a background click in a slice stage 1 overshot took the
 #: object out of the next one. 5 in 3D (0 = off; in 2D there are no slices); chosen on
 #: ``dev_unseen`` (``docs/decisions.md``). Clicks files before version 8 replay with 0.
@@ -502,9 +503,7 @@ def _local_fusion(
         geo = _geodesic(
             sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
         )
-        dist = _euclidean_to_points(fused.shape, pts, unit_spacing)
-        if thick_slice_ratio > 0:
-            _keep_own_slices(dist, pts, unit_spacing, thick_slice_ratio)
+        dist = _slice_distance(fused.shape, pts, unit_spacing, thick_slice_ratio)
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
         band = band_reach * reach  # R_band; below 1e-3 it reaches no voxel but the click's
@@ -520,19 +519,29 @@ def _local_fusion(
     return np.clip(fused, 0.0, 1.0, out=fused), zone
 
 
-def _keep_own_slices(
-    dist: np.ndarray, pts: np.ndarray, unit_spacing: np.ndarray, ratio: float
-) -> None:
-    """Set `dist` (the Euclidean distance to the clicks `pts`, float32) to inf, in place,
-    in every slice across an axis whose spacing is at least `ratio` times the smallest
-    that holds none of the clicks (`refine`, Notes, "Thick slices")."""
+def _slice_distance(
+    shape: tuple[int, ...], pts: np.ndarray, unit_spacing: np.ndarray, ratio: float
+) -> np.ndarray:
+    """The Euclidean distance (units of the smallest spacing, float32, `shape`) from each
+    voxel to the nearest of the clicks `pts` that share its slices along every axis whose
+    spacing is at least `ratio` times the smallest (`refine`, Notes, "Thick slices"); inf
+    where none does. With no such axis, or `ratio` 0, the plain distance to `pts`."""
     unit = np.asarray(unit_spacing, dtype=np.float64)
-    for ax in np.flatnonzero(unit >= ratio * unit.min()):
-        other = np.ones(dist.shape[ax], dtype=bool)
-        other[np.asarray(pts, dtype=np.int64).reshape(-1, dist.ndim)[:, ax]] = False
-        index: list[slice | np.ndarray] = [slice(None)] * dist.ndim
-        index[ax] = other
-        dist[tuple(index)] = np.inf
+    thick = np.flatnonzero(unit >= ratio * unit.min() * (1 - 1e-6)) if ratio > 0 else None
+    if thick is None or len(thick) == 0:
+        return _euclidean_to_points(shape, pts, unit_spacing)
+    pts = np.asarray(pts, dtype=np.int64).reshape(-1, len(shape))
+    out = np.full(shape, np.inf, dtype=np.float32)
+    for key in np.unique(pts[:, thick], axis=0):  # the clicks of one slice (per thick axis)
+        group = pts[np.all(pts[:, thick] == key, axis=1)]
+        start = np.zeros(len(shape), dtype=np.int64)
+        start[thick] = key
+        sl = tuple(
+            slice(int(a), int(a) + 1) if ax in thick else slice(None) for ax, a in enumerate(start)
+        )
+        sub = _euclidean_to_points(out[sl].shape, group - start, unit)
+        np.minimum(out[sl], sub, out=out[sl])
+    return out
 
 
 def _band_alpha(
@@ -689,13 +698,19 @@ def check_thick_slice_ratio(value, ndim: int, name: str = "thick_slice_ratio") -
     None.
 
     Raises InvalidInputError naming `name` for anything but a real number (a bool or a
-    string too), NaN, infinity, a negative number or one in (0, 1].
+    string too), NaN, infinity, a negative number or one in (0, 1], and for any number but
+    0 in 2D (`ndim` 2: an image has no slices).
     """
     if value is None:
         return THICK_SLICE_RATIO[ndim]
     out, shown = real_number(value, name, "0 or a number > 1")
     if not (out == 0.0 or 1.0 < out < np.inf):  # NaN fails too
         raise InvalidInputError(f"{name} must be 0 (off) or a finite number > 1, got {shown}")
+    if ndim == 2 and out != 0.0:
+        raise InvalidInputError(
+            f"{name} applies to 3D volumes (a 2D image has no slices); it must be 0 in 2D, "
+            f"got {shown}"
+        )
     return out + 0.0  # -0.0 as 0.0
 
 

@@ -345,10 +345,12 @@ def refine(
 
     *Thick slices* (``"ifgc"``, `thick_slice_ratio` > 0). Along an axis
     whose spacing is at least `thick_slice_ratio` times the smallest (5 by
-    default in 3D: 5 mm slices of 1 mm pixels), ``D_euc`` is infinite in
-    every slice that holds none of the round's clicks, so a click relabels
-    its own slice only: a depth measured in-plane says nothing about the next
-    slice, which shares little with this one but partial volume.
+    default in 3D: 5 mm slices of 1 mm pixels), ``D_euc`` is the distance to
+    the nearest of the round's clicks in the voxel's own slice, infinite in a
+    slice that holds none, so a click relabels its own slice only: its depth,
+    mostly in-plane when it is smaller than a slice, says nothing about the
+    next slice, which shares little with this one but partial volume. 0 in
+    2D (a nonzero value is refused there).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of

@@ -1312,3 +1312,19 @@ def test_a_click_in_a_thick_slice_relabels_only_its_own_slice():
     for bad in (-1.0, 0.5, 1.0, float("nan"), float("inf"), True, "5"):
         with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
             _thick_slice_round(bad)
+
+
+def test_thick_slice_distances_keep_each_click_to_its_own_slice():
+    """Two clicks in neighbouring thick slices: a voxel of one slice is as far as the
+    nearest click of that slice, however near the other slice's click lies across."""
+    from midseg.fusion import _slice_distance
+
+    unit = np.array([6.5 / 0.78, 1.0, 1.0])
+    pts = np.array([(7, 5, 5), (8, 30, 30)])
+    d = _slice_distance((12, 40, 40), pts, unit, 5.0)
+    assert d[7, 30, 30] == pytest.approx(np.hypot(25, 25), rel=1e-6)
+    assert d[8, 30, 30] == 0 and d[7, 5, 5] == 0
+    assert np.all(np.isinf(d[:7])) and np.all(np.isinf(d[9:]))
+    plain = _slice_distance((12, 40, 40), pts, unit, 0.0)
+    assert plain[7, 30, 30] == pytest.approx(unit[0], rel=1e-6)  # the other click, across
+    assert np.array_equal(_slice_distance((12, 40, 40), pts, unit, 9.0), plain)  # 8.3 < 9

@@ -794,3 +794,30 @@ def test_version_7_clicks_replay_without_the_thick_slice_rule(tmp_path):
     for bad in (-1, 0.5, 1, float("nan"), float("inf"), True, "2", 10**400):
         with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
             midseg.Session(image, model=model, thick_slice_ratio=bad)
+
+
+def test_a_session_on_thick_slices_keeps_a_click_in_its_own_slice(tmp_path):
+    """A Session on 6.5 mm slices of 0.78 mm pixels passes its thick-slice ratio to every
+    round: from a mask that overshoots the object by a whole slice, a background click in
+    that slice leaves the object's slices alone (ratio 0 takes the object out of the next
+    slice); a nonzero ratio is refused for a 2D image."""
+    shape = (12, 40, 40)
+    array = np.random.default_rng(6).normal(0.0, 0.05, shape).astype(np.float32)
+    obj = np.zeros(shape, bool)
+    obj[3:7, 12:28, 12:28] = True
+    array[obj] += 1.0
+    array[7, 12:28, 12:28] += 1.0
+    image = midseg.Image(array, spacing=(6.5, 0.78, 0.78))
+    model = write_tiny_model(tmp_path, 3)
+    prev = obj.copy()
+    prev[7, 12:28, 12:28] = True
+    masks = {}
+    for ratio in (None, 0):
+        session = midseg.Session(image, model=model, thick_slice_ratio=ratio)
+        session.start_from_mask(prev)
+        masks[ratio] = session.refine(background=[(7, 20, 20)]).astype(bool)
+    assert np.array_equal(masks[None][:7], prev[:7]) and not masks[None][7, 20, 20]
+    assert np.count_nonzero(obj & ~masks[0]) > 50
+    image2, _ = phantom(2)
+    with pytest.raises(InvalidInputError, match="thick_slice_ratio applies to 3D"):
+        midseg.Session(image2, model=write_tiny_model(tmp_path, 2), thick_slice_ratio=5)
