@@ -527,8 +527,11 @@ def _slice_distance(
     spacing is at least `ratio` times the smallest (`refine`, Notes, "Thick slices"); inf
     where none does. With no such axis, or `ratio` 0, the plain distance to `pts`."""
     unit = np.asarray(unit_spacing, dtype=np.float64)
-    thick = np.flatnonzero(unit >= ratio * unit.min() * (1 - 1e-6)) if ratio > 0 else None
-    if thick is None or len(thick) == 0:
+    m = unit.min()
+    # thick: at least `ratio` times the smallest (float32 spacings within 1e-6) and larger
+    # than it, so that a ratio just above 1 never makes the smallest axis a slice axis
+    thick = np.flatnonzero((unit >= ratio * m * (1 - 1e-6)) & (unit > m * (1 + 1e-6)))
+    if ratio <= 0 or len(thick) == 0:
         return _euclidean_to_points(shape, pts, unit_spacing)
     pts = np.asarray(pts, dtype=np.int64).reshape(-1, len(shape))
     out = np.full(shape, np.inf, dtype=np.float32)

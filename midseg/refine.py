@@ -349,8 +349,10 @@ def refine(
     the nearest of the round's clicks in the voxel's own slice, infinite in a
     slice that holds none, so a click relabels its own slice only: its depth,
     mostly in-plane when it is smaller than a slice, says nothing about the
-    next slice, which shares little with this one but partial volume. 0 in
-    2D (a nonzero value is refused there).
+    next slice, which shares little with this one but partial volume. Each
+    class's clicks are grouped by their slice; with two thick axes a click
+    relabels its own row of voxels. 0 in 2D (a nonzero value is refused
+    there).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:
     the relaxed bounding box (`midseg.crop.relaxed_bbox`, default margin) of

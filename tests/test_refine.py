@@ -1328,3 +1328,14 @@ def test_thick_slice_distances_keep_each_click_to_its_own_slice():
     plain = _slice_distance((12, 40, 40), pts, unit, 0.0)
     assert plain[7, 30, 30] == pytest.approx(unit[0], rel=1e-6)  # the other click, across
     assert np.array_equal(_slice_distance((12, 40, 40), pts, unit, 9.0), plain)  # 8.3 < 9
+
+
+def test_a_ratio_just_above_one_makes_no_isotropic_axis_a_slice_axis():
+    """On an isotropic volume no axis is thicker than another: any ratio leaves the plain
+    distance (a ratio of 1 + 1e-7 once froze every click to its own voxel)."""
+    from midseg.fusion import _slice_distance
+
+    pts = np.array([(3, 4, 5)])
+    plain = _slice_distance((8, 9, 10), pts, np.ones(3), 0.0)
+    for ratio in (1.0000001, 1.5, 5.0):
+        assert np.array_equal(_slice_distance((8, 9, 10), pts, np.ones(3), ratio), plain)
