@@ -94,11 +94,12 @@ CLICK_DEPTH_MIN = {2: 1.0, 3: 2.0}
 
 #: Click-local fusion, the boundary band: a click at depth r also relabels the voxels of
 #: the label it corrects that lie within r + 1/2 of the nearest voxel of its own class (a
-#: layer as thick as its own error), up to CLICK_BAND_REACH[ndim] times its reach away and weighted by the image
-#: (`refine`, Notes, "The boundary band"). A mask that overshoots or misses an object by a
-#: thin layer all along its boundary is then corrected along the layer, not only around
-#: the click. 6 in 2D; 0 (off) in 3D, where it removed correct parts of two objects
-#: (``docs/decisions.md``). Clicks files before version 7 replay with 0.
+#: layer as thick as its own error), up to CLICK_BAND_REACH[ndim] times its reach away,
+#: weighted by the image (`refine`, Notes, "The boundary band"). A mask that overshoots or
+#: misses an object by a thin layer all along its boundary is then corrected along the
+#: layer, not only around the click. 6 in 2D; 0 (off) in 3D, where the first background
+#: click on the thalamus lost 3-29 points (``docs/decisions.md``). Clicks files before
+#: version 7 replay with 0.
 CLICK_BAND_REACH = {2: 6.0, 3: 0.0}
 
 #: The boundary band's weight of the geodesic distance: a band voxel's weight is
@@ -111,10 +112,10 @@ CLICK_BAND_GEODESIC = 3.0
 #: times the smallest one, a click reaches only its own slice (`refine`, Notes, "Thick
 #: slices"). Neighbouring slices that far apart share little but partial volume, and a
 #: click's depth, mostly in-plane when it is smaller than a slice, says nothing about the
-#: next slice: on MR tumours of
-#: 6.5 mm slices (0.78 mm pixels) a background click in a slice stage 1 overshot took the
-#: object out of the next one. 5 in 3D (0 = off; in 2D there are no slices); chosen on
-#: ``dev_unseen`` (``docs/decisions.md``). Clicks files before version 8 replay with 0.
+#: next slice: on MR tumours of 6.5 mm slices (0.78 mm pixels) a background click in a
+#: slice stage 1 overshot took the object out of the next one. 5 in 3D (0 = off; in 2D
+#: there are no slices); chosen on ``dev_unseen`` (``docs/decisions.md``). Clicks files
+#: before version 8 replay with 0.
 THICK_SLICE_RATIO = {2: 0.0, 3: 5.0}
 
 
@@ -506,12 +507,12 @@ def _local_fusion(
         dist = _slice_distance(fused.shape, pts, unit_spacing, thick_slice_ratio)
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
-        band = band_reach * reach  # R_band; below 1e-3 it reaches no voxel but the click's
+        r_band = band_reach * reach  # below 1e-3 it reaches no voxel but the click's own
         # only a click in an error has a layer to follow: one that agrees with the mask at
         # its own voxel changes no more than its own reach does
         corrects = np.any((prev_mask[tuple(np.asarray(pts).T)] > 0) != bool(cls))
-        if band >= 1e-3 and corrects:
-            euc_band = dist * np.float32(1.0 / band)
+        if r_band >= 1e-3 and corrects:
+            euc_band = dist * np.float32(1.0 / r_band)
             band_alpha = _band_alpha(prev_mask, cls, depth, geo, euc_band, unit_spacing)
             np.maximum(alpha, band_alpha, out=alpha)
         fused += alpha * (np.float32(cls) - fused)  # (1 - alpha) R + alpha E, E = class
