@@ -109,11 +109,12 @@ CLICK_BAND_GEODESIC = 3.0
 
 
 #: Click-local fusion, thick slices: along an axis whose spacing is at least this many
-#: times the smallest one, a click reaches only its own slice (`refine`, Notes, "Thick
-#: slices"). Neighbouring slices that far apart share little but partial volume, and a
-#: click's depth, mostly in-plane when it is smaller than a slice, says nothing about the
-#: next slice: on MR tumours of 6.5 mm slices (0.78 mm pixels) a background click in a
-#: slice stage 1 overshot took the object out of the next one. 5 in 3D (0 = off; in 2D
+#: times the smallest one, a click shallower than a slice is thick reaches only its own
+#: slice (`refine`, Notes, "Thick slices"). Neighbouring slices that far apart share little
+#: but partial volume, and an error thinner than a slice says nothing about the next one:
+#: on MR tumours of 6.5 mm slices (0.78 mm pixels) a background click in a slice stage 1
+#: overshot took the object out of the next one. A deeper click (a large error, as a lobe
+#: missed across slices) reaches across as before. 5 in 3D (0 = off; in 2D
 #: there are no slices); chosen on ``dev_unseen`` (``docs/decisions.md``). Clicks files
 #: before version 8 replay with 0.
 THICK_SLICE_RATIO = {2: 0.0, 3: 5.0}
@@ -504,7 +505,7 @@ def _local_fusion(
         geo = _geodesic(
             sd_crop, pts, unit_spacing, backend, iterations=LOCAL_ITERATIONS, cost="additive"
         )
-        dist = _slice_distance(fused.shape, pts, unit_spacing, thick_slice_ratio)
+        dist = _slice_distance(fused.shape, pts, unit_spacing, thick_slice_ratio, depth)
         euc = dist / np.float32(reach)
         alpha = np.exp(-(geo + euc * euc))
         r_band = band_reach * reach  # below 1e-3 it reaches no voxel but the click's own
@@ -521,17 +522,25 @@ def _local_fusion(
 
 
 def _slice_distance(
-    shape: tuple[int, ...], pts: np.ndarray, unit_spacing: np.ndarray, ratio: float
+    shape: tuple[int, ...],
+    pts: np.ndarray,
+    unit_spacing: np.ndarray,
+    ratio: float,
+    depth: float = 0.0,
 ) -> np.ndarray:
     """The Euclidean distance (units of the smallest spacing, float32, `shape`) from each
     voxel to the nearest of the clicks `pts` that share its slices along every axis whose
-    spacing is at least `ratio` times the smallest (`refine`, Notes, "Thick slices"); inf
-    where none does. With no such axis, or `ratio` 0, the plain distance to `pts`."""
+    spacing is at least `ratio` times the smallest and larger than the clicks' `depth`
+    (same units; `refine`, Notes, "Thick slices"); inf where none does. With no such axis,
+    or `ratio` 0, the plain distance to `pts`."""
     unit = np.asarray(unit_spacing, dtype=np.float64)
     m = unit.min()
     # thick: at least `ratio` times the smallest (float32 spacings within 1e-6) and larger
-    # than it, so that a ratio just above 1 never makes the smallest axis a slice axis
-    thick = np.flatnonzero((unit >= ratio * m * (1 - 1e-6)) & (unit > m * (1 + 1e-6)))
+    # than it, so that a ratio just above 1 never makes the smallest axis a slice axis;
+    # a click deeper than a slice is thick corrects an error that spans slices
+    thick = np.flatnonzero(
+        (unit >= ratio * m * (1 - 1e-6)) & (unit > m * (1 + 1e-6)) & (unit > depth)
+    )
     if ratio <= 0 or len(thick) == 0:
         return _euclidean_to_points(shape, pts, unit_spacing)
     pts = np.asarray(pts, dtype=np.int64).reshape(-1, len(shape))

@@ -1276,7 +1276,7 @@ def test_a_no_op_background_click_in_2d_has_no_boundary_band(seed):
 
 
 def _thick_slice_round(ratio):
-    """An MR-like volume of 6.5 mm slices (0.78 mm pixels): a bright object in slices 3-6
+    """An MR-like volume of 7.5 mm slices (0.78 mm pixels): a bright object in slices 3-6
     and a mask that also covers slice 7 (stage 1 overshot a whole slice, where partial
     volume makes it look like the object); one background click in slice 7."""
     shape = (12, 40, 40)
@@ -1291,7 +1291,7 @@ def _thick_slice_round(ratio):
     margin = [(4, 20, 14), (4, 20, 26), (5, 14, 20), (5, 26, 20), (3, 20, 20), (6, 20, 20)]
     res = refine(
         image, prev.astype(np.float32), margin_points=margin, background=[click],
-        spacing=(6.5, 0.78, 0.78), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
+        spacing=(7.5, 0.78, 0.78), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
         new_foreground=[], new_background=[click], thick_slice_ratio=ratio,
     )  # fmt: skip
     return res.mask.astype(bool), prev, obj
@@ -1308,10 +1308,34 @@ def test_a_click_in_a_thick_slice_relabels_only_its_own_slice():
     assert np.count_nonzero(obj & ~off) > 50  # ... which the rule keeps from slice 6
     explicit, _, _ = _thick_slice_round(5.0)
     assert np.array_equal(explicit, on)
-    assert np.array_equal(_thick_slice_round(9.0)[0], off)  # 6.5 / 0.78 = 8.3 < 9
+    assert np.array_equal(_thick_slice_round(10.0)[0], off)  # 7.5 / 0.78 = 9.6 < 10
     for bad in (-1.0, 0.5, 1.0, float("nan"), float("inf"), True, "5"):
         with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
             _thick_slice_round(bad)
+
+
+def test_a_click_deeper_than_a_thick_slice_reaches_across_slices():
+    """A lobe missed across all its slices (5 mm slices, 0.8 mm pixels): a foreground
+    click 10 pixels deep in it corrects an error thicker than a slice, so it reaches the
+    neighbouring slices as without the thick-slice rule."""
+    shape = (12, 40, 40)
+    image = np.random.default_rng(7).normal(0.0, 0.05, shape)
+    obj = np.zeros(shape, bool)
+    obj[2:10, 6:34, 6:34] = True
+    image[obj] += 1.0
+    prev = obj.copy()
+    prev[:, :, 16:] = False  # the lobe x >= 16 is missed in every slice
+    click = (5, 20, 25)
+    margin = [(5, 20, 8), (5, 8, 10), (5, 32, 10), (3, 20, 10), (8, 20, 10)]
+    masks = {}
+    for ratio in (None, 0.0):
+        masks[ratio] = refine(
+            image, prev.astype(np.float32), margin_points=margin, foreground=[click],
+            spacing=(5.0, 0.8, 0.8), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
+            new_foreground=[click], new_background=[], thick_slice_ratio=ratio,
+        ).mask.astype(bool)  # fmt: skip
+    assert np.array_equal(masks[None], masks[0.0])
+    assert np.count_nonzero(masks[None][4] & ~prev[4]) > 50  # the next slice gains too
 
 
 def test_thick_slice_distances_keep_each_click_to_its_own_slice():

@@ -797,7 +797,7 @@ def test_version_7_clicks_replay_without_the_thick_slice_rule(tmp_path):
 
 
 def test_a_session_on_thick_slices_keeps_a_click_in_its_own_slice(tmp_path):
-    """A Session on 6.5 mm slices of 0.78 mm pixels passes its thick-slice ratio to every
+    """A Session on 7.5 mm slices of 0.78 mm pixels passes its thick-slice ratio to every
     round: from a mask that overshoots the object by a whole slice, a background click in
     that slice leaves the object's slices alone (ratio 0 takes the object out of the next
     slice); a nonzero ratio is refused for a 2D image."""
@@ -807,7 +807,7 @@ def test_a_session_on_thick_slices_keeps_a_click_in_its_own_slice(tmp_path):
     obj[3:7, 12:28, 12:28] = True
     array[obj] += 1.0
     array[7, 12:28, 12:28] += 1.0
-    image = midseg.Image(array, spacing=(6.5, 0.78, 0.78))
+    image = midseg.Image(array, spacing=(7.5, 0.78, 0.78))
     model = write_tiny_model(tmp_path, 3)
     prev = obj.copy()
     prev[7, 12:28, 12:28] = True
