@@ -52,7 +52,7 @@ __all__ = [
 #: The ``"format"`` entry of every clicks document.
 CLICKS_FORMAT = "midseg-clicks"
 #: Version 8: ``parameters.thick_slice_ratio`` (along an axis whose spacing is at least
-#: that many times the smallest, a click in "ifgc" shallower than a slice reaches only its
+#: that many times the smallest, a click in "ifgc" no deeper than a slice reaches only its
 #: own slice; now 5 in 3D); files of versions 1-7 are read with 0 (off), the rule of
 #: their time.
 #: Version 7: ``parameters.band_reach`` (how far a click in "ifgc" also relabels the thin

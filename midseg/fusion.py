@@ -109,7 +109,7 @@ CLICK_BAND_GEODESIC = 3.0
 
 
 #: Click-local fusion, thick slices: along an axis whose spacing is at least this many
-#: times the smallest one, a click shallower than a slice is thick reaches only its own
+#: times the smallest one, a click no deeper than a slice is thick reaches only its own
 #: slice (`refine`, Notes, "Thick slices"). Neighbouring slices that far apart share little
 #: but partial volume, and an error thinner than a slice says nothing about the next one:
 #: on MR tumours of 6.5 mm slices (0.78 mm pixels) a background click in a slice stage 1
@@ -530,16 +530,19 @@ def _slice_distance(
 ) -> np.ndarray:
     """The Euclidean distance (units of the smallest spacing, float32, `shape`) from each
     voxel to the nearest of the clicks `pts` that share its slices along every axis whose
-    spacing is at least `ratio` times the smallest and larger than the clicks' `depth`
+    spacing is at least `ratio` times the smallest and at least the clicks' `depth`
     (same units; `refine`, Notes, "Thick slices"); inf where none does. With no such axis,
     or `ratio` 0, the plain distance to `pts`."""
     unit = np.asarray(unit_spacing, dtype=np.float64)
     m = unit.min()
     # thick: at least `ratio` times the smallest (float32 spacings within 1e-6) and larger
     # than it, so that a ratio just above 1 never makes the smallest axis a slice axis;
-    # a click deeper than a slice is thick corrects an error that spans slices
+    # a click deeper than a slice is thick corrects an error that spans slices (a click in
+    # an overshot slice wider than it is thick is exactly one slice deep: it stays)
     thick = np.flatnonzero(
-        (unit >= ratio * m * (1 - 1e-6)) & (unit > m * (1 + 1e-6)) & (unit > depth)
+        (unit >= ratio * m * (1 - 1e-6))
+        & (unit > m * (1 + 1e-6))
+        & (unit * (1 + 1e-6) >= depth)
     )
     if ratio <= 0 or len(thick) == 0:
         return _euclidean_to_points(shape, pts, unit_spacing)

@@ -256,7 +256,7 @@ def refine(
         3D); 0 turns it off, the rule of clicks files before version 7.
     thick_slice_ratio : float, 0 or > 1, optional
         ``"ifgc"`` only: along an axis whose spacing is at least this many times the
-        smallest, a click shallower than a slice reaches only its own slice (Notes,
+        smallest, a click no deeper than a slice reaches only its own slice (Notes,
         "Thick slices"); default
         `midseg.fusion.THICK_SLICE_RATIO` of the image's dimensionality (5 in 3D, 0 in
         2D); 0 turns it off, the rule of clicks files before version 8.
@@ -346,15 +346,15 @@ def refine(
 
     *Thick slices* (``"ifgc"``, `thick_slice_ratio` > 0). Along an axis
     whose spacing is at least `thick_slice_ratio` times the smallest (5 by
-    default in 3D: 5 mm slices of 1 mm pixels) and larger than the round's
-    depth ``r`` of that class, ``D_euc`` is the distance to the nearest of
+    default in 3D: 5 mm slices of 1 mm pixels) and at least the round's
+    depth ``r`` of that class (the largest over its clicks of that class), ``D_euc`` is the distance to the nearest of
     the round's clicks in the voxel's own slice, infinite in a slice that
     holds none, so the click relabels its own slice only: an error thinner
     than a slice says nothing about the next slice, which shares little with
     this one but partial volume. A click deeper than a slice is thick (a
     large error, such as a lobe missed across slices) reaches across as
     before. Each class's clicks are grouped by their slice; with two thick
-    axes a click relabels its own row of voxels. 0 in 2D (a nonzero value is refused
+    axes that both pass, a click relabels its own row of voxels. 0 in 2D (a nonzero value is refused
     there).
 
     *Region.* Everything happens on the crop ``box`` at native resolution:

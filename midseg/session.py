@@ -122,7 +122,7 @@ class Session(_History):
         with 0). Stored in clicks files.
     thick_slice_ratio : float, 0 or > 1, optional
         With ``method="ifgc"``: along an axis whose spacing is at least this many times
-        the smallest, a click shallower than a slice is thick relabels only its own
+        the smallest, a click no deeper than a slice is thick relabels only its own
         slice (`midseg.refine.refine`, Notes, "Thick slices"); default ``THICK_SLICE_RATIO[ndim]`` of `midseg.fusion`
         (5 in 3D; 0 = off; clicks files before version 8 replay with 0). Stored in
         clicks files.

@@ -1275,23 +1275,24 @@ def test_a_no_op_background_click_in_2d_has_no_boundary_band(seed):
         assert not np.any(np.hypot(*(lost - np.array(click)).T) > 3), (click, lost)
 
 
-def _thick_slice_round(ratio):
-    """An MR-like volume of 7.5 mm slices (0.78 mm pixels): a bright object in slices 3-6
-    and a mask that also covers slice 7 (stage 1 overshot a whole slice, where partial
-    volume makes it look like the object); one background click in slice 7."""
+def _thick_slice_round(ratio, spacing=7.5, lo=12, hi=28):
+    """An MR-like volume of `spacing` mm slices (0.78 mm pixels): a bright object in slices
+    3-6 (rows and columns lo:hi) and a mask that also covers slice 7 (stage 1 overshot a
+    whole slice, where partial volume makes it look like the object); one background click
+    in slice 7."""
     shape = (12, 40, 40)
     image = np.random.default_rng(6).normal(0.0, 0.05, shape)
     obj = np.zeros(shape, bool)
-    obj[3:7, 12:28, 12:28] = True
+    obj[3:7, lo:hi, lo:hi] = True
     image[obj] += 1.0
-    image[7, 12:28, 12:28] += 1.0  # like the object, outside it
+    image[7, lo:hi, lo:hi] += 1.0  # like the object, outside it
     prev = obj.copy()
-    prev[7, 12:28, 12:28] = True
+    prev[7, lo:hi, lo:hi] = True
     click = (7, 20, 20)
     margin = [(4, 20, 14), (4, 20, 26), (5, 14, 20), (5, 26, 20), (3, 20, 20), (6, 20, 20)]
     res = refine(
         image, prev.astype(np.float32), margin_points=margin, background=[click],
-        spacing=(7.5, 0.78, 0.78), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
+        spacing=(spacing, 0.78, 0.78), previous=(prev.astype(np.float32), prev.astype(np.uint8)),
         new_foreground=[], new_background=[click], thick_slice_ratio=ratio,
     )  # fmt: skip
     return res.mask.astype(bool), prev, obj
@@ -1312,6 +1313,17 @@ def test_a_click_in_a_thick_slice_relabels_only_its_own_slice():
     for bad in (-1.0, 0.5, 1.0, float("nan"), float("inf"), True, "5"):
         with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
             _thick_slice_round(bad)
+
+
+def test_a_click_in_an_overshot_slice_wider_than_thick_stays_in_it():
+    """6.5 mm slices, an overshot slice 36 pixels wide: the click's nearest correct voxel
+    is straight across in the next slice, so its depth is exactly one slice. It still
+    corrects a one-slice error and stays in its slice (with ratio 0 the object loses
+    hundreds of voxels)."""
+    on, prev, obj = _thick_slice_round(None, spacing=6.5, lo=2, hi=38)
+    off, _, _ = _thick_slice_round(0.0, spacing=6.5, lo=2, hi=38)
+    assert np.array_equal(on[:7], prev[:7]) and not on[7, 20, 20]
+    assert np.count_nonzero(obj & ~off) > 100
 
 
 def test_a_click_deeper_than_a_thick_slice_reaches_across_slices():
