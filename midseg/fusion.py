@@ -540,9 +540,7 @@ def _slice_distance(
     # a click deeper than a slice is thick corrects an error that spans slices (a click in
     # an overshot slice wider than it is thick is exactly one slice deep: it stays)
     thick = np.flatnonzero(
-        (unit >= ratio * m * (1 - 1e-6))
-        & (unit > m * (1 + 1e-6))
-        & (unit * (1 + 1e-6) >= depth)
+        (unit >= ratio * m * (1 - 1e-6)) & (unit > m * (1 + 1e-6)) & (unit * (1 + 1e-6) >= depth)
     )
     if ratio <= 0 or len(thick) == 0:
         return _euclidean_to_points(shape, pts, unit_spacing)
