@@ -31,19 +31,22 @@ def _check_params(lam, sigma, method):
     return lam, sigma, method
 
 
-def _check_ifgc_settings(
-    margin_floor, claim_keep, min_click_depth, band_reach, thick_slice_ratio, ndim: int
-) -> tuple[float, float, float, float, float]:
-    """The session's stage-1 margin floor, click-claim guard, smallest click depth,
-    boundary-band reach and thick-slice ratio, defaults filled in."""
-    keep = CLICK_CLAIM_KEEP if claim_keep is None else claim_keep
-    return (
-        check_margin_floor(margin_floor, ndim, "margin_floor"),
-        check_fraction(keep, "claim_keep"),
-        check_click_depth_min(min_click_depth, ndim),
-        check_band_reach(band_reach, ndim),
-        check_thick_slice_ratio(thick_slice_ratio, ndim),
-    )
+#: The "ifgc" settings a Session takes as keywords and a clicks file stores as parameters.
+IFGC_SETTINGS = ("margin_floor", "claim_keep", "min_click_depth", "band_reach", "thick_slice_ratio")
+
+
+def _check_ifgc_settings(given: dict, ndim: int) -> dict[str, float]:
+    """The session's "ifgc" settings (`IFGC_SETTINGS`: stage-1 margin floor, click-claim
+    guard, smallest click depth, boundary-band reach, thick-slice ratio), checked, with
+    the defaults of `ndim` for those `given` lacks or gives as None."""
+    keep = given.get("claim_keep")
+    return {
+        "margin_floor": check_margin_floor(given.get("margin_floor"), ndim, "margin_floor"),
+        "claim_keep": check_fraction(CLICK_CLAIM_KEEP if keep is None else keep, "claim_keep"),
+        "min_click_depth": check_click_depth_min(given.get("min_click_depth"), ndim),
+        "band_reach": check_band_reach(given.get("band_reach"), ndim),
+        "thick_slice_ratio": check_thick_slice_ratio(given.get("thick_slice_ratio"), ndim),
+    }
 
 
 def _load_model(model, image: Image, work: Image, flat_axis: int | None, device: str | None):

@@ -388,10 +388,9 @@ class LabelSession:
     ) -> "LabelSession":
         """An empty LabelSession with the image, model and settings (lam, sigma, method,
         stage1_cut, margin_floor, claim_keep, min_click_depth, band_reach,
-        thick_slice_ratio) of `session`.
-        `older`: for a
-        session replayed from an older clicks-file version, the settings its user chose
-        (`_chosen`), which replace those; the others are left to today's defaults."""
+        thick_slice_ratio) of `session`. `older`: for a session replayed from an older
+        clicks-file version, the settings its user chose (`_chosen`), which replace those;
+        the others are left to today's defaults."""
         ls = cls.__new__(cls)
         ls.image, ls.model = session.image, session.model
         ls._kw = {"device": device, "lam": session.lam, "sigma": session.sigma}

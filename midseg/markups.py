@@ -377,17 +377,7 @@ def clicks_from_markups(
 
     params = {"lam": lam, "sigma": sigma, "method": method}
     work_ndim = computing_ndim(image.shape)
-    margin_floor, claim_keep, min_depth, band_reach, thick = _check_ifgc_settings(
-        None, None, None, None, None, work_ndim
-    )
-    defaults = {
-        "stage1_cut": True,
-        "margin_floor": margin_floor,
-        "claim_keep": claim_keep,
-        "min_click_depth": min_depth,
-        "band_reach": band_reach,
-        "thick_slice_ratio": thick,
-    }
+    defaults = {"stage1_cut": True, **_check_ifgc_settings({}, work_ndim)}
     clicks = clicks_document(
         image,
         _model_ref_for(model, image),

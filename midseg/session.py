@@ -26,6 +26,7 @@ from ._history import ClickRound as ClickRound
 from ._history import _check_round, _clicks_in_force, _History, _State, _within
 from ._session_checks import (
     _as_image,
+    IFGC_SETTINGS,
     _check_ifgc_settings,
     _check_params,
     _constant_warning,
@@ -123,9 +124,9 @@ class Session(_History):
     thick_slice_ratio : float, 0 or > 1, optional
         With ``method="ifgc"``: along an axis whose spacing is at least this many times
         the smallest, a click no deeper than a slice is thick relabels only its own
-        slice (`midseg.refine.refine`, Notes, "Thick slices"); default ``THICK_SLICE_RATIO[ndim]`` of `midseg.fusion`
-        (5 in 3D; 0 = off; clicks files before version 8 replay with 0). Stored in
-        clicks files.
+        slice (`midseg.refine.refine`, Notes, "Thick slices"); default
+        ``THICK_SLICE_RATIO[ndim]`` of `midseg.fusion` (5 in 3D; 0 = off; clicks files
+        before version 8 replay with 0). Stored in clicks files.
     device : str, optional
         Torch device for stage 1 (default: CUDA if available, else CPU).
 
@@ -167,20 +168,19 @@ class Session(_History):
         if not isinstance(stage1_cut, (bool, np.bool_)):
             raise InvalidInputError(f"stage1_cut must be True or False, got {stage1_cut!r}")
         self.stage1_cut = bool(stage1_cut)
-        (
-            self.margin_floor,
-            self.claim_keep,
-            self.min_click_depth,
-            self.band_reach,
-            self.thick_slice_ratio,
-        ) = _check_ifgc_settings(
-            margin_floor,
-            claim_keep,
-            min_click_depth,
-            band_reach,
-            thick_slice_ratio,
+        ifgc = _check_ifgc_settings(
+            {
+                "margin_floor": margin_floor,
+                "claim_keep": claim_keep,
+                "min_click_depth": min_click_depth,
+                "band_reach": band_reach,
+                "thick_slice_ratio": thick_slice_ratio,
+            },
             self._work.ndim,
         )
+        self.margin_floor, self.claim_keep = ifgc["margin_floor"], ifgc["claim_keep"]
+        self.min_click_depth, self.band_reach = ifgc["min_click_depth"], ifgc["band_reach"]
+        self.thick_slice_ratio = ifgc["thick_slice_ratio"]
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
         self._history: list[_State] = []
@@ -220,11 +220,7 @@ class Session(_History):
         return {
             "method": self.method,
             "stage1_cut": self.stage1_cut,
-            "margin_floor": self.margin_floor,
-            "claim_keep": self.claim_keep,
-            "min_click_depth": self.min_click_depth,
-            "band_reach": self.band_reach,
-            "thick_slice_ratio": self.thick_slice_ratio,
+            **{key: getattr(self, key) for key in IFGC_SETTINGS},
         }
 
     def _w(self, points: np.ndarray) -> np.ndarray:
@@ -802,11 +798,7 @@ class Session(_History):
             sigma=params["sigma"],
             method=params["method"],
             stage1_cut=params.get("stage1_cut", True),
-            margin_floor=params.get("margin_floor"),
-            claim_keep=params.get("claim_keep"),
-            min_click_depth=params.get("min_click_depth"),
-            band_reach=params.get("band_reach"),
-            thick_slice_ratio=params.get("thick_slice_ratio"),
+            **{key: params.get(key) for key in IFGC_SETTINGS},
             device=device,
         )
         mismatch = _model_mismatch(model_ref, session.model)
