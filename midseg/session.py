@@ -579,16 +579,23 @@ class Session(_History):
         the image, the mask and the clicks in force (none within 3 voxels of one), no ground truth
         (`midseg.suggest.suggest_clicks`, reasoning and evidence there). Empty before
         `segment` or when nothing is left to suggest. Raises InvalidInputError for k < 1.
+        Only the box holding every voxel the session has set is read, so the cost follows
+        the object's size, not the image's (a tumour in a 300x512x512 CT: about 17 ms).
         """
-        from .suggest import suggest_clicks
+        from .suggest import _suggest
 
         if self._state is None:
             return []
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
         done = self._w(np.concatenate(self.clicks_in_force))  # not the margin points: near
         # them errors are common (stage 1's box is tight there), see docs/decisions.md
         w = self._work
-        found = suggest_clicks(w.array, self._sq(self._maps()[1]), spacing=w.spacing,
-                               clicks=done, k=k, channel_axis=w.channel_axis)  # fmt: skip
+        ext = self._state.extent  # holds every object voxel: nothing outside it is read
+        ext = None if ext is None else self._w_box(ext).slices
+        found = _suggest(w.channels_first(), self._sq(self._maps()[1]),
+                         np.asarray(w.spacing, np.float64), done.reshape(-1, w.ndim), int(k),
+                         ext)  # fmt: skip
         if self._flat is None:
             return found
         return [replace(s, point=tuple(np.insert(s.point, self._flat, 0).tolist())) for s in found]
@@ -695,6 +702,12 @@ class Session(_History):
             edits=state.edits + 1,
         )
         return self._push(new)
+
+    def _w_box(self, box):
+        """A box of the image's axes in the computation's (a one-slice volume: drop its axis)."""
+        if self._flat is None:
+            return box
+        return Box(tuple(np.delete(box.start, self._flat)), tuple(np.delete(box.stop, self._flat)))
 
     def _file_box(self, box):
         """A box of the computation's axes in the image's (a one-slice volume: add its axis)."""

@@ -69,6 +69,50 @@ def test_large_crops_are_subsampled_but_points_are_full_grid_voxels(monkeypatch)
     assert found and all(s.foreground == (not mask[s.point]) for s in found)
 
 
+@pytest.mark.parametrize("shape", [(7, 9), (1, 12), (5, 1, 8), (6, 7, 5)])
+def test_shift_reduce_equals_scipy_filters(shape):
+    from scipy import ndimage
+
+    from midseg.suggest import _shift_reduce
+
+    rng = np.random.default_rng(len(shape))
+    a = rng.normal(size=shape).astype(np.float32)
+    a[a > 1] = np.inf
+    half = [int(v) for v in rng.integers(0, 4, len(shape))]
+    size = [2 * h + 1 for h in half]
+    assert np.array_equal(_shift_reduce(a, half, np.minimum), ndimage.minimum_filter(a, size))
+    b = a > 0
+    assert np.array_equal(_shift_reduce(b, half, np.maximum), ndimage.maximum_filter(b, size))
+
+
+def test_session_suggest_reads_only_the_extent_and_matches_suggest_clicks(monkeypatch):
+    pytest.importorskip("torch")
+    import midseg
+    import midseg.suggest as sug
+
+    image, truth, sp = scene(3)
+    big = np.full((40, 90, 100), 100, np.float32)
+    big += np.random.default_rng(1).normal(0, 6, big.shape).astype(np.float32)
+    big[5:29, 30:78, 40:88] = image
+    start = np.zeros(big.shape, bool)
+    start[5:29, 30:78, 40:88] = truth
+    start[:, :, 70:] = False
+    session = midseg.Session(midseg.Image(big, spacing=sp), model="3d")
+    session.start_from_mask(start)
+    session.refine(foreground=[(17, 54, 72)])
+    expected = suggest_clicks(big, session.mask, spacing=sp, clicks=[(17, 54, 72)], k=3)
+    seen = []
+    inner = sug._suggest
+    monkeypatch.setattr(sug, "_suggest", lambda *a: seen.append(a[-1]) or inner(*a))
+    assert session.suggest(3) == expected and len(expected) == 3
+    (extent,) = seen  # a box smaller than the image that holds the whole mask
+    inside = np.zeros(big.shape, bool)
+    inside[extent] = True
+    assert not inside.all() and not (session.mask.astype(bool) & ~inside).any()
+    with pytest.raises(InvalidInputError, match="k must be an integer >= 1"):
+        session.suggest(0)
+
+
 def test_nothing_to_suggest():
     image, truth, sp = scene()
     assert suggest_clicks(image, np.zeros_like(truth), spacing=sp) == []
