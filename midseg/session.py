@@ -577,7 +577,8 @@ class Session(_History):
         Each is a `midseg.suggest.Suggestion`: ``point`` (array order, image index space),
         ``foreground`` (the class the mask does not give it) and ``score``; computed from
         the image, the mask and the clicks in force (none within 3 voxels of one), no ground truth
-        (`midseg.suggest.suggest_clicks`, reasoning and evidence there). Empty before
+        (`midseg.suggest.suggest_clicks`, reasoning and evidence there; in 3D the stage-1
+        CNN map's disagreement with the mask counts too). Empty before
         `segment` or when nothing is left to suggest. Raises InvalidInputError for k < 1.
         Only the box holding every voxel the session has set is read, so the cost follows
         the object's size, not the image's (a tumour in a 300x512x512 CT: about 17 ms).
@@ -593,9 +594,13 @@ class Session(_History):
         w = self._work
         ext = self._state.extent  # holds every object voxel: nothing outside it is read
         ext = None if ext is None else self._w_box(ext).slices
+        cnn = None  # the stage-1 CNN map (not a mask given to start_from_mask)
+        if len(self._state.margin_points):
+            cnn = (self._state.cnn[0].slices, self._state.cnn[1])
+        fg = np.arange(len(done)) < len(self.clicks_in_force[0])
         found = _suggest(w.channels_first(), self._sq(self._maps()[1]),
                          np.asarray(w.spacing, np.float64), done.reshape(-1, w.ndim), int(k),
-                         ext)  # fmt: skip
+                         ext, cnn, fg)  # fmt: skip
         if self._flat is None:
             return found
         return [replace(s, point=tuple(np.insert(s.point, self._flat, 0).tolist())) for s in found]

@@ -41,6 +41,7 @@ __all__ = [
     "SUGGEST_CLICK_RADIUS",
     "SUGGEST_SEPARATION",
     "SUGGEST_MAX_VOXELS",
+    "SUGGEST_CNN_WEIGHT",
 ]
 
 #: Standard deviation (mm) of the Gaussian window of the local object / background means.
@@ -51,6 +52,12 @@ SUGGEST_BAND = 3.0
 SUGGEST_CLICK_RADIUS = 3.0
 #: Crops (the mask's box grown by the band and the window) of more voxels are subsampled.
 SUGGEST_MAX_VOXELS = 2**19
+#: Weight, per dimensionality, of the stage-1 CNN's log-odds for the class the mask does not
+#: give a voxel, added to its score when a CNN probability is given (`Session.suggest` gives
+#: its stage-1 map). Chosen on dev_unseen (``docs/decisions.md``): in 3D, where stage 1
+#: leans on the margin points' geodesic evidence, the CNN disagrees where the mask is wrong;
+#: in 2D the mask mostly is the CNN's, and the term changed nothing.
+SUGGEST_CNN_WEIGHT = {2: 0.0, 3: 0.3}
 #: Two suggestions of one call are at least this far apart (units of the smallest spacing).
 SUGGEST_SEPARATION = 8.0
 
@@ -154,10 +161,52 @@ def _score(ev: np.ndarray, m: np.ndarray, sp: np.ndarray, unit: float) -> np.nda
     return np.where(np.where(m, near[0], near[1]), np.where(m, lo[0], lo[1]), -np.inf)
 
 
-def _suggest(chans, mask, sp, pts, k: int, extent=None) -> list[Suggestion]:
+def _in_crop(cnn, sl: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """The crop `sl` (strided slices) of a map given as ``(box_slices, values)``, 0 outside
+    the box, without building the map."""
+    box, values = cnn
+    out = np.zeros(shape, np.float32)
+    dst, src = [], []
+    for s, b, n in zip(sl, box, shape):
+        j0 = max(0, -(-(b.start - s.start) // s.step))
+        j1 = min(n, -(-(b.stop - s.start) // s.step))
+        if j1 <= j0:
+            return out
+        dst.append(slice(j0, j1))
+        first = s.start + j0 * s.step - b.start
+        src.append(slice(first, first + (j1 - j0 - 1) * s.step + 1, s.step))
+    out[tuple(dst)] = values[tuple(src)]
+    return out
+
+
+def _cnn_term(p: np.ndarray, m: np.ndarray, pts, fg, origin, stride: int) -> np.ndarray:
+    """Log-odds of the CNN map `p` (crop) for the class the mask `m` does not give a voxel,
+    0 in the regions of its disagreement with the mask that a click has contradicted."""
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    logit = np.log(p / (1 - p))
+    term = np.where(m, -logit, logit)
+    if pts is None or fg is None:
+        return term
+    seeds = []
+    for c, f in zip(pts, fg):
+        q = np.round((c - origin) / stride).astype(int)
+        if np.all((q >= 0) & (q < m.shape)) and (p[tuple(q)] >= 0.5) != bool(f):
+            seeds.append(q)  # the user's click says the CNN is wrong there
+    if seeds:
+        lab, _ = ndimage.label(term > 0)
+        ids = set()
+        for q in seeds:  # the disagreement at or beside the click (2 voxels)
+            win = tuple(slice(max(a - 2, 0), a + 3) for a in q)
+            ids.update(int(i) for i in np.unique(lab[win]) if i)
+        term[np.isin(lab, list(ids))] = 0
+    return term
+
+
+def _suggest(chans, mask, sp, pts, k: int, extent=None, cnn=None, fg=None) -> list[Suggestion]:
     """`suggest_clicks` on checked input: `chans` (C, *S), `mask` of shape S (read only
     inside `extent`, a tuple of slices known to hold all its nonzero voxels; None: all),
-    `sp` the spacing (ndarray), `pts` (N, ndim) int clicks or None."""
+    `sp` the spacing (ndarray), `pts` (N, ndim) int clicks or None, `cnn` None or
+    ``(box_slices, probability inside the box)``, `fg` the clicks' classes or None."""
     shape = chans.shape[1:]
     extent = tuple(slice(0, n) for n in shape) if extent is None else extent
     unit = float(sp.min())
@@ -175,6 +224,11 @@ def _suggest(chans, mask, sp, pts, k: int, extent=None) -> list[Suggestion]:
     m = np.asarray(mask[sl]) != 0
     score = _score(_evidence(chans[(slice(None),) + sl], m, sp), m, sp, unit)
     origin = np.array([s.start for s in sl])
+    weight = SUGGEST_CNN_WEIGHT.get(m.ndim, 0.0)
+    if cnn is not None and weight:  # -inf (outside the band) stays -inf
+        score += np.float32(weight) * _cnn_term(
+            _in_crop(cnn, sl, m.shape), m, pts, fg, origin, stride
+        )
     for c in pts if pts is not None else ():
         _clear_ball(score, (c - origin) / stride, SUGGEST_CLICK_RADIUS * unit, sp)
     out: list[Suggestion] = []
@@ -199,6 +253,8 @@ def suggest_clicks(
     clicks=(),
     k: int = 1,
     channel_axis: int | None = None,
+    probability=None,
+    click_foreground=None,
 ) -> list[Suggestion]:
     """Up to `k` suggested corrective clicks for `mask` on `image`, best first.
 
@@ -220,6 +276,16 @@ def suggest_clicks(
         `SUGGEST_SEPARATION` apart.
     channel_axis : int, optional
         Axis of `image` holding channels; None for a scalar image.
+    probability : ndarray of the image's spatial shape, optional
+        A foreground probability in [0, 1] made without the mask's corrections, such as
+        the stage-1 CNN's (`Session.suggest` passes `Session.cnn_probability`'s values);
+        its log-odds for the class the mask does not give a voxel, times
+        ``SUGGEST_CNN_WEIGHT[ndim]``, is added to the voxel's score.
+    click_foreground : sequence of bool, optional
+        The class of each of `clicks` (True: foreground). With `probability`, a click of
+        the class the probability does not give its voxel contradicts it: the term is
+        dropped in the connected region where the probability disagrees with the mask
+        at or beside that click.
 
     Returns
     -------
@@ -241,7 +307,10 @@ def suggest_clicks(
     background's voxels around it, divided by the intensity SD inside the mask. The score
     is the minimum of that evidence over the voxel and its same-label neighbours (3x3 or
     3x3x3): a click needs a small patch that looks like the other class, not one noisy
-    voxel. Work is done on the mask's bounding box grown by the band and the window,
+    voxel. With `probability` (p, clipped to [0.001, 0.999]) the score gains
+    ``w * log(q / (1 - q))``, q the probability of the other class (``p`` for a background
+    voxel, ``1 - p`` for an object voxel), ``w = SUGGEST_CNN_WEIGHT[ndim]`` (0 in 2D).
+    Work is done on the mask's bounding box grown by the band and the window,
     subsampled with one stride on all axes when it holds more than `SUGGEST_MAX_VOXELS`
     voxels (the band is then as many mm wide). The band is a box (Chebyshev distance).
     See the module docstring and ``docs/decisions.md`` for the reasoning and the evidence.
@@ -257,4 +326,21 @@ def suggest_clicks(
         raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
     sp = as_spacing(spacing, len(spatial))
     pts = np.asarray(clicks, dtype=np.int64).reshape(-1, len(spatial)) if len(clicks) else None
-    return _suggest(chans, m_all, sp, pts, int(k))
+    cnn = None
+    if probability is not None:
+        prob = np.asarray(probability, dtype=np.float32)
+        if prob.shape != spatial or not np.all((prob >= 0) & (prob <= 1)):
+            raise InvalidInputError(
+                f"probability must be an array of the image's spatial shape {spatial} with "
+                f"values in [0, 1], got shape {prob.shape}"
+            )
+        cnn = (tuple(slice(0, n) for n in spatial), prob)
+    fg = None
+    if click_foreground is not None:
+        fg = np.asarray(click_foreground, dtype=bool).ravel()
+        if fg.size != (0 if pts is None else len(pts)):
+            raise InvalidInputError(
+                f"click_foreground must give one class per click ({0 if pts is None else len(pts)}),"
+                f" got {fg.size}"
+            )
+    return _suggest(chans, m_all, sp, pts, int(k), cnn=cnn, fg=fg)

@@ -103,7 +103,7 @@ def test_session_suggest_reads_only_the_extent_and_matches_suggest_clicks(monkey
     expected = suggest_clicks(big, session.mask, spacing=sp, clicks=[(17, 54, 72)], k=3)
     seen = []
     inner = sug._suggest
-    monkeypatch.setattr(sug, "_suggest", lambda *a: seen.append(a[-1]) or inner(*a))
+    monkeypatch.setattr(sug, "_suggest", lambda *a: seen.append(a[5]) or inner(*a))
     assert session.suggest(3) == expected and len(expected) == 3
     (extent,) = seen  # a box smaller than the image that holds the whole mask
     inside = np.zeros(big.shape, bool)
@@ -111,6 +111,52 @@ def test_session_suggest_reads_only_the_extent_and_matches_suggest_clicks(monkey
     assert not inside.all() and not (session.mask.astype(bool) & ~inside).any()
     with pytest.raises(InvalidInputError, match="k must be an integer >= 1"):
         session.suggest(0)
+
+
+def test_in_crop_equals_strided_slicing_of_the_full_map():
+    from midseg.suggest import _in_crop
+
+    rng = np.random.default_rng(3)
+    shape = (13, 17, 11)
+    for _ in range(50):
+        box = tuple(slice(int(a), int(a + rng.integers(1, n - a + 1))) for a, n in
+                    zip((rng.integers(0, n) for n in shape), shape))  # fmt: skip
+        full = np.zeros(shape, np.float32)
+        full[box] = rng.random([b.stop - b.start for b in box])
+        step = int(rng.integers(1, 4))
+        sl = tuple(slice(int(a), int(rng.integers(a + 1, n + 1)), step) for a, n in
+                   zip((rng.integers(0, n) for n in shape), shape))  # fmt: skip
+        crop = full[sl]
+        assert np.array_equal(_in_crop((box, full[box]), sl, crop.shape), crop)
+
+
+def test_a_disagreeing_cnn_map_moves_the_3d_suggestion():
+    image, truth, sp = scene(3)
+    leak = np.zeros_like(truth)
+    leak[8:16, 18:30, 30:44] = True
+    leak &= ~truth
+    image[leak] += 60  # a neighbour as bright as the object: the intensities cannot tell
+    mask = truth | leak
+    plain = suggest_clicks(image, mask, spacing=sp)[0]
+    prob = np.where(truth, 0.95, 0.05).astype(np.float32)  # the CNN knows better
+    moved = suggest_clicks(image, mask, spacing=sp, probability=prob)[0]
+    assert not leak[plain.point]
+    assert leak[moved.point] and not moved.foreground
+    with pytest.raises(InvalidInputError, match="probability must be an array"):
+        suggest_clicks(image, mask, spacing=sp, probability=prob * 2)
+    # a foreground click in the leak contradicts the CNN: its term is dropped in the leak
+    where = [moved.point]
+    unknown = suggest_clicks(image, mask, spacing=sp, probability=prob, clicks=where)[0]
+    kept = suggest_clicks(image, mask, spacing=sp, probability=prob, clicks=where,
+                          click_foreground=[False])[0]  # fmt: skip
+    assert kept == unknown and leak[kept.point]
+    dropped = suggest_clicks(image, mask, spacing=sp, probability=prob, clicks=where,
+                             click_foreground=[True])[0]  # fmt: skip
+    assert dropped.score < kept.score - 0.8  # 0.3 x log(0.95 / 0.05) less
+    with pytest.raises(InvalidInputError, match="click_foreground must give one class"):
+        suggest_clicks(image, mask, spacing=sp, clicks=where, click_foreground=[True, False])
+    flat = suggest_clicks(image[12], mask[12], spacing=sp[1:], probability=prob[12])[0]
+    assert flat == suggest_clicks(image[12], mask[12], spacing=sp[1:])[0]  # no 2D weight
 
 
 def test_nothing_to_suggest():
