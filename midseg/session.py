@@ -585,10 +585,10 @@ class Session(_History):
         """
         from .suggest import _suggest
 
-        if self._state is None:
-            return []
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
+        if self._state is None:
+            return []
         done = self._w(np.concatenate(self.clicks_in_force))  # not the margin points: near
         # them errors are common (stage 1's box is tight there), see docs/decisions.md
         w = self._work

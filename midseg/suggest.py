@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ._checks import as_spacing, channels_first
+from ._checks import as_index_array, as_spacing, channels_first
 from .errors import InvalidInputError
 
 __all__ = [
@@ -54,8 +54,10 @@ __all__ = [
 
 #: Standard deviation (mm) of the Gaussian window of the local object / background means.
 SUGGEST_SIGMA_MM = 2.0
-#: Candidates lie within this many voxels (of the smallest spacing) of the other label
-#: (1.5 against 3: 40 against 34 % in 2D, 59 against 57 % in 3D, ``docs/decisions.md``).
+#: Candidates lie within this many voxels (of the smallest spacing) of the other label, in
+#: a box of half-width ``int(SUGGEST_BAND * smallest spacing / spacing)`` >= 1 voxels per
+#: axis: one voxel at 1.5 (40 against 34 % with 3 in 2D, 59 against 57 % in 3D,
+#: ``docs/decisions.md``).
 SUGGEST_BAND = 1.5
 #: No suggestion within this distance (units of the smallest spacing) of a click or point.
 SUGGEST_CLICK_RADIUS = 3.0
@@ -65,7 +67,8 @@ SUGGEST_MAX_VOXELS = 2**19
 #: give a voxel, added to its score when a CNN probability is given (`Session.suggest` gives
 #: its stage-1 map). Chosen on dev_unseen (``docs/decisions.md``): in 3D, where stage 1
 #: leans on the margin points' geodesic evidence, the CNN disagrees where the mask is wrong;
-#: in 2D the mask mostly is the CNN's, and the term changed nothing.
+#: in 2D the mask mostly is the CNN's, and the term changed nothing. A `Session` on a
+#: one-slice volume works in 2D, so its weight is the 2D one.
 SUGGEST_CNN_WEIGHT = {2: 0.0, 3: 0.3}
 #: Two suggestions of one call are at least this far apart (units of the smallest spacing).
 SUGGEST_SEPARATION = 8.0
@@ -83,8 +86,9 @@ class Suggestion:
         The class the click would probably be: the one the mask does not give the voxel.
     score : float
         How strongly the image contradicts the mask there, in units of the object's
-        intensity standard deviation (larger: more likely an error); comparable within
-        one image only.
+        intensity standard deviation (raw intensity units when that is 0; larger: more
+        likely an error, <= 0: the image supports the mask there); comparable within one
+        image only.
     """
 
     point: tuple[int, ...]
@@ -129,6 +133,9 @@ def _evidence(chans: np.ndarray, m: np.ndarray, sp: np.ndarray) -> np.ndarray:
     ev = np.zeros(m.shape, np.float32)
     w_f = None
     for img in chans:
+        top = float(np.abs(img).max()) if img.dtype == np.float64 else 0.0
+        if top > 1e30:  # beyond float32: the evidence does not change with the scale
+            img = img / top
         img = img.astype(np.float32, copy=False)
         fg = img * mf
         # one call filters the three maps (no smoothing across the stacked axis)
@@ -334,10 +341,14 @@ def suggest_clicks(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
     sp = as_spacing(spacing, len(spatial))
-    pts = np.asarray(clicks, dtype=np.int64).reshape(-1, len(spatial)) if len(clicks) else None
+    pts = as_index_array(clicks, len(spatial), name="clicks", allow_empty=True)
+    pts = pts if len(pts) else None
     cnn = None
     if probability is not None:
-        prob = np.asarray(probability, dtype=np.float32)
+        try:
+            prob = np.asarray(probability, dtype=np.float32)
+        except (TypeError, ValueError):
+            prob = np.full((0,), np.nan, np.float32)
         if prob.shape != spatial or not np.all((prob >= 0) & (prob <= 1)):
             raise InvalidInputError(
                 f"probability must be an array of the image's spatial shape {spatial} with "
@@ -346,8 +357,13 @@ def suggest_clicks(
         cnn = (tuple(slice(0, n) for n in spatial), prob)
     fg = None
     if click_foreground is not None:
-        fg = np.asarray(click_foreground, dtype=bool).ravel()
-        if fg.size != (0 if pts is None else len(pts)):
+        raw = np.asarray(click_foreground, dtype=object).ravel()
+        if not all(isinstance(v, (bool, np.bool_)) or v in (0, 1) for v in raw):
+            raise InvalidInputError(
+                f"click_foreground must hold True / False (or 1 / 0), got {click_foreground!r}"
+            )
+        fg = raw.astype(bool)
+        if np.ndim(click_foreground) != 1 or fg.size != (0 if pts is None else len(pts)):
             raise InvalidInputError(
                 f"click_foreground must give one class per click ({0 if pts is None else len(pts)}),"
                 f" got {fg.size}"

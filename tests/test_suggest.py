@@ -165,6 +165,16 @@ def test_nothing_to_suggest():
     assert suggest_clicks(image, np.ones_like(truth), spacing=sp) == []
 
 
+def test_a_float64_image_beyond_float32_range():
+    image, truth, sp = scene()
+    mask = truth.copy()
+    mask[:, 40:] = False
+    (expected,) = suggest_clicks(image, mask, spacing=sp)
+    (found,) = suggest_clicks(image.astype(np.float64) * 1e300, mask, spacing=sp)
+    assert found.point == expected.point and found.foreground == expected.foreground
+    assert found.score == pytest.approx(expected.score, rel=1e-4)
+
+
 def test_multichannel_image():
     image, truth, sp = scene()
     two = np.stack([image, image[::-1]])
@@ -180,6 +190,11 @@ def test_multichannel_image():
         ({"k": 0}, "k must be an integer >= 1"),
         ({"k": 1.5}, "k must be an integer >= 1"),
         ({"mask": np.zeros((3, 3), bool)}, "mask must have the image's spatial shape"),
+        ({"clicks": [(1, 2, 3), (4, 5, 6)]}, "clicks must be index tuples with 2 coordinates"),
+        ({"clicks": [(1, 2), (3,)]}, "clicks must be index tuples of 2 numbers"),
+        ({"clicks": [(5, 5)], "click_foreground": ["False"]}, "click_foreground must hold"),
+        ({"clicks": [(5, 5)], "click_foreground": [[True]]}, "one class per click"),
+        ({"probability": np.full((60, 64), "x")}, "probability must be an array"),
     ],
 )
 def test_bad_input(kwargs, message):
@@ -198,6 +213,8 @@ def test_session_suggest_and_the_users():
     image, truth, sp = scene()
     session = midseg.Session(midseg.Image(image, spacing=sp), model="2d")
     assert session.suggest() == []  # before stage 1
+    with pytest.raises(InvalidInputError, match="k must be an integer >= 1"):
+        session.suggest(0)
     start = truth.copy()
     start[:, 40:] = False
     session.start_from_mask(start)
