@@ -210,7 +210,7 @@ def _cnn_term(p: np.ndarray, m: np.ndarray, pts, fg, origin, stride: int) -> np.
             seeds.append(q)  # the user's click says the CNN is wrong there
     if seeds:
         lab, _ = ndimage.label(term > 0)
-        ids = set()
+        ids: set[int] = set()
         for q in seeds:  # the disagreement at or beside the click (2 voxels)
             win = tuple(slice(max(a - 2, 0), a + 3) for a in q)
             ids.update(int(i) for i in np.unique(lab[win]) if i)
@@ -341,8 +341,8 @@ def suggest_clicks(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
     sp = as_spacing(spacing, len(spatial))
-    pts = as_index_array(clicks, len(spatial), name="clicks", allow_empty=True)
-    pts = pts if len(pts) else None
+    given = as_index_array(clicks, len(spatial), name="clicks", allow_empty=True)
+    pts = given if len(given) else None
     cnn = None
     if probability is not None:
         try:
