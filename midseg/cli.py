@@ -18,7 +18,7 @@ from ._package import exit_if_shadowed
 
 exit_if_shadowed("midseg")  # before the first name taken from the package itself
 from . import __version__  # noqa: E402
-from .errors import MidsegError, MidsegWarning
+from .errors import MidsegError, show_warnings_as_lines
 
 # name -> (module implementing add_arguments(parser) and run(args), one-line help)
 SUBCOMMANDS = {
@@ -125,18 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warning_printer(prog: str):
-    """A `warnings.showwarning` that prints midseg's warnings as one line for the user."""
-    default = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if not issubclass(category, MidsegWarning):
-            return default(message, category, filename, lineno, file, line)
-        print(f"{prog}: warning: {message}", file=file or sys.stderr)
-
-    return show
-
-
 def run_entry(prog: str, run, args, *, print_warnings: bool = True) -> int:
     """The one error path of every entry point (`midseg`, `midseg-gui`, the module mains).
 
@@ -152,9 +140,7 @@ def run_entry(prog: str, run, args, *, print_warnings: bool = True) -> int:
         if not print_warnings:
             return int(run(args) or 0)
         with warnings.catch_warnings():
-            warnings.showwarning = _warning_printer(prog)
-            if not sys.warnoptions:  # -W / PYTHONWARNINGS given: the user's filters rule
-                warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
+            show_warnings_as_lines(prog)
             return int(run(args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

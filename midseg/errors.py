@@ -49,3 +49,25 @@ class ConstantImageWarning(MidsegWarning):
 
 class GeometryLossWarning(MidsegWarning):
     """An output file format cannot hold the image's geometry (origin, direction, spacing)."""
+
+
+def show_warnings_as_lines(prog: str) -> None:
+    """Print midseg's warnings as one line ``"<prog>: warning: <message>"`` on stderr, every
+    time they occur (other warnings as Python prints them); with ``-W`` or
+    ``PYTHONWARNINGS`` the user's filters decide which are shown. Changes the process's
+    `warnings` state: call it inside ``warnings.catch_warnings()`` to undo it after, or
+    once in a worker process (`midseg batch` does both)."""
+    import sys
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, MidsegWarning):
+            return default(message, category, filename, lineno, file, line)
+        print(f"{prog}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    if not sys.warnoptions:
+        warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
+

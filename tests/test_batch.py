@@ -136,6 +136,27 @@ def test_kill_and_resume(cases, tmp_path):
     assert len(done_before) < N_CASES, "the kill came after the end: no resume was exercised"
 
 
+def test_worker_processes_print_warnings_as_the_command_does(cases, tmp_path):
+    root, manifest, model = cases
+    rows = []
+    for k in range(2):  # two clicks files of version 7: replayed with a warning each
+        doc = json.loads((root / f"case{k}.clicks.json").read_text())
+        doc["version"] = 7
+        doc["parameters"].pop("thick_slice_ratio", None)
+        (tmp_path / f"v7_{k}.clicks.json").write_text(json.dumps(doc))
+        rows.append(f"{root / f'case{k}.nii.gz'},{tmp_path / f'v7_{k}.clicks.json'}")
+    m = tmp_path / "m.csv"
+    m.write_text("image,clicks\n" + "\n".join(rows) + "\n")
+    cmd = [sys.executable, "-m", "midseg.cli", "batch", str(m), "--out", str(tmp_path / "out"),
+           "--workers", "2", "--model", str(model), "--no-progress"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "clicks file version 7" in ln]
+    assert len(lines) == 2 and all(ln.startswith("midseg batch: warning: ") for ln in lines)
+    assert "OlderClicksWarning" not in proc.stderr
+
+
 def test_dask_local_cluster(cases, tmp_path):
     distributed = pytest.importorskip("distributed")
     root, manifest, model = cases

@@ -55,7 +55,8 @@ def _end_with_parent(parent: int) -> None:
 
 
 def _init_worker(threads: int, parent: int | None = None) -> None:
-    """Each worker process gets its share of the cores, and ends with the batch.
+    """Each worker process gets its share of the cores, ends with the batch, and prints
+    midseg's warnings as one line each (`midseg.errors.show_warnings_as_lines`).
 
     The share goes to torch when the fork server imported it, and to ONNX Runtime through
     ``OMP_NUM_THREADS``, which `midseg.models` reads when torch is not loaded (and torch
@@ -63,8 +64,11 @@ def _init_worker(threads: int, parent: int | None = None) -> None:
     """
     import sys
 
+    from ..errors import show_warnings_as_lines
+
     if parent is not None:
         _end_with_parent(parent)
+    show_warnings_as_lines("midseg batch")  # as the command prints them, not Python's format
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
