@@ -70,4 +70,3 @@ def show_warnings_as_lines(prog: str) -> None:
     warnings.showwarning = show
     if not sys.warnoptions:
         warnings.simplefilter("always", MidsegWarning)  # every case, not just the first
-
