@@ -218,11 +218,14 @@ def _cnn_term(p: np.ndarray, m: np.ndarray, pts, fg, origin, stride: int) -> np.
     return term
 
 
-def _suggest(chans, mask, sp, pts, k: int, extent=None, cnn=None, fg=None) -> list[Suggestion]:
+def _suggest(
+    chans, mask, sp, pts, k: int, extent=None, cnn=None, fg=None, keep=()
+) -> list[Suggestion]:
     """`suggest_clicks` on checked input: `chans` (C, *S), `mask` of shape S (read only
     inside `extent`, a tuple of slices known to hold all its nonzero voxels; None: all),
     `sp` the spacing (ndarray), `pts` (N, ndim) int clicks or None, `cnn` None or
-    ``(box_slices, probability inside the box)``, `fg` the clicks' classes or None."""
+    ``(box_slices, probability inside the box)``, `fg` the clicks' classes or None, `keep`
+    ``(box_slices, bool array)`` pairs of voxels never suggested (brush edits)."""
     shape = chans.shape[1:]
     extent = tuple(slice(0, n) for n in shape) if extent is None else extent
     unit = float(sp.min())
@@ -247,6 +250,8 @@ def _suggest(chans, mask, sp, pts, k: int, extent=None, cnn=None, fg=None) -> li
         )
     for c in pts if pts is not None else ():
         _clear_ball(score, (c - origin) / stride, SUGGEST_CLICK_RADIUS * unit, sp)
+    for region in keep:
+        score[_in_crop(region, sl, m.shape) > 0] = -np.inf
     out: list[Suggestion] = []
     while len(out) < k:
         i = int(np.argmax(score))

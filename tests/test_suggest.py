@@ -222,6 +222,15 @@ def test_session_suggest_and_the_users():
     assert len(s) == 2 and truth[s[0].point] and s[0].foreground
     session.refine(foreground=[s[0].point])
     assert session.mask.sum() > start.sum()
+    # a brush edit is never suggested back, even where the image says it is wrong
+    before = session.suggest(3)
+    patch = [(y, x) for y in range(14, 19) for x in range(37, 40)]  # object voxels, erased
+    session.paint(patch, 0)
+    unaware = suggest_clicks(image, session.mask, spacing=sp, clicks=[s[0].point], k=3)
+    assert any(p.point in patch for p in unaware)
+    assert all(p.point not in patch for p in session.suggest(3))
+    session.undo()
+    assert session.suggest(3) == before
 
     method = SessionMethod("midseg", model="2d")
     points = np.array([[12, 32], [48, 32], [30, 14], [30, 50]])
