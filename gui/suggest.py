@@ -6,8 +6,8 @@ a click round, undo, redo, a brush stroke) is followed by `midseg.Session.sugges
 ``k=1``: after stage 1 and click rounds in the worker, right after the round and in the
 same job; after the steps the UI thread makes itself (undo, redo, brushes) on the UI
 thread, where it takes milliseconds. The suggestion is a hint, not an instruction: its
-top suggestion lay in an error region for a third to a half of the suggestion-following
-user's clicks on ``dev_unseen`` (``docs/decisions.md``, 2026-11-30). The views draw it as
+top suggestion lay in an error region for about half of the suggestion-following user's
+clicks on ``dev_unseen`` (45 % in 2D, 55 % in 3D; ``docs/results-suggest.md``). The views draw it as
 a dashed ring with a cross (`midseg.gui.views.MARKER_COLORS` ``"suggest"``) on the slices
 that contain it; the status bar names the voxel, the class and the score.
 
