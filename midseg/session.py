@@ -578,7 +578,8 @@ class Session(_History):
         ``foreground`` (the class the mask does not give it) and ``score``; computed from
         the image, the mask and the clicks in force (none within 3 voxels of one), no ground truth
         (`midseg.suggest.suggest_clicks`, reasoning and evidence there; in 3D the stage-1
-        CNN map's disagreement with the mask counts too). Empty before
+        CNN map's disagreement with the mask counts too, inside the stage-1 box only, where
+        the network looked). Empty before
         `segment` or when nothing is left to suggest. Raises InvalidInputError for k < 1.
         Never at a voxel that a brush edit (`paint`) the current mask holds has changed.
         Only the box holding every voxel the session has set is read, so the cost follows

@@ -177,11 +177,11 @@ def _score(ev: np.ndarray, m: np.ndarray, sp: np.ndarray, unit: float) -> np.nda
     return np.where(np.where(m, near[0], near[1]), np.where(m, lo[0], lo[1]), -np.inf)
 
 
-def _in_crop(cnn, sl: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """The crop `sl` (strided slices) of a map given as ``(box_slices, values)``, 0 outside
-    the box, without building the map."""
+def _in_crop(cnn, sl: tuple[slice, ...], shape: tuple[int, ...], fill=0.0) -> np.ndarray:
+    """The crop `sl` (strided slices) of a map given as ``(box_slices, values)``, `fill`
+    outside the box, without building the map."""
     box, values = cnn
-    out = np.zeros(shape, np.float32)
+    out = np.full(shape, fill, np.float32)
     dst, src = [], []
     for s, b, n in zip(sl, box, shape):
         j0 = max(0, -(-(b.start - s.start) // s.step))
@@ -245,8 +245,8 @@ def _suggest(
     origin = np.array([s.start for s in sl])
     weight = SUGGEST_CNN_WEIGHT.get(m.ndim, 0.0)
     if cnn is not None and weight:  # -inf (outside the band) stays -inf
-        score += np.float32(weight) * _cnn_term(
-            _in_crop(cnn, sl, m.shape), m, pts, fg, origin, stride
+        score += np.float32(weight) * _cnn_term(  # no say outside the CNN's box: p = 0.5
+            _in_crop(cnn, sl, m.shape, fill=0.5), m, pts, fg, origin, stride
         )
     for c in pts if pts is not None else ():
         _clear_ball(score, (c - origin) / stride, SUGGEST_CLICK_RADIUS * unit, sp)

@@ -128,6 +128,10 @@ def test_in_crop_equals_strided_slicing_of_the_full_map():
                    zip((rng.integers(0, n) for n in shape), shape))  # fmt: skip
         crop = full[sl]
         assert np.array_equal(_in_crop((box, full[box]), sl, crop.shape), crop)
+        inside = np.zeros(shape, bool)
+        inside[box] = True
+        filled = _in_crop((box, full[box]), sl, crop.shape, fill=0.5)
+        assert np.array_equal(filled, np.where(inside[sl], crop, np.float32(0.5)))
 
 
 def test_a_disagreeing_cnn_map_moves_the_3d_suggestion():
