@@ -299,7 +299,7 @@ def suggest_clicks(
         Axis of `image` holding channels; None for a scalar image.
     probability : ndarray of the image's spatial shape, optional
         A foreground probability in [0, 1] made without the mask's corrections, such as
-        the stage-1 CNN's (`Session.suggest` passes `Session.cnn_probability`'s values);
+        the stage-1 CNN's (`Session.suggest` passes its stage-1 map, 0.5 outside the stage-1 box);
         its log-odds for the class the mask does not give a voxel, times
         ``SUGGEST_CNN_WEIGHT[ndim]``, is added to the voxel's score.
     click_foreground : sequence of bool, optional
