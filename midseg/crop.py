@@ -1,6 +1,6 @@
 """Relaxed bounding boxes, crop + resize to the network grid and the exact inverse back.
 
-Lives here: `Box`, `relaxed_bbox`, `CropTransform` (to_grid / points_to_grid /
+Lives here: `Box`, `relaxed_bbox`, `tight_slices`, `CropTransform` (to_grid / points_to_grid /
 from_grid / paste), `zscore`. Pure numpy/scipy: must not import torch, nor know about cues or nets.
 """
 
@@ -15,7 +15,16 @@ from scipy import ndimage as ndi
 from ._checks import SpacingLike, as_index_array, as_points, check_spatial
 from .errors import InvalidInputError
 
-__all__ = ["Box", "relaxed_bbox", "CropTransform", "zscore", "GRID_2D", "GRID_3D", "DEFAULT_MARGIN"]
+__all__ = [
+    "Box",
+    "relaxed_bbox",
+    "tight_slices",
+    "CropTransform",
+    "zscore",
+    "GRID_2D",
+    "GRID_3D",
+    "DEFAULT_MARGIN",
+]
 
 #: Network input size of the 2D model (paper §3.2.1), array order (y, x).
 GRID_2D: tuple[int, int] = (64, 64)
@@ -27,6 +36,16 @@ GRID_3D: tuple[int, int, int] = (64, 96, 96)
 #: extent along any axis, so a margin of 8 covers the whole object with 4
 #: voxels of background context to spare.
 DEFAULT_MARGIN: int = 8
+
+
+def tight_slices(mask: np.ndarray) -> tuple[slice, ...]:
+    """The tight bounding box of a non-empty mask (any shape; nonzero = inside) as slices,
+    array order. An empty mask raises IndexError: callers check ``mask.any()`` first."""
+    out = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- Box

@@ -68,6 +68,7 @@ import numpy as np
 from numba import njit
 
 from ._checks import SpacingLike, as_points, as_spacing, channels_first
+from .crop import tight_slices
 from ._geodesic_optional import _run_fastgeodis, _run_geodistk
 from .errors import InvalidInputError
 
@@ -357,7 +358,7 @@ def geodesic_distance(
 
     if roi_mask is None:
         return _RUNNERS[name](chans, seed_mask, None, sp, lam, iters, cost)
-    box = _bbox(roi_mask)
+    box = tight_slices(roi_mask)
     sub = _RUNNERS[name](
         np.ascontiguousarray(chans[(slice(None),) + box]),
         seed_mask[box] & roi_mask[box],
@@ -370,15 +371,6 @@ def geodesic_distance(
     out = np.full(shape, np.inf, dtype=np.float32)
     out[box] = np.where(roi_mask[box], sub, np.float32(np.inf))
     return out
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
-    """Tight bounding box of a non-empty mask as slices."""
-    out = []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- built-in backend

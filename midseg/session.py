@@ -591,17 +591,18 @@ class Session(_History):
             raise InvalidInputError(f"k must be an integer >= 1, got {k!r}")
         if self._state is None:
             return []
-        done = self._w(np.concatenate(self.clicks_in_force))  # not the margin points: near
-        # them errors are common (stage 1's box is tight there), see docs/decisions.md
+        fg_clicks, bg_clicks = self.clicks_in_force  # not the margin points: near them
+        # errors are common (stage 1's box is tight there), see docs/decisions.md
+        done = self._w(np.concatenate([fg_clicks, bg_clicks]))
         w = self._work
         ext = self._state.extent  # holds every object voxel: nothing outside it is read
         ext = None if ext is None else self._w_box(ext).slices
         cnn = None  # the stage-1 CNN map (not a mask given to start_from_mask)
         if len(self._state.margin_points):
             cnn = (self._state.cnn[0].slices, self._state.cnn[1])
-        fg = np.arange(len(done)) < len(self.clicks_in_force[0])
+        fg = np.arange(len(done)) < len(fg_clicks)
         found = _suggest(w.channels_first(), self._sq(self._maps()[1]),
-                         np.asarray(w.spacing, np.float64), done.reshape(-1, w.ndim), int(k),
+                         np.asarray(w.spacing, np.float64), done, int(k),
                          ext, cnn, fg, self._painted())  # fmt: skip
         if self._flat is None:
             return found

@@ -39,6 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._checks import as_index_array, as_spacing, channels_first
+from .crop import tight_slices
 from .errors import InvalidInputError
 
 __all__ = [
@@ -97,15 +98,14 @@ class Suggestion:
 
 
 def _bbox(m: np.ndarray, pad: int, offset, shape) -> tuple[slice, ...] | None:
-    """Box of `m`'s nonzero voxels grown by `pad`, shifted by `offset`, clipped to `shape`."""
-    lo, hi = [], []
-    for ax in range(m.ndim):
-        prof = np.flatnonzero(m.any(axis=tuple(a for a in range(m.ndim) if a != ax)))
-        if prof.size == 0:
-            return None
-        lo.append(max(int(prof[0]) + offset[ax] - pad, 0))
-        hi.append(min(int(prof[-1]) + offset[ax] + pad + 1, shape[ax]))
-    return tuple(slice(a, b) for a, b in zip(lo, hi))
+    """Box of `m`'s nonzero voxels grown by `pad`, shifted by `offset`, clipped to `shape`
+    (None for an empty `m`)."""
+    if not m.any():
+        return None
+    return tuple(
+        slice(max(t.start + o - pad, 0), min(t.stop + o + pad, n))
+        for t, o, n in zip(tight_slices(m), offset, shape)
+    )
 
 
 def _clear_ball(score: np.ndarray, centre: np.ndarray, radius: float, sp: np.ndarray) -> None:
