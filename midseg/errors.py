@@ -65,7 +65,9 @@ def show_warnings_as_lines(prog: str) -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, MidsegWarning):
             return default(message, category, filename, lineno, file, line)
-        print(f"{prog}: warning: {message}", file=file or sys.stderr)
+        # flushed: a worker process's stderr is block-buffered, and a worker that ends
+        # with its batch (os._exit) would lose the line
+        print(f"{prog}: warning: {message}", file=file or sys.stderr, flush=True)
 
     warnings.showwarning = show
     if not sys.warnoptions:

@@ -153,7 +153,8 @@ def test_worker_processes_print_warnings_as_the_command_does(cases, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "clicks file version 7" in ln]
-    assert len(lines) == 2 and all(ln.startswith("midseg batch: warning: ") for ln in lines)
+    assert len(lines) == 2, proc.stderr
+    assert all(ln.startswith("midseg batch: warning: ") for ln in lines)
     assert "OlderClicksWarning" not in proc.stderr
 
 
