@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from midseg.errors import InvalidInputError  # noqa: E402
+from midseg.errors import InvalidInputError, MidsegError  # noqa: E402
 from midseg.train import TrainConfig, TrainItem, lr_at, make_sample, train  # noqa: E402
 
 
@@ -113,6 +113,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+    def timeless(history):  # the loss average carries over too: the same history (NaN too)
+        return json.dumps([{k: v for k, v in h.items() if k != "elapsed_s"} for h in history])
+
+    assert timeless(resumed.history) == timeless(full.history)
     # Same seed, fresh run: identical too.
     again = train(items, cfg, None, progress=False)
     for k in a:
@@ -130,6 +135,33 @@ def test_resume_with_another_config_is_refused(tmp_path):
             progress=False,
             resume=tmp_path / "checkpoint.pt",
         )
+
+
+def test_resume_error_names_the_changed_setting(tmp_path):
+    items = _discs(4, 2)
+    train(items, _cfg(epochs=1), tmp_path, progress=False)
+    with pytest.raises(MidsegError, match=r"lr: 0\.003 \(checkpoint\) vs 1\.0 \(now\)") as err:
+        train(
+            items, _cfg(epochs=1, lr=1.0), None, progress=False, resume=tmp_path / "checkpoint.pt"
+        )
+    assert "seed" not in str(err.value)  # only what differs
+
+
+def test_resume_on_other_training_data_is_refused(tmp_path):
+    items = _discs(4, 2)
+    train(items, _cfg(epochs=1), tmp_path, progress=False)
+    ck = tmp_path / "checkpoint.pt"
+    more = items + _discs(2, 5)[:1]  # another pool: one item more
+    with pytest.raises(MidsegError, match="other training data.*items: 4 .checkpoint. vs 5"):
+        train(more, _cfg(epochs=1), None, progress=False, resume=ck)
+    renamed = [TrainItem(it.image, it.mask, it.spacing, it.name + "b") for it in items]
+    with pytest.raises(MidsegError, match="names_sha256"):
+        train(renamed, _cfg(epochs=1), None, progress=False, resume=ck)
+    # two channels: refused by midseg before torch meets weights of another shape
+    two = [TrainItem(np.stack([it.image, it.image]), it.mask, it.spacing, it.name) for it in items]
+    with pytest.raises(MidsegError, match="image_channels: 1 .checkpoint. vs 2"):
+        train(two, _cfg(epochs=1), None, progress=False, resume=ck)
+    train(items, _cfg(epochs=1), None, progress=False, resume=ck)  # the same data resumes
 
 
 def test_written_model_loads_and_segments(tmp_path):
@@ -511,6 +543,54 @@ def test_cli_max_iterations_stops_where_a_timed_run_stopped(tmp_path, capsys):
         main(args + ["--out", str(tmp_path / "bad"), "--max-iterations", "0"])
 
 
+def _data_run(tmp_path, data, cases, *extra):
+    from midseg.train import main
+
+    return main(
+        ["--dims", "2", "--data", str(data), "--train-cases", cases, "--grid", "32,32"]
+        + ["--base", "4", "--epochs", "1", "--threads", "1", "--no-progress"]
+        + ["--out", str(tmp_path / "out"), *extra]
+    )
+
+
+def test_cli_data_folders_the_registry_refuses(tmp_path):
+    # refused by the registry before any file is read: no case folders needed
+    refused = [
+        (tmp_path / "dev_unseen" / "lung_ct", "x", (), "not in the training pool"),
+        (tmp_path / "hc18", "x", (), "not in the training pool"),
+        (tmp_path / "brats2013", "brats_2013_pat0001_1", (), "test split"),
+        (
+            tmp_path / "brats2013",
+            "brats_2013_pat0003_1",
+            ("--image-name", "Flair_subtrMeanDivStd.nii.gz", "--labels", "1,2,3,4"),
+            "brats2013/whole_tumour",
+        ),
+        (  # a validation case of the test split: never chosen on either
+            tmp_path / "brats2013",
+            "brats_2013_pat0003_1",
+            ("--val-cases", "brats_2013_pat0002_1"),
+            "test split",
+        ),
+    ]
+    for data, cases, extra, match in refused:
+        with pytest.raises(InvalidInputError, match=match):
+            _data_run(tmp_path, data, cases, *extra)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
+    _brats_like(tmp_path / "brats2013", "brats_2013_pat0003_1", 0)
+    assert _data_run(tmp_path, tmp_path / "brats2013", "brats_2013_pat0003_1") == 0
+    card = json.loads((tmp_path / "out" / "2d.json").read_text())
+    assert card["licence"].startswith("brats2013: CC BY-NC-SA 3.0 CH.")
+    assert "no registry target" not in capsys.readouterr().out  # labels 1,3,4: tumour core
+    _brats_like(tmp_path / "own", "a", 0)  # a folder of the user's own
+    assert _data_run(tmp_path, tmp_path / "own", "a", "--labels", "1") == 0
+    card = json.loads((tmp_path / "out" / "2d.json").read_text())
+    assert card["licence"].startswith("not stated: 'own' is no registry set")
+    assert "cannot state the data's licence" in capsys.readouterr().out
+
+
 def test_cli_synthetic_options_reach_the_card(tmp_path):
     from midseg.train import main
 
@@ -876,6 +956,9 @@ def test_train_state_round_trips_through_a_checkpoint_dict(tmp_path):
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     state = TrainState.from_dict(ck["state"])
     assert state.iteration == 1 and state.best["iteration"] == 1 and state.init is None
-    assert list(state.to_dict()) == ["iteration", "history", "elapsed", "best", "init"]
+    assert list(state.to_dict()) == ["iteration", "history", "elapsed", "best", "init", "ema"]
+    assert round(state.ema, 5) == state.history[-1]["train_loss_ema"]
     del ck["state"]["init"]  # checkpoints from before fine-tuning
+    del ck["state"]["ema"]  # and from before the loss average was kept
     assert TrainState.from_dict(ck["state"]).init is None
+    assert TrainState.from_dict(ck["state"]).ema is None

@@ -9,6 +9,7 @@ optimiser, schedule, data) is a `_Run`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,7 +37,8 @@ class TrainState:
     ``iteration``: iterations done; ``history``: one record per validation (also
     the card's ``training.history``); ``elapsed``: training seconds so far;
     ``best``: with ``keep_best``, the iteration, Dice and weights of the best
-    validation; ``init``: what the card records about the starting model.
+    validation; ``init``: what the card records about the starting model; ``ema``: the
+    moving average of the training loss (so a resumed run's history equals a straight one's).
     """
 
     iteration: int = 0
@@ -44,6 +46,7 @@ class TrainState:
     elapsed: float = 0.0
     best: dict | None = None
     init: dict | None = None
+    ema: float | None = None  # the training loss's moving average
 
     def to_dict(self) -> dict:
         """The plain dict a checkpoint stores (tensors and plain data only)."""
@@ -53,6 +56,7 @@ class TrainState:
             "elapsed": self.elapsed,
             "best": self.best,
             "init": self.init,
+            "ema": self.ema,
         }
 
     @classmethod
@@ -64,6 +68,7 @@ class TrainState:
             elapsed=d["elapsed"],
             best=d.get("best"),
             init=d.get("init"),
+            ema=d.get("ema"),
         )
 
     def remember_best(self, net, dice: float, keep: bool) -> None:
@@ -98,7 +103,6 @@ class _Run:
     state: TrainState
     progress: bool = True
     val_cases: list = field(default_factory=list)
-    ema: float | None = None
     last_val: float = float("nan")
     stopped_early: bool = False
 
@@ -112,6 +116,7 @@ class _Run:
                 "opt": self.opt.state_dict(),
                 "state": self.state.to_dict(),
                 "config": _cfg_key(self.cfg),
+                "data": _data_key(self.items, self.image_channels),
             },
             self.out / "checkpoint.pt",
         )
@@ -258,7 +263,11 @@ def _start(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    state = TrainState(init=init_info) if resume is None else _resume(resume, cfg, net, opt)
+    state = (
+        TrainState(init=init_info)
+        if resume is None
+        else _resume(resume, cfg, net, opt, _data_key(items, image_channels))
+    )
     stop_at = total if max_iterations is None else min(total, int(max_iterations))
     return _Run(
         cfg=cfg,
@@ -279,16 +288,48 @@ def _start(
     )
 
 
-def _resume(path, cfg: TrainConfig, net, opt) -> TrainState:
+def _data_key(items: Sequence[TrainItem], image_channels: int) -> dict:
+    """What a checkpoint records about its training data: the item count, a digest of the
+    item names in order (sets, cases, targets, slices, synthetic shapes) and the image
+    channels."""
+    names = "\n".join(str(it.name) for it in items).encode()
+    return {
+        "items": len(items),
+        "names_sha256": hashlib.sha256(names).hexdigest()[:16],
+        "image_channels": int(image_channels),
+    }
+
+
+def _differences(old: dict, new: dict) -> str:
+    """The keys whose values differ, as ``key: OLD (checkpoint) vs NEW (now)``."""
+    keys = sorted(set(old) | set(new))
+    return "; ".join(
+        f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)"
+        for k in keys
+        if old.get(k) != new.get(k)
+    )
+
+
+def _resume(path, cfg: TrainConfig, net, opt, data: dict | None = None) -> TrainState:
     """Load the checkpoint `path` into `net` and `opt`; its progress.
 
-    Raises `MidsegError` when it was written with another configuration.
+    Raises `MidsegError` naming what differs when it was written with another
+    configuration, or (`data`, see `_data_key`) on other training data; checkpoints
+    older than the data record are checked on their configuration only.
     """
     ck = _load_checkpoint(path)
-    if _with_defaults(ck.get("config")) != _cfg_key(cfg):
+    old = _with_defaults(ck.get("config"))
+    if not isinstance(old, dict) or old != _cfg_key(cfg):
+        shown = _differences(old, _cfg_key(cfg)) if isinstance(old, dict) else "no configuration"
         raise MidsegError(
-            f"checkpoint '{path}' was written with a different configuration: "
-            f"{ck.get('config')} vs {_cfg_key(cfg)}"
+            f"checkpoint '{path}' was written with a different configuration ({shown}); "
+            "resume with the same options or start a new run folder"
+        )
+    if data is not None and isinstance(ck.get("data"), dict) and ck["data"] != data:
+        raise MidsegError(
+            f"checkpoint '{path}' was written on other training data "
+            f"({_differences(ck['data'], data)}): the pool, targets, repeats, slice steps, "
+            "cases or channels differ; resume with the same data or start a new run folder"
         )
     net.load_state_dict(ck["net"])
     opt.load_state_dict(ck["opt"])
@@ -392,7 +433,8 @@ def _step(run: _Run, it: int, xb, yb) -> tuple[float, float]:
     loss.backward()
     run.opt.step()
     lv = float(loss.detach())
-    run.ema = lv if run.ema is None else 0.95 * run.ema + 0.05 * lv
+    st = run.state
+    st.ema = lv if st.ema is None else 0.95 * st.ema + 0.05 * lv
     return lr, lv
 
 
@@ -403,7 +445,7 @@ def _record(run: _Run, bar, epoch: int, lr: float, lv: float) -> None:
     due = state.iteration % cfg.val_every == 0 or done
     if run.val_cases and due:
         run.last_val = run.validate()
-    assert run.ema is not None  # _step set it
+    assert run.state.ema is not None  # _step set it
     if due:
         state.history.append(
             {
@@ -411,7 +453,7 @@ def _record(run: _Run, bar, epoch: int, lr: float, lv: float) -> None:
                 "epoch": epoch + 1,
                 "lr": lr,
                 "train_loss": round(lv, 5),
-                "train_loss_ema": round(run.ema, 5),
+                "train_loss_ema": round(run.state.ema, 5),
                 "val_dice": round(run.last_val, 5),
                 "elapsed_s": round(state.elapsed, 1),
             }
@@ -422,7 +464,7 @@ def _record(run: _Run, bar, epoch: int, lr: float, lv: float) -> None:
             print(json.dumps(state.history[-1]), flush=True)
     bar.update(1)
     bar.set_postfix(
-        loss=f"{run.ema:.4f}", val_dice=f"{run.last_val:.4f}", lr=f"{lr:.1e}", refresh=False
+        loss=f"{run.state.ema:.4f}", val_dice=f"{run.last_val:.4f}", lr=f"{lr:.1e}", refresh=False
     )
 
 
@@ -435,13 +477,13 @@ def _out_of_time(run: _Run, epoch: int, lr: float) -> bool:
     run.stopped_early = True
     if run.val_cases:
         run.last_val = run.validate()
-    assert run.ema is not None  # _step set it
+    assert run.state.ema is not None  # _step set it
     state.history.append(
         {
             "iteration": state.iteration,
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss_ema": round(run.ema, 5),
+            "train_loss_ema": round(run.state.ema, 5),
             "val_dice": round(run.last_val, 5),
             "elapsed_s": round(state.elapsed, 1),
         }
