@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InvalidInputError
-from .card import LICENCE_BRATS, _pool_licence, _with_init_licence
+from .card import _pool_licence, _with_init_licence
 from .checkpoint import _load_checkpoint
 from .config import AUGMENT_BACKENDS, TrainConfig, default_batch_size
 from .loop import train
@@ -465,6 +465,7 @@ def _case_data(args: argparse.Namespace):
         raise InvalidInputError("give --pool, or --data and --train-cases")
     labels = [int(v) for v in args.labels.split(",")]
     train_cases, val_cases = _cases(args.train_cases), _cases(args.val_cases)
+    licence = _case_licence(args, train_cases + val_cases, labels)  # refuses before reading
     kw = dict(
         spatial_dims=args.dims,
         image_name=args.image_name,
@@ -501,9 +502,35 @@ def _case_data(args: argparse.Namespace):
             "a fit check, not a held-out estimate"
         },
     }
-    if "brats" in str(args.data).lower():
-        extra["licence"] = LICENCE_BRATS
+    extra["licence"] = licence
     return items, val_items, extra, n_real
+
+
+def _case_licence(args: argparse.Namespace, cases: list[str], labels: list[int]) -> str:
+    """The card's licence of a ``--data`` run, from the registry set the folder is; refuses
+    (InvalidInputError) what the registry says is never trained on."""
+    from .. import datasets
+
+    ds = datasets.set_of_folder(args.data)
+    if ds is None:
+        print(
+            f"note: '{args.data}' is no registry set (midseg.datasets.REGISTRY): the card "
+            "cannot state the data's licence; add it before sharing the weights",
+            flush=True,
+        )
+        return (
+            f"not stated: '{Path(args.data).name}' is no registry set; the weights carry "
+            "the licence of their training data"
+        )
+    target = datasets.check_case_training(ds, cases, args.image_name, args.label_name, labels)
+    if target is None:
+        print(
+            f"note: {args.image_name} with labels {labels} is no registry target of "
+            f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
+            flush=True,
+        )
+    sets = [{"set": ds.name, "licence": ds.licence, "non_commercial": ds.non_commercial}]
+    return _pool_licence(sets)
 
 
 def _case_description(args: argparse.Namespace, train_cases: list[str], labels: list[int]) -> str:
