@@ -25,6 +25,40 @@ def test_pool_splits_are_disjoint_and_tests_are_never_trained():
     assert {t.name for t in REGISTRY["dev_unseen"].targets} == {o.name for o in DEV_UNSEEN}
 
 
+def test_a_folder_is_known_by_its_registry_name_wherever_it_lies(tmp_path):
+    assert datasets.set_of_folder(tmp_path / "copy" / "brats2013") is REGISTRY["brats2013"]
+    assert datasets.set_of_folder(tmp_path / "dev_unseen" / "lung_ct") is REGISTRY["dev_unseen"]
+    assert datasets.set_of_folder(tmp_path / "my_cases") is None
+    brats = REGISTRY["brats2013"]
+    tc = brats.target("tumour_core")
+    ok = datasets.check_case_training(
+        brats, ["brats_2013_pat0003_1"], tc.image, tc.label, (4, 3, 1)
+    )
+    assert ok is tc  # the values as a set
+    assert (
+        datasets.check_case_training(brats, ["brats_2013_pat0003_1"], tc.image, tc.label, (2,))
+        is None
+    )
+    with pytest.raises(InvalidInputError, match="test split"):
+        datasets.check_case_training(brats, ["brats_2013_pat0002_1"], tc.image, tc.label, (1,))
+    wt = brats.target("whole_tumour")
+    with pytest.raises(InvalidInputError, match="brats2013/whole_tumour"):
+        datasets.check_case_training(brats, ["brats_2013_pat0004_1"], wt.image, wt.label, wt.values)
+    for name in ("dev_unseen", "hc18"):
+        with pytest.raises(InvalidInputError, match="not in the training pool"):
+            datasets.check_case_training(REGISTRY[name], ["x"], "a", "b", (1,))
+
+
+def test_case_files_name_a_targets_files(tmp_path):
+    image, label, values = datasets.case_files("sts", "STS_010", "tumour_pet", tmp_path)
+    assert image == tmp_path / "sts" / "STS_010" / "PET_image.nii.gz"
+    assert label == tmp_path / "sts" / "STS_010" / "PET_mask.nii.gz" and values == (1,)
+    with pytest.raises(InvalidInputError, match="no target 'liver'"):
+        datasets.case_files("sts", "STS_010", "liver", tmp_path)
+    with pytest.raises(InvalidInputError, match="unknown data set"):
+        datasets.case_files("nosuch", "a", "b", tmp_path)
+
+
 @pytest.mark.parametrize(
     "name, split, targets, message",
     [
