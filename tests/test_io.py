@@ -273,6 +273,21 @@ def test_co_registered_images_that_do_not_overlap_are_refused(tmp_path):
         read_image(tmp_path / "a.nii.gz", tmp_path / "missing.nii.gz")
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii.gz"])
+def test_nan_in_a_co_registered_image_is_named_with_its_own_file(tmp_path, suffix):
+    ct = _physical_ramp((4, 8, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    pet = _physical_ramp((4, 8, 8), (2.0, 2.0, 1.0), (0.0, 0.0, 0.0))
+    arr = sitk.GetArrayFromImage(pet)
+    arr[1, 2, 3] = np.nan  # one voxel; resampling onto the finer grid spreads it
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(pet)
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(bad, str(tmp_path / f"pet{suffix}"))
+    with pytest.raises(InvalidInputError, match=rf"pet\{suffix} contains 1 NaN") as err:
+        read_image(tmp_path / "ct.nii.gz", tmp_path / f"pet{suffix}")
+    assert "ct.nii.gz" not in str(err.value)
+
+
 def test_json_written_atomically_gets_ordinary_permissions(tmp_path):
     from midseg.io import write_json_atomic
 

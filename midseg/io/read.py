@@ -306,6 +306,14 @@ def read_image(path: str | os.PathLike, *co_registered: str | os.PathLike) -> Im
                 f"co-registered image {str(q)!r} has {moving.GetNumberOfComponentsPerPixel()} "
                 "components; expected one"
             )
+        bad = int(np.size(view := sitk.GetArrayViewFromImage(moving))) - int(
+            np.count_nonzero(np.isfinite(view))
+        )
+        if bad:  # named here: resampling would spread them, under the first image's name
+            raise InvalidInputError(
+                f"image {q} contains {bad} NaN or infinite pixel values; replace them "
+                "(e.g. np.nan_to_num) before segmenting"
+            )
         res = _resample_onto(moving, img, repr(str(q)))
         channels.append(sitk.GetArrayFromImage(res).astype(np.float32))
     return Image(
