@@ -9,11 +9,17 @@ to go on (`_constant_warning`, `_coplanar_warning`).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
 from ._checks import check_fraction, check_lam_sigma, flat_axis_of_shape
-from .errors import ConstantImageWarning, CoplanarPointsWarning, InvalidInputError
+from .errors import (
+    ChannelsWarning,
+    ConstantImageWarning,
+    CoplanarPointsWarning,
+    InvalidInputError,
+)
 from .io import Image
 from .fusion import (
     check_band_reach,
@@ -49,15 +55,56 @@ def _check_ifgc_settings(given: dict, ndim: int) -> dict[str, float]:
     }
 
 
+def default_model(ndim: int, channels: int) -> str:
+    """The shipped model a `Session` takes for an image computed in `ndim` dimensions with
+    `channels` channels: ``"2d"``/``"3d"``, or ``"2d_petct"``/``"3d_petct"`` for two."""
+    from . import models as _models
+
+    name = f"{ndim}d"
+    if channels == 2 and f"{name}_petct" in _models.list_models():
+        return f"{name}_petct"
+    return name
+
+
+#: The PET/CT models' channels: CT in HU has air, lung or fat below this value somewhere in
+#: a scan; PET in SUV has (almost) no negative values.
+PETCT_CT_BELOW_HU = -200.0
+PETCT_PET_NEGATIVE_SHARE = 0.01
+
+
+def _petct_doubt(array: np.ndarray) -> str | None:
+    """Why a (2, ...) array does not look like CT (HU) then PET (SUV), or None (read on a
+    subsampled grid: a check, not a measurement)."""
+    step = (slice(None, None, 2),) * (array.ndim - 1)
+    ct, pet = array[0][step], array[1][step]
+    low = float(np.min(ct))
+    if low > PETCT_CT_BELOW_HU:
+        return f"channel 0 has no value below {PETCT_CT_BELOW_HU:g} (its smallest is {low:.4g})"
+    share = float(np.mean(pet < -1.0))
+    if share > PETCT_PET_NEGATIVE_SHARE:
+        return f"{100 * share:.0f} % of channel 1 is below -1, where PET in SUV is not negative"
+    return None
+
+
 def _load_model(model, image: Image, work: Image, flat_axis: int | None, device: str | None):
     """The session's model, loaded (default: the shipped one for `work`'s dimensions and
     `image`'s channels) and checked against the image `work` computes on."""
     from . import models as _models
 
     if model is None:
-        model = f"{work.ndim}d"
-        if image.channels == 2 and f"{model}_petct" in _models.list_models():
-            model = f"{model}_petct"
+        model = default_model(work.ndim, image.channels)
+        if model.endswith("_petct"):
+            doubt = _petct_doubt(image.array)
+            if doubt:
+                warnings.warn(
+                    ChannelsWarning(
+                        f"the image has two channels, so the PET/CT model {model!r} segments "
+                        f"it; it expects channel 0 CT in HU and channel 1 PET in SUV, but "
+                        f"{doubt}. Give the CT first (read_image('ct', 'pet')), or choose a "
+                        "model with model=..."
+                    ),
+                    stacklevel=3,
+                )
     loaded = (
         _models.load_model(model, device=device) if isinstance(model, (str, os.PathLike)) else model
     )

@@ -47,6 +47,11 @@ class ConstantImageWarning(MidsegWarning):
     """The image (or the region the margin points span) has one value: nothing to segment."""
 
 
+class ChannelsWarning(MidsegWarning):
+    """A multi-channel image's channels do not look like what the chosen model expects
+    (the PET/CT models: channel 0 CT in HU, channel 1 PET in SUV)."""
+
+
 class GeometryLossWarning(MidsegWarning):
     """An output file format cannot hold the image's geometry (origin, direction, spacing)."""
 

@@ -440,8 +440,10 @@ def _model_ref_for(model, image) -> dict:
     from . import models
     from .clicks import model_ref
 
-    if model is None:
-        model = f"{image.ndim}d"
+    if model is None:  # what a Session on this image takes
+        from ._session_checks import default_model
+
+        model = default_model(image.ndim, image.channels)
     if isinstance(model, (str, os.PathLike)):
         pt = models.model_path(model)
         card = models.read_card(pt)
@@ -576,6 +578,16 @@ def markups_add_arguments(parser) -> None:
         help="image file or DICOM directory the points were placed on",
     )
     imp.add_argument(
+        "--with",
+        dest="co_registered",
+        action="append",
+        default=[],
+        metavar="SECOND",
+        help="a co-registered image the points go with (e.g. the PET of a CT), resampled "
+        "onto IMG's grid as a further channel, as `midseg segment --with` reads it "
+        "(repeatable)",
+    )
+    imp.add_argument(
         "--margin",
         required=True,
         metavar="M.mrk.json",
@@ -642,7 +654,7 @@ def _one_point_list(path: str, what: str) -> Markups:
 def _import_run(args) -> int:
     from .io import read_image
 
-    image = read_image(args.image)
+    image = read_image(args.image, *args.co_registered)
     given = {"margin": args.margin, "foreground": args.foreground, "background": args.background}
     points = {what: _one_point_list(path, what) if path else () for what, path in given.items()}
     clicks, max_snap = clicks_from_markups(

@@ -81,7 +81,9 @@ class Session(_History):
         (``.json``), or an object returned by `midseg.models.load_model`. Default:
         the shipped model matching the image's dimensionality; for a two-channel image the shipped PET/CT
         model ``"2d_petct"``/``"3d_petct"`` (channel 0 CT in HU, channel 1
-        PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them).
+        PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them), with a
+        `midseg.errors.ChannelsWarning` when channel 0 has no value below -200
+        or over 1 % of channel 1 is below -1 (not CT, then PET).
         Loaded once, here.
     lam, sigma : float
         Graph-cut weight λ and intensity scale σ of the pairwise term

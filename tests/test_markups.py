@@ -467,3 +467,27 @@ def test_cli_import_rejects_a_curve_with_one_line(tmp_path, capsys):
     assert status == 1 and err.count("\n") == 1
     assert err.startswith("midseg markups: error:") and "'Curve'" in err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_cli_import_with_a_co_registered_image_records_the_petct_model(tmp_path, capsys):
+    image, margin, _, _ = phantom(2)
+    ct = midseg.Image(image.array * 1000 - 900, spacing=image.spacing, origin=image.origin)
+    pet = midseg.Image(
+        np.where(image.array > 0.5, 8.0, 1.0), spacing=image.spacing, origin=image.origin
+    )
+    midseg.write_image(tmp_path / "ct.mha", ct)
+    midseg.write_image(tmp_path / "pet.mha", pet)
+    write_markups(tmp_path / "m.mrk.json", lps(image, margin), name="margin")
+    base = ["markups", "import", "--image", str(tmp_path / "ct.mha")]
+    rest = ["--margin", str(tmp_path / "m.mrk.json"), "--out", str(tmp_path / "c.json")]
+    assert cli.main(base + ["--with", str(tmp_path / "pet.mha")] + rest) == 0
+    clicks = json.loads((tmp_path / "c.json").read_text())
+    assert clicks["model"]["name"] == "2d_petct" and clicks["image"]["channels"] == 2
+    capsys.readouterr()
+    # the two-channel clicks file replays on the same pair, as `midseg segment --with` reads it
+    seg = ["segment", str(tmp_path / "ct.mha"), "--with", str(tmp_path / "pet.mha")]
+    out = ["--clicks", str(tmp_path / "c.json"), "-o", str(tmp_path / "mask.nii.gz")]
+    assert cli.main(seg + out) == 0
+    assert midseg.read_image(tmp_path / "mask.nii.gz").array.any()
+    assert cli.main(base + rest) == 0  # without --with: the one-channel model, as before
+    assert json.loads((tmp_path / "c.json").read_text())["model"]["name"] == "2d"

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -269,14 +271,41 @@ def test_a_two_channel_image_gets_the_petct_model_by_default():
     rng = np.random.default_rng(0)
     image, mask = _phantom(2, rng)
     pet = np.where(mask, 8.0, 1.0).astype(np.float32)  # SUV-like uptake in the object
-    ct = (image * 100 - 50).astype(np.float32)  # HU-like
-    s = midseg.Session(midseg.Image(np.stack([ct, pet]), spacing=(1.0, 1.0)))
+    ct = (image * 1000 - 900).astype(np.float32)  # HU-like: air -700, object 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", midseg.errors.ChannelsWarning)  # CT, then PET: no doubt
+        s = midseg.Session(midseg.Image(np.stack([ct, pet]), spacing=(1.0, 1.0)))
     assert s.model.name == "2d_petct"
     from midseg import data_sim
     from midseg.metrics import dice
 
     assert dice(s.segment(data_sim.interior_margin_points(mask, rng=rng)), mask) > 0.85
     assert midseg.Session(midseg.Image(ct, spacing=(1.0, 1.0))).model.name == "2d"
+
+
+def test_a_two_channel_image_unlike_ct_then_pet_is_warned_about():
+    import midseg
+    from midseg.errors import ChannelsWarning
+
+    _need_shipped("2d_petct")
+    image, mask = _phantom(2, np.random.default_rng(0))
+    pet = np.where(mask, 8.0, 1.0).astype(np.float32)
+    ct = (image * 1000 - 900).astype(np.float32)
+    mr = (image * 500).astype(np.float32)
+    cases = [
+        (np.stack([pet, ct]), "channel 0 has no value below -200 (its smallest is 1)"),
+        (np.stack([mr, ct]), "channel 0 has no value below -200"),
+        (np.stack([ct, ct]), "% of channel 1 is below -1"),
+    ]
+    for array, match in cases:
+        with pytest.warns(ChannelsWarning, match=re.escape(match)) as got:
+            s = midseg.Session(midseg.Image(array, spacing=(1.0, 1.0)))
+        assert s.model.name == "2d_petct"  # chosen all the same: a warning, not a refusal
+        assert "Give the CT first" in str(got[0].message)
+        assert got[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():  # a model the user chose is not second-guessed
+        warnings.simplefilter("error", ChannelsWarning)
+        midseg.Session(midseg.Image(np.stack([pet, ct]), spacing=(1.0, 1.0)), model="2d_petct")
 
 
 def _phantom(dims, rng):
