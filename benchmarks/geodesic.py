@@ -25,14 +25,18 @@ from scipy import ndimage as ndi
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
+from midseg.datasets import REGISTRY, case_files, data_root_default
 from midseg.geodesic import COSTS, EPS, available_backends, geodesic_distance, load_kernels
 
 CASES = {"2D 256x256": (256, 256), "3D 64x96x96": (64, 96, 96)}
 TARGETS_MS = {2: 5.0, 3: 100.0}
 CONVERGED_ITERATIONS = 50
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ACCURACY_IMAGE = DATA / "brats2013" / "brats_2013_pat0006_1" / "T1c_subtrMeanDivStd.nii.gz"
+DATA = data_root_default()  # $MIDSEG_DATA or ../shared/data
+#: the BraTS validation case's T1c (tumour-core image file)
+ACCURACY_IMAGE = case_files(
+    "brats2013", REGISTRY["brats2013"].splits["validation"][0], "tumour_core", DATA
+)[0]
 #: (z, y, x) crops of the --accuracy volume: a 2D slice and a 3D block, both through the tumour
 ACCURACY_CROPS = {
     "2D 200x200 (z=80)": (80, slice(30, 230), slice(30, 230)),

@@ -27,12 +27,16 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-BRATS = DATA / "brats2013" / "brats_2013_pat0001_1"
+from midseg.datasets import REGISTRY, case_files, data_root_default
+
+DATA = data_root_default()  # $MIDSEG_DATA or ../shared/data
+#: the first BraTS testing case's T1c, its tumour core
+BRATS_IMAGE, BRATS_LABEL, BRATS_VALUES = case_files(
+    "brats2013", REGISTRY["brats2013"].splits["test"][0], "tumour_core", DATA
+)
 
 
 def _rss_mb() -> float:
@@ -48,12 +52,12 @@ def _peak_mb() -> float:
 
 def _brats():
     """(image float32, tumour-core mask, spacing) of BraTS pat0001, or a synthetic stand-in."""
-    if BRATS.is_dir():
+    if BRATS_IMAGE.is_file():
         from midseg import read_image
 
-        img = read_image(BRATS / "T1c_subtrMeanDivStd.nii.gz")
-        lab = read_image(BRATS / "OTMultiClass.nii.gz").array
-        return np.asarray(img.array, np.float32), np.isin(lab, (1, 3, 4)), img.spacing, "BraTS"
+        img = read_image(BRATS_IMAGE)
+        lab = read_image(BRATS_LABEL).array
+        return np.asarray(img.array, np.float32), np.isin(lab, BRATS_VALUES), img.spacing, "BraTS"
     rng = np.random.default_rng(0)
     zz, yy, xx = np.indices((155, 240, 240), dtype=np.float32)
     gt = ((zz - 80) / 14) ** 2 + ((yy - 110) / 20) ** 2 + ((xx - 130) / 18) ** 2 < 1

@@ -2,10 +2,10 @@
 
 Seen object: tumour core on T1c of the BraTS testing cases (pat0001/2), 2D over
 slices and 3D over volumes. Unseen objects: whole tumour on FLAIR (2D, 3D), brain
-on T1c (2D, a few slices per case), fetal head in hc18 ultrasound (2D, 200 images
-picked with a fixed seed). Development objects: ``dev_unseen`` (2D largest axial
-slice, 3D crop; `midseg.datasets.dev_unseen_cases`, with their spacing). Held-back
-pool patients: the sts validation split (CT, MR, PET tumour, 3D). Every model sees
+on T1c (2D, a few slices per case), fetal head in hc18 ultrasound (2D, the 200 images
+of ``midseg evaluate hc18``, `midseg.evaluation.load_cases`). Development objects:
+``dev_unseen`` (2D largest axial slice, 3D crop; `midseg.datasets.dev_unseen_cases`, with
+their spacing). Held-back pool patients: the sts validation split (CT, MR, PET tumour, 3D). Every model sees
 the same simulated interior margin points: each item's seed is derived from the
 seed, the task and the item's name, so it does not depend on which other tasks run
 or in which order. Models compare side by side in one Markdown table.
@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from midseg.datasets import REGISTRY  # noqa: E402
+from midseg.datasets import REGISTRY, data_root_default  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The data root: ``$MIDSEG_DATA`` or ``../shared/data`` beside the repository (``--data``).
+DATA = data_root_default()
 TEST_CASES = REGISTRY["brats2013"].splits["test"]
 MIN_AREA = 30  # 2D slices with fewer target pixels are skipped (as in training)
 
@@ -123,20 +124,12 @@ def load_task(task: str, seed: int = 0, limit: int | None = None):
                 zs = np.sort(rng.choice(big, size=min(5, len(big)), replace=False))
             items += [(f"{case}:z{int(z)}", img[z], mask[z], None) for z in zs]
     elif task == "hc18":
-        hc = REGISTRY["hc18"].target("fetal_head")  # image / mask folders
-        names = sorted(p.name for p in (DATA / "hc18" / hc.image).glob("*_HC.png"))
-        pick = np.random.default_rng(seed).choice(
-            len(names), size=min(200, len(names)), replace=False
-        )
-        for k in sorted(pick):
-            n = names[k]
-            img = _read(DATA / "hc18" / hc.image / n).astype(np.float32)
-            mask = _read(DATA / "hc18" / hc.label / n) > 0
-            if img.ndim == 3:  # an RGB PNG
-                img = img.mean(axis=-1)
-            if mask.ndim == 3:
-                mask = mask[..., 0]
-            items.append((n, img, mask, None))
+        from midseg.evaluation.cases import load_cases
+
+        # the evaluation's subset (`midseg evaluate hc18`, its default seed 0), whatever the
+        # point seed: the two reports compare the same 200 images
+        for c in load_cases("hc18", dims=2, data_root=DATA, seed=0, hc18_count=200):
+            items.append((c.case, c.image, c.gt != 0, None))
     else:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     return items[:limit] if limit else items
@@ -240,8 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="at most 5 items per task")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument(
+        "--data", default=None, help="data root (default: $MIDSEG_DATA or ../shared/data)"
+    )
     args = parser.parse_args(argv)
 
+    global DATA
+    if args.data is not None:
+        DATA = Path(args.data)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        print(
+            f"unknown task(s) {unknown or args.tasks!r}; known: {', '.join(TASKS)}",
+            file=sys.stderr,
+        )
+        return 2
     if not DATA.is_dir():
         print(f"data folder {DATA} not found", file=sys.stderr)
         return 1
@@ -261,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{Path(spec).parent.name}/{Path(spec).stem}"
             )
         models[name] = m
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     results = evaluate(models, tasks, seed=args.seed, limit=5 if args.quick else None)
     print(
         f"\nStage 1, simulated interior margin points (seed {args.seed}), CPU, "

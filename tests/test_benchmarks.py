@@ -50,3 +50,16 @@ def test_refine_benchmark_runs_with_every_installed_geodesic_backend(capsys):
     bench.main(["--repeats-2d", "1", "--repeats-3d", "1"])
     out = capsys.readouterr().out
     assert "ifgc (click-local, default)" in out and "ifgc-global" in out
+
+
+def test_stage1_benchmark_checks_tasks_and_data_before_any_work(tmp_path, capsys, monkeypatch):
+    stage1 = _script("stage1")
+    # a wrong task name stops before a model is loaded or a task runs
+    monkeypatch.setattr(stage1, "evaluate", lambda *a, **k: pytest.fail("ran a task"))
+    assert stage1.main(["--tasks", "tc2d,nosuch", "--models", "no-such-model"]) == 2
+    assert "unknown task(s) ['nosuch']" in capsys.readouterr().err
+    missing = tmp_path / "nothing"
+    assert stage1.main(["--tasks", "hc18", "--data", str(missing)]) == 1
+    assert f"data folder {missing} not found" in capsys.readouterr().err
+    monkeypatch.setenv("MIDSEG_DATA", str(missing))  # the default root honours it
+    assert _script("stage1").DATA == missing
