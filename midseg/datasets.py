@@ -37,7 +37,7 @@ __all__ = [
     "REGISTRY",
     "training_items",
     "data_root_default",
-    "set_of_folder",
+    "registry_case",
     "check_case_training",
     "case_files",
 ]
@@ -419,14 +419,36 @@ def case_files(
     return folder / t.image, folder / t.label, t.values
 
 
-def set_of_folder(folder: str | os.PathLike) -> DataSet | None:
-    """The `REGISTRY` set that `folder` is, or lies in: the last component of its resolved
-    path named like a registry set (``.../brats2013``, ``.../dev_unseen/lung_ct``), or None.
-    A copy of a set elsewhere is recognised by its folder name too."""
+def _case_folders(ds: DataSet) -> dict[str, str] | None:
+    """The folders directly inside set `ds`'s folder that hold its data, lower-cased name ->
+    name: its case folders (every split), HC18's image and mask folders; None for
+    ``dev_unseen``, where every folder is development data."""
+    if ds.name == "dev_unseen":
+        return None
+    names: set[str] = {c for cases in ds.splits.values() for c in cases}
+    if not names:
+        names = {x for t in ds.targets for x in (t.image, t.label)}
+    return {n.lower(): n for n in names}
+
+
+def registry_case(folder: str | os.PathLike) -> tuple[DataSet, str] | None:
+    """``(set, case)`` when `folder`, resolved (symbolic links followed), is a case folder of a
+    `REGISTRY` set or lies inside one: a path ``.../<set>/<case>/...`` whose ``<set>`` is a
+    set's name and ``<case>`` one of its case folders (`_case_folders`; names compared
+    case-insensitively, wherever the data root lies); ``(set, "")`` for a set's own folder.
+    None for any other folder."""
     parts = Path(folder).expanduser().resolve().parts
-    for part in reversed(parts):
-        if part in REGISTRY:
-            return REGISTRY[part]
+    by_name = {n.lower(): ds for n, ds in REGISTRY.items()}
+    for i in range(len(parts) - 1, -1, -1):  # the innermost set folder first
+        ds = by_name.get(parts[i].lower())
+        if ds is None:
+            continue
+        if i == len(parts) - 1:  # the set's own folder
+            return ds, ""
+        known = _case_folders(ds)
+        case = parts[i + 1] if known is None else known.get(parts[i + 1].lower())
+        if case is not None:
+            return ds, case
     return None
 
 
@@ -439,7 +461,8 @@ def check_case_training(
     Returns the matching `Target` (same image, label file and set of values), or None when
     the combination is no registry target. Raises InvalidInputError for a set that is not
     in the training pool or is development-only (``dev_unseen``, HC18), a case of its test
-    split, or a ``"report"`` target (a test object such as BraTS whole tumour).
+    split, or label values that hold a ``"report"`` target of that label file (a test
+    object such as BraTS whole tumour, whatever the image, with or without more values).
     """
     if ds.role != "pool" or ds.development_only:
         raise InvalidInputError(
@@ -453,12 +476,13 @@ def check_case_training(
             f"them; its train cases are {list(ds.splits.get('train', ()))}"
         )
     for t in ds.targets:
+        if t.role == "report" and t.label == label and set(t.values) <= set(values):
+            raise InvalidInputError(
+                f"labels {sorted(values)} of {label} hold the test object {ds.name}/{t.name} "
+                f"(labels {list(t.values)}, role 'report'): never train on it"
+            )
+    for t in ds.targets:
         if t.image == image and t.label == label and set(t.values) == set(values):
-            if t.role == "report":
-                raise InvalidInputError(
-                    f"{image} with labels {sorted(values)} is the test object "
-                    f"{ds.name}/{t.name} (role 'report'): never train on it"
-                )
             return t
     return None
 

@@ -25,10 +25,19 @@ def test_pool_splits_are_disjoint_and_tests_are_never_trained():
     assert {t.name for t in REGISTRY["dev_unseen"].targets} == {o.name for o in DEV_UNSEEN}
 
 
-def test_a_folder_is_known_by_its_registry_name_wherever_it_lies(tmp_path):
-    assert datasets.set_of_folder(tmp_path / "copy" / "brats2013") is REGISTRY["brats2013"]
-    assert datasets.set_of_folder(tmp_path / "dev_unseen" / "lung_ct") is REGISTRY["dev_unseen"]
-    assert datasets.set_of_folder(tmp_path / "my_cases") is None
+def test_a_case_folder_is_known_by_its_registry_names_wherever_it_lies(tmp_path):
+    brats = REGISTRY["brats2013"]
+    case = tmp_path / "copy" / "BraTS2013" / "Brats_2013_pat0001_1"
+    assert datasets.registry_case(case / "sub") == (brats, "brats_2013_pat0001_1")
+    assert datasets.registry_case(case / ".." / "x") is None  # no case of the set
+    assert datasets.registry_case(tmp_path / "brats2013") == (brats, "")  # the set's folder
+    dev = REGISTRY["dev_unseen"]
+    assert datasets.registry_case(tmp_path / "dev_unseen" / "new_folder") == (dev, "new_folder")
+    assert datasets.registry_case(tmp_path / "hc18" / "project" / "mine") is None
+    assert datasets.registry_case(tmp_path / "sts" / "STS_001") == (REGISTRY["sts"], "STS_001")
+    assert datasets.registry_case(tmp_path / "sts" / "patA") is None
+    (tmp_path / "link").symlink_to(tmp_path / "sts" / "STS_010", target_is_directory=True)
+    assert datasets.registry_case(tmp_path / "link") == (REGISTRY["sts"], "STS_010")
     brats = REGISTRY["brats2013"]
     tc = brats.target("tumour_core")
     ok = datasets.check_case_training(
@@ -44,6 +53,10 @@ def test_a_folder_is_known_by_its_registry_name_wherever_it_lies(tmp_path):
     wt = brats.target("whole_tumour")
     with pytest.raises(InvalidInputError, match="brats2013/whole_tumour"):
         datasets.check_case_training(brats, ["brats_2013_pat0004_1"], wt.image, wt.label, wt.values)
+    with pytest.raises(InvalidInputError, match="brats2013/whole_tumour"):  # more values, T1c
+        datasets.check_case_training(
+            brats, ["brats_2013_pat0004_1"], tc.image, wt.label, (1, 2, 3, 4, 5)
+        )
     for name in ("dev_unseen", "hc18"):
         with pytest.raises(InvalidInputError, match="not in the training pool"):
             datasets.check_case_training(REGISTRY[name], ["x"], "a", "b", (1,))

@@ -155,13 +155,30 @@ def test_resume_on_other_training_data_is_refused(tmp_path):
     with pytest.raises(MidsegError, match="other training data.*items: 4 .checkpoint. vs 5"):
         train(more, _cfg(epochs=1), None, progress=False, resume=ck)
     renamed = [TrainItem(it.image, it.mask, it.spacing, it.name + "b") for it in items]
-    with pytest.raises(MidsegError, match="names_sha256"):
-        train(renamed, _cfg(epochs=1), None, progress=False, resume=ck)
+    other = [TrainItem(it.image + 0.5, it.mask, it.spacing, it.name) for it in items]
+    for changed in (renamed, other):  # other names; the same names, other pixels
+        with pytest.raises(MidsegError, match="items_sha256"):
+            train(changed, _cfg(epochs=1), None, progress=False, resume=ck)
+    with pytest.raises(MidsegError, match="validation_items: 0 .checkpoint. vs 1"):
+        train(items, _cfg(epochs=1), None, val_items=_discs(1, 9), progress=False, resume=ck)
     # two channels: refused by midseg before torch meets weights of another shape
     two = [TrainItem(np.stack([it.image, it.image]), it.mask, it.spacing, it.name) for it in items]
     with pytest.raises(MidsegError, match="image_channels: 1 .checkpoint. vs 2"):
         train(two, _cfg(epochs=1), None, progress=False, resume=ck)
     train(items, _cfg(epochs=1), None, progress=False, resume=ck)  # the same data resumes
+
+
+def test_resume_of_a_checkpoint_without_data_record(tmp_path, capsys):
+    items = _discs(4, 2)
+    train(items, _cfg(epochs=2), tmp_path, progress=False, max_iterations=1)
+    old = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del old["data"], old["state"]["ema"]  # as written before the data record
+    torch.save(old, tmp_path / "old.pt")
+    two = [TrainItem(np.stack([it.image, it.image]), it.mask, it.spacing, it.name) for it in items]
+    with pytest.raises(MidsegError, match=r"network of other shapes \(inc.0.weight"):
+        train(two, _cfg(epochs=2), None, progress=False, resume=tmp_path / "old.pt")
+    train(items, _cfg(epochs=2), None, progress=False, resume=tmp_path / "old.pt")
+    assert "predates the data record" in capsys.readouterr().out
 
 
 def test_written_model_loads_and_segments(tmp_path):
@@ -555,27 +572,41 @@ def _data_run(tmp_path, data, cases, *extra):
 
 def test_cli_data_folders_the_registry_refuses(tmp_path):
     # refused by the registry before any file is read: no case folders needed
+    b = tmp_path / "brats2013"
+    (b / "brats_2013_pat0001_1").mkdir(parents=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "p1").symlink_to(b / "brats_2013_pat0001_1")  # a link to a test case
+    flair = ("--image-name", "Flair_subtrMeanDivStd.nii.gz")
     refused = [
         (tmp_path / "dev_unseen" / "lung_ct", "x", (), "not in the training pool"),
-        (tmp_path / "hc18", "x", (), "not in the training pool"),
-        (tmp_path / "brats2013", "brats_2013_pat0001_1", (), "test split"),
+        (tmp_path / "dev_unseen", "lung_ct", (), "not in the training pool"),
+        (tmp_path, "dev_unseen", (), "not in the training pool"),
+        (tmp_path / "hc18", "images", (), "not in the training pool"),
+        (b, "brats_2013_pat0003_1,../dev_unseen/lung_ct", (), "not in the training pool"),
+        (b, "brats_2013_pat0001_1", (), "test split"),
+        (b, "brats_2013_pat0001_1/", (), "test split"),
+        (b, "./brats_2013_pat0001_1", (), "test split"),
+        (tmp_path, "brats2013/brats_2013_pat0001_1", (), "test split"),
+        (tmp_path, "BraTS2013/BRATS_2013_PAT0001_1", (), "test split"),  # any case
+        (b / "brats_2013_pat0002_1", ".", (), "test split"),
+        (tmp_path / "mine", "p1", (), "test split"),
+        (b, "brats_2013_pat0003_1", ("--val-cases", "brats_2013_pat0002_1"), "test split"),
+        (b, "brats_2013_pat0003_1", (*flair, "--labels", "1,2,3,4"), "brats2013/whole_tumour"),
+        (b, "brats_2013_pat0003_1", (*flair, "--labels", "1,2,3,4,5"), "brats2013/whole_tumour"),
+        (b, "brats_2013_pat0003_1", ("--labels", "4,3,2,1"), "brats2013/whole_tumour"),
         (
-            tmp_path / "brats2013",
+            b,
             "brats_2013_pat0003_1",
-            ("--image-name", "Flair_subtrMeanDivStd.nii.gz", "--labels", "1,2,3,4"),
-            "brats2013/whole_tumour",
-        ),
-        (  # a validation case of the test split: never chosen on either
-            tmp_path / "brats2013",
-            "brats_2013_pat0003_1",
-            ("--val-cases", "brats_2013_pat0002_1"),
-            "test split",
+            ("--label-name", "brainmask.nii.gz", "--labels", "1,2"),
+            "brats2013/brain",
         ),
     ]
     for data, cases, extra, match in refused:
         with pytest.raises(InvalidInputError, match=match):
             _data_run(tmp_path, data, cases, *extra)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(InvalidInputError, match="--train-cases, --labels go with --data"):
+        _data_run(tmp_path, b, "brats_2013_pat0003_1", "--pool", "sts", "--labels", "1")
 
 
 def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
@@ -584,11 +615,13 @@ def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
     card = json.loads((tmp_path / "out" / "2d.json").read_text())
     assert card["licence"].startswith("brats2013: CC BY-NC-SA 3.0 CH.")
     assert "no registry target" not in capsys.readouterr().out  # labels 1,3,4: tumour core
-    _brats_like(tmp_path / "own", "a", 0)  # a folder of the user's own
-    assert _data_run(tmp_path, tmp_path / "own", "a", "--labels", "1") == 0
-    card = json.loads((tmp_path / "out" / "2d.json").read_text())
-    assert card["licence"].startswith("not stated: 'own' is no registry set")
-    assert "cannot state the data's licence" in capsys.readouterr().out
+    # the user's own folders, even below or beside a folder named like a set
+    for own in ("own", "hc18/project/mydata", "own/sts"):
+        _brats_like(tmp_path / own, "a", 0)
+        assert _data_run(tmp_path, tmp_path / own, "a", "--labels", "1") == 0
+        card = json.loads((tmp_path / "out" / "2d.json").read_text())
+        assert card["licence"].startswith("Not stated for ['a']: no registry set"), own
+        assert "cannot state their licence" in capsys.readouterr().out
 
 
 def test_cli_synthetic_options_reach_the_card(tmp_path):

@@ -234,3 +234,46 @@ def _pool_licence(sets: list[dict]) -> str:
             "non-commercial purposes, with attribution."
         )
     return text
+
+
+def case_licence(
+    data, cases: list[str], image_name: str, label_name: str, labels: list[int]
+) -> str:
+    """The card's licence of a ``--data`` run on case folders `cases` of folder `data` (image
+    `image_name`, label file `label_name`, values `labels`), from the registry sets those
+    folders are (`midseg.datasets.registry_case`: resolved, links followed). Raises
+    InvalidInputError for what the registry says is never trained on
+    (`midseg.datasets.check_case_training`)."""
+    from .. import datasets
+
+    found: dict[str, list[str]] = {}  # set name -> its cases among `cases`
+    unknown = []
+    for case in cases:
+        hit = datasets.registry_case(Path(data) / case)
+        if hit is None:
+            unknown.append(case)
+        else:
+            found.setdefault(hit[0].name, []).append(hit[1])
+    sets = []
+    for name, names in found.items():
+        ds = datasets.REGISTRY[name]
+        target = datasets.check_case_training(ds, names, image_name, label_name, labels)
+        if target is None:
+            print(
+                f"note: {image_name} with labels {labels} is no registry target of "
+                f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
+                flush=True,
+            )
+        sets.append({"set": ds.name, "licence": ds.licence, "non_commercial": ds.non_commercial})
+    text = _pool_licence(sets) if sets else ""
+    if unknown:
+        print(
+            f"note: case folder(s) {unknown} are in no registry set (midseg.datasets.REGISTRY): "
+            "the card cannot state their licence; add it before sharing the weights",
+            flush=True,
+        )
+        text += (" " if text else "") + (
+            f"Not stated for {unknown}: no registry set; the weights carry the licence of "
+            "their training data."
+        )
+    return text

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InvalidInputError
-from .card import _pool_licence, _with_init_licence
+from .card import _pool_licence, _with_init_licence, case_licence
 from .checkpoint import _load_checkpoint
 from .config import AUGMENT_BACKENDS, TrainConfig, default_batch_size
-from .loop import train
+from .loop import check_config, train
 from .samples import _pool_items, load_brats_items
 
 #: The description of ``python -m midseg.train --help`` (the old module's docstring).
@@ -465,7 +465,9 @@ def _case_data(args: argparse.Namespace):
         raise InvalidInputError("give --pool, or --data and --train-cases")
     labels = [int(v) for v in args.labels.split(",")]
     train_cases, val_cases = _cases(args.train_cases), _cases(args.val_cases)
-    licence = _case_licence(args, train_cases + val_cases, labels)  # refuses before reading
+    licence = case_licence(  # refuses before reading
+        args.data, train_cases + val_cases, args.image_name, args.label_name, labels
+    )
     kw = dict(
         spatial_dims=args.dims,
         image_name=args.image_name,
@@ -504,33 +506,6 @@ def _case_data(args: argparse.Namespace):
     }
     extra["licence"] = licence
     return items, val_items, extra, n_real
-
-
-def _case_licence(args: argparse.Namespace, cases: list[str], labels: list[int]) -> str:
-    """The card's licence of a ``--data`` run, from the registry set the folder is; refuses
-    (InvalidInputError) what the registry says is never trained on."""
-    from .. import datasets
-
-    ds = datasets.set_of_folder(args.data)
-    if ds is None:
-        print(
-            f"note: '{args.data}' is no registry set (midseg.datasets.REGISTRY): the card "
-            "cannot state the data's licence; add it before sharing the weights",
-            flush=True,
-        )
-        return (
-            f"not stated: '{Path(args.data).name}' is no registry set; the weights carry "
-            "the licence of their training data"
-        )
-    target = datasets.check_case_training(ds, cases, args.image_name, args.label_name, labels)
-    if target is None:
-        print(
-            f"note: {args.image_name} with labels {labels} is no registry target of "
-            f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
-            flush=True,
-        )
-    sets = [{"set": ds.name, "licence": ds.licence, "non_commercial": ds.non_commercial}]
-    return _pool_licence(sets)
 
 
 def _case_description(args: argparse.Namespace, train_cases: list[str], labels: list[int]) -> str:
@@ -577,6 +552,23 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.cache and not args.pool:
         raise InvalidInputError("--cache goes with --pool")
+    if args.pool:
+        own = [
+            f"--{k.replace('_', '-')}"
+            for k, default in (
+                ("train_cases", None),
+                ("val_cases", ""),
+                ("image_name", "T1c_subtrMeanDivStd.nii.gz"),
+                ("label_name", "OTMultiClass.nii.gz"),
+                ("labels", "1,3,4"),
+            )
+            if getattr(args, k) != default
+        ]
+        if own:
+            raise InvalidInputError(
+                f"{', '.join(own)} go with --data case folders, not --pool (the registry "
+                "gives a pool's cases, files and labels; pick targets with --pool-targets)"
+            )
     if args.max_iterations is not None and args.max_iterations < 1:
         raise InvalidInputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.cue != "none":
@@ -631,8 +623,8 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume
     if resume == "auto":
         resume = out / "checkpoint.pt" if (out / "checkpoint.pt").is_file() else None
-    if resume is not None:
-        _load_checkpoint(resume)  # refuse a bad checkpoint before reading any data
+    if resume is not None:  # refuse a bad checkpoint or another config before reading data
+        check_config(_load_checkpoint(resume), cfg, resume)
     if args.pool:
         items, val_items, extra, n_real = _pool_data(args, cfg)
     else:

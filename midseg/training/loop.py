@@ -103,6 +103,7 @@ class _Run:
     state: TrainState
     progress: bool = True
     val_cases: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # `_data_key` of the run's items
     last_val: float = float("nan")
     stopped_early: bool = False
 
@@ -116,7 +117,7 @@ class _Run:
                 "opt": self.opt.state_dict(),
                 "state": self.state.to_dict(),
                 "config": _cfg_key(self.cfg),
-                "data": _data_key(self.items, self.image_channels),
+                "data": self.data,
             },
             self.out / "checkpoint.pt",
         )
@@ -174,7 +175,8 @@ def train(
     TrainResult
     """
     items, image_channels = _checked_items(items, val_items, cfg)
-    run = _start(items, cfg, out_dir, image_channels, resume, max_iterations, progress)
+    data = _data_key(items, val_items, image_channels)
+    run = _start(items, cfg, out_dir, data, resume, max_iterations, progress)
     if val_items:
         run.val_cases = _make_val_cases(
             val_items, cfg, cfg.seed if cfg.val_seed is None else cfg.val_seed
@@ -233,7 +235,7 @@ def _start(
     items: Sequence[TrainItem],
     cfg: TrainConfig,
     out_dir,
-    image_channels: int,
+    data: dict,
     resume,
     max_iterations: int | None,
     progress: bool,
@@ -243,6 +245,7 @@ def _start(
 
     from ..nets import UNet
 
+    image_channels = int(data["image_channels"])
     in_channels = image_channels + (0 if cfg.cue == "none" else 1)
     threads = cfg.torch_threads()
     torch.set_num_threads(threads)
@@ -263,11 +266,7 @@ def _start(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    state = (
-        TrainState(init=init_info)
-        if resume is None
-        else _resume(resume, cfg, net, opt, _data_key(items, image_channels))
-    )
+    state = TrainState(init=init_info) if resume is None else _resume(resume, cfg, net, opt, data)
     stop_at = total if max_iterations is None else min(total, int(max_iterations))
     return _Run(
         cfg=cfg,
@@ -277,7 +276,8 @@ def _start(
         device=device,
         threads=threads,
         fmt=fmt,
-        image_channels=image_channels,
+        image_channels=data["image_channels"],
+        data=data,
         in_channels=in_channels,
         per_epoch=per_epoch,
         total=total,
@@ -288,14 +288,30 @@ def _start(
     )
 
 
-def _data_key(items: Sequence[TrainItem], image_channels: int) -> dict:
-    """What a checkpoint records about its training data: the item count, a digest of the
-    item names in order (sets, cases, targets, slices, synthetic shapes) and the image
-    channels."""
-    names = "\n".join(str(it.name) for it in items).encode()
+def _fingerprint(items: Sequence[TrainItem]) -> str:
+    """A digest of items' names, shapes and a sample of their values (every 997th voxel of
+    image and mask, and their sums): other files, pixels, targets or cases change it."""
+    h = hashlib.sha256()
+    for it in items:
+        im = np.ascontiguousarray(it.image, dtype=np.float32)
+        m = np.ascontiguousarray(it.mask, dtype=np.uint8)
+        h.update(f"{it.name}|{im.shape}|{m.shape}|{float(im.sum(dtype=np.float64))!r}|".encode())
+        h.update(
+            f"{int(m.sum())}|".encode() + im.ravel()[::997].tobytes() + m.ravel()[::997].tobytes()
+        )
+    return h.hexdigest()[:16]
+
+
+def _data_key(
+    items: Sequence[TrainItem], val_items: Sequence[TrainItem], image_channels: int
+) -> dict:
+    """What a checkpoint records about its data: the training and validation item counts,
+    a `_fingerprint` of each, and the image channels."""
     return {
         "items": len(items),
-        "names_sha256": hashlib.sha256(names).hexdigest()[:16],
+        "items_sha256": _fingerprint(items),
+        "validation_items": len(val_items),
+        "validation_sha256": _fingerprint(val_items),
         "image_channels": int(image_channels),
     }
 
@@ -310,14 +326,9 @@ def _differences(old: dict, new: dict) -> str:
     )
 
 
-def _resume(path, cfg: TrainConfig, net, opt, data: dict | None = None) -> TrainState:
-    """Load the checkpoint `path` into `net` and `opt`; its progress.
-
-    Raises `MidsegError` naming what differs when it was written with another
-    configuration, or (`data`, see `_data_key`) on other training data; checkpoints
-    older than the data record are checked on their configuration only.
-    """
-    ck = _load_checkpoint(path)
+def check_config(ck: dict, cfg: TrainConfig, path) -> None:
+    """Raise `MidsegError` naming the differing settings when checkpoint dict `ck` (read from
+    `path`) was written with another configuration than `cfg`."""
     old = _with_defaults(ck.get("config"))
     if not isinstance(old, dict) or old != _cfg_key(cfg):
         shown = _differences(old, _cfg_key(cfg)) if isinstance(old, dict) else "no configuration"
@@ -325,11 +336,36 @@ def _resume(path, cfg: TrainConfig, net, opt, data: dict | None = None) -> Train
             f"checkpoint '{path}' was written with a different configuration ({shown}); "
             "resume with the same options or start a new run folder"
         )
-    if data is not None and isinstance(ck.get("data"), dict) and ck["data"] != data:
+
+
+def _resume(path, cfg: TrainConfig, net, opt, data: dict) -> TrainState:
+    """Load the checkpoint `path` into `net` and `opt`; its progress.
+
+    Raises `MidsegError` naming what differs when it was written with another
+    configuration, on other training data (`_data_key`), or, for checkpoints older than
+    the data record, for a network of other shapes (another image channel count).
+    """
+    ck = _load_checkpoint(path)
+    check_config(ck, cfg, path)
+    if isinstance(ck.get("data"), dict) and ck["data"] != data:
         raise MidsegError(
             f"checkpoint '{path}' was written on other training data "
-            f"({_differences(ck['data'], data)}): the pool, targets, repeats, slice steps, "
-            "cases or channels differ; resume with the same data or start a new run folder"
+            f"({_differences(ck['data'], data)}): the pool, targets, cases, files, "
+            "validation cases or channels differ; resume with the same data or start a new "
+            "run folder"
+        )
+    if not isinstance(ck.get("data"), dict):
+        print(f"note: checkpoint '{path}' predates the data record: its data is not checked")
+    own = net.state_dict()
+    shapes = [
+        f"{k} {list(v.shape)} (checkpoint) vs {list(own[k].shape)} (now)"
+        for k, v in ck["net"].items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if shapes:
+        raise MidsegError(
+            f"checkpoint '{path}' holds a network of other shapes ({shapes[0]}): it was "
+            "written for another number of image channels; start a new run folder"
         )
     net.load_state_dict(ck["net"])
     opt.load_state_dict(ck["opt"])
