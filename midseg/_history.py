@@ -134,6 +134,7 @@ class _History:
     _pos: int  # index of the current state in _history; -1: none
     _prob: np.ndarray | None  # the current state's maps (image shape)
     _mask: np.ndarray | None
+    _model_warnings: tuple[MidsegWarning, ...]  # of the construction, for every state
 
     @property
     def _state(self) -> _State | None:
@@ -193,10 +194,12 @@ class _History:
 
         A `CoplanarPointsWarning` of `segment`, and the `ModelMismatchWarning`
         of a `from_clicks` replay, hold for that state and every round built on
-        it; a new `segment` starts afresh. Empty before `segment`.
+        it; a new `segment` starts afresh. A `ChannelsWarning` of the session's
+        construction (a PET/CT model chosen for channels unlike CT then PET) comes
+        first and holds for every state, also before `segment`.
         """
         s = self._state
-        return () if s is None else s.warnings
+        return self._model_warnings + (() if s is None else s.warnings)
 
     @property
     def box(self):

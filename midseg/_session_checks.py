@@ -9,7 +9,6 @@ to go on (`_constant_warning`, `_coplanar_warning`).
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 
@@ -86,6 +85,21 @@ def _petct_doubt(array: np.ndarray) -> str | None:
     return None
 
 
+def channels_warning(model_name: str, image: Image) -> ChannelsWarning | None:
+    """The warning for a PET/CT model chosen by default (`default_model`) for an `image`
+    whose channels do not look like CT in HU then PET in SUV (`_petct_doubt`), else None."""
+    if not model_name.endswith("_petct"):
+        return None
+    doubt = _petct_doubt(image.array)
+    if not doubt:
+        return None
+    return ChannelsWarning(
+        f"the image has two channels, so the PET/CT model {model_name!r} segments it; it "
+        f"expects channel 0 CT in HU and channel 1 PET in SUV, but {doubt}. Give the CT "
+        "first (read_image('ct', 'pet')), or choose a model with model=..."
+    )
+
+
 def _load_model(model, image: Image, work: Image, flat_axis: int | None, device: str | None):
     """The session's model, loaded (default: the shipped one for `work`'s dimensions and
     `image`'s channels) and checked against the image `work` computes on."""
@@ -93,18 +107,6 @@ def _load_model(model, image: Image, work: Image, flat_axis: int | None, device:
 
     if model is None:
         model = default_model(work.ndim, image.channels)
-        if model.endswith("_petct"):
-            doubt = _petct_doubt(image.array)
-            if doubt:
-                warnings.warn(
-                    ChannelsWarning(
-                        f"the image has two channels, so the PET/CT model {model!r} segments "
-                        f"it; it expects channel 0 CT in HU and channel 1 PET in SUV, but "
-                        f"{doubt}. Give the CT first (read_image('ct', 'pet')), or choose a "
-                        "model with model=..."
-                    ),
-                    stacklevel=3,
-                )
     loaded = (
         _models.load_model(model, device=device) if isinstance(model, (str, os.PathLike)) else model
     )

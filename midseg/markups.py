@@ -440,10 +440,18 @@ def _model_ref_for(model, image) -> dict:
     from . import models
     from .clicks import model_ref
 
-    if model is None:  # what a Session on this image takes
-        from ._session_checks import default_model
+    from ._checks import computing_ndim
 
-        model = default_model(image.ndim, image.channels)
+    ndim = computing_ndim(image.shape)  # a one-slice volume is computed in 2D
+    if model is None:  # what a Session on this image takes, with its warning
+        import warnings
+
+        from ._session_checks import channels_warning, default_model
+
+        model = default_model(ndim, image.channels)
+        found = channels_warning(model, image)
+        if found is not None:
+            warnings.warn(found, stacklevel=3)
     if isinstance(model, (str, os.PathLike)):
         pt = models.model_path(model)
         card = models.read_card(pt)
@@ -456,10 +464,15 @@ def _model_ref_for(model, image) -> dict:
             getattr(model, "image_channels", None),
         )
         ref = model_ref(model)
-    if dims != image.ndim:
+    if dims != ndim:
         raise InvalidInputError(
-            f"model {ref['name']!r} is a {dims}D model but the image is {image.ndim}D; "
-            f"use a {image.ndim}D model"
+            f"model {ref['name']!r} is a {dims}D model but the image is {ndim}D"
+            + (
+                " (a volume one voxel thick is segmented as a 2D image)"
+                if ndim != image.ndim
+                else ""
+            )
+            + f"; use a {ndim}D model"
         )
     if channels != image.channels:
         raise InvalidInputError(

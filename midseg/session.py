@@ -33,6 +33,7 @@ from ._session_checks import (
     _coplanar_warning,
     _flat_axis,
     _load_model,
+    channels_warning,
     _work_image,
 )
 from .errors import (
@@ -185,6 +186,14 @@ class Session(_History):
         self.thick_slice_ratio = ifgc["thick_slice_ratio"]
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
+        # a PET/CT model chosen by default for channels unlike CT then PET: holds for every
+        # state (`warnings`)
+        self._model_warnings = ()
+        if model is None:
+            found = channels_warning(self.model.name, self.image)
+            if found is not None:
+                self._model_warnings = (found,)
+                _warnings.warn(found, stacklevel=2)
         self._history: list[_State] = []
         self._pos = -1
         # click-local rounds' windowed region intensities, reused while they hold

@@ -491,3 +491,35 @@ def test_cli_import_with_a_co_registered_image_records_the_petct_model(tmp_path,
     assert midseg.read_image(tmp_path / "mask.nii.gz").array.any()
     assert cli.main(base + rest) == 0  # without --with: the one-channel model, as before
     assert json.loads((tmp_path / "c.json").read_text())["model"]["name"] == "2d"
+
+
+def test_cli_import_warns_like_a_session_and_computes_a_slice_in_2d(tmp_path, capsys):
+    image, margin, _, _ = phantom(2)
+    geo = {"spacing": image.spacing, "origin": image.origin}
+    ct = midseg.Image(image.array * 1000 - 900, **geo)
+    pet = midseg.Image(np.where(image.array > 0.5, 8.0, 1.0), **geo)
+    midseg.write_image(tmp_path / "ct.mha", ct)
+    midseg.write_image(tmp_path / "pet.mha", pet)
+    write_markups(tmp_path / "m.mrk.json", lps(image, margin), name="margin")
+    rest = ["--margin", str(tmp_path / "m.mrk.json"), "--out", str(tmp_path / "c.json")]
+    pet_first = ["--image", str(tmp_path / "pet.mha"), "--with", str(tmp_path / "ct.mha")]
+    assert cli.main(["markups", "import", *pet_first, *rest]) == 0
+    err = capsys.readouterr().err
+    assert "midseg markups: warning: the image has two channels" in err
+    assert "channel 0 has no value below -200" in err
+    # a one-slice volume: the model a Session takes (2d), and `segment` replays it
+    one = midseg.Image(image.array[None], spacing=(1.0, *image.spacing))
+    midseg.write_image(tmp_path / "one.nii.gz", one)
+    pts = np.column_stack([np.zeros(len(margin)), margin])
+    one_read = midseg.read_image(tmp_path / "one.nii.gz")
+    write_markups(tmp_path / "m1.mrk.json", lps(one_read, pts), name="margin")
+    rest = ["--margin", str(tmp_path / "m1.mrk.json"), "--out", str(tmp_path / "c1.json")]
+    assert cli.main(["markups", "import", "--image", str(tmp_path / "one.nii.gz"), *rest]) == 0
+    assert json.loads((tmp_path / "c1.json").read_text())["model"]["name"] == "2d"
+    out = ["-o", str(tmp_path / "s.nii.gz")]
+    assert (
+        cli.main(
+            ["segment", str(tmp_path / "one.nii.gz"), "--clicks", str(tmp_path / "c1.json"), *out]
+        )
+        == 0
+    )

@@ -303,6 +303,9 @@ def test_a_two_channel_image_unlike_ct_then_pet_is_warned_about():
         assert s.model.name == "2d_petct"  # chosen all the same: a warning, not a refusal
         assert "Give the CT first" in str(got[0].message)
         assert got[0].filename == __file__  # points at the caller's line
+        assert s.warnings == (got[0].message,)  # kept for the GUI, every state
+    s.segment(np.argwhere(mask)[[0, len(np.argwhere(mask)) // 2, -1]])
+    assert isinstance(s.warnings[0], ChannelsWarning)
     with warnings.catch_warnings():  # a model the user chose is not second-guessed
         warnings.simplefilter("error", ChannelsWarning)
         midseg.Session(midseg.Image(np.stack([pet, ct]), spacing=(1.0, 1.0)), model="2d_petct")
