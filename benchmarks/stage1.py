@@ -71,8 +71,12 @@ BRATS_TARGETS = {"tc": "tumour_core", "wt": "whole_tumour", "brain": "brain"}
 
 
 def _brats(case: str, target: str):
+    from midseg.errors import InvalidInputError
+
     t = REGISTRY["brats2013"].target(BRATS_TARGETS[target])
     folder = DATA / "brats2013" / case
+    if not folder.is_dir():
+        raise InvalidInputError(f"BraTS data not found at '{folder}'")
     return _read(folder / t.image).astype(np.float32), np.isin(_read(folder / t.label), t.values)
 
 
@@ -268,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{Path(spec).parent.name}/{Path(spec).stem}"
             )
         models[name] = m
-    results = evaluate(models, tasks, seed=args.seed, limit=5 if args.quick else None)
+    from midseg.errors import MidsegError
+
+    try:
+        results = evaluate(models, tasks, seed=args.seed, limit=5 if args.quick else None)
+    except MidsegError as exc:  # a set missing under the data root, a bad file
+        print(f"stage1: error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"\nStage 1, simulated interior margin points (seed {args.seed}), CPU, "
         f"{args.threads} torch thread(s); Dice at p >= 0.5; latency = median wall time of "

@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--users", default=",".join(USERS))
     ap.add_argument("--out", default="runs/suggest/bench", help="folder of the per-run CSVs")
     ap.add_argument("--quick", action="store_true", help="a few cases per set")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the margin points (default 0)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -114,7 +115,9 @@ def main(argv=None) -> int:
         method = SessionMethod("midseg")
         by_user = {}
         for user in users:
-            rows = run_protocol(cases, [method], clicks=args.clicks, user=user, progress=False)
+            rows = run_protocol(
+                cases, [method], clicks=args.clicks, user=user, progress=False, seed=args.seed
+            )
             write_csv(rows, Path(args.out) / f"{sid}_{user}.csv")
             by_user[user] = [{k: str(v) for k, v in r.items()} for r in rows]
             print(f"{sid} {user}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

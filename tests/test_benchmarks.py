@@ -63,3 +63,9 @@ def test_stage1_benchmark_checks_tasks_and_data_before_any_work(tmp_path, capsys
     assert f"data folder {missing} not found" in capsys.readouterr().err
     monkeypatch.setenv("MIDSEG_DATA", str(missing))  # the default root honours it
     assert _script("stage1").DATA == missing
+    only_hc = tmp_path / "only_hc18"
+    (only_hc / "hc18").mkdir(parents=True)
+    monkeypatch.undo()  # the real evaluate: the task stops at the missing BraTS folder
+    stage1 = _script("stage1")
+    assert stage1.main(["--tasks", "tc2d", "--models", "2d", "--data", str(only_hc)]) == 1
+    assert "stage1: error: BraTS data not found" in capsys.readouterr().err
