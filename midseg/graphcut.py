@@ -22,6 +22,7 @@ from ._checks import (
     channels_first,
     check_lam_sigma,
     check_spatial,
+    flat_axis_of_shape,
 )
 from .errors import InvalidInputError, MidsegError
 
@@ -181,9 +182,9 @@ def _solve_sparse(
     unit = spacing / spacing.min()
     neg_inv = -1.0 / (2.0 * sigma * sigma)
     strides = np.asarray([int(np.prod(shape[k + 1 :])) for k in range(len(shape))])
-    g = maxflow.GraphFloat(n, n * len(_offsets(len(shape), connectivity)))
+    g = maxflow.GraphFloat(n, n * len(_offsets(shape, connectivity)))
     g.add_nodes(n)
-    for off in _offsets(len(shape), connectivity):
+    for off in _offsets(shape, connectivity):
         dist = float(np.sqrt(np.sum((np.asarray(off) * unit) ** 2)))
         step = int(np.dot(off, strides))
         for sign in (1, -1):  # the edge to the neighbour on each side of a free voxel
@@ -217,10 +218,14 @@ def _solve_sparse(
     return out
 
 
-def _offsets(ndim: int, connectivity: int | None) -> list[tuple[int, ...]]:
-    """Half of the neighbourhood offsets (one per undirected edge direction)."""
+def _offsets(shape: Sequence[int], connectivity: int | None) -> list[tuple[int, ...]]:
+    """Half of the neighbourhood offsets (one per undirected edge direction) of a grid of
+    spatial `shape`. The default connectivity is `DEFAULT_CONNECTIVITY`; for a volume one
+    voxel thick it is 18, which holds the 8 in-plane neighbours a 2D image gets (the
+    result equals the 2D one)."""
+    ndim = len(shape)
     if connectivity is None:
-        connectivity = DEFAULT_CONNECTIVITY[ndim]
+        connectivity = 18 if flat_axis_of_shape(shape) is not None else DEFAULT_CONNECTIVITY[ndim]
     allowed = _CONNECTIVITIES[ndim]
     if connectivity not in allowed:
         raise InvalidInputError(
@@ -252,13 +257,12 @@ def _pairwise_weights(
     ``lam * exp(-|I_i - I_j|^2 / (2 sigma^2)) / dist_ij``, with ``dist_ij`` the physical
     length of the offset divided by the smallest spacing.
     """
-    ndim = norm_image.ndim - 1
     shape = norm_image.shape[1:]
     unit = spacing / spacing.min()
     img = norm_image.astype(np.float32, copy=False)
     neg_inv = np.float32(-1.0 / (2.0 * sigma * sigma))
     out = []
-    for off in _offsets(ndim, connectivity):
+    for off in _offsets(shape, connectivity):
         src = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, shape))
         dst = tuple(slice(s.start + o, s.stop + o) for s, o in zip(src, off))
         if img.shape[0] == 1:
@@ -386,7 +390,8 @@ def graph_cut(
         Axis of `image` holding channels (midseg uses 0), None for a scalar image.
     connectivity : int, optional
         Number of neighbours: 4 or 8 in 2D (default 8), 6, 18 or 26 in 3D
-        (default 6, see `DEFAULT_CONNECTIVITY`).
+        (default 6, see `DEFAULT_CONNECTIVITY`; 18 for a volume one voxel thick, whose
+        in-plane neighbours are then the 8 of its 2D image).
 
     Returns
     -------

@@ -230,7 +230,8 @@ def refine(
         relaxed bounding box of all points and clicks (so it grows when a
         click falls outside it).
     connectivity : int, optional
-        Graph-cut neighbourhood (see `graph_cut`): 8 in 2D, 6 in 3D by default.
+        Graph-cut neighbourhood (see `graph_cut`): 8 in 2D, 6 in 3D by default (18 for a
+        volume one voxel thick: the 8 in-plane neighbours of its 2D image).
     backend : str, default "auto"
         Backend of `midseg.geodesic.geodesic_distance` for Df and Db.
     previous : RefineResult or (probability, mask) pair, optional
@@ -770,7 +771,8 @@ def cut_margin_points_box(
     norm = _window_normalise(crop, _object_window(crop, local))
     unit = np.asarray(sp, np.float64) / np.min(sp)
     bound = 2.0 * sum(
-        weight / float(np.sqrt(np.sum((np.asarray(o) * unit) ** 2))) for o in _offsets(ndim, None)
+        weight / float(np.sqrt(np.sum((np.asarray(o) * unit) ** 2)))
+        for o in _offsets(fused_box.shape, None)
     )
     r = np.clip(fused_box, PROB_EPS, 1.0 - PROB_EPS)
     free = np.abs(np.log(r) - np.log1p(-r)) < bound  # the uncertain voxels

@@ -1375,3 +1375,27 @@ def test_a_ratio_just_above_one_makes_no_isotropic_axis_a_slice_axis():
     plain = _slice_distance((8, 9, 10), pts, np.ones(3), 0.0)
     for ratio in (1.0000001, 1.5, 5.0):
         assert np.array_equal(_slice_distance((8, 9, 10), pts, np.ones(3), ratio), plain)
+
+
+@pytest.mark.parametrize("method", ["ifgc", "gc", "ifgc-global", "ifgc-paper"])
+def test_a_volume_one_voxel_thick_is_refined_as_its_2d_image(method):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:60, :70]
+    obj = ((yy - 30) ** 2 / 300 + (xx - 35) ** 2 / 500) < 1
+    img = (obj * 1.0 + rng.normal(0, 0.3, obj.shape)).astype(np.float32)
+    prob = np.clip(obj * 0.7 + 0.15 + rng.normal(0, 0.05, obj.shape), 0, 1).astype(np.float32)
+    mp = np.array([[30, 14], [30, 56], [14, 35], [46, 35]])
+    flat = refine(
+        img, prob, margin_points=mp, foreground=[(30, 10)], background=[(10, 10)], method=method
+    )
+    for ax in range(3):  # the same mask and map, whichever axis is the thin one
+        got = refine(
+            np.expand_dims(img, ax),
+            np.expand_dims(prob, ax),
+            margin_points=np.insert(mp, ax, 0, axis=1),
+            foreground=[tuple(np.insert([30, 10], ax, 0))],
+            background=[tuple(np.insert([10, 10], ax, 0))],
+            method=method,
+        )
+        np.testing.assert_array_equal(np.squeeze(got.mask, ax), flat.mask)
+        np.testing.assert_array_equal(np.squeeze(got.probability, ax), flat.probability)
