@@ -349,7 +349,8 @@ REGISTRY: dict[str, DataSet] = {
     "fetal_brain_atlas": DataSet(
         "fetal_brain_atlas",
         "spina-bifida fetal brain MR atlas (Fidon et al. 2021), "
-        "super-resolved T2, 8 structures; the whole brain (mask.nii.gz) is not a target",
+        "super-resolved T2, 8 structures; the whole brain (mask.nii.gz, or all 8 structures "
+        "together) is a test object (BraTS brain), never trained on",
         "CC0 1.0",
         spacing="0.8 mm isotropic",
         splits={
@@ -366,6 +367,18 @@ REGISTRY: dict[str, DataSet] = {
                 role="excluded" if n in _FETAL_SHELLS else "train",
             )
             for v, n in enumerate(_FETAL_STRUCTURES, start=1)
+        )
+        # the whole brain: one of the unseen test objects (../shared/data/README.md)
+        + (
+            Target("brain", "srr.nii.gz", "mask.nii.gz", (1,), "MR", role="report"),
+            Target(
+                "brain_structures",
+                "srr.nii.gz",
+                "parcellation.nii.gz",
+                tuple(range(1, len(_FETAL_STRUCTURES) + 1)),
+                "MR",
+                role="report",
+            ),
         ),
     ),
     "hc18": DataSet(
@@ -431,24 +444,25 @@ def _case_folders(ds: DataSet) -> dict[str, str] | None:
     return {n.lower(): n for n in names}
 
 
-def registry_case(folder: str | os.PathLike) -> tuple[DataSet, str] | None:
-    """``(set, case)`` when `folder`, resolved (symbolic links followed), is a case folder of a
-    `REGISTRY` set or lies inside one: a path ``.../<set>/<case>/...`` whose ``<set>`` is a
-    set's name and ``<case>`` one of its case folders (`_case_folders`; names compared
-    case-insensitively, wherever the data root lies); ``(set, "")`` for a set's own folder.
-    None for any other folder."""
-    parts = Path(folder).expanduser().resolve().parts
+def registry_case(path: str | os.PathLike) -> tuple[DataSet, str, str] | None:
+    """``(set, case, rest)`` when `path`, resolved (symbolic links followed, also a file's),
+    lies in a case folder of a `REGISTRY` set: ``.../<set>/<case>/<rest>`` whose ``<set>`` is
+    a set's name and ``<case>`` one of its case folders (`_case_folders`; names compared
+    case-insensitively, wherever the data root lies); `rest` is the path below the case
+    folder (POSIX, "" for the folder itself). ``(set, "", "")`` for a set's own folder. None
+    for any other path."""
+    parts = Path(path).expanduser().resolve().parts
     by_name = {n.lower(): ds for n, ds in REGISTRY.items()}
     for i in range(len(parts) - 1, -1, -1):  # the innermost set folder first
         ds = by_name.get(parts[i].lower())
         if ds is None:
             continue
         if i == len(parts) - 1:  # the set's own folder
-            return ds, ""
+            return ds, "", ""
         known = _case_folders(ds)
         case = parts[i + 1] if known is None else known.get(parts[i + 1].lower())
         if case is not None:
-            return ds, case
+            return ds, case, "/".join(parts[i + 2 :])
     return None
 
 

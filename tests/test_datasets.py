@@ -28,17 +28,23 @@ def test_pool_splits_are_disjoint_and_tests_are_never_trained():
 def test_a_case_folder_is_known_by_its_registry_names_wherever_it_lies(tmp_path):
     brats = REGISTRY["brats2013"]
     case = tmp_path / "copy" / "BraTS2013" / "Brats_2013_pat0001_1"
-    assert datasets.registry_case(case / "sub") == (brats, "brats_2013_pat0001_1")
+    assert datasets.registry_case(case / "sub" / "a.nii.gz") == (
+        brats,
+        "brats_2013_pat0001_1",
+        "sub/a.nii.gz",
+    )
     assert datasets.registry_case(case / ".." / "x") is None  # no case of the set
-    assert datasets.registry_case(tmp_path / "brats2013") == (brats, "")  # the set's folder
+    assert datasets.registry_case(tmp_path / "brats2013") == (brats, "", "")  # the set's folder
+    assert datasets.registry_case(tmp_path / "brats2013" / "img.nii.gz") is None
     dev = REGISTRY["dev_unseen"]
-    assert datasets.registry_case(tmp_path / "dev_unseen" / "new_folder") == (dev, "new_folder")
+    got = datasets.registry_case(tmp_path / "dev_unseen" / "new_folder")
+    assert got == (dev, "new_folder", "")
     assert datasets.registry_case(tmp_path / "hc18" / "project" / "mine") is None
-    assert datasets.registry_case(tmp_path / "sts" / "STS_001") == (REGISTRY["sts"], "STS_001")
+    sts = REGISTRY["sts"]
+    assert datasets.registry_case(tmp_path / "sts" / "STS_001") == (sts, "STS_001", "")
     assert datasets.registry_case(tmp_path / "sts" / "patA") is None
     (tmp_path / "link").symlink_to(tmp_path / "sts" / "STS_010", target_is_directory=True)
-    assert datasets.registry_case(tmp_path / "link") == (REGISTRY["sts"], "STS_010")
-    brats = REGISTRY["brats2013"]
+    assert datasets.registry_case(tmp_path / "link" / "CT.nii.gz") == (sts, "STS_010", "CT.nii.gz")
     tc = brats.target("tumour_core")
     ok = datasets.check_case_training(
         brats, ["brats_2013_pat0003_1"], tc.image, tc.label, (4, 3, 1)
@@ -57,6 +63,11 @@ def test_a_case_folder_is_known_by_its_registry_names_wherever_it_lies(tmp_path)
         datasets.check_case_training(
             brats, ["brats_2013_pat0004_1"], tc.image, wt.label, (1, 2, 3, 4, 5)
         )
+    fetal = REGISTRY["fetal_brain_atlas"]  # the whole brain is a test object
+    for label, values in (("mask.nii.gz", (1,)), ("parcellation.nii.gz", range(1, 9))):
+        with pytest.raises(InvalidInputError, match="fetal_brain_atlas/brain"):
+            datasets.check_case_training(fetal, ["x"], "srr.nii.gz", label, values)
+    assert datasets.check_case_training(fetal, ["x"], "srr.nii.gz", "parcellation.nii.gz", (2,))
     for name in ("dev_unseen", "hc18"):
         with pytest.raises(InvalidInputError, match="not in the training pool"):
             datasets.check_case_training(REGISTRY[name], ["x"], "a", "b", (1,))

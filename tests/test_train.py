@@ -156,7 +156,8 @@ def test_resume_on_other_training_data_is_refused(tmp_path):
         train(more, _cfg(epochs=1), None, progress=False, resume=ck)
     renamed = [TrainItem(it.image, it.mask, it.spacing, it.name + "b") for it in items]
     other = [TrainItem(it.image + 0.5, it.mask, it.spacing, it.name) for it in items]
-    for changed in (renamed, other):  # other names; the same names, other pixels
+    spaced = [TrainItem(it.image, it.mask, (3.0, 1.0), it.name) for it in items]
+    for changed in (renamed, other, spaced):  # other names; other pixels; other spacing
         with pytest.raises(MidsegError, match="items_sha256"):
             train(changed, _cfg(epochs=1), None, progress=False, resume=ck)
     with pytest.raises(MidsegError, match="validation_items: 0 .checkpoint. vs 1"):
@@ -166,6 +167,18 @@ def test_resume_on_other_training_data_is_refused(tmp_path):
     with pytest.raises(MidsegError, match="image_channels: 1 .checkpoint. vs 2"):
         train(two, _cfg(epochs=1), None, progress=False, resume=ck)
     train(items, _cfg(epochs=1), None, progress=False, resume=ck)  # the same data resumes
+
+
+def test_data_fingerprint_ignores_a_crop_around_the_object():
+    from midseg.training.loop import _fingerprint
+
+    items = _discs(4, 2)
+    crop = (slice(2, -2), slice(3, -1))  # every disc lies inside (as --cache stores items)
+    cropped = [TrainItem(it.image[crop], it.mask[crop], it.spacing, it.name) for it in items]
+    assert all(c.mask.sum() == it.mask.sum() for c, it in zip(cropped, items))
+    assert _fingerprint(cropped) == _fingerprint(items)
+    two = [TrainItem(np.stack([it.image, -it.image]), it.mask, it.spacing, it.name) for it in items]
+    assert _fingerprint(two) != _fingerprint(items)
 
 
 def test_resume_of_a_checkpoint_without_data_record(tmp_path, capsys):
@@ -178,6 +191,10 @@ def test_resume_of_a_checkpoint_without_data_record(tmp_path, capsys):
     with pytest.raises(MidsegError, match=r"network of other shapes \(inc.0.weight"):
         train(two, _cfg(epochs=2), None, progress=False, resume=tmp_path / "old.pt")
     train(items, _cfg(epochs=2), None, progress=False, resume=tmp_path / "old.pt")
+    assert "predates the data record" in capsys.readouterr().out
+    old["data"] = {"items": 4, "names_sha256": "0" * 16, "image_channels": 1}  # first format
+    torch.save(old, tmp_path / "first.pt")
+    train(items, _cfg(epochs=2), None, progress=False, resume=tmp_path / "first.pt")
     assert "predates the data record" in capsys.readouterr().out
 
 
@@ -576,6 +593,10 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
     (b / "brats_2013_pat0001_1").mkdir(parents=True)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "p1").symlink_to(b / "brats_2013_pat0001_1")  # a link to a test case
+    t1 = "brats_2013_pat0001_1"
+    (tmp_path / "mine" / "files").mkdir()
+    for name in ("T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz"):
+        (tmp_path / "mine" / "files" / name).symlink_to(b / t1 / name)
     flair = ("--image-name", "Flair_subtrMeanDivStd.nii.gz")
     refused = [
         (tmp_path / "dev_unseen" / "lung_ct", "x", (), "not in the training pool"),
@@ -600,6 +621,25 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
             ("--label-name", "brainmask.nii.gz", "--labels", "1,2"),
             "brats2013/brain",
         ),
+        (b, "brats_2013_pat0003_1", ("--label-name", "./brainmask.nii.gz"), "brats2013/brain"),
+        # the files are what counts, wherever their names lead
+        (b, "brats_2013_pat0003_1", ("--image-name", f"../{t1}/T1c.nii.gz"), "test split"),
+        (b, "brats_2013_pat0003_1", ("--label-name", str(b / t1 / "seg.nii.gz")), "test split"),
+        (tmp_path, "brats2013", ("--image-name", "brats_2013_pat0002_1/T1c.nii.gz"), "test split"),
+        (
+            b,
+            "brats_2013_pat0003_1",
+            ("--image-name", "../../dev_unseen/lung_ct/image.nii.gz"),
+            "not in the training pool",
+        ),
+        (tmp_path / "mine", "files", (), "test split"),  # file links into a test case
+        (
+            tmp_path / "fetal_brain_atlas",
+            "fetal_SB_atlas_GA25_notoperated",
+            ("--image-name", "srr.nii.gz", "--label-name", "mask.nii.gz", "--labels", "1"),
+            "fetal_brain_atlas/brain",
+        ),
+        (tmp_path / "nope", "a", (), "--data folder .* does not exist"),
     ]
     for data, cases, extra, match in refused:
         with pytest.raises(InvalidInputError, match=match):
@@ -607,6 +647,18 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(InvalidInputError, match="--train-cases, --labels go with --data"):
         _data_run(tmp_path, b, "brats_2013_pat0003_1", "--pool", "sts", "--labels", "1")
+    with pytest.raises(InvalidInputError, match="--label-name go with --data"):  # even a default
+        _data_run(tmp_path, b, "", "--pool", "sts", "--label-name", "OTMultiClass.nii.gz")
+    with pytest.raises(InvalidInputError, match="--slice-step, --pool-targets go with --pool"):
+        _data_run(
+            tmp_path,
+            b,
+            "brats_2013_pat0003_1",
+            "--slice-step",
+            "brats2013=5",
+            "--pool-targets",
+            "brats2013=brain",
+        )
 
 
 def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
@@ -616,11 +668,17 @@ def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
     assert card["licence"].startswith("brats2013: CC BY-NC-SA 3.0 CH.")
     assert "no registry target" not in capsys.readouterr().out  # labels 1,3,4: tumour core
     # the user's own folders, even below or beside a folder named like a set
-    for own in ("own", "hc18/project/mydata", "own/sts"):
-        _brats_like(tmp_path / own, "a", 0)
-        assert _data_run(tmp_path, tmp_path / own, "a", "--labels", "1") == 0
+    # (a case folder named like a set too)
+    for own, case in (
+        ("own", "a"),
+        ("hc18/project/mydata", "a"),
+        ("own/sts", "a"),
+        ("own2", "sts"),
+    ):
+        _brats_like(tmp_path / own, case, 0)
+        assert _data_run(tmp_path, tmp_path / own, case, "--labels", "1") == 0
         card = json.loads((tmp_path / "out" / "2d.json").read_text())
-        assert card["licence"].startswith("Not stated for ['a']: no registry set"), own
+        assert card["licence"].startswith(f"Not stated for ['{case}']: no registry set"), own
         assert "cannot state their licence" in capsys.readouterr().out
 
 

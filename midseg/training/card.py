@@ -240,32 +240,42 @@ def case_licence(
     data, cases: list[str], image_name: str, label_name: str, labels: list[int]
 ) -> str:
     """The card's licence of a ``--data`` run on case folders `cases` of folder `data` (image
-    `image_name`, label file `label_name`, values `labels`), from the registry sets those
-    folders are (`midseg.datasets.registry_case`: resolved, links followed). Raises
-    InvalidInputError for what the registry says is never trained on
-    (`midseg.datasets.check_case_training`)."""
+    `image_name`, label file `label_name`, values `labels`), from the registry sets their
+    image and label files are in (`midseg.datasets.registry_case` on each file, resolved,
+    links followed: what is read, not how it is named). Raises InvalidInputError for what
+    the registry says is never trained on (`midseg.datasets.check_case_training`) and for
+    a missing `data` folder."""
     from .. import datasets
 
-    found: dict[str, list[str]] = {}  # set name -> its cases among `cases`
+    sets: dict[str, dict] = {}
     unknown = []
     for case in cases:
-        hit = datasets.registry_case(Path(data) / case)
-        if hit is None:
+        img = datasets.registry_case(Path(data) / case / image_name)
+        lab = datasets.registry_case(Path(data) / case / label_name)
+        if img is None and lab is None:
             unknown.append(case)
-        else:
-            found.setdefault(hit[0].name, []).append(hit[1])
-    sets = []
-    for name, names in found.items():
-        ds = datasets.REGISTRY[name]
-        target = datasets.check_case_training(ds, names, image_name, label_name, labels)
-        if target is None:
-            print(
-                f"note: {image_name} with labels {labels} is no registry target of "
-                f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
-                flush=True,
-            )
-        sets.append({"set": ds.name, "licence": ds.licence, "non_commercial": ds.non_commercial})
-    text = _pool_licence(sets) if sets else ""
+            continue
+        for hit in {(h[0].name, h[1]): h for h in (img, lab) if h is not None}.values():
+            ds = hit[0]
+            same = lab is not None and lab[0] is ds and lab[1] == hit[1]
+            # the files' own names inside the registry case: what the targets name
+            image = img[2] if img is not None and img[0] is ds else image_name
+            label = lab[2] if same and lab is not None else ""
+            target = datasets.check_case_training(ds, [hit[1]], image, label, labels)
+            if target is None and ds.name not in sets:
+                print(
+                    f"note: {image_name} with labels {labels} is no registry target of "
+                    f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
+                    flush=True,
+                )
+            sets[ds.name] = {
+                "set": ds.name,
+                "licence": ds.licence,
+                "non_commercial": ds.non_commercial,
+            }
+    if not Path(data).is_dir():  # after the refusals: they need no files
+        raise InvalidInputError(f"--data folder '{data}' does not exist")
+    text = _pool_licence(list(sets.values())) if sets else ""
     if unknown:
         print(
             f"note: case folder(s) {unknown} are in no registry set (midseg.datasets.REGISTRY): "

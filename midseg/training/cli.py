@@ -81,6 +81,15 @@ def _add_pool_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The case-folder options' defaults (BraTS tumour core on T1c), set after the check that
+#: --pool was not given them.
+CASE_DEFAULTS = {
+    "image_name": "T1c_subtrMeanDivStd.nii.gz",
+    "label_name": "OTMultiClass.nii.gz",
+    "labels": "1,3,4",
+}
+
+
 def _add_case_folder_arguments(p: argparse.ArgumentParser) -> None:
     """Case folders (``--data``): which cases, their files, labels and slices."""
     p.add_argument(
@@ -102,18 +111,18 @@ def _add_case_folder_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image-name",
-        default="T1c_subtrMeanDivStd.nii.gz",
-        help="image file inside each case folder (default: %(default)s)",
+        default=None,
+        help=f"image file inside each case folder (default: {CASE_DEFAULTS['image_name']})",
     )
     p.add_argument(
         "--label-name",
-        default="OTMultiClass.nii.gz",
-        help="label file inside each case folder (default: %(default)s)",
+        default=None,
+        help=f"label file inside each case folder (default: {CASE_DEFAULTS['label_name']})",
     )
     p.add_argument(
         "--labels",
-        default="1,3,4",
-        help="labels forming the target (default: %(default)s = tumour core)",
+        default=None,
+        help=f"labels forming the target (default: {CASE_DEFAULTS['labels']} = tumour core)",
     )
     p.add_argument(
         "--min-area",
@@ -552,23 +561,24 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.cache and not args.pool:
         raise InvalidInputError("--cache goes with --pool")
-    if args.pool:
-        own = [
-            f"--{k.replace('_', '-')}"
-            for k, default in (
-                ("train_cases", None),
-                ("val_cases", ""),
-                ("image_name", "T1c_subtrMeanDivStd.nii.gz"),
-                ("label_name", "OTMultiClass.nii.gz"),
-                ("labels", "1,3,4"),
-            )
-            if getattr(args, k) != default
-        ]
-        if own:
-            raise InvalidInputError(
-                f"{', '.join(own)} go with --data case folders, not --pool (the registry "
-                "gives a pool's cases, files and labels; pick targets with --pool-targets)"
-            )
+    case_options = ("train_cases", "val_cases", "image_name", "label_name", "labels")
+    given = [k for k in case_options if getattr(args, k)]
+    if args.pool and given:
+        raise InvalidInputError(
+            f"{', '.join('--' + k.replace('_', '-') for k in given)} go with --data case "
+            "folders, not --pool (the registry gives a pool's cases, files and labels; pick "
+            "targets with --pool-targets)"
+        )
+    pool_only = [
+        o
+        for o, v in (("--slice-step", args.slice_step), ("--pool-targets", args.pool_targets))
+        if v
+    ]
+    if not args.pool and pool_only:
+        raise InvalidInputError(f"{', '.join(pool_only)} go with --pool, not --data case folders")
+    for k, v in CASE_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     if args.max_iterations is not None and args.max_iterations < 1:
         raise InvalidInputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.cue != "none":

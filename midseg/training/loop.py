@@ -289,16 +289,20 @@ def _start(
 
 
 def _fingerprint(items: Sequence[TrainItem]) -> str:
-    """A digest of items' names, shapes and a sample of their values (every 997th voxel of
-    image and mask, and their sums): other files, pixels, targets or cases change it."""
+    """A digest of items' names, spacing, object size and the image values inside the object
+    (their sum and every 97th of them in array order, all channels): other files, pixels,
+    spacing, targets or cases change it; cropping around the object, as ``--cache`` stores
+    items, does not."""
     h = hashlib.sha256()
     for it in items:
-        im = np.ascontiguousarray(it.image, dtype=np.float32)
-        m = np.ascontiguousarray(it.mask, dtype=np.uint8)
-        h.update(f"{it.name}|{im.shape}|{m.shape}|{float(im.sum(dtype=np.float64))!r}|".encode())
+        m = np.asarray(it.mask, dtype=bool)
+        im = np.asarray(it.image, dtype=np.float32)
+        inside = im[m] if im.ndim == m.ndim else im[:, m]
+        spacing = None if it.spacing is None else tuple(round(float(s), 6) for s in it.spacing)
         h.update(
-            f"{int(m.sum())}|".encode() + im.ravel()[::997].tobytes() + m.ravel()[::997].tobytes()
+            f"{it.name}|{spacing}|{int(m.sum())}|{float(inside.sum(dtype=np.float64))!r}|".encode()
         )
+        h.update(np.ascontiguousarray(inside[..., ::97]).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -347,14 +351,17 @@ def _resume(path, cfg: TrainConfig, net, opt, data: dict) -> TrainState:
     """
     ck = _load_checkpoint(path)
     check_config(ck, cfg, path)
-    if isinstance(ck.get("data"), dict) and ck["data"] != data:
+    recorded = ck.get("data") if isinstance(ck.get("data"), dict) else None
+    if recorded is not None and "items_sha256" not in recorded:
+        recorded = None  # the first record's format (names only): not comparable
+    if recorded is not None and recorded != data:
         raise MidsegError(
             f"checkpoint '{path}' was written on other training data "
-            f"({_differences(ck['data'], data)}): the pool, targets, cases, files, "
+            f"({_differences(recorded, data)}): the pool, targets, cases, files, spacing, "
             "validation cases or channels differ; resume with the same data or start a new "
             "run folder"
         )
-    if not isinstance(ck.get("data"), dict):
+    if recorded is None:
         print(f"note: checkpoint '{path}' predates the data record: its data is not checked")
     own = net.state_dict()
     shapes = [
