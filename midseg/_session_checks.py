@@ -86,17 +86,18 @@ def _petct_doubt(array: np.ndarray) -> str | None:
 
 
 def channels_warning(model_name: str, image: Image) -> ChannelsWarning | None:
-    """The warning for a PET/CT model chosen by default (`default_model`) for an `image`
-    whose channels do not look like CT in HU then PET in SUV (`_petct_doubt`), else None."""
+    """The warning for a shipped PET/CT model (name ending ``_petct``, chosen by default or
+    named) on an `image` whose channels do not look like CT in HU then PET in SUV
+    (`_petct_doubt`), else None."""
     if not model_name.endswith("_petct"):
         return None
     doubt = _petct_doubt(image.array)
     if not doubt:
         return None
     return ChannelsWarning(
-        f"the image has two channels, so the PET/CT model {model_name!r} segments it; it "
-        f"expects channel 0 CT in HU and channel 1 PET in SUV, but {doubt}. Give the CT "
-        "first (read_image('ct', 'pet')), or choose a model with model=..."
+        f"the PET/CT model {model_name!r} segments this two-channel image; it expects "
+        f"channel 0 CT in HU and channel 1 PET in SUV, but {doubt}. Give the CT first "
+        "(read_image('ct', 'pet'); on the command line CT --with PET) or choose another model"
     )
 
 

@@ -443,15 +443,10 @@ def _model_ref_for(model, image) -> dict:
     from ._checks import computing_ndim
 
     ndim = computing_ndim(image.shape)  # a one-slice volume is computed in 2D
-    if model is None:  # what a Session on this image takes, with its warning
-        import warnings
-
-        from ._session_checks import channels_warning, default_model
+    if model is None:  # what a Session on this image takes
+        from ._session_checks import default_model
 
         model = default_model(ndim, image.channels)
-        found = channels_warning(model, image)
-        if found is not None:
-            warnings.warn(found, stacklevel=3)
     if isinstance(model, (str, os.PathLike)):
         pt = models.model_path(model)
         card = models.read_card(pt)
@@ -479,6 +474,13 @@ def _model_ref_for(model, image) -> dict:
             f"model {ref['name']!r} expects {channels} image channel(s), the image has "
             f"{image.channels}"
         )
+    from ._session_checks import channels_warning
+
+    found = channels_warning(ref["name"], image)  # as a Session with this model warns
+    if found is not None:
+        import warnings
+
+        warnings.warn(found, stacklevel=3)
     return ref
 
 

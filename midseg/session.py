@@ -82,9 +82,10 @@ class Session(_History):
         (``.json``), or an object returned by `midseg.models.load_model`. Default:
         the shipped model matching the image's dimensionality; for a two-channel image the shipped PET/CT
         model ``"2d_petct"``/``"3d_petct"`` (channel 0 CT in HU, channel 1
-        PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them), with a
-        `midseg.errors.ChannelsWarning` when channel 0 has no value below -200
-        or over 1 % of channel 1 is below -1 (not CT, then PET).
+        PET in SUV, as `midseg.io.read_image("ct", "pet")` stacks them). With a
+        PET/CT model (chosen so or named), a `midseg.errors.ChannelsWarning`
+        when channel 0 has no value below -200 or over 1 % of channel 1 is below
+        -1 (not CT, then PET); it is also in `warnings`.
         Loaded once, here.
     lam, sigma : float
         Graph-cut weight λ and intensity scale σ of the pairwise term
@@ -186,14 +187,12 @@ class Session(_History):
         self.thick_slice_ratio = ifgc["thick_slice_ratio"]
         self.device = device
         self.model = _load_model(model, self.image, self._work, self._flat, self.device)
-        # a PET/CT model chosen by default for channels unlike CT then PET: holds for every
-        # state (`warnings`)
+        # a PET/CT model on channels unlike CT then PET: holds for every state (`warnings`)
         self._model_warnings = ()
-        if model is None:
-            found = channels_warning(self.model.name, self.image)
-            if found is not None:
-                self._model_warnings = (found,)
-                _warnings.warn(found, stacklevel=2)
+        found = channels_warning(str(getattr(self.model, "name", "")), self.image)
+        if found is not None:
+            self._model_warnings = (found,)
+            _warnings.warn(found, stacklevel=2)
         self._history: list[_State] = []
         self._pos = -1
         # click-local rounds' windowed region intensities, reused while they hold

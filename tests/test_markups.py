@@ -505,7 +505,7 @@ def test_cli_import_warns_like_a_session_and_computes_a_slice_in_2d(tmp_path, ca
     pet_first = ["--image", str(tmp_path / "pet.mha"), "--with", str(tmp_path / "ct.mha")]
     assert cli.main(["markups", "import", *pet_first, *rest]) == 0
     err = capsys.readouterr().err
-    assert "midseg markups: warning: the image has two channels" in err
+    assert "midseg markups: warning: the PET/CT model '2d_petct' segments this" in err
     assert "channel 0 has no value below -200" in err
     # a one-slice volume: the model a Session takes (2d), and `segment` replays it
     one = midseg.Image(image.array[None], spacing=(1.0, *image.spacing))

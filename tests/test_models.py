@@ -306,9 +306,13 @@ def test_a_two_channel_image_unlike_ct_then_pet_is_warned_about():
         assert s.warnings == (got[0].message,)  # kept for the GUI, every state
     s.segment(np.argwhere(mask)[[0, len(np.argwhere(mask)) // 2, -1]])
     assert isinstance(s.warnings[0], ChannelsWarning)
-    with warnings.catch_warnings():  # a model the user chose is not second-guessed
-        warnings.simplefilter("error", ChannelsWarning)
+    with pytest.warns(ChannelsWarning):  # also when the user names the PET/CT model
         midseg.Session(midseg.Image(np.stack([pet, ct]), spacing=(1.0, 1.0)), model="2d_petct")
+    with pytest.warns(ChannelsWarning):
+        labels = midseg.LabelSession(midseg.Image(np.stack([pet, ct]), spacing=(1.0, 1.0)))
+    assert isinstance(labels.add("a").warnings[0], ChannelsWarning)
+    with pytest.warns(ChannelsWarning):  # every object (the GUI shows it after each stage 1)
+        assert isinstance(labels.add("b").warnings[0], ChannelsWarning)
 
 
 def _phantom(dims, rng):
