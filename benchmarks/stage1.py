@@ -61,9 +61,9 @@ SEED_GROUP = {t: f"sts-ct-grid{t[-2:]}" for t in TASKS if t.startswith("sts") an
 
 
 def _read(path: Path) -> np.ndarray:
-    import SimpleITK as sitk
+    from midseg import read_image  # a missing or damaged file: a MidsegError naming it
 
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return np.asarray(read_image(path).array)
 
 
 #: task prefix -> target of the brats2013 registry entry

@@ -69,3 +69,10 @@ def test_stage1_benchmark_checks_tasks_and_data_before_any_work(tmp_path, capsys
     stage1 = _script("stage1")
     assert stage1.main(["--tasks", "tc2d", "--models", "2d", "--data", str(only_hc)]) == 1
     assert "stage1: error: BraTS data not found" in capsys.readouterr().err
+    (only_hc / "hc18" / "images").mkdir()  # an empty image folder
+    assert stage1.main(["--tasks", "hc18", "--models", "2d", "--data", str(only_hc)]) == 1
+    assert "no hc18 images" in capsys.readouterr().err
+    case = only_hc / "brats2013" / "brats_2013_pat0001_1"
+    case.mkdir(parents=True)  # a case folder without its files
+    assert stage1.main(["--tasks", "tc2d", "--models", "2d", "--data", str(only_hc)]) == 1
+    assert "stage1: error:" in capsys.readouterr().err

@@ -159,6 +159,8 @@ def load_cases(
             raise InvalidInputError(f"hc18 data not found at '{folder}'")
         target = REGISTRY["hc18"].target("fetal_head")  # image / mask folders
         names = sorted(p.name for p in (folder / target.image).glob("*.png"))
+        if not names:
+            raise InvalidInputError(f"no hc18 images (*.png) in '{folder / target.image}'")
         order = np.random.default_rng([seed, _seed_of("hc18")]).permutation(len(names))
         chosen = [names[i] for i in order[:hc18_count]][skip_cases:]
         if max_cases is not None:
