@@ -451,7 +451,7 @@ def registry_case(path: str | os.PathLike) -> tuple[DataSet, str, str] | None:
     case-insensitively, wherever the data root lies); `rest` is the path below the case
     folder (POSIX, "" for the folder itself). ``(set, "", "")`` for a set's own folder. None
     for any other path."""
-    parts = Path(path).expanduser().resolve().parts
+    parts = Path(path).resolve().parts  # as the files are read: no "~" expansion
     by_name = {n.lower(): ds for n, ds in REGISTRY.items()}
     for i in range(len(parts) - 1, -1, -1):  # the innermost set folder first
         ds = by_name.get(parts[i].lower())
@@ -466,17 +466,26 @@ def registry_case(path: str | os.PathLike) -> tuple[DataSet, str, str] | None:
     return None
 
 
+def _file_key(name: str) -> str:
+    """A file name as the registry compares it: lower case, without a trailing ``.gz``
+    (``OTMultiClass.nii.gz``, ``otmulticlass.nii``: one file, gunzipped or renamed)."""
+    key = name.lower()
+    return key[:-3] if key.endswith(".gz") else key
+
+
 def check_case_training(
     ds: DataSet, cases: Sequence[str], image: str, label: str, values: Sequence[int]
 ) -> Target | None:
     """Check that case folders `cases` of registry set `ds` may be trained on (or chosen
     on) with that image, label file and label values, as `training_items` would.
 
-    Returns the matching `Target` (same image, label file and set of values), or None when
-    the combination is no registry target. Raises InvalidInputError for a set that is not
-    in the training pool or is development-only (``dev_unseen``, HC18), a case of its test
-    split, or label values that hold a ``"report"`` target of that label file (a test
-    object such as BraTS whole tumour, whatever the image, with or without more values).
+    File names are compared by `_file_key` (case and ``.gz`` aside). Returns the matching
+    `Target` (same image, label file and set of values), or None when the combination is
+    no registry target. Raises InvalidInputError for a set that is not in the training pool
+    or is development-only (``dev_unseen``, HC18), a case of its test split, or label values
+    of a ``"report"`` target's label file that hold that target, or all its values but
+    one without being a training target themselves (BraTS whole tumour as 1,2,4; the
+    fetal brain without one structure): a test object, whatever the image.
     """
     if ds.role != "pool" or ds.development_only:
         raise InvalidInputError(
@@ -489,16 +498,29 @@ def check_case_training(
             f"case(s) {test} are in the test split of {ds.name!r}: never train or choose on "
             f"them; its train cases are {list(ds.splits.get('train', ()))}"
         )
-    for t in ds.targets:
-        if t.role == "report" and t.label == label and set(t.values) <= set(values):
+    chosen = set(values)
+    same_label = [t for t in ds.targets if _file_key(t.label) == _file_key(label)]
+    match = next(
+        (
+            t
+            for t in same_label
+            if _file_key(t.image) == _file_key(image) and set(t.values) == chosen
+        ),
+        None,
+    )
+    trained = any(t.role != "report" and set(t.values) == chosen for t in same_label)
+    for t in same_label:
+        held = set(t.values) & chosen
+        if t.role == "report" and (
+            held == set(t.values) or (not trained and len(held) >= max(len(t.values) - 1, 2))
+        ):
             raise InvalidInputError(
-                f"labels {sorted(values)} of {label} hold the test object {ds.name}/{t.name} "
-                f"(labels {list(t.values)}, role 'report'): never train on it"
+                f"labels {sorted(chosen)} of {label} hold "
+                + ("" if held == set(t.values) else "most of ")
+                + f"the test object {ds.name}/{t.name} (labels {list(t.values)}, role "
+                "'report'): never train on it"
             )
-    for t in ds.targets:
-        if t.image == image and t.label == label and set(t.values) == set(values):
-            return t
-    return None
+    return match
 
 
 def training_items(

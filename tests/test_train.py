@@ -193,6 +193,7 @@ def test_resume_of_a_checkpoint_without_data_record(tmp_path, capsys):
     train(items, _cfg(epochs=2), None, progress=False, resume=tmp_path / "old.pt")
     assert "predates the data record" in capsys.readouterr().out
     old["data"] = {"items": 4, "names_sha256": "0" * 16, "image_channels": 1}  # first format
+    old["data"] = {**old["data"], "items_sha256": "1" * 16}  # the second, without "record"
     torch.save(old, tmp_path / "first.pt")
     train(items, _cfg(epochs=2), None, progress=False, resume=tmp_path / "first.pt")
     assert "predates the data record" in capsys.readouterr().out
@@ -640,16 +641,57 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
             "fetal_brain_atlas/brain",
         ),
         (tmp_path / "nope", "a", (), "--data folder .* does not exist"),
+        # the same files gunzipped or renamed in case; most of a test object
+        (
+            b,
+            "brats_2013_pat0003_1",
+            ("--label-name", "otmulticlass.nii", "--labels", "1,2,3,4"),
+            "brats2013/whole_tumour",
+        ),
+        (
+            b,
+            "brats_2013_pat0003_1",
+            ("--label-name", "BrainMask.nii", "--labels", "1"),
+            "brats2013/brain",
+        ),
+        (
+            b,
+            "brats_2013_pat0003_1",
+            ("--labels", "1,2,4"),
+            "most of the test object brats2013/whole_tumour",
+        ),
+        (
+            tmp_path / "fetal_brain_atlas",
+            "fetal_SB_atlas_GA25_notoperated",
+            (
+                "--image-name",
+                "srr.nii.gz",
+                "--label-name",
+                "parcellation.nii.gz",
+                "--labels",
+                "1,2,3,4,5,6,7",
+            ),
+            "most of the test object fetal_brain_atlas/brain_structures",
+        ),
+        (b, "brats_2013_pat0003_1", ("--labels", "1,2,3,4,"), "brats2013/whole_tumour"),
+        (
+            b,
+            "brats_2013_pat0003_1",
+            ("--labels", "1.0,2"),
+            "--labels must be comma-separated integers",
+        ),
     ]
     for data, cases, extra, match in refused:
         with pytest.raises(InvalidInputError, match=match):
             _data_run(tmp_path, data, cases, *extra)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(InvalidInputError, match="--train-cases, --labels go with --data"):
+    with pytest.raises(InvalidInputError, match="--train-cases, --labels: go with --data"):
         _data_run(tmp_path, b, "brats_2013_pat0003_1", "--pool", "sts", "--labels", "1")
-    with pytest.raises(InvalidInputError, match="--label-name go with --data"):  # even a default
+    with pytest.raises(
+        InvalidInputError, match="--label-name, --train-cases: go with --data"
+    ):  # even a default or ""
         _data_run(tmp_path, b, "", "--pool", "sts", "--label-name", "OTMultiClass.nii.gz")
-    with pytest.raises(InvalidInputError, match="--slice-step, --pool-targets go with --pool"):
+    with pytest.raises(InvalidInputError, match="--slice-step, --pool-targets: go with --pool"):
         _data_run(
             tmp_path,
             b,
@@ -668,6 +710,17 @@ def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
     assert card["licence"].startswith("brats2013: CC BY-NC-SA 3.0 CH.")
     assert "no registry target" not in capsys.readouterr().out  # labels 1,3,4: tumour core
     # the user's own folders, even below or beside a folder named like a set
+    # a validation case that is a training case under another spelling is no held-out case
+    (tmp_path / "own" / "link").mkdir(parents=True)
+    (tmp_path / "own" / "link" / "c").symlink_to(tmp_path / "brats2013" / "brats_2013_pat0003_1")
+    for val in ("./brats_2013_pat0003_1/", "../own/link/c"):
+        assert (
+            _data_run(tmp_path, tmp_path / "brats2013", "brats_2013_pat0003_1", "--val-cases", val)
+            == 0
+        )
+        card = json.loads((tmp_path / "out" / "2d.json").read_text())
+        assert card["split"]["validation_held_out"] is False, val
+    capsys.readouterr()
     # (a case folder named like a set too)
     for own, case in (
         ("own", "a"),

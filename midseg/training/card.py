@@ -249,7 +249,7 @@ def case_licence(
 
     sets: dict[str, dict] = {}
     unknown = []
-    for case in cases:
+    for case in dict.fromkeys(cases):  # each once (a training case may validate too)
         img = datasets.registry_case(Path(data) / case / image_name)
         lab = datasets.registry_case(Path(data) / case / label_name)
         if img is None and lab is None:

@@ -15,7 +15,7 @@ from .card import _pool_licence, _with_init_licence, case_licence
 from .checkpoint import _load_checkpoint
 from .config import AUGMENT_BACKENDS, TrainConfig, default_batch_size
 from .loop import check_config, train
-from .samples import _pool_items, load_brats_items
+from .samples import _cases, _labels, _pool_items, load_brats_items
 
 #: The description of ``python -m midseg.train --help`` (the old module's docstring).
 DESCRIPTION = """Training of the stage-1 network: (image, mask) pairs -> simulated points -> crop -> cue -> U-Net.
@@ -320,10 +320,6 @@ def _parse_params(pairs: Sequence[str]) -> dict:
     return out
 
 
-def _cases(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
 def _command_line(args: argparse.Namespace) -> str:
     """The command that started this run, for the card."""
     # Through the `midseg` console script sys.argv[1:] already starts with "train".
@@ -472,7 +468,7 @@ def _case_data(args: argparse.Namespace):
     """Items, validation items, card fields and real-item count for ``--train-cases``."""
     if not args.data or not args.train_cases:
         raise InvalidInputError("give --pool, or --data and --train-cases")
-    labels = [int(v) for v in args.labels.split(",")]
+    labels = _labels(args.labels)
     train_cases, val_cases = _cases(args.train_cases), _cases(args.val_cases)
     licence = case_licence(  # refuses before reading
         args.data, train_cases + val_cases, args.image_name, args.label_name, labels
@@ -487,7 +483,9 @@ def _case_data(args: argparse.Namespace):
     items = load_brats_items(args.data, train_cases, **kw)
     val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
     n_real = len(items)
-    overlap = sorted(set(train_cases) & set(val_cases))
+    # by the folders themselves: ./case/ or a link to a training case is that case
+    resolved = {(Path(args.data) / c).resolve(): c for c in train_cases}
+    overlap = sorted(c for c in val_cases if (Path(args.data) / c).resolve() in resolved)
     extra = {
         "data": {
             "description": _case_description(args, train_cases, labels),
@@ -562,11 +560,12 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.cache and not args.pool:
         raise InvalidInputError("--cache goes with --pool")
     case_options = ("train_cases", "val_cases", "image_name", "label_name", "labels")
-    given = [k for k in case_options if getattr(args, k)]
+    given = [k for k in case_options if getattr(args, k) not in (None, "")]
+    given += [k for k in case_options if getattr(args, k) == "" and k != "val_cases"]
     if args.pool and given:
         raise InvalidInputError(
-            f"{', '.join('--' + k.replace('_', '-') for k in given)} go with --data case "
-            "folders, not --pool (the registry gives a pool's cases, files and labels; pick "
+            f"{', '.join('--' + k.replace('_', '-') for k in given)}: "
+            f"{'goes' if len(given) == 1 else 'go'} with --data case folders, not --pool (the registry gives a pool's cases, files and labels; pick "
             "targets with --pool-targets)"
         )
     pool_only = [
@@ -575,7 +574,10 @@ def _check_args(args: argparse.Namespace) -> None:
         if v
     ]
     if not args.pool and pool_only:
-        raise InvalidInputError(f"{', '.join(pool_only)} go with --pool, not --data case folders")
+        raise InvalidInputError(
+            f"{', '.join(pool_only)}: {'goes' if len(pool_only) == 1 else 'go'} with --pool, "
+            "not --data case folders"
+        )
     for k, v in CASE_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, v)

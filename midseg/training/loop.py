@@ -288,6 +288,11 @@ def _start(
     )
 
 
+#: Version of the data record a checkpoint holds (`_data_key`); a checkpoint with another
+#: is resumed unchecked, with a note.
+DATA_RECORD = 2
+
+
 def _fingerprint(items: Sequence[TrainItem]) -> str:
     """A digest of items' names, spacing, object size and the image values inside the object
     (their sum and every 97th of them in array order, all channels): other files, pixels,
@@ -312,6 +317,7 @@ def _data_key(
     """What a checkpoint records about its data: the training and validation item counts,
     a `_fingerprint` of each, and the image channels."""
     return {
+        "record": DATA_RECORD,
         "items": len(items),
         "items_sha256": _fingerprint(items),
         "validation_items": len(val_items),
@@ -352,8 +358,8 @@ def _resume(path, cfg: TrainConfig, net, opt, data: dict) -> TrainState:
     ck = _load_checkpoint(path)
     check_config(ck, cfg, path)
     recorded = ck.get("data") if isinstance(ck.get("data"), dict) else None
-    if recorded is not None and "items_sha256" not in recorded:
-        recorded = None  # the first record's format (names only): not comparable
+    if recorded is not None and recorded.get("record") != DATA_RECORD:
+        recorded = None  # an earlier record's format: not comparable
     if recorded is not None and recorded != data:
         raise MidsegError(
             f"checkpoint '{path}' was written on other training data "

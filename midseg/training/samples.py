@@ -309,3 +309,18 @@ def _write_cache(path: Path, items: list[TrainItem], key: dict, kw: dict) -> Non
     # allow_pickle: numpy's default, named so that mypy does not match **arrays to it
     np.savez_compressed(tmp, allow_pickle=True, **arrays)
     os.replace(tmp, path)
+
+
+def _labels(text: str) -> list[int]:
+    """``--labels``: comma-separated integers, each once, sorted."""
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        values = []
+    if not values:
+        raise InvalidInputError(f"--labels must be comma-separated integers, got {text!r}")
+    return values
+
+
+def _cases(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
