@@ -514,11 +514,17 @@ def check_case_training(
         if t.role == "report" and (
             held == set(t.values) or (not trained and len(held) >= max(len(t.values) - 1, 2))
         ):
+            allowed = [
+                f"{u.name} {list(u.values)}"
+                for u in same_label
+                if u.role != "report" and _file_key(u.image) == _file_key(image)
+            ]
             raise InvalidInputError(
                 f"labels {sorted(chosen)} of {label} hold "
-                + ("" if held == set(t.values) else "most of ")
-                + f"the test object {ds.name}/{t.name} (labels {list(t.values)}, role "
-                "'report'): never train on it"
+                + ("" if held == set(t.values) else "most of (all values but one) ")
+                + f"the test object {ds.name}/{t.name} (labels {list(t.values)}): never "
+                "train or choose on it"
+                + (f"; training targets of this file: {', '.join(allowed)}" if allowed else "")
             )
     return match
 

@@ -658,7 +658,7 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
             b,
             "brats_2013_pat0003_1",
             ("--labels", "1,2,4"),
-            "most of the test object brats2013/whole_tumour",
+            "most of .all values but one. the test object brats2013/whole_tumour",
         ),
         (
             tmp_path / "fetal_brain_atlas",
@@ -671,7 +671,7 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
                 "--labels",
                 "1,2,3,4,5,6,7",
             ),
-            "most of the test object fetal_brain_atlas/brain_structures",
+            "most of .all values but one. the test object fetal_brain_atlas/brain_structures",
         ),
         (b, "brats_2013_pat0003_1", ("--labels", "1,2,3,4,"), "brats2013/whole_tumour"),
         (
@@ -680,6 +680,15 @@ def test_cli_data_folders_the_registry_refuses(tmp_path):
             ("--labels", "1.0,2"),
             "--labels must be comma-separated integers",
         ),
+        (b, "brats_2013_pat0003_1", ("--labels", "1_0"), "--labels must be comma-separated"),
+        (b, "brats_2013_pat0003_1", ("--labels", "\u0664"), "--labels must be comma-separated"),
+        (  # the refusal says what may be trained on this label file
+            b,
+            "brats_2013_pat0003_1",
+            ("--labels", "1,2,3"),
+            r"training targets of this file: tumour_core \[1, 3, 4\], enhancing_tumour \[4\]",
+        ),
+        (b, "brats_2013_pat0003_1,./brats_2013_pat0003_1/", (), "are the same image file"),
     ]
     for data, cases, extra, match in refused:
         with pytest.raises(InvalidInputError, match=match):
@@ -713,7 +722,12 @@ def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
     # a validation case that is a training case under another spelling is no held-out case
     (tmp_path / "own" / "link").mkdir(parents=True)
     (tmp_path / "own" / "link" / "c").symlink_to(tmp_path / "brats2013" / "brats_2013_pat0003_1")
-    for val in ("./brats_2013_pat0003_1/", "../own/link/c"):
+    (tmp_path / "own" / "files").mkdir()  # a validation case of links to its files
+    for name in ("T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz"):
+        (tmp_path / "own" / "files" / name).symlink_to(
+            tmp_path / "brats2013" / "brats_2013_pat0003_1" / name
+        )
+    for val in ("./brats_2013_pat0003_1/", "../own/link/c", "../own/files"):
         assert (
             _data_run(tmp_path, tmp_path / "brats2013", "brats_2013_pat0003_1", "--val-cases", val)
             == 0
@@ -732,7 +746,9 @@ def test_cli_data_licence_comes_from_the_registry(tmp_path, capsys):
         assert _data_run(tmp_path, tmp_path / own, case, "--labels", "1") == 0
         card = json.loads((tmp_path / "out" / "2d.json").read_text())
         assert card["licence"].startswith(f"Not stated for ['{case}']: no registry set"), own
-        assert "cannot state their licence" in capsys.readouterr().out
+        assert "cannot state their licence; write it into the card" in capsys.readouterr().out
+    with pytest.raises(InvalidInputError, match="no training items: no slice .* labels \\[7\\]"):
+        _data_run(tmp_path, tmp_path / "own", "a", "--labels", "7")
 
 
 def test_cli_synthetic_options_reach_the_card(tmp_path):

@@ -263,9 +263,14 @@ def case_licence(
             label = lab[2] if same and lab is not None else ""
             target = datasets.check_case_training(ds, [hit[1]], image, label, labels)
             if target is None and ds.name not in sets:
+                known = [
+                    f"{t.name} ({t.image}, {t.label} {list(t.values)})"
+                    for t in ds.targets
+                    if t.role != "report"
+                ]
                 print(
-                    f"note: {image_name} with labels {labels} is no registry target of "
-                    f"{ds.name!r} (known: {', '.join(t.name for t in ds.targets)})",
+                    f"note: {image_name} with labels {labels} of {label_name} is no registry "
+                    f"target of {ds.name!r} (its training targets: {'; '.join(known)})",
                     flush=True,
                 )
             sets[ds.name] = {
@@ -279,7 +284,8 @@ def case_licence(
     if unknown:
         print(
             f"note: case folder(s) {unknown} are in no registry set (midseg.datasets.REGISTRY): "
-            "the card cannot state their licence; add it before sharing the weights",
+            "the card cannot state their licence; write it into the card's 'licence' field "
+            "before sharing the weights",
             flush=True,
         )
         text += (" " if text else "") + (

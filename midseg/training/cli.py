@@ -15,7 +15,7 @@ from .card import _pool_licence, _with_init_licence, case_licence
 from .checkpoint import _load_checkpoint
 from .config import AUGMENT_BACKENDS, TrainConfig, default_batch_size
 from .loop import check_config, train
-from .samples import _cases, _labels, _pool_items, load_brats_items
+from .samples import _case_overlap, _cases, _labels, _pool_items, load_brats_items
 
 #: The description of ``python -m midseg.train --help`` (the old module's docstring).
 DESCRIPTION = """Training of the stage-1 network: (image, mask) pairs -> simulated points -> crop -> cue -> U-Net.
@@ -96,7 +96,8 @@ def _add_case_folder_arguments(p: argparse.ArgumentParser) -> None:
         "--data",
         default=None,
         help="folder of case folders, each holding the image and the label file "
-        "(with --pool: the data root)",
+        "(with --pool: the data root); test and development data of the registry are "
+        "refused (README, 'midseg train')",
     )
     p.add_argument(
         "--train-cases",
@@ -480,12 +481,17 @@ def _case_data(args: argparse.Namespace):
         labels=labels,
         min_area=args.min_area,
     )
+
+    overlap = _case_overlap(args.data, args.image_name, train_cases, val_cases)
     items = load_brats_items(args.data, train_cases, **kw)
     val_items = load_brats_items(args.data, val_cases, **kw) if val_cases else []
     n_real = len(items)
-    # by the folders themselves: ./case/ or a link to a training case is that case
-    resolved = {(Path(args.data) / c).resolve(): c for c in train_cases}
-    overlap = sorted(c for c in val_cases if (Path(args.data) / c).resolve() in resolved)
+    if not items:
+        raise InvalidInputError(
+            f"no training items: no {'slice' if args.dims == 2 else 'volume'} of the cases "
+            f"holds labels {labels} of {args.label_name}"
+            + (f" on at least --min-area {args.min_area} pixels" if args.dims == 2 else "")
+        )
     extra = {
         "data": {
             "description": _case_description(args, train_cases, labels),

@@ -358,8 +358,9 @@ def _resume(path, cfg: TrainConfig, net, opt, data: dict) -> TrainState:
     ck = _load_checkpoint(path)
     check_config(ck, cfg, path)
     recorded = ck.get("data") if isinstance(ck.get("data"), dict) else None
-    if recorded is not None and recorded.get("record") != DATA_RECORD:
-        recorded = None  # an earlier record's format: not comparable
+    version = recorded.get("record") if recorded is not None else None
+    if recorded is not None and version != DATA_RECORD:
+        recorded = None  # another record's format: not comparable
     if recorded is not None and recorded != data:
         raise MidsegError(
             f"checkpoint '{path}' was written on other training data "
@@ -368,7 +369,12 @@ def _resume(path, cfg: TrainConfig, net, opt, data: dict) -> TrainState:
             "run folder"
         )
     if recorded is None:
-        print(f"note: checkpoint '{path}' predates the data record: its data is not checked")
+        why = (
+            "predates the data record"
+            if not isinstance(version, int) or version < DATA_RECORD
+            else f"holds a newer data record (version {version})"
+        )
+        print(f"note: checkpoint '{path}' {why}: its data is not checked")
     own = net.state_dict()
     shapes = [
         f"{k} {list(v.shape)} (checkpoint) vs {list(own[k].shape)} (now)"

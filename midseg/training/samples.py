@@ -313,10 +313,9 @@ def _write_cache(path: Path, items: list[TrainItem], key: dict, kw: dict) -> Non
 
 def _labels(text: str) -> list[int]:
     """``--labels``: comma-separated integers, each once, sorted."""
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        values = []
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    plain = all(v.isascii() and v.lstrip("-").isdigit() for v in parts)  # not "1_0", not "٤"
+    values = sorted({int(v) for v in parts}) if plain else []
     if not values:
         raise InvalidInputError(f"--labels must be comma-separated integers, got {text!r}")
     return values
@@ -324,3 +323,21 @@ def _labels(text: str) -> list[int]:
 
 def _cases(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _case_overlap(data, image_name: str, train: list[str], val: list[str]) -> list[str]:
+    """The validation cases that are training cases: a case is its image file, wherever
+    links lead (``./case/``, a linked folder or file). Raises InvalidInputError for two
+    training cases of one image file."""
+
+    def image_of(case: str) -> Path:
+        return (Path(data) / case / image_name).resolve()
+
+    seen: dict[Path, str] = {}
+    for c in train:
+        if image_of(c) in seen:
+            raise InvalidInputError(
+                f"training cases {seen[image_of(c)]!r} and {c!r} are the same image file"
+            )
+        seen[image_of(c)] = c
+    return sorted(c for c in val if image_of(c) in seen)
