@@ -71,13 +71,13 @@ BRATS_TARGETS = {"tc": "tumour_core", "wt": "whole_tumour", "brain": "brain"}
 
 
 def _brats(case: str, target: str):
+    from midseg.datasets import case_files
     from midseg.errors import InvalidInputError
 
-    t = REGISTRY["brats2013"].target(BRATS_TARGETS[target])
-    folder = DATA / "brats2013" / case
-    if not folder.is_dir():
-        raise InvalidInputError(f"BraTS data not found at '{folder}'")
-    return _read(folder / t.image).astype(np.float32), np.isin(_read(folder / t.label), t.values)
+    image, label, values = case_files("brats2013", case, BRATS_TARGETS[target], DATA)
+    if not image.parent.is_dir():
+        raise InvalidInputError(f"BraTS data not found at '{image.parent}'")
+    return _read(image).astype(np.float32), np.isin(_read(label), values)
 
 
 def load_task(task: str, seed: int = 0, limit: int | None = None):

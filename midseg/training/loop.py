@@ -94,7 +94,7 @@ class _Run:
     device: str
     threads: int
     fmt: Any
-    image_channels: int
+    data: dict  # `_data_key` of the run's items (its image channels too)
     in_channels: int
     per_epoch: int
     total: int
@@ -103,9 +103,13 @@ class _Run:
     state: TrainState
     progress: bool = True
     val_cases: list = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # `_data_key` of the run's items
     last_val: float = float("nan")
     stopped_early: bool = False
+
+    @property
+    def image_channels(self) -> int:
+        """The items' image channel count (recorded in `data`)."""
+        return int(self.data["image_channels"])
 
     def checkpoint(self) -> None:
         """Write ``OUT/checkpoint.pt`` (nothing without a run folder)."""
@@ -276,7 +280,6 @@ def _start(
         device=device,
         threads=threads,
         fmt=fmt,
-        image_channels=data["image_channels"],
         data=data,
         in_channels=in_channels,
         per_epoch=per_epoch,
